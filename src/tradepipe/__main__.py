@@ -1,0 +1,3 @@
+from tradepipe.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Broker adapters: one small async protocol, one file per broker."""

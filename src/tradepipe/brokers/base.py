@@ -1,0 +1,70 @@
+"""The broker protocol every adapter speaks, and the capabilities it declares as data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from tradepipe.orders import OrderRequest, OrderState, OrderType, Position, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a broker can do; planning reads this instead of asking which broker it is."""
+
+    order_types: frozenset[OrderType] = frozenset(OrderType)
+    time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
+    brackets: bool = False
+    fractional: bool = False
+    short_selling: bool = True
+    quotes: bool = False
+    # The paper broker has no market data: the prices that signals carry move its marks.
+    marks_from_signals: bool = False
+    lot_size: Decimal = Decimal(1)
+    tick_size: Decimal = Decimal("0.01")
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    equity: Decimal
+    cash: Decimal
+    buying_power: Decimal
+
+
+class Broker(Protocol):
+    """One account at one broker. Every call may raise a `tradepipe.errors.BrokerError`."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, request: OrderRequest) -> OrderState:
+        """Send one order. Submitting a client order id the broker already has returns that
+        order's state and sends nothing: the id is what makes a retry safe."""
+        ...
+
+    async def get_order(self, client_order_id: str) -> OrderState | None:
+        """The broker's view of an order by our id; None if the broker never received it."""
+        ...
+
+    async def cancel(self, client_order_id: str) -> OrderState | None: ...
+
+    async def open_orders(self, ticker: str | None = None) -> list[OrderState]: ...
+
+    async def position(self, ticker: str) -> Position: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def quote(self, ticker: str) -> Decimal | None: ...
+
+    async def account(self) -> AccountSummary: ...
+
+    async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
+        """A price seen in a signal. Only brokers with `marks_from_signals` act on it; the
+        answer lists orders that the new price filled."""
+        ...

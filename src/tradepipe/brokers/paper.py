@@ -1,0 +1,281 @@
+"""The paper broker: a real adapter whose books (cash, positions, orders, marks) live in the journal.
+
+It behaves like a broker on the other side of a wire: it knows orders only by the client order id
+it was sent, refuses to create the same id twice, fills market orders at the mark (the last price a
+signal carried or `tradepipe paper quote` set), and keeps limit and stop orders resting until a
+later mark crosses them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from tradepipe.brokers.base import AccountSummary, Capabilities
+from tradepipe.errors import OrderRejected
+from tradepipe.journal import Journal, dumps
+from tradepipe.orders import (
+    Fill,
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+)
+
+CAPABILITIES = Capabilities(
+    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
+    time_in_force=frozenset(TimeInForce),
+    brackets=False,
+    fractional=True,
+    short_selling=True,
+    quotes=True,
+    marks_from_signals=True,
+    lot_size=Decimal("0.000001"),
+    tick_size=Decimal("0.0001"),
+)
+
+
+class PaperBroker:
+    def __init__(
+        self, name: str, journal: Journal, *, cash: Decimal, clock: Callable[[], datetime]
+    ) -> None:
+        self.name = name
+        self.capabilities = CAPABILITIES
+        self._journal = journal
+        self._initial_cash = cash
+        self._clock = clock
+
+    async def connect(self) -> None:
+        self._journal.paper_cash(self.name, self._initial_cash)
+
+    async def close(self) -> None:
+        return None
+
+    # -- orders --------------------------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> OrderState:
+        existing = self._journal.paper_order(self.name, request.client_order_id)
+        if existing is not None:
+            return self._state(existing)
+        if request.order_type not in self.capabilities.order_types:
+            raise OrderRejected(f"paper broker: order type {request.order_type} is not supported")
+        if request.quantity <= 0:
+            raise OrderRejected(f"paper broker: quantity must be positive (got {request.quantity})")
+        now = self._clock()
+        mark = self._journal.paper_mark(self.name, request.ticker)
+        with self._journal.transaction():
+            self._journal.paper_insert_order(
+                account=self.name,
+                client_order_id=request.client_order_id,
+                broker_order_id=f"P-{request.client_order_id}",
+                request=_request_json(request),
+                status=OrderStatus.ACCEPTED,
+                created_at=now,
+                updated_at=now,
+            )
+            price = _fill_price(request, mark)
+            if request.order_type is OrderType.MARKET and price is None:
+                self._finish(
+                    request.client_order_id,
+                    OrderStatus.REJECTED,
+                    f"no price for {request.ticker}: send signalPrice or run"
+                    f" `tradepipe paper quote {self.name} {request.ticker} PRICE`",
+                    now,
+                )
+            elif price is not None:
+                problem = self._affordability(request, price)
+                if problem:
+                    self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
+                else:
+                    self._fill(request, price, now)
+            elif request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                self._finish(
+                    request.client_order_id,
+                    OrderStatus.CANCELED,
+                    f"{request.time_in_force} order did not cross the mark",
+                    now,
+                )
+        row = self._journal.paper_order(self.name, request.client_order_id)
+        assert row is not None
+        return self._state(row)
+
+    async def get_order(self, client_order_id: str) -> OrderState | None:
+        row = self._journal.paper_order(self.name, client_order_id)
+        return self._state(row) if row else None
+
+    async def cancel(self, client_order_id: str) -> OrderState | None:
+        row = self._journal.paper_order(self.name, client_order_id)
+        if row is None:
+            return None
+        if OrderStatus(row["status"]).is_open:
+            with self._journal.transaction():
+                self._finish(client_order_id, OrderStatus.CANCELED, "canceled", self._clock())
+            row = self._journal.paper_order(self.name, client_order_id)
+            assert row is not None
+        return self._state(row)
+
+    async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
+        rows = self._journal.paper_open_orders(self.name)
+        return [
+            self._state(r)
+            for r in rows
+            if ticker is None or json.loads(r["request"])["ticker"] == ticker
+        ]
+
+    async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
+        """Move the mark and fill every resting order the new price crosses."""
+        now = self._clock()
+        changed: list[str] = []
+        with self._journal.transaction():
+            self._journal.set_paper_mark(self.name, ticker, price, now)
+            for row in self._journal.paper_open_orders(self.name):
+                request = _request_from_json(row["request"])
+                if request.ticker != ticker:
+                    continue
+                fill_price = _fill_price(request, price)
+                if fill_price is None:
+                    continue
+                problem = self._affordability(request, fill_price)
+                if problem:
+                    self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
+                else:
+                    self._fill(request, fill_price, now)
+                changed.append(request.client_order_id)
+        states = [await self.get_order(client_order_id) for client_order_id in changed]
+        return [state for state in states if state is not None]
+
+    # -- account -------------------------------------------------------------------------------
+
+    async def position(self, ticker: str) -> Position:
+        quantity, average = self._journal.paper_position(self.name, ticker)
+        return Position(ticker, quantity, average)
+
+    async def positions(self) -> list[Position]:
+        return [Position(t, q, a) for t, q, a in self._journal.paper_positions(self.name)]
+
+    async def quote(self, ticker: str) -> Decimal | None:
+        return self._journal.paper_mark(self.name, ticker)
+
+    async def account(self) -> AccountSummary:
+        cash = self._journal.paper_cash(self.name, self._initial_cash)
+        equity = cash
+        for ticker, quantity, average in self._journal.paper_positions(self.name):
+            mark = self._journal.paper_mark(self.name, ticker) or average or Decimal(0)
+            equity += quantity * mark
+        return AccountSummary(equity=equity, cash=cash, buying_power=max(cash, Decimal(0)))
+
+    # -- books ---------------------------------------------------------------------------------
+
+    def _affordability(self, request: OrderRequest, price: Decimal) -> str | None:
+        """A buy that opens or grows a long must be paid for with cash (no margin on paper)."""
+        if request.side is not Side.BUY:
+            return None
+        held, _ = self._journal.paper_position(self.name, request.ticker)
+        opening = request.quantity - max(-held, Decimal(0))
+        if opening <= 0:
+            return None
+        cash = self._journal.paper_cash(self.name, self._initial_cash)
+        cost = opening * price
+        if cost > cash:
+            return f"insufficient buying power: the order needs {cost:.2f}, the account has {cash:.2f}"
+        return None
+
+    def _fill(self, request: OrderRequest, price: Decimal, now: datetime) -> None:
+        cash = self._journal.paper_cash(self.name, self._initial_cash)
+        self._journal.paper_apply_fill(
+            account=self.name,
+            fill_id=f"{request.client_order_id}-1",
+            client_order_id=request.client_order_id,
+            ticker=request.ticker,
+            side=request.side,
+            quantity=request.quantity,
+            price=price,
+            filled_at=now,
+            cash=cash,
+        )
+        self._journal.paper_update_order(
+            self.name,
+            request.client_order_id,
+            status=OrderStatus.FILLED,
+            filled_quantity=request.quantity,
+            average_fill_price=price,
+            updated_at=now,
+        )
+
+    def _finish(self, client_order_id: str, status: OrderStatus, message: str, now: datetime) -> None:
+        self._journal.paper_update_order(
+            self.name, client_order_id, status=status, message=message, updated_at=now
+        )
+
+    def _state(self, row: dict) -> OrderState:
+        fills = tuple(
+            Fill(
+                fill_id=f["fill_id"],
+                client_order_id=f["client_order_id"],
+                ticker=f["ticker"],
+                side=Side(f["side"]),
+                quantity=Decimal(f["quantity"]),
+                price=Decimal(f["price"]),
+                filled_at=datetime.fromisoformat(f["filled_at"]),
+            )
+            for f in self._journal.paper_fills(self.name, row["client_order_id"])
+        )
+        return OrderState(
+            client_order_id=row["client_order_id"],
+            status=OrderStatus(row["status"]),
+            filled_quantity=Decimal(row["filled_quantity"]),
+            average_fill_price=(
+                Decimal(row["average_fill_price"]) if row["average_fill_price"] else None
+            ),
+            broker_order_id=row["broker_order_id"],
+            message=row["message"],
+            fills=fills,
+        )
+
+
+def _fill_price(request: OrderRequest, mark: Decimal | None) -> Decimal | None:
+    """The price at which an order executes against the mark now, or None if it rests."""
+    if mark is None:
+        return None
+    buy = request.side is Side.BUY
+    match request.order_type:
+        case OrderType.MARKET:
+            return mark
+        case OrderType.LIMIT:
+            assert request.limit_price is not None
+            crosses = mark <= request.limit_price if buy else mark >= request.limit_price
+            # A marketable limit fills at the better of the two prices, as on an exchange.
+            return (min if buy else max)(mark, request.limit_price) if crosses else None
+        case OrderType.STOP:
+            assert request.stop_price is not None
+            triggered = mark >= request.stop_price if buy else mark <= request.stop_price
+            return mark if triggered else None
+        case OrderType.STOP_LIMIT:
+            assert request.stop_price is not None and request.limit_price is not None
+            triggered = mark >= request.stop_price if buy else mark <= request.stop_price
+            crosses = mark <= request.limit_price if buy else mark >= request.limit_price
+            return mark if triggered and crosses else None
+    return None
+
+
+def _request_json(request: OrderRequest) -> str:
+    return dumps({slot: getattr(request, slot) for slot in OrderRequest.__slots__})
+
+
+def _request_from_json(text: str) -> OrderRequest:
+    raw = json.loads(text)
+    decimals = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_percent")
+    for key in decimals:
+        if raw.get(key) is not None:
+            raw[key] = Decimal(raw[key])
+    raw["side"] = Side(raw["side"])
+    raw["order_type"] = OrderType(raw["order_type"])
+    raw["time_in_force"] = TimeInForce(raw["time_in_force"])
+    raw["role"] = OrderRole(raw["role"])
+    return OrderRequest(**raw)

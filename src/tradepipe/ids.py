@@ -1,0 +1,43 @@
+"""Deterministic client order ids: the same (signal, subscription, leg) always gives the same id.
+
+That determinism is what lets a retry or a restart ask the broker "do you have this order?"
+instead of sending it again (SPEC §8). Pure: the journal's instance id is an argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_LENGTH = 32
+_ALLOWED = re.compile(r"^[A-Za-z0-9-]+$")
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+LEG_CODES = {"exit": "x", "entry": "e", "take_profit": "t", "stop_loss": "s", "cancel": "c"}
+
+
+def base36(number: int) -> str:
+    if number < 0:
+        raise ValueError(f"base36 takes a non-negative number (got {number})")
+    digits = ""
+    while True:
+        number, rest = divmod(number, 36)
+        digits = _DIGITS[rest] + digits
+        if number == 0:
+            return digits
+
+
+def client_order_id(
+    instance: str, signal_id: int, subscription: str, leg: str, attempt: int = 0
+) -> str:
+    """`tp` + journal instance + signal + subscription hash + leg (+ attempt for re-executions).
+
+    The journal instance keeps ids unique when a journal is replaced, so a broker that remembers
+    old ids (Alpaca refuses a reused client_order_id) never confuses two journals' orders.
+    """
+    subscription_hash = hashlib.sha256(subscription.encode()).hexdigest()[:6]
+    suffix = LEG_CODES[leg] + (base36(attempt) if attempt else "")
+    identifier = f"tp{instance[:4]}-{base36(signal_id)}-{subscription_hash}-{suffix}"
+    if len(identifier) > MAX_LENGTH or not _ALLOWED.match(identifier):
+        raise ValueError(f"client order id {identifier!r} breaks the 32-character rule")
+    return identifier

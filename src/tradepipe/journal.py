@@ -1,0 +1,572 @@
+"""The journal: one SQLite file holding every signal, delivery, order, fill and position.
+
+The only module that imports sqlite-utils. The daemon owns the single write connection; the CLI's
+reading commands open their own. WAL mode lets them read while the daemon writes, and
+`synchronous=FULL` makes a committed signal survive `kill -9` and power loss (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from tradepipe.errors import JournalError
+
+migrations = Migrations("tradepipe")
+
+
+@migrations(name="0001_initial")
+def _initial(db: Database) -> None:
+    # Decimals are TEXT so that a price or a quantity reads back exactly as it was written.
+    db.executescript(
+        """
+        CREATE TABLE signals (
+            id INTEGER PRIMARY KEY,
+            strategy TEXT,
+            received_at TEXT NOT NULL,
+            source TEXT,
+            body TEXT NOT NULL,
+            payload TEXT,
+            ticker TEXT,
+            action TEXT,
+            status TEXT NOT NULL,
+            http_status INTEGER NOT NULL,
+            error TEXT,
+            errors TEXT NOT NULL DEFAULT '[]',
+            warnings TEXT NOT NULL DEFAULT '[]',
+            dedupe_key TEXT,
+            body_hash TEXT,
+            duplicate_of INTEGER REFERENCES signals(id),
+            processed_at TEXT
+        ) STRICT;
+        CREATE INDEX signals_dedupe ON signals(strategy, dedupe_key) WHERE dedupe_key IS NOT NULL;
+        CREATE INDEX signals_body_hash ON signals(strategy, body_hash);
+        CREATE INDEX signals_status ON signals(status);
+
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            signal_id INTEGER NOT NULL REFERENCES signals(id),
+            subscription TEXT NOT NULL,
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            plan TEXT,
+            provenance TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (signal_id, subscription)
+        ) STRICT;
+        CREATE INDEX deliveries_status ON deliveries(status);
+
+        CREATE TABLE orders (
+            id INTEGER PRIMARY KEY,
+            client_order_id TEXT NOT NULL UNIQUE,
+            delivery_id INTEGER REFERENCES deliveries(id),
+            signal_id INTEGER REFERENCES signals(id),
+            subscription TEXT,
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            side TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            filled_quantity TEXT NOT NULL DEFAULT '0',
+            average_fill_price TEXT,
+            order_type TEXT NOT NULL,
+            limit_price TEXT,
+            stop_price TEXT,
+            trail_amount TEXT,
+            trail_percent TEXT,
+            time_in_force TEXT NOT NULL,
+            role TEXT NOT NULL,
+            parent_id INTEGER REFERENCES orders(id),
+            status TEXT NOT NULL,
+            broker_order_id TEXT,
+            broker_message TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX orders_account_ticker ON orders(account, ticker);
+        CREATE INDEX orders_status ON orders(status);
+
+        CREATE TABLE fills (
+            id INTEGER PRIMARY KEY,
+            fill_id TEXT NOT NULL UNIQUE,
+            order_id INTEGER NOT NULL REFERENCES orders(id),
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            side TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            price TEXT NOT NULL,
+            filled_at TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE positions (
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            average_price TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account, ticker)
+        ) STRICT;
+
+        -- The paper broker's own books: what a broker would hold on its side of the wire.
+        CREATE TABLE paper_accounts (
+            account TEXT PRIMARY KEY,
+            cash TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE paper_positions (
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            average_price TEXT,
+            PRIMARY KEY (account, ticker)
+        ) STRICT;
+        CREATE TABLE paper_marks (
+            account TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            price TEXT NOT NULL,
+            marked_at TEXT NOT NULL,
+            PRIMARY KEY (account, ticker)
+        ) STRICT;
+        CREATE TABLE paper_orders (
+            account TEXT NOT NULL,
+            client_order_id TEXT NOT NULL,
+            broker_order_id TEXT NOT NULL UNIQUE,
+            request TEXT NOT NULL,
+            status TEXT NOT NULL,
+            filled_quantity TEXT NOT NULL DEFAULT '0',
+            average_fill_price TEXT,
+            message TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account, client_order_id)
+        ) STRICT;
+        CREATE TABLE paper_fills (
+            fill_id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            client_order_id TEXT NOT NULL,
+            ticker TEXT NOT NULL,
+            side TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            price TEXT NOT NULL,
+            filled_at TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
+        """
+    )
+
+
+def to_text(value: Any) -> str | None:
+    """The journal's spelling of a value: Decimals exactly, datetimes as ISO-8601."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=to_text, separators=(",", ":"), sort_keys=False)
+
+
+class Journal:
+    """A tradepipe journal file. Not thread-safe: one Journal per thread or event loop."""
+
+    def __init__(self, path: Path, db: Database) -> None:
+        self.path = path
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Journal:
+        path = Path(path)
+        if not create and not path.exists():
+            raise JournalError(
+                f"no journal at {path}: start `tradepipe serve` once, or check [journal].path"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            db = Database(conn, execute_plugins=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit has reached the disk before we acknowledge anything built on it.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrations.apply(db)
+        except sqlite3.DatabaseError as e:
+            raise JournalError(f"cannot open journal {path}: {e}") from e
+        return cls(path, db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def instance(self) -> str:
+        """A random id of this journal file, part of every client order id it creates."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        if row is not None:
+            return str(row[0])
+        value = secrets.token_hex(4)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)", (value,)
+            )
+        return self.instance
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute(sql, params).fetchall()]
+
+    def _insert(self, table: str, row: Mapping[str, Any]) -> int:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cursor = self.conn.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+            [to_text(v) if isinstance(v, Decimal | datetime) else v for v in row.values()],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _update(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        where = " AND ".join(f"{column} = ?" for column in key)
+        params = [to_text(v) if isinstance(v, Decimal | datetime) else v for v in values.values()]
+        cursor = self.conn.execute(
+            f"UPDATE {table} SET {sets} WHERE {where}", [*params, *key.values()]
+        )
+        return cursor.rowcount
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def record_signal(self, **row: Any) -> int:
+        """Insert one received request and commit it durably; returns the signal id."""
+        for key in ("errors", "warnings"):
+            row[key] = dumps(row.get(key) or [])
+        with self.transaction():
+            return self._insert("signals", row)
+
+    def find_signal_by_key(self, strategy: str, dedupe_key: str, since: datetime) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM signals WHERE strategy = ? AND dedupe_key = ? AND received_at >= ?"
+            " AND status IN ('accepted', 'processed') ORDER BY id LIMIT 1",
+            (strategy, dedupe_key, since.isoformat()),
+        ).fetchone()
+        return row[0] if row else None
+
+    def find_signal_by_body(self, strategy: str, body_hash: str, since: datetime) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM signals WHERE strategy = ? AND body_hash = ? AND received_at >= ?"
+            " AND status IN ('accepted', 'processed') ORDER BY id DESC LIMIT 1",
+            (strategy, body_hash, since.isoformat()),
+        ).fetchone()
+        return row[0] if row else None
+
+    def mark_signal_processed(self, signal_id: int, processed_at: datetime) -> None:
+        with self.transaction():
+            self._update(
+                "signals",
+                {"id": signal_id},
+                {"status": "processed", "processed_at": processed_at},
+            )
+
+    def signal(self, signal_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM signals WHERE id = ?", (signal_id,))
+
+    def signals(self, *, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
+        if status:
+            return self._all(
+                "SELECT * FROM signals WHERE status = ? ORDER BY id DESC LIMIT ?", (status, limit)
+            )
+        return self._all("SELECT * FROM signals ORDER BY id DESC LIMIT ?", (limit,))
+
+    def unprocessed_signals(self) -> list[dict[str, Any]]:
+        """Accepted signals whose processing a stop interrupted, oldest first."""
+        return self._all("SELECT * FROM signals WHERE status = 'accepted' ORDER BY id")
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    def ensure_delivery(self, **row: Any) -> dict[str, Any]:
+        """Create the delivery of a signal to a subscription, or return the one a restart finds."""
+        existing = self._one(
+            "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
+            (row["signal_id"], row["subscription"]),
+        )
+        if existing is not None:
+            return existing
+        with self.transaction():
+            delivery_id = self._insert("deliveries", row)
+        found = self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        assert found is not None
+        return found
+
+    def update_delivery(self, delivery_id: int, **values: Any) -> None:
+        for key in ("plan", "provenance"):
+            if key in values and not isinstance(values[key], str | None):
+                values[key] = dumps(values[key])
+        with self.transaction():
+            self._update("deliveries", {"id": delivery_id}, values)
+
+    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+
+    def deliveries_for(self, signal_ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not signal_ids:
+            return []
+        marks = ", ".join("?" for _ in signal_ids)
+        return self._all(
+            f"SELECT * FROM deliveries WHERE signal_id IN ({marks}) ORDER BY id", list(signal_ids)
+        )
+
+    # -- orders and fills ----------------------------------------------------------------------
+
+    def insert_order(self, **row: Any) -> int:
+        """Journal an order *before* it is sent, so a crash can always ask the broker about it."""
+        with self.transaction():
+            return self._insert("orders", row)
+
+    def update_order(self, client_order_id: str, **values: Any) -> None:
+        with self.transaction():
+            self._update("orders", {"client_order_id": client_order_id}, values)
+
+    def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+
+    def orders(
+        self, *, account: str | None = None, signal_id: int | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        where, params = _filters(account=account, signal_id=signal_id)
+        return self._all(f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+
+    def orders_for_deliveries(self, delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not delivery_ids:
+            return []
+        marks = ", ".join("?" for _ in delivery_ids)
+        return self._all(
+            f"SELECT * FROM orders WHERE delivery_id IN ({marks}) ORDER BY id", list(delivery_ids)
+        )
+
+    def record_fill(
+        self,
+        *,
+        fill_id: str,
+        order_id: int,
+        account: str,
+        ticker: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        filled_at: datetime,
+    ) -> bool:
+        """Journal a fill and move the position it changes; False if it was journaled before."""
+        with self.transaction():
+            try:
+                self._insert(
+                    "fills",
+                    {
+                        "fill_id": fill_id,
+                        "order_id": order_id,
+                        "account": account,
+                        "ticker": ticker,
+                        "side": side,
+                        "quantity": quantity,
+                        "price": price,
+                        "filled_at": filled_at,
+                    },
+                )
+            except sqlite3.IntegrityError:
+                return False
+            signed = quantity if side == "buy" else -quantity
+            current = self.position(account, ticker)
+            old_qty = current[0] if current else Decimal(0)
+            old_avg = current[1] if current else None
+            new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+            self.conn.execute(
+                "INSERT INTO positions (account, ticker, quantity, average_price, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
+                " quantity = excluded.quantity, average_price = excluded.average_price,"
+                " updated_at = excluded.updated_at",
+                (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
+            )
+            return True
+
+    def fills(self, *, account: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        where, params = _filters(account=account)
+        return self._all(f"SELECT * FROM fills{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+
+    def position(self, account: str, ticker: str) -> tuple[Decimal, Decimal | None] | None:
+        row = self.conn.execute(
+            "SELECT quantity, average_price FROM positions WHERE account = ? AND ticker = ?",
+            (account, ticker),
+        ).fetchone()
+        if row is None:
+            return None
+        return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+
+    def positions(self, *, account: str | None = None) -> list[dict[str, Any]]:
+        where, params = _filters(account=account)
+        extra = " AND" if where else " WHERE"
+        return self._all(
+            f"SELECT * FROM positions{where}{extra} quantity != '0' ORDER BY account, ticker",
+            params,
+        )
+
+    # -- the paper broker's books --------------------------------------------------------------
+
+    def paper_cash(self, account: str, initial: Decimal) -> Decimal:
+        row = self.conn.execute(
+            "SELECT cash FROM paper_accounts WHERE account = ?", (account,)
+        ).fetchone()
+        if row is not None:
+            return Decimal(row[0])
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO paper_accounts (account, cash) VALUES (?, ?)",
+                (account, to_text(initial)),
+            )
+        return initial
+
+    def paper_position(self, account: str, ticker: str) -> tuple[Decimal, Decimal | None]:
+        row = self.conn.execute(
+            "SELECT quantity, average_price FROM paper_positions WHERE account = ? AND ticker = ?",
+            (account, ticker),
+        ).fetchone()
+        if row is None:
+            return Decimal(0), None
+        return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+
+    def paper_positions(self, account: str) -> list[tuple[str, Decimal, Decimal | None]]:
+        rows = self.conn.execute(
+            "SELECT ticker, quantity, average_price FROM paper_positions"
+            " WHERE account = ? AND quantity != '0' ORDER BY ticker",
+            (account,),
+        ).fetchall()
+        return [(r[0], Decimal(r[1]), Decimal(r[2]) if r[2] is not None else None) for r in rows]
+
+    def paper_mark(self, account: str, ticker: str) -> Decimal | None:
+        row = self.conn.execute(
+            "SELECT price FROM paper_marks WHERE account = ? AND ticker = ?", (account, ticker)
+        ).fetchone()
+        return Decimal(row[0]) if row else None
+
+    def set_paper_mark(self, account: str, ticker: str, price: Decimal, at: datetime) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO paper_marks (account, ticker, price, marked_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (account, ticker) DO UPDATE SET price = excluded.price,"
+                " marked_at = excluded.marked_at",
+                (account, ticker, to_text(price), at.isoformat()),
+            )
+
+    def paper_order(self, account: str, client_order_id: str) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM paper_orders WHERE account = ? AND client_order_id = ?",
+            (account, client_order_id),
+        )
+
+    def paper_open_orders(self, account: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT * FROM paper_orders WHERE account = ? AND status IN ('accepted',"
+            " 'partially_filled') ORDER BY rowid",
+            (account,),
+        )
+
+    def paper_fills(self, account: str, client_order_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT * FROM paper_fills WHERE account = ? AND client_order_id = ? ORDER BY rowid",
+            (account, client_order_id),
+        )
+
+    def paper_insert_order(self, **row: Any) -> None:
+        self._insert("paper_orders", row)
+
+    def paper_update_order(self, account: str, client_order_id: str, **values: Any) -> None:
+        self._update(
+            "paper_orders", {"account": account, "client_order_id": client_order_id}, values
+        )
+
+    def paper_apply_fill(
+        self,
+        *,
+        account: str,
+        fill_id: str,
+        client_order_id: str,
+        ticker: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        filled_at: datetime,
+        cash: Decimal,
+    ) -> None:
+        """Book one paper execution: the fill, the position and the cash move together."""
+        self._insert(
+            "paper_fills",
+            {
+                "fill_id": fill_id,
+                "account": account,
+                "client_order_id": client_order_id,
+                "ticker": ticker,
+                "side": side,
+                "quantity": quantity,
+                "price": price,
+                "filled_at": filled_at,
+            },
+        )
+        signed = quantity if side == "buy" else -quantity
+        old_qty, old_avg = self.paper_position(account, ticker)
+        new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+        self.conn.execute(
+            "INSERT INTO paper_positions (account, ticker, quantity, average_price)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
+            " quantity = excluded.quantity, average_price = excluded.average_price",
+            (account, ticker, to_text(new_qty), to_text(new_avg)),
+        )
+        self.conn.execute(
+            "UPDATE paper_accounts SET cash = ? WHERE account = ?",
+            (to_text(cash - signed * price), account),
+        )
+
+
+def apply_fill(
+    quantity: Decimal, average: Decimal | None, signed_fill: Decimal, price: Decimal
+) -> tuple[Decimal, Decimal | None]:
+    """A position after a fill: adding moves the average, reducing keeps it, crossing resets it."""
+    new_quantity = quantity + signed_fill
+    if new_quantity == 0:
+        return Decimal(0), None
+    if quantity == 0 or (quantity > 0) != (new_quantity > 0):
+        return new_quantity, price
+    if (quantity > 0) == (signed_fill > 0):
+        assert average is not None
+        return new_quantity, (quantity * average + signed_fill * price) / new_quantity
+    return new_quantity, average
+
+
+def _filters(**filters: Any) -> tuple[str, list[Any]]:
+    used = {k: v for k, v in filters.items() if v is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())

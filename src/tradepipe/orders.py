@@ -1,0 +1,131 @@
+"""Order value types shared by planning, brokers, the journal and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+    OPG = "opg"
+    CLS = "cls"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class OrderRole(StrEnum):
+    ENTRY = "entry"
+    EXIT = "exit"
+    TAKE_PROFIT = "take_profit"
+    STOP_LOSS = "stop_loss"
+
+
+class OrderStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_open(self) -> bool:
+        return self in _OPEN
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_OPEN = frozenset(
+    {
+        OrderStatus.SUBMITTING,
+        OrderStatus.SUBMITTED,
+        OrderStatus.ACCEPTED,
+        OrderStatus.PARTIALLY_FILLED,
+    }
+)
+_FINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What tradepipe asks a broker to do: one order, identified by our client order id."""
+
+    client_order_id: str
+    account: str
+    ticker: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    role: OrderRole = OrderRole.ENTRY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_percent: Decimal | None = None
+    extended_hours: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution reported by a broker."""
+
+    fill_id: str
+    client_order_id: str
+    ticker: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    filled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """The broker's answer about one order: its status, how much filled, and in its own words why."""
+
+    client_order_id: str
+    status: OrderStatus
+    filled_quantity: Decimal = Decimal(0)
+    average_fill_price: Decimal | None = None
+    broker_order_id: str | None = None
+    message: str | None = None
+    fills: tuple[Fill, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    ticker: str
+    quantity: Decimal
+    average_price: Decimal | None = None

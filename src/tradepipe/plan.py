@@ -1,0 +1,282 @@
+"""Planning: intent × position × open orders × price → the ordered steps of one delivery (SPEC §6).
+
+Pure. A business "no" is a value (`Skip` or `Reject` with a reason), never an exception: the
+engine journals it and `tradepipe signals` shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
+
+from tradepipe.orders import OrderRole, OrderType, Side
+from tradepipe.resolve import Intent
+from tradepipe.signal import Action, QuantityType, Sentiment
+from tradepipe.sizing import SizingInputs, round_to_lot, size
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """What planning needs to know of the account right now."""
+
+    position: Decimal
+    average_price: Decimal | None = None
+    reference_price: Decimal | None = None
+    equity: Decimal | None = None
+    has_open_orders: bool = False
+    lot_size: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOrder:
+    leg: str  # "exit" or "entry": part of the client order id
+    side: Side
+    quantity: Decimal
+    role: OrderRole
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_percent: Decimal | None = None
+    # The next step starts only once this order has filled (a reversal's exit).
+    wait_for_fill: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    summary: str
+    orders: tuple[PlannedOrder, ...] = ()
+    cancel_open_orders: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+
+
+Decision = Plan | Skip | Reject
+
+
+def make_plan(intent: Intent, market: Market) -> Decision:
+    position = market.position
+    match intent.action:
+        case Action.BUY | Action.SELL:
+            side = Side.BUY if intent.action is Action.BUY else Side.SELL
+            return _buy_or_sell(intent, market, side)
+        case Action.EXIT:
+            if position == 0:
+                return Reject("no open position to exit")
+            if intent.ignore_exits:
+                return Skip("exits are ignored (ignore_exits = true)")
+            # Sentiment flat means "end flat": the quantity is ignored (TradersPost).
+            return _exit(intent, market, partial=intent.sentiment is not Sentiment.FLAT)
+        case Action.ADD:
+            if position == 0:
+                return Reject("no open position to add to")
+            return _entry_plan(intent, market, _side_of(position), verb="add")
+        case Action.REVERSE:
+            if position == 0:
+                return Reject("no open position to reverse")
+            if intent.sentiment is Sentiment.FLAT:  # flat never enters the other side
+                return _exit(intent, market, partial=False, note=" (sentiment flat: no entry)")
+            return _swap(intent, market, _side_of(position).opposite(), obey_sides=False)
+        case Action.CANCEL:
+            if not market.has_open_orders:
+                return Reject(f"no open orders for {intent.ticker} to cancel")
+            return Plan(f"cancel the open orders for {intent.ticker}", cancel_open_orders=True)
+        case _:
+            return Reject(f"action {intent.action} is not supported yet")
+
+
+def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
+    position = market.position
+    holding_opposite = position * side.sign < 0
+    opposite = Sentiment.BEARISH if side is Side.BUY else Sentiment.BULLISH
+    if intent.sentiment is Sentiment.FLAT:
+        if not holding_opposite:
+            return Reject(f"{side} with sentiment flat: no {_word(side.opposite())} position to exit")
+        if intent.ignore_exits:
+            return Skip("exits are ignored (ignore_exits = true)")
+        return _exit(intent, market, partial=False)
+    if intent.sentiment is opposite:
+        if not holding_opposite:
+            return Reject(
+                f"{side} with sentiment {opposite}: a partial exit needs a"
+                f" {_word(side.opposite())} position"
+            )
+        return _exit(intent, market, partial=True)
+    if position == 0:
+        if not _side_allowed(intent, side):
+            return Skip(f"sides = {intent.sides}: a {side} does not open a {_word(side)} position")
+        return _entry_plan(intent, market, side, verb="enter")
+    if not holding_opposite:
+        if not intent.allow_add:
+            return Skip(f"already {_word(side)} {abs(position)} (allow_add = false)")
+        return _entry_plan(intent, market, side, verb="add")
+    if not intent.allow_side_swap:
+        return _exit(intent, market, partial=False, note=" (allow_side_swap = false: exit only)")
+    if not _side_allowed(intent, side):
+        note = f" (sides = {intent.sides}: exit only)"
+        return _exit(intent, market, partial=False, note=note)
+    return _swap(intent, market, side, obey_sides=True)
+
+
+def _swap(intent: Intent, market: Market, side: Side, *, obey_sides: bool) -> Decision:
+    """Exit the whole position, wait for the fill, then enter the other side."""
+    held = abs(market.position)
+    exit_order = _exit_order(intent, market.position, held, wait=True)
+    if isinstance(exit_order, Reject):
+        return exit_order
+    quantity = _entry_quantity(intent, market)
+    if isinstance(quantity, Reject):
+        return quantity
+    if intent.subtract_exit_quantity:
+        quantity -= held
+        if quantity <= 0:
+            return Plan(
+                f"exit {_word(side.opposite())} {held}; no entry: the signal's quantity"
+                f" {quantity + held} minus the exit {held} leaves nothing",
+                (replace(exit_order, wait_for_fill=False),),
+                intent.cancel_open_orders and market.has_open_orders,
+            )
+    entry = _entry_order(intent, side, quantity)
+    if isinstance(entry, Reject):
+        return entry
+    return Plan(
+        f"exit {_word(side.opposite())} {held}, wait for the fill, then {side} {quantity}",
+        (exit_order, entry),
+        intent.cancel_open_orders and market.has_open_orders,
+    )
+
+
+def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> Decision:
+    held = abs(market.position)
+    quantity = held
+    if partial and intent.signal_quantity is not None:
+        if intent.quantity_type is QuantityType.PERCENT_OF_POSITION:
+            sized = size(_sizing(intent, market))
+            if isinstance(sized, str):
+                return Reject(f"exit quantity: {sized}")
+            quantity = min(sized, held)
+        else:
+            quantity = min(round_to_lot(intent.signal_quantity, market.lot_size, True), held)
+            if quantity <= 0:
+                return Reject(f"exit quantity {intent.signal_quantity} rounds to 0")
+    order = _exit_order(intent, market.position, quantity, wait=False)
+    if isinstance(order, Reject):
+        return order
+    what = "exit" if quantity == held else "partial exit of"
+    return Plan(
+        f"{what} {_word(_side_of(market.position))} {quantity} of {held}{note}",
+        (order,),
+        intent.cancel_open_orders and market.has_open_orders,
+    )
+
+
+def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Decision:
+    quantity = _entry_quantity(intent, market)
+    if isinstance(quantity, Reject):
+        return quantity
+    entry = _entry_order(intent, side, quantity)
+    if isinstance(entry, Reject):
+        return entry
+    return Plan(
+        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker})",
+        (entry,),
+        intent.cancel_open_orders and market.has_open_orders,
+    )
+
+
+def _entry_quantity(intent: Intent, market: Market) -> Decimal | Reject:
+    sized = size(_sizing(intent, market))
+    return Reject(f"entry quantity: {sized}") if isinstance(sized, str) else sized
+
+
+def _sizing(intent: Intent, market: Market) -> SizingInputs:
+    price = intent.limit_price or market.reference_price
+    return SizingInputs(
+        quantity=intent.quantity,
+        quantity_type=intent.quantity_type,
+        position=market.position,
+        reference_price=price,
+        stop_price=intent.stop_loss.stop_price if intent.stop_loss else None,
+        equity=market.equity,
+        lot_size=market.lot_size,
+        fractional=intent.fractional,
+    )
+
+
+def _entry_order(intent: Intent, side: Side, quantity: Decimal) -> PlannedOrder | Reject:
+    if intent.take_profit is not None or intent.stop_loss is not None:
+        # Brackets come with the semantics issue; sending the entry without its stop would
+        # silently drop the protection the user asked for.
+        return Reject("take-profit and stop-loss orders are not supported yet")
+    return _order(intent, "entry", side, quantity, OrderRole.ENTRY, intent.entry_order_type)
+
+
+def _exit_order(
+    intent: Intent, position: Decimal, quantity: Decimal, *, wait: bool
+) -> PlannedOrder | Reject:
+    side = _side_of(position).opposite()
+    order = _order(intent, "exit", side, quantity, OrderRole.EXIT, intent.exit_order_type)
+    if isinstance(order, Reject) or not wait:
+        return order
+    return replace(order, wait_for_fill=True)
+
+
+def _order(
+    intent: Intent, leg: str, side: Side, quantity: Decimal, role: OrderRole, kind: OrderType
+) -> PlannedOrder | Reject:
+    needs = {
+        OrderType.LIMIT: ("limit_price",),
+        OrderType.STOP: ("stop_price",),
+        OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
+        OrderType.TRAILING_STOP: (),
+    }.get(kind, ())
+    for name in needs:
+        if getattr(intent, name) is None:
+            camel = "limitPrice" if name == "limit_price" else "stopPrice"
+            return Reject(f"a {kind} {leg} order needs {camel}")
+    if kind is OrderType.TRAILING_STOP and not (intent.trail_amount or intent.trail_percent):
+        return Reject(f"a trailing_stop {leg} order needs trailAmount or trailPercent")
+    uses = set(needs) | ({"trail_amount", "trail_percent"} if kind is OrderType.TRAILING_STOP else set())
+    return PlannedOrder(
+        leg=leg,
+        side=side,
+        quantity=quantity,
+        role=role,
+        order_type=kind,
+        limit_price=intent.limit_price if "limit_price" in uses else None,
+        stop_price=intent.stop_price if "stop_price" in uses else None,
+        trail_amount=intent.trail_amount if "trail_amount" in uses else None,
+        trail_percent=intent.trail_percent if "trail_percent" in uses else None,
+    )
+
+
+def _side_allowed(intent: Intent, side: Side) -> bool:
+    return intent.sides == "both" or (intent.sides == "long") == (side is Side.BUY)
+
+
+def _side_of(position: Decimal) -> Side:
+    return Side.BUY if position > 0 else Side.SELL
+
+
+def _word(side: Side) -> str:
+    return "long" if side is Side.BUY else "short"
+
+
+def plan_to_json(decision: Decision) -> dict:
+    """The journal's record of a decision."""
+    if isinstance(decision, Plan):
+        return {
+            "kind": "plan",
+            "summary": decision.summary,
+            "cancel_open_orders": decision.cancel_open_orders,
+            "orders": [asdict(order) for order in decision.orders],
+        }
+    return {"kind": "skip" if isinstance(decision, Skip) else "reject", "reason": decision.reason}

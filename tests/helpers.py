@@ -1,0 +1,157 @@
+"""Shared test helpers: config files on disk, a fixed clock, free ports, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+TOKEN = "tok_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"  # 32 URL-safe characters: > 128 bits
+OTHER_TOKEN = "tok_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6"
+
+
+def write_config(directory: Path, extra: str = "", *, port: int = 8080, subscription: str = "") -> Path:
+    """A config with one paper account, strategy `trend` and subscription `trend-paper`."""
+    path = directory / "tradepipe.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [server]
+            host = "127.0.0.1"
+            port = {port}
+
+            [journal]
+            path = "journal.db"
+
+            [accounts.paper]
+            broker = "paper"
+            cash = 100000
+
+            [strategies.trend]
+            token = "{TOKEN}"
+
+            [subscriptions.trend-paper]
+            strategy = "trend"
+            account = "paper"
+            """
+        )
+        + textwrap.dedent(subscription)
+        + textwrap.dedent(extra)
+    )
+    return path
+
+
+class FixedClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPIPE_")}
+    env["HOME"] = str(home)
+    env["XDG_CONFIG_HOME"] = str(home / ".config")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def tradepipe(config: Path | None, *args: str, stdin: str | None = None, home: Path | None = None,
+              check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a user would, in a subprocess."""
+    prefix = ["--config", str(config)] if config is not None else []
+    home = home or (config.parent if config else Path.cwd())
+    result = subprocess.run(
+        [sys.executable, "-m", "tradepipe", *prefix, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"tradepipe {' '.join(args)} exited {result.returncode}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+    return result
+
+
+def tradepipe_json(config: Path, *args: str) -> list | dict:
+    return json.loads(tradepipe(config, *args, "--json").stdout)
+
+
+class Daemon:
+    """`tradepipe serve` as a subprocess on a free loopback port."""
+
+    def __init__(self, config: Path, port: int, home: Path | None = None) -> None:
+        self.config = config
+        self.port = port
+        self.home = home or config.parent
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> Daemon:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tradepipe", "--config", str(self.config), "serve",
+             "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=cli_env(self.home),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{self.process.stdout.read()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("serve did not become ready")
+
+    def stop(self, sig: int | None = None) -> str:
+        assert self.process is not None
+        if self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+        try:
+            output, _ = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output or ""
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()

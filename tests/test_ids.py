@@ -1,0 +1,45 @@
+"""Deterministic client order ids (SPEC §8)."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradepipe.ids import base36, client_order_id
+
+
+def test_same_inputs_give_the_same_id():
+    assert client_order_id("abcd1234", 42, "trend-paper", "entry") == client_order_id(
+        "abcd1234", 42, "trend-paper", "entry"
+    )
+
+
+def test_legs_subscriptions_signals_and_attempts_give_different_ids():
+    ids = {
+        client_order_id("abcd1234", 42, "trend-paper", "entry"),
+        client_order_id("abcd1234", 42, "trend-paper", "exit"),
+        client_order_id("abcd1234", 42, "trend-live", "entry"),
+        client_order_id("abcd1234", 43, "trend-paper", "entry"),
+        client_order_id("abcd1234", 42, "trend-paper", "entry", attempt=1),
+        client_order_id("ffff0000", 42, "trend-paper", "entry"),
+    }
+    assert len(ids) == 6
+
+
+@given(
+    instance=st.text("0123456789abcdef", min_size=8, max_size=8),
+    signal_id=st.integers(0, 2**63 - 1),
+    subscription=st.text(min_size=1, max_size=40),
+    leg=st.sampled_from(["exit", "entry", "take_profit", "stop_loss", "cancel"]),
+    attempt=st.integers(0, 10_000),
+)
+def test_ids_fit_the_broker_rules(instance, signal_id, subscription, leg, attempt):
+    identifier = client_order_id(instance, signal_id, subscription, leg, attempt)
+    assert len(identifier) <= 32
+    assert re.fullmatch(r"[A-Za-z0-9-]+", identifier)
+
+
+def test_base36():
+    assert [base36(n) for n in (0, 35, 36, 1295)] == ["0", "z", "10", "zz"]

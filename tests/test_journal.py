@@ -1,0 +1,142 @@
+"""The journal on a real SQLite file: durability settings, reopening, fills and positions."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.helpers import FixedClock
+from tradepipe.errors import JournalError
+from tradepipe.journal import Journal, apply_fill
+
+D = Decimal
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal.open(tmp_path / "j.db")
+    yield j
+    j.close()
+
+
+def signal_row(clock, **extra):
+    return {
+        "strategy": "trend",
+        "received_at": clock(),
+        "source": "127.0.0.1",
+        "body": "{}",
+        "status": "accepted",
+        "http_status": 200,
+        **extra,
+    }
+
+
+def test_journal_runs_in_wal_with_full_sync(journal):
+    assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_journal_tables_are_strict(journal):
+    with pytest.raises(sqlite3.IntegrityError):  # STRICT refuses text in an INTEGER column
+        journal.conn.execute(
+            "INSERT INTO signals (received_at, body, status, http_status) VALUES ('t', '{}', 'x', 'abc')"
+        )
+
+
+def test_signal_survives_reopening(tmp_path):
+    clock = FixedClock()
+    journal = Journal.open(tmp_path / "j.db")
+    signal_id = journal.record_signal(**signal_row(clock, ticker="AAPL", warnings=["w"]))
+    journal.close()
+    reopened = Journal.open(tmp_path / "j.db")
+    row = reopened.signal(signal_id)
+    assert row["ticker"] == "AAPL" and row["warnings"] == '["w"]'
+    assert [r["id"] for r in reopened.unprocessed_signals()] == [signal_id]
+
+
+def test_migrations_apply_once(tmp_path):
+    Journal.open(tmp_path / "j.db").close()
+    journal = Journal.open(tmp_path / "j.db")
+    applied = journal.conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
+    assert applied == 1
+
+
+def test_reading_a_missing_journal_names_the_path(tmp_path):
+    with pytest.raises(JournalError, match="no journal at .*missing.db"):
+        Journal.open(tmp_path / "missing.db", create=False)
+
+
+def test_instance_id_is_stable_across_opens(tmp_path):
+    first = Journal.open(tmp_path / "j.db").instance
+    assert Journal.open(tmp_path / "j.db").instance == first
+    assert len(first) == 8
+
+
+def test_duplicate_lookups_respect_window_and_status(journal):
+    clock = FixedClock()
+    original = journal.record_signal(**signal_row(clock, dedupe_key="k1", body_hash="h1"))
+    journal.record_signal(**signal_row(clock, dedupe_key="k2", body_hash="h2", status="rejected",
+                                       http_status=400))
+    since = clock.now.replace(hour=14)
+    assert journal.find_signal_by_key("trend", "k1", since) == original
+    assert journal.find_signal_by_key("other", "k1", since) is None
+    assert journal.find_signal_by_key("trend", "k2", since) is None  # rejected ones don't count
+    assert journal.find_signal_by_body("trend", "h1", since) == original
+    assert journal.find_signal_by_body("trend", "h1", clock.now.replace(hour=16)) is None
+
+
+def insert_order(journal, clock, client_order_id="c1"):
+    return journal.insert_order(
+        client_order_id=client_order_id, account="paper", ticker="AAPL", side="buy", quantity=D(5),
+        order_type="market", time_in_force="day", role="entry", status="submitting",
+        created_at=clock(), updated_at=clock(),
+    )
+
+
+def test_fill_moves_position_once(journal):
+    clock = FixedClock()
+    order_id = insert_order(journal, clock)
+    fill = dict(fill_id="f1", order_id=order_id, account="paper", ticker="AAPL", side="buy",
+                quantity=D(5), price=D(190), filled_at=clock())
+    assert journal.record_fill(**fill) is True
+    assert journal.record_fill(**fill) is False  # the same fill reported twice moves nothing
+    assert journal.position("paper", "AAPL") == (D(5), D(190))
+
+
+def test_client_order_id_is_unique(journal):
+    clock = FixedClock()
+    insert_order(journal, clock)
+    with pytest.raises(sqlite3.IntegrityError):
+        insert_order(journal, clock)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "average", "fill", "price", "expected"),
+    [
+        ("0", None, "5", "10", ("5", "10")),
+        ("5", "10", "5", "20", ("10", "15")),
+        ("5", "10", "-2", "20", ("3", "10")),
+        ("5", "10", "-5", "20", ("0", None)),
+        ("5", "10", "-8", "20", ("-3", "20")),
+        ("-4", "50", "-4", "40", ("-8", "45")),
+        ("-4", "50", "6", "40", ("2", "40")),
+    ],
+    ids=["open", "add-averages", "reduce-keeps-average", "close", "cross-resets", "add-short",
+         "cross-short"],
+)
+def test_apply_fill(quantity, average, fill, price, expected):
+    result = apply_fill(D(quantity), D(average) if average else None, D(fill), D(price))
+    assert result == (D(expected[0]), D(expected[1]) if expected[1] else None)
+
+
+@given(st.lists(st.tuples(st.integers(-50, 50).filter(bool), st.integers(1, 500)), max_size=30))
+def test_apply_fill_quantity_is_the_sum_of_fills(fills):
+    quantity, average = D(0), None
+    for size, price in fills:
+        quantity, average = apply_fill(quantity, average, D(size), D(price))
+        assert (average is None) == (quantity == 0)
+    assert quantity == sum(D(size) for size, _ in fills)

@@ -1,0 +1,138 @@
+"""The paper broker on a real journal file: fills at the mark, idempotent ids, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import FixedClock
+from tradepipe.brokers.paper import PaperBroker
+from tradepipe.journal import Journal
+from tradepipe.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+
+D = Decimal
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture
+def paper(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    run(broker.connect())
+    yield broker
+    journal.close()
+
+
+def order(cid="c1", side=Side.BUY, quantity="5", **extra) -> OrderRequest:
+    return OrderRequest(client_order_id=cid, account="paper", ticker="AAPL", side=side,
+                        quantity=D(quantity), **extra)
+
+
+def test_market_order_fills_at_the_mark(paper):
+    run(paper.observe_price("AAPL", D(190)))
+    state = run(paper.submit(order()))
+    assert (state.status, state.filled_quantity, state.average_fill_price) == (
+        OrderStatus.FILLED, D(5), D(190))
+    assert run(paper.position("AAPL")).quantity == D(5)
+    assert run(paper.account()).cash == D(10000) - D(950)
+
+
+def test_market_order_without_a_mark_is_rejected_with_the_fix(paper):
+    state = run(paper.submit(order()))
+    assert state.status is OrderStatus.REJECTED
+    assert "paper quote paper AAPL PRICE" in state.message
+
+
+def test_the_same_client_id_never_makes_a_second_order(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    first = run(paper.submit(order()))
+    second = run(paper.submit(order()))
+    assert second == first
+    assert run(paper.position("AAPL")).quantity == D(5)
+
+
+def test_unknown_order_lookup_answers_none(paper):
+    assert run(paper.get_order("never-sent")) is None
+
+
+def test_buy_beyond_cash_is_rejected_with_the_numbers(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    state = run(paper.submit(order(quantity="101")))
+    assert state.status is OrderStatus.REJECTED
+    assert state.message == "insufficient buying power: the order needs 10100.00, the account has 10000.00"
+
+
+def test_short_then_cover_books_cash_and_average(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.submit(order("s1", Side.SELL, "10")))
+    assert run(paper.position("AAPL")).quantity == D(-10)
+    run(paper.observe_price("AAPL", D(90)))
+    run(paper.submit(order("b1", Side.BUY, "10")))
+    assert run(paper.position("AAPL")).quantity == D(0)
+    assert run(paper.account()).cash == D(10100)  # +1000 short sale, −900 cover
+
+
+@pytest.mark.parametrize(
+    ("kind", "side", "prices", "mark", "fills_at"),
+    [
+        (OrderType.LIMIT, Side.BUY, {"limit_price": D(95)}, D(96), None),
+        (OrderType.LIMIT, Side.BUY, {"limit_price": D(95)}, D(94), D(94)),
+        (OrderType.LIMIT, Side.SELL, {"limit_price": D(105)}, D(104), None),
+        (OrderType.LIMIT, Side.SELL, {"limit_price": D(105)}, D(106), D(106)),
+        (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(96), None),
+        (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(95), D(95)),
+        (OrderType.STOP, Side.BUY, {"stop_price": D(105)}, D(106), D(106)),
+        (OrderType.STOP_LIMIT, Side.BUY, {"stop_price": D(105), "limit_price": D(106)}, D(107), None),
+        (OrderType.STOP_LIMIT, Side.BUY, {"stop_price": D(105), "limit_price": D(106)}, D(105.5), D(105.5)),
+    ],
+    ids=["buy-limit-rests", "buy-limit-fills", "sell-limit-rests", "sell-limit-fills",
+         "sell-stop-rests", "sell-stop-triggers", "buy-stop-triggers", "stop-limit-past-limit-rests",
+         "stop-limit-fills"],
+)
+def test_resting_orders_fill_when_a_later_mark_crosses(paper, kind, side, prices, mark, fills_at):
+    run(paper.observe_price("AAPL", D(100)))
+    placed = run(paper.submit(order(side=side, quantity="1", order_type=kind, **prices)))
+    assert placed.status is OrderStatus.ACCEPTED
+    changed = run(paper.observe_price("AAPL", mark))
+    state = run(paper.get_order("c1"))
+    if fills_at is None:
+        assert changed == [] and state.status is OrderStatus.ACCEPTED
+    else:
+        assert [s.client_order_id for s in changed] == ["c1"]
+        assert (state.status, state.average_fill_price) == (OrderStatus.FILLED, fills_at)
+
+
+def test_ioc_limit_that_does_not_cross_is_canceled(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    state = run(paper.submit(order(order_type=OrderType.LIMIT, limit_price=D(90),
+                                   time_in_force=TimeInForce.IOC)))
+    assert state.status is OrderStatus.CANCELED
+
+
+def test_cancel_resting_order(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.submit(order(order_type=OrderType.LIMIT, limit_price=D(90))))
+    assert len(run(paper.open_orders("AAPL"))) == 1
+    assert run(paper.cancel("c1")).status is OrderStatus.CANCELED
+    assert run(paper.open_orders("AAPL")) == []
+
+
+def test_books_survive_a_restart(tmp_path):
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    run(broker.connect())
+    run(broker.observe_price("AAPL", D(100)))
+    run(broker.submit(order()))
+    journal.close()
+    journal = Journal.open(path)
+    again = PaperBroker("paper", journal, cash=D(999), clock=FixedClock())  # initial cash unused now
+    run(again.connect())
+    assert run(again.position("AAPL")).quantity == D(5)
+    assert run(again.account()).cash == D(9500)
+    assert run(again.get_order("c1")).status is OrderStatus.FILLED
