@@ -17,8 +17,16 @@ TOKEN = "tok_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"  # 32 URL-safe characters: > 128
 OTHER_TOKEN = "tok_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6"
 
 
-def write_config(directory: Path, extra: str = "", *, port: int = 8080, subscription: str = "") -> Path:
-    """A config with one paper account, strategy `trend` and subscription `trend-paper`."""
+def write_config(
+    directory: Path,
+    extra: str = "",
+    *,
+    port: int = 8080,
+    subscription: str = "",
+    strategy: str = "",
+) -> Path:
+    """A config with one paper account, strategy `trend` and subscription `trend-paper`;
+    `strategy` and `subscription` are extra lines for those two tables."""
     path = directory / "tradepipe.toml"
     path.write_text(
         textwrap.dedent(
@@ -36,7 +44,11 @@ def write_config(directory: Path, extra: str = "", *, port: int = 8080, subscrip
 
             [strategies.trend]
             token = "{TOKEN}"
-
+            """
+        )
+        + textwrap.dedent(strategy)
+        + textwrap.dedent(
+            """
             [subscriptions.trend-paper]
             strategy = "trend"
             account = "paper"
@@ -75,8 +87,14 @@ def cli_env(home: Path) -> dict[str, str]:
     return env
 
 
-def tradepipe(config: Path | None, *args: str, stdin: str | None = None, home: Path | None = None,
-              check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def tradepipe(
+    config: Path | None,
+    *args: str,
+    stdin: str | None = None,
+    home: Path | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI as a user would, in a subprocess."""
     prefix = ["--config", str(config)] if config is not None else []
     home = home or (config.parent if config else Path.cwd())
@@ -115,8 +133,16 @@ class Daemon:
 
     def start(self, timeout: float = 20) -> Daemon:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tradepipe", "--config", str(self.config), "serve",
-             "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "tradepipe",
+                "--config",
+                str(self.config),
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -43,7 +43,8 @@ def test_journal_runs_in_wal_with_full_sync(journal):
 def test_journal_tables_are_strict(journal):
     with pytest.raises(sqlite3.IntegrityError):  # STRICT refuses text in an INTEGER column
         journal.conn.execute(
-            "INSERT INTO signals (received_at, body, status, http_status) VALUES ('t', '{}', 'x', 'abc')"
+            "INSERT INTO signals (received_at, body, status, http_status)"
+            " VALUES ('t', '{}', 'x', 'abc')"
         )
 
 
@@ -66,7 +67,7 @@ def test_migrations_apply_once(tmp_path):
 
 
 def test_reading_a_missing_journal_names_the_path(tmp_path):
-    with pytest.raises(JournalError, match="no journal at .*missing.db"):
+    with pytest.raises(JournalError, match=r"no journal at .*missing\.db"):
         Journal.open(tmp_path / "missing.db", create=False)
 
 
@@ -79,8 +80,9 @@ def test_instance_id_is_stable_across_opens(tmp_path):
 def test_duplicate_lookups_respect_window_and_status(journal):
     clock = FixedClock()
     original = journal.record_signal(**signal_row(clock, dedupe_key="k1", body_hash="h1"))
-    journal.record_signal(**signal_row(clock, dedupe_key="k2", body_hash="h2", status="rejected",
-                                       http_status=400))
+    journal.record_signal(
+        **signal_row(clock, dedupe_key="k2", body_hash="h2", status="rejected", http_status=400)
+    )
     since = clock.now.replace(hour=14)
     assert journal.find_signal_by_key("trend", "k1", since) == original
     assert journal.find_signal_by_key("other", "k1", since) is None
@@ -91,17 +93,33 @@ def test_duplicate_lookups_respect_window_and_status(journal):
 
 def insert_order(journal, clock, client_order_id="c1"):
     return journal.insert_order(
-        client_order_id=client_order_id, account="paper", ticker="AAPL", side="buy", quantity=D(5),
-        order_type="market", time_in_force="day", role="entry", status="submitting",
-        created_at=clock(), updated_at=clock(),
+        client_order_id=client_order_id,
+        account="paper",
+        ticker="AAPL",
+        side="buy",
+        quantity=D(5),
+        order_type="market",
+        time_in_force="day",
+        role="entry",
+        status="submitting",
+        created_at=clock(),
+        updated_at=clock(),
     )
 
 
 def test_fill_moves_position_once(journal):
     clock = FixedClock()
     order_id = insert_order(journal, clock)
-    fill = dict(fill_id="f1", order_id=order_id, account="paper", ticker="AAPL", side="buy",
-                quantity=D(5), price=D(190), filled_at=clock())
+    fill = dict(
+        fill_id="f1",
+        order_id=order_id,
+        account="paper",
+        ticker="AAPL",
+        side="buy",
+        quantity=D(5),
+        price=D(190),
+        filled_at=clock(),
+    )
     assert journal.record_fill(**fill) is True
     assert journal.record_fill(**fill) is False  # the same fill reported twice moves nothing
     assert journal.position("paper", "AAPL") == (D(5), D(190))
@@ -125,8 +143,15 @@ def test_client_order_id_is_unique(journal):
         ("-4", "50", "-4", "40", ("-8", "45")),
         ("-4", "50", "6", "40", ("2", "40")),
     ],
-    ids=["open", "add-averages", "reduce-keeps-average", "close", "cross-resets", "add-short",
-         "cross-short"],
+    ids=[
+        "open",
+        "add-averages",
+        "reduce-keeps-average",
+        "close",
+        "cross-resets",
+        "add-short",
+        "cross-short",
+    ],
 )
 def test_apply_fill(quantity, average, fill, price, expected):
     result = apply_fill(D(quantity), D(average) if average else None, D(fill), D(price))

@@ -29,15 +29,24 @@ def paper(tmp_path):
 
 
 def order(cid="c1", side=Side.BUY, quantity="5", **extra) -> OrderRequest:
-    return OrderRequest(client_order_id=cid, account="paper", ticker="AAPL", side=side,
-                        quantity=D(quantity), **extra)
+    return OrderRequest(
+        client_order_id=cid,
+        account="paper",
+        ticker="AAPL",
+        side=side,
+        quantity=D(quantity),
+        **extra,
+    )
 
 
 def test_market_order_fills_at_the_mark(paper):
     run(paper.observe_price("AAPL", D(190)))
     state = run(paper.submit(order()))
     assert (state.status, state.filled_quantity, state.average_fill_price) == (
-        OrderStatus.FILLED, D(5), D(190))
+        OrderStatus.FILLED,
+        D(5),
+        D(190),
+    )
     assert run(paper.position("AAPL")).quantity == D(5)
     assert run(paper.account()).cash == D(10000) - D(950)
 
@@ -64,7 +73,10 @@ def test_buy_beyond_cash_is_rejected_with_the_numbers(paper):
     run(paper.observe_price("AAPL", D(100)))
     state = run(paper.submit(order(quantity="101")))
     assert state.status is OrderStatus.REJECTED
-    assert state.message == "insufficient buying power: the order needs 10100.00, the account has 10000.00"
+    assert (
+        state.message
+        == "insufficient buying power: the order needs 10100.00, the account has 10000.00"
+    )
 
 
 def test_short_then_cover_books_cash_and_average(paper):
@@ -87,12 +99,32 @@ def test_short_then_cover_books_cash_and_average(paper):
         (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(96), None),
         (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(95), D(95)),
         (OrderType.STOP, Side.BUY, {"stop_price": D(105)}, D(106), D(106)),
-        (OrderType.STOP_LIMIT, Side.BUY, {"stop_price": D(105), "limit_price": D(106)}, D(107), None),
-        (OrderType.STOP_LIMIT, Side.BUY, {"stop_price": D(105), "limit_price": D(106)}, D(105.5), D(105.5)),
+        (
+            OrderType.STOP_LIMIT,
+            Side.BUY,
+            {"stop_price": D(105), "limit_price": D(106)},
+            D(107),
+            None,
+        ),
+        (
+            OrderType.STOP_LIMIT,
+            Side.BUY,
+            {"stop_price": D(105), "limit_price": D(106)},
+            D(105.5),
+            D(105.5),
+        ),
     ],
-    ids=["buy-limit-rests", "buy-limit-fills", "sell-limit-rests", "sell-limit-fills",
-         "sell-stop-rests", "sell-stop-triggers", "buy-stop-triggers", "stop-limit-past-limit-rests",
-         "stop-limit-fills"],
+    ids=[
+        "buy-limit-rests",
+        "buy-limit-fills",
+        "sell-limit-rests",
+        "sell-limit-fills",
+        "sell-stop-rests",
+        "sell-stop-triggers",
+        "buy-stop-triggers",
+        "stop-limit-past-limit-rests",
+        "stop-limit-fills",
+    ],
 )
 def test_resting_orders_fill_when_a_later_mark_crosses(paper, kind, side, prices, mark, fills_at):
     run(paper.observe_price("AAPL", D(100)))
@@ -109,8 +141,11 @@ def test_resting_orders_fill_when_a_later_mark_crosses(paper, kind, side, prices
 
 def test_ioc_limit_that_does_not_cross_is_canceled(paper):
     run(paper.observe_price("AAPL", D(100)))
-    state = run(paper.submit(order(order_type=OrderType.LIMIT, limit_price=D(90),
-                                   time_in_force=TimeInForce.IOC)))
+    state = run(
+        paper.submit(
+            order(order_type=OrderType.LIMIT, limit_price=D(90), time_in_force=TimeInForce.IOC)
+        )
+    )
     assert state.status is OrderStatus.CANCELED
 
 
@@ -131,7 +166,9 @@ def test_books_survive_a_restart(tmp_path):
     run(broker.submit(order()))
     journal.close()
     journal = Journal.open(path)
-    again = PaperBroker("paper", journal, cash=D(999), clock=FixedClock())  # initial cash unused now
+    again = PaperBroker(
+        "paper", journal, cash=D(999), clock=FixedClock()
+    )  # initial cash unused now
     run(again.connect())
     assert run(again.position("AAPL")).quantity == D(5)
     assert run(again.account()).cash == D(9500)

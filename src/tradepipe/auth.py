@@ -45,7 +45,9 @@ def _in(address: str, networks: list) -> bool:
     return any(ip in network for network in networks)
 
 
-def verify_signature(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> str | None:
+def verify_signature(
+    secret: str, headers: Mapping[str, str], body: bytes, now: float
+) -> str | None:
     """Check Standard Webhooks headers; None if valid, else what is wrong."""
     message_id = headers.get("webhook-id")
     timestamp = headers.get("webhook-timestamp")
@@ -78,8 +80,10 @@ def verify_signature(secret: str, headers: Mapping[str, str], body: bytes, now: 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The v1 signature: base64 HMAC-SHA256 of "id.timestamp.body" under the secret."""
-    key = base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else (
-        secret.encode()
+    key = (
+        base64.b64decode(secret.removeprefix("whsec_"))
+        if secret.startswith("whsec_")
+        else (secret.encode())
     )
     signed = f"{message_id}.{timestamp}.".encode() + body
     return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()

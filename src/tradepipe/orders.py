@@ -113,7 +113,7 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class OrderState:
-    """The broker's answer about one order: its status, how much filled, and in its own words why."""
+    """The broker's answer about one order: status, filled quantity, and why in its own words."""
 
     client_order_id: str
     status: OrderStatus

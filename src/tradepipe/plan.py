@@ -99,7 +99,9 @@ def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
     opposite = Sentiment.BEARISH if side is Side.BUY else Sentiment.BULLISH
     if intent.sentiment is Sentiment.FLAT:
         if not holding_opposite:
-            return Reject(f"{side} with sentiment flat: no {_word(side.opposite())} position to exit")
+            return Reject(
+                f"{side} with sentiment flat: no {_word(side.opposite())} position to exit"
+            )
         if intent.ignore_exits:
             return Skip("exits are ignored (ignore_exits = true)")
         return _exit(intent, market, partial=False)
@@ -244,7 +246,9 @@ def _order(
             return Reject(f"a {kind} {leg} order needs {camel}")
     if kind is OrderType.TRAILING_STOP and not (intent.trail_amount or intent.trail_percent):
         return Reject(f"a trailing_stop {leg} order needs trailAmount or trailPercent")
-    uses = set(needs) | ({"trail_amount", "trail_percent"} if kind is OrderType.TRAILING_STOP else set())
+    uses = set(needs) | (
+        {"trail_amount", "trail_percent"} if kind is OrderType.TRAILING_STOP else set()
+    )
     return PlannedOrder(
         leg=leg,
         side=side,
@@ -268,6 +272,29 @@ def _side_of(position: Decimal) -> Side:
 
 def _word(side: Side) -> str:
     return "long" if side is Side.BUY else "short"
+
+
+def plan_from_json(data: dict) -> Plan:
+    """A journaled plan, to resume exactly what was decided before a stop."""
+    return Plan(
+        summary=data["summary"],
+        cancel_open_orders=data["cancel_open_orders"],
+        orders=tuple(
+            PlannedOrder(
+                leg=o["leg"],
+                side=Side(o["side"]),
+                quantity=Decimal(o["quantity"]),
+                role=OrderRole(o["role"]),
+                order_type=OrderType(o["order_type"]),
+                **{k: Decimal(o[k]) for k in _PRICES if o.get(k) is not None},
+                wait_for_fill=o["wait_for_fill"],
+            )
+            for o in data["orders"]
+        ),
+    )
+
+
+_PRICES = ("limit_price", "stop_price", "trail_amount", "trail_percent")
 
 
 def plan_to_json(decision: Decision) -> dict:

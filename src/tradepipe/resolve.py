@@ -136,7 +136,7 @@ class _Settings:
 
 
 def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
-    """Resolve one signal for one subscription (`subscription` and `defaults` are config Settings)."""
+    """Resolve one signal for one subscription; `subscription` and `defaults` are Settings."""
     settings = _Settings(subscription, defaults)
     provenance: dict[str, Provenance] = {}
 
@@ -281,7 +281,9 @@ def _show(value: Any) -> str:
         return str(value)
     if isinstance(value, TakeProfit | StopLoss):
         fields = {s: getattr(value, s) for s in value.__slots__}
-        return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in fields.items() if v is not None) + "}"
+        return (
+            "{" + ", ".join(f"{k} = {_show(v)}" for k, v in fields.items() if v is not None) + "}"
+        )
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
     return str(value)

@@ -1,4 +1,4 @@
-"""The paper broker: a real adapter whose books (cash, positions, orders, marks) live in the journal.
+"""The paper broker: a real adapter whose books (cash, positions, orders, marks) are journaled.
 
 It behaves like a broker on the other side of a wire: it knows orders only by the client order id
 it was sent, refuses to create the same id twice, fills market orders at the mark (the last price a
@@ -29,7 +29,9 @@ from tradepipe.orders import (
 )
 
 CAPABILITIES = Capabilities(
-    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
+    order_types=frozenset(
+        {OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}
+    ),
     time_in_force=frozenset(TimeInForce),
     brackets=False,
     fractional=True,
@@ -183,7 +185,9 @@ class PaperBroker:
         cash = self._journal.paper_cash(self.name, self._initial_cash)
         cost = opening * price
         if cost > cash:
-            return f"insufficient buying power: the order needs {cost:.2f}, the account has {cash:.2f}"
+            return (
+                f"insufficient buying power: the order needs {cost:.2f}, the account has {cash:.2f}"
+            )
         return None
 
     def _fill(self, request: OrderRequest, price: Decimal, now: datetime) -> None:
@@ -208,7 +212,9 @@ class PaperBroker:
             updated_at=now,
         )
 
-    def _finish(self, client_order_id: str, status: OrderStatus, message: str, now: datetime) -> None:
+    def _finish(
+        self, client_order_id: str, status: OrderStatus, message: str, now: datetime
+    ) -> None:
         self._journal.paper_update_order(
             self.name, client_order_id, status=status, message=message, updated_at=now
         )

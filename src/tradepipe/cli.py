@@ -1,0 +1,509 @@
+"""The command line: a skin over the journal, the daemon and the engine.
+
+Each command parses, loads the config, calls one function and renders with rich. Errors become
+one line and an exit code (0 success, 1 runtime failure, 2 usage or configuration error); a
+traceback only with --debug. Heavy modules are imported inside the commands so that
+`tradepipe --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="tradepipe",
+    help="Self-hosted TradingView webhook → broker order router.\n\n"
+    "Start with `tradepipe serve`: with no config it writes a starter one (paper broker) and "
+    "prints the webhook URL.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+signals_app = typer.Typer(help="The signal log, and one signal in detail.")
+config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
+paper_app = typer.Typer(help="The built-in paper broker.", no_args_is_help=True)
+app.add_typer(signals_app, name="signals")
+app.add_typer(config_app, name="config")
+app.add_typer(paper_app, name="paper")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    config_path: Path | None = None
+    debug: bool = False
+
+
+state = State()
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array for scripts.")]
+AccountOption = Annotated[str | None, typer.Option("--account", "-a", help="Only this account.")]
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (else $TRADEPIPE_CONFIG, ./tradepipe.toml, the user config dir).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    state.config_path = config
+    state.debug = debug
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def config_location() -> tuple[Path, bool]:
+    from tradepipe.config import find_config_path
+
+    return find_config_path(state.config_path, os.environ, Path.cwd())
+
+
+def load() -> Any:
+    from tradepipe.config import load_config
+    from tradepipe.errors import ConfigError
+
+    path, exists = config_location()
+    if not exists:
+        raise ConfigError(
+            f"no config file at {path}: run `tradepipe serve` once to create a starter config,"
+            " or pass --config PATH"
+        )
+    return load_config(path)
+
+
+def open_journal(config: Any) -> Any:
+    from tradepipe.journal import Journal
+
+    return Journal.open(Path(config.journal.path), create=False)
+
+
+def pick_strategy(config: Any, name: str | None) -> str:
+    from tradepipe.errors import UsageError
+
+    if name is not None:
+        if name not in config.strategies:
+            known = ", ".join(config.strategies) or "none"
+            raise UsageError(f'no strategy "{name}" in {config.path} (strategies: {known})')
+        return name
+    if len(config.strategies) != 1:
+        known = ", ".join(config.strategies) or "none"
+        raise UsageError(f"the config has several strategies ({known}): pick one with --strategy")
+    return next(iter(config.strategies))
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Example: `tradepipe serve --port 8080` then, in another terminal, "
+    '`tradepipe send \'{"ticker":"AAPL","action":"buy","quantity":5,"signalPrice":190}\'`'
+)
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+) -> None:
+    """Run the daemon in the foreground: webhook listener, engine and brokers."""
+    import asyncio
+    import logging
+
+    from tradepipe.config import load_config, new_token, write_starter_config
+    from tradepipe.daemon import serve as run
+
+    logging.basicConfig(
+        level=logging.DEBUG if state.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    path, exists = config_location()
+    if not exists:
+        write_starter_config(path, new_token())
+        err.print(f"[green]Wrote a starter config[/] to {path} (paper broker, one strategy).")
+    config = load_config(path)
+
+    def ready(url: str) -> None:
+        err.print(f"[bold green]tradepipe[/] listening on {url} (journal {config.journal.path})")
+        for name in config.strategies:
+            err.print(f"  webhook for strategy [bold]{name}[/]: {config.webhook_url(name)}")
+        example = '{"ticker":"AAPL","action":"buy","quantity":5,"signalPrice":190}'
+        config_flag = f" --config {path}" if state.config_path else ""
+        err.print(f"  try: tradepipe{config_flag} send '{example}'")
+        sys.stderr.flush()
+
+    asyncio.run(run(config, host=host, port=port, on_ready=ready))
+
+
+# -- send ------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog='Examples: `tradepipe send \'{"ticker":"AAPL","action":"buy","quantity":5}\'`,'
+    " `tradepipe send -f alert.json --wait`, `echo '{...}' | tradepipe send -`"
+)
+def send(
+    payload: Annotated[
+        str | None, typer.Argument(help="The signal as JSON; '-' or nothing reads stdin.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the JSON from a file.")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait and print the deliveries.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Post a signal to the running daemon, as TradingView would (runs it here if none runs)."""
+    from tradepipe.sending import deliver_signal
+
+    config = load()
+    name = pick_strategy(config, strategy)
+    if file is not None:
+        body = file.read_bytes()
+    elif payload is None or payload == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        body = payload.encode()
+    status, answer, detail = deliver_signal(config, name, body, wait=wait, timeout=timeout)
+    if as_json:
+        out.print_json(json.dumps({**answer, **({"signal": detail} if detail else {})}))
+    else:
+        render_answer(status, answer)
+        if detail:
+            render_deliveries(detail)
+    if status >= 400:
+        raise typer.Exit(1)
+
+
+def render_answer(status: int, answer: dict[str, Any]) -> None:
+    if answer.get("ok"):
+        what = "duplicate of signal" if answer.get("duplicate") else "accepted as signal"
+        out.print(f"[green]{status}[/] {what} {answer['signal_id']}")
+    else:
+        out.print(f"[red]{status} {answer.get('code')}[/]: {answer.get('message')}")
+        for problem in answer.get("errors", []):
+            out.print(f"  [red]•[/] {problem['field'] or 'body'}: {problem['message']}")
+    for warning in answer.get("warnings", []):
+        out.print(f"  [yellow]warning[/]: {warning}")
+
+
+def render_deliveries(detail: dict[str, Any]) -> None:
+    if not detail["deliveries"]:
+        out.print("  no deliveries (is a subscription enabled for this strategy?)")
+    for delivery in detail["deliveries"]:
+        colour = STATUS_COLOURS.get(delivery["status"], "white")
+        out.print(
+            f"  {delivery['subscription']}: [{colour}]{delivery['status']}[/]"
+            f" — {delivery['reason']}"
+        )
+
+
+STATUS_COLOURS = {
+    "accepted": "cyan",
+    "processed": "green",
+    "submitted": "green",
+    "filled": "green",
+    "rejected": "red",
+    "failed": "red",
+    "skipped": "yellow",
+    "duplicate": "yellow",
+    "pending_approval": "magenta",
+    "canceled": "yellow",
+    "unknown": "red",
+}
+
+
+# -- reading commands ------------------------------------------------------------------------
+
+
+def emit(rows: list[dict[str, Any]], as_json: bool, table: Table) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        out.print(f"[dim]no {table.title or 'rows'}[/]")
+        return
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@signals_app.callback(invoke_without_command=True)
+def signals(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The signal log with each subscription's outcome. `tradepipe signals show ID` drills down."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tradepipe.views import signal_views
+
+    journal = open_journal(load())
+    rows = signal_views(journal, journal.signals(limit=limit, status=status))
+    table = Table(title="signals")
+    for column in ("id", "received", "strategy", "ticker", "action", "status", "outcome"):
+        table.add_column(column)
+    for row in rows:
+        outcome = row["error"] or "; ".join(
+            f"{d['subscription']}: {d['status']}" + (f" ({d['reason']})" if d["reason"] else "")
+            for d in row["deliveries"]
+        )
+        colour = STATUS_COLOURS.get(row["status"], "white")
+        table.add_row(
+            str(row["id"]),
+            row["received_at"][:19],
+            _cell(row["strategy"]),
+            _cell(row["ticker"]),
+            _cell(row["action"]),
+            f"[{colour}]{row['status']}[/]",
+            outcome,
+        )
+    emit(rows, as_json, table)
+
+
+@signals_app.command("show", epilog="Example: `tradepipe signals show 12`")
+def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
+    """One signal: payload, errors, and per subscription the plan, where each value came from,
+    the orders and the broker's answers."""
+    from tradepipe.errors import UsageError
+    from tradepipe.views import signal_detail
+
+    journal = open_journal(load())
+    detail = signal_detail(journal, signal_id)
+    if detail is None:
+        raise UsageError(f"no signal {signal_id} in the journal")
+    if as_json:
+        sys.stdout.write(json.dumps(detail, indent=2) + "\n")
+        return
+    colour = STATUS_COLOURS.get(detail["status"], "white")
+    out.print(
+        f"[bold]signal {detail['id']}[/] · strategy {detail['strategy']} · {detail['received_at']}"
+        f" · from {detail['source']} · [{colour}]{detail['status']}[/]"
+    )
+    if detail["error"]:
+        out.print(f"[red]rejected[/]: {detail['error']}")
+    for problem in detail["errors"]:
+        out.print(f"  [red]•[/] {problem['field'] or 'body'}: {problem['message']}")
+    for warning in detail["warnings"]:
+        out.print(f"  [yellow]warning[/]: {warning}")
+    out.print(f"[dim]body:[/] {detail['body']}")
+    for delivery in detail["deliveries"]:
+        colour = STATUS_COLOURS.get(delivery["status"], "white")
+        out.print(
+            f"\n[bold]{delivery['subscription']}[/] (account {delivery['account']}):"
+            f" [{colour}]{delivery['status']}[/] — {delivery['reason']}"
+        )
+        plan = delivery["plan"]
+        if plan and plan.get("kind") == "plan":
+            out.print(f"  plan: {plan['summary']}")
+        for line in delivery["provenance"]:
+            out.print(f"    {line}")
+        for order in delivery["orders"]:
+            price = order["average_fill_price"]
+            out.print(
+                f"  order {order['id']} {order['client_order_id']}: {order['role']} {order['side']}"
+                f" {order['quantity']} {order['order_type']} → {order['status']}"
+                + (f" at {price}" if price is not None else "")
+                + (f" — broker: {order['broker_message']}" if order["broker_message"] else "")
+            )
+
+
+@app.command()
+def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Orders tradepipe sent, newest first."""
+    from tradepipe.views import order_view
+
+    rows = [order_view(r) for r in open_journal(load()).orders(account=account)]
+    table = Table(title="orders")
+    columns = (
+        "id",
+        "signal",
+        "account",
+        "ticker",
+        "role",
+        "side",
+        "qty",
+        "filled",
+        "type",
+        "status",
+    )
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        colour = STATUS_COLOURS.get(r["status"], "white")
+        table.add_row(
+            str(r["id"]),
+            _cell(r["signal_id"]),
+            r["account"],
+            r["ticker"],
+            r["role"],
+            r["side"],
+            _cell(r["quantity"]),
+            _cell(r["filled_quantity"]),
+            r["order_type"],
+            f"[{colour}]{r['status']}[/]",
+        )
+    emit(rows, as_json, table)
+
+
+@app.command()
+def trades(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Fills, newest first."""
+    from tradepipe.views import trade_view
+
+    rows = [trade_view(r) for r in open_journal(load()).fills(account=account)]
+    table = Table(title="trades")
+    for column in ("id", "order", "account", "ticker", "side", "qty", "price", "filled at"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["order_id"]),
+            r["account"],
+            r["ticker"],
+            r["side"],
+            _cell(r["quantity"]),
+            _cell(r["price"]),
+            r["filled_at"][:19],
+        )
+    emit(rows, as_json, table)
+
+
+@app.command()
+def positions(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Open positions per account (signed: short < 0)."""
+    from tradepipe.views import position_view
+
+    rows = [position_view(r) for r in open_journal(load()).positions(account=account)]
+    table = Table(title="positions")
+    for column in ("account", "ticker", "quantity", "average price"):
+        table.add_column(column)
+    for r in rows:
+        colour = "green" if (r["quantity"] or 0) > 0 else "red"
+        table.add_row(
+            r["account"], r["ticker"], f"[{colour}]{r['quantity']}[/]", _cell(r["average_price"])
+        )
+    emit(rows, as_json, table)
+
+
+@app.command()
+def strategies(as_json: JsonOption = False) -> None:
+    """Webhook URLs and a ready-to-paste TradingView alert message per strategy."""
+    config = load()
+    rows = []
+    for name in config.strategies:
+        message: dict[str, Any] = {
+            "ticker": "{{ticker}}",
+            "action": "{{strategy.order.action}}",
+            "sentiment": "{{strategy.market_position}}",
+            "quantity": "{{strategy.order.contracts}}",
+            "signalPrice": "{{close}}",
+            "time": "{{timenow}}",
+        }
+        if config.strategies[name].passphrase:
+            message["passphrase"] = "YOUR-PASSPHRASE"
+        subscriptions = [s for s, _ in config.subscriptions_for(name)]
+        rows.append(
+            {
+                "strategy": name,
+                "webhook_url": config.webhook_url(name),
+                "subscriptions": subscriptions,
+                "tradingview_message": json.dumps(message),
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        out.print(
+            f"[bold]{row['strategy']}[/] → {', '.join(row['subscriptions']) or 'no subscription'}"
+        )
+        out.print(f"  Webhook URL: {row['webhook_url']}")
+        out.print("  TradingView message:")
+        out.print(f"  {row['tradingview_message']}", soft_wrap=True)
+    if not config.server.public_url:
+        out.print(
+            "[yellow]note[/]: set [server].public_url to the HTTPS address TradingView reaches"
+            " (TradingView only posts to ports 80 and 443)."
+        )
+
+
+@config_app.command(
+    "check", epilog="Example: `tradepipe --config /etc/tradepipe.toml config check`"
+)
+def config_check() -> None:
+    """Validate the config file; report the accounts, strategies and subscriptions it defines."""
+    config = load()
+    out.print(f"[green]ok[/] {config.path}")
+    for name, account in config.accounts.items():
+        out.print(f"  account [bold]{name}[/]: broker {account.broker}")
+    for name in config.strategies:
+        subscriptions = ", ".join(s for s, _ in config.subscriptions_for(name)) or "none enabled"
+        out.print(f"  strategy [bold]{name}[/]: subscriptions {subscriptions}")
+    out.print(f"  journal: {config.journal.path}")
+
+
+@paper_app.command("quote", epilog="Example: `tradepipe paper quote paper AAPL 191.25`")
+def paper_quote(account: str, ticker: str, price: str) -> None:
+    """Move the paper broker's mark for TICKER; resting orders that it crosses fill."""
+    from tradepipe.errors import UsageError
+    from tradepipe.sending import paper_quote as move_mark
+
+    try:
+        value = Decimal(price)
+    except InvalidOperation:
+        raise UsageError(f"price must be a number (got {price!r})") from None
+    result = move_mark(load(), account, ticker, value)
+    filled = ", ".join(result.get("filled", [])) or "none"
+    out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def main() -> None:
+    import click
+
+    from tradepipe.errors import TradepipeError
+
+    try:
+        code = app(standalone_mode=False)
+    except TradepipeError as e:
+        if state.debug:
+            raise
+        err.print(f"[red]error[/]: {e}")
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if state.debug:
+            raise
+        err.print(f"[red]error[/]: {e.__class__.__name__}: {e} (run with --debug for details)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,194 @@
+"""The running process: wires config, journal, brokers, engine and server, and owns the journal.
+
+One daemon per journal: it holds an exclusive lock on `<journal>.lock` and publishes its local
+API address and token in `<journal>.daemon.json` (mode 0600), which the CLI's acting commands
+read to go through the daemon rather than around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+
+from tradepipe.brokers.base import Broker
+from tradepipe.brokers.paper import PaperBroker
+from tradepipe.engine import Engine
+from tradepipe.errors import ConfigError, TradepipeError, UsageError
+from tradepipe.journal import Journal
+from tradepipe.server import make_app
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Broker]:
+    brokers: dict[str, Broker] = {}
+    for name, account in config.accounts.items():
+        if account.broker == "paper":
+            brokers[name] = PaperBroker(name, journal, cash=Decimal(account.cash), clock=clock)
+        else:
+            raise ConfigError(
+                f'{config.path}: accounts.{name}: broker "{account.broker}" is not available in'
+                ' this version yet; use broker = "paper"'
+            )
+    return brokers
+
+
+class Actions:
+    """What the CLI's acting commands do, whether through the daemon or on their own."""
+
+    def __init__(self, config: Any, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+
+    async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
+        broker = self.engine.brokers.get(account)
+        if broker is None or not isinstance(broker, PaperBroker):
+            paper = [n for n, a in self.config.accounts.items() if a.broker == "paper"]
+            raise UsageError(
+                f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
+            )
+        if price <= 0:
+            raise UsageError(f"price must be greater than 0 (got {price})")
+        changed = await broker.observe_price(ticker, price)
+        for state in changed:
+            self.engine.record_state(account, ticker, state)
+        return {
+            "account": account,
+            "ticker": ticker,
+            "price": str(price),
+            "filled": [s.client_order_id for s in changed],
+        }
+
+
+@dataclass
+class DaemonFiles:
+    lock: Path
+    info: Path
+
+    @classmethod
+    def beside(cls, journal_path: Path) -> DaemonFiles:
+        return cls(
+            lock=journal_path.with_name(journal_path.name + ".lock"),
+            info=journal_path.with_name(journal_path.name + ".daemon.json"),
+        )
+
+
+@contextlib.contextmanager
+def journal_lock(journal_path: Path) -> Iterator[IO[str]]:
+    """Hold the journal's exclusive lock, or fail at once naming who holds it."""
+    files = DaemonFiles.beside(journal_path)
+    files.lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = files.lock.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise TradepipeError(
+            f"another tradepipe process is using the journal {journal_path}"
+            f" (lock {files.lock}); stop it first"
+        ) from None
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def read_daemon_info(journal_path: Path) -> dict[str, Any] | None:
+    info = DaemonFiles.beside(journal_path).info
+    try:
+        return json.loads(info.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def notify_systemd(message: str) -> None:
+    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET, when systemd gave one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        sock.sendto(message.encode(), address)
+
+
+async def serve(
+    config: Any,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT."""
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        clock = utc_now
+        brokers = make_brokers(config, journal, clock)
+        engine = Engine(config, journal, brokers, clock)
+        api_token = secrets.token_urlsafe(24)
+        app = make_app(
+            config, journal, engine, clock, api_token=api_token, actions=Actions(config, engine)
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        bind_host = host or config.server.host
+        site = web.TCPSite(runner, bind_host, port if port is not None else config.server.port)
+        try:
+            await engine.start()
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise TradepipeError(
+                f"cannot listen on {bind_host}:{port or config.server.port}: {e}"
+            ) from e
+        bound = runner.addresses[0]
+        url = f"http://{bound[0]}:{bound[1]}"
+        files = DaemonFiles.beside(journal_path)
+        _write_private(files.info, json.dumps({"url": url, "token": api_token, "pid": os.getpid()}))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        notify_systemd("READY=1")
+        if on_ready:
+            on_ready(url)
+        try:
+            await stop.wait()
+        finally:
+            notify_systemd("STOPPING=1")
+            log.info("stopping: no new signals; finishing work in flight")
+            await site.stop()
+            # In-flight work gets a moment; whatever is left is settled at the next start.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(engine.drain(), timeout=10)
+            await engine.stop()
+            await runner.cleanup()
+            files.info.unlink(missing_ok=True)
+            journal.close()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

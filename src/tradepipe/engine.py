@@ -1,0 +1,400 @@
+"""The engine: turns journaled signals into deliveries, plans and broker orders.
+
+The only module that sequences I/O. Signals arrive in an inbox in the order they were
+acknowledged; each delivery then runs in the lane of its account + ticker, one at a time, so a
+burst of alerts for one instrument cannot race (SPEC §6). Every order is journaled with its
+deterministic client order id before the broker hears of it, so a restart asks the broker
+instead of sending twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tradepipe.brokers.base import Broker
+from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
+from tradepipe.ids import client_order_id
+from tradepipe.journal import Journal
+from tradepipe.orders import OrderRequest, OrderState, OrderStatus
+from tradepipe.plan import (
+    Market,
+    Plan,
+    PlannedOrder,
+    Reject,
+    Skip,
+    make_plan,
+    plan_from_json,
+    plan_to_json,
+)
+from tradepipe.resolve import Intent, resolve_signal
+from tradepipe.signal import QuantityType, Signal, parse_signal
+
+log = logging.getLogger(__name__)
+
+FINAL_DELIVERY = frozenset({"submitted", "skipped", "rejected", "failed", "pending_approval"})
+EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT})
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    signal_id: int
+    strategy: str
+    signal: Signal
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    reason: str
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Any,
+        journal: Journal,
+        brokers: Mapping[str, Broker],
+        clock: Callable[[], datetime],
+        *,
+        fill_poll_interval: float = 0.2,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.brokers = brokers
+        self.clock = clock
+        self.fill_poll_interval = fill_poll_interval
+        self._inbox: asyncio.Queue[Work] = asyncio.Queue()
+        self._lanes: dict[tuple[str, str], asyncio.Queue[tuple[Work, dict[str, Any]]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._remaining: dict[int, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for broker in self.brokers.values():
+            await broker.connect()
+        self._tasks.append(asyncio.create_task(self._dispatch_forever(), name="dispatch"))
+        for row in self.journal.unprocessed_signals():
+            parsed = parse_signal(row["payload"] or "null")
+            if parsed.signal is None:  # cannot happen for an accepted row; keep it visible
+                log.error("signal %s: journaled payload no longer parses", row["id"])
+                continue
+            log.info("resuming signal %s interrupted by a stop", row["id"])
+            self.enqueue(row["id"], row["strategy"], parsed.signal)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for broker in self.brokers.values():
+            await broker.close()
+
+    def enqueue(self, signal_id: int, strategy: str, signal: Signal) -> None:
+        """Hand over an acknowledged signal; returns at once (processing follows the answer)."""
+        self._busy += 1
+        self._idle.clear()
+        self._inbox.put_nowait(Work(signal_id, strategy, signal))
+
+    async def drain(self) -> None:
+        """Wait until every enqueued signal has been processed."""
+        await self._idle.wait()
+
+    # -- sequencing ----------------------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            work = await self._inbox.get()
+            try:
+                self._dispatch(work)
+            except Exception:
+                log.exception("signal %s: dispatch failed", work.signal_id)
+                self._done(work.signal_id)
+
+    def _dispatch(self, work: Work) -> None:
+        subscriptions = self.config.subscriptions_for(work.strategy)
+        if not subscriptions:
+            log.warning(
+                "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
+            )
+        now = self.clock()
+        self._remaining[work.signal_id] = len(subscriptions)
+        for name, subscription in subscriptions:
+            delivery = self.journal.ensure_delivery(
+                signal_id=work.signal_id,
+                subscription=name,
+                account=subscription.account,
+                ticker=work.signal.ticker,
+                status="queued",
+                created_at=now,
+                updated_at=now,
+            )
+            key = (subscription.account, work.signal.ticker)
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = asyncio.Queue()
+                self._tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
+            lane.put_nowait((work, delivery))
+        if not subscriptions:
+            self._finish_signal(work.signal_id)
+
+    async def _run_lane(self, lane: asyncio.Queue[tuple[Work, dict[str, Any]]]) -> None:
+        while True:
+            work, delivery = await lane.get()
+            try:
+                if delivery["status"] not in FINAL_DELIVERY:
+                    outcome = await self._deliver(work, delivery)
+                    log.info(
+                        "signal %s → %s: %s (%s)",
+                        work.signal_id,
+                        delivery["subscription"],
+                        outcome.status,
+                        outcome.reason,
+                    )
+            except Exception as e:  # a bug must not stop the lane; journal it, carry on
+                log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
+                self._set_delivery(delivery["id"], "failed", f"internal error: {e!r}")
+            self._remaining[work.signal_id] -= 1
+            if self._remaining[work.signal_id] == 0:
+                self._finish_signal(work.signal_id)
+
+    def _finish_signal(self, signal_id: int) -> None:
+        self._remaining.pop(signal_id, None)
+        self.journal.mark_signal_processed(signal_id, self.clock())
+        self._done(signal_id)
+
+    def _done(self, signal_id: int) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    # -- one delivery --------------------------------------------------------------------------
+
+    async def _deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
+        subscription = self.config.subscriptions[delivery["subscription"]]
+        strategy = self.config.strategies[work.strategy]
+        broker = self.brokers[subscription.account]
+        signal = work.signal
+        try:
+            if signal.signal_price is not None and broker.capabilities.marks_from_signals:
+                for state in await broker.observe_price(signal.ticker, signal.signal_price):
+                    self.record_state(subscription.account, signal.ticker, state)
+            intent = resolve_signal(signal, subscription, strategy.defaults)
+            position = await broker.position(signal.ticker)
+            quote = await broker.quote(signal.ticker) if broker.capabilities.quotes else None
+            open_orders = await broker.open_orders(signal.ticker)
+            equity = None
+            if intent.quantity_type in EQUITY_TYPES:
+                equity = (await broker.account()).equity
+        except BrokerError as e:
+            return self._set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
+        if delivery["status"] == "planned" and delivery["plan"]:
+            # A stop interrupted this delivery after it was planned: carry out that plan, each
+            # leg settled by its client order id, instead of planning against a position that
+            # the interrupted orders may already have changed.
+            journaled = json.loads(delivery["plan"])
+            if journaled["kind"] == "plan":
+                log.info("delivery %s: resuming its journaled plan", delivery["id"])
+                plan = plan_from_json(journaled)
+                outcome = await self._execute(work, delivery, intent, broker, plan)
+                return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+        lot = broker.capabilities.lot_size if intent.fractional else Decimal(1)
+        market = Market(
+            position=position.quantity,
+            average_price=position.average_price,
+            reference_price=quote or signal.signal_price,
+            equity=equity,
+            has_open_orders=bool(open_orders),
+            lot_size=lot,
+        )
+        decision = make_plan(intent, market)
+        explained = intent.explain(delivery["subscription"], work.strategy)
+        self.journal.update_delivery(
+            delivery["id"],
+            status="planned",
+            plan=plan_to_json(decision),
+            provenance=explained,
+            updated_at=self.clock(),
+        )
+        if isinstance(decision, Skip):
+            return self._set_delivery(delivery["id"], "skipped", decision.reason)
+        if isinstance(decision, Reject):
+            return self._set_delivery(delivery["id"], "rejected", decision.reason)
+        if not intent.auto_submit:
+            return self._set_delivery(
+                delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
+            )
+        outcome = await self._execute(work, delivery, intent, broker, decision)
+        return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+
+    async def _execute(
+        self, work: Work, delivery: dict[str, Any], intent: Intent, broker: Broker, plan: Plan
+    ) -> Outcome:
+        ticker = work.signal.ticker
+        account = delivery["account"]
+        if plan.cancel_open_orders:
+            try:
+                for order in await broker.open_orders(ticker):
+                    state = await broker.cancel(order.client_order_id)
+                    if state is not None:
+                        self.record_state(account, ticker, state)
+            except BrokerError as e:
+                return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
+        for step in plan.orders:
+            request = self._request(work, delivery, intent, step)
+            try:
+                state = await self._submit_once(work, delivery, broker, request, step)
+            except OrderRejected as e:
+                self.journal.update_order(
+                    request.client_order_id,
+                    status=OrderStatus.REJECTED,
+                    broker_message=str(e),
+                    updated_at=self.clock(),
+                )
+                return Outcome("rejected", f"{broker.name} rejected the {step.leg} order: {e}")
+            except BrokerUnavailable as e:
+                self.journal.update_order(
+                    request.client_order_id,
+                    status=OrderStatus.UNKNOWN,
+                    broker_message=str(e),
+                    updated_at=self.clock(),
+                )
+                return Outcome(
+                    "failed",
+                    f"{broker.name} did not answer for the {step.leg} order ({e}); its state is"
+                    f" unknown and will be settled by looking up {request.client_order_id}",
+                )
+            if state.status is OrderStatus.REJECTED:
+                message = state.message or "no reason given"
+                return Outcome(
+                    "rejected", f"{broker.name} rejected the {step.leg} order: {message}"
+                )
+            if step.wait_for_fill and state.status is not OrderStatus.FILLED:
+                timeout = intent.exit_fill_timeout
+                state = await self._wait_for_fill(broker, request, state, timeout)
+                if state.status is not OrderStatus.FILLED:
+                    return Outcome(
+                        "failed",
+                        f"the {step.leg} order was not filled within {timeout} s"
+                        f" (status {state.status}); it stays open and no entry was sent",
+                    )
+        return Outcome("submitted", plan.summary)
+
+    async def _submit_once(
+        self,
+        work: Work,
+        delivery: dict[str, Any],
+        broker: Broker,
+        request: OrderRequest,
+        step: PlannedOrder,
+    ) -> OrderState:
+        """Send an order unless the journal shows it was sent before; then ask, don't resend."""
+        journaled = self.journal.order_by_client_id(request.client_order_id)
+        if journaled is None:
+            now = self.clock()
+            self.journal.insert_order(
+                client_order_id=request.client_order_id,
+                delivery_id=delivery["id"],
+                signal_id=work.signal_id,
+                subscription=delivery["subscription"],
+                account=request.account,
+                ticker=request.ticker,
+                side=request.side,
+                quantity=request.quantity,
+                order_type=request.order_type,
+                limit_price=request.limit_price,
+                stop_price=request.stop_price,
+                trail_amount=request.trail_amount,
+                trail_percent=request.trail_percent,
+                time_in_force=request.time_in_force,
+                role=request.role,
+                status=OrderStatus.SUBMITTING,
+                created_at=now,
+                updated_at=now,
+            )
+            state = await broker.submit(request)
+        else:
+            found = await broker.get_order(request.client_order_id)
+            state = found if found is not None else await broker.submit(request)
+        self.record_state(request.account, request.ticker, state)
+        return state
+
+    async def _wait_for_fill(
+        self, broker: Broker, request: OrderRequest, state: OrderState, timeout: Decimal
+    ) -> OrderState:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout)
+        while state.status is not OrderStatus.FILLED and loop.time() < deadline:
+            if state.status.is_final:
+                break
+            await asyncio.sleep(self.fill_poll_interval)
+            found = await broker.get_order(request.client_order_id)
+            if found is not None:
+                state = found
+                self.record_state(request.account, request.ticker, state)
+        return state
+
+    # -- journaling ----------------------------------------------------------------------------
+
+    def _request(
+        self, work: Work, delivery: dict[str, Any], intent: Intent, step: PlannedOrder
+    ) -> OrderRequest:
+        return OrderRequest(
+            client_order_id=client_order_id(
+                self.journal.instance, work.signal_id, delivery["subscription"], step.leg
+            ),
+            account=delivery["account"],
+            ticker=work.signal.ticker,
+            side=step.side,
+            quantity=step.quantity,
+            order_type=step.order_type,
+            time_in_force=intent.time_in_force,
+            role=step.role,
+            limit_price=step.limit_price,
+            stop_price=step.stop_price,
+            trail_amount=step.trail_amount,
+            trail_percent=step.trail_percent,
+            extended_hours=intent.extended_hours,
+        )
+
+    def record_state(self, account: str, ticker: str, state: OrderState) -> None:
+        """Journal what the broker says of one of our orders, and every fill it reports."""
+        journaled = self.journal.order_by_client_id(state.client_order_id)
+        if journaled is None:
+            return  # not ours: reconciliation reports such orders
+        self.journal.update_order(
+            state.client_order_id,
+            status=state.status,
+            filled_quantity=state.filled_quantity,
+            average_fill_price=state.average_fill_price,
+            broker_order_id=state.broker_order_id,
+            broker_message=state.message,
+            updated_at=self.clock(),
+        )
+        for fill in state.fills:
+            self.journal.record_fill(
+                fill_id=f"{account}:{fill.fill_id}",
+                order_id=journaled["id"],
+                account=account,
+                ticker=ticker,
+                side=fill.side,
+                quantity=fill.quantity,
+                price=fill.price,
+                filled_at=fill.filled_at,
+            )
+
+    def _set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
+        self.journal.update_delivery(
+            delivery_id, status=status, reason=reason, updated_at=self.clock()
+        )
+        return Outcome(status, reason)

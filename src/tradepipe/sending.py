@@ -1,0 +1,160 @@
+"""How the CLI's acting commands reach the engine: through the running daemon when there is one,
+on their own (holding the journal's lock, running the very same server code in-process) when
+there is not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tradepipe.errors import DaemonUnavailable, TradepipeError
+
+FINISHED = frozenset({"processed", "rejected"})
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"ok": False, "code": "http-error", "message": raw.decode()[:500]}
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        raise DaemonUnavailable(f"no daemon answered at {url}: {e}") from e
+
+
+def _daemon(config: Any) -> dict[str, Any] | None:
+    """The running daemon's address and API token, if one owns this journal."""
+    from tradepipe.daemon import read_daemon_info
+
+    info = read_daemon_info(Path(config.journal.path))
+    if info is None:
+        return None
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None  # a file left by a daemon that died
+    return info
+
+
+def _configured_url(config: Any) -> str:
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{config.server.port}"
+
+
+def deliver_signal(
+    config: Any, strategy: str, body: bytes, *, wait: bool, timeout: float
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """Post the body to the strategy's webhook; with `wait`, also return the processed signal."""
+    token = config.strategies[strategy].token
+    daemon = _daemon(config)
+    base = daemon["url"] if daemon else _configured_url(config)
+    try:
+        status, answer = _post(f"{base}/webhook/{token}", body)
+    except DaemonUnavailable:
+        if daemon is not None:
+            raise
+        # The journal lock makes this safe: it fails if a daemon we cannot reach owns the journal.
+        status, answer = asyncio.run(_run_standalone(config, token, body))
+    detail = None
+    if wait and answer.get("signal_id") is not None:
+        detail = wait_for_signal(config, int(answer["signal_id"]), timeout)
+    return status, answer, detail
+
+
+def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, Any]:
+    from tradepipe.journal import Journal
+    from tradepipe.views import signal_detail
+
+    journal = Journal.open(Path(config.journal.path), create=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            detail = signal_detail(journal, signal_id)
+            assert detail is not None
+            if detail["status"] in FINISHED or time.monotonic() > deadline:
+                return detail
+            time.sleep(0.05)
+    finally:
+        journal.close()
+
+
+async def _run_standalone(config: Any, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """No daemon: take the journal's lock and run the server code in-process for one request."""
+    import aiohttp
+    from aiohttp import web
+
+    from tradepipe.daemon import journal_lock, make_brokers, utc_now
+    from tradepipe.engine import Engine
+    from tradepipe.journal import Journal
+    from tradepipe.server import make_app
+
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
+        runner = web.AppRunner(make_app(config, journal, engine, utc_now), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        try:
+            await engine.start()
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            async with aiohttp.ClientSession() as session:
+                url = f"http://{host}:{port}/webhook/{token}"
+                async with session.post(url, data=body) as response:
+                    answer = await response.json(content_type=None)
+                    status = response.status
+            await engine.drain()
+        finally:
+            await engine.stop()
+            await runner.cleanup()
+            journal.close()
+    return status, answer
+
+
+def paper_quote(config: Any, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
+    daemon = _daemon(config)
+    if daemon is not None:
+        payload = json.dumps({"account": account, "ticker": ticker, "price": str(price)}).encode()
+        status, answer = _post(
+            f"{daemon['url']}/api/paper/quote",
+            payload,
+            {"Authorization": f"Bearer {daemon['token']}", "Content-Type": "application/json"},
+        )
+        if status != 200:
+            raise TradepipeError(answer.get("message", f"daemon answered {status}"))
+        return answer
+    return asyncio.run(_paper_quote_standalone(config, account, ticker, price))
+
+
+async def _paper_quote_standalone(
+    config: Any, account: str, ticker: str, price: Decimal
+) -> dict[str, Any]:
+    from tradepipe.daemon import Actions, journal_lock, make_brokers, utc_now
+    from tradepipe.engine import Engine
+    from tradepipe.journal import Journal
+
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
+        try:
+            for broker in engine.brokers.values():
+                await broker.connect()
+            return await Actions(config, engine).paper_quote(account, ticker, price)
+        finally:
+            journal.close()

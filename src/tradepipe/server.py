@@ -1,0 +1,295 @@
+"""The webhook listener (SPEC §3): journal first, answer second, trade after.
+
+`POST /webhook/{token}` checks the request, commits one signal row with `synchronous=FULL` and only
+then answers 200; planning and broker calls run after the answer (TradingView gives up after
+3 s). Every rejection is answered with one JSON shape and journaled, except unknown tokens and
+rate-limited floods. A small local API under `/api/` lets the CLI act through the daemon.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from tradepipe.auth import client_address, is_allowed, verify_signature
+from tradepipe.engine import Engine
+from tradepipe.journal import Journal
+from tradepipe.ratelimit import RateLimiter
+from tradepipe.signal import FieldError, ParsedSignal, parse_signal, signal_to_json
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+DEDUPE_KEY_TTL = timedelta(hours=24)
+_PASSPHRASE_TEXT = re.compile(r'("passphrase"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+
+
+class Rejection(Exception):
+    """A request we answer with a 4xx; journaled unless `journal` is False."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        errors: tuple[FieldError, ...] = (),
+        *,
+        journal: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+        self.journal = journal
+
+
+def error_body(code: str, message: str, errors: tuple[FieldError, ...] = ()) -> dict[str, Any]:
+    """The one JSON shape of every webhook error."""
+    return {
+        "ok": False,
+        "code": code,
+        "message": message,
+        "errors": [{"field": e.field, "message": e.message} for e in errors],
+    }
+
+
+class Webhook:
+    """The handler and the per-strategy state it keeps (rate limits)."""
+
+    def __init__(
+        self,
+        config: Any,
+        journal: Journal,
+        engine: Engine,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.engine = engine
+        self.clock = clock
+        self.monotonic = monotonic
+        self.limiters = {
+            name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
+            for name, s in config.strategies.items()
+        }
+
+    async def handle(self, request: web.Request) -> web.Response:
+        received_at = self.clock()
+        body = await request.content.read(MAX_BODY + 1)
+        found = self.config.strategy_by_token(request.match_info["token"])
+        if found is None:
+            return _answer(404, error_body("unknown-token", "no strategy has this webhook URL"))
+        name, strategy = found
+        source = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), strategy.trusted_proxies
+        )
+        try:
+            if len(body) > MAX_BODY:
+                raise Rejection(
+                    413,
+                    "payload-too-large",
+                    f"the body is larger than {MAX_BODY} bytes (64 KiB)",
+                    (FieldError("", f"body exceeds {MAX_BODY} bytes"),),
+                    journal=False,
+                )
+            broken = self.limiters[name].allow(self.monotonic())
+            if broken:
+                raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
+            if not is_allowed(source, strategy.allowed_ips):
+                raise Rejection(403, "ip-not-allowed", f"source address {source} is not allowed")
+            if strategy.webhook_secret:
+                problem = verify_signature(
+                    strategy.webhook_secret, request.headers, body, received_at.timestamp()
+                )
+                if problem:
+                    raise Rejection(401, "invalid-signature", problem)
+            parsed = self._parse(body, strategy.passphrase)
+            signal = parsed.signal
+            assert signal is not None
+            self._check_age(signal, strategy.max_signal_age, received_at)
+            return self._accept(name, strategy, body, parsed, source, received_at, request)
+        except Rejection as rejection:
+            return self._reject(name, body, source, received_at, rejection)
+
+    def _parse(self, body: bytes, passphrase: str | None) -> ParsedSignal:
+        try:
+            decoded: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            decoded = None
+            parsed = parse_signal(body)
+        else:
+            if passphrase is not None:
+                given = decoded.get("passphrase") if isinstance(decoded, dict) else None
+                if given is None:
+                    raise Rejection(401, "passphrase-required", "this strategy needs a passphrase")
+                if not hmac.compare_digest(str(given).encode(), passphrase.encode()):
+                    raise Rejection(403, "invalid-passphrase", "the passphrase does not match")
+            parsed = parse_signal(decoded)
+        if not parsed.ok:
+            code = "malformed-json" if decoded is None else "invalid-payload"
+            problems = "; ".join(f"{e.field or 'body'}: {e.message}" for e in parsed.errors)
+            raise Rejection(400, code, problems, parsed.errors)
+        return parsed
+
+    def _check_age(self, signal: Any, max_age: Decimal | None, now: datetime) -> None:
+        if max_age is None or signal.time is None:
+            return
+        age = (now - signal.time).total_seconds()
+        if age > float(max_age):
+            raise Rejection(
+                400,
+                "stale-signal",
+                f"the signal is {age:.0f} s old; max_signal_age is {max_age} s",
+                (FieldError("time", f"older than max_signal_age {max_age} s (age {age:.0f} s)"),),
+            )
+
+    def _accept(
+        self,
+        name: str,
+        strategy: Any,
+        body: bytes,
+        parsed: ParsedSignal,
+        source: str,
+        received_at: datetime,
+        request: web.Request,
+    ) -> web.Response:
+        signal = parsed.signal
+        assert signal is not None
+        dedupe_key = signal.id or request.headers.get("webhook-id")
+        body_hash = hashlib.sha256(body).hexdigest()
+        # No await between this look-up and the insert: two copies cannot both pass.
+        if dedupe_key:
+            original = self.journal.find_signal_by_key(
+                name, dedupe_key, received_at - DEDUPE_KEY_TTL
+            )
+        else:
+            window = timedelta(seconds=float(strategy.dedupe_window))
+            original = self.journal.find_signal_by_body(name, body_hash, received_at - window)
+        row = {
+            "strategy": name,
+            "received_at": received_at,
+            "source": source,
+            "body": _redacted(body),
+            "payload": json.dumps(signal_to_json(signal)),
+            "ticker": signal.ticker,
+            "action": signal.action,
+            "warnings": list(parsed.warnings),
+            "dedupe_key": dedupe_key,
+            "body_hash": body_hash,
+        }
+        if original is not None:
+            self.journal.record_signal(
+                **row, status="duplicate", http_status=200, duplicate_of=original
+            )
+            log.info("signal %s for %s is a duplicate", original, name)
+            return _answer(
+                200,
+                {
+                    "ok": True,
+                    "signal_id": original,
+                    "duplicate": True,
+                    "warnings": list(parsed.warnings),
+                },
+            )
+        signal_id = self.journal.record_signal(**row, status="accepted", http_status=200)
+        self.engine.enqueue(signal_id, name, signal)
+        return _answer(
+            200,
+            {
+                "ok": True,
+                "signal_id": signal_id,
+                "duplicate": False,
+                "warnings": list(parsed.warnings),
+            },
+        )
+
+    def _reject(
+        self, name: str, body: bytes, source: str, received_at: datetime, rejection: Rejection
+    ) -> web.Response:
+        answer = error_body(rejection.code, rejection.message, rejection.errors)
+        if rejection.journal:
+            answer["signal_id"] = self.journal.record_signal(
+                strategy=name,
+                received_at=received_at,
+                source=source,
+                body=_redacted(body),
+                status="rejected",
+                http_status=rejection.status,
+                error=rejection.message,
+                errors=[{"field": e.field, "message": e.message} for e in rejection.errors],
+            )
+        log.warning("signal for %s rejected (%s): %s", name, rejection.status, rejection.message)
+        return _answer(rejection.status, answer)
+
+
+def _redacted(body: bytes) -> str:
+    """The body as text with any passphrase value blanked out: secrets never reach the journal."""
+    text = body.decode("utf-8", errors="replace")
+    return _PASSPHRASE_TEXT.sub(r'\1"***"', text)
+
+
+def _answer(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def make_app(
+    config: Any,
+    journal: Journal,
+    engine: Engine,
+    clock: Callable[[], datetime],
+    *,
+    api_token: str | None = None,
+    actions: Any = None,
+) -> web.Application:
+    """The app factory: webhook, health and (with an api token) the CLI's local API."""
+    webhook = Webhook(config, journal, engine, clock)
+    app = web.Application(client_max_size=MAX_BODY + 1)
+    app[ENGINE] = engine
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "status": "ready"})
+
+    app.router.add_post("/webhook/{token}", webhook.handle)
+    app.router.add_get("/healthz", healthz)
+    if api_token is not None and actions is not None:
+        _add_api(app, api_token, actions)
+    return app
+
+
+def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
+    """The local API the CLI's acting commands use while a daemon owns the journal."""
+
+    def authorised(request: web.Request) -> None:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), api_token.encode()):
+            raise web.HTTPUnauthorized(
+                text=json.dumps(error_body("unauthorized", "bad API token")),
+                content_type="application/json",
+            )
+
+    async def paper_quote(request: web.Request) -> web.Response:
+        authorised(request)
+        payload = await request.json()
+        try:
+            result = await actions.paper_quote(
+                payload["account"], payload["ticker"], Decimal(str(payload["price"]))
+            )
+        except Exception as e:  # the CLI shows the message; the daemon keeps running
+            return web.json_response(error_body("failed", str(e)), status=400)
+        return web.json_response({"ok": True, **result})
+
+    app.router.add_post("/api/paper/quote", paper_quote)

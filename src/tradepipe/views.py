@@ -1,0 +1,131 @@
+"""The `--json` shapes of SPEC §10, built from journal rows: keys may be added, never renamed."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from tradepipe.journal import Journal
+
+
+def number(text: str | None) -> int | float | None:
+    """Journal decimals as JSON numbers: whole numbers stay integers."""
+    if text is None:
+        return None
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def position_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "account": row["account"],
+        "ticker": row["ticker"],
+        "quantity": number(row["quantity"]),
+        "average_price": number(row["average_price"]),
+        "updated_at": row["updated_at"],
+    }
+
+
+def order_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "client_order_id": row["client_order_id"],
+        "signal_id": row["signal_id"],
+        "subscription": row["subscription"],
+        "account": row["account"],
+        "ticker": row["ticker"],
+        "side": row["side"],
+        "quantity": number(row["quantity"]),
+        "filled_quantity": number(row["filled_quantity"]),
+        "average_fill_price": number(row["average_fill_price"]),
+        "order_type": row["order_type"],
+        "limit_price": number(row["limit_price"]),
+        "stop_price": number(row["stop_price"]),
+        "trail_amount": number(row["trail_amount"]),
+        "trail_percent": number(row["trail_percent"]),
+        "time_in_force": row["time_in_force"],
+        "role": row["role"],
+        "parent_id": row["parent_id"],
+        "status": row["status"],
+        "broker_order_id": row["broker_order_id"],
+        "broker_message": row["broker_message"],
+        "created_at": row["created_at"],
+    }
+
+
+def trade_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "order_id": row["order_id"],
+        "account": row["account"],
+        "ticker": row["ticker"],
+        "side": row["side"],
+        "quantity": number(row["quantity"]),
+        "price": number(row["price"]),
+        "filled_at": row["filled_at"],
+    }
+
+
+def signal_views(journal: Journal, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    deliveries = journal.deliveries_for([r["id"] for r in rows])
+    orders = journal.orders_for_deliveries([d["id"] for d in deliveries])
+    by_signal: dict[int, list[dict[str, Any]]] = {}
+    for delivery in deliveries:
+        by_signal.setdefault(delivery["signal_id"], []).append(
+            {
+                "subscription": delivery["subscription"],
+                "account": delivery["account"],
+                "status": delivery["status"],
+                "reason": delivery["reason"],
+                "order_ids": [o["id"] for o in orders if o["delivery_id"] == delivery["id"]],
+            }
+        )
+    return [
+        {
+            "id": row["id"],
+            "strategy": row["strategy"],
+            "received_at": row["received_at"],
+            "ticker": row["ticker"],
+            "action": row["action"],
+            "status": row["status"],
+            "error": row["error"],
+            "http_status": row["http_status"],
+            "duplicate_of": row["duplicate_of"],
+            "warnings": json.loads(row["warnings"]),
+            "deliveries": by_signal.get(row["id"], []),
+        }
+        for row in rows
+    ]
+
+
+def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
+    """Everything about one signal: payload, errors, and per delivery the plan, provenance,
+    orders and the brokers' answers."""
+    row = journal.signal(signal_id)
+    if row is None:
+        return None
+    view = signal_views(journal, [row])[0]
+    deliveries = journal.deliveries_for([signal_id])
+    orders = journal.orders_for_deliveries([d["id"] for d in deliveries])
+    view.update(
+        source=row["source"],
+        body=row["body"],
+        payload=json.loads(row["payload"]) if row["payload"] else None,
+        errors=json.loads(row["errors"]),
+        processed_at=row["processed_at"],
+        deliveries=[
+            {
+                "subscription": d["subscription"],
+                "account": d["account"],
+                "status": d["status"],
+                "reason": d["reason"],
+                "plan": json.loads(d["plan"]) if d["plan"] else None,
+                "provenance": json.loads(d["provenance"]) if d["provenance"] else [],
+                "orders": [order_view(o) for o in orders if o["delivery_id"] == d["id"]],
+                "updated_at": d["updated_at"],
+            }
+            for d in deliveries
+        ],
+    )
+    return view

@@ -1,0 +1,189 @@
+"""End to end, as a user would: `tradepipe serve` as a subprocess, `tradepipe send`, listings."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from tests.helpers import TOKEN, Daemon, free_port, tradepipe, tradepipe_json, write_config
+
+
+def wait_for(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def send(config, payload, *args):
+    return json.loads(tradepipe(config, "send", json.dumps(payload), "--json", *args).stdout)
+
+
+def test_entry_reversal_restart_and_exit_through_the_daemon(tmp_path):
+    config = write_config(tmp_path)
+    port = free_port()
+    with Daemon(config, port):
+        answer = send(
+            config, {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 190}
+        )
+        assert answer["ok"] and not answer["duplicate"]
+        positions = wait_for(lambda: tradepipe_json(config, "positions"))
+        assert [(p["ticker"], p["quantity"], p["average_price"]) for p in positions] == [
+            ("AAPL", 5, 190)
+        ]
+
+        answer = send(
+            config,
+            {"ticker": "AAPL", "action": "sell", "quantity": 2, "signalPrice": 200},
+            "--wait",
+        )
+        assert answer["signal"]["deliveries"][0]["status"] == "submitted"
+        assert tradepipe_json(config, "positions")[0]["quantity"] == -2
+
+    # A restart keeps the paper position.
+    with Daemon(config, port):
+        assert tradepipe_json(config, "positions")[0]["quantity"] == -2
+        answer = send(config, {"ticker": "AAPL", "action": "exit", "signalPrice": 195}, "--wait")
+        assert answer["signal"]["status"] == "processed"
+        assert tradepipe_json(config, "positions") == []
+
+    orders = tradepipe_json(config, "orders")
+    assert [(o["role"], o["side"], o["quantity"], o["status"]) for o in reversed(orders)] == [
+        ("entry", "buy", 5, "filled"),
+        ("exit", "sell", 5, "filled"),
+        ("entry", "sell", 2, "filled"),
+        ("exit", "buy", 2, "filled"),
+    ]
+    assert {len(o["client_order_id"]) <= 32 for o in orders} == {True}
+    trades = tradepipe_json(config, "trades")
+    assert sorted(t["price"] for t in trades) == [190, 195, 200, 200]
+    signals = tradepipe_json(config, "signals")
+    assert [s["status"] for s in signals] == ["processed"] * 3
+    assert set(signals[0]) >= {
+        "id",
+        "strategy",
+        "received_at",
+        "ticker",
+        "action",
+        "status",
+        "error",
+        "deliveries",
+    }
+    assert set(signals[0]["deliveries"][0]) >= {"subscription", "status", "reason", "order_ids"}
+
+
+def test_malformed_body_gets_400_listing_every_problem_and_shows_in_signals(tmp_path):
+    config = write_config(tmp_path)
+    with Daemon(config, free_port()) as daemon:
+        request = urllib.request.Request(
+            f"{daemon.url}/webhook/{TOKEN}",
+            data=b'{"action": "hold", "quantity": -1}',
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            raise AssertionError("expected a 400")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+            answer = json.loads(e.read())
+        assert {e["field"] for e in answer["errors"]} == {"ticker", "action", "quantity"}
+        listed = tradepipe(config, "signals").stdout
+        assert "rejected" in listed and "ticker" in listed
+        shown = tradepipe(config, "signals", "show", str(answer["signal_id"])).stdout
+        assert "quantity" in shown and "must be greater than 0" in shown
+
+
+def test_send_without_a_daemon_runs_the_signal_itself(tmp_path):
+    config = write_config(tmp_path)
+    answer = send(
+        config, {"ticker": "MSFT", "action": "sell", "quantity": 3, "signalPrice": 400}, "--wait"
+    )
+    assert answer["signal"]["deliveries"][0]["status"] == "submitted"
+    assert tradepipe_json(config, "positions")[0]["quantity"] == -3
+
+
+def test_send_reports_a_rejection_with_exit_code_1(tmp_path):
+    config = write_config(tmp_path)
+    result = tradepipe(config, "send", '{"ticker": "AAPL"}', check=False)
+    assert result.returncode == 1
+    assert "action" in result.stdout and "400" in result.stdout
+
+
+def test_signals_show_explains_where_values_came_from(tmp_path):
+    config = write_config(tmp_path, subscription="use_signal_quantity = false\nquantity = 2\n")
+    tradepipe(
+        config,
+        "send",
+        json.dumps({"ticker": "AAPL", "action": "buy", "quantity": 9, "signalPrice": 10}),
+    )
+    shown = tradepipe(config, "signals", "show", "1").stdout
+    assert "quantity 2 ← subscription trend-paper" in shown
+    assert "use_signal_quantity = false" in shown
+    detail = json.loads(tradepipe(config, "signals", "show", "1", "--json").stdout)
+    assert detail["deliveries"][0]["orders"][0]["quantity"] == 2
+
+
+def test_paper_quote_moves_the_mark_used_by_the_next_market_order(tmp_path):
+    config = write_config(tmp_path)
+    with Daemon(config, free_port()):
+        assert "mark 123.5" in tradepipe(config, "paper", "quote", "paper", "TSLA", "123.5").stdout
+        send(config, {"ticker": "TSLA", "action": "buy", "quantity": 1}, "--wait")
+        assert tradepipe_json(config, "trades")[0]["price"] == 123.5
+    # Without a daemon the command works on its own.
+    tradepipe(config, "paper", "quote", "paper", "TSLA", "130")
+    send(config, {"ticker": "TSLA", "action": "exit"}, "--wait")
+    assert tradepipe_json(config, "trades")[0]["price"] == 130
+
+
+def test_serve_without_a_config_writes_a_starter_and_prints_the_url(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env
+
+    env = cli_env(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradepipe", "serve", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=home,
+    )
+    lines = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "try: tradepipe" in line:
+            break
+    process.terminate()
+    output = "".join(lines) + process.communicate(timeout=20)[0]
+    starter = home / ".config" / "tradepipe" / "tradepipe.toml"
+    assert starter.exists() and oct(starter.stat().st_mode & 0o777) == "0o600"
+    assert "/webhook/" in output and "tradepipe send" in output
+    assert process.returncode == 0
+    check = tradepipe(None, "config", "check", home=home)
+    assert "ok" in check.stdout
+
+
+def test_config_errors_exit_2_without_a_traceback(tmp_path):
+    config = write_config(tmp_path, subscription="quantiy = 3\n")
+    result = tradepipe(config, "config", "check", check=False)
+    assert result.returncode == 2
+    assert "quantiy" in result.stderr and "quantity" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_strategies_prints_the_url_and_a_tradingview_message(tmp_path):
+    config = write_config(tmp_path)
+    (row,) = tradepipe_json(config, "strategies")
+    assert row["webhook_url"].endswith(f"/webhook/{TOKEN}")
+    message = json.loads(row["tradingview_message"])
+    assert message["ticker"] == "{{ticker}}" and message["action"] == "{{strategy.order.action}}"

@@ -1,0 +1,218 @@
+"""The engine with the real paper broker and a real journal file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from tests.helpers import FixedClock, write_config
+from tradepipe.config import load_config
+from tradepipe.daemon import make_brokers
+from tradepipe.engine import Engine
+from tradepipe.journal import Journal
+from tradepipe.signal import parse_signal, signal_to_json
+
+D = Decimal
+
+
+class Harness:
+    """Signals journaled as the webhook journals them, then handed to a real engine."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config = load_config(config_path)
+        self.clock = FixedClock()
+        self.journal = Journal.open(Path(self.config.journal.path))
+        self.engine = self.new_engine()
+
+    def new_engine(self) -> Engine:
+        brokers = make_brokers(self.config, self.journal, self.clock)
+        return Engine(self.config, self.journal, brokers, self.clock, fill_poll_interval=0.01)
+
+    def journal_signal(self, payload: dict) -> tuple[int, object]:
+        signal = parse_signal(payload).signal
+        assert signal is not None
+        signal_id = self.journal.record_signal(
+            strategy="trend",
+            received_at=self.clock(),
+            source="test",
+            body=json.dumps(payload),
+            payload=json.dumps(signal_to_json(signal)),
+            ticker=signal.ticker,
+            action=signal.action,
+            status="accepted",
+            http_status=200,
+        )
+        return signal_id, signal
+
+    async def send(self, *payloads: dict) -> list[int]:
+        ids = []
+        for payload in payloads:
+            signal_id, signal = self.journal_signal(payload)
+            self.engine.enqueue(signal_id, "trend", signal)
+            ids.append(signal_id)
+        await self.engine.drain()
+        return ids
+
+    def deliveries(self, signal_id: int) -> list[tuple[str, str]]:
+        return [(d["status"], d["reason"]) for d in self.journal.deliveries_for([signal_id])]
+
+    def position(self, ticker: str = "AAPL") -> Decimal:
+        found = self.journal.position("paper", ticker)
+        return found[0] if found else D(0)
+
+
+def run(config_path: Path, test) -> None:
+    async def main():
+        harness = Harness(config_path)
+        await harness.engine.start()
+        try:
+            await test(harness)
+        finally:
+            await harness.engine.stop()
+            harness.journal.close()
+
+    asyncio.run(main())
+
+
+def test_entry_reversal_and_exit(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        assert h.position() == 5
+        assert h.deliveries(buy) == [("submitted", "enter long 5 (buy 5 AAPL)")]
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 3, "signalPrice": 110}
+        )
+        assert h.position() == -3
+        assert h.deliveries(sell) == [("submitted", "exit long 5, wait for the fill, then sell 3")]
+        roles = [
+            (o["role"], o["side"], o["quantity"], o["status"])
+            for o in h.journal.orders(signal_id=sell)
+        ]
+        assert roles == [("entry", "sell", "3", "filled"), ("exit", "sell", "5", "filled")]
+        (exit_,) = await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 105})
+        assert h.position() == 0
+        assert h.journal.signal(exit_)["status"] == "processed"
+
+    run(write_config(tmp_path), test)
+
+
+def test_signals_for_one_ticker_are_processed_in_arrival_order(tmp_path):
+    async def test(h: Harness):
+        burst = [
+            {"ticker": "AAPL", "action": a, "quantity": 1, "signalPrice": 100, "id": f"s{i}"}
+            for i, a in enumerate(["buy", "sell"] * 10 + ["buy"])
+        ]
+        await h.send(*burst)
+        assert h.position() == 1
+        order_ids = [o["id"] for o in reversed(h.journal.orders())]
+        signals = [o["signal_id"] for o in reversed(h.journal.orders())]
+        assert order_ids == sorted(order_ids) and signals == sorted(signals)
+
+    run(write_config(tmp_path), test)
+
+
+def test_broker_rejection_is_journaled_in_the_brokers_words(tmp_path):
+    async def test(h: Harness):
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5000, "signalPrice": 100}
+        )
+        ((status, reason),) = h.deliveries(signal_id)
+        assert status == "rejected"
+        assert reason == (
+            "paper rejected the entry order: insufficient buying power: the order"
+            " needs 500000.00, the account has 100000.00"
+        )
+        (order,) = h.journal.orders(signal_id=signal_id)
+        assert (
+            order["status"] == "rejected" and "insufficient buying power" in order["broker_message"]
+        )
+
+    run(write_config(tmp_path), test)
+
+
+def test_reversal_fails_when_the_exit_does_not_fill_in_time_and_sends_no_entry(tmp_path):
+    config = write_config(
+        tmp_path,
+        subscription='exit_order_type = "limit"\nexit_fill_timeout = 0.2\n'
+        "use_signal_order_type = false\n",
+    )
+
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        (sell,) = await h.send(
+            {
+                "ticker": "AAPL",
+                "action": "sell",
+                "quantity": 5,
+                "signalPrice": 100,
+                "limitPrice": 120,
+            }
+        )
+        ((status, reason),) = h.deliveries(sell)
+        assert status == "failed"
+        assert "not filled within 0.2 s" in reason and "no entry was sent" in reason
+        assert [o["role"] for o in h.journal.orders(signal_id=sell)] == ["exit"]
+        assert h.position() == 5
+
+    run(config, test)
+
+
+def test_strategy_without_subscriptions_is_processed_with_no_deliveries(tmp_path):
+    config = write_config(tmp_path, subscription="enabled = false\n")
+
+    async def test(h: Harness):
+        (signal_id,) = await h.send({"ticker": "AAPL", "action": "buy"})
+        assert h.journal.signal(signal_id)["status"] == "processed"
+        assert h.deliveries(signal_id) == []
+
+    run(config, test)
+
+
+def test_start_resumes_an_acknowledged_signal_that_a_stop_interrupted(tmp_path):
+    config = write_config(tmp_path)
+
+    async def test(h: Harness):
+        await h.engine.stop()
+        signal_id, _ = h.journal_signal(
+            {"ticker": "AAPL", "action": "buy", "quantity": 2, "signalPrice": 50}
+        )
+        h.engine = h.new_engine()
+        await h.engine.start()  # finds the accepted signal and processes it
+        await h.engine.drain()
+        assert h.journal.signal(signal_id)["status"] == "processed"
+        assert h.position() == 2
+
+    run(config, test)
+
+
+def test_restart_after_the_broker_filled_but_before_journaling_sends_nothing_twice(tmp_path):
+    config = write_config(tmp_path)
+
+    async def test(h: Harness):
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 4, "signalPrice": 10}
+        )
+        # Rewind our side of the wire to "plan journaled, order journaled as submitting": what a
+        # kill -9 right after the broker's answer leaves behind.
+        with h.journal.transaction():
+            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (sell,))
+            h.journal.conn.execute(
+                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (sell,)
+            )
+            h.journal.conn.execute(
+                "UPDATE orders SET status = 'submitting' WHERE signal_id = ?", (sell,)
+            )
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        paper_orders = h.journal.conn.execute("SELECT count(*) FROM paper_orders").fetchone()[0]
+        assert paper_orders == 1
+        assert (await h.engine.brokers["paper"].position("AAPL")).quantity == -4
+        assert h.journal.orders(signal_id=sell)[0]["status"] == "filled"
+
+    run(config, test)
