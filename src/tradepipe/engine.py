@@ -372,6 +372,12 @@ class Engine:
         journaled = self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
             return  # not ours: reconciliation reports such orders
+        with self.journal.transaction():  # one commit for the order and its fills
+            self._record_state(journaled, account, ticker, state)
+
+    def _record_state(
+        self, journaled: dict[str, Any], account: str, ticker: str, state: OrderState
+    ) -> None:
         self.journal.update_order(
             state.client_order_id,
             status=state.status,

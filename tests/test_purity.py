@@ -1,0 +1,59 @@
+"""The pure core stays pure: no I/O, no clock, no randomness in its imports or calls (STYLE.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "tradepipe"
+PURE = ["signal", "resolve", "sizing", "plan", "ids", "ratelimit", "auth", "orders"]
+FORBIDDEN_MODULES = {
+    "aiohttp",
+    "sqlite3",
+    "sqlite_utils",
+    "socket",
+    "asyncio",
+    "random",
+    "uuid",
+    "secrets",
+    "subprocess",
+    "time",
+    "os",
+    "tradepipe.journal",
+    "tradepipe.engine",
+    "tradepipe.server",
+    "tradepipe.brokers",
+    "tradepipe.daemon",
+}
+FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid4", "time", "monotonic", "getenv", "open"}
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_nothing_impure(module):
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    bad = {
+        name
+        for name in imported
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_MODULES)
+    }
+    assert bad == set()
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_reads_no_clock_and_no_environment(module):
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    calls = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+    }
+    assert calls & FORBIDDEN_CALLS == set()
+    assert "environ" not in {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
