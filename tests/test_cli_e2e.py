@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
@@ -148,8 +149,9 @@ def test_serve_without_a_config_writes_a_starter_and_prints_the_url(tmp_path):
     from tests.helpers import cli_env
 
     env = cli_env(home)
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tradepipe", "serve", "--port", str(free_port())],
+        [sys.executable, "-m", "tradepipe", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,7 +169,9 @@ def test_serve_without_a_config_writes_a_starter_and_prints_the_url(tmp_path):
     output = "".join(lines) + process.communicate(timeout=20)[0]
     starter = home / ".config" / "tradepipe" / "tradepipe.toml"
     assert starter.exists() and oct(starter.stat().st_mode & 0o777) == "0o600"
-    assert "/webhook/" in output and "tradepipe send" in output
+    (url,) = re.findall(r"webhook for strategy main: (\S+)", output)
+    assert url.startswith(f"http://127.0.0.1:{port}/webhook/")  # the port it really listens on
+    assert "tradepipe send" in output
     assert process.returncode == 0
     check = tradepipe(None, "config", "check", home=home)
     assert "ok" in check.stdout

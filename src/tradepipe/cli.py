@@ -35,8 +35,9 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(config_app, name="config")
 app.add_typer(paper_app, name="paper")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a webhook URL or a JSON example must stay on one line to be copied.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
@@ -138,8 +139,13 @@ def serve(
 
     def ready(url: str) -> None:
         err.print(f"[bold green]tradepipe[/] listening on {url} (journal {config.journal.path})")
-        for name in config.strategies:
-            err.print(f"  webhook for strategy [bold]{name}[/]: {config.webhook_url(name)}")
+        for name, strategy_config in config.strategies.items():
+            webhook = (
+                config.webhook_url(name)
+                if config.server.public_url
+                else f"{url}/webhook/{strategy_config.token}"
+            )
+            err.print(f"  webhook for strategy [bold]{name}[/]: {webhook}")
         example = '{"ticker":"AAPL","action":"buy","quantity":5,"signalPrice":190}'
         config_flag = f" --config {path}" if state.config_path else ""
         err.print(f"  try: tradepipe{config_flag} send '{example}'")
@@ -271,7 +277,7 @@ def signals(
         colour = STATUS_COLOURS.get(row["status"], "white")
         table.add_row(
             str(row["id"]),
-            row["received_at"][:19],
+            row["received_at"][5:19].replace("T", " "),
             _cell(row["strategy"]),
             _cell(row["ticker"]),
             _cell(row["action"]),

@@ -273,6 +273,8 @@ def _plain(value: Any) -> Any:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
