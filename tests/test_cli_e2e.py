@@ -191,3 +191,42 @@ def test_strategies_prints_the_url_and_a_tradingview_message(tmp_path):
     assert row["webhook_url"].endswith(f"/webhook/{TOKEN}")
     message = json.loads(row["tradingview_message"])
     assert message["ticker"] == "{{ticker}}" and message["action"] == "{{strategy.order.action}}"
+
+
+def test_usage_errors_exit_2(tmp_path):
+    config = write_config(tmp_path)
+    assert tradepipe(config, "positions", "--bogus", check=False).returncode == 2
+    assert tradepipe(config, "signals", "show", "abc", check=False).returncode == 2
+    result = tradepipe(config, "paper", "quote", "paper", "AAPL", "Infinity", check=False)
+    assert result.returncode == 2 and "greater than 0" in result.stderr
+    missing = tradepipe(config, "send", "-f", str(tmp_path / "nope.json"), check=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_a_stale_daemon_file_does_not_block_acting_commands(tmp_path):
+    config = write_config(tmp_path)
+    (tmp_path / "journal.db.daemon.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:1", "token": "x", "pid": 1})
+    )
+    answer = send(config, {"ticker": "AAPL", "action": "buy", "signalPrice": 5}, "--wait")
+    assert answer["signal"]["deliveries"][0]["status"] == "submitted"
+
+
+def test_errors_never_show_the_webhook_token(tmp_path):
+    from tests.helpers import TOKEN
+
+    config = write_config(tmp_path, strategy="")
+    # A daemon that holds the lock but does not answer: the error names the address only.
+    import fcntl
+
+    lock = (tmp_path / "journal.db.lock").open("a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    (tmp_path / "journal.db.daemon.json").write_text(
+        json.dumps({"url": f"http://127.0.0.1:{free_port()}", "token": "x", "pid": 1})
+    )
+    try:
+        result = tradepipe(config, "send", '{"ticker":"AAPL","action":"buy"}', check=False)
+    finally:
+        lock.close()
+    assert result.returncode == 1 and "no daemon answered" in result.stderr
+    assert TOKEN not in result.stderr + result.stdout

@@ -216,3 +216,50 @@ def test_restart_after_the_broker_filled_but_before_journaling_sends_nothing_twi
         assert h.journal.orders(signal_id=sell)[0]["status"] == "filled"
 
     run(config, test)
+
+
+def test_resumed_plan_does_not_cancel_the_order_it_placed(tmp_path):
+    config = write_config(
+        tmp_path, subscription='exit_order_type = "limit"\nuse_signal_order_type = false\n'
+    )
+
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        (exit_,) = await h.send(
+            {"ticker": "AAPL", "action": "exit", "signalPrice": 100, "limitPrice": 120}
+        )
+        assert [o["status"] for o in h.journal.orders(signal_id=exit_)] == ["accepted"]
+        with h.journal.transaction():  # what a kill -9 after the broker's answer leaves
+            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (exit_,))
+            h.journal.conn.execute(
+                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (exit_,)
+            )
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        assert [o["status"] for o in h.journal.orders(signal_id=exit_)] == ["accepted"]
+        assert h.deliveries(exit_)[0][0] == "submitted"
+        assert len(await h.engine.brokers["paper"].open_orders("AAPL")) == 1
+
+    run(config, test)
+
+
+def test_a_leg_the_broker_cancels_fails_the_delivery(tmp_path):
+    config = write_config(tmp_path, subscription='time_in_force = "ioc"\n')
+
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {
+                "ticker": "AAPL",
+                "action": "buy",
+                "quantity": 1,
+                "signalPrice": 100,
+                "orderType": "limit",
+                "limitPrice": 90,
+            }
+        )
+        ((status, reason),) = h.deliveries(buy)
+        assert status == "failed" and "entry order was canceled" in reason
+
+    run(config, test)

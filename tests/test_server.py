@@ -312,3 +312,56 @@ def test_ack_does_not_wait_for_the_broker(tmp_path):
         assert journal.position("paper", "AAPL")[0] == D(5)
 
     scenario(write_config(tmp_path), test)
+
+
+def test_body_arriving_in_several_segments_is_read_whole(tmp_path):
+    """A body split across TCP segments (a WAN, a proxy) must not be cut short."""
+
+    async def test(session, journal, engine):
+        host, port = session._base_url.host, session._base_url.port
+        body = json.dumps({**BUY, "extras": {"note": "x" * 1500}}).encode()
+        reader, writer = await asyncio.open_connection(host, port)
+        head = (
+            f"POST /webhook/{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        writer.write(head + body[:700])
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(body[700:])
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert journal.signals()[0]["status"] in ("accepted", "processed")
+
+    scenario(write_config(tmp_path), test)
+
+
+def test_numeric_passphrase_never_leaks(tmp_path):
+    async def test(session, journal, engine):
+        status, answer = await post(session, {**BUY, "passphrase": 482913})
+        assert status == 403
+        stored = json.dumps(journal.signals()[0])
+        assert "482913" not in stored and "482913" not in json.dumps(answer)
+
+    scenario(passphrase_config(tmp_path), test)
+
+
+def test_numeric_passphrase_without_a_configured_one_is_not_echoed(tmp_path):
+    async def test(session, journal, engine):
+        status, answer = await post(session, {"ticker": "AAPL", "passphrase": 482913})
+        assert status == 400
+        assert "482913" not in json.dumps(answer)
+        assert "482913" not in json.dumps(journal.signals()[0])
+
+    scenario(write_config(tmp_path), test)
+
+
+def test_deeply_nested_json_is_a_journaled_400_not_a_500(tmp_path):
+    async def test(session, journal, engine):
+        status, answer = await post(session, b"[" * 30000)
+        assert status == 400 and answer["code"] == "malformed-json"
+        assert journal.signals()[0]["status"] == "rejected"
+
+    scenario(write_config(tmp_path), test)

@@ -176,12 +176,16 @@ def send(
     as_json: JsonOption = False,
 ) -> None:
     """Post a signal to the running daemon, as TradingView would (runs it here if none runs)."""
+    from tradepipe.errors import UsageError
     from tradepipe.sending import deliver_signal
 
     config = load()
     name = pick_strategy(config, strategy)
     if file is not None:
-        body = file.read_bytes()
+        try:
+            body = file.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read --file {file}: {e.strerror}") from None
     elif payload is None or payload == "-":
         body = sys.stdin.buffer.read()
     else:
@@ -478,7 +482,9 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
     try:
         value = Decimal(price)
     except InvalidOperation:
-        raise UsageError(f"price must be a number (got {price!r})") from None
+        value = Decimal("NaN")
+    if not value.is_finite() or value <= 0:
+        raise UsageError(f"price must be a number greater than 0 (got {price!r})")
     result = move_mark(load(), account, ticker, value)
     filled = ", ".join(result.get("filled", [])) or "none"
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
@@ -487,22 +493,37 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
 # -- entry point -----------------------------------------------------------------------------
 
 
-def main() -> None:
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the copy of click that newer Typer ships."""
     import click
+
+    usage: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException  # Typer ≥ 0.24 vendors click
+
+        usage.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(usage), (click.exceptions.Abort, typer.Abort)
+
+
+def main() -> None:
+    from rich.markup import escape
 
     from tradepipe.errors import TradepipeError
 
+    usage_errors, aborts = _click_exceptions()
     try:
         code = app(standalone_mode=False)
     except TradepipeError as e:
         if state.debug:
             raise
-        err.print(f"[red]error[/]: {e}")
+        err.print(f"[red]error[/]: {escape(str(e))}")
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except aborts:
         err.print("aborted")
         sys.exit(1)
-    except click.ClickException as e:
+    except usage_errors as e:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
@@ -510,6 +531,7 @@ def main() -> None:
     except Exception as e:
         if state.debug:
             raise
-        err.print(f"[red]error[/]: {e.__class__.__name__}: {e} (run with --debug for details)")
+        message = escape(f"{e.__class__.__name__}: {e}")
+        err.print(f"[red]error[/]: {message} (run with --debug for details)")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -66,8 +66,8 @@ class Actions:
             raise UsageError(
                 f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
             )
-        if price <= 0:
-            raise UsageError(f"price must be greater than 0 (got {price})")
+        if not price.is_finite() or price <= 0:
+            raise UsageError(f"price must be a number greater than 0 (got {price})")
         changed = await broker.observe_price(ticker, price)
         for state in changed:
             self.engine.record_state(account, ticker, state)
@@ -162,8 +162,7 @@ async def serve(
             raise TradepipeError(
                 f"cannot listen on {bind_host}:{port or config.server.port}: {e}"
             ) from e
-        bound = runner.addresses[0]
-        url = f"http://{bound[0]}:{bound[1]}"
+        url = local_url(runner.addresses[0])
         files = DaemonFiles.beside(journal_path)
         _write_private(files.info, json.dumps({"url": url, "token": api_token, "pid": os.getpid()}))
         stop = asyncio.Event()
@@ -186,6 +185,27 @@ async def serve(
             await runner.cleanup()
             files.info.unlink(missing_ok=True)
             journal.close()
+
+
+def local_url(address: Any) -> str:
+    """How a local client reaches a bound socket: wildcards become loopback, IPv6 is bracketed."""
+    host, port = address[0], address[1]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def daemon_holds_lock(journal_path: Path) -> bool:
+    """True if a process holds the journal's lock (a live daemon or a standalone command)."""
+    lock = DaemonFiles.beside(journal_path).lock
+    if not lock.exists():
+        return False
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _write_private(path: Path, text: str) -> None:

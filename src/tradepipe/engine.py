@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -163,10 +163,21 @@ class Engine:
                     )
             except Exception as e:  # a bug must not stop the lane; journal it, carry on
                 log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
-                self._set_delivery(delivery["id"], "failed", f"internal error: {e!r}")
-            self._remaining[work.signal_id] -= 1
-            if self._remaining[work.signal_id] == 0:
-                self._finish_signal(work.signal_id)
+                try:
+                    self._set_delivery(delivery["id"], "failed", f"internal error: {e!r}")
+                except Exception:
+                    log.exception("delivery %s: could not journal the failure", delivery["id"])
+            finally:
+                self._remaining[work.signal_id] -= 1
+                if self._remaining[work.signal_id] == 0:
+                    try:
+                        self._finish_signal(work.signal_id)
+                    except Exception:
+                        # Left 'accepted' in the journal: the next start processes it again,
+                        # and its journaled plan keeps that from sending anything twice.
+                        log.exception("signal %s: could not be marked processed", work.signal_id)
+                        self._remaining.pop(work.signal_id, None)
+                        self._done(work.signal_id)
 
     def _finish_signal(self, signal_id: int) -> None:
         self._remaining.pop(signal_id, None)
@@ -206,6 +217,10 @@ class Engine:
             if journaled["kind"] == "plan":
                 log.info("delivery %s: resuming its journaled plan", delivery["id"])
                 plan = plan_from_json(journaled)
+                if self.journal.orders_for_deliveries([delivery["id"]]):
+                    # Its cancels ran before its first order: cancelling now would cancel
+                    # the orders this very plan placed.
+                    plan = replace(plan, cancel_open_orders=False)
                 outcome = await self._execute(work, delivery, intent, broker, plan)
                 return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
         lot = broker.capabilities.lot_size if intent.fractional else Decimal(1)
@@ -272,13 +287,16 @@ class Engine:
                 return Outcome(
                     "failed",
                     f"{broker.name} did not answer for the {step.leg} order ({e}); its state is"
-                    f" unknown and will be settled by looking up {request.client_order_id}",
+                    f" unknown: check the broker for client order id {request.client_order_id}",
                 )
             if state.status is OrderStatus.REJECTED:
                 message = state.message or "no reason given"
                 return Outcome(
                     "rejected", f"{broker.name} rejected the {step.leg} order: {message}"
                 )
+            if state.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+                message = f": {state.message}" if state.message else ""
+                return Outcome("failed", f"the {step.leg} order was {state.status}{message}")
             if step.wait_for_fill and state.status is not OrderStatus.FILLED:
                 timeout = intent.exit_fill_timeout
                 state = await self._wait_for_fill(broker, request, state, timeout)

@@ -63,6 +63,22 @@ Decision = Plan | Skip | Reject
 
 
 def make_plan(intent: Intent, market: Market) -> Decision:
+    unbuilt = [
+        name
+        for name, value in (
+            ("trading_windows", intent.trading_windows),
+            ("max_position_quantity", intent.max_position_quantity),
+            ("max_position_value", intent.max_position_value),
+        )
+        if value
+    ]
+    if unbuilt:
+        # Trading on without a limit the user configured would be a silent failure.
+        verb = "is" if len(unbuilt) == 1 else "are"
+        return Reject(
+            f"{', '.join(unbuilt)} {verb} not supported yet;"
+            " remove the setting to trade this subscription"
+        )
     position = market.position
     match intent.action:
         case Action.BUY | Action.SELL:
@@ -84,7 +100,11 @@ def make_plan(intent: Intent, market: Market) -> Decision:
                 return Reject("no open position to reverse")
             if intent.sentiment is Sentiment.FLAT:  # flat never enters the other side
                 return _exit(intent, market, partial=False, note=" (sentiment flat: no entry)")
-            return _swap(intent, market, _side_of(position).opposite(), obey_sides=False)
+            target = _side_of(position).opposite()
+            if not _side_allowed(intent, target):  # entries obey sides (SPEC §6)
+                note = f" (sides = {intent.sides}: exit only)"
+                return _exit(intent, market, partial=False, note=note)
+            return _swap(intent, market, target)
         case Action.CANCEL:
             if not market.has_open_orders:
                 return Reject(f"no open orders for {intent.ticker} to cancel")
@@ -125,10 +145,10 @@ def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
     if not _side_allowed(intent, side):
         note = f" (sides = {intent.sides}: exit only)"
         return _exit(intent, market, partial=False, note=note)
-    return _swap(intent, market, side, obey_sides=True)
+    return _swap(intent, market, side)
 
 
-def _swap(intent: Intent, market: Market, side: Side, *, obey_sides: bool) -> Decision:
+def _swap(intent: Intent, market: Market, side: Side) -> Decision:
     """Exit the whole position, wait for the fill, then enter the other side."""
     held = abs(market.position)
     exit_order = _exit_order(intent, market.position, held, wait=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import secrets
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -31,21 +32,22 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
         except ValueError:
             return e.code, {"ok": False, "code": "http-error", "message": raw.decode()[:500]}
     except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-        raise DaemonUnavailable(f"no daemon answered at {url}: {e}") from e
+        # The path is left out: a webhook path carries the strategy's secret token.
+        where = urllib.parse.urlsplit(url).netloc
+        reason = getattr(e, "reason", e)
+        raise DaemonUnavailable(f"no daemon answered at {where}: {reason}") from e
 
 
 def _daemon(config: Any) -> dict[str, Any] | None:
     """The running daemon's address and API token, if one owns this journal."""
-    from tradepipe.daemon import read_daemon_info
+    from tradepipe.daemon import daemon_holds_lock, read_daemon_info
 
-    info = read_daemon_info(Path(config.journal.path))
-    if info is None:
+    journal_path = Path(config.journal.path)
+    # The lock, not the pid in the file, says whether the daemon lives: a pid is reused after
+    # a kill -9, a lock dies with its process.
+    if not daemon_holds_lock(journal_path):
         return None
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return None  # a file left by a daemon that died
-    return info
+    return read_daemon_info(journal_path)
 
 
 def _configured_url(config: Any) -> str:
@@ -60,15 +62,16 @@ def deliver_signal(
 ) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
     """Post the body to the strategy's webhook; with `wait`, also return the processed signal."""
     token = config.strategies[strategy].token
+    headers = _signature_headers(config.strategies[strategy], body)
     daemon = _daemon(config)
     base = daemon["url"] if daemon else _configured_url(config)
     try:
-        status, answer = _post(f"{base}/webhook/{token}", body)
+        status, answer = _post(f"{base}/webhook/{token}", body, headers)
     except DaemonUnavailable:
         if daemon is not None:
             raise
         # The journal lock makes this safe: it fails if a daemon we cannot reach owns the journal.
-        status, answer = asyncio.run(_run_standalone(config, token, body))
+        status, answer = asyncio.run(_run_standalone(config, token, body, headers))
     detail = None
     if wait and answer.get("signal_id") is not None:
         detail = wait_for_signal(config, int(answer["signal_id"]), timeout)
@@ -92,7 +95,25 @@ def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, An
         journal.close()
 
 
-async def _run_standalone(config: Any, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers when the strategy wants signed requests."""
+    if not strategy.webhook_secret:
+        return {}
+    from tradepipe.auth import sign
+
+    message_id = f"msg_{secrets.token_hex(12)}"
+    stamp = int(time.time())
+    signature = sign(strategy.webhook_secret, message_id, stamp, body)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": f"v1,{signature}",
+    }
+
+
+async def _run_standalone(
+    config: Any, token: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
     """No daemon: take the journal's lock and run the server code in-process for one request."""
     import aiohttp
     from aiohttp import web
@@ -115,7 +136,7 @@ async def _run_standalone(config: Any, token: str, body: bytes) -> tuple[int, di
             host, port = runner.addresses[0][:2]
             async with aiohttp.ClientSession() as session:
                 url = f"http://{host}:{port}/webhook/{token}"
-                async with session.post(url, data=body) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     answer = await response.json(content_type=None)
                     status = response.status
             await engine.drain()

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 DEDUPE_KEY_TTL = timedelta(hours=24)
-_PASSPHRASE_TEXT = re.compile(r'("passphrase"\s*:\s*)"(?:[^"\\]|\\.)*"')
+# Any JSON value after "passphrase": a string, or a bare number/word someone typed instead.
+_PASSPHRASE_TEXT = re.compile(r'("passphrase"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 
@@ -89,7 +90,7 @@ class Webhook:
 
     async def handle(self, request: web.Request) -> web.Response:
         received_at = self.clock()
-        body = await request.content.read(MAX_BODY + 1)
+        body = await _read_body(request)
         found = self.config.strategy_by_token(request.match_info["token"])
         if found is None:
             return _answer(404, error_body("unknown-token", "no strategy has this webhook URL"))
@@ -128,7 +129,7 @@ class Webhook:
     def _parse(self, body: bytes, passphrase: str | None) -> ParsedSignal:
         try:
             decoded: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             decoded = None
             parsed = parse_signal(body)
         else:
@@ -136,11 +137,22 @@ class Webhook:
                 given = decoded.get("passphrase") if isinstance(decoded, dict) else None
                 if given is None:
                     raise Rejection(401, "passphrase-required", "this strategy needs a passphrase")
-                if not hmac.compare_digest(str(given).encode(), passphrase.encode()):
+                if not isinstance(given, str) or not hmac.compare_digest(
+                    given.encode(), passphrase.encode()
+                ):
                     raise Rejection(403, "invalid-passphrase", "the passphrase does not match")
             parsed = parse_signal(decoded)
         if not parsed.ok:
             code = "malformed-json" if decoded is None else "invalid-payload"
+            # A passphrase value never goes back out, not even inside an error message.
+            parsed = ParsedSignal(
+                None,
+                tuple(
+                    FieldError(e.field, "must be a string") if e.field == "passphrase" else e
+                    for e in parsed.errors
+                ),
+                parsed.warnings,
+            )
             problems = "; ".join(f"{e.field or 'body'}: {e.message}" for e in parsed.errors)
             raise Rejection(400, code, problems, parsed.errors)
         return parsed
@@ -234,6 +246,19 @@ class Webhook:
             )
         log.warning("signal for %s rejected (%s): %s", name, rejection.status, rejection.message)
         return _answer(rejection.status, answer)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, however many segments or chunks it arrives in, up to one byte past the
+    limit (enough to know it is too large without reading a flood)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            break
+    return b"".join(parts)
 
 
 def _redacted(body: bytes) -> str:
