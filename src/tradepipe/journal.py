@@ -270,18 +270,18 @@ class Journal:
             return self._insert("signals", row)
 
     def find_signal_by_key(self, strategy: str, dedupe_key: str, since: datetime) -> int | None:
-        row = self.conn.execute(
-            "SELECT id FROM signals WHERE strategy = ? AND dedupe_key = ? AND received_at >= ?"
-            " AND status IN ('accepted', 'processed') ORDER BY id LIMIT 1",
-            (strategy, dedupe_key, since.isoformat()),
-        ).fetchone()
-        return row[0] if row else None
+        """The accepted signal of this strategy with this idempotency key, received since then."""
+        return self._find_accepted(strategy, "dedupe_key", dedupe_key, since)
 
     def find_signal_by_body(self, strategy: str, body_hash: str, since: datetime) -> int | None:
+        """The accepted signal of this strategy with this very body, received since then."""
+        return self._find_accepted(strategy, "body_hash", body_hash, since)
+
+    def _find_accepted(self, strategy: str, column: str, value: str, since: datetime) -> int | None:
         row = self.conn.execute(
-            "SELECT id FROM signals WHERE strategy = ? AND body_hash = ? AND received_at >= ?"
-            " AND status IN ('accepted', 'processed') ORDER BY id DESC LIMIT 1",
-            (strategy, body_hash, since.isoformat()),
+            f"SELECT id FROM signals WHERE strategy = ? AND {column} = ? AND received_at >= ?"
+            " AND status IN ('accepted', 'processed') ORDER BY id LIMIT 1",
+            (strategy, value, since.isoformat()),
         ).fetchone()
         return row[0] if row else None
 
