@@ -232,29 +232,6 @@ CASES = [
         [("exit", SELL, D(3), False)],
     ),
     (
-        "trading-windows-refused-until-built",
-        "buy",
-        "1",
-        None,
-        0,
-        {"trading_windows": [{"days": "mon-fri"}]},
-        Reject(
-            "trading_windows is not supported yet; remove the setting to trade this subscription"
-        ),
-    ),
-    (
-        "position-cap-refused-until-built",
-        "buy",
-        "1",
-        None,
-        0,
-        {"max_position_quantity": D(2)},
-        Reject(
-            "max_position_quantity is not supported yet; remove the setting to trade this"
-            " subscription"
-        ),
-    ),
-    (
         "cancel-without-orders-rejects",
         "cancel",
         None,

@@ -41,6 +41,7 @@ from pydantic_settings.exceptions import SettingsError
 from tradepipe.errors import ConfigError
 from tradepipe.orders import OrderType, TimeInForce
 from tradepipe.signal import QuantityType, StopLossType
+from tradepipe.windows import Window, parse_days, parse_minutes
 
 # Values of these keys are secrets: error messages never echo them.
 SECRET_KEYS = frozenset({"token", "passphrase", "webhook_secret"})
@@ -50,9 +51,6 @@ MIN_TOKEN_LENGTH = 22  # 22 base64url characters carry 132 bits
 # account name (`TRADEPIPE_<NAME>_KEY`) never contains "__" and cannot be read as a config key.
 _NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
-_TIME = re.compile(r"(\d{1,2}):(\d{2})")
-_WEEK = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_DAY_NAMES = {name[:n]: i for i, name in enumerate(_WEEK) for n in (3, len(name))}
 _CAMEL = {
     "limitPrice": "limit_price",
     "stopPrice": "stop_price",
@@ -221,24 +219,17 @@ class StopLossSetting(_Table):
 
 
 def _parse_days(days: str) -> frozenset[int]:
-    """ "mon-fri", "mon,wed,fri", "fri-mon" (wraps) → weekday numbers, Monday = 0."""
-    result: set[int] = set()
-    for part in days.lower().replace(" ", "").split(","):
-        first, _, last = part.partition("-")
-        if first not in _DAY_NAMES or (last and last not in _DAY_NAMES):
-            raise _fail(f'"{days}" must be days like "mon-fri" or "mon,wed,fri" (mon … sun)')
-        start, end = _DAY_NAMES[first], _DAY_NAMES[last or first]
-        result.update((start + i) % 7 for i in range((end - start) % 7 + 1))
-    return frozenset(result)
+    try:
+        return parse_days(days)
+    except ValueError as e:
+        raise _fail(str(e)) from None
 
 
 def _parse_minutes(value: str, allow_24: bool = False) -> int:
-    match = _TIME.fullmatch(value)
-    minutes = int(match[1]) * 60 + int(match[2]) if match and int(match[2]) < 60 else -1
-    if not 0 <= minutes < 24 * 60 + allow_24:
-        latest = "24:00" if allow_24 else "23:59"
-        raise _fail(f'"{value}" must be a time "HH:MM" from 00:00 to {latest}')
-    return minutes
+    try:
+        return parse_minutes(value, allow_24)
+    except ValueError as e:
+        raise _fail(str(e)) from None
 
 
 class TradingWindow(_Table):
@@ -280,23 +271,11 @@ class TradingWindow(_Table):
 
     @property
     def weekdays(self) -> frozenset[int]:
-        return _parse_days(self.days)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
+        return parse_days(self.days)
 
     def is_open_at(self, moment: datetime) -> bool:
         """Whether the aware datetime `moment` falls inside this window."""
-        local = moment.astimezone(self.zone)
-        now = local.hour * 60 + local.minute
-        start, end = _parse_minutes(self.start), _parse_minutes(self.end, allow_24=True)
-        day, days = local.weekday(), self.weekdays
-        if start < end:
-            return day in days and start <= now < end
-        if now >= start:
-            return day in days
-        return now < end and (day - 1) % 7 in days
+        return Window.of(self).is_open_at(moment)
 
 
 class Settings(_Table):

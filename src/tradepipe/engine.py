@@ -231,6 +231,7 @@ class Engine:
             equity=equity,
             has_open_orders=bool(open_orders),
             lot_size=lot,
+            now=self.clock(),
         )
         decision = make_plan(intent, market)
         explained = intent.explain(delivery["subscription"], work.strategy)

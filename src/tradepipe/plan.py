@@ -7,10 +7,12 @@ engine journals it and `tradepipe signals` shows it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 
 from tradepipe.orders import OrderRole, OrderType, Side
 from tradepipe.resolve import Intent
+from tradepipe.risk import limit_to_caps, restrict_to_windows
 from tradepipe.signal import Action, QuantityType, Sentiment
 from tradepipe.sizing import SizingInputs, round_to_lot, size
 
@@ -25,6 +27,7 @@ class Market:
     equity: Decimal | None = None
     has_open_orders: bool = False
     lot_size: Decimal = Decimal(1)
+    now: datetime | None = None  # for trading windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,22 +66,15 @@ Decision = Plan | Skip | Reject
 
 
 def make_plan(intent: Intent, market: Market) -> Decision:
-    unbuilt = [
-        name
-        for name, value in (
-            ("trading_windows", intent.trading_windows),
-            ("max_position_quantity", intent.max_position_quantity),
-            ("max_position_value", intent.max_position_value),
-        )
-        if value
-    ]
-    if unbuilt:
-        # Trading on without a limit the user configured would be a silent failure.
-        verb = "is" if len(unbuilt) == 1 else "are"
-        return Reject(
-            f"{', '.join(unbuilt)} {verb} not supported yet;"
-            " remove the setting to trade this subscription"
-        )
+    decision = _position_logic(intent, market)
+    if isinstance(decision, Plan):
+        decision = restrict_to_windows(decision, intent, market.now)
+    if isinstance(decision, Plan):
+        decision = limit_to_caps(decision, intent, market)
+    return decision
+
+
+def _position_logic(intent: Intent, market: Market) -> Decision:
     position = market.position
     match intent.action:
         case Action.BUY | Action.SELL:

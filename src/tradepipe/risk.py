@@ -1,0 +1,91 @@
+"""Risk limits applied to a plan: trading windows and position caps (SPEC §5).
+
+Pure. Each takes the plan that position logic made and narrows it: an entry outside every
+window is dropped (exits may go on, if `allow_exits_outside_windows`), an entry that would take
+the position past `max_position_quantity` / `max_position_value` is reduced to what fits, or
+rejected when nothing fits; the plan's summary says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from tradepipe.orders import OrderRole
+from tradepipe.sizing import round_to_lot
+from tradepipe.windows import Window, outside_windows
+
+if TYPE_CHECKING:
+    from tradepipe.plan import Decision, Market, Plan
+    from tradepipe.resolve import Intent
+
+
+def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Decision:
+    from tradepipe.plan import Skip
+
+    if not intent.trading_windows or intent.ignore_trading_windows:
+        return plan
+    if now is None:
+        return Skip("trading windows are set but the engine gave no time to check them against")
+    reason = outside_windows((Window.of(w) for w in intent.trading_windows), now)
+    if reason is None:
+        return plan
+    entries = [o for o in plan.orders if o.role is OrderRole.ENTRY]
+    if not intent.allow_exits_outside_windows:
+        return Skip(f"{reason} (allow_exits_outside_windows = false)")
+    if not entries:
+        return plan  # exits and cancels may run outside the windows
+    exits = tuple(o for o in plan.orders if o.role is not OrderRole.ENTRY)
+    if not exits and not plan.cancel_open_orders:
+        return Skip(reason)
+    return replace(
+        plan,
+        orders=tuple(replace(o, wait_for_fill=False) for o in exits),
+        summary=f"{plan.summary}; entry dropped: {reason}",
+    )
+
+
+def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
+    from tradepipe.plan import Reject
+
+    caps: list[tuple[Decimal, str]] = []
+    if intent.max_position_quantity is not None:
+        caps.append((Decimal(intent.max_position_quantity), "max_position_quantity"))
+    if intent.max_position_value is not None:
+        price = intent.limit_price or market.reference_price
+        if price is None:
+            return Reject("max_position_value needs a reference price: send signalPrice")
+        value = Decimal(intent.max_position_value)
+        as_quantity = round_to_lot(value / price, market.lot_size, True)
+        caps.append((as_quantity, f"max_position_value {intent.max_position_value} at {price}"))
+    if not caps:
+        return plan
+    cap, which = min(caps, key=lambda c: c[0])
+    position = market.position
+    orders = []
+    notes = []
+    for order in plan.orders:
+        if order.role is not OrderRole.ENTRY:
+            position += order.quantity * order.side.sign
+            orders.append(order)
+            continue
+        held = position * order.side.sign  # > 0 when the entry adds to what is held
+        room = cap - max(held, Decimal(0))
+        allowed = min(order.quantity, round_to_lot(room, market.lot_size, True)) if room > 0 else 0
+        if allowed <= 0:
+            notes.append(f"entry of {order.quantity} rejected: the position is at {which} {cap}")
+            continue
+        if allowed < order.quantity:
+            notes.append(f"entry reduced from {order.quantity} to {allowed} by {which} {cap}")
+            order = replace(order, quantity=allowed)
+        position += order.quantity * order.side.sign
+        orders.append(order)
+    if not notes:
+        return plan
+    if not orders and not plan.cancel_open_orders:
+        return Reject("; ".join(notes))
+    if orders and orders[-1].wait_for_fill:  # the entry the exit waited for is gone
+        orders[-1] = replace(orders[-1], wait_for_fill=False)
+    return replace(plan, orders=tuple(orders), summary=f"{plan.summary}; {'; '.join(notes)}")
