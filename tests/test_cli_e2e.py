@@ -230,3 +230,25 @@ def test_errors_never_show_the_webhook_token(tmp_path):
         lock.close()
     assert result.returncode == 1 and "no daemon answered" in result.stderr
     assert TOKEN not in result.stderr + result.stdout
+
+
+def test_manual_approval_through_the_daemon(tmp_path):
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+    with Daemon(config, free_port()):
+        answer = send(
+            config, {"ticker": "AAPL", "action": "buy", "quantity": 3, "signalPrice": 50}, "--wait"
+        )
+        assert answer["signal"]["deliveries"][0]["status"] == "pending_approval"
+        (waiting,) = tradepipe_json(config, "pending")
+        assert waiting["plan"] == "enter long 3 (buy 3 AAPL)"
+        assert tradepipe_json(config, "positions") == []
+        approved = json.loads(tradepipe(config, "approve", str(waiting["id"]), "--json").stdout)
+        assert approved["status"] == "submitted" and approved["changed"] is False
+        assert tradepipe_json(config, "positions")[0]["quantity"] == 3
+        again = tradepipe(config, "approve", str(waiting["id"]), check=False)
+        assert again.returncode == 1 and "not waiting for approval" in again.stderr
+    # Without a daemon: reject works on its own.
+    send(config, {"ticker": "AAPL", "action": "exit", "signalPrice": 50})
+    (waiting,) = tradepipe_json(config, "pending")
+    assert "rejected" in tradepipe(config, "reject", str(waiting["id"])).stdout
+    assert tradepipe_json(config, "pending") == []

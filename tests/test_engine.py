@@ -263,3 +263,55 @@ def test_a_leg_the_broker_cancels_fails_the_delivery(tmp_path):
         assert status == "failed" and "entry order was canceled" in reason
 
     run(config, test)
+
+
+def test_manual_approval_plans_again_and_reports_the_change(tmp_path):
+    import pytest
+
+    from tradepipe.errors import UsageError
+
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+
+    async def test(h: Harness):
+        (first,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 10}
+        )
+        assert h.deliveries(first) == [
+            ("pending_approval", "enter long 5 (buy 5 AAPL); waiting for approval")
+        ]
+        assert h.position() == 0  # nothing sent before approval
+        (delivery,) = h.journal.deliveries_with_status("pending_approval")
+        # Meanwhile the account went short 2 (another approved signal).
+        (second,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 2, "signalPrice": 10}
+        )
+        (other,) = [
+            d
+            for d in h.journal.deliveries_with_status("pending_approval")
+            if d["signal_id"] == second
+        ]
+        await h.engine.review(other["id"], approve=True)
+        assert h.position() == -2
+        result = await h.engine.review(delivery["id"], approve=True)
+        assert result["status"] == "submitted" and result["changed"] is True
+        assert result["plan_at_signal"] == "enter long 5 (buy 5 AAPL)"
+        assert result["plan_now"] == "exit short 2, wait for the fill, then buy 5"
+        assert h.position() == 5
+        with pytest.raises(UsageError, match="is submitted, not waiting for approval"):
+            await h.engine.review(delivery["id"], approve=True)
+
+    run(config, test)
+
+
+def test_manual_rejection_sends_nothing(tmp_path):
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+
+    async def test(h: Harness):
+        (signal_id,) = await h.send({"ticker": "AAPL", "action": "buy", "signalPrice": 10})
+        (delivery,) = h.journal.deliveries_with_status("pending_approval")
+        result = await h.engine.review(delivery["id"], approve=False)
+        assert result["status"] == "rejected"
+        assert h.deliveries(signal_id) == [("rejected", "rejected by the operator")]
+        assert h.journal.orders() == []
+
+    run(config, test)

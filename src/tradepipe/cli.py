@@ -417,6 +417,65 @@ def positions(account: AccountOption = None, as_json: JsonOption = False) -> Non
 
 
 @app.command()
+def pending(as_json: JsonOption = False) -> None:
+    """Deliveries waiting for `tradepipe approve` (subscriptions with auto_submit = false)."""
+    journal = open_journal(load())
+    rows = [
+        {
+            "id": d["id"],
+            "signal_id": d["signal_id"],
+            "subscription": d["subscription"],
+            "account": d["account"],
+            "ticker": d["ticker"],
+            "plan": (json.loads(d["plan"]) or {}).get("summary") if d["plan"] else None,
+            "created_at": d["created_at"],
+        }
+        for d in journal.deliveries_with_status("pending_approval")
+    ]
+    table = Table(title="deliveries waiting for approval")
+    for column in ("id", "signal", "subscription", "ticker", "plan at the signal", "since"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["signal_id"]),
+            r["subscription"],
+            r["ticker"],
+            _cell(r["plan"]),
+            r["created_at"][5:19].replace("T", " "),
+        )
+    emit(rows, as_json, table)
+
+
+def _review(delivery_id: int, approve: bool, as_json: bool) -> None:
+    from tradepipe.sending import review
+
+    result = review(load(), delivery_id, approve)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        colour = STATUS_COLOURS.get(result["status"], "white")
+        out.print(f"delivery {delivery_id}: [{colour}]{result['status']}[/] — {result['reason']}")
+        if result.get("changed"):
+            out.print(f"  [yellow]the plan changed[/] since the signal: {result['plan_at_signal']}")
+            out.print(f"  → now: {result['plan_now']}")
+    if result["status"] in ("failed",):
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Example: `tradepipe pending` then `tradepipe approve 7`")
+def approve(delivery_id: int, as_json: JsonOption = False) -> None:
+    """Approve a waiting delivery: it is planned again against the position now, then sent."""
+    _review(delivery_id, True, as_json)
+
+
+@app.command(epilog="Example: `tradepipe reject 7`")
+def reject(delivery_id: int, as_json: JsonOption = False) -> None:
+    """Reject a waiting delivery: nothing is sent."""
+    _review(delivery_id, False, as_json)
+
+
+@app.command()
 def strategies(as_json: JsonOption = False) -> None:
     """Webhook URLs and a ready-to-paste TradingView alert message per strategy."""
     config = load()

@@ -59,6 +59,9 @@ class Actions:
         self.config = config
         self.engine = engine
 
+    async def review(self, delivery_id: int, approve: bool) -> dict[str, Any]:
+        return await self.engine.review(delivery_id, approve=approve)
+
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
         broker = self.engine.brokers.get(account)
         if broker is None or not isinstance(broker, PaperBroker):

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradepipe.brokers.base import Broker
-from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
+from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
 from tradepipe.ids import client_order_id
 from tradepipe.journal import Journal
 from tradepipe.orders import OrderRequest, OrderState, OrderStatus
@@ -55,6 +55,14 @@ class Outcome:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LaneItem:
+    work: Work
+    delivery: dict[str, Any]
+    # Set for an operator's approval: the lane answers it instead of counting the signal down.
+    approval: asyncio.Future[dict[str, Any]] | None = None
+
+
 class Engine:
     def __init__(
         self,
@@ -71,7 +79,7 @@ class Engine:
         self.clock = clock
         self.fill_poll_interval = fill_poll_interval
         self._inbox: asyncio.Queue[Work] = asyncio.Queue()
-        self._lanes: dict[tuple[str, str], asyncio.Queue[tuple[Work, dict[str, Any]]]] = {}
+        self._lanes: dict[tuple[str, str], asyncio.Queue[LaneItem]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._remaining: dict[int, int] = {}
         self._idle = asyncio.Event()
@@ -139,18 +147,27 @@ class Engine:
                 created_at=now,
                 updated_at=now,
             )
-            key = (subscription.account, work.signal.ticker)
-            lane = self._lanes.get(key)
-            if lane is None:
-                lane = self._lanes[key] = asyncio.Queue()
-                self._tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
-            lane.put_nowait((work, delivery))
+            self._lane(subscription.account, work.signal.ticker).put_nowait(
+                LaneItem(work, delivery)
+            )
         if not subscriptions:
             self._finish_signal(work.signal_id)
 
-    async def _run_lane(self, lane: asyncio.Queue[tuple[Work, dict[str, Any]]]) -> None:
+    def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneItem]:
+        key = (account, ticker)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = asyncio.Queue()
+            self._tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
+        return lane
+
+    async def _run_lane(self, lane: asyncio.Queue[LaneItem]) -> None:
         while True:
-            work, delivery = await lane.get()
+            item = await lane.get()
+            if item.approval is not None:
+                await self._approve_in_lane(item)
+                continue
+            work, delivery = item.work, item.delivery
             try:
                 if delivery["status"] not in FINAL_DELIVERY:
                     outcome = await self._deliver(work, delivery)
@@ -178,6 +195,62 @@ class Engine:
                         log.exception("signal %s: could not be marked processed", work.signal_id)
                         self._remaining.pop(work.signal_id, None)
                         self._done(work.signal_id)
+
+    # -- manual approval -----------------------------------------------------------------------
+
+    async def review(self, delivery_id: int, *, approve: bool) -> dict[str, Any]:
+        """An operator's answer to a delivery that waits for approval (`auto_submit = false`).
+
+        Approval plans again against the position at that moment, in the delivery's own lane
+        (so it cannot race newer signals), and reports how the plan changed since the signal.
+        """
+        delivery = self._pending(delivery_id)
+        if not approve:
+            outcome = self._set_delivery(delivery_id, "rejected", "rejected by the operator")
+            return {"delivery_id": delivery_id, "status": outcome.status, "reason": outcome.reason}
+        row = self.journal.signal(delivery["signal_id"])
+        assert row is not None
+        signal = parse_signal(row["payload"]).signal
+        assert signal is not None
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        work = Work(row["id"], row["strategy"], signal)
+        self._lane(delivery["account"], delivery["ticker"]).put_nowait(
+            LaneItem(work, delivery, future)
+        )
+        return await future
+
+    def _pending(self, delivery_id: int) -> dict[str, Any]:
+        delivery = self.journal.delivery(delivery_id)
+        if delivery is None:
+            raise UsageError(f"no delivery {delivery_id} in the journal")
+        if delivery["status"] != "pending_approval":
+            raise UsageError(
+                f"delivery {delivery_id} is {delivery['status']}, not waiting for approval"
+            )
+        return delivery
+
+    async def _approve_in_lane(self, item: LaneItem) -> None:
+        assert item.approval is not None
+        try:
+            delivery = self._pending(item.delivery["id"])  # again: another approval may have won
+            before = json.loads(delivery["plan"]).get("summary") if delivery["plan"] else None
+            outcome = await self._deliver(item.work, {**delivery, "status": "approved"})
+            after = self.journal.delivery(delivery["id"])
+            assert after is not None
+            now = json.loads(after["plan"]) if after["plan"] else {}
+            now_summary = now.get("summary") or now.get("reason")
+            item.approval.set_result(
+                {
+                    "delivery_id": delivery["id"],
+                    "status": outcome.status,
+                    "reason": outcome.reason,
+                    "plan_at_signal": before,
+                    "plan_now": now_summary,
+                    "changed": before != now_summary,
+                }
+            )
+        except Exception as e:
+            item.approval.set_exception(e)
 
     def _finish_signal(self, signal_id: int) -> None:
         self._remaining.pop(signal_id, None)
@@ -246,7 +319,7 @@ class Engine:
             return self._set_delivery(delivery["id"], "skipped", decision.reason)
         if isinstance(decision, Reject):
             return self._set_delivery(delivery["id"], "rejected", decision.reason)
-        if not intent.auto_submit:
+        if not intent.auto_submit and delivery["status"] != "approved":
             return self._set_delivery(
                 delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
             )

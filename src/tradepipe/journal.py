@@ -323,6 +323,9 @@ class Journal:
         assert found is not None
         return found
 
+    def deliveries_with_status(self, status: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM deliveries WHERE status = ? ORDER BY id", (status,))
+
     def update_delivery(self, delivery_id: int, **values: Any) -> None:
         for key in ("plan", "provenance"):
             if key in values and not isinstance(values[key], str | None):

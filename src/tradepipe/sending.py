@@ -150,15 +150,8 @@ async def _run_standalone(
 def paper_quote(config: Any, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
     daemon = _daemon(config)
     if daemon is not None:
-        payload = json.dumps({"account": account, "ticker": ticker, "price": str(price)}).encode()
-        status, answer = _post(
-            f"{daemon['url']}/api/paper/quote",
-            payload,
-            {"Authorization": f"Bearer {daemon['token']}", "Content-Type": "application/json"},
-        )
-        if status != 200:
-            raise TradepipeError(answer.get("message", f"daemon answered {status}"))
-        return answer
+        payload = {"account": account, "ticker": ticker, "price": str(price)}
+        return _call_daemon(daemon, "/api/paper/quote", payload)
     return asyncio.run(_paper_quote_standalone(config, account, ticker, price))
 
 
@@ -178,4 +171,42 @@ async def _paper_quote_standalone(
                 await broker.connect()
             return await Actions(config, engine).paper_quote(account, ticker, price)
         finally:
+            journal.close()
+
+
+def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    status, answer = _post(
+        f"{daemon['url']}{path}",
+        json.dumps(payload).encode(),
+        {"Authorization": f"Bearer {daemon['token']}", "Content-Type": "application/json"},
+    )
+    if status != 200:
+        raise TradepipeError(answer.get("message", f"daemon answered {status}"))
+    return answer
+
+
+def review(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
+    """Approve or reject a delivery waiting for approval, through the daemon if one runs."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        return _call_daemon(daemon, "/api/review", {"delivery_id": delivery_id, "approve": approve})
+    return asyncio.run(_review_standalone(config, delivery_id, approve))
+
+
+async def _review_standalone(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
+    from tradepipe.daemon import journal_lock, make_brokers, utc_now
+    from tradepipe.engine import Engine
+    from tradepipe.journal import Journal
+
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
+        try:
+            await engine.start()
+            result = await engine.review(delivery_id, approve=approve)
+            await engine.drain()
+            return result
+        finally:
+            await engine.stop()
             journal.close()

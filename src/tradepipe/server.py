@@ -317,4 +317,14 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
             return web.json_response(error_body("failed", str(e)), status=400)
         return web.json_response({"ok": True, **result})
 
+    async def review(request: web.Request) -> web.Response:
+        authorised(request)
+        payload = await request.json()
+        try:
+            result = await actions.review(int(payload["delivery_id"]), bool(payload["approve"]))
+        except Exception as e:
+            return web.json_response(error_body("failed", str(e)), status=400)
+        return web.json_response({"ok": True, **result})
+
     app.router.add_post("/api/paper/quote", paper_quote)
+    app.router.add_post("/api/review", review)
