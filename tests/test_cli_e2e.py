@@ -252,3 +252,36 @@ def test_manual_approval_through_the_daemon(tmp_path):
     (waiting,) = tradepipe_json(config, "pending")
     assert "rejected" in tradepipe(config, "reject", str(waiting["id"])).stdout
     assert tradepipe_json(config, "pending") == []
+
+
+def test_bracket_take_profit_fills_after_paper_quote_and_the_stop_is_canceled(tmp_path):
+    config = write_config(tmp_path)
+    with Daemon(config, free_port()):
+        send(
+            config,
+            {
+                "ticker": "AAPL",
+                "action": "buy",
+                "quantity": 4,
+                "signalPrice": 200,
+                "takeProfit": {"amount": 10},
+                "stopLoss": {"type": "stop", "percent": 5},
+            },
+            "--wait",
+        )
+        orders = {o["role"]: o for o in tradepipe_json(config, "orders")}
+        assert (orders["take_profit"]["limit_price"], orders["stop_loss"]["stop_price"]) == (
+            210,
+            190,
+        )
+        tradepipe(config, "paper", "quote", "paper", "AAPL", "205")  # between: nothing happens
+        assert tradepipe_json(config, "positions")[0]["quantity"] == 4
+        tradepipe(config, "paper", "quote", "paper", "AAPL", "212")
+        orders = {o["role"]: o for o in tradepipe_json(config, "orders")}
+        assert orders["take_profit"]["status"] == "filled"
+        assert orders["stop_loss"]["status"] == "canceled"
+        assert tradepipe_json(config, "positions") == []
+        assert sorted(t["price"] for t in tradepipe_json(config, "trades")) == [
+            200,
+            210,
+        ]  # a resting limit fills at its limit, not the jump

@@ -315,3 +315,72 @@ def test_manual_rejection_sends_nothing(tmp_path):
         assert h.journal.orders() == []
 
     run(config, test)
+
+
+def test_bracket_take_profit_fills_and_cancels_the_stop(tmp_path):
+    from tradepipe.daemon import Actions
+
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {
+                "ticker": "AAPL",
+                "action": "buy",
+                "quantity": 5,
+                "signalPrice": 100,
+                "takeProfit": {"percent": 10},
+                "stopLoss": {"amount": 5},
+            }
+        )
+        ((status, reason),) = h.deliveries(buy)
+        assert status == "submitted"
+        assert reason == (
+            "enter long 5 (buy 5 AAPL) with take-profit limit at 110 and stop-loss stop at 95"
+        )
+        legs = {o["role"]: o for o in h.journal.orders(signal_id=buy)}
+        assert (legs["take_profit"]["limit_price"], legs["stop_loss"]["stop_price"]) == (
+            "110",
+            "95",
+        )
+        assert legs["take_profit"]["parent_id"] == legs["entry"]["id"]
+        assert {legs["take_profit"]["status"], legs["stop_loss"]["status"]} == {"accepted"}
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(111))
+        legs = {o["role"]: o for o in h.journal.orders(signal_id=buy)}
+        assert legs["take_profit"]["status"] == "filled"
+        assert legs["stop_loss"]["status"] == "canceled"
+        assert "one-cancels-other" in legs["stop_loss"]["broker_message"]
+        assert h.position() == 0
+
+    run(write_config(tmp_path), test)
+
+
+def test_bracket_from_subscription_defaults_on_the_wrong_side_is_rejected(tmp_path):
+    config = write_config(tmp_path, subscription="take_profit = { limit_price = 90 }\n")
+
+    async def test(h: Harness):
+        (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "signalPrice": 100})
+        assert h.deliveries(buy) == [
+            ("rejected", "take-profit 90 must be above the entry price 100")
+        ]
+        assert h.journal.orders() == []
+
+    run(config, test)
+
+
+def test_exit_cancels_the_resting_bracket_first(tmp_path):
+    async def test(h: Harness):
+        await h.send(
+            {
+                "ticker": "AAPL",
+                "action": "buy",
+                "quantity": 5,
+                "signalPrice": 100,
+                "stopLoss": {"percent": 2},
+            }
+        )
+        await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 101})
+        assert h.position() == 0
+        statuses = {o["role"]: o["status"] for o in h.journal.orders()}
+        assert statuses["stop_loss"] == "canceled" and statuses["exit"] == "filled"
+        assert await h.engine.brokers["paper"].open_orders("AAPL") == []
+
+    run(write_config(tmp_path), test)

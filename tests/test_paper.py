@@ -93,9 +93,9 @@ def test_short_then_cover_books_cash_and_average(paper):
     ("kind", "side", "prices", "mark", "fills_at"),
     [
         (OrderType.LIMIT, Side.BUY, {"limit_price": D(95)}, D(96), None),
-        (OrderType.LIMIT, Side.BUY, {"limit_price": D(95)}, D(94), D(94)),
+        (OrderType.LIMIT, Side.BUY, {"limit_price": D(95)}, D(94), D(95)),
         (OrderType.LIMIT, Side.SELL, {"limit_price": D(105)}, D(104), None),
-        (OrderType.LIMIT, Side.SELL, {"limit_price": D(105)}, D(106), D(106)),
+        (OrderType.LIMIT, Side.SELL, {"limit_price": D(105)}, D(106), D(105)),
         (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(96), None),
         (OrderType.STOP, Side.SELL, {"stop_price": D(95)}, D(95), D(95)),
         (OrderType.STOP, Side.BUY, {"stop_price": D(105)}, D(106), D(106)),
@@ -173,3 +173,37 @@ def test_books_survive_a_restart(tmp_path):
     assert run(again.position("AAPL")).quantity == D(5)
     assert run(again.account()).cash == D(9500)
     assert run(again.get_order("c1")).status is OrderStatus.FILLED
+
+
+def test_a_new_marketable_limit_fills_at_the_better_mark(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    state = run(paper.submit(order(order_type=OrderType.LIMIT, limit_price=D(105))))
+    assert (state.status, state.average_fill_price) == (OrderStatus.FILLED, D(100))
+
+
+def test_bracket_children_are_held_until_the_entry_fills_then_one_cancels_the_other(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    entry = order("e", order_type=OrderType.LIMIT, limit_price=D(95))
+    take = order("t", Side.SELL, order_type=OrderType.LIMIT, limit_price=D(110))
+    stop = order("s", Side.SELL, order_type=OrderType.STOP, stop_price=D(90))
+    states = run(paper.submit_bracket(entry, (take, stop)))
+    assert [s.status for s in states] == [OrderStatus.ACCEPTED] * 3
+    assert states[1].message == "held until the entry fills"
+    run(paper.observe_price("AAPL", D(89)))  # fills the entry; held children did not trigger
+    assert run(paper.get_order("e")).average_fill_price == D(95)
+    assert run(paper.get_order("s")).status is OrderStatus.ACCEPTED
+    changed = run(paper.observe_price("AAPL", D(89)))  # now the live stop triggers
+    assert {s.client_order_id: s.status for s in changed} == {
+        "s": OrderStatus.FILLED,
+        "t": OrderStatus.CANCELED,
+    }
+    assert run(paper.position("AAPL")).quantity == 0
+
+
+def test_bracket_of_a_rejected_entry_is_canceled(paper):
+    states = run(
+        paper.submit_bracket(
+            order("e"), (order("t", Side.SELL, order_type=OrderType.LIMIT, limit_price=D(110)),)
+        )
+    )
+    assert [s.status for s in states] == [OrderStatus.REJECTED, OrderStatus.CANCELED]

@@ -305,6 +305,7 @@ class Engine:
             has_open_orders=bool(open_orders),
             lot_size=lot,
             now=self.clock(),
+            brackets=broker.capabilities.brackets,
         )
         decision = make_plan(intent, market)
         explained = intent.explain(delivery["subscription"], work.strategy)
@@ -340,9 +341,16 @@ class Engine:
             except BrokerError as e:
                 return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
         for step in plan.orders:
+            if step.parent_leg is not None:
+                continue  # a bracket child goes with its parent
             request = self._request(work, delivery, intent, step)
+            children = [
+                self._request(work, delivery, intent, child)
+                for child in plan.orders
+                if child.parent_leg == step.leg
+            ]
             try:
-                state = await self._submit_once(work, delivery, broker, request, step)
+                state = await self._submit_once(work, delivery, broker, request, children)
             except OrderRejected as e:
                 self.journal.update_order(
                     request.client_order_id,
@@ -388,38 +396,63 @@ class Engine:
         delivery: dict[str, Any],
         broker: Broker,
         request: OrderRequest,
-        step: PlannedOrder,
+        children: list[OrderRequest],
     ) -> OrderState:
-        """Send an order unless the journal shows it was sent before; then ask, don't resend."""
+        """Send an order (with its bracket children) unless the journal shows it was sent
+        before; then ask the broker about it instead of sending it again."""
         journaled = self.journal.order_by_client_id(request.client_order_id)
-        if journaled is None:
-            now = self.clock()
-            self.journal.insert_order(
-                client_order_id=request.client_order_id,
-                delivery_id=delivery["id"],
-                signal_id=work.signal_id,
-                subscription=delivery["subscription"],
-                account=request.account,
-                ticker=request.ticker,
-                side=request.side,
-                quantity=request.quantity,
-                order_type=request.order_type,
-                limit_price=request.limit_price,
-                stop_price=request.stop_price,
-                trail_amount=request.trail_amount,
-                trail_percent=request.trail_percent,
-                time_in_force=request.time_in_force,
-                role=request.role,
-                status=OrderStatus.SUBMITTING,
-                created_at=now,
-                updated_at=now,
-            )
-            state = await broker.submit(request)
-        else:
+        found = None
+        if journaled is not None:
             found = await broker.get_order(request.client_order_id)
-            state = found if found is not None else await broker.submit(request)
-        self.record_state(request.account, request.ticker, state)
-        return state
+        if found is not None:
+            states = [found]
+            for child in children:
+                child_state = await broker.get_order(child.client_order_id)
+                if child_state is not None:
+                    states.append(child_state)
+        else:
+            if journaled is None:
+                with self.journal.transaction():  # the entry and its children, one commit
+                    parent_id = self._journal_order(work, delivery, request)
+                    for child in children:
+                        self._journal_order(work, delivery, child, parent_id)
+            if children:
+                states = await broker.submit_bracket(request, children)
+            else:
+                states = [await broker.submit(request)]
+        for state in states:
+            self.record_state(request.account, request.ticker, state)
+        return states[0]
+
+    def _journal_order(
+        self,
+        work: Work,
+        delivery: dict[str, Any],
+        request: OrderRequest,
+        parent_id: int | None = None,
+    ) -> int:
+        now = self.clock()
+        return self.journal.insert_order(
+            client_order_id=request.client_order_id,
+            delivery_id=delivery["id"],
+            signal_id=work.signal_id,
+            subscription=delivery["subscription"],
+            account=request.account,
+            ticker=request.ticker,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            trail_amount=request.trail_amount,
+            trail_percent=request.trail_percent,
+            time_in_force=request.time_in_force,
+            role=request.role,
+            parent_id=parent_id,
+            status=OrderStatus.SUBMITTING,
+            created_at=now,
+            updated_at=now,
+        )
 
     async def _wait_for_fill(
         self, broker: Broker, request: OrderRequest, state: OrderState, timeout: Decimal

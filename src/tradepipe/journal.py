@@ -169,6 +169,13 @@ def _initial(db: Database) -> None:
     )
 
 
+@migrations(name="0002_paper_brackets")
+def _paper_brackets(db: Database) -> None:
+    # A bracket child is held until its parent fills; then siblings cancel each other (OCO).
+    db.execute("ALTER TABLE paper_orders ADD COLUMN parent TEXT")
+    db.execute("CREATE INDEX paper_orders_parent ON paper_orders(account, parent)")
+
+
 def to_text(value: Any) -> str | None:
     """The journal's spelling of a value: Decimals exactly, datetimes as ISO-8601."""
     if value is None:
@@ -501,6 +508,22 @@ class Journal:
         return self._all(
             "SELECT * FROM paper_fills WHERE account = ? AND client_order_id = ? ORDER BY rowid",
             (account, client_order_id),
+        )
+
+    def paper_ticker_orders(self, account: str, ticker: str) -> dict[str, str]:
+        """client order id → status of every open or held paper order for the ticker."""
+        rows = self.conn.execute(
+            "SELECT client_order_id, status FROM paper_orders WHERE account = ?"
+            " AND status IN ('accepted', 'partially_filled', 'held')"
+            " AND json_extract(request, '$.ticker') = ?",
+            (account, ticker),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def paper_children(self, account: str, parent: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT * FROM paper_orders WHERE account = ? AND parent = ? ORDER BY rowid",
+            (account, parent),
         )
 
     def paper_insert_order(self, **row: Any) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradepipe.orders import OrderRole, OrderType, Side
+from tradepipe.prices import ExitLeg, show, stop_loss_leg, take_profit_leg
 from tradepipe.resolve import Intent
 from tradepipe.risk import limit_to_caps, restrict_to_windows
 from tradepipe.signal import Action, QuantityType, Sentiment
@@ -28,6 +29,8 @@ class Market:
     has_open_orders: bool = False
     lot_size: Decimal = Decimal(1)
     now: datetime | None = None  # for trading windows
+    brackets: bool = True  # the broker takes take-profit / stop-loss children natively
+    tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class PlannedOrder:
     trail_percent: Decimal | None = None
     # The next step starts only once this order has filled (a reversal's exit).
     wait_for_fill: bool = False
+    # A bracket child names its parent's leg: it is sent with the parent, active once it fills.
+    parent_leg: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,7 @@ def _swap(intent: Intent, market: Market, side: Side) -> Decision:
     exit_order = _exit_order(intent, market.position, held, wait=True)
     if isinstance(exit_order, Reject):
         return exit_order
-    quantity = _entry_quantity(intent, market)
+    quantity = _entry_quantity(intent, market, side)
     if isinstance(quantity, Reject):
         return quantity
     if intent.subtract_exit_quantity:
@@ -162,12 +167,13 @@ def _swap(intent: Intent, market: Market, side: Side) -> Decision:
                 (replace(exit_order, wait_for_fill=False),),
                 intent.cancel_open_orders and market.has_open_orders,
             )
-    entry = _entry_order(intent, side, quantity)
+    entry = _entry_orders(intent, market, side, quantity)
     if isinstance(entry, Reject):
         return entry
     return Plan(
-        f"exit {_word(side.opposite())} {held}, wait for the fill, then {side} {quantity}",
-        (exit_order, entry),
+        f"exit {_word(side.opposite())} {held}, wait for the fill, then {side} {quantity}"
+        + _bracket_words(entry),
+        (exit_order, *entry),
         intent.cancel_open_orders and market.has_open_orders,
     )
 
@@ -197,44 +203,108 @@ def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> D
 
 
 def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Decision:
-    quantity = _entry_quantity(intent, market)
+    quantity = _entry_quantity(intent, market, side)
     if isinstance(quantity, Reject):
         return quantity
-    entry = _entry_order(intent, side, quantity)
+    entry = _entry_orders(intent, market, side, quantity)
     if isinstance(entry, Reject):
         return entry
     return Plan(
-        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker})",
-        (entry,),
+        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker})"
+        + _bracket_words(entry),
+        entry,
         intent.cancel_open_orders and market.has_open_orders,
     )
 
 
-def _entry_quantity(intent: Intent, market: Market) -> Decimal | Reject:
-    sized = size(_sizing(intent, market))
+def _entry_quantity(intent: Intent, market: Market, side: Side) -> Decimal | Reject:
+    sized = size(_sizing(intent, market, side))
     return Reject(f"entry quantity: {sized}") if isinstance(sized, str) else sized
 
 
-def _sizing(intent: Intent, market: Market) -> SizingInputs:
-    price = intent.limit_price or market.reference_price
+def _reference_price(intent: Intent, market: Market) -> Decimal | None:
+    """The limit price of a limit entry, else the broker's quote, else the signal's price."""
+    limit_entry = intent.entry_order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    return intent.limit_price if limit_entry and intent.limit_price else market.reference_price
+
+
+def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingInputs:
+    price = _reference_price(intent, market) or intent.limit_price
+    stop = None
+    if intent.stop_loss is not None and price is not None and side is not None:
+        leg = stop_loss_leg(intent.stop_loss, side, price, market.tick_size)
+        stop = leg.stop_price if isinstance(leg, ExitLeg) else None
     return SizingInputs(
         quantity=intent.quantity,
         quantity_type=intent.quantity_type,
         position=market.position,
         reference_price=price,
-        stop_price=intent.stop_loss.stop_price if intent.stop_loss else None,
+        stop_price=stop,
         equity=market.equity,
         lot_size=market.lot_size,
         fractional=intent.fractional,
     )
 
 
-def _entry_order(intent: Intent, side: Side, quantity: Decimal) -> PlannedOrder | Reject:
-    if intent.take_profit is not None or intent.stop_loss is not None:
-        # Brackets come with the semantics issue; sending the entry without its stop would
-        # silently drop the protection the user asked for.
-        return Reject("take-profit and stop-loss orders are not supported yet")
-    return _order(intent, "entry", side, quantity, OrderRole.ENTRY, intent.entry_order_type)
+def _entry_orders(
+    intent: Intent, market: Market, side: Side, quantity: Decimal
+) -> tuple[PlannedOrder, ...] | Reject:
+    """The entry, followed by its take-profit and stop-loss children when it has them."""
+    entry = _order(intent, "entry", side, quantity, OrderRole.ENTRY, intent.entry_order_type)
+    if isinstance(entry, Reject):
+        return entry
+    if intent.take_profit is None and intent.stop_loss is None:
+        return (entry,)
+    if not market.brackets:
+        # Sending the entry without its stop would silently drop the protection asked for.
+        return Reject(
+            "this broker has no native brackets and the shared bracket emulation is not built"
+            " yet: take-profit / stop-loss cannot be attached"
+        )
+    reference = _reference_price(intent, market)
+    if reference is None:
+        return Reject("take-profit / stop-loss need a reference price: send signalPrice")
+    children = []
+    for role, leg in (
+        (
+            OrderRole.TAKE_PROFIT,
+            intent.take_profit
+            and take_profit_leg(intent.take_profit, side, reference, market.tick_size),
+        ),
+        (
+            OrderRole.STOP_LOSS,
+            intent.stop_loss and stop_loss_leg(intent.stop_loss, side, reference, market.tick_size),
+        ),
+    ):
+        if isinstance(leg, str):
+            return Reject(leg)
+        if leg:
+            children.append(
+                PlannedOrder(
+                    leg=str(role),
+                    side=side.opposite(),
+                    quantity=quantity,
+                    role=role,
+                    order_type=leg.order_type,
+                    limit_price=leg.limit_price,
+                    stop_price=leg.stop_price,
+                    trail_amount=leg.trail_amount,
+                    trail_percent=leg.trail_percent,
+                    parent_leg="entry",
+                )
+            )
+    return (entry, *children)
+
+
+def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:
+    words = []
+    for order in orders:
+        if order.role is OrderRole.TAKE_PROFIT:
+            words.append(f"take-profit {order.order_type} at {show(order.limit_price)}")
+        elif order.role is OrderRole.STOP_LOSS:
+            price = order.stop_price or order.trail_amount or order.trail_percent
+            words.append(f"stop-loss {order.order_type} at {show(price)}")
+    return f" with {' and '.join(words)}" if words else ""
 
 
 def _exit_order(
@@ -304,6 +374,7 @@ def plan_from_json(data: dict) -> Plan:
                 order_type=OrderType(o["order_type"]),
                 **{k: Decimal(o[k]) for k in _PRICES if o.get(k) is not None},
                 wait_for_fill=o["wait_for_fill"],
+                parent_leg=o.get("parent_leg"),
             )
             for o in data["orders"]
         ),

@@ -37,7 +37,8 @@ def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Dec
         return Skip(f"{reason} (allow_exits_outside_windows = false)")
     if not entries:
         return plan  # exits and cancels may run outside the windows
-    exits = tuple(o for o in plan.orders if o.role is not OrderRole.ENTRY)
+    # The entries go, and with them their bracket children.
+    exits = tuple(o for o in plan.orders if o.role is not OrderRole.ENTRY and not o.parent_leg)
     if not exits and not plan.cancel_open_orders:
         return Skip(reason)
     return replace(
@@ -66,7 +67,16 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
     position = market.position
     orders = []
     notes = []
+    resized: dict[str, Decimal | None] = {}  # entry leg → its new quantity (None: dropped)
     for order in plan.orders:
+        if order.parent_leg is not None:  # a bracket child follows its entry
+            if order.parent_leg in resized:
+                quantity = resized[order.parent_leg]
+                if quantity is not None:
+                    orders.append(replace(order, quantity=quantity))
+            else:
+                orders.append(order)
+            continue
         if order.role is not OrderRole.ENTRY:
             position += order.quantity * order.side.sign
             orders.append(order)
@@ -76,16 +86,18 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
         allowed = min(order.quantity, round_to_lot(room, market.lot_size, True)) if room > 0 else 0
         if allowed <= 0:
             notes.append(f"entry of {order.quantity} rejected: the position is at {which} {cap}")
+            resized[order.leg] = None
             continue
         if allowed < order.quantity:
             notes.append(f"entry reduced from {order.quantity} to {allowed} by {which} {cap}")
             order = replace(order, quantity=allowed)
+            resized[order.leg] = allowed
         position += order.quantity * order.side.sign
         orders.append(order)
     if not notes:
         return plan
     if not orders and not plan.cancel_open_orders:
         return Reject("; ".join(notes))
-    if orders and orders[-1].wait_for_fill:  # the entry the exit waited for is gone
-        orders[-1] = replace(orders[-1], wait_for_fill=False)
+    if not any(o.role is OrderRole.ENTRY for o in orders):  # nothing waits for the exit now
+        orders = [replace(o, wait_for_fill=False) for o in orders]
     return replace(plan, orders=tuple(orders), summary=f"{plan.summary}; {'; '.join(notes)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -46,6 +47,14 @@ class Broker(Protocol):
     async def submit(self, request: OrderRequest) -> OrderState:
         """Send one order. Submitting a client order id the broker already has returns that
         order's state and sends nothing: the id is what makes a retry safe."""
+        ...
+
+    async def submit_bracket(
+        self, entry: OrderRequest, children: Sequence[OrderRequest]
+    ) -> list[OrderState]:
+        """Send an entry with its take-profit / stop-loss children as one bracket (OTOCO): the
+        children become active when the entry fills, and one filling cancels the other. Only
+        brokers with `capabilities.brackets`. Answers the entry's state, then each child's."""
         ...
 
     async def get_order(self, client_order_id: str) -> OrderState | None:

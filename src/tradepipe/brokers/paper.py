@@ -9,7 +9,7 @@ later mark crosses them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -33,7 +33,7 @@ CAPABILITIES = Capabilities(
         {OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}
     ),
     time_in_force=frozenset(TimeInForce),
-    brackets=False,
+    brackets=True,
     fractional=True,
     short_selling=True,
     quotes=True,
@@ -62,50 +62,72 @@ class PaperBroker:
     # -- orders --------------------------------------------------------------------------------
 
     async def submit(self, request: OrderRequest) -> OrderState:
-        existing = self._journal.paper_order(self.name, request.client_order_id)
-        if existing is not None:
-            return self._state(existing)
+        (state,) = await self.submit_bracket(request, ())
+        return state
+
+    async def submit_bracket(
+        self, entry: OrderRequest, children: Sequence[OrderRequest]
+    ) -> list[OrderState]:
+        existing = self._journal.paper_order(self.name, entry.client_order_id)
+        if existing is None:
+            for request in (entry, *children):
+                self._check(request)
+            now = self._clock()
+            with self._journal.transaction():
+                self._insert(entry, now, OrderStatus.ACCEPTED)
+                for child in children:
+                    # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
+                    self._insert(child, now, "held", parent=entry.client_order_id)
+                mark = self._journal.paper_mark(self.name, entry.ticker)
+                self._place(entry, mark, now)
+        states = [await self.get_order(entry.client_order_id)]
+        states += [await self.get_order(child.client_order_id) for child in children]
+        return [state for state in states if state is not None]
+
+    def _check(self, request: OrderRequest) -> None:
         if request.order_type not in self.capabilities.order_types:
             raise OrderRejected(f"paper broker: order type {request.order_type} is not supported")
         if request.quantity <= 0:
             raise OrderRejected(f"paper broker: quantity must be positive (got {request.quantity})")
-        now = self._clock()
-        mark = self._journal.paper_mark(self.name, request.ticker)
-        with self._journal.transaction():
-            self._journal.paper_insert_order(
-                account=self.name,
-                client_order_id=request.client_order_id,
-                broker_order_id=f"P-{request.client_order_id}",
-                request=_request_json(request),
-                status=OrderStatus.ACCEPTED,
-                created_at=now,
-                updated_at=now,
+
+    def _insert(
+        self, request: OrderRequest, now: datetime, status: str, parent: str | None = None
+    ) -> None:
+        self._journal.paper_insert_order(
+            account=self.name,
+            client_order_id=request.client_order_id,
+            broker_order_id=f"P-{request.client_order_id}",
+            request=_request_json(request),
+            status=status,
+            parent=parent,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _place(self, request: OrderRequest, mark: Decimal | None, now: datetime) -> None:
+        """A new order meets the mark: it fills, rests, or is refused."""
+        price = _fill_price(request, mark)
+        if request.order_type is OrderType.MARKET and price is None:
+            self._finish(
+                request.client_order_id,
+                OrderStatus.REJECTED,
+                f"no price for {request.ticker}: send signalPrice or run"
+                f" `tradepipe paper quote {self.name} {request.ticker} PRICE`",
+                now,
             )
-            price = _fill_price(request, mark)
-            if request.order_type is OrderType.MARKET and price is None:
-                self._finish(
-                    request.client_order_id,
-                    OrderStatus.REJECTED,
-                    f"no price for {request.ticker}: send signalPrice or run"
-                    f" `tradepipe paper quote {self.name} {request.ticker} PRICE`",
-                    now,
-                )
-            elif price is not None:
-                problem = self._affordability(request, price)
-                if problem:
-                    self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
-                else:
-                    self._fill(request, price, now)
-            elif request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
-                self._finish(
-                    request.client_order_id,
-                    OrderStatus.CANCELED,
-                    f"{request.time_in_force} order did not cross the mark",
-                    now,
-                )
-        row = self._journal.paper_order(self.name, request.client_order_id)
-        assert row is not None
-        return self._state(row)
+        elif price is not None:
+            problem = self._affordability(request, price)
+            if problem:
+                self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
+            else:
+                self._fill(request, price, now)
+        elif request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            self._finish(
+                request.client_order_id,
+                OrderStatus.CANCELED,
+                f"{request.time_in_force} order did not cross the mark",
+                now,
+            )
 
     async def get_order(self, client_order_id: str) -> OrderState | None:
         row = self._journal.paper_order(self.name, client_order_id)
@@ -133,14 +155,17 @@ class PaperBroker:
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """Move the mark and fill every resting order the new price crosses."""
         now = self._clock()
-        changed: list[str] = []
         with self._journal.transaction():
+            before = self._journal.paper_ticker_orders(self.name, ticker)
             self._journal.set_paper_mark(self.name, ticker, price, now)
             for row in self._journal.paper_open_orders(self.name):
                 request = _request_from_json(row["request"])
                 if request.ticker != ticker:
                     continue
-                fill_price = _fill_price(request, price)
+                current = self._journal.paper_order(self.name, request.client_order_id)
+                if current is None or current["status"] != row["status"]:
+                    continue  # a sibling's fill cancelled it a moment ago (OCO)
+                fill_price = _fill_price(request, price, resting=True)
                 if fill_price is None:
                     continue
                 problem = self._affordability(request, fill_price)
@@ -148,7 +173,8 @@ class PaperBroker:
                     self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
                 else:
                     self._fill(request, fill_price, now)
-                changed.append(request.client_order_id)
+            after = self._journal.paper_ticker_orders(self.name, ticker)
+        changed = [cid for cid, status in before.items() if after.get(cid) != status]
         states = [await self.get_order(client_order_id) for client_order_id in changed]
         return [state for state in states if state is not None]
 
@@ -211,6 +237,25 @@ class PaperBroker:
             average_fill_price=price,
             updated_at=now,
         )
+        for child in self._journal.paper_children(self.name, request.client_order_id):
+            if child["status"] == "held":  # the entry filled: its bracket becomes live
+                self._journal.paper_update_order(
+                    self.name,
+                    child["client_order_id"],
+                    status=OrderStatus.ACCEPTED,
+                    message=None,
+                    updated_at=now,
+                )
+        row = self._journal.paper_order(self.name, request.client_order_id)
+        if row is not None and row["parent"]:
+            for sibling in self._journal.paper_children(self.name, row["parent"]):
+                if sibling["status"] in ("held", "accepted", "partially_filled"):
+                    self._finish(
+                        sibling["client_order_id"],
+                        OrderStatus.CANCELED,
+                        f"one-cancels-other: {request.client_order_id} filled",
+                        now,
+                    )
 
     def _finish(
         self, client_order_id: str, status: OrderStatus, message: str, now: datetime
@@ -218,6 +263,15 @@ class PaperBroker:
         self._journal.paper_update_order(
             self.name, client_order_id, status=status, message=message, updated_at=now
         )
+        for child in self._journal.paper_children(self.name, client_order_id):
+            if child["status"] == "held":  # an entry that will never fill takes its bracket along
+                self._journal.paper_update_order(
+                    self.name,
+                    child["client_order_id"],
+                    status=OrderStatus.CANCELED,
+                    message=f"parent {client_order_id} {status}",
+                    updated_at=now,
+                )
 
     def _state(self, row: dict) -> OrderState:
         fills = tuple(
@@ -232,21 +286,31 @@ class PaperBroker:
             )
             for f in self._journal.paper_fills(self.name, row["client_order_id"])
         )
+        held = row["status"] == "held"
         return OrderState(
             client_order_id=row["client_order_id"],
-            status=OrderStatus(row["status"]),
+            # A held bracket leg is accepted by the broker, waiting for its entry to fill.
+            status=OrderStatus.ACCEPTED if held else OrderStatus(row["status"]),
             filled_quantity=Decimal(row["filled_quantity"]),
             average_fill_price=(
                 Decimal(row["average_fill_price"]) if row["average_fill_price"] else None
             ),
             broker_order_id=row["broker_order_id"],
-            message=row["message"],
+            message="held until the entry fills" if held else row["message"],
             fills=fills,
         )
 
 
-def _fill_price(request: OrderRequest, mark: Decimal | None) -> Decimal | None:
-    """The price at which an order executes against the mark now, or None if it rests."""
+def _fill_price(
+    request: OrderRequest, mark: Decimal | None, *, resting: bool = False
+) -> Decimal | None:
+    """The price at which an order executes against the mark now, or None if it rests.
+
+    Marks are samples of a continuous price: a *resting* limit that a new mark crosses was
+    passed on the way and fills at its limit, never at the better jump (paper results must
+    not flatter); a new marketable limit fills at the better of mark and limit, as on an
+    exchange. A triggered stop fills at the mark: the gap is the stop's slippage.
+    """
     if mark is None:
         return None
     buy = request.side is Side.BUY
@@ -256,8 +320,11 @@ def _fill_price(request: OrderRequest, mark: Decimal | None) -> Decimal | None:
         case OrderType.LIMIT:
             assert request.limit_price is not None
             crosses = mark <= request.limit_price if buy else mark >= request.limit_price
-            # A marketable limit fills at the better of the two prices, as on an exchange.
-            return (min if buy else max)(mark, request.limit_price) if crosses else None
+            if not crosses:
+                return None
+            return (
+                request.limit_price if resting else (min if buy else max)(mark, request.limit_price)
+            )
         case OrderType.STOP:
             assert request.stop_price is not None
             triggered = mark >= request.stop_price if buy else mark <= request.stop_price
