@@ -384,3 +384,24 @@ def test_exit_cancels_the_resting_bracket_first(tmp_path):
         assert await h.engine.brokers["paper"].open_orders("AAPL") == []
 
     run(write_config(tmp_path), test)
+
+
+def test_a_stop_between_planning_and_parking_never_sends_without_approval(tmp_path):
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+
+    async def test(h: Harness):
+        (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "quantity": 2, "signalPrice": 10})
+        # What a kill -9 after the plan was journaled, before the delivery was parked, leaves:
+        with h.journal.transaction():
+            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (buy,))
+            h.journal.conn.execute(
+                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (buy,)
+            )
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        assert h.deliveries(buy)[0][0] == "pending_approval"
+        assert h.journal.orders() == [] and h.position() == 0
+
+    run(config, test)

@@ -282,20 +282,17 @@ class Engine:
                 equity = (await broker.account()).equity
         except BrokerError as e:
             return self._set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
-        if delivery["status"] == "planned" and delivery["plan"]:
-            # A stop interrupted this delivery after it was planned: carry out that plan, each
-            # leg settled by its client order id, instead of planning against a position that
-            # the interrupted orders may already have changed.
-            journaled = json.loads(delivery["plan"])
-            if journaled["kind"] == "plan":
-                log.info("delivery %s: resuming its journaled plan", delivery["id"])
-                plan = plan_from_json(journaled)
-                if self.journal.orders_for_deliveries([delivery["id"]]):
-                    # Its cancels ran before its first order: cancelling now would cancel
-                    # the orders this very plan placed.
-                    plan = replace(plan, cancel_open_orders=False)
-                outcome = await self._execute(work, delivery, intent, broker, plan)
-                return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+        if delivery["status"] == "planned" and self.journal.orders_for_deliveries([delivery["id"]]):
+            # A stop interrupted this delivery while it was sending (orders are journaled before
+            # the broker hears of them): carry out the journaled plan, each leg settled by its
+            # client order id, rather than plan against a position its own orders changed.
+            # Its cancels ran before its first order; again, they would cancel those orders.
+            # Without journaled orders nothing was sent: planning again is safe, and it goes
+            # through the approval gate below like any new delivery.
+            log.info("delivery %s: resuming its journaled plan", delivery["id"])
+            plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
+            outcome = await self._execute(work, delivery, intent, broker, plan)
+            return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
         lot = broker.capabilities.lot_size if intent.fractional else Decimal(1)
         market = Market(
             position=position.quantity,
