@@ -405,3 +405,23 @@ def test_a_stop_between_planning_and_parking_never_sends_without_approval(tmp_pa
         assert h.journal.orders() == [] and h.position() == 0
 
     run(config, test)
+
+
+def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {
+                "ticker": "AAPL",
+                "action": "buy",
+                "quantity": 1,
+                "signalPrice": 100,
+                "stopLoss": {"type": "trailing_stop", "trailPercent": 2},
+            }
+        )
+        ((status, reason),) = h.deliveries(buy)
+        assert status == "rejected" and "trailing_stop is not supported" in reason
+        legs = {o["role"]: o["status"] for o in h.journal.orders(signal_id=buy)}
+        assert legs == {"entry": "rejected", "stop_loss": "rejected"}
+        assert h.position() == 0
+
+    run(write_config(tmp_path), test)

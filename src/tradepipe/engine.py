@@ -136,9 +136,10 @@ class Engine:
                 "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
             )
         now = self.clock()
-        self._remaining[work.signal_id] = len(subscriptions)
-        for name, subscription in subscriptions:
-            delivery = self.journal.ensure_delivery(
+        # Every delivery is journaled before any is queued: if journaling fails, nothing runs,
+        # the signal stays 'accepted' and the next start dispatches it again.
+        deliveries = [
+            self.journal.ensure_delivery(
                 signal_id=work.signal_id,
                 subscription=name,
                 account=subscription.account,
@@ -147,9 +148,11 @@ class Engine:
                 created_at=now,
                 updated_at=now,
             )
-            self._lane(subscription.account, work.signal.ticker).put_nowait(
-                LaneItem(work, delivery)
-            )
+            for name, subscription in subscriptions
+        ]
+        self._remaining[work.signal_id] = len(deliveries)
+        for delivery in deliveries:
+            self._lane(delivery["account"], delivery["ticker"]).put_nowait(LaneItem(work, delivery))
         if not subscriptions:
             self._finish_signal(work.signal_id)
 
@@ -349,20 +352,10 @@ class Engine:
             try:
                 state = await self._submit_once(work, delivery, broker, request, children)
             except OrderRejected as e:
-                self.journal.update_order(
-                    request.client_order_id,
-                    status=OrderStatus.REJECTED,
-                    broker_message=str(e),
-                    updated_at=self.clock(),
-                )
+                self._mark_orders([request, *children], OrderStatus.REJECTED, str(e))
                 return Outcome("rejected", f"{broker.name} rejected the {step.leg} order: {e}")
             except BrokerUnavailable as e:
-                self.journal.update_order(
-                    request.client_order_id,
-                    status=OrderStatus.UNKNOWN,
-                    broker_message=str(e),
-                    updated_at=self.clock(),
-                )
+                self._mark_orders([request, *children], OrderStatus.UNKNOWN, str(e))
                 return Outcome(
                     "failed",
                     f"{broker.name} did not answer for the {step.leg} order ({e}); its state is"
@@ -420,6 +413,17 @@ class Engine:
         for state in states:
             self.record_state(request.account, request.ticker, state)
         return states[0]
+
+    def _mark_orders(self, requests: list[OrderRequest], status: OrderStatus, message: str) -> None:
+        """The broker's answer to a whole bracket (or one order) that failed as one call."""
+        with self.journal.transaction():
+            for request in requests:
+                self.journal.update_order(
+                    request.client_order_id,
+                    status=status,
+                    broker_message=message,
+                    updated_at=self.clock(),
+                )
 
     def _journal_order(
         self,
@@ -495,31 +499,26 @@ class Engine:
         if journaled is None:
             return  # not ours: reconciliation reports such orders
         with self.journal.transaction():  # one commit for the order and its fills
-            self._record_state(journaled, account, ticker, state)
-
-    def _record_state(
-        self, journaled: dict[str, Any], account: str, ticker: str, state: OrderState
-    ) -> None:
-        self.journal.update_order(
-            state.client_order_id,
-            status=state.status,
-            filled_quantity=state.filled_quantity,
-            average_fill_price=state.average_fill_price,
-            broker_order_id=state.broker_order_id,
-            broker_message=state.message,
-            updated_at=self.clock(),
-        )
-        for fill in state.fills:
-            self.journal.record_fill(
-                fill_id=f"{account}:{fill.fill_id}",
-                order_id=journaled["id"],
-                account=account,
-                ticker=ticker,
-                side=fill.side,
-                quantity=fill.quantity,
-                price=fill.price,
-                filled_at=fill.filled_at,
+            self.journal.update_order(
+                state.client_order_id,
+                status=state.status,
+                filled_quantity=state.filled_quantity,
+                average_fill_price=state.average_fill_price,
+                broker_order_id=state.broker_order_id,
+                broker_message=state.message,
+                updated_at=self.clock(),
             )
+            for fill in state.fills:
+                self.journal.record_fill(
+                    fill_id=f"{account}:{fill.fill_id}",
+                    order_id=journaled["id"],
+                    account=account,
+                    ticker=ticker,
+                    side=fill.side,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    filled_at=fill.filled_at,
+                )
 
     def _set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
         self.journal.update_delivery(
