@@ -285,3 +285,13 @@ def test_bracket_take_profit_fills_after_paper_quote_and_the_stop_is_canceled(tm
             200,
             210,
         ]  # a resting limit fills at its limit, not the jump
+
+
+def test_send_signs_requests_for_a_strategy_with_a_webhook_secret(tmp_path):
+    import base64
+
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    config = write_config(tmp_path, strategy=f'webhook_secret = "{secret}"\n')
+    with Daemon(config, free_port()):
+        answer = send(config, {"ticker": "AAPL", "action": "buy", "signalPrice": 5}, "--wait")
+        assert answer["ok"] and answer["signal"]["deliveries"][0]["status"] == "submitted"

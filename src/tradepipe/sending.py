@@ -97,13 +97,13 @@ def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, An
 
 def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
     """Standard Webhooks headers when the strategy wants signed requests."""
-    if not strategy.webhook_secret:
+    if not strategy.webhook_key:
         return {}
     from tradepipe.auth import sign
 
     message_id = f"msg_{secrets.token_hex(12)}"
     stamp = int(time.time())
-    signature = sign(strategy.webhook_secret, message_id, stamp, body)
+    signature = sign(strategy.webhook_key, message_id, stamp, body)
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(stamp),

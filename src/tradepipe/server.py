@@ -15,13 +15,14 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
-from tradepipe.auth import client_address, is_allowed, verify_signature
+from tradepipe.auth import Network, client_address, is_allowed, verify_signature
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
 from tradepipe.ratelimit import RateLimiter
@@ -67,6 +68,15 @@ def error_body(code: str, message: str, errors: tuple[FieldError, ...] = ()) -> 
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """A strategy's optional authentication layers, parsed."""
+
+    allowed_ips: tuple[Network, ...]
+    trusted_proxies: tuple[Network, ...]
+    webhook_key: bytes | None
+
+
 class Webhook:
     """The handler and the per-strategy state it keeps (rate limits)."""
 
@@ -87,6 +97,11 @@ class Webhook:
             name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
             for name, s in config.strategies.items()
         }
+        # Parsed once here: the handler runs for every request.
+        self.guards = {
+            name: Guards(s.allowed_networks, s.trusted_proxy_networks, s.webhook_key)
+            for name, s in config.strategies.items()
+        }
 
     async def handle(self, request: web.Request) -> web.Response:
         received_at = self.clock()
@@ -95,8 +110,9 @@ class Webhook:
         if found is None:
             return _answer(404, error_body("unknown-token", "no strategy has this webhook URL"))
         name, strategy = found
+        guards = self.guards[name]
         source = client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), strategy.trusted_proxies
+            request.remote, request.headers.get("X-Forwarded-For"), guards.trusted_proxies
         )
         try:
             if len(body) > MAX_BODY:
@@ -110,11 +126,11 @@ class Webhook:
             broken = self.limiters[name].allow(self.monotonic())
             if broken:
                 raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
-            if not is_allowed(source, strategy.allowed_ips):
+            if not is_allowed(source, guards.allowed_ips):
                 raise Rejection(403, "ip-not-allowed", f"source address {source} is not allowed")
-            if strategy.webhook_secret:
+            if guards.webhook_key:
                 problem = verify_signature(
-                    strategy.webhook_secret, request.headers, body, received_at.timestamp()
+                    guards.webhook_key, request.headers, body, received_at.timestamp()
                 )
                 if problem:
                     raise Rejection(401, "invalid-signature", problem)
