@@ -26,7 +26,6 @@ from tradepipe.signal import (
     StopLossType,
     TakeProfit,
     parse_signal,
-    redact_passphrase,
     signal_to_json,
 )
 
@@ -660,7 +659,7 @@ def test_parse_signal_nan_literal_is_a_field_error_not_a_crash() -> None:
     assert error == FieldError("price", "must be a number (got NaN)")
 
 
-# --- signal_to_json and redact_passphrase ------------------------------------------------------
+# --- signal_to_json ------------------------------------------------------
 
 
 def test_signal_to_json_uses_payload_names_and_plain_values() -> None:
@@ -698,17 +697,6 @@ def test_signal_to_json_uses_payload_names_and_plain_values() -> None:
     }
     assert all(type(out[key]) is str for key in ("action", "sentiment", "orderType"))
     assert json.loads(json.dumps(out)) == out
-
-
-def test_redact_passphrase_copies_and_masks() -> None:
-    body = {"ticker": "AAPL", "passphrase": "s3cret"}
-    assert redact_passphrase(body) == {"ticker": "AAPL", "passphrase": "***"}
-    assert body["passphrase"] == "s3cret"
-    plain = {"ticker": "AAPL"}
-    copy = redact_passphrase(plain)
-    assert copy == plain and copy is not plain
-    assert redact_passphrase([1, 2]) == [1, 2]
-    assert redact_passphrase({"extras": {"passphrase": "x"}}) == {"extras": {"passphrase": "x"}}
 
 
 def test_signal_module_imports_only_pure_modules() -> None:

@@ -579,13 +579,3 @@ def signal_to_json(signal: Signal | TakeProfit | StopLoss) -> dict[str, Any]:
             value = dict(value)
         out[names[spec.name]] = value
     return out
-
-
-def redact_passphrase(obj: Any) -> Any:
-    """A copy of a decoded body fit for the journal: the top-level passphrase becomes "***"."""
-    if not isinstance(obj, dict):
-        return obj
-    redacted = dict(obj)
-    if "passphrase" in redacted:
-        redacted["passphrase"] = "***"
-    return redacted
