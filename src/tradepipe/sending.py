@@ -5,17 +5,30 @@ there is not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tradepipe.daemon import (
+    Actions,
+    daemon_holds_lock,
+    journal_lock,
+    local_url,
+    make_brokers,
+    read_daemon_info,
+    utc_now,
+)
+from tradepipe.engine import Engine
 from tradepipe.errors import DaemonUnavailable, TradepipeError
+from tradepipe.journal import Journal
 
 FINISHED = frozenset({"processed", "rejected"})
 
@@ -40,21 +53,12 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
 
 def _daemon(config: Any) -> dict[str, Any] | None:
     """The running daemon's address and API token, if one owns this journal."""
-    from tradepipe.daemon import daemon_holds_lock, read_daemon_info
-
     journal_path = Path(config.journal.path)
     # The lock, not the pid in the file, says whether the daemon lives: a pid is reused after
     # a kill -9, a lock dies with its process.
     if not daemon_holds_lock(journal_path):
         return None
     return read_daemon_info(journal_path)
-
-
-def _configured_url(config: Any) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"http://{host}:{config.server.port}"
 
 
 def deliver_signal(
@@ -64,7 +68,7 @@ def deliver_signal(
     token = config.strategies[strategy].token
     headers = _signature_headers(config.strategies[strategy], body)
     daemon = _daemon(config)
-    base = daemon["url"] if daemon else _configured_url(config)
+    base = daemon["url"] if daemon else local_url((config.server.host, config.server.port))
     try:
         status, answer = _post(f"{base}/webhook/{token}", body, headers)
     except DaemonUnavailable:
@@ -79,7 +83,6 @@ def deliver_signal(
 
 
 def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, Any]:
-    from tradepipe.journal import Journal
     from tradepipe.views import signal_detail
 
     journal = Journal.open(Path(config.journal.path), create=False)
@@ -111,40 +114,46 @@ def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
     }
 
 
-async def _run_standalone(
-    config: Any, token: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, dict[str, Any]]:
-    """No daemon: take the journal's lock and run the server code in-process for one request."""
-    import aiohttp
-    from aiohttp import web
-
-    from tradepipe.daemon import journal_lock, make_brokers, utc_now
-    from tradepipe.engine import Engine
-    from tradepipe.journal import Journal
-    from tradepipe.server import make_app
-
+@contextlib.asynccontextmanager
+async def standalone_engine(config: Any) -> AsyncIterator[Engine]:
+    """No daemon: hold the journal's lock and run the engine here, as the daemon would (it
+    resumes interrupted work at start and finishes what was started before it stops)."""
     journal_path = Path(config.journal.path)
     with journal_lock(journal_path):
         journal = Journal.open(journal_path)
         engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
-        runner = web.AppRunner(make_app(config, journal, engine, utc_now), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
         try:
             await engine.start()
+            yield engine
+            await engine.drain()
+        finally:
+            await engine.stop()
+            journal.close()
+
+
+async def _run_standalone(
+    config: Any, token: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """The very same server code, in-process on a loopback port, for one request."""
+    import aiohttp
+    from aiohttp import web
+
+    from tradepipe.server import make_app
+
+    async with standalone_engine(config) as engine:
+        app = make_app(config, engine.journal, engine, utc_now)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             host, port = runner.addresses[0][:2]
             async with aiohttp.ClientSession() as session:
                 url = f"http://{host}:{port}/webhook/{token}"
                 async with session.post(url, data=body, headers=headers) as response:
-                    answer = await response.json(content_type=None)
-                    status = response.status
-            await engine.drain()
+                    return response.status, await response.json(content_type=None)
         finally:
-            await engine.stop()
             await runner.cleanup()
-            journal.close()
-    return status, answer
 
 
 def paper_quote(config: Any, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
@@ -158,20 +167,8 @@ def paper_quote(config: Any, account: str, ticker: str, price: Decimal) -> dict[
 async def _paper_quote_standalone(
     config: Any, account: str, ticker: str, price: Decimal
 ) -> dict[str, Any]:
-    from tradepipe.daemon import Actions, journal_lock, make_brokers, utc_now
-    from tradepipe.engine import Engine
-    from tradepipe.journal import Journal
-
-    journal_path = Path(config.journal.path)
-    with journal_lock(journal_path):
-        journal = Journal.open(journal_path)
-        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
-        try:
-            for broker in engine.brokers.values():
-                await broker.connect()
-            return await Actions(config, engine).paper_quote(account, ticker, price)
-        finally:
-            journal.close()
+    async with standalone_engine(config) as engine:
+        return await Actions(config, engine).paper_quote(account, ticker, price)
 
 
 def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -194,19 +191,5 @@ def review(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
 
 
 async def _review_standalone(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
-    from tradepipe.daemon import journal_lock, make_brokers, utc_now
-    from tradepipe.engine import Engine
-    from tradepipe.journal import Journal
-
-    journal_path = Path(config.journal.path)
-    with journal_lock(journal_path):
-        journal = Journal.open(journal_path)
-        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
-        try:
-            await engine.start()
-            result = await engine.review(delivery_id, approve=approve)
-            await engine.drain()
-            return result
-        finally:
-            await engine.stop()
-            journal.close()
+    async with standalone_engine(config) as engine:
+        return await engine.review(delivery_id, approve=approve)
