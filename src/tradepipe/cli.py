@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -242,18 +243,35 @@ STATUS_COLOURS = {
 # -- reading commands ------------------------------------------------------------------------
 
 
-def emit(rows: list[dict[str, Any]], as_json: bool, table: Table) -> None:
+def emit(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    title: str,
+    columns: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], tuple[Any, ...]],
+) -> None:
+    """A listing: one JSON array with --json, else a table of `cells(row)` under `columns`."""
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     if not rows:
-        out.print(f"[dim]no {table.title or 'rows'}[/]")
+        out.print(f"[dim]no {title}[/]")
         return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in cells(row)))
     out.print(table)
 
 
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+def _status(status: str) -> str:
+    return f"[{STATUS_COLOURS.get(status, 'white')}]{status}[/]"
+
+
+def _when(iso: str) -> str:
+    """A journal timestamp as a table shows it: 11-20 15:00:03 (UTC)."""
+    return iso[5:19].replace("T", " ")
 
 
 @signals_app.callback(invoke_without_command=True)
@@ -270,25 +288,29 @@ def signals(
 
     journal = open_journal(load())
     rows = signal_views(journal, journal.signals(limit=limit, status=status))
-    table = Table(title="signals")
-    for column in ("id", "received", "strategy", "ticker", "action", "status", "outcome"):
-        table.add_column(column)
-    for row in rows:
-        outcome = row["error"] or "; ".join(
+
+    def outcome(row: dict[str, Any]) -> str:
+        return row["error"] or "; ".join(
             f"{d['subscription']}: {d['status']}" + (f" ({d['reason']})" if d["reason"] else "")
             for d in row["deliveries"]
         )
-        colour = STATUS_COLOURS.get(row["status"], "white")
-        table.add_row(
-            str(row["id"]),
-            row["received_at"][5:19].replace("T", " "),
-            _cell(row["strategy"]),
-            _cell(row["ticker"]),
-            _cell(row["action"]),
-            f"[{colour}]{row['status']}[/]",
-            outcome,
-        )
-    emit(rows, as_json, table)
+
+    columns = ("id", "received", "strategy", "ticker", "action", "status", "outcome")
+    emit(
+        rows,
+        as_json,
+        "signals",
+        columns,
+        lambda r: (
+            r["id"],
+            _when(r["received_at"]),
+            r["strategy"],
+            r["ticker"],
+            r["action"],
+            _status(r["status"]),
+            outcome(r),
+        ),
+    )
 
 
 @signals_app.command("show", epilog="Example: `tradepipe signals show 12`")
@@ -344,7 +366,6 @@ def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
     from tradepipe.views import order_view
 
     rows = [order_view(r) for r in open_journal(load()).orders(account=account)]
-    table = Table(title="orders")
     columns = (
         "id",
         "signal",
@@ -357,23 +378,24 @@ def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
         "type",
         "status",
     )
-    for column in columns:
-        table.add_column(column)
-    for r in rows:
-        colour = STATUS_COLOURS.get(r["status"], "white")
-        table.add_row(
-            str(r["id"]),
-            _cell(r["signal_id"]),
+    emit(
+        rows,
+        as_json,
+        "orders",
+        columns,
+        lambda r: (
+            r["id"],
+            r["signal_id"],
             r["account"],
             r["ticker"],
             r["role"],
             r["side"],
-            _cell(r["quantity"]),
-            _cell(r["filled_quantity"]),
+            r["quantity"],
+            r["filled_quantity"],
             r["order_type"],
-            f"[{colour}]{r['status']}[/]",
-        )
-    emit(rows, as_json, table)
+            _status(r["status"]),
+        ),
+    )
 
 
 @app.command()
@@ -382,21 +404,22 @@ def trades(account: AccountOption = None, as_json: JsonOption = False) -> None:
     from tradepipe.views import trade_view
 
     rows = [trade_view(r) for r in open_journal(load()).fills(account=account)]
-    table = Table(title="trades")
-    for column in ("id", "order", "account", "ticker", "side", "qty", "price", "filled at"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            str(r["order_id"]),
+    emit(
+        rows,
+        as_json,
+        "trades",
+        ("id", "order", "account", "ticker", "side", "qty", "price", "filled at"),
+        lambda r: (
+            r["id"],
+            r["order_id"],
             r["account"],
             r["ticker"],
             r["side"],
-            _cell(r["quantity"]),
-            _cell(r["price"]),
-            r["filled_at"][:19],
-        )
-    emit(rows, as_json, table)
+            r["quantity"],
+            r["price"],
+            _when(r["filled_at"]),
+        ),
+    )
 
 
 @app.command()
@@ -405,46 +428,40 @@ def positions(account: AccountOption = None, as_json: JsonOption = False) -> Non
     from tradepipe.views import position_view
 
     rows = [position_view(r) for r in open_journal(load()).positions(account=account)]
-    table = Table(title="positions")
-    for column in ("account", "ticker", "quantity", "average price"):
-        table.add_column(column)
-    for r in rows:
-        colour = "green" if (r["quantity"] or 0) > 0 else "red"
-        table.add_row(
-            r["account"], r["ticker"], f"[{colour}]{r['quantity']}[/]", _cell(r["average_price"])
-        )
-    emit(rows, as_json, table)
+
+    def signed(quantity: Any) -> str:
+        return f"[{'green' if quantity > 0 else 'red'}]{quantity}[/]"
+
+    emit(
+        rows,
+        as_json,
+        "positions",
+        ("account", "ticker", "quantity", "average price"),
+        lambda r: (r["account"], r["ticker"], signed(r["quantity"]), r["average_price"]),
+    )
 
 
 @app.command()
 def pending(as_json: JsonOption = False) -> None:
     """Deliveries waiting for `tradepipe approve` (subscriptions with auto_submit = false)."""
+    from tradepipe.views import pending_view
+
     journal = open_journal(load())
-    rows = [
-        {
-            "id": d["id"],
-            "signal_id": d["signal_id"],
-            "subscription": d["subscription"],
-            "account": d["account"],
-            "ticker": d["ticker"],
-            "plan": (json.loads(d["plan"]) or {}).get("summary") if d["plan"] else None,
-            "created_at": d["created_at"],
-        }
-        for d in journal.deliveries_with_status("pending_approval")
-    ]
-    table = Table(title="deliveries waiting for approval")
-    for column in ("id", "signal", "subscription", "ticker", "plan at the signal", "since"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            str(r["signal_id"]),
+    rows = [pending_view(d) for d in journal.deliveries_with_status("pending_approval")]
+    emit(
+        rows,
+        as_json,
+        "deliveries waiting for approval",
+        ("id", "signal", "subscription", "ticker", "plan at the signal", "since"),
+        lambda r: (
+            r["id"],
+            r["signal_id"],
             r["subscription"],
             r["ticker"],
-            _cell(r["plan"]),
-            r["created_at"][5:19].replace("T", " "),
-        )
-    emit(rows, as_json, table)
+            r["plan"],
+            _when(r["created_at"]),
+        ),
+    )
 
 
 def _review(delivery_id: int, approve: bool, as_json: bool) -> None:

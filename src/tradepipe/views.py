@@ -67,6 +67,20 @@ def trade_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pending_view(delivery: dict[str, Any]) -> dict[str, Any]:
+    """A delivery waiting for approval, with the plan it had when the signal arrived."""
+    plan = json.loads(delivery["plan"]) if delivery["plan"] else {}
+    return {
+        "id": delivery["id"],
+        "signal_id": delivery["signal_id"],
+        "subscription": delivery["subscription"],
+        "account": delivery["account"],
+        "ticker": delivery["ticker"],
+        "plan": plan.get("summary"),
+        "created_at": delivery["created_at"],
+    }
+
+
 def signal_views(journal: Journal, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     deliveries = journal.deliveries_for([r["id"] for r in rows])
     orders = journal.orders_for_deliveries([d["id"] for d in deliveries])
