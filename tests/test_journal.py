@@ -63,7 +63,7 @@ def test_migrations_apply_once(tmp_path):
     Journal.open(tmp_path / "j.db").close()
     journal = Journal.open(tmp_path / "j.db")
     applied = journal.conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
-    assert applied == 2
+    assert applied == 3
 
 
 def test_reading_a_missing_journal_names_the_path(tmp_path):

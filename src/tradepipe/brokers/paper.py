@@ -145,12 +145,7 @@ class PaperBroker:
         return self._state(row)
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
-        rows = self._journal.paper_open_orders(self.name)
-        return [
-            self._state(r)
-            for r in rows
-            if ticker is None or json.loads(r["request"])["ticker"] == ticker
-        ]
+        return [self._state(r) for r in self._journal.paper_open_orders(self.name, ticker)]
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """Move the mark and fill every resting order the new price crosses."""
@@ -158,10 +153,8 @@ class PaperBroker:
         with self._journal.transaction():
             before = self._journal.paper_ticker_orders(self.name, ticker)
             self._journal.set_paper_mark(self.name, ticker, price, now)
-            for row in self._journal.paper_open_orders(self.name):
+            for row in self._journal.paper_open_orders(self.name, ticker):
                 request = _request_from_json(row["request"])
-                if request.ticker != ticker:
-                    continue
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
                     continue  # a sibling's fill cancelled it a moment ago (OCO)
