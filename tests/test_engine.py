@@ -55,6 +55,20 @@ class Harness:
         await self.engine.drain()
         return ids
 
+    async def crash_and_restart(self, signal_id: int, *, orders_submitting: bool = False) -> None:
+        """Rewind the journal to what a kill -9 mid-delivery leaves (signal accepted, delivery
+        planned; optionally its orders still 'submitting'), then start a new engine on it."""
+        with self.journal.transaction():
+            execute = self.journal.conn.execute
+            execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (signal_id,))
+            execute("UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (signal_id,))
+            if orders_submitting:
+                execute("UPDATE orders SET status = 'submitting' WHERE signal_id = ?", (signal_id,))
+        await self.engine.stop()
+        self.engine = self.new_engine()
+        await self.engine.start()
+        await self.engine.drain()
+
     def deliveries(self, signal_id: int) -> list[tuple[str, str]]:
         return [(d["status"], d["reason"]) for d in self.journal.deliveries_for([signal_id])]
 
@@ -198,18 +212,7 @@ def test_restart_after_the_broker_filled_but_before_journaling_sends_nothing_twi
         )
         # Rewind our side of the wire to "plan journaled, order journaled as submitting": what a
         # kill -9 right after the broker's answer leaves behind.
-        with h.journal.transaction():
-            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (sell,))
-            h.journal.conn.execute(
-                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (sell,)
-            )
-            h.journal.conn.execute(
-                "UPDATE orders SET status = 'submitting' WHERE signal_id = ?", (sell,)
-            )
-        await h.engine.stop()
-        h.engine = h.new_engine()
-        await h.engine.start()
-        await h.engine.drain()
+        await h.crash_and_restart(sell, orders_submitting=True)
         paper_orders = h.journal.conn.execute("SELECT count(*) FROM paper_orders").fetchone()[0]
         assert paper_orders == 1
         assert (await h.engine.brokers["paper"].position("AAPL")).quantity == -4
@@ -229,15 +232,7 @@ def test_resumed_plan_does_not_cancel_the_order_it_placed(tmp_path):
             {"ticker": "AAPL", "action": "exit", "signalPrice": 100, "limitPrice": 120}
         )
         assert [o["status"] for o in h.journal.orders(signal_id=exit_)] == ["accepted"]
-        with h.journal.transaction():  # what a kill -9 after the broker's answer leaves
-            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (exit_,))
-            h.journal.conn.execute(
-                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (exit_,)
-            )
-        await h.engine.stop()
-        h.engine = h.new_engine()
-        await h.engine.start()
-        await h.engine.drain()
+        await h.crash_and_restart(exit_)
         assert [o["status"] for o in h.journal.orders(signal_id=exit_)] == ["accepted"]
         assert h.deliveries(exit_)[0][0] == "submitted"
         assert len(await h.engine.brokers["paper"].open_orders("AAPL")) == 1
@@ -392,15 +387,7 @@ def test_a_stop_between_planning_and_parking_never_sends_without_approval(tmp_pa
     async def test(h: Harness):
         (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "quantity": 2, "signalPrice": 10})
         # What a kill -9 after the plan was journaled, before the delivery was parked, leaves:
-        with h.journal.transaction():
-            h.journal.conn.execute("UPDATE signals SET status = 'accepted' WHERE id = ?", (buy,))
-            h.journal.conn.execute(
-                "UPDATE deliveries SET status = 'planned' WHERE signal_id = ?", (buy,)
-            )
-        await h.engine.stop()
-        h.engine = h.new_engine()
-        await h.engine.start()
-        await h.engine.drain()
+        await h.crash_and_restart(buy)
         assert h.deliveries(buy)[0][0] == "pending_approval"
         assert h.journal.orders() == [] and h.position() == 0
 
