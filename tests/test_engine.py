@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.helpers import FixedClock, write_config
+from tradepipe.brokers.paper import Fault
 from tradepipe.config import load_config
 from tradepipe.daemon import make_brokers
 from tradepipe.engine import Engine
@@ -396,6 +397,7 @@ def test_a_stop_between_planning_and_parking_never_sends_without_approval(tmp_pa
 
 def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path):
     async def test(h: Harness):
+        h.engine.brokers["paper"].inject(Fault.REJECT, "trailing stops are not allowed here")
         (buy,) = await h.send(
             {
                 "ticker": "AAPL",
@@ -406,7 +408,7 @@ def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path)
             }
         )
         ((status, reason),) = h.deliveries(buy)
-        assert status == "rejected" and "trailing_stop is not supported" in reason
+        assert status == "rejected" and "trailing stops are not allowed here" in reason
         legs = {o["role"]: o["status"] for o in h.journal.orders(signal_id=buy)}
         assert legs == {"entry": "rejected", "stop_loss": "rejected"}
         assert h.position() == 0

@@ -207,3 +207,68 @@ def test_bracket_of_a_rejected_entry_is_canceled(paper):
         )
     )
     assert [s.status for s in states] == [OrderStatus.REJECTED, OrderStatus.CANCELED]
+
+
+@pytest.mark.parametrize(
+    ("trail", "marks", "fills_at"),
+    [
+        # amount 5: the high moves 100 → 110, the stop 95 → 105; 106 holds, 104 triggers.
+        ({"trail_amount": D(5)}, [110, 106, 104], D(104)),
+        # percent 10: high 120 puts the stop at 108; 109 holds, 107.5 triggers.
+        ({"trail_percent": D(10)}, [120, 109, D("107.5")], D("107.5")),
+        # a gap through the stop fills at the mark, not at the stop
+        ({"trail_amount": D(5)}, [103, 90], D(90)),
+    ],
+)
+def test_a_trailing_sell_stop_follows_the_high_and_fills_when_the_mark_falls_back(
+    paper, trail, marks, fills_at
+):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.submit(order("long", quantity="5")))
+    stop = run(paper.submit(order("trail", Side.SELL, order_type=OrderType.TRAILING_STOP, **trail)))
+    assert stop.status is OrderStatus.ACCEPTED
+    for mark in marks[:-1]:
+        assert run(paper.observe_price("AAPL", D(mark))) == []
+    (filled,) = run(paper.observe_price("AAPL", D(marks[-1])))
+    assert (filled.status, filled.average_fill_price) == (OrderStatus.FILLED, fills_at)
+    assert run(paper.position("AAPL")).quantity == 0
+
+
+def test_a_trailing_buy_stop_follows_the_low(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.submit(order("short", Side.SELL, quantity="5")))
+    stop = order("trail", Side.BUY, order_type=OrderType.TRAILING_STOP, trail_amount=D(3))
+    run(paper.submit(stop))
+    assert run(paper.observe_price("AAPL", D(90))) == []  # low 90, stop 93
+    state = run(paper.get_order("trail"))
+    assert state.message == "trailing: stop at 93 (low 90)"
+    assert run(paper.observe_price("AAPL", D(92))) == []
+    (filled,) = run(paper.observe_price("AAPL", D(93)))
+    assert filled.average_fill_price == D(93)
+    assert run(paper.position("AAPL")).quantity == 0
+
+
+def test_a_trailing_bracket_leg_trails_from_the_entry_fill(paper):
+    from tradepipe.orders import OrderRole
+
+    run(paper.observe_price("AAPL", D(100)))
+    entry = order("entry", order_type=OrderType.LIMIT, limit_price=D(95))
+    child = order(
+        "sl",
+        Side.SELL,
+        order_type=OrderType.TRAILING_STOP,
+        trail_amount=D(2),
+        role=OrderRole.STOP_LOSS,
+    )
+    run(paper.submit_bracket(entry, [child]))
+    # Held while the entry rests: it does not trail marks before the entry fills.
+    assert run(paper.observe_price("AAPL", D(120))) == []
+    changed = run(paper.observe_price("AAPL", D(94)))  # the entry fills at its limit, 95
+    assert [(s.client_order_id, s.status) for s in changed] == [
+        ("entry", OrderStatus.FILLED),
+        ("sl", OrderStatus.ACCEPTED),
+    ]
+    assert run(paper.get_order("sl")).message == "trailing: stop at 93 (high 95)"
+    assert run(paper.observe_price("AAPL", D("93.5"))) == []
+    (stopped,) = run(paper.observe_price("AAPL", D(93)))
+    assert stopped.client_order_id == "sl" and stopped.average_fill_price == D(93)

@@ -186,6 +186,12 @@ def _paper_live_orders(db: Database) -> None:
     )
 
 
+@migrations(name="0004_paper_trailing")
+def _paper_trailing(db: Database) -> None:
+    # A trailing stop remembers the best mark since it went live: its stop trails that mark.
+    db.execute("ALTER TABLE paper_orders ADD COLUMN trail_extreme TEXT")
+
+
 def to_text(value: Any) -> str | None:
     """The journal's spelling of a value: Decimals exactly, datetimes as ISO-8601."""
     if value is None:

@@ -3,7 +3,8 @@
 It behaves like a broker on the other side of a wire: it knows orders only by the client order id
 it was sent, refuses to create the same id twice, fills market orders at the mark (the last price a
 signal carried or `tradepipe paper quote` set), and keeps limit and stop orders resting until a
-later mark crosses them.
+later mark crosses them. A trailing stop remembers the best mark since it went live and
+triggers when a mark falls back by its trail (amount or percent) from there.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities
 from tradepipe.errors import OrderRejected
@@ -28,9 +30,20 @@ from tradepipe.orders import (
     TimeInForce,
 )
 
+
+class Fault(StrEnum):
+    REJECT = "reject"  # the next new order is refused with the given message
+
+
 CAPABILITIES = Capabilities(
     order_types=frozenset(
-        {OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}
+        {
+            OrderType.MARKET,
+            OrderType.LIMIT,
+            OrderType.STOP,
+            OrderType.STOP_LIMIT,
+            OrderType.TRAILING_STOP,
+        }
     ),
     time_in_force=frozenset(TimeInForce),
     brackets=True,
@@ -52,6 +65,11 @@ class PaperBroker:
         self._journal = journal
         self._initial_cash = cash
         self._clock = clock
+        self._faults: list[tuple[Fault, str]] = []
+
+    def inject(self, fault: Fault, message: str = "rejected by fault injection") -> None:
+        """Make the next submission misbehave, as a remote broker can (for tests and drills)."""
+        self._faults.append((fault, message))
 
     async def connect(self) -> None:
         self._journal.paper_cash(self.name, self._initial_cash)
@@ -69,6 +87,10 @@ class PaperBroker:
         self, entry: OrderRequest, children: Sequence[OrderRequest]
     ) -> list[OrderState]:
         existing = self._journal.paper_order(self.name, entry.client_order_id)
+        if existing is None and self._faults:
+            fault, message = self._faults.pop(0)
+            if fault is Fault.REJECT:
+                raise OrderRejected(message)
         if existing is None:
             for request in (entry, *children):
                 self._check(request)
@@ -106,6 +128,9 @@ class PaperBroker:
 
     def _place(self, request: OrderRequest, mark: Decimal | None, now: datetime) -> None:
         """A new order meets the mark: it fills, rests, or is refused."""
+        if request.order_type is OrderType.TRAILING_STOP:
+            self._start_trailing(request, mark, now)
+            return
         price = _fill_price(request, mark)
         if request.order_type is OrderType.MARKET and price is None:
             self._finish(
@@ -158,7 +183,10 @@ class PaperBroker:
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
                     continue  # a sibling's fill cancelled it a moment ago (OCO)
-                fill_price = _fill_price(request, price, resting=True)
+                if request.order_type is OrderType.TRAILING_STOP:
+                    fill_price = self._trail(request, current, price, now)
+                else:
+                    fill_price = _fill_price(request, price, resting=True)
                 if fill_price is None:
                     continue
                 problem = self._affordability(request, fill_price)
@@ -239,6 +267,9 @@ class PaperBroker:
                     message=None,
                     updated_at=now,
                 )
+                child_request = _request_from_json(child["request"])
+                if child_request.order_type is OrderType.TRAILING_STOP:
+                    self._start_trailing(child_request, price, now)
         row = self._journal.paper_order(self.name, request.client_order_id)
         if row is not None and row["parent"]:
             for sibling in self._journal.paper_children(self.name, row["parent"]):
@@ -249,6 +280,32 @@ class PaperBroker:
                         f"one-cancels-other: {request.client_order_id} filled",
                         now,
                     )
+
+    def _start_trailing(self, request: OrderRequest, mark: Decimal | None, now: datetime) -> None:
+        """A trailing stop goes live: it trails from the mark of this moment (or the next)."""
+        values: dict = {"trail_extreme": mark, "updated_at": now}
+        if mark is not None:
+            values["message"] = _trail_words(request, mark)
+        self._journal.paper_update_order(self.name, request.client_order_id, **values)
+
+    def _trail(
+        self, request: OrderRequest, row: dict, mark: Decimal, now: datetime
+    ) -> Decimal | None:
+        """Move a live trailing stop's best mark; the fill price (the mark) if it triggers."""
+        best = Decimal(row["trail_extreme"]) if row["trail_extreme"] else None
+        better = max if request.side is Side.SELL else min
+        new_best = mark if best is None else better(best, mark)
+        if new_best != best:
+            self._journal.paper_update_order(
+                self.name,
+                request.client_order_id,
+                trail_extreme=new_best,
+                message=_trail_words(request, new_best),
+                updated_at=now,
+            )
+        stop = trailing_stop_price(request, new_best)
+        triggered = mark <= stop if request.side is Side.SELL else mark >= stop
+        return mark if triggered else None
 
     def _finish(
         self, client_order_id: str, status: OrderStatus, message: str, now: datetime
@@ -328,6 +385,21 @@ def _fill_price(
             crosses = mark <= request.limit_price if buy else mark >= request.limit_price
             return mark if triggered and crosses else None
     return None
+
+
+def trailing_stop_price(request: OrderRequest, best: Decimal) -> Decimal:
+    """Where a trailing stop stands when the best mark since it went live is `best`."""
+    sign = -1 if request.side is Side.SELL else 1  # a sell trails below the high
+    if request.trail_amount is not None:
+        return best + sign * request.trail_amount
+    assert request.trail_percent is not None
+    return best * (1 + sign * request.trail_percent / 100)
+
+
+def _trail_words(request: OrderRequest, best: Decimal) -> str:
+    word = "high" if request.side is Side.SELL else "low"
+    stop = trailing_stop_price(request, best)
+    return f"trailing: stop at {stop.normalize():f} ({word} {best.normalize():f})"
 
 
 def _request_json(request: OrderRequest) -> str:
