@@ -7,6 +7,8 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import FixedClock, write_config
 from tradepipe.brokers.paper import Fault
 from tradepipe.config import load_config
@@ -262,7 +264,6 @@ def test_a_leg_the_broker_cancels_fails_the_delivery(tmp_path):
 
 
 def test_manual_approval_plans_again_and_reports_the_change(tmp_path):
-    import pytest
 
     from tradepipe.errors import UsageError
 
@@ -412,5 +413,81 @@ def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path)
         legs = {o["role"]: o["status"] for o in h.journal.orders(signal_id=buy)}
         assert legs == {"entry": "rejected", "stop_loss": "rejected"}
         assert h.position() == 0
+
+    run(write_config(tmp_path), test)
+
+
+BRACKET = {
+    "ticker": "AAPL",
+    "action": "buy",
+    "quantity": 5,
+    "signalPrice": 100,
+    "takeProfit": {"percent": 10},
+    "stopLoss": {"amount": 5},
+}
+
+
+def test_breakeven_moves_the_bracket_stop_and_keeps_it_one_cancels_other(tmp_path):
+    from tradepipe.daemon import Actions
+
+    async def test(h: Harness):
+        (buy,) = await h.send(BRACKET)
+        (be,) = await h.send(
+            {"ticker": "AAPL", "action": "breakeven", "signalPrice": 104, "breakevenOffset": 0.5}
+        )
+        assert h.deliveries(be) == [
+            (
+                "submitted",
+                "move the stop of the long 5 from 95 to breakeven 100.5 (average 100, offset 0.5)",
+            )
+        ]
+        (moved,) = h.journal.orders(signal_id=be)
+        old = {o["role"]: o for o in h.journal.orders(signal_id=buy)}
+        assert (moved["role"], moved["stop_price"], moved["status"]) == (
+            "stop_loss",
+            "100.5",
+            "accepted",
+        )
+        assert moved["parent_id"] == old["entry"]["id"]  # still in the entry's bracket
+        assert old["stop_loss"]["status"] == "canceled"
+        assert old["stop_loss"]["broker_message"] == f"replaced by {moved['client_order_id']}"
+        # The take-profit fills: the moved stop goes with it (one-cancels-other).
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(111))
+        (moved,) = h.journal.orders(signal_id=be)
+        assert moved["status"] == "canceled" and "one-cancels-other" in moved["broker_message"]
+        assert h.position() == 0
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_moved_stop_fills_at_breakeven_and_cancels_the_take_profit(tmp_path):
+    from tradepipe.daemon import Actions
+
+    async def test(h: Harness):
+        (buy,) = await h.send(BRACKET)
+        (be,) = await h.send({"ticker": "AAPL", "action": "breakeven", "signalPrice": 103})
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D("99.9"))
+        (moved,) = h.journal.orders(signal_id=be)
+        assert (moved["status"], moved["average_fill_price"]) == ("filled", "99.9")
+        old = {o["role"]: o for o in h.journal.orders(signal_id=buy)}
+        assert old["take_profit"]["status"] == "canceled"
+        assert h.position() == 0
+
+    run(write_config(tmp_path), test)
+
+
+def test_breakeven_resumed_after_a_crash_moves_the_stop_once(tmp_path):
+    async def test(h: Harness):
+        await h.send(BRACKET)
+        (be,) = await h.send({"ticker": "AAPL", "action": "breakeven", "signalPrice": 103})
+        await h.crash_and_restart(be, orders_submitting=True)
+        assert h.deliveries(be)[0][0] == "submitted"
+        (moved,) = h.journal.orders(signal_id=be)
+        assert moved["status"] == "accepted"
+        live = await h.engine.brokers["paper"].open_orders("AAPL")
+        assert sorted((o.order_type, o.stop_price or o.limit_price) for o in live) == [
+            ("limit", D(110)),
+            ("stop", D(100)),
+        ]
 
     run(write_config(tmp_path), test)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,16 +25,27 @@ def test_legs_subscriptions_signals_and_attempts_give_different_ids():
         client_order_id("abcd1234", 43, "trend-paper", "entry"),
         client_order_id("abcd1234", 42, "trend-paper", "entry", attempt=1),
         client_order_id("ffff0000", 42, "trend-paper", "entry"),
+        client_order_id("abcd1234", 42, "trend-paper", "breakeven"),
+        client_order_id("abcd1234", 42, "trend-paper", "breakeven-1"),
+        client_order_id("abcd1234", 42, "trend-paper", "breakeven-11"),
+        client_order_id("abcd1234", 42, "trend-paper", "breakeven", attempt=1),
     }
-    assert len(ids) == 6
+    assert len(ids) == 10
+
+
+def test_an_unknown_leg_is_refused():
+    with pytest.raises(ValueError, match="unknown order leg 'hedge'"):
+        client_order_id("abcd1234", 42, "trend-paper", "hedge")
 
 
 @given(
     instance=st.text("0123456789abcdef", min_size=8, max_size=8),
-    signal_id=st.integers(0, 2**63 - 1),
+    # Room for 36**8 (2.8 trillion) signals, up to 36 moved stops and 36**2 re-executions.
+    signal_id=st.integers(0, 36**8 - 1),
     subscription=st.text(min_size=1, max_size=40),
-    leg=st.sampled_from(["exit", "entry", "take_profit", "stop_loss", "cancel"]),
-    attempt=st.integers(0, 10_000),
+    leg=st.sampled_from(["exit", "entry", "take_profit", "stop_loss", "cancel", "breakeven"])
+    | st.integers(1, 35).map(lambda n: f"breakeven-{n}"),
+    attempt=st.integers(0, 36**2 - 1),
 )
 def test_ids_fit_the_broker_rules(instance, signal_id, subscription, leg, attempt):
     identifier = client_order_id(instance, signal_id, subscription, leg, attempt)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import FixedClock
 from tradepipe.brokers.paper import PaperBroker
+from tradepipe.errors import OrderRejected
 from tradepipe.journal import Journal
 from tradepipe.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
@@ -272,3 +273,38 @@ def test_a_trailing_bracket_leg_trails_from_the_entry_fill(paper):
     assert run(paper.observe_price("AAPL", D("93.5"))) == []
     (stopped,) = run(paper.observe_price("AAPL", D(93)))
     assert stopped.client_order_id == "sl" and stopped.average_fill_price == D(93)
+
+
+def test_replace_moves_a_bracket_leg_once_and_keeps_its_one_cancels_other(paper):
+    from tradepipe.orders import OrderRole
+
+    run(paper.observe_price("AAPL", D(100)))
+    tp = order("tp", Side.SELL, order_type=OrderType.LIMIT, limit_price=D(110))
+    sl = order("sl", Side.SELL, order_type=OrderType.STOP, stop_price=D(95))
+    run(paper.submit_bracket(order("entry"), [tp, sl]))
+    moved = order(
+        "be", Side.SELL, order_type=OrderType.STOP, stop_price=D(99), role=OrderRole.STOP_LOSS
+    )
+    state = run(paper.replace("sl", moved))
+    assert (state.status, state.stop_price) == (OrderStatus.ACCEPTED, D(99))
+    assert run(paper.get_order("sl")).message == "replaced by be"
+    assert run(paper.replace("sl", moved)) == state  # the same id again changes nothing
+    assert sorted(o.client_order_id for o in run(paper.open_orders("AAPL"))) == ["be", "tp"]
+    run(paper.observe_price("AAPL", D(111)))
+    assert run(paper.get_order("be")).status is OrderStatus.CANCELED
+
+
+@pytest.mark.parametrize("gone", ["cancel", "missing"])
+def test_replacing_an_order_that_is_not_working_is_refused_in_the_brokers_words(paper, gone):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.submit(order("sl", Side.SELL, order_type=OrderType.STOP, stop_price=D(95))))
+    target = "sl"
+    if gone == "cancel":
+        run(paper.cancel("sl"))
+    else:
+        target = "nope"
+    moved = order("be", Side.SELL, order_type=OrderType.STOP, stop_price=D(99))
+    expected = "is canceled: nothing to replace" if gone == "cancel" else "no order nope"
+    with pytest.raises(OrderRejected, match=expected):
+        run(paper.replace(target, moved))
+    assert run(paper.get_order("be")) is None

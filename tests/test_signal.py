@@ -525,7 +525,34 @@ WARNINGS = [
         ],
     ),
     ("interval-and-test-silent", {"interval": "5", "test": True}, []),
+    (
+        "breakeven-offset-on-a-buy",
+        {"breakevenOffset": 0.5},
+        ['field "breakevenOffset" only applies to action breakeven, ignored'],
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [(0.25, Decimal("0.25")), ("-0.1", Decimal("-0.1")), (0, Decimal(0))],
+)
+def test_breakeven_offset_is_any_number_a_signed_price_distance(offset, expected) -> None:
+    parsed = parse(action="breakeven", breakevenOffset=offset)
+    assert parsed.ok and not parsed.warnings
+    assert parsed.signal.breakeven_offset == expected
+    assert signal_to_json(parsed.signal)["breakevenOffset"] == str(expected)
+
+
+def test_breakeven_offset_must_be_a_number() -> None:
+    parsed = parse(action="breakeven", breakevenOffset="{{plot_0}}")
+    assert [(e.field, e.message) for e in parsed.errors] == [
+        (
+            "breakevenOffset",
+            'must be a number (got "{{plot_0}}"; looks like an unsubstituted TradingView'
+            " placeholder)",
+        )
+    ]
 
 
 @pytest.mark.parametrize(

@@ -302,6 +302,7 @@ class Settings(_Table):
     ignore_exits: bool | None = None
     cancel_open_orders: bool | None = None
     exit_fill_timeout: Positive | None = None
+    breakeven_offset: Annotated[Decimal, Field(allow_inf_nan=False)] | None = None
     trading_windows: list[TradingWindow] | None = None
     allow_exits_outside_windows: bool | None = None
     auto_submit: bool | None = None

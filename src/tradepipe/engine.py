@@ -22,12 +22,13 @@ from tradepipe.brokers.base import Broker
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
 from tradepipe.ids import client_order_id
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderRequest, OrderState, OrderStatus
+from tradepipe.orders import OrderRequest, OrderState, OrderStatus, OrderType
 from tradepipe.plan import (
     Market,
     Plan,
     PlannedOrder,
     Reject,
+    RestingStop,
     Skip,
     make_plan,
     plan_from_json,
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FINAL_DELIVERY = frozenset({"submitted", "skipped", "rejected", "failed", "pending_approval"})
 EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT})
+STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +308,7 @@ class Engine:
             lot_size=lot,
             now=self.clock(),
             brackets=broker.capabilities.brackets,
+            stops=_resting_stops(open_orders),
         )
         decision = make_plan(intent, market)
         explained = intent.explain(delivery["subscription"], work.strategy)
@@ -350,7 +353,9 @@ class Engine:
                 if child.parent_leg == step.leg
             ]
             try:
-                state = await self._submit_once(work, delivery, broker, request, children)
+                state = await self._submit_once(
+                    work, delivery, broker, request, children, replaces=step.replaces
+                )
             except OrderRejected as e:
                 self._mark_orders([request, *children], OrderStatus.REJECTED, str(e))
                 return Outcome("rejected", f"{broker.name} rejected the {step.leg} order: {e}")
@@ -387,9 +392,12 @@ class Engine:
         broker: Broker,
         request: OrderRequest,
         children: list[OrderRequest],
+        *,
+        replaces: str | None = None,
     ) -> OrderState:
-        """Send an order (with its bracket children) unless the journal shows it was sent
-        before; then ask the broker about it instead of sending it again."""
+        """Send an order (with its bracket children, or in the place of a working order) unless
+        the journal shows it was sent before; then ask the broker about it instead of sending it
+        again."""
         journaled = self.journal.order_by_client_id(request.client_order_id)
         found = None
         if journaled is not None:
@@ -403,10 +411,18 @@ class Engine:
         else:
             if journaled is None:
                 with self.journal.transaction():  # the entry and its children, one commit
-                    parent_id = self._journal_order(work, delivery, request)
+                    # A replacement inherits the replaced order's place in its bracket.
+                    replaced = replaces and self.journal.order_by_client_id(replaces)
+                    inherited = replaced["parent_id"] if replaced else None
+                    parent_id = self._journal_order(work, delivery, request, inherited)
                     for child in children:
                         self._journal_order(work, delivery, child, parent_id)
-            if children:
+            if replaces is not None:
+                states = [await broker.replace(replaces, request)]
+                old = await broker.get_order(replaces)
+                if old is not None:
+                    self.record_state(request.account, request.ticker, old)
+            elif children:
                 states = await broker.submit_bracket(request, children)
             else:
                 states = [await broker.submit(request)]
@@ -525,3 +541,19 @@ class Engine:
             delivery_id, status=status, reason=reason, updated_at=self.clock()
         )
         return Outcome(status, reason)
+
+
+def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:
+    """The working stop orders among a ticker's open orders, for breakeven to move."""
+    return tuple(
+        RestingStop(
+            client_order_id=o.client_order_id,
+            side=o.side,
+            quantity=o.quantity - o.filled_quantity,
+            order_type=o.order_type,
+            stop_price=o.stop_price,
+            limit_price=o.limit_price,
+        )
+        for o in open_orders
+        if o.order_type in STOP_TYPES and o.side is not None and o.quantity is not None
+    )

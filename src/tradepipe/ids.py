@@ -13,7 +13,15 @@ MAX_LENGTH = 32
 _ALLOWED = re.compile(r"^[A-Za-z0-9-]+$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
-LEG_CODES = {"exit": "x", "entry": "e", "take_profit": "t", "stop_loss": "s", "cancel": "c"}
+LEG_CODES = {
+    "exit": "x",
+    "entry": "e",
+    "take_profit": "t",
+    "stop_loss": "s",
+    "cancel": "c",
+    "breakeven": "b",
+}
+_LEG = re.compile(r"([a-z_]+)(?:-([1-9][0-9]*))?")
 
 
 def base36(number: int) -> str:
@@ -36,7 +44,11 @@ def client_order_id(
     old ids (Alpaca refuses a reused client_order_id) never confuses two journals' orders.
     """
     subscription_hash = hashlib.sha256(subscription.encode()).hexdigest()[:6]
-    suffix = LEG_CODES[leg] + (base36(attempt) if attempt else "")
+    found = _LEG.fullmatch(leg)  # "breakeven-2": the second stop one signal moves
+    if found is None or found[1] not in LEG_CODES:
+        raise ValueError(f"unknown order leg {leg!r}")
+    index = base36(int(found[2])) if found[2] else ""
+    suffix = LEG_CODES[found[1]] + index + (f"r{base36(attempt)}" if attempt else "")
     identifier = f"tp{instance[:4]}-{base36(signal_id)}-{subscription_hash}-{suffix}"
     if len(identifier) > MAX_LENGTH or not _ALLOWED.match(identifier):
         raise ValueError(f"client order id {identifier!r} breaks the 32-character rule")

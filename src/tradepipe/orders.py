@@ -122,6 +122,12 @@ class OrderState:
     broker_order_id: str | None = None
     message: str | None = None
     fills: tuple[Fill, ...] = ()
+    # What the order is, as the broker describes it (open orders, reconciliation, breakeven).
+    side: Side | None = None
+    quantity: Decimal | None = None
+    order_type: OrderType | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,23 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradepipe.orders import OrderRole, OrderType, Side
-from tradepipe.prices import ExitLeg, show, stop_loss_leg, take_profit_leg
+from tradepipe.prices import ExitLeg, round_to_tick, show, stop_loss_leg, take_profit_leg
 from tradepipe.resolve import Intent
 from tradepipe.risk import limit_to_caps, restrict_to_windows
 from tradepipe.signal import Action, QuantityType, Sentiment
 from tradepipe.sizing import SizingInputs, round_to_lot, size
+
+
+@dataclass(frozen=True, slots=True)
+class RestingStop:
+    """A working stop order on the ticker, as the broker describes it: what breakeven moves."""
+
+    client_order_id: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    stop_price: Decimal | None = None
+    limit_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,7 @@ class Market:
     now: datetime | None = None  # for trading windows
     brackets: bool = True  # the broker takes take-profit / stop-loss children natively
     tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
+    stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,8 @@ class PlannedOrder:
     wait_for_fill: bool = False
     # A bracket child names its parent's leg: it is sent with the parent, active once it fills.
     parent_leg: str | None = None
+    # Takes the place of this working order (breakeven): its bracket link passes to this one.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +125,11 @@ def _position_logic(intent: Intent, market: Market) -> Decision:
             if not market.has_open_orders:
                 return Reject(f"no open orders for {intent.ticker} to cancel")
             return Plan(f"cancel the open orders for {intent.ticker}", cancel_open_orders=True)
-        case _:
-            return Reject(f"action {intent.action} is not supported yet")
+        case Action.BREAKEVEN:
+            if position == 0:
+                return Reject("no open position to move a stop to breakeven for")
+            return _breakeven(intent, market)
+    raise AssertionError(f"unhandled action {intent.action}")  # pragma: no cover
 
 
 def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
@@ -199,6 +217,67 @@ def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> D
         f"{what} {_word(_side_of(market.position))} {quantity} of {held}{note}",
         (order,),
         intent.cancel_open_orders and market.has_open_orders,
+    )
+
+
+def _breakeven(intent: Intent, market: Market) -> Decision:
+    """Move the stops that protect the position to the average entry ± the offset."""
+    position, average, offset = market.position, market.average_price, intent.breakeven_offset
+    if average is None:
+        return Reject("the broker reports no average entry price for the position")
+    long = position > 0
+    held, word, side = abs(position), _word(_side_of(position)), _side_of(position).opposite()
+    target = round_to_tick(average + offset if long else average - offset, side, market.tick_size)
+    why = f"average {show(average)}, offset {show(offset)}"
+    reference = market.reference_price
+    if reference is not None and (target >= reference if long else target <= reference):
+        where = "below" if long else "above"
+        return Reject(
+            f"the breakeven stop {show(target)} ({why}) is not {where} the market"
+            f" {show(reference)}: it would fill at once"
+        )
+    protecting = [stop for stop in market.stops if stop.side is side]
+    fixed = [s for s in protecting if s.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)]
+    if not protecting:
+        order = PlannedOrder(
+            "breakeven", side, held, OrderRole.STOP_LOSS, OrderType.STOP, stop_price=target
+        )
+        return Plan(
+            f"no stop protects the {word} {held}: stop at breakeven {show(target)} ({why})",
+            (order,),
+        )
+    if not fixed:
+        return Skip(
+            f"only trailing stops protect the {word} {held}; breakeven leaves them to trail"
+        )
+    moves: list[PlannedOrder] = []
+    moved_from: list[str] = []
+    for stop in fixed:
+        assert stop.stop_price is not None
+        if stop.stop_price >= target if long else stop.stop_price <= target:
+            continue  # already at breakeven or better: never move a stop backwards
+        limit = stop.limit_price
+        if stop.order_type is OrderType.STOP_LIMIT and limit is not None:
+            limit = round_to_tick(limit + target - stop.stop_price, side, market.tick_size)
+        moves.append(
+            PlannedOrder(
+                "breakeven" + (f"-{len(moves)}" if moves else ""),
+                side,
+                stop.quantity,
+                OrderRole.STOP_LOSS,
+                stop.order_type,
+                limit_price=limit,
+                stop_price=target,
+                replaces=stop.client_order_id,
+            )
+        )
+        moved_from.append(show(stop.stop_price))
+    if not moves:
+        return Skip(f"the stop already stands at or beyond breakeven {show(target)} ({why})")
+    was = ", ".join(moved_from)
+    return Plan(
+        f"move the stop of the {word} {held} from {was} to breakeven {show(target)} ({why})",
+        tuple(moves),
     )
 
 
@@ -375,6 +454,7 @@ def plan_from_json(data: dict) -> Plan:
                 **{k: Decimal(o[k]) for k in _PRICES if o.get(k) is not None},
                 wait_for_fill=o["wait_for_fill"],
                 parent_leg=o.get("parent_leg"),
+                replaces=o.get("replaces"),
             )
             for o in data["orders"]
         ),

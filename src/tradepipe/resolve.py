@@ -47,6 +47,7 @@ BUILTIN: dict[str, Any] = {
     "ignore_exits": False,
     "cancel_open_orders": True,
     "exit_fill_timeout": Decimal(120),
+    "breakeven_offset": Decimal(0),
     "trading_windows": None,
     "allow_exits_outside_windows": True,
     "auto_submit": True,
@@ -109,6 +110,7 @@ class Intent:
     ignore_exits: bool
     cancel_open_orders: bool
     exit_fill_timeout: Decimal
+    breakeven_offset: Decimal
     trading_windows: tuple[Any, ...]
     ignore_trading_windows: bool
     allow_exits_outside_windows: bool
@@ -216,6 +218,7 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         ignore_exits=bool(setting("ignore_exits")),
         cancel_open_orders=_cancel(signal, setting("cancel_open_orders"), provenance),
         exit_fill_timeout=Decimal(setting("exit_fill_timeout")),
+        breakeven_offset=_breakeven_offset(signal, setting("breakeven_offset"), provenance),
         trading_windows=tuple(setting("trading_windows") or ()),
         ignore_trading_windows=bool(signal.ignore_trading_windows),
         allow_exits_outside_windows=bool(setting("allow_exits_outside_windows")),
@@ -232,6 +235,16 @@ def _cancel(signal: Signal, configured: bool, provenance: dict[str, Provenance])
         provenance["cancel_open_orders"] = Provenance(signal.cancel, Source.SIGNAL, "cancel flag")
         return signal.cancel
     return bool(configured)
+
+
+def _breakeven_offset(
+    signal: Signal, configured: Decimal, provenance: dict[str, Provenance]
+) -> Decimal:
+    # The signal's breakevenOffset overrides the setting (TradersPost's "Exit breakeven offset").
+    if signal.breakeven_offset is not None:
+        provenance["breakeven_offset"] = Provenance(signal.breakeven_offset, Source.SIGNAL)
+        return signal.breakeven_offset
+    return Decimal(configured)
 
 
 def _take_profit(value: Any) -> TakeProfit | None:

@@ -97,6 +97,7 @@ class Signal:
     strike_count: int | None = None
     strikes_away: int | None = None
     strike_price: Decimal | None = None
+    breakeven_offset: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,12 +442,13 @@ _SIGNAL_FIELDS: dict[str, tuple[str, _Reader]] = {
     "strikeCount": ("strike_count", _integer(1)),
     "strikesAway": ("strikes_away", _integer(0)),
     "strikePrice": ("strike_price", _positive),
+    "breakevenOffset": ("breakeven_offset", _decimal),
 }
 # TradingView templates commonly carry these; TradersPost itself only logs them.
 _SILENT = frozenset({"interval", "test"})
 # TradersPost fields whose behaviour tradepipe does not reproduce: said out loud, never acted on.
 _UNSUPPORTED = frozenset(
-    {"delay", "cancelAfter", "cancelOrderType", "breakevenOffset", "bidAskSpreadFilter"}
+    {"delay", "cancelAfter", "cancelOrderType", "bidAskSpreadFilter"}
     | {"marketPriceType", "expiresAt"}
 )
 _EXAMPLE = '{"ticker": "AAPL", "action": "buy"}'
@@ -538,6 +540,8 @@ def _build(payload: dict[Any, Any], ctx: _Context) -> Signal | None:
             ctx.fail("quantity", f"{limit} {_got(payload['quantity'])}")
     if action is Action.ADD and values.get("sentiment") is Sentiment.FLAT:
         ctx.fail("sentiment", f"cannot be flat with action add {_got(payload['sentiment'])}")
+    if "breakevenOffset" in given and action not in (None, Action.BREAKEVEN):
+        ctx.warnings.append('field "breakevenOffset" only applies to action breakeven, ignored')
     if values.get("order_type") is OrderType.TRAILING_STOP:
         trails = ("trailAmount", "trailPercent")
         _one_of(given, trails, "orderType", ctx, " when orderType is trailing_stop")

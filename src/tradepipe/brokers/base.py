@@ -57,6 +57,13 @@ class Broker(Protocol):
         brokers with `capabilities.brackets`. Answers the entry's state, then each child's."""
         ...
 
+    async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
+        """Put `request` (a new client order id) in the place of a working order: the old one
+        is canceled and the new one takes over its bracket link (one-cancels-other with the
+        take-profit). Raises `OrderRejected` if the old order is no longer working. Replacing
+        with an id the broker already has returns that order's state and changes nothing."""
+        ...
+
     async def get_order(self, client_order_id: str) -> OrderState | None:
         """The broker's view of an order by our id; None if the broker never received it."""
         ...

@@ -87,11 +87,8 @@ class PaperBroker:
         self, entry: OrderRequest, children: Sequence[OrderRequest]
     ) -> list[OrderState]:
         existing = self._journal.paper_order(self.name, entry.client_order_id)
-        if existing is None and self._faults:
-            fault, message = self._faults.pop(0)
-            if fault is Fault.REJECT:
-                raise OrderRejected(message)
         if existing is None:
+            self._misbehave()
             for request in (entry, *children):
                 self._check(request)
             now = self._clock()
@@ -105,6 +102,39 @@ class PaperBroker:
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
         return [state for state in states if state is not None]
+
+    async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
+        if self._journal.paper_order(self.name, request.client_order_id) is None:
+            self._misbehave()
+            old = self._journal.paper_order(self.name, client_order_id)
+            if old is None:
+                raise OrderRejected(f"paper broker: no order {client_order_id} to replace")
+            if old["status"] not in ("accepted", "partially_filled", "held"):
+                raise OrderRejected(
+                    f"paper broker: order {client_order_id} is {old['status']}: nothing to replace"
+                )
+            self._check(request)
+            now = self._clock()
+            with self._journal.transaction():
+                self._finish(
+                    client_order_id,
+                    OrderStatus.CANCELED,
+                    f"replaced by {request.client_order_id}",
+                    now,
+                )
+                self._insert(request, now, old["status"], parent=old["parent"])
+                if old["status"] != "held":
+                    self._place(request, self._journal.paper_mark(self.name, request.ticker), now)
+        state = await self.get_order(request.client_order_id)
+        assert state is not None
+        return state
+
+    def _misbehave(self) -> None:
+        """Play the next injected fault, if any."""
+        if self._faults:
+            fault, message = self._faults.pop(0)
+            if fault is Fault.REJECT:
+                raise OrderRejected(message)
 
     def _check(self, request: OrderRequest) -> None:
         if request.order_type not in self.capabilities.order_types:
@@ -337,6 +367,7 @@ class PaperBroker:
             for f in self._journal.paper_fills(self.name, row["client_order_id"])
         )
         held = row["status"] == "held"
+        request = _request_from_json(row["request"])
         return OrderState(
             client_order_id=row["client_order_id"],
             # A held bracket leg is accepted by the broker, waiting for its entry to fill.
@@ -348,6 +379,11 @@ class PaperBroker:
             broker_order_id=row["broker_order_id"],
             message="held until the entry fills" if held else row["message"],
             fills=fills,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
         )
 
 
