@@ -24,9 +24,10 @@ def write_config(
     port: int = 8080,
     subscription: str = "",
     strategy: str = "",
+    account: str = "",
 ) -> Path:
     """A config with one paper account, strategy `trend` and subscription `trend-paper`;
-    `strategy` and `subscription` are extra lines for those two tables."""
+    `account`, `strategy` and `subscription` are extra lines for those three tables."""
     path = directory / "tradepipe.toml"
     path.write_text(
         textwrap.dedent(
@@ -41,7 +42,11 @@ def write_config(
             [accounts.paper]
             broker = "paper"
             cash = 100000
-
+            """
+        )
+        + textwrap.dedent(account)
+        + textwrap.dedent(
+            f"""
             [strategies.trend]
             token = "{TOKEN}"
             """

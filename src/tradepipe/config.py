@@ -117,6 +117,7 @@ class JournalConfig(_Table):
 class PaperAccount(_Table):
     broker: Literal["paper"] = "paper"
     cash: Positive = Decimal(100000)
+    native_brackets: bool = True
 
 
 class AlpacaAccount(_Table):

@@ -43,7 +43,13 @@ def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -
     brokers: dict[str, Broker] = {}
     for name, account in config.accounts.items():
         if account.broker == "paper":
-            brokers[name] = PaperBroker(name, journal, cash=Decimal(account.cash), clock=clock)
+            brokers[name] = PaperBroker(
+                name,
+                journal,
+                cash=Decimal(account.cash),
+                clock=clock,
+                native_brackets=account.native_brackets,
+            )
         else:
             raise ConfigError(
                 f'{config.path}: accounts.{name}: broker "{account.broker}" is not available in'

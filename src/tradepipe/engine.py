@@ -22,7 +22,15 @@ from tradepipe.brokers.base import Broker
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
 from tradepipe.ids import client_order_id
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderRequest, OrderState, OrderStatus, OrderType
+from tradepipe.orders import (
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from tradepipe.plan import (
     Market,
     Plan,
@@ -65,6 +73,14 @@ class LaneItem:
     approval: asyncio.Future[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SettleBrackets:
+    """Lane work: place or cancel the emulated bracket children of one account + ticker."""
+
+    account: str
+    ticker: str
+
+
 class Engine:
     def __init__(
         self,
@@ -81,7 +97,8 @@ class Engine:
         self.clock = clock
         self.fill_poll_interval = fill_poll_interval
         self._inbox: asyncio.Queue[Work] = asyncio.Queue()
-        self._lanes: dict[tuple[str, str], asyncio.Queue[LaneItem]] = {}
+        self._lanes: dict[tuple[str, str], asyncio.Queue[LaneItem | SettleBrackets]] = {}
+        self._settle_due: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._remaining: dict[int, int] = {}
         self._idle = asyncio.Event()
@@ -93,6 +110,11 @@ class Engine:
     async def start(self) -> None:
         for broker in self.brokers.values():
             await broker.connect()
+        # Emulated brackets a stop interrupted: an entry may have filled meanwhile.
+        for account, broker in self.brokers.items():
+            if not broker.capabilities.brackets:
+                for ticker in {c["ticker"] for c in self.journal.bracket_children(account)}:
+                    await self.settle_brackets(account, ticker)
         self._tasks.append(asyncio.create_task(self._dispatch_forever(), name="dispatch"))
         for row in self.journal.unprocessed_signals():
             parsed = parse_signal(row["payload"] or "null")
@@ -129,7 +151,7 @@ class Engine:
                 self._dispatch(work)
             except Exception:
                 log.exception("signal %s: dispatch failed", work.signal_id)
-                self._done(work.signal_id)
+                self._done()
 
     def _dispatch(self, work: Work) -> None:
         subscriptions = self.config.subscriptions_for(work.strategy)
@@ -158,7 +180,7 @@ class Engine:
         if not subscriptions:
             self._finish_signal(work.signal_id)
 
-    def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneItem]:
+    def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneItem | SettleBrackets]:
         key = (account, ticker)
         lane = self._lanes.get(key)
         if lane is None:
@@ -166,9 +188,18 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
         return lane
 
-    async def _run_lane(self, lane: asyncio.Queue[LaneItem]) -> None:
+    async def _run_lane(self, lane: asyncio.Queue[LaneItem | SettleBrackets]) -> None:
         while True:
             item = await lane.get()
+            if isinstance(item, SettleBrackets):
+                self._settle_due.discard((item.account, item.ticker))
+                try:
+                    await self.settle_brackets(item.account, item.ticker)
+                except Exception:  # journaled states stay; the next settle or start retries
+                    log.exception("emulated brackets of %s %s", item.account, item.ticker)
+                finally:
+                    self._done()
+                continue
             if item.approval is not None:
                 await self._approve_in_lane(item)
                 continue
@@ -199,7 +230,7 @@ class Engine:
                         # and its journaled plan keeps that from sending anything twice.
                         log.exception("signal %s: could not be marked processed", work.signal_id)
                         self._remaining.pop(work.signal_id, None)
-                        self._done(work.signal_id)
+                        self._done()
 
     # -- manual approval -----------------------------------------------------------------------
 
@@ -260,9 +291,9 @@ class Engine:
     def _finish_signal(self, signal_id: int) -> None:
         self._remaining.pop(signal_id, None)
         self.journal.mark_signal_processed(signal_id, self.clock())
-        self._done(signal_id)
+        self._done()
 
-    def _done(self, signal_id: int) -> None:
+    def _done(self) -> None:
         self._busy -= 1
         if self._busy == 0:
             self._idle.set()
@@ -307,7 +338,6 @@ class Engine:
             has_open_orders=bool(open_orders),
             lot_size=lot,
             now=self.clock(),
-            brackets=broker.capabilities.brackets,
             stops=_resting_stops(open_orders),
         )
         decision = make_plan(intent, market)
@@ -343,6 +373,11 @@ class Engine:
                         self.record_state(account, ticker, state)
             except BrokerError as e:
                 return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
+            for child in self.journal.bracket_children(account, ticker):
+                if child["status"] == OrderStatus.HELD:  # emulated: only tradepipe holds it
+                    self._journal_status(
+                        child, OrderStatus.CANCELED, "canceled with the open orders"
+                    )
         for step in plan.orders:
             if step.parent_leg is not None:
                 continue  # a bracket child goes with its parent
@@ -415,14 +450,16 @@ class Engine:
                     replaced = replaces and self.journal.order_by_client_id(replaces)
                     inherited = replaced["parent_id"] if replaced else None
                     parent_id = self._journal_order(work, delivery, request, inherited)
+                    # Without native brackets the children wait here for the entry's fill.
+                    held = None if broker.capabilities.brackets else OrderStatus.HELD
                     for child in children:
-                        self._journal_order(work, delivery, child, parent_id)
+                        self._journal_order(work, delivery, child, parent_id, held)
             if replaces is not None:
                 states = [await broker.replace(replaces, request)]
                 old = await broker.get_order(replaces)
                 if old is not None:
                     self.record_state(request.account, request.ticker, old)
-            elif children:
+            elif children and broker.capabilities.brackets:
                 states = await broker.submit_bracket(request, children)
             else:
                 states = [await broker.submit(request)]
@@ -447,6 +484,7 @@ class Engine:
         delivery: dict[str, Any],
         request: OrderRequest,
         parent_id: int | None = None,
+        status: OrderStatus | None = None,
     ) -> int:
         now = self.clock()
         return self.journal.insert_order(
@@ -466,7 +504,7 @@ class Engine:
             time_in_force=request.time_in_force,
             role=request.role,
             parent_id=parent_id,
-            status=OrderStatus.SUBMITTING,
+            status=status or OrderStatus.SUBMITTING,
             created_at=now,
             updated_at=now,
         )
@@ -536,11 +574,125 @@ class Engine:
                     filled_at=fill.filled_at,
                 )
 
+        broker = self.brokers.get(account)
+        if broker is not None and not broker.capabilities.brackets and state.status.is_final:
+            self._schedule_settle(account, ticker)
+
+    # -- emulated brackets (SPEC §8) -------------------------------------------------------------
+
+    def _schedule_settle(self, account: str, ticker: str) -> None:
+        """Settle the ticker's emulated brackets in its lane, after the work queued before."""
+        if (account, ticker) in self._settle_due:
+            return
+        self._settle_due.add((account, ticker))
+        self._busy += 1
+        self._idle.clear()
+        self._lane(account, ticker).put_nowait(SettleBrackets(account, ticker))
+
+    async def settle_brackets(self, account: str, ticker: str) -> None:
+        """For a broker without native brackets, do what an OTOCO bracket does: place the
+        take-profit / stop-loss once their entry has filled (for the quantity filled), drop them
+        if it never will, and cancel the survivor when one of them fills. Driven by the journal
+        alone, so it is safe to run again at any time, and at start."""
+        broker = self.brokers[account]
+        if broker.capabilities.brackets:
+            return
+        for child in self.journal.bracket_children(account, ticker):
+            status = OrderStatus(child["status"])
+            winner = next(
+                (s for s in self.journal.siblings(child) if s["status"] == "filled"), None
+            )
+            if winner is not None:
+                await self._one_cancels_other(broker, child, winner)
+            elif status in (OrderStatus.HELD, OrderStatus.SUBMITTING):
+                await self._release(broker, child)
+
+    async def _release(self, broker: Broker, child: dict[str, Any]) -> None:
+        entry = self.journal.order_by_id(child["parent_id"])
+        assert entry is not None
+        entry_status = OrderStatus(entry["status"])
+        filled = Decimal(entry["filled_quantity"])
+        if child["status"] == OrderStatus.SUBMITTING:
+            # Sent before a stop interrupted us: ask before sending again.
+            found = await broker.get_order(child["client_order_id"])
+            if found is not None:
+                self.record_state(child["account"], child["ticker"], found)
+                return
+        if not entry_status.is_final:
+            return  # the entry still works (a partial fill waits for the rest)
+        if filled <= 0:
+            why = f"not placed: its entry was {entry_status} without a fill"
+            self._journal_status(child, OrderStatus.CANCELED, why)
+            return
+        request = _request_from_row(child, quantity=filled)
+        self.journal.update_order(
+            child["client_order_id"],
+            status=OrderStatus.SUBMITTING,
+            quantity=filled,
+            updated_at=self.clock(),
+        )
+        try:
+            state = await broker.submit(request)
+        except OrderRejected as e:
+            self._journal_status(child, OrderStatus.REJECTED, str(e))
+            log.error("%s: %s rejected the %s: %s", child["ticker"], broker.name, child["role"], e)
+            return
+        except BrokerUnavailable as e:
+            self._journal_status(child, OrderStatus.UNKNOWN, str(e))
+            log.error(
+                "%s: the %s's fate at %s is unknown: %s",
+                child["ticker"],
+                child["role"],
+                broker.name,
+                e,
+            )
+            return
+        self.record_state(child["account"], child["ticker"], state)
+
+    async def _one_cancels_other(
+        self, broker: Broker, child: dict[str, Any], winner: dict[str, Any]
+    ) -> None:
+        why = f"one-cancels-other: {winner['client_order_id']} filled"
+        if child["status"] == OrderStatus.HELD:
+            self._journal_status(child, OrderStatus.CANCELED, why)
+            return
+        state = await broker.cancel(child["client_order_id"])
+        if state is None:  # the broker never had it: nothing to cancel
+            self._journal_status(child, OrderStatus.CANCELED, why)
+            return
+        message = f"{state.message}; {why}" if state.message else why
+        self.record_state(child["account"], child["ticker"], replace(state, message=message))
+
+    def _journal_status(self, order: dict[str, Any], status: OrderStatus, message: str) -> None:
+        self.journal.update_order(
+            order["client_order_id"], status=status, broker_message=message, updated_at=self.clock()
+        )
+
     def _set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
         self.journal.update_delivery(
             delivery_id, status=status, reason=reason, updated_at=self.clock()
         )
         return Outcome(status, reason)
+
+
+def _request_from_row(row: Mapping[str, Any], *, quantity: Decimal) -> OrderRequest:
+    def price(name: str) -> Decimal | None:
+        return Decimal(row[name]) if row[name] is not None else None
+
+    return OrderRequest(
+        client_order_id=row["client_order_id"],
+        account=row["account"],
+        ticker=row["ticker"],
+        side=Side(row["side"]),
+        quantity=quantity,
+        order_type=OrderType(row["order_type"]),
+        time_in_force=TimeInForce(row["time_in_force"]),
+        role=OrderRole(row["role"]),
+        limit_price=price("limit_price"),
+        stop_price=price("stop_price"),
+        trail_amount=price("trail_amount"),
+        trail_percent=price("trail_percent"),
+    )
 
 
 def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:

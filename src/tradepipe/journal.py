@@ -192,6 +192,16 @@ def _paper_trailing(db: Database) -> None:
     db.execute("ALTER TABLE paper_orders ADD COLUMN trail_extreme TEXT")
 
 
+@migrations(name="0005_order_children")
+def _order_children(db: Database) -> None:
+    # Emulated brackets look a child's siblings up by their parent.
+    db.execute("CREATE INDEX orders_parent ON orders(parent_id) WHERE parent_id IS NOT NULL")
+
+
+# Orders that are not yet done with: held by us, on their way, working, or of unknown fate.
+_LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled', 'unknown'"
+
+
 def to_text(value: Any) -> str | None:
     """The journal's spelling of a value: Decimals exactly, datetimes as ISO-8601."""
     if value is None:
@@ -386,6 +396,25 @@ class Journal:
     ) -> list[dict[str, Any]]:
         where, params = _filters(account=account, signal_id=signal_id)
         return self._all(f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+
+    def order_by_id(self, order_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM orders WHERE id = ?", (order_id,))
+
+    def bracket_children(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
+        """Take-profit / stop-loss children not yet done with, oldest first."""
+        where = "account = ? AND parent_id IS NOT NULL AND status IN (" + _LIVE_ORDER + ")"
+        if ticker is None:
+            return self._all(f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
+        return self._all(
+            f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id", (account, ticker)
+        )
+
+    def siblings(self, order: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The other children of an order's parent."""
+        return self._all(
+            "SELECT * FROM orders WHERE parent_id = ? AND id != ? ORDER BY id",
+            (order["parent_id"], order["id"]),
+        )
 
     def orders_for_deliveries(self, delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
         if not delivery_ids:

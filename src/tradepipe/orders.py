@@ -48,6 +48,8 @@ class OrderStatus(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     PLANNED = "planned"
     SUBMITTING = "submitting"
+    # A bracket child tradepipe keeps until its entry fills (emulated bracket, SPEC §8).
+    HELD = "held"
     SUBMITTED = "submitted"
     ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"

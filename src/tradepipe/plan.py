@@ -41,7 +41,6 @@ class Market:
     has_open_orders: bool = False
     lot_size: Decimal = Decimal(1)
     now: datetime | None = None  # for trading windows
-    brackets: bool = True  # the broker takes take-profit / stop-loss children natively
     tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
     stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
 
@@ -334,12 +333,6 @@ def _entry_orders(
         return entry
     if intent.take_profit is None and intent.stop_loss is None:
         return (entry,)
-    if not market.brackets:
-        # Sending the entry without its stop would silently drop the protection asked for.
-        return Reject(
-            "this broker has no native brackets and the shared bracket emulation is not built"
-            " yet: take-profit / stop-loss cannot be attached"
-        )
     reference = _reference_price(intent, market)
     if reference is None:
         return Reject("take-profit / stop-loss need a reference price: send signalPrice")

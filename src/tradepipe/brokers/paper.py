@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -58,10 +59,17 @@ CAPABILITIES = Capabilities(
 
 class PaperBroker:
     def __init__(
-        self, name: str, journal: Journal, *, cash: Decimal, clock: Callable[[], datetime]
+        self,
+        name: str,
+        journal: Journal,
+        *,
+        cash: Decimal,
+        clock: Callable[[], datetime],
+        native_brackets: bool = True,
     ) -> None:
         self.name = name
-        self.capabilities = CAPABILITIES
+        # Without native brackets it plays a broker that has none: the engine emulates them.
+        self.capabilities = replace(CAPABILITIES, brackets=native_brackets)
         self._journal = journal
         self._initial_cash = cash
         self._clock = clock
