@@ -80,6 +80,16 @@ class Harness:
         return found[0] if found else D(0)
 
 
+BRACKET = {
+    "ticker": "AAPL",
+    "action": "buy",
+    "quantity": 5,
+    "signalPrice": 100,
+    "takeProfit": {"percent": 10},
+    "stopLoss": {"amount": 5},
+}
+
+
 def run(config_path: Path, test) -> None:
     async def main():
         harness = Harness(config_path)
@@ -318,16 +328,7 @@ def test_bracket_take_profit_fills_and_cancels_the_stop(tmp_path):
     from tradepipe.daemon import Actions
 
     async def test(h: Harness):
-        (buy,) = await h.send(
-            {
-                "ticker": "AAPL",
-                "action": "buy",
-                "quantity": 5,
-                "signalPrice": 100,
-                "takeProfit": {"percent": 10},
-                "stopLoss": {"amount": 5},
-            }
-        )
+        (buy,) = await h.send(BRACKET)
         ((status, reason),) = h.deliveries(buy)
         assert status == "submitted"
         assert reason == (
@@ -415,16 +416,6 @@ def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path)
         assert h.position() == 0
 
     run(write_config(tmp_path), test)
-
-
-BRACKET = {
-    "ticker": "AAPL",
-    "action": "buy",
-    "quantity": 5,
-    "signalPrice": 100,
-    "takeProfit": {"percent": 10},
-    "stopLoss": {"amount": 5},
-}
 
 
 def test_breakeven_moves_the_bracket_stop_and_keeps_it_one_cancels_other(tmp_path):
