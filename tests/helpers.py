@@ -126,10 +126,13 @@ def tradepipe_json(config: Path, *args: str) -> list | dict:
 class Daemon:
     """`tradepipe serve` as a subprocess on a free loopback port."""
 
-    def __init__(self, config: Path, port: int, home: Path | None = None) -> None:
+    def __init__(
+        self, config: Path, port: int, home: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.port = port
         self.home = home or config.parent
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
 
     @property
@@ -151,7 +154,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=cli_env(self.home),
+            env=cli_env(self.home) | self.env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

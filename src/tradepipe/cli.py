@@ -566,6 +566,28 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
 
 
+@app.command(
+    epilog="Example: `tradepipe backup /var/backups/tradepipe-$(date +%F).db` (safe while"
+    " `tradepipe serve` runs)"
+)
+def backup(
+    path: Annotated[Path, typer.Argument(help="Where to write the copy.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Copy the journal to PATH with SQLite's online backup: consistent, checked, atomic."""
+    from tradepipe.backup import backup_journal
+
+    result = backup_journal(Path(load().journal.path), path, force=force)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    out.print(
+        f"[green]ok[/] {result['backup']}: {result['signals']} signals, {result['orders']} orders,"
+        f" {result['fills']} fills, {result['bytes']:,} bytes in {result['seconds']} s"
+    )
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 

@@ -141,6 +141,26 @@ def notify_systemd(message: str) -> None:
         sock.sendto(message.encode(), address)
 
 
+def watchdog_interval() -> float | None:
+    """Seconds between watchdog pings: half the `WatchdogSec=` systemd gave this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec) / 1e6 / 2, 0.01)
+    except ValueError:
+        return None
+
+
+async def _ping_watchdog(interval: float) -> None:
+    # Pinged from the event loop itself: a loop blocked by a stuck call stops the pings, and
+    # systemd restarts the daemon (Restart=on-failure); the next start settles its work.
+    while True:
+        notify_systemd("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
 async def serve(
     config: Any,
     *,
@@ -179,12 +199,16 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         notify_systemd("READY=1")
+        interval = watchdog_interval()
+        watchdog = asyncio.create_task(_ping_watchdog(interval)) if interval else None
         if on_ready:
             on_ready(url)
         try:
             await stop.wait()
         finally:
             notify_systemd("STOPPING=1")
+            if watchdog is not None:
+                watchdog.cancel()
             log.info("stopping: no new signals; finishing work in flight")
             await site.stop()
             # In-flight work gets a moment; whatever is left is settled at the next start.
