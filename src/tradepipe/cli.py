@@ -32,7 +32,9 @@ app = typer.Typer(
 signals_app = typer.Typer(help="The signal log, and one signal in detail.")
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 paper_app = typer.Typer(help="The built-in paper broker.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail: list it, verify its hash chain.")
 app.add_typer(signals_app, name="signals")
+app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 app.add_typer(paper_app, name="paper")
 
@@ -564,6 +566,49 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
     result = move_mark(load(), account, ticker, value)
     filled = ", ".join(result.get("filled", [])) or "none"
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many, newest last.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """What happened, in order: signals, plans, orders, fills and operator actions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    journal = open_journal(load())
+    total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    rows = journal.events(after=max(total - limit, 0))
+    for row in rows:
+        row["detail"] = json.loads(row["detail"])
+    columns = ("id", "at", "kind", "subject", "detail")
+
+    def cells(row: dict[str, Any]) -> tuple[Any, ...]:
+        detail = ", ".join(f"{k} {v}" for k, v in row["detail"].items())
+        return row["id"], _when(row["at"]), row["kind"], row["subject"], detail
+
+    emit(rows, as_json, "audit events", columns, cells)
+
+
+@audit_app.command("verify", epilog="Example: `tradepipe audit verify` (exit 1 if broken)")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Recompute the hash chain; name the first event that was edited, removed or inserted."""
+    from tradepipe.audit import verify_chain
+
+    verdict = verify_chain(open_journal(load()).events())
+    if as_json:
+        fields = ("ok", "events", "head", "broken_at", "problem")
+        sys.stdout.write(json.dumps({f: getattr(verdict, f) for f in fields}) + "\n")
+    elif verdict.ok:
+        out.print(f"[green]ok[/] {verdict.events} events, chain intact; head {verdict.head}")
+    else:
+        err.print(f"[red]broken[/] {verdict.problem}")
+        err.print(f"  {verdict.events} events before it are intact (head {verdict.head})")
+    if not verdict.ok:
+        raise typer.Exit(1)
 
 
 @app.command(

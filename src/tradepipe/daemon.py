@@ -77,6 +77,9 @@ class Actions:
             )
         if not price.is_finite() or price <= 0:
             raise UsageError(f"price must be a number greater than 0 (got {price})")
+        self.engine.journal.record_operator_action(
+            "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
+        )
         changed = await broker.observe_price(ticker, price)
         for state in changed:
             self.engine.record_state(account, ticker, state)

@@ -241,6 +241,9 @@ class Engine:
         (so it cannot race newer signals), and reports how the plan changed since the signal.
         """
         delivery = self._pending(delivery_id)
+        self.journal.record_operator_action(
+            "approve" if approve else "reject", f"delivery {delivery_id}", self.clock()
+        )
         if not approve:
             outcome = self._set_delivery(delivery_id, "rejected", "rejected by the operator")
             return {"delivery_id": delivery_id, "status": outcome.status, "reason": outcome.reason}

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from tradepipe.audit import GENESIS, event_hash
 from tradepipe.errors import JournalError
 
 migrations = Migrations("tradepipe")
@@ -198,6 +199,45 @@ def _order_children(db: Database) -> None:
     db.execute("CREATE INDEX orders_parent ON orders(parent_id) WHERE parent_id IS NOT NULL")
 
 
+@migrations(name="0006_audit_events")
+def _audit_events(db: Database) -> None:
+    # Append-only and hash-chained (tradepipe.audit): what happened, in order, provably unedited.
+    db.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        ) STRICT;
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: UPDATE refused'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE refused'); END;
+        """
+    )
+
+
+_ORDER_DETAIL = (
+    "status",
+    "account",
+    "ticker",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "trail_amount",
+    "trail_percent",
+    "time_in_force",
+    "role",
+    "signal_id",
+    "subscription",
+)
+
 # Orders that are not yet done with: held by us, on their way, working, or of unknown fate.
 _LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled', 'unknown'"
 
@@ -293,6 +333,36 @@ class Journal:
         )
         return cursor.rowcount
 
+    # -- audit trail ---------------------------------------------------------------------------
+
+    def _event(self, kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> None:
+        """Append one audit event chained to the last; call inside the write's transaction."""
+        last = self.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        event = {
+            "id": last[0] + 1 if last else 1,
+            "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
+            "kind": kind,
+            "subject": subject,
+            "detail": json.dumps(
+                {k: v for k, v in detail.items() if v is not None},
+                default=to_text,
+                separators=(",", ":"),
+                sort_keys=True,
+            ),
+        }
+        prev = last[1] if last else GENESIS
+        self._insert("events", {**event, "prev_hash": prev, "hash": event_hash(prev, event)})
+
+    def record_operator_action(
+        self, action: str, subject: str, at: datetime, **detail: Any
+    ) -> None:
+        with self.transaction():
+            self._event("operator", subject, {"action": action, **detail}, at)
+
+    def events(self, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events WHERE id > ? ORDER BY id"
+        return self._all(sql + (f" LIMIT {int(limit)}" if limit else ""), (after,))
+
     # -- signals -------------------------------------------------------------------------------
 
     def record_signal(self, **row: Any) -> int:
@@ -300,7 +370,11 @@ class Journal:
         for key in ("errors", "warnings"):
             row[key] = dumps(row.get(key) or [])
         with self.transaction():
-            return self._insert("signals", row)
+            signal_id = self._insert("signals", row)
+            detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
+            detail["http_status"] = row.get("http_status")
+            self._event("signal", f"signal {signal_id}", detail, row.get("received_at"))
+            return signal_id
 
     def find_signal_by_key(self, strategy: str, dedupe_key: str, since: datetime) -> int | None:
         """The accepted signal of this strategy with this idempotency key, received since then."""
@@ -325,6 +399,7 @@ class Journal:
                 {"id": signal_id},
                 {"status": "processed", "processed_at": processed_at},
             )
+            self._event("signal", f"signal {signal_id}", {"status": "processed"}, processed_at)
 
     def signal(self, signal_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM signals WHERE id = ?", (signal_id,))
@@ -352,6 +427,8 @@ class Journal:
             return existing
         with self.transaction():
             delivery_id = self._insert("deliveries", row)
+            detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
+            self._event("delivery", f"delivery {delivery_id}", detail, row.get("created_at"))
         found = self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
         assert found is not None
         return found
@@ -365,6 +442,12 @@ class Journal:
                 values[key] = dumps(values[key])
         with self.transaction():
             self._update("deliveries", {"id": delivery_id}, values)
+            if "status" in values:
+                detail = {k: values.get(k) for k in ("status", "reason")}
+                if values.get("plan"):
+                    plan = json.loads(values["plan"])
+                    detail["plan"] = plan.get("summary") or plan.get("reason")
+                self._event("delivery", f"delivery {delivery_id}", detail, values.get("updated_at"))
 
     def delivery(self, delivery_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
@@ -382,11 +465,29 @@ class Journal:
     def insert_order(self, **row: Any) -> int:
         """Journal an order *before* it is sent, so a crash can always ask the broker about it."""
         with self.transaction():
-            return self._insert("orders", row)
+            order_id = self._insert("orders", row)
+            detail = {k: row.get(k) for k in _ORDER_DETAIL}
+            self._event("order", row["client_order_id"], detail, row.get("created_at"))
+            return order_id
 
     def update_order(self, client_order_id: str, **values: Any) -> None:
         with self.transaction():
+            before = self.conn.execute(
+                "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
+                (client_order_id,),
+            ).fetchone()
             self._update("orders", {"client_order_id": client_order_id}, values)
+            # A poll that finds nothing new is not an event.
+            status = str(values.get("status", before[0] if before else ""))
+            filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
+            if before is not None and (status, filled) != (before[0], before[1]):
+                detail = {
+                    "status": status,
+                    "filled_quantity": filled,
+                    "average_fill_price": values.get("average_fill_price"),
+                    "broker_message": values.get("broker_message"),
+                }
+                self._event("order", client_order_id, detail, values.get("updated_at"))
 
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
@@ -454,6 +555,9 @@ class Journal:
                 )
             except sqlite3.IntegrityError:
                 return False
+            detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
+            detail |= {"quantity": quantity, "price": price}
+            self._event("fill", fill_id, detail, filled_at)
             signed = quantity if side == "buy" else -quantity
             current = self.position(account, ticker)
             old_qty = current[0] if current else Decimal(0)
