@@ -169,3 +169,93 @@ def test_breakeven_moves_an_emulated_stop_and_the_take_profit_still_cancels_it(t
         assert await at_broker(h) == [] and h.position() == 0
 
     run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+# -- races and failures (found in review; each of these once left a position unprotected or
+# flipped it) ------------------------------------------------------------------------------------
+
+
+def test_an_exit_right_behind_the_bracket_leaves_no_orphan_children(tmp_path):
+    async def test(h: Harness):
+        _, exit_ = await h.send(BRACKET, {"ticker": "AAPL", "action": "exit", "signalPrice": 100})
+        assert h.deliveries(exit_)[0][0] == "submitted"
+        assert h.position() == 0
+        assert await at_broker(h) == []  # the exit canceled the bracket it found working
+        await quote(h, 94)
+        assert h.position() == 0
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_an_exit_whose_price_fills_the_resting_entry_cancels_the_new_bracket(tmp_path):
+    async def test(h: Harness):
+        await h.send({**BRACKET, "orderType": "limit", "limitPrice": 99})
+        (exit_,) = await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 98})
+        assert h.deliveries(exit_) == [("submitted", "exit long 5 of 5")]
+        assert await at_broker(h) == []
+        await quote(h, 93)  # a left-over stop would sell 5 more here
+        assert h.position() == 0
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_breakeven_right_behind_the_bracket_moves_its_stop_not_a_second_one(tmp_path):
+    async def test(h: Harness):
+        _, be = await h.send(BRACKET, {"ticker": "AAPL", "action": "breakeven", "signalPrice": 104})
+        assert "move the stop of the long 5 from 95 to breakeven 100" in h.deliveries(be)[0][1]
+        assert await at_broker(h) == [("limit", "5"), ("stop", "5")]
+        await quote(h, 99)
+        await quote(h, 94)
+        assert h.position() == 0
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_a_crash_inside_a_breakeven_replace_finishes_it_at_restart(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send(BRACKET)
+        h.engine.brokers["paper"].inject(Fault.TIMEOUT, "read timeout")  # sent, answer lost
+        (be,) = await h.send({"ticker": "AAPL", "action": "breakeven", "signalPrice": 104})
+        assert h.deliveries(be)[0][0] == "failed"
+        await h.crash_and_restart(be, orders_submitting=True)
+        assert await at_broker(h) == [("limit", "5"), ("stop", "5")]  # one stop, at 100
+        (moved,) = h.journal.orders(signal_id=be)
+        assert (moved["status"], moved["stop_price"]) == ("accepted", "100")
+        assert legs(h, buy)["stop_loss"]["status"] == "canceled"
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_an_entry_whose_answer_was_lost_still_gets_its_bracket_once_it_fills(tmp_path):
+    async def test(h: Harness):
+        h.engine.brokers["paper"].inject(Fault.TIMEOUT, "read timeout")
+        (buy,) = await h.send({**BRACKET, "orderType": "limit", "limitPrice": 99})
+        ((status, reason),) = h.deliveries(buy)
+        assert status == "failed" and "read timeout" in reason
+        order = legs(h, buy)
+        # The entry's lost answer was looked up by its id: it rests at the broker.
+        assert order["entry"]["status"] == "accepted"
+        assert (order["take_profit"]["status"], order["stop_loss"]["status"]) == ("held", "held")
+        await quote(h, 98)  # the entry fills at the broker; its children follow
+        assert h.position() == 5
+        assert await at_broker(h) == [("limit", "5"), ("stop", "5")]
+        assert legs(h, buy)["entry"]["status"] == "filled"
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_a_broker_down_at_start_does_not_stop_the_engine(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send({**BRACKET, "orderType": "limit", "limitPrice": 99})
+        await h.engine.stop()
+        h.journal.update_order(legs(h, buy)["take_profit"]["client_order_id"], status="submitting")
+        h.engine = h.new_engine()
+        h.engine.brokers["paper"].inject(Fault.DOWN, "connection refused")
+        await h.engine.start()  # logs the failure and serves on
+        h.engine.brokers["paper"].heal()
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 1, "signalPrice": 98}
+        )
+        assert h.deliveries(sell)[0][0] == "submitted"
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)

@@ -114,7 +114,10 @@ class Engine:
         for account, broker in self.brokers.items():
             if not broker.capabilities.brackets:
                 for ticker in {c["ticker"] for c in self.journal.bracket_children(account)}:
-                    await self.settle_brackets(account, ticker)
+                    try:
+                        await self.settle_brackets(account, ticker)
+                    except BrokerError as e:  # retried before the ticker's next delivery
+                        log.error("emulated brackets of %s %s: %s", account, ticker, e)
         self._tasks.append(asyncio.create_task(self._dispatch_forever(), name="dispatch"))
         for row in self.journal.unprocessed_signals():
             parsed = parse_signal(row["payload"] or "null")
@@ -312,6 +315,9 @@ class Engine:
             if signal.signal_price is not None and broker.capabilities.marks_from_signals:
                 for state in await broker.observe_price(signal.ticker, signal.signal_price):
                     self.record_state(subscription.account, signal.ticker, state)
+            # An entry that filled since (or at this very mark) gets its emulated take-profit /
+            # stop-loss before this signal is planned against the position it opened.
+            await self.settle_brackets(subscription.account, signal.ticker)
             intent = resolve_signal(signal, subscription, strategy.defaults)
             position = await broker.position(signal.ticker)
             quote = await broker.quote(signal.ticker) if broker.capabilities.quotes else None
@@ -331,14 +337,15 @@ class Engine:
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan)
-            return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+            return await self._finish_delivery(delivery, outcome)
         lot = broker.capabilities.lot_size if intent.fractional else Decimal(1)
         market = Market(
             position=position.quantity,
             average_price=position.average_price,
             reference_price=quote or signal.signal_price,
             equity=equity,
-            has_open_orders=bool(open_orders),
+            has_open_orders=bool(open_orders)
+            or self._holds_children(delivery["account"], signal.ticker),
             lot_size=lot,
             now=self.clock(),
             stops=_resting_stops(open_orders),
@@ -361,7 +368,20 @@ class Engine:
                 delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
             )
         outcome = await self._execute(work, delivery, intent, broker, decision)
-        return self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+        return await self._finish_delivery(delivery, outcome)
+
+    async def _finish_delivery(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
+        finished = self._set_delivery(delivery["id"], outcome.status, outcome.reason)
+        try:  # an entry that filled at once gets its emulated bracket before the next signal
+            await self.settle_brackets(delivery["account"], delivery["ticker"])
+        except BrokerError as e:  # retried before the ticker's next delivery
+            log.error("emulated brackets of %s %s: %s", delivery["account"], delivery["ticker"], e)
+        return finished
+
+    def _holds_children(self, account: str, ticker: str) -> bool:
+        return any(
+            c["status"] == OrderStatus.HELD for c in self.journal.bracket_children(account, ticker)
+        )
 
     async def _execute(
         self, work: Work, delivery: dict[str, Any], intent: Intent, broker: Broker, plan: Plan
@@ -398,7 +418,9 @@ class Engine:
                 self._mark_orders([request, *children], OrderStatus.REJECTED, str(e))
                 return Outcome("rejected", f"{broker.name} rejected the {step.leg} order: {e}")
             except BrokerUnavailable as e:
-                self._mark_orders([request, *children], OrderStatus.UNKNOWN, str(e))
+                # Emulated children never left tradepipe: they stay held for the entry's fate.
+                sent = [request, *children] if broker.capabilities.brackets else [request]
+                self._mark_orders(sent, OrderStatus.UNKNOWN, str(e))
                 return Outcome(
                     "failed",
                     f"{broker.name} did not answer for the {step.leg} order ({e}); its state is"
@@ -452,22 +474,29 @@ class Engine:
                     # A replacement inherits the replaced order's place in its bracket.
                     replaced = replaces and self.journal.order_by_client_id(replaces)
                     inherited = replaced["parent_id"] if replaced else None
-                    parent_id = self._journal_order(work, delivery, request, inherited)
+                    parent_id = self._journal_order(
+                        work, delivery, request, inherited, replaces=replaces
+                    )
                     # Without native brackets the children wait here for the entry's fill.
                     held = None if broker.capabilities.brackets else OrderStatus.HELD
                     for child in children:
                         self._journal_order(work, delivery, child, parent_id, held)
             if replaces is not None:
                 states = [await broker.replace(replaces, request)]
-                old = await broker.get_order(replaces)
-                if old is not None:
-                    self.record_state(request.account, request.ticker, old)
             elif children and broker.capabilities.brackets:
                 states = await broker.submit_bracket(request, children)
             else:
                 states = [await broker.submit(request)]
         for state in states:
             self.record_state(request.account, request.ticker, state)
+        if replaces is not None:
+            try:  # the replaced order's end, for the journal; the broker has it either way
+                old = await broker.get_order(replaces)
+            except BrokerError as e:
+                log.warning("order %s, replaced: its state is not known yet: %s", replaces, e)
+                old = None
+            if old is not None:
+                self.record_state(request.account, request.ticker, old)
         return states[0]
 
     def _mark_orders(self, requests: list[OrderRequest], status: OrderStatus, message: str) -> None:
@@ -488,6 +517,8 @@ class Engine:
         request: OrderRequest,
         parent_id: int | None = None,
         status: OrderStatus | None = None,
+        *,
+        replaces: str | None = None,
     ) -> int:
         now = self.clock()
         return self.journal.insert_order(
@@ -508,6 +539,7 @@ class Engine:
             role=request.role,
             parent_id=parent_id,
             status=status or OrderStatus.SUBMITTING,
+            replaces=replaces,
             created_at=now,
             updated_at=now,
         )
@@ -607,12 +639,20 @@ class Engine:
             )
             if winner is not None:
                 await self._one_cancels_other(broker, child, winner)
-            elif status in (OrderStatus.HELD, OrderStatus.SUBMITTING):
+            elif status in (OrderStatus.HELD, OrderStatus.SUBMITTING) and not child["replaces"]:
+                # (A breakeven stop is no bracket child to release: its delivery replaces.)
                 await self._release(broker, child)
 
     async def _release(self, broker: Broker, child: dict[str, Any]) -> None:
         entry = self.journal.order_by_id(child["parent_id"])
         assert entry is not None
+        if entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
+            # The entry's answer was lost: its fate decides the children, so ask.
+            found = await broker.get_order(entry["client_order_id"])
+            if found is not None:
+                self.record_state(entry["account"], entry["ticker"], found)
+                entry = self.journal.order_by_id(child["parent_id"])
+                assert entry is not None
         entry_status = OrderStatus(entry["status"])
         filled = Decimal(entry["filled_quantity"])
         if child["status"] == OrderStatus.SUBMITTING:

@@ -221,6 +221,13 @@ def _audit_events(db: Database) -> None:
     )
 
 
+@migrations(name="0007_order_replaces")
+def _order_replaces(db: Database) -> None:
+    # A breakeven stop names the order it takes the place of: a restart must finish that
+    # replacement, never place the new stop beside the old one.
+    db.execute("ALTER TABLE orders ADD COLUMN replaces TEXT")
+
+
 _ORDER_DETAIL = (
     "status",
     "account",
@@ -236,6 +243,7 @@ _ORDER_DETAIL = (
     "role",
     "signal_id",
     "subscription",
+    "replaces",
 )
 
 # Orders that are not yet done with: held by us, on their way, working, or of unknown fate.

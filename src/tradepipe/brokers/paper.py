@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities
-from tradepipe.errors import OrderRejected
+from tradepipe.errors import BrokerUnavailable, OrderRejected
 from tradepipe.journal import Journal, dumps
 from tradepipe.orders import (
     Fill,
@@ -34,6 +34,8 @@ from tradepipe.orders import (
 
 class Fault(StrEnum):
     REJECT = "reject"  # the next new order is refused with the given message
+    TIMEOUT = "timeout"  # the next new order is accepted, then the answer is lost
+    DOWN = "down"  # every call fails as if the connection dropped, until heal()
 
 
 CAPABILITIES = Capabilities(
@@ -74,10 +76,22 @@ class PaperBroker:
         self._initial_cash = cash
         self._clock = clock
         self._faults: list[tuple[Fault, str]] = []
+        self._down: str | None = None
 
-    def inject(self, fault: Fault, message: str = "rejected by fault injection") -> None:
-        """Make the next submission misbehave, as a remote broker can (for tests and drills)."""
-        self._faults.append((fault, message))
+    def inject(self, fault: Fault, message: str = "injected fault") -> None:
+        """Misbehave as a remote broker can (for tests and drills): REJECT and TIMEOUT apply to
+        the next new order, DOWN to every call until `heal()`."""
+        if fault is Fault.DOWN:
+            self._down = message
+        else:
+            self._faults.append((fault, message))
+
+    def heal(self) -> None:
+        self._down = None
+
+    def _link(self) -> None:
+        if self._down is not None:
+            raise BrokerUnavailable(f"paper broker {self.name}: {self._down}")
 
     async def connect(self) -> None:
         self._journal.paper_cash(self.name, self._initial_cash)
@@ -94,9 +108,11 @@ class PaperBroker:
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]
     ) -> list[OrderState]:
+        self._link()
         existing = self._journal.paper_order(self.name, entry.client_order_id)
+        fault = None
         if existing is None:
-            self._misbehave()
+            fault = self._next_fault()
             for request in (entry, *children):
                 self._check(request)
             now = self._clock()
@@ -107,13 +123,16 @@ class PaperBroker:
                     self._insert(child, now, "held", parent=entry.client_order_id)
                 mark = self._journal.paper_mark(self.name, entry.ticker)
                 self._place(entry, mark, now)
+        self._lose_answer(fault)
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
         return [state for state in states if state is not None]
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
+        self._link()
+        fault = None
         if self._journal.paper_order(self.name, request.client_order_id) is None:
-            self._misbehave()
+            fault = self._next_fault()
             old = self._journal.paper_order(self.name, client_order_id)
             if old is None:
                 raise OrderRejected(f"paper broker: no order {client_order_id} to replace")
@@ -133,16 +152,23 @@ class PaperBroker:
                 self._insert(request, now, old["status"], parent=old["parent"])
                 if old["status"] != "held":
                     self._place(request, self._journal.paper_mark(self.name, request.ticker), now)
+        self._lose_answer(fault)
         state = await self.get_order(request.client_order_id)
         assert state is not None
         return state
 
-    def _misbehave(self) -> None:
-        """Play the next injected fault, if any."""
-        if self._faults:
-            fault, message = self._faults.pop(0)
-            if fault is Fault.REJECT:
-                raise OrderRejected(message)
+    def _next_fault(self) -> tuple[Fault, str] | None:
+        """The injected fault this new order meets: a REJECT refuses it here."""
+        if not self._faults:
+            return None
+        fault, message = self._faults.pop(0)
+        if fault is Fault.REJECT:
+            raise OrderRejected(message)
+        return fault, message
+
+    def _lose_answer(self, fault: tuple[Fault, str] | None) -> None:
+        if fault is not None and fault[0] is Fault.TIMEOUT:
+            raise BrokerUnavailable(f"paper broker {self.name}: {fault[1]}")
 
     def _check(self, request: OrderRequest) -> None:
         if request.order_type not in self.capabilities.order_types:
@@ -193,10 +219,12 @@ class PaperBroker:
             )
 
     async def get_order(self, client_order_id: str) -> OrderState | None:
+        self._link()
         row = self._journal.paper_order(self.name, client_order_id)
         return self._state(row) if row else None
 
     async def cancel(self, client_order_id: str) -> OrderState | None:
+        self._link()
         row = self._journal.paper_order(self.name, client_order_id)
         if row is None:
             return None
@@ -208,10 +236,12 @@ class PaperBroker:
         return self._state(row)
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
+        self._link()
         return [self._state(r) for r in self._journal.paper_open_orders(self.name, ticker)]
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """Move the mark and fill every resting order the new price crosses."""
+        self._link()
         now = self._clock()
         with self._journal.transaction():
             before = self._journal.paper_ticker_orders(self.name, ticker)
@@ -240,16 +270,20 @@ class PaperBroker:
     # -- account -------------------------------------------------------------------------------
 
     async def position(self, ticker: str) -> Position:
+        self._link()
         quantity, average = self._journal.paper_position(self.name, ticker)
         return Position(ticker, quantity, average)
 
     async def positions(self) -> list[Position]:
+        self._link()
         return [Position(t, q, a) for t, q, a in self._journal.paper_positions(self.name)]
 
     async def quote(self, ticker: str) -> Decimal | None:
+        self._link()
         return self._journal.paper_mark(self.name, ticker)
 
     async def account(self) -> AccountSummary:
+        self._link()
         cash = self._journal.paper_cash(self.name, self._initial_cash)
         equity = cash
         for ticker, quantity, average in self._journal.paper_positions(self.name):
