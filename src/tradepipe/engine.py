@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradepipe.brokers.base import Broker
+from tradepipe.drill import pause_point
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
 from tradepipe.ids import client_order_id
 from tradepipe.journal import Journal
@@ -150,6 +151,7 @@ class Engine:
     async def _dispatch_forever(self) -> None:
         while True:
             work = await self._inbox.get()
+            await pause_point("dispatch")
             try:
                 self._dispatch(work)
             except Exception:
@@ -481,12 +483,14 @@ class Engine:
                     held = None if broker.capabilities.brackets else OrderStatus.HELD
                     for child in children:
                         self._journal_order(work, delivery, child, parent_id, held)
+            await pause_point("submit")
             if replaces is not None:
                 states = [await broker.replace(replaces, request)]
             elif children and broker.capabilities.brackets:
                 states = await broker.submit_bracket(request, children)
             else:
                 states = [await broker.submit(request)]
+            await pause_point("answer")
         for state in states:
             self.record_state(request.account, request.ticker, state)
         if replaces is not None:

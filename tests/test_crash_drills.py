@@ -1,0 +1,154 @@
+"""Crash drills (SPEC §3, §8, §11): `kill -9` on the real `tradepipe serve` at each step of a
+signal's life, then a restart. Every acknowledged signal must be processed, and the broker must
+hold exactly one order per leg — never a second one, never none.
+
+The daemon is stopped at a step by TRADEPIPE_DRILL_PAUSE_AT (tradepipe.drill), the journal is
+watched until it shows that step, and then the process gets a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TOKEN, Daemon, free_port, write_config
+
+UNLIMITED = "rate_limit_per_minute = 1000000\nrate_limit_per_hour = 1000000\n"
+
+
+def query(journal: Path, sql: str, *params) -> list[tuple]:
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def wait_until(check, timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def post(url: str, payload: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def kill_9(daemon: Daemon) -> None:
+    daemon.stop(signal.SIGKILL)
+    assert daemon.process is not None and daemon.process.returncode == -signal.SIGKILL
+
+
+MARKET = {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100, "id": "s1"}
+BRACKET = {**MARKET, "takeProfit": {"percent": 10}, "stopLoss": {"percent": 5}}
+
+# What the journal shows once the daemon has reached the step it pauses at.
+REACHED = {
+    "dispatch": ("SELECT count(*) FROM signals WHERE status = 'accepted'", 1),
+    "submit": ("SELECT count(*) FROM orders WHERE status = 'submitting' AND parent_id IS NULL", 1),
+    "answer": ("SELECT count(*) FROM paper_orders WHERE parent IS NULL", 1),
+}
+
+
+@pytest.mark.parametrize("point", ["dispatch", "submit", "answer"])
+@pytest.mark.parametrize(
+    ("payload", "legs"), [(MARKET, 1), (BRACKET, 3)], ids=["market", "bracket"]
+)
+def test_kill_9_at_each_step_then_restart_settles_with_one_order_per_leg(
+    tmp_path, point, payload, legs
+):
+    config = write_config(tmp_path)
+    journal = tmp_path / "journal.db"
+    port = free_port()
+    daemon = Daemon(config, port, env={"TRADEPIPE_DRILL_PAUSE_AT": point}).start()
+    try:
+        answer = post(f"{daemon.url}/webhook/{TOKEN}", payload)
+        assert answer["ok"]  # acknowledged: from here on it must not be lost
+        sql, expected = REACHED[point]
+        wait_until(lambda: query(journal, sql)[0][0] == expected, what=f"step {point}")
+        if point == "dispatch":
+            time.sleep(0.2)
+            assert query(journal, "SELECT count(*) FROM deliveries") == [(0,)]
+    finally:
+        kill_9(daemon)
+
+    with Daemon(config, port):
+        wait_until(
+            lambda: query(journal, "SELECT status FROM signals") == [("processed",)],
+            what="the signal processed after the restart",
+        )
+    assert query(journal, "SELECT status FROM deliveries") == [("submitted",)]
+    orders = query(journal, "SELECT client_order_id, role, status FROM orders ORDER BY id")
+    assert len(orders) == legs
+    entry = [o for o in orders if o[1] == "entry"]
+    assert [o[2] for o in entry] == ["filled"]
+    # The broker's side: exactly one order per leg, one fill for the entry, long 5.
+    at_broker = query(journal, "SELECT client_order_id FROM paper_orders ORDER BY rowid")
+    assert sorted(c for (c,) in at_broker) == sorted(o[0] for o in orders)
+    assert query(journal, "SELECT count(*) FROM paper_fills") == [(1,)]
+    assert query(journal, "SELECT quantity FROM paper_positions") == [("5",)]
+    assert query(journal, "SELECT quantity FROM positions") == [("5",)]
+
+
+def test_burst_of_four_senders_killed_mid_burst_processes_every_acknowledged_signal_once(
+    tmp_path,
+):
+    config = write_config(tmp_path, strategy=UNLIMITED, subscription="allow_add = true\n")
+    journal = tmp_path / "journal.db"
+    port = free_port()
+    daemon = Daemon(config, port).start()
+    webhook = f"{daemon.url}/webhook/{TOKEN}"
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+
+    def sender(name: str) -> None:
+        for i in range(10_000):
+            payload = {"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 10}
+            try:
+                answer = post(webhook, payload | {"id": f"{name}-{i}"})
+            except (urllib.error.URLError, ConnectionError, OSError):
+                return  # the daemon died under us: this one was never acknowledged
+            with lock:
+                acknowledged.append(answer["signal_id"])
+
+    senders = [threading.Thread(target=sender, args=(f"t{n}",)) for n in range(4)]
+    for thread in senders:
+        thread.start()
+    wait_until(lambda: len(acknowledged) >= 150, timeout=60, what="150 acknowledged signals")
+    kill_9(daemon)
+    for thread in senders:
+        thread.join(timeout=20)
+    acked = set(acknowledged)
+    assert len(acked) >= 100
+
+    with Daemon(config, port):
+        wait_until(
+            lambda: (
+                query(journal, "SELECT count(*) FROM signals WHERE status != 'processed'") == [(0,)]
+            ),
+            timeout=60,
+            what="every journaled signal processed",
+        )
+    processed = {s for (s,) in query(journal, "SELECT id FROM signals")}
+    assert acked <= processed  # nothing acknowledged was lost
+    # Exactly once: one entry order, one broker order and one fill per signal, no more.
+    per_signal = query(
+        journal, "SELECT signal_id, count(*) FROM orders GROUP BY signal_id HAVING count(*) != 1"
+    )
+    assert per_signal == []
+    assert query(journal, "SELECT count(*) FROM orders") == [(len(processed),)]
+    assert query(journal, "SELECT count(*) FROM paper_orders") == [(len(processed),)]
+    assert query(journal, "SELECT count(*) FROM paper_fills") == [(len(processed),)]
+    assert query(journal, "SELECT quantity FROM paper_positions") == [(str(len(processed)),)]
