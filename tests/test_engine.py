@@ -482,3 +482,47 @@ def test_breakeven_resumed_after_a_crash_moves_the_stop_once(tmp_path):
         ]
 
     run(write_config(tmp_path), test)
+
+
+async def restart(h: Harness) -> None:
+    await h.engine.stop()
+    h.engine = h.new_engine()
+    await h.engine.start()
+    await h.engine.drain()
+
+
+def test_an_accepted_order_whose_answer_was_lost_is_settled_by_lookup_not_resent(tmp_path):
+    async def test(h: Harness):
+        h.engine.brokers["paper"].inject(Fault.TIMEOUT, "read timeout")
+        (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 10})
+        ((status, reason),) = h.deliveries(buy)
+        assert status == "failed" and "its state is unknown" in reason
+        (order,) = h.journal.orders(signal_id=buy)
+        assert order["status"] == "unknown" and h.position() == 0  # the journal does not know
+        await restart(h)  # start settles it by asking the broker about its id
+        (order,) = h.journal.orders(signal_id=buy)
+        assert (order["status"], order["filled_quantity"]) == ("filled", "5")
+        assert h.position() == 5
+        paper = h.journal.conn.execute("SELECT count(*) FROM paper_orders").fetchone()[0]
+        assert paper == 1  # never sent a second time
+
+    run(write_config(tmp_path), test)
+
+
+def test_an_order_the_broker_never_got_is_settled_as_not_sent_after_a_grace(tmp_path):
+    async def test(h: Harness):
+        h.engine.brokers["paper"].inject(Fault.DROP, "connection reset")
+        (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 10})
+        await restart(h)
+        (order,) = h.journal.orders(signal_id=buy)
+        assert order["status"] == "unknown"  # too soon to believe "no such order"
+        h.clock.advance(61)
+        (later,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 10}
+        )
+        (order,) = h.journal.orders(signal_id=buy)
+        assert order["status"] == "canceled"
+        assert order["broker_message"].startswith("never reached the broker")
+        assert h.deliveries(later)[0][0] == "submitted" and h.position() == 1
+
+    run(write_config(tmp_path), test)

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 FINAL_DELIVERY = frozenset({"submitted", "skipped", "rejected", "failed", "pending_approval"})
 EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT})
+# How long after a lost answer "the broker does not know this id" is believed.
+UNKNOWN_GRACE = timedelta(seconds=60)
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 
 
@@ -111,9 +113,13 @@ class Engine:
     async def start(self) -> None:
         for broker in self.brokers.values():
             await broker.connect()
-        # Emulated brackets a stop interrupted: an entry may have filled meanwhile.
         for account, broker in self.brokers.items():
+            try:  # orders whose answer a crash or a timeout lost: ask the broker by id
+                await self.settle_unknown(account)
+            except BrokerError as e:  # retried before the ticker's next delivery
+                log.error("orders of unknown state at %s: %s", account, e)
             if not broker.capabilities.brackets:
+                # Emulated brackets a stop interrupted: an entry may have filled meanwhile.
                 for ticker in {c["ticker"] for c in self.journal.bracket_children(account)}:
                     try:
                         await self.settle_brackets(account, ticker)
@@ -317,8 +323,10 @@ class Engine:
             if signal.signal_price is not None and broker.capabilities.marks_from_signals:
                 for state in await broker.observe_price(signal.ticker, signal.signal_price):
                     self.record_state(subscription.account, signal.ticker, state)
-            # An entry that filled since (or at this very mark) gets its emulated take-profit /
-            # stop-loss before this signal is planned against the position it opened.
+            # What earlier deliveries left unsettled is settled before this one is planned:
+            # orders whose answer was lost, and an entry that filled since (or at this very
+            # mark) gets its emulated take-profit / stop-loss.
+            await self.settle_unknown(subscription.account, signal.ticker)
             await self.settle_brackets(subscription.account, signal.ticker)
             intent = resolve_signal(signal, subscription, strategy.defaults)
             position = await broker.position(signal.ticker)
@@ -616,6 +624,25 @@ class Engine:
         broker = self.brokers.get(account)
         if broker is not None and not broker.capabilities.brackets and state.status.is_final:
             self._schedule_settle(account, ticker)
+
+    # -- settling by lookup (SPEC §8) ---------------------------------------------------------
+
+    async def settle_unknown(self, account: str, ticker: str | None = None) -> None:
+        """An order whose answer was lost (timeout, dropped connection, crash) is never sent
+        again blindly: the broker is asked about its client order id. Found: its state is
+        journaled. Not found: it never reached the broker, and is journaled as not sent."""
+        broker = self.brokers[account]
+        for order in self.journal.unknown_orders(account, ticker):
+            found = await broker.get_order(order["client_order_id"])
+            if found is not None:
+                log.info("order %s settled by lookup: %s", order["client_order_id"], found.status)
+                self.record_state(account, order["ticker"], found)
+            elif self.clock() - datetime.fromisoformat(order["updated_at"]) < UNKNOWN_GRACE:
+                continue  # a broker may list an order a moment after it took it: ask again later
+            else:
+                why = "never reached the broker (looked up by its id after the answer was lost)"
+                log.warning("order %s %s", order["client_order_id"], why)
+                self._journal_status(order, OrderStatus.CANCELED, why)
 
     # -- emulated brackets (SPEC §8) -------------------------------------------------------------
 

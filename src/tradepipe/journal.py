@@ -506,6 +506,19 @@ class Journal:
         where, params = _filters(account=account, signal_id=signal_id)
         return self._all(f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit])
 
+    def unknown_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
+        """Orders whose broker answer was lost: to be settled by looking their id up."""
+        if ticker is None:
+            return self._all(
+                "SELECT * FROM orders WHERE status = 'unknown' AND account = ? ORDER BY id",
+                (account,),
+            )
+        return self._all(
+            "SELECT * FROM orders WHERE status = 'unknown' AND account = ? AND ticker = ?"
+            " ORDER BY id",
+            (account, ticker),
+        )
+
     def order_by_id(self, order_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM orders WHERE id = ?", (order_id,))
 

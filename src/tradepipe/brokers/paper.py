@@ -35,6 +35,7 @@ from tradepipe.orders import (
 class Fault(StrEnum):
     REJECT = "reject"  # the next new order is refused with the given message
     TIMEOUT = "timeout"  # the next new order is accepted, then the answer is lost
+    DROP = "drop"  # the connection drops before the next new order reaches the broker
     DOWN = "down"  # every call fails as if the connection dropped, until heal()
 
 
@@ -79,8 +80,8 @@ class PaperBroker:
         self._down: str | None = None
 
     def inject(self, fault: Fault, message: str = "injected fault") -> None:
-        """Misbehave as a remote broker can (for tests and drills): REJECT and TIMEOUT apply to
-        the next new order, DOWN to every call until `heal()`."""
+        """Misbehave as a remote broker can (for tests and drills): REJECT, TIMEOUT and DROP
+        apply to the next new order, DOWN to every call until `heal()`."""
         if fault is Fault.DOWN:
             self._down = message
         else:
@@ -164,6 +165,8 @@ class PaperBroker:
         fault, message = self._faults.pop(0)
         if fault is Fault.REJECT:
             raise OrderRejected(message)
+        if fault is Fault.DROP:
+            raise BrokerUnavailable(f"paper broker {self.name}: {message}")
         return fault, message
 
     def _lose_answer(self, fault: tuple[Fault, str] | None) -> None:
