@@ -114,6 +114,11 @@ class JournalConfig(_Table):
     path: Path = Path("tradepipe.db")
 
 
+class ReconciliationConfig(_Table):
+    interval: Annotated[Decimal, Field(ge=0)] = Decimal(300)
+    block_entries_on_mismatch: bool = True
+
+
 class PaperAccount(_Table):
     broker: Literal["paper"] = "paper"
     cash: Positive = Decimal(100000)
@@ -434,6 +439,7 @@ class Config(BaseSettings):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    reconciliation: ReconciliationConfig = Field(default_factory=ReconciliationConfig)
     accounts: dict[Name, Account] = {}
     strategies: dict[Name, StrategyConfig] = {}
     subscriptions: dict[Name, SubscriptionConfig] = {}

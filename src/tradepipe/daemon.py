@@ -201,6 +201,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        scheduler = _schedule_reconciliation(config, engine)
         notify_systemd("READY=1")
         interval = watchdog_interval()
         watchdog = asyncio.create_task(_ping_watchdog(interval)) if interval else None
@@ -212,6 +213,8 @@ async def serve(
             notify_systemd("STOPPING=1")
             if watchdog is not None:
                 watchdog.cancel()
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
             log.info("stopping: no new signals; finishing work in flight")
             await site.stop()
             # In-flight work gets a moment; whatever is left is settled at the next start.
@@ -221,6 +224,28 @@ async def serve(
             await runner.cleanup()
             files.info.unlink(missing_ok=True)
             journal.close()
+
+
+def _schedule_reconciliation(config: Any, engine: Engine) -> Any:
+    """Compare the journal with every broker every `[reconciliation].interval` seconds (the
+    first comparison ran at start, before the port opened)."""
+    interval = float(config.reconciliation.interval)
+    if interval <= 0:
+        return None
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    # One run at a time; runs missed while the loop was busy collapse into one.
+    scheduler.add_job(
+        engine.reconcile_everything,
+        "interval",
+        seconds=interval,
+        max_instances=1,
+        coalesce=True,
+        id="reconciliation",
+    )
+    scheduler.start()
+    return scheduler
 
 
 def local_url(address: Any) -> str:

@@ -43,7 +43,9 @@ from tradepipe.plan import (
     plan_from_json,
     plan_to_json,
 )
+from tradepipe.reconcile import Difference, foreign_orders, orders_to_look_up, position_drift
 from tradepipe.resolve import Intent, resolve_signal
+from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,17 @@ class SettleBrackets:
     ticker: str
 
 
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Lane work: compare one account + ticker with the broker."""
+
+    account: str
+    ticker: str
+
+
+LaneWork = LaneItem | SettleBrackets | Reconcile
+
+
 class Engine:
     def __init__(
         self,
@@ -100,8 +113,12 @@ class Engine:
         self.clock = clock
         self.fill_poll_interval = fill_poll_interval
         self._inbox: asyncio.Queue[Work] = asyncio.Queue()
-        self._lanes: dict[tuple[str, str], asyncio.Queue[LaneItem | SettleBrackets]] = {}
+        self._lanes: dict[tuple[str, str], asyncio.Queue[LaneWork]] = {}
         self._settle_due: set[tuple[str, str]] = set()
+        # account + ticker → the position difference that blocks new entries there
+        self.blocked: dict[tuple[str, str], Difference] = {}
+        # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
+        self.broker_health: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._remaining: dict[int, int] = {}
         self._idle = asyncio.Event()
@@ -118,6 +135,10 @@ class Engine:
                 await self.settle_unknown(account)
             except BrokerError as e:  # retried before the ticker's next delivery
                 log.error("orders of unknown state at %s: %s", account, e)
+            try:  # before any new signal: the journal against the broker
+                await self.reconcile_account(account)
+            except BrokerError as e:
+                self._broker_failed(account, e)
             if not broker.capabilities.brackets:
                 # Emulated brackets a stop interrupted: an entry may have filled meanwhile.
                 for ticker in {c["ticker"] for c in self.journal.bracket_children(account)}:
@@ -191,7 +212,7 @@ class Engine:
         if not subscriptions:
             self._finish_signal(work.signal_id)
 
-    def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneItem | SettleBrackets]:
+    def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneWork]:
         key = (account, ticker)
         lane = self._lanes.get(key)
         if lane is None:
@@ -199,9 +220,19 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
         return lane
 
-    async def _run_lane(self, lane: asyncio.Queue[LaneItem | SettleBrackets]) -> None:
+    async def _run_lane(self, lane: asyncio.Queue[LaneWork]) -> None:
         while True:
             item = await lane.get()
+            if isinstance(item, Reconcile):
+                try:
+                    await self.reconcile(item.account, item.ticker)
+                except BrokerError as e:
+                    self._broker_failed(item.account, e)
+                except Exception:
+                    log.exception("reconciling %s %s", item.account, item.ticker)
+                finally:
+                    self._done()
+                continue
             if isinstance(item, SettleBrackets):
                 self._settle_due.discard((item.account, item.ticker))
                 try:
@@ -361,6 +392,13 @@ class Engine:
             stops=_resting_stops(open_orders),
         )
         decision = make_plan(intent, market)
+        difference = self.blocked.get((delivery["account"], signal.ticker))
+        if difference is not None and isinstance(decision, Plan):
+            why = (
+                f"new entries on {signal.ticker} are blocked until the journal and the broker"
+                f" agree: {difference.describe()} (block_entries_on_mismatch)"
+            )
+            decision = without_entries(decision, why)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
             delivery["id"],
@@ -624,6 +662,100 @@ class Engine:
         broker = self.brokers.get(account)
         if broker is not None and not broker.capabilities.brackets and state.status.is_final:
             self._schedule_settle(account, ticker)
+
+    # -- reconciliation (SPEC §11) ------------------------------------------------------------
+
+    async def reconcile_account(self, account: str) -> list[Difference]:
+        """Every ticker the journal or the broker has anything on, one after the other."""
+        differences: list[Difference] = []
+        for ticker in await self._tickers(account):
+            differences += await self.reconcile(account, ticker)
+        return differences
+
+    async def reconcile_everything(self) -> None:
+        """The periodic check: each account + ticker in its own lane, after the work queued
+        there, so none of our own deliveries is caught half-way."""
+        for account in self.brokers:
+            try:
+                tickers = await self._tickers(account)
+            except BrokerError as e:
+                self._broker_failed(account, e)
+                continue
+            for ticker in tickers:
+                self._busy += 1
+                self._idle.clear()
+                self._lane(account, ticker).put_nowait(Reconcile(account, ticker))
+
+    async def _tickers(self, account: str) -> list[str]:
+        broker = self.brokers[account]
+        tickers = {p["ticker"] for p in self.journal.positions(account=account)}
+        tickers |= {o["ticker"] for o in self.journal.working_orders(account)}
+        tickers |= {p.ticker for p in await broker.positions() if p.quantity}
+        tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
+        return sorted(tickers)
+
+    async def reconcile(self, account: str, ticker: str) -> list[Difference]:
+        """Compare one account + ticker with the broker; journal and report every difference.
+        Orders the journal was behind on are brought up to date from the broker's answer; a
+        position that still differs blocks new entries on the ticker (if configured)."""
+        broker = self.brokers[account]
+        now = self.clock()
+        differences: list[Difference] = []
+        broker_open = await broker.open_orders(ticker)
+        working = self.journal.working_orders(account, ticker)
+        was = {o["client_order_id"]: o["status"] for o in working}
+        for cid in orders_to_look_up(working, broker_open):
+            found = await broker.get_order(cid)
+            if found is None:
+                # The broker does not know it: settled as unknown, by lookup, after a grace.
+                self._journal_status(
+                    {"client_order_id": cid},
+                    OrderStatus.UNKNOWN,
+                    "the broker no longer lists this order (reconciliation)",
+                )
+                seen = "not found"
+            else:
+                self.record_state(account, ticker, found)
+                seen = str(found.status)
+            differences.append(Difference("order", account, ticker, cid, was[cid], seen))
+        known = [
+            o.client_order_id
+            for o in broker_open
+            if self.journal.order_by_client_id(o.client_order_id)
+        ]
+        differences += foreign_orders(account, ticker, broker_open, known)
+        held = self.journal.position(account, ticker)
+        at_broker = (await broker.position(ticker)).quantity
+        drift = position_drift(account, ticker, held[0] if held else Decimal(0), at_broker)
+        differences += drift
+        for difference in differences:
+            log.warning("reconciliation: %s", difference.describe())
+            self.journal.record_reconciliation(
+                f"{account} {ticker}",
+                now,
+                kind=difference.kind,
+                about=difference.subject,
+                journal=difference.journal,
+                broker=difference.broker,
+            )
+        key = (account, ticker)
+        if drift and self.config.reconciliation.block_entries_on_mismatch:
+            self.blocked[key] = drift[0]
+        elif self.blocked.pop(key, None) is not None:
+            log.info("reconciliation: %s %s agrees again; entries unblocked", account, ticker)
+        health = self.broker_health.setdefault(account, {"differences": []})
+        health.update(ok=True, error=None, checked_at=now.isoformat())
+        others = [d for d in health["differences"] if d["ticker"] != ticker]
+        health["differences"] = others + [
+            {"ticker": ticker, "difference": d.describe(), "blocks_entries": d.blocks_entries}
+            for d in differences
+        ]
+        return differences
+
+    def _broker_failed(self, account: str, error: BrokerError) -> None:
+        log.error("broker %s: %s", account, error)
+        health = self.broker_health.setdefault(account, {"differences": []})
+        health.update(ok=False, error=str(error), checked_at=self.clock().isoformat())
 
     # -- settling by lookup (SPEC §8) ---------------------------------------------------------
 

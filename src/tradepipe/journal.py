@@ -506,6 +506,19 @@ class Journal:
         where, params = _filters(account=account, signal_id=signal_id)
         return self._all(f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit])
 
+    def working_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
+        """Orders the journal believes are at the broker and not done."""
+        where = "account = ? AND status IN ('submitted', 'accepted', 'partially_filled')"
+        if ticker is None:
+            return self._all(f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
+        return self._all(
+            f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id", (account, ticker)
+        )
+
+    def record_reconciliation(self, subject: str, at: datetime, **detail: Any) -> None:
+        with self.transaction():
+            self._event("reconciliation", subject, detail, at)
+
     def unknown_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
         """Orders whose broker answer was lost: to be settled by looking their id up."""
         if ticker is None:

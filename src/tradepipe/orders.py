@@ -125,6 +125,7 @@ class OrderState:
     message: str | None = None
     fills: tuple[Fill, ...] = ()
     # What the order is, as the broker describes it (open orders, reconciliation, breakeven).
+    ticker: str | None = None
     side: Side | None = None
     quantity: Decimal | None = None
     order_type: OrderType | None = None

@@ -101,3 +101,19 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
     if not any(o.role is OrderRole.ENTRY for o in orders):  # nothing waits for the exit now
         orders = [replace(o, wait_for_fill=False) for o in orders]
     return replace(plan, orders=tuple(orders), summary=f"{plan.summary}; {'; '.join(notes)}")
+
+
+def without_entries(plan: Plan, reason: str) -> Decision:
+    """The plan's exits and cancels only: its entries (and their bracket children) go."""
+    from tradepipe.plan import Reject
+
+    if not any(o.role is OrderRole.ENTRY for o in plan.orders):
+        return plan
+    kept = tuple(
+        replace(o, wait_for_fill=False)
+        for o in plan.orders
+        if o.role is not OrderRole.ENTRY and not o.parent_leg
+    )
+    if not kept and not plan.cancel_open_orders:
+        return Reject(reason)
+    return replace(plan, orders=kept, summary=f"{plan.summary}; entry dropped: {reason}")

@@ -302,7 +302,21 @@ def make_app(
     app[ENGINE] = engine
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "status": "ready"})
+        # Ready means serving; the detail says what is wrong with which broker, never hidden.
+        blocked = engine.blocked
+        brokers = {name: dict(detail) for name, detail in engine.broker_health.items()}
+        degraded = any(not b.get("ok", True) for b in brokers.values()) or bool(blocked)
+        return web.json_response(
+            {
+                "ok": True,
+                "status": "degraded" if degraded else "ready",
+                "brokers": brokers,
+                "blocked": [
+                    {"account": a, "ticker": t, "reason": d.describe()}
+                    for (a, t), d in sorted(blocked.items())
+                ],
+            }
+        )
 
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)

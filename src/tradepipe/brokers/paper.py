@@ -36,6 +36,7 @@ class Fault(StrEnum):
     REJECT = "reject"  # the next new order is refused with the given message
     TIMEOUT = "timeout"  # the next new order is accepted, then the answer is lost
     DROP = "drop"  # the connection drops before the next new order reaches the broker
+    LOSE_FILLS = "lose_fills"  # the next price move fills orders but reports none of it
     DOWN = "down"  # every call fails as if the connection dropped, until heal()
 
 
@@ -81,7 +82,8 @@ class PaperBroker:
 
     def inject(self, fault: Fault, message: str = "injected fault") -> None:
         """Misbehave as a remote broker can (for tests and drills): REJECT, TIMEOUT and DROP
-        apply to the next new order, DOWN to every call until `heal()`."""
+        apply to the next new order, LOSE_FILLS to the next price move, DOWN to every call
+        until `heal()`."""
         if fault is Fault.DOWN:
             self._down = message
         else:
@@ -266,6 +268,9 @@ class PaperBroker:
                 else:
                     self._fill(request, fill_price, now)
             after = self._journal.paper_ticker_orders(self.name, ticker)
+        if self._faults and self._faults[0][0] is Fault.LOSE_FILLS:
+            self._faults.pop(0)
+            return []  # the fills happened; the events about them are lost
         changed = [cid for cid, status in before.items() if after.get(cid) != status]
         states = [await self.get_order(client_order_id) for client_order_id in changed]
         return [state for state in states if state is not None]
@@ -424,6 +429,7 @@ class PaperBroker:
             broker_order_id=row["broker_order_id"],
             message="held until the entry fills" if held else row["message"],
             fills=fills,
+            ticker=request.ticker,
             side=request.side,
             quantity=request.quantity,
             order_type=request.order_type,
