@@ -199,3 +199,31 @@ def test_reconcile_runs_at_start_before_any_signal(tmp_path):
         assert ("paper", "AAPL") in h.engine.blocked
 
     run(write_config(tmp_path), test)
+
+
+def test_status_reports_the_daemon_brokers_blocks_and_pending_work(tmp_path):
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+    tradepipe(config, "send", json.dumps(buy()))  # parked for approval
+    offline = json.loads(tradepipe(config, "status", "--json").stdout)
+    assert offline["daemon"]["running"] is False
+    assert offline["accounts"] == [
+        {
+            "name": "paper",
+            "broker": "paper",
+            "ok": None,
+            "checked_at": None,
+            "error": None,
+            "differences": [],
+        }
+    ]
+    assert offline["pending"] == {
+        "signals": 0,
+        "approvals": 1,
+        "unknown_orders": 0,
+        "held_orders": 0,
+    }
+    with Daemon(config, free_port()):
+        live = json.loads(tradepipe(config, "status", "--json").stdout)
+        text = tradepipe(config, "status").stdout
+    assert live["daemon"]["running"] is True and live["accounts"][0]["ok"] is True
+    assert "account paper (paper): ok" in text and "1 approvals" in text

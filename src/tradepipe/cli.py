@@ -568,6 +568,42 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
 
 
+@app.command(epilog="Example: `tradepipe status --json`")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The daemon, each account's broker (last check, errors, differences), blocked tickers,
+    and work still pending (signals, approvals, orders of unknown state)."""
+    from tradepipe.sending import status as gather
+
+    report = gather(load())
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    daemon = report["daemon"]
+    if daemon["running"]:
+        out.print(f"daemon  [green]running[/] at {daemon['url']} (pid {daemon['pid']})")
+    else:
+        out.print("daemon  [yellow]not running[/] (brokers not checked)")
+    out.print(f"journal {report['journal']}")
+    for account in report["accounts"]:
+        state = {True: "[green]ok[/]", False: "[red]down[/]", None: "[dim]not checked[/]"}
+        line = f"account {account['name']} ({account['broker']}): {state[account['ok']]}"
+        if account["error"]:
+            line += f" — {account['error']}"
+        out.print(line)
+        for difference in account["differences"]:
+            out.print(f"  [yellow]difference[/] {difference['difference']}")
+    for block in report["blocked"]:
+        out.print(f"[red]blocked[/] {block['account']} {block['ticker']}: {block['reason']}")
+    pending = report["pending"]
+    out.print(
+        f"pending {pending['signals']} signals, {pending['approvals']} approvals,"
+        f" {pending['unknown_orders']} orders of unknown state,"
+        f" {pending['held_orders']} held bracket legs"
+    )
+
+
 @audit_app.callback(invoke_without_command=True)
 def audit(
     ctx: typer.Context,

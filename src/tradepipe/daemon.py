@@ -68,6 +68,9 @@ class Actions:
     async def review(self, delivery_id: int, approve: bool) -> dict[str, Any]:
         return await self.engine.review(delivery_id, approve=approve)
 
+    def status(self) -> dict[str, Any]:
+        return self.engine.health()
+
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
         broker = self.engine.brokers.get(account)
         if broker is None or not isinstance(broker, PaperBroker):

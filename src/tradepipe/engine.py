@@ -692,6 +692,8 @@ class Engine:
         tickers |= {o["ticker"] for o in self.journal.working_orders(account)}
         tickers |= {p.ticker for p in await broker.positions() if p.quantity}
         tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
+        health = self.broker_health.setdefault(account, {"differences": []})
+        health.update(ok=True, error=None, checked_at=self.clock().isoformat())
         return sorted(tickers)
 
     async def reconcile(self, account: str, ticker: str) -> list[Difference]:
@@ -751,6 +753,19 @@ class Engine:
             for d in differences
         ]
         return differences
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz and `tradepipe status` report: each broker's last check, the blocks."""
+        brokers = {name: dict(detail) for name, detail in self.broker_health.items()}
+        degraded = any(not b.get("ok", True) for b in brokers.values()) or bool(self.blocked)
+        return {
+            "status": "degraded" if degraded else "ready",
+            "brokers": brokers,
+            "blocked": [
+                {"account": a, "ticker": t, "reason": d.describe()}
+                for (a, t), d in sorted(self.blocked.items())
+            ],
+        }
 
     def _broker_failed(self, account: str, error: BrokerError) -> None:
         log.error("broker %s: %s", account, error)

@@ -193,3 +193,16 @@ def review(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
 async def _review_standalone(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
     async with standalone_engine(config) as engine:
         return await engine.review(delivery_id, approve=approve)
+
+
+def status(config: Any) -> dict[str, Any]:
+    """The daemon's live report when one runs, else what the journal alone can say."""
+    from tradepipe.views import status_view
+
+    daemon = _daemon(config)
+    live = _call_daemon(daemon, "/api/status", {}) if daemon is not None else None
+    journal = Journal.open(Path(config.journal.path), create=False)
+    try:
+        return status_view(config, journal, daemon, live)
+    finally:
+        journal.close()

@@ -303,20 +303,7 @@ def make_app(
 
     async def healthz(request: web.Request) -> web.Response:
         # Ready means serving; the detail says what is wrong with which broker, never hidden.
-        blocked = engine.blocked
-        brokers = {name: dict(detail) for name, detail in engine.broker_health.items()}
-        degraded = any(not b.get("ok", True) for b in brokers.values()) or bool(blocked)
-        return web.json_response(
-            {
-                "ok": True,
-                "status": "degraded" if degraded else "ready",
-                "brokers": brokers,
-                "blocked": [
-                    {"account": a, "ticker": t, "reason": d.describe()}
-                    for (a, t), d in sorted(blocked.items())
-                ],
-            }
-        )
+        return web.json_response({"ok": True, **engine.health()})
 
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
@@ -356,5 +343,10 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
             return web.json_response(error_body("failed", str(e)), status=400)
         return web.json_response({"ok": True, **result})
 
+    async def status(request: web.Request) -> web.Response:
+        authorised(request)
+        return web.json_response({"ok": True, **actions.status()})
+
+    app.router.add_post("/api/status", status)
     app.router.add_post("/api/paper/quote", paper_quote)
     app.router.add_post("/api/review", review)

@@ -143,3 +143,41 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
         ],
     )
     return view
+
+
+def status_view(
+    config: Any, journal: Journal, daemon: dict[str, Any] | None, live: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`tradepipe status`: the daemon, each account's broker health, and work still pending.
+    `live` is the running daemon's own report; without a daemon brokers are not checked."""
+
+    def count(sql: str) -> int:
+        return int(journal.conn.execute(sql).fetchone()[0])
+
+    health = (live or {}).get("brokers", {})
+    return {
+        "daemon": {
+            "running": daemon is not None,
+            "url": daemon.get("url") if daemon else None,
+            "pid": daemon.get("pid") if daemon else None,
+        },
+        "journal": str(journal.path),
+        "accounts": [
+            {
+                "name": name,
+                "broker": account.broker,
+                "ok": health.get(name, {}).get("ok") if live else None,
+                "checked_at": health.get(name, {}).get("checked_at"),
+                "error": health.get(name, {}).get("error"),
+                "differences": health.get(name, {}).get("differences", []),
+            }
+            for name, account in config.accounts.items()
+        ],
+        "blocked": (live or {}).get("blocked", []),
+        "pending": {
+            "signals": count("SELECT count(*) FROM signals WHERE status = 'accepted'"),
+            "approvals": count("SELECT count(*) FROM deliveries WHERE status = 'pending_approval'"),
+            "unknown_orders": count("SELECT count(*) FROM orders WHERE status = 'unknown'"),
+            "held_orders": count("SELECT count(*) FROM orders WHERE status = 'held'"),
+        },
+    }
