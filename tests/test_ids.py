@@ -55,3 +55,13 @@ def test_ids_fit_the_broker_rules(instance, signal_id, subscription, leg, attemp
 
 def test_base36():
     assert [base36(n) for n in (0, 35, 36, 1295)] == ["0", "z", "10", "zz"]
+
+
+@given(action=st.integers(0, 36**8 - 1), ticker=st.text(min_size=1, max_size=20))
+def test_operator_ids_fit_and_never_look_like_signal_ids(action, ticker):
+    from tradepipe.ids import operator_order_id
+
+    identifier = operator_order_id("abcd1234", action, "paper", ticker)
+    assert len(identifier) <= 32 and re.fullmatch(r"[A-Za-z0-9-]+", identifier)
+    assert identifier.split("-")[1].startswith("F")  # signal ids are lower-case base 36
+    assert identifier == operator_order_id("abcd1234", action, "paper", ticker)

@@ -568,6 +568,45 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
 
 
+@app.command(
+    epilog="Examples: `tradepipe flatten --account paper --ticker AAPL`,"
+    " `tradepipe flatten --yes` (everything, no question)"
+)
+def flatten(
+    account: AccountOption = None,
+    ticker: Annotated[str | None, typer.Option("--ticker", "-t", help="Only this ticker.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Cancel the open orders, then close the positions (market orders), of an account and
+    ticker — or of everything. Asks first unless --yes."""
+    from tradepipe.errors import UsageError
+    from tradepipe.sending import flatten as run
+
+    config = load()
+    if not yes:
+        scope = f"{account or 'every account'}, {ticker or 'every ticker'}"
+        if not sys.stdin.isatty():
+            raise UsageError(f"flatten {scope}: pass --yes to confirm without a terminal")
+        typer.confirm(f"Cancel open orders and close positions of {scope}?", abort=True)
+    result = run(config, account, ticker)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    if not result["flattened"]:
+        out.print("[dim]nothing open: no positions, no open orders[/]")
+    for item in result["flattened"]:
+        closed = item["closed"]
+        what = (
+            f"{closed['side']} {closed['quantity']} → {_status(closed['status'])}"
+            + (f" ({closed['message']})" if closed["message"] else "")
+            if closed
+            else "no position"
+        )
+        canceled = len(item["canceled"])
+        out.print(f"{item['account']} {item['ticker']}: {canceled} orders canceled; {what}")
+
+
 @app.command(epilog="Example: `tradepipe status --json`")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

@@ -68,6 +68,9 @@ class Actions:
     async def review(self, delivery_id: int, approve: bool) -> dict[str, Any]:
         return await self.engine.review(delivery_id, approve=approve)
 
+    async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
+        return {"flattened": await self.engine.flatten(account, ticker)}
+
     def status(self) -> dict[str, Any]:
         return self.engine.health()
 

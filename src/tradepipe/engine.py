@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,7 +21,7 @@ from typing import Any
 from tradepipe.brokers.base import Broker
 from tradepipe.drill import pause_point
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
-from tradepipe.ids import client_order_id
+from tradepipe.ids import client_order_id, operator_order_id
 from tradepipe.journal import Journal
 from tradepipe.orders import (
     OrderRequest,
@@ -94,7 +94,15 @@ class Reconcile:
     ticker: str
 
 
-LaneWork = LaneItem | SettleBrackets | Reconcile
+@dataclass(frozen=True, slots=True)
+class LaneCall:
+    """Lane work an operator's command asked for; its answer goes to `done`."""
+
+    call: Callable[[], Awaitable[Any]]
+    done: asyncio.Future[Any]
+
+
+LaneWork = LaneItem | SettleBrackets | Reconcile | LaneCall
 
 
 class Engine:
@@ -223,6 +231,12 @@ class Engine:
     async def _run_lane(self, lane: asyncio.Queue[LaneWork]) -> None:
         while True:
             item = await lane.get()
+            if isinstance(item, LaneCall):
+                try:
+                    item.done.set_result(await item.call())
+                except Exception as e:  # the operator sees it; the lane goes on
+                    item.done.set_exception(e)
+                continue
             if isinstance(item, Reconcile):
                 try:
                     await self.reconcile(item.account, item.ticker)
@@ -662,6 +676,91 @@ class Engine:
         broker = self.brokers.get(account)
         if broker is not None and not broker.capabilities.brackets and state.status.is_final:
             self._schedule_settle(account, ticker)
+
+    # -- flatten -------------------------------------------------------------------------------
+
+    async def flatten(
+        self, account: str | None = None, ticker: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Cancel the open orders, then close the position, of every account + ticker in the
+        scope; each in its lane, after the work queued there. Answers what was done."""
+        if account is not None and account not in self.brokers:
+            raise UsageError(f'no account "{account}" (accounts: {", ".join(self.brokers)})')
+        action = self.journal.record_operator_action(
+            "flatten", f"{account or 'every account'} {ticker or 'every ticker'}", self.clock()
+        )
+        results = []
+        for name in [account] if account else list(self.brokers):
+            broker = self.brokers[name]
+            tickers = {p.ticker for p in await broker.positions() if p.quantity}
+            tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
+            tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
+            for symbol in sorted(t for t in tickers if ticker in (None, t)):
+                done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+                async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
+                    return await self._flatten_one(name, symbol, action)
+
+                self._lane(name, symbol).put_nowait(LaneCall(close, done))
+                results.append(await done)
+        return results
+
+    async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
+        broker = self.brokers[account]
+        canceled = []
+        for order in await broker.open_orders(ticker):
+            state = await broker.cancel(order.client_order_id)
+            if state is not None:
+                self.record_state(account, ticker, state)
+            canceled.append(order.client_order_id)
+        for child in self.journal.bracket_children(account, ticker):
+            if child["status"] == OrderStatus.HELD:
+                self._journal_status(child, OrderStatus.CANCELED, "canceled by flatten")
+                canceled.append(child["client_order_id"])
+        result: dict[str, Any] = {"account": account, "ticker": ticker, "canceled": canceled}
+        held = (await broker.position(ticker)).quantity
+        if held == 0:
+            return result | {"closed": None}
+        request = OrderRequest(
+            client_order_id=operator_order_id(self.journal.instance, action, account, ticker),
+            account=account,
+            ticker=ticker,
+            side=Side.SELL if held > 0 else Side.BUY,
+            quantity=abs(held),
+            role=OrderRole.EXIT,
+        )
+        now = self.clock()
+        self.journal.insert_order(
+            client_order_id=request.client_order_id,
+            account=account,
+            ticker=ticker,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            time_in_force=request.time_in_force,
+            role=request.role,
+            status=OrderStatus.SUBMITTING,
+            created_at=now,
+            updated_at=now,
+        )
+        journaled = {"client_order_id": request.client_order_id}
+        try:
+            state = await broker.submit(request)
+        except OrderRejected as e:
+            self._journal_status(journaled, OrderStatus.REJECTED, str(e))
+            raise
+        except BrokerUnavailable as e:  # settled by lookup like any lost answer
+            self._journal_status(journaled, OrderStatus.UNKNOWN, str(e))
+            raise
+        self.record_state(account, ticker, state)
+        closed = {
+            "client_order_id": request.client_order_id,
+            "side": str(request.side),
+            "quantity": str(request.quantity),
+            "status": str(state.status),
+            "message": state.message,
+        }
+        return result | {"closed": closed}
 
     # -- reconciliation (SPEC §11) ------------------------------------------------------------
 

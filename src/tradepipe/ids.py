@@ -53,3 +53,13 @@ def client_order_id(
     if len(identifier) > MAX_LENGTH or not _ALLOWED.match(identifier):
         raise ValueError(f"client order id {identifier!r} breaks the 32-character rule")
     return identifier
+
+
+def operator_order_id(instance: str, action_id: int, account: str, ticker: str) -> str:
+    """An order an operator's command places (flatten): `F` + the audit event of the command.
+    Capital F never appears in the base-36 signal ids, so the two can never collide."""
+    scope = hashlib.sha256(f"{account}\0{ticker}".encode()).hexdigest()[:6]
+    identifier = f"tp{instance[:4]}-F{base36(action_id)}-{scope}-x"
+    if len(identifier) > MAX_LENGTH:
+        raise ValueError(f"client order id {identifier!r} breaks the 32-character rule")
+    return identifier

@@ -361,11 +361,11 @@ class Journal:
         prev = last[1] if last else GENESIS
         self._insert("events", {**event, "prev_hash": prev, "hash": event_hash(prev, event)})
 
-    def record_operator_action(
-        self, action: str, subject: str, at: datetime, **detail: Any
-    ) -> None:
+    def record_operator_action(self, action: str, subject: str, at: datetime, **detail: Any) -> int:
+        """Journal an operator's command; its event id names what the command places."""
         with self.transaction():
             self._event("operator", subject, {"action": action, **detail}, at)
+            return int(self.conn.execute("SELECT max(id) FROM events").fetchone()[0])
 
     def events(self, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events WHERE id > ? ORDER BY id"
@@ -521,14 +521,14 @@ class Journal:
 
     def unknown_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
         """Orders whose broker answer was lost: to be settled by looking their id up."""
+        # An operator's order left 'submitting' by a stop has no delivery to resume it.
+        lost = "(status = 'unknown' OR (status = 'submitting' AND delivery_id IS NULL))"
         if ticker is None:
             return self._all(
-                "SELECT * FROM orders WHERE status = 'unknown' AND account = ? ORDER BY id",
-                (account,),
+                f"SELECT * FROM orders WHERE {lost} AND account = ? ORDER BY id", (account,)
             )
         return self._all(
-            "SELECT * FROM orders WHERE status = 'unknown' AND account = ? AND ticker = ?"
-            " ORDER BY id",
+            f"SELECT * FROM orders WHERE {lost} AND account = ? AND ticker = ? ORDER BY id",
             (account, ticker),
         )
 

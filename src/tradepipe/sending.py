@@ -206,3 +206,18 @@ def status(config: Any) -> dict[str, Any]:
         return status_view(config, journal, daemon, live)
     finally:
         journal.close()
+
+
+def flatten(config: Any, account: str | None, ticker: str | None) -> dict[str, Any]:
+    """Cancel, then close, through the daemon if one runs, else on our own."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        return _call_daemon(daemon, "/api/flatten", {"account": account, "ticker": ticker})
+    return asyncio.run(_flatten_standalone(config, account, ticker))
+
+
+async def _flatten_standalone(
+    config: Any, account: str | None, ticker: str | None
+) -> dict[str, Any]:
+    async with standalone_engine(config) as engine:
+        return await Actions(config, engine).flatten(account, ticker)

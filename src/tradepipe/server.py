@@ -347,6 +347,16 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
         authorised(request)
         return web.json_response({"ok": True, **actions.status()})
 
+    async def flatten(request: web.Request) -> web.Response:
+        authorised(request)
+        payload = await request.json()
+        try:
+            result = await actions.flatten(payload.get("account"), payload.get("ticker"))
+        except Exception as e:
+            return web.json_response(error_body("failed", str(e)), status=400)
+        return web.json_response({"ok": True, **result})
+
     app.router.add_post("/api/status", status)
+    app.router.add_post("/api/flatten", flatten)
     app.router.add_post("/api/paper/quote", paper_quote)
     app.router.add_post("/api/review", review)

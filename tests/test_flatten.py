@@ -1,0 +1,46 @@
+"""`tradepipe flatten`: cancel, then close — through the daemon and on its own."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
+from tests.test_engine import BRACKET, Harness, run
+
+
+def test_flatten_cancels_the_bracket_then_closes_the_position(tmp_path):
+    async def test(h: Harness):
+        await h.send(BRACKET)
+        await h.send({"ticker": "MSFT", "action": "sell", "quantity": 2, "signalPrice": 50})
+        (aapl,) = await h.engine.flatten("paper", "AAPL")
+        assert len(aapl["canceled"]) == 2  # the take-profit and the stop
+        assert aapl["closed"]["side"] == "sell" and aapl["closed"]["status"] == "filled"
+        assert h.position("AAPL") == 0 and h.position("MSFT") == -2  # the scope held
+        assert await h.engine.brokers["paper"].open_orders() == []
+        (msft,) = await h.engine.flatten()
+        assert (msft["ticker"], msft["closed"]["side"]) == ("MSFT", "buy")
+        assert h.position("MSFT") == 0
+        assert await h.engine.flatten() == []  # nothing left: nothing done
+        operator = [e for e in h.journal.events() if e["kind"] == "operator"]
+        assert [json.loads(e["detail"])["action"] for e in operator] == ["flatten"] * 3
+
+    run(write_config(tmp_path), test)
+
+
+def test_flatten_through_the_cli_with_and_without_a_daemon(tmp_path):
+    config = write_config(tmp_path)
+    buy = {"ticker": "AAPL", "action": "buy", "quantity": 3, "signalPrice": 20}
+    tradepipe(config, "send", json.dumps(buy))
+    refused = tradepipe(config, "flatten", check=False)  # no terminal, no --yes
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert tradepipe_json(config, "positions")[0]["quantity"] == 3
+    done = json.loads(tradepipe(config, "flatten", "--yes", "--json").stdout)
+    assert [(f["ticker"], f["closed"]["status"]) for f in done["flattened"]] == [("AAPL", "filled")]
+    assert tradepipe_json(config, "positions") == []
+    tradepipe(config, "send", json.dumps(buy | {"signalPrice": 21}))
+    with Daemon(config, free_port()):
+        text = tradepipe(config, "flatten", "--account", "paper", "--yes").stdout
+        assert "paper AAPL: 0 orders canceled; sell 3 → filled" in text
+        assert tradepipe_json(config, "positions") == []
+        unknown = tradepipe(config, "flatten", "--account", "nope", "--yes", check=False)
+        assert unknown.returncode == 1 and 'no account "nope"' in unknown.stderr
