@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from tradepipe.brokers.base import Broker
 from tradepipe.drill import pause_point
@@ -79,17 +79,11 @@ class LaneItem:
 
 
 @dataclass(frozen=True, slots=True)
-class SettleBrackets:
-    """Lane work: place or cancel the emulated bracket children of one account + ticker."""
+class Chore:
+    """Lane work on one account + ticker: `settle` its emulated brackets, or `reconcile` it
+    with the broker."""
 
-    account: str
-    ticker: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    """Lane work: compare one account + ticker with the broker."""
-
+    kind: Literal["settle", "reconcile"]
     account: str
     ticker: str
 
@@ -102,7 +96,7 @@ class LaneCall:
     done: asyncio.Future[Any]
 
 
-LaneWork = LaneItem | SettleBrackets | Reconcile | LaneCall
+LaneWork = LaneItem | Chore | LaneCall
 
 
 class Engine:
@@ -237,24 +231,8 @@ class Engine:
                 except Exception as e:  # the operator sees it; the lane goes on
                     item.done.set_exception(e)
                 continue
-            if isinstance(item, Reconcile):
-                try:
-                    await self.reconcile(item.account, item.ticker)
-                except BrokerError as e:
-                    self._broker_failed(item.account, e)
-                except Exception:
-                    log.exception("reconciling %s %s", item.account, item.ticker)
-                finally:
-                    self._done()
-                continue
-            if isinstance(item, SettleBrackets):
-                self._settle_due.discard((item.account, item.ticker))
-                try:
-                    await self.settle_brackets(item.account, item.ticker)
-                except Exception:  # journaled states stay; the next settle or start retries
-                    log.exception("emulated brackets of %s %s", item.account, item.ticker)
-                finally:
-                    self._done()
+            if isinstance(item, Chore):
+                await self._do_chore(item)
                 continue
             if item.approval is not None:
                 await self._approve_in_lane(item)
@@ -346,6 +324,20 @@ class Engine:
             )
         except Exception as e:
             item.approval.set_exception(e)
+
+    async def _do_chore(self, chore: Chore) -> None:
+        try:
+            if chore.kind == "reconcile":
+                await self.reconcile(chore.account, chore.ticker)
+            else:
+                self._settle_due.discard((chore.account, chore.ticker))
+                await self.settle_brackets(chore.account, chore.ticker)
+        except BrokerError as e:  # journaled states stay; the next chore or start retries
+            self._broker_failed(chore.account, e)
+        except Exception:
+            log.exception("%s of %s %s", chore.kind, chore.account, chore.ticker)
+        finally:
+            self._done()
 
     def _finish_signal(self, signal_id: int) -> None:
         self._remaining.pop(signal_id, None)
@@ -576,20 +568,21 @@ class Engine:
 
     def _journal_order(
         self,
-        work: Work,
-        delivery: dict[str, Any],
+        work: Work | None,
+        delivery: dict[str, Any] | None,
         request: OrderRequest,
         parent_id: int | None = None,
         status: OrderStatus | None = None,
         *,
         replaces: str | None = None,
     ) -> int:
+        """Journal an order before the broker hears of it (an operator's has no delivery)."""
         now = self.clock()
         return self.journal.insert_order(
             client_order_id=request.client_order_id,
-            delivery_id=delivery["id"],
-            signal_id=work.signal_id,
-            subscription=delivery["subscription"],
+            delivery_id=delivery["id"] if delivery else None,
+            signal_id=work.signal_id if work else None,
+            subscription=delivery["subscription"] if delivery else None,
             account=request.account,
             ticker=request.ticker,
             side=request.side,
@@ -729,20 +722,7 @@ class Engine:
             quantity=abs(held),
             role=OrderRole.EXIT,
         )
-        now = self.clock()
-        self.journal.insert_order(
-            client_order_id=request.client_order_id,
-            account=account,
-            ticker=ticker,
-            side=request.side,
-            quantity=request.quantity,
-            order_type=request.order_type,
-            time_in_force=request.time_in_force,
-            role=request.role,
-            status=OrderStatus.SUBMITTING,
-            created_at=now,
-            updated_at=now,
-        )
+        self._journal_order(None, None, request)
         journaled = {"client_order_id": request.client_order_id}
         try:
             state = await broker.submit(request)
@@ -783,7 +763,7 @@ class Engine:
             for ticker in tickers:
                 self._busy += 1
                 self._idle.clear()
-                self._lane(account, ticker).put_nowait(Reconcile(account, ticker))
+                self._lane(account, ticker).put_nowait(Chore("reconcile", account, ticker))
 
     async def _tickers(self, account: str) -> list[str]:
         broker = self.brokers[account]
@@ -899,7 +879,7 @@ class Engine:
         self._settle_due.add((account, ticker))
         self._busy += 1
         self._idle.clear()
-        self._lane(account, ticker).put_nowait(SettleBrackets(account, ticker))
+        self._lane(account, ticker).put_nowait(Chore("settle", account, ticker))
 
     async def settle_brackets(self, account: str, ticker: str) -> None:
         """For a broker without native brackets, do what an OTOCO bracket does: place the
