@@ -152,3 +152,24 @@ def test_burst_of_four_senders_killed_mid_burst_processes_every_acknowledged_sig
     assert query(journal, "SELECT count(*) FROM paper_orders") == [(len(processed),)]
     assert query(journal, "SELECT count(*) FROM paper_fills") == [(len(processed),)]
     assert query(journal, "SELECT quantity FROM paper_positions") == [(str(len(processed)),)]
+
+
+def test_sigterm_with_work_in_flight_exits_0_and_the_restart_settles_it(tmp_path):
+    config = write_config(tmp_path, extra="")
+    text = config.read_text().replace("[journal]", "shutdown_grace = 0.5\n\n[journal]", 1)
+    config.write_text(text)
+    journal = tmp_path / "journal.db"
+    port = free_port()
+    daemon = Daemon(config, port, env={"TRADEPIPE_DRILL_PAUSE_AT": "submit"}).start()
+    post(f"{daemon.url}/webhook/{TOKEN}", MARKET)
+    sql, expected = REACHED["submit"]
+    wait_until(lambda: query(journal, sql)[0][0] == expected, what="the order journaled")
+    output = daemon.stop(signal.SIGTERM)  # the step never finishes: the grace runs out
+    assert daemon.process is not None and daemon.process.returncode == 0, output
+    with Daemon(config, port):
+        wait_until(
+            lambda: query(journal, "SELECT status FROM signals") == [("processed",)],
+            what="the signal processed after the restart",
+        )
+    assert query(journal, "SELECT status FROM orders") == [("filled",)]
+    assert query(journal, "SELECT count(*) FROM paper_orders") == [(1,)]

@@ -108,6 +108,7 @@ class ServerConfig(_Table):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 8080
     public_url: Url | None = None
+    shutdown_grace: Annotated[Decimal, Field(ge=0)] = Decimal(10)
 
 
 class JournalConfig(_Table):

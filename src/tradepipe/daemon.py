@@ -225,7 +225,8 @@ async def serve(
             await site.stop()
             # In-flight work gets a moment; whatever is left is settled at the next start.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine.drain(), timeout=10)
+                grace = float(config.server.shutdown_grace)
+                await asyncio.wait_for(engine.drain(), timeout=grace)
             await engine.stop()
             await runner.cleanup()
             files.info.unlink(missing_ok=True)

@@ -248,23 +248,30 @@ class Engine:
                         outcome.status,
                         outcome.reason,
                     )
+            except asyncio.CancelledError:
+                # Stopped mid-delivery (SIGTERM past its grace): the signal must stay
+                # 'accepted' so that the next start resumes this delivery from the journal.
+                raise
             except Exception as e:  # a bug must not stop the lane; journal it, carry on
                 log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
                 try:
                     self._set_delivery(delivery["id"], "failed", f"internal error: {e!r}")
                 except Exception:
                     log.exception("delivery %s: could not journal the failure", delivery["id"])
-            finally:
-                self._remaining[work.signal_id] -= 1
-                if self._remaining[work.signal_id] == 0:
-                    try:
-                        self._finish_signal(work.signal_id)
-                    except Exception:
-                        # Left 'accepted' in the journal: the next start processes it again,
-                        # and its journaled plan keeps that from sending anything twice.
-                        log.exception("signal %s: could not be marked processed", work.signal_id)
-                        self._remaining.pop(work.signal_id, None)
-                        self._done()
+            self._count_down(work.signal_id)
+
+    def _count_down(self, signal_id: int) -> None:
+        """One delivery of the signal is done; the last one marks the signal processed."""
+        self._remaining[signal_id] -= 1
+        if self._remaining[signal_id] == 0:
+            try:
+                self._finish_signal(signal_id)
+            except Exception:
+                # Left 'accepted' in the journal: the next start processes it again,
+                # and its journaled plan keeps that from sending anything twice.
+                log.exception("signal %s: could not be marked processed", signal_id)
+                self._remaining.pop(signal_id, None)
+                self._done()
 
     # -- manual approval -----------------------------------------------------------------------
 
