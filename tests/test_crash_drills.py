@@ -173,3 +173,33 @@ def test_sigterm_with_work_in_flight_exits_0_and_the_restart_settles_it(tmp_path
         )
     assert query(journal, "SELECT status FROM orders") == [("filled",)]
     assert query(journal, "SELECT count(*) FROM paper_orders") == [(1,)]
+
+
+def test_an_order_the_crash_left_unanswered_is_not_mistaken_for_drift_at_restart(tmp_path):
+    """Found by the burst drill: start-time reconciliation saw the broker's fill of an order
+    whose answer the crash lost as a position difference, and blocked the signals behind it."""
+    config = write_config(tmp_path, subscription="allow_add = true\n")
+    journal = tmp_path / "journal.db"
+    port = free_port()
+    daemon = Daemon(config, port, env={"TRADEPIPE_DRILL_PAUSE_AT": "answer"}).start()
+    try:
+        post(f"{daemon.url}/webhook/{TOKEN}", MARKET)
+        sql, expected = REACHED["answer"]
+        wait_until(lambda: query(journal, sql)[0][0] == expected, what="the broker's fill")
+        post(f"{daemon.url}/webhook/{TOKEN}", {**MARKET, "id": "s2", "quantity": 1})
+    finally:
+        kill_9(daemon)
+    with Daemon(config, port):
+        wait_until(
+            lambda: (
+                query(journal, "SELECT count(*) FROM signals WHERE status = 'processed'") == [(2,)]
+            ),
+            what="both signals processed",
+        )
+    assert query(journal, "SELECT status FROM deliveries ORDER BY id") == [
+        ("submitted",),
+        ("submitted",),
+    ]
+    assert query(journal, "SELECT quantity FROM paper_positions") == [("6",)]
+    drift = "SELECT count(*) FROM events WHERE kind = 'reconciliation'"
+    assert query(journal, drift) == [(0,)]

@@ -134,6 +134,7 @@ class Engine:
             await broker.connect()
         for account, broker in self.brokers.items():
             try:  # orders whose answer a crash or a timeout lost: ask the broker by id
+                await self._look_up_interrupted(account)
                 await self.settle_unknown(account)
             except BrokerError as e:  # retried before the ticker's next delivery
                 log.error("orders of unknown state at %s: %s", account, e)
@@ -859,6 +860,16 @@ class Engine:
         health.update(ok=False, error=str(error), checked_at=self.clock().isoformat())
 
     # -- settling by lookup (SPEC §8) ---------------------------------------------------------
+
+    async def _look_up_interrupted(self, account: str) -> None:
+        """Before reconciling at start: what the broker did with the orders a stop caught
+        between journaling and the answer. Their fills must be in the journal first, or the
+        position they moved looks like drift. Not found: their delivery, resumed, sends them."""
+        broker = self.brokers[account]
+        for order in self.journal.submitting_orders(account):
+            found = await broker.get_order(order["client_order_id"])
+            if found is not None:
+                self.record_state(account, order["ticker"], found)
 
     async def settle_unknown(self, account: str, ticker: str | None = None) -> None:
         """An order whose answer was lost (timeout, dropped connection, crash) is never sent

@@ -515,6 +515,13 @@ class Journal:
             f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id", (account, ticker)
         )
 
+    def submitting_orders(self, account: str) -> list[dict[str, Any]]:
+        """Orders journaled for sending whose answer never came back (a stop came first)."""
+        return self._all(
+            "SELECT * FROM orders WHERE status = 'submitting' AND account = ? ORDER BY id",
+            (account,),
+        )
+
     def record_reconciliation(self, subject: str, at: datetime, **detail: Any) -> None:
         with self.transaction():
             self._event("reconciliation", subject, detail, at)
