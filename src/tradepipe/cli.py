@@ -607,6 +607,37 @@ def flatten(
         out.print(f"{item['account']} {item['ticker']}: {canceled} orders canceled; {what}")
 
 
+@app.command(
+    epilog="Examples: `tradepipe replay 12` (what it would do now),"
+    " `tradepipe replay 12 --execute` (do it, with fresh order ids)"
+)
+def replay(
+    signal_id: int,
+    execute: Annotated[bool, typer.Option("--execute", help="Send it, as a new signal.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show what a journaled signal would do now, per subscription; --execute sends it again
+    as a new signal (fresh client order ids, the usual approval and audit trail)."""
+    from tradepipe.sending import replay as run
+    from tradepipe.sending import wait_for_signal
+
+    config = load()
+    result = run(config, signal_id, execute)
+    if execute:
+        result["signal"] = wait_for_signal(config, result["signal_id"], timeout=30)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    if not execute:
+        out.print(f"signal {signal_id} now ([dim]dry run: nothing sent[/]):")
+        for plan in result["plans"]:
+            what = plan.get("summary") or plan.get("reason")
+            out.print(f"  {plan['subscription']}: {_status(plan['kind'])} {what}")
+        return
+    out.print(f"[green]replayed[/] signal {signal_id} as signal {result['signal_id']}")
+    render_deliveries(result["signal"])
+
+
 @app.command(epilog="Example: `tradepipe status --json`")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

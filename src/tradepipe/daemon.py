@@ -71,6 +71,11 @@ class Actions:
     async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
         return {"flattened": await self.engine.flatten(account, ticker)}
 
+    async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]:
+        if not execute:
+            return {"signal_id": signal_id, "plans": await self.engine.preview(signal_id)}
+        return {"replay_of": signal_id, "signal_id": self.engine.replay(signal_id)}
+
     def status(self) -> dict[str, Any]:
         return self.engine.health()
 

@@ -364,6 +364,10 @@ class Engine:
         strategy = self.config.strategies[work.strategy]
         broker = self.brokers[subscription.account]
         signal = work.signal
+        intent = resolve_signal(signal, subscription, strategy.defaults)
+        resuming = delivery["status"] == "planned" and bool(
+            self.journal.orders_for_deliveries([delivery["id"]])
+        )
         try:
             if signal.signal_price is not None and broker.capabilities.marks_from_signals:
                 for state in await broker.observe_price(signal.ticker, signal.signal_price):
@@ -373,16 +377,10 @@ class Engine:
             # mark) gets its emulated take-profit / stop-loss.
             await self.settle_unknown(subscription.account, signal.ticker)
             await self.settle_brackets(subscription.account, signal.ticker)
-            intent = resolve_signal(signal, subscription, strategy.defaults)
-            position = await broker.position(signal.ticker)
-            quote = await broker.quote(signal.ticker) if broker.capabilities.quotes else None
-            open_orders = await broker.open_orders(signal.ticker)
-            equity = None
-            if intent.quantity_type in EQUITY_TYPES:
-                equity = (await broker.account()).equity
+            decision = None if resuming else await self._decide(intent, subscription.account)
         except BrokerError as e:
             return self._set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
-        if delivery["status"] == "planned" and self.journal.orders_for_deliveries([delivery["id"]]):
+        if decision is None:
             # A stop interrupted this delivery while it was sending (orders are journaled before
             # the broker hears of them): carry out the journaled plan, each leg settled by its
             # client order id, rather than plan against a position its own orders changed.
@@ -393,26 +391,6 @@ class Engine:
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan)
             return await self._finish_delivery(delivery, outcome)
-        lot = broker.capabilities.lot_size if intent.fractional else Decimal(1)
-        market = Market(
-            position=position.quantity,
-            average_price=position.average_price,
-            reference_price=quote or signal.signal_price,
-            equity=equity,
-            has_open_orders=bool(open_orders)
-            or self._holds_children(delivery["account"], signal.ticker),
-            lot_size=lot,
-            now=self.clock(),
-            stops=_resting_stops(open_orders),
-        )
-        decision = make_plan(intent, market)
-        difference = self.blocked.get((delivery["account"], signal.ticker))
-        if difference is not None and isinstance(decision, Plan):
-            why = (
-                f"new entries on {signal.ticker} are blocked until the journal and the broker"
-                f" agree: {difference.describe()} (block_entries_on_mismatch)"
-            )
-            decision = without_entries(decision, why)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
             delivery["id"],
@@ -431,6 +409,81 @@ class Engine:
             )
         outcome = await self._execute(work, delivery, intent, broker, decision)
         return await self._finish_delivery(delivery, outcome)
+
+    async def _decide(self, intent: Intent, account: str) -> Plan | Skip | Reject:
+        """Plan against what the broker says now (reads only), then apply any block."""
+        broker = self.brokers[account]
+        ticker = intent.ticker
+        position = await broker.position(ticker)
+        quote = await broker.quote(ticker) if broker.capabilities.quotes else None
+        open_orders = await broker.open_orders(ticker)
+        equity = None
+        if intent.quantity_type in EQUITY_TYPES:
+            equity = (await broker.account()).equity
+        market = Market(
+            position=position.quantity,
+            average_price=position.average_price,
+            reference_price=quote or intent.signal_price,
+            equity=equity,
+            has_open_orders=bool(open_orders) or self._holds_children(account, ticker),
+            lot_size=broker.capabilities.lot_size if intent.fractional else Decimal(1),
+            now=self.clock(),
+            stops=_resting_stops(open_orders),
+        )
+        decision = make_plan(intent, market)
+        difference = self.blocked.get((account, ticker))
+        if difference is not None and isinstance(decision, Plan):
+            why = (
+                f"new entries on {ticker} are blocked until the journal and the broker"
+                f" agree: {difference.describe()} (block_entries_on_mismatch)"
+            )
+            decision = without_entries(decision, why)
+        return decision
+
+    async def preview(self, signal_id: int) -> list[dict[str, Any]]:
+        """What the signal would do now, per enabled subscription: a dry run that journals
+        nothing and moves no mark (`tradepipe replay ID`)."""
+        row = self.journal.signal(signal_id)
+        if row is None or not row["payload"]:
+            raise UsageError(f"no accepted signal {signal_id} in the journal")
+        signal = parse_signal(row["payload"]).signal
+        assert signal is not None
+        strategy = self.config.strategies[row["strategy"]]
+        answers = []
+        for name, subscription in self.config.subscriptions_for(row["strategy"]):
+            intent = resolve_signal(signal, subscription, strategy.defaults)
+            try:
+                decision = await self._decide(intent, subscription.account)
+            except BrokerError as e:
+                decision = Reject(f"broker {subscription.account}: {e}")
+            answers.append(
+                {"subscription": name, "account": subscription.account, **plan_to_json(decision)}
+            )
+        return answers
+
+    def replay(self, signal_id: int) -> int:
+        """Send a journaled signal again, as a new signal (fresh client order ids) that goes
+        through planning, approval and the audit trail like any other. Returns its id."""
+        row = self.journal.signal(signal_id)
+        if row is None or not row["payload"]:
+            raise UsageError(f"no accepted signal {signal_id} in the journal")
+        signal = parse_signal(row["payload"]).signal
+        assert signal is not None
+        now = self.clock()
+        self.journal.record_operator_action("replay", f"signal {signal_id}", now)
+        new_id = self.journal.record_signal(
+            strategy=row["strategy"],
+            received_at=now,
+            source=f"replay of signal {signal_id}",
+            body=row["body"],
+            payload=row["payload"],
+            ticker=row["ticker"],
+            action=row["action"],
+            status="accepted",
+            http_status=200,
+        )
+        self.enqueue(new_id, row["strategy"], signal)
+        return new_id
 
     async def _finish_delivery(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
         finished = self._set_delivery(delivery["id"], outcome.status, outcome.reason)

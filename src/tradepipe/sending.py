@@ -221,3 +221,17 @@ async def _flatten_standalone(
 ) -> dict[str, Any]:
     async with standalone_engine(config) as engine:
         return await Actions(config, engine).flatten(account, ticker)
+
+
+def replay(config: Any, signal_id: int, execute: bool) -> dict[str, Any]:
+    """A dry run (today's plan) or a new execution, through the daemon if one runs."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        payload = {"signal_id": signal_id, "execute": execute}
+        return _call_daemon(daemon, "/api/replay", payload)
+    return asyncio.run(_replay_standalone(config, signal_id, execute))
+
+
+async def _replay_standalone(config: Any, signal_id: int, execute: bool) -> dict[str, Any]:
+    async with standalone_engine(config) as engine:
+        return await Actions(config, engine).replay(signal_id, execute)

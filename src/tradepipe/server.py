@@ -356,7 +356,17 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
             return web.json_response(error_body("failed", str(e)), status=400)
         return web.json_response({"ok": True, **result})
 
+    async def replay(request: web.Request) -> web.Response:
+        authorised(request)
+        payload = await request.json()
+        try:
+            result = await actions.replay(int(payload["signal_id"]), bool(payload["execute"]))
+        except Exception as e:
+            return web.json_response(error_body("failed", str(e)), status=400)
+        return web.json_response({"ok": True, **result})
+
     app.router.add_post("/api/status", status)
+    app.router.add_post("/api/replay", replay)
     app.router.add_post("/api/flatten", flatten)
     app.router.add_post("/api/paper/quote", paper_quote)
     app.router.add_post("/api/review", review)
