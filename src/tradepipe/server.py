@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -323,50 +323,31 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
                 content_type="application/json",
             )
 
-    async def paper_quote(request: web.Request) -> web.Response:
-        authorised(request)
-        payload = await request.json()
-        try:
-            result = await actions.paper_quote(
-                payload["account"], payload["ticker"], Decimal(str(payload["price"]))
-            )
-        except Exception as e:  # the CLI shows the message; the daemon keeps running
-            return web.json_response(error_body("failed", str(e)), status=400)
-        return web.json_response({"ok": True, **result})
+    def endpoint(
+        act: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            authorised(request)
+            payload = await request.json()
+            try:
+                result = await act(payload)
+            except Exception as e:  # the CLI shows the message; the daemon keeps running
+                return web.json_response(error_body("failed", str(e)), status=400)
+            return web.json_response({"ok": True, **result})
 
-    async def review(request: web.Request) -> web.Response:
-        authorised(request)
-        payload = await request.json()
-        try:
-            result = await actions.review(int(payload["delivery_id"]), bool(payload["approve"]))
-        except Exception as e:
-            return web.json_response(error_body("failed", str(e)), status=400)
-        return web.json_response({"ok": True, **result})
+        return handle
 
-    async def status(request: web.Request) -> web.Response:
-        authorised(request)
-        return web.json_response({"ok": True, **actions.status()})
+    async def status(payload: dict[str, Any]) -> dict[str, Any]:
+        return actions.status()
 
-    async def flatten(request: web.Request) -> web.Response:
-        authorised(request)
-        payload = await request.json()
-        try:
-            result = await actions.flatten(payload.get("account"), payload.get("ticker"))
-        except Exception as e:
-            return web.json_response(error_body("failed", str(e)), status=400)
-        return web.json_response({"ok": True, **result})
-
-    async def replay(request: web.Request) -> web.Response:
-        authorised(request)
-        payload = await request.json()
-        try:
-            result = await actions.replay(int(payload["signal_id"]), bool(payload["execute"]))
-        except Exception as e:
-            return web.json_response(error_body("failed", str(e)), status=400)
-        return web.json_response({"ok": True, **result})
-
-    app.router.add_post("/api/status", status)
-    app.router.add_post("/api/replay", replay)
-    app.router.add_post("/api/flatten", flatten)
-    app.router.add_post("/api/paper/quote", paper_quote)
-    app.router.add_post("/api/review", review)
+    routes = {
+        "/api/status": status,
+        "/api/replay": lambda p: actions.replay(int(p["signal_id"]), bool(p["execute"])),
+        "/api/flatten": lambda p: actions.flatten(p.get("account"), p.get("ticker")),
+        "/api/review": lambda p: actions.review(int(p["delivery_id"]), bool(p["approve"])),
+        "/api/paper/quote": lambda p: actions.paper_quote(
+            p["account"], p["ticker"], Decimal(str(p["price"]))
+        ),
+    }
+    for path, act in routes.items():
+        app.router.add_post(path, endpoint(act))
