@@ -236,6 +236,28 @@ def test_stale_signal_is_rejected(tmp_path):
     scenario(path, test, clock)
 
 
+@pytest.mark.parametrize(("ahead", "warned"), [(-600, False), (0, False), (5, False), (30, True)])
+def test_a_signal_from_the_future_warns_about_the_clocks(tmp_path, ahead, warned):
+    clock = FixedClock()
+
+    async def test(session, journal, engine):
+        sent = (clock.now + timedelta(seconds=ahead)).isoformat()
+        status, answer = await post(session, {**BUY, "time": sent})
+        assert status == 200  # accepted either way: a warning, not a refusal
+        skew = [w for w in answer["warnings"] if "ahead of this server's clock" in w]
+        assert skew == (
+            [
+                "the signal's time is 30 s ahead of this server's clock; check that NTP runs here"
+                " (max_signal_age relies on the two clocks agreeing)"
+            ]
+            if warned
+            else []
+        )
+        assert (journal.signal(answer["signal_id"])["warnings"].count("NTP") == 1) is warned
+
+    scenario(write_config(tmp_path), test, clock)
+
+
 def test_source_ip_allowlist(tmp_path):
     path = write_config(tmp_path, strategy='allowed_ips = ["52.89.214.238"]\n')
 

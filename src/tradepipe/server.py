@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -138,6 +138,10 @@ class Webhook:
             signal = parsed.signal
             assert signal is not None
             self._check_age(signal, strategy.max_signal_age, received_at)
+            skew = clock_skew_warning(signal.time, received_at)
+            if skew:
+                log.warning("strategy %s: %s", name, skew)
+                parsed = replace(parsed, warnings=(*parsed.warnings, skew))
             return self._accept(name, strategy, body, parsed, source, received_at, request)
         except Rejection as rejection:
             return self._reject(name, body, source, received_at, rejection)
@@ -310,6 +314,23 @@ def make_app(
     if api_token is not None and actions is not None:
         _add_api(app, api_token, actions)
     return app
+
+
+CLOCK_SKEW_WARNING = 5.0  # seconds a signal's time may run ahead of ours before we say so
+
+
+def clock_skew_warning(sent: datetime | None, received: datetime) -> str | None:
+    """A signal stamped in the future means one of the two clocks is wrong; max_signal_age
+    (and anyone reading the journal) depends on them agreeing."""
+    if sent is None:
+        return None
+    ahead = (sent - received).total_seconds()
+    if ahead <= CLOCK_SKEW_WARNING:
+        return None
+    return (
+        f"the signal's time is {ahead:.0f} s ahead of this server's clock; check that NTP"
+        " runs here (max_signal_age relies on the two clocks agreeing)"
+    )
 
 
 def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
