@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -227,3 +228,29 @@ def test_status_reports_the_daemon_brokers_blocks_and_pending_work(tmp_path):
         text = tradepipe(config, "status").stdout
     assert live["daemon"]["running"] is True and live["accounts"][0]["ok"] is True
     assert "account paper (paper): ok" in text and "1 approvals" in text
+
+
+def test_a_broker_down_at_start_is_reconnected_with_backoff_and_reconciled(tmp_path):
+    async def test(h: Harness):
+        await h.send(buy())
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        h.engine.reconnect_backoff = (0.02, 0.08)
+        broker = h.engine.brokers["paper"]
+        broker.inject(Fault.DOWN, "connection refused")
+        await h.engine.start()  # serves on; the broker is reported down
+        assert h.engine.health()["status"] == "degraded"
+        (during,) = await h.send(buy(1, action="add"))
+        assert h.deliveries(during)[0][0] == "failed"
+        await asyncio.sleep(0.1)
+        await h.engine.reconnect_due()  # still down: the wait doubles, up to its cap
+        assert h.engine.broker_health["paper"]["ok"] is False
+        broker.heal()
+        await asyncio.sleep(0.1)
+        await h.engine.reconnect_due()
+        await h.engine.drain()
+        assert h.engine.health()["status"] == "ready"
+        (after,) = await h.send(buy(1, action="add"))
+        assert h.deliveries(after)[0][0] == "submitted" and h.position() == 6
+
+    run(write_config(tmp_path), test)

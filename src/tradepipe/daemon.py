@@ -239,23 +239,20 @@ async def serve(
 
 
 def _schedule_reconciliation(config: Any, engine: Engine) -> Any:
-    """Compare the journal with every broker every `[reconciliation].interval` seconds (the
-    first comparison ran at start, before the port opened)."""
-    interval = float(config.reconciliation.interval)
-    if interval <= 0:
-        return None
+    """Periodic work on apscheduler: brokers that failed are reconnected as their backoff runs
+    out (1, 2, 4 … 60 s), and the journal is compared with every broker every
+    `[reconciliation].interval` seconds (the first comparison ran at start). One run of each at
+    a time; runs missed while the loop was busy collapse into one."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     scheduler = AsyncIOScheduler(timezone="UTC")
-    # One run at a time; runs missed while the loop was busy collapse into one.
-    scheduler.add_job(
-        engine.reconcile_everything,
-        "interval",
-        seconds=interval,
-        max_instances=1,
-        coalesce=True,
-        id="reconciliation",
-    )
+    every = {"max_instances": 1, "coalesce": True}
+    scheduler.add_job(engine.reconnect_due, "interval", seconds=1, id="reconnect", **every)
+    interval = float(config.reconciliation.interval)
+    if interval > 0:
+        scheduler.add_job(
+            engine.reconcile_everything, "interval", seconds=interval, id="reconcile", **every
+        )
     scheduler.start()
     return scheduler
 

@@ -108,6 +108,7 @@ class Engine:
         clock: Callable[[], datetime],
         *,
         fill_poll_interval: float = 0.2,
+        reconnect_backoff: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         self.config = config
         self.journal = journal
@@ -121,6 +122,9 @@ class Engine:
         self.blocked: dict[tuple[str, str], Difference] = {}
         # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
         self.broker_health: dict[str, dict[str, Any]] = {}
+        # account → (loop time of the next reconnection attempt, the delay that led to it)
+        self.reconnect_backoff = reconnect_backoff
+        self._reconnect: dict[str, tuple[float, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._remaining: dict[int, int] = {}
         self._idle = asyncio.Event()
@@ -130,8 +134,11 @@ class Engine:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for broker in self.brokers.values():
-            await broker.connect()
+        for account, broker in self.brokers.items():
+            try:
+                await broker.connect()
+            except BrokerError as e:  # reported and retried with backoff; the rest serve on
+                self._broker_failed(account, e)
         for account, broker in self.brokers.items():
             try:  # orders whose answer a crash or a timeout lost: ask the broker by id
                 await self._look_up_interrupted(account)
@@ -911,6 +918,30 @@ class Engine:
         log.error("broker %s: %s", account, error)
         health = self.broker_health.setdefault(account, {"differences": []})
         health.update(ok=False, error=str(error), checked_at=self.clock().isoformat())
+        first, longest = self.reconnect_backoff
+        _, delay = self._reconnect.get(account, (0.0, first / 2))
+        delay = min(delay * 2, longest)  # 1, 2, 4 … 60 s
+        self._reconnect[account] = (asyncio.get_running_loop().time() + delay, delay)
+
+    async def reconnect_due(self) -> None:
+        """Reconnect the brokers whose backoff has run out; a success reconciles them at once
+        (what happened while they were away), a failure doubles the wait."""
+        now = asyncio.get_running_loop().time()
+        for account, (due, _) in list(self._reconnect.items()):
+            if due > now:
+                continue
+            try:
+                await self.brokers[account].connect()
+                tickers = await self._tickers(account)  # also proves the link works
+            except BrokerError as e:
+                self._broker_failed(account, e)
+                continue
+            log.info("broker %s: reconnected", account)
+            del self._reconnect[account]
+            for ticker in tickers:
+                self._busy += 1
+                self._idle.clear()
+                self._lane(account, ticker).put_nowait(Chore("reconcile", account, ticker))
 
     # -- settling by lookup (SPEC §8) ---------------------------------------------------------
 

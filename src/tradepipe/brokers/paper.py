@@ -97,6 +97,7 @@ class PaperBroker:
             raise BrokerUnavailable(f"paper broker {self.name}: {self._down}")
 
     async def connect(self) -> None:
+        self._link()
         self._journal.paper_cash(self.name, self._initial_cash)
 
     async def close(self) -> None:
