@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -155,6 +156,36 @@ def test_caps(action, position, quantity, settings, expected):
         assert roles(decision) == expected
         if decision.orders[-1].quantity < D(quantity):
             assert "reduced from" in decision.summary
+
+
+@pytest.mark.parametrize(
+    ("action", "position", "expected"),
+    [("exit", 5, [(OrderRole.EXIT, 5)]), ("sell", 5, [(OrderRole.EXIT, 5)])],
+    ids=["exit", "reversal-exit-kept"],
+)
+def test_a_value_cap_never_stops_an_exit_even_without_a_price(action, position, expected):
+    settings = {"max_position_value": D(1000), "max_position_quantity": D(3)}
+    if action == "sell":
+        settings["sides"] = "long"  # exit only
+    decision = make_plan(intent(action, None, None, **settings), Market(D(position)))
+    assert roles(decision) == expected
+
+
+def test_a_cancel_goes_through_a_value_cap_without_a_price():
+    settings = {"max_position_value": D(1000)}
+    decision = make_plan(
+        intent("cancel", None, None, **settings), Market(D(5), has_open_orders=True)
+    )
+    assert isinstance(decision, Plan) and decision.cancel_open_orders
+
+
+def test_the_value_cap_prices_a_market_entry_like_its_sizing_not_at_its_limit_price():
+    # A market entry is sized at the quote (100): its cap must use the same price, not the
+    # limitPrice a template happened to carry.
+    signal_intent = intent("buy", "50", None, max_position_value=D(1000))
+    signal_intent = replace(signal_intent, limit_price=D(10))
+    decision = make_plan(signal_intent, Market(D(0), reference_price=D(100)))
+    assert roles(decision) == [(OrderRole.ENTRY, 10)]
 
 
 def test_value_cap_without_a_price_is_rejected():

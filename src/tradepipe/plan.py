@@ -300,14 +300,14 @@ def _entry_quantity(intent: Intent, market: Market, side: Side) -> Decimal | Rej
     return Reject(f"entry quantity: {sized}") if isinstance(sized, str) else sized
 
 
-def _reference_price(intent: Intent, market: Market) -> Decimal | None:
+def reference_price(intent: Intent, market: Market) -> Decimal | None:
     """The limit price of a limit entry, else the broker's quote, else the signal's price."""
     limit_entry = intent.entry_order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
     return intent.limit_price if limit_entry and intent.limit_price else market.reference_price
 
 
 def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingInputs:
-    price = _reference_price(intent, market) or intent.limit_price
+    price = reference_price(intent, market) or intent.limit_price
     stop = None
     if intent.stop_loss is not None and price is not None and side is not None:
         leg = stop_loss_leg(intent.stop_loss, side, price, market.tick_size)
@@ -333,7 +333,7 @@ def _entry_orders(
         return entry
     if intent.take_profit is None and intent.stop_loss is None:
         return (entry,)
-    reference = _reference_price(intent, market)
+    reference = reference_price(intent, market)
     if reference is None:
         return Reject("take-profit / stop-loss need a reference price: send signalPrice")
     children = []

@@ -49,13 +49,15 @@ def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Dec
 
 
 def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
-    from tradepipe.plan import Reject
+    from tradepipe.plan import Reject, reference_price
 
+    if not any(o.role is OrderRole.ENTRY for o in plan.orders):
+        return plan  # caps limit what is added; exits, cancels and stop moves always go
     caps: list[tuple[Decimal, str]] = []
     if intent.max_position_quantity is not None:
         caps.append((Decimal(intent.max_position_quantity), "max_position_quantity"))
     if intent.max_position_value is not None:
-        price = intent.limit_price or market.reference_price
+        price = reference_price(intent, market)  # the price the entry was sized at
         if price is None:
             return Reject("max_position_value needs a reference price: send signalPrice")
         value = Decimal(intent.max_position_value)
