@@ -7,6 +7,7 @@ are real. The same scenarios with native brackets are in test_engine.py.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from tests.helpers import write_config
@@ -257,5 +258,15 @@ def test_a_broker_down_at_start_does_not_stop_the_engine(tmp_path):
             {"ticker": "AAPL", "action": "sell", "quantity": 1, "signalPrice": 98}
         )
         assert h.deliveries(sell)[0][0] == "submitted"
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+def test_emulated_children_keep_the_entrys_extended_hours(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send({**BRACKET, "extendedHours": True})
+        for order in h.journal.orders(signal_id=buy):
+            sent = h.journal.paper_order("paper", order["client_order_id"])
+            assert json.loads(sent["request"])["extended_hours"] is True, order["role"]
 
     run(write_config(tmp_path, account=NO_BRACKETS), test)

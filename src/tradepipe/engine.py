@@ -30,7 +30,6 @@ from tradepipe.orders import (
     OrderStatus,
     OrderType,
     Side,
-    TimeInForce,
 )
 from tradepipe.plan import (
     Market,
@@ -662,6 +661,7 @@ class Engine:
             trail_percent=request.trail_percent,
             time_in_force=request.time_in_force,
             role=request.role,
+            extended_hours=int(request.extended_hours),
             parent_id=parent_id,
             status=status or OrderStatus.SUBMITTING,
             replaces=replaces,
@@ -1026,7 +1026,7 @@ class Engine:
             why = f"not placed: its entry was {entry_status} without a fill"
             self._journal_status(child, OrderStatus.CANCELED, why)
             return
-        request = _request_from_row(child, quantity=filled)
+        request = OrderRequest.from_row(child, quantity=filled)
         self.journal.update_order(
             child["client_order_id"],
             status=OrderStatus.SUBMITTING,
@@ -1075,26 +1075,6 @@ class Engine:
             delivery_id, status=status, reason=reason, updated_at=self.clock()
         )
         return Outcome(status, reason)
-
-
-def _request_from_row(row: Mapping[str, Any], *, quantity: Decimal) -> OrderRequest:
-    def price(name: str) -> Decimal | None:
-        return Decimal(row[name]) if row[name] is not None else None
-
-    return OrderRequest(
-        client_order_id=row["client_order_id"],
-        account=row["account"],
-        ticker=row["ticker"],
-        side=Side(row["side"]),
-        quantity=quantity,
-        order_type=OrderType(row["order_type"]),
-        time_in_force=TimeInForce(row["time_in_force"]),
-        role=OrderRole(row["role"]),
-        limit_price=price("limit_price"),
-        stop_price=price("stop_price"),
-        trail_amount=price("trail_amount"),
-        trail_percent=price("trail_percent"),
-    )
 
 
 def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:

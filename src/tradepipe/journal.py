@@ -228,6 +228,12 @@ def _order_replaces(db: Database) -> None:
     db.execute("ALTER TABLE orders ADD COLUMN replaces TEXT")
 
 
+@migrations(name="0008_order_extended_hours")
+def _order_extended_hours(db: Database) -> None:
+    # An emulated bracket child is sent from its journal row: it must keep the entry's session.
+    db.execute("ALTER TABLE orders ADD COLUMN extended_hours INTEGER NOT NULL DEFAULT 0")
+
+
 _ORDER_DETAIL = (
     "status",
     "account",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 
 class Side(StrEnum):
@@ -98,6 +100,25 @@ class OrderRequest:
     trail_amount: Decimal | None = None
     trail_percent: Decimal | None = None
     extended_hours: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **overrides: Any) -> OrderRequest:
+        """An order request from its stored form (a journal row, the paper broker's JSON):
+        text back to Decimals and enums; columns that are not fields are ignored."""
+        values = {name: row[name] for name in cls.__slots__ if row.get(name) is not None}
+        for name in _DECIMALS:
+            if name in values:
+                values[name] = Decimal(values[name])
+        for name, kind in _ENUMS.items():
+            if name in values:
+                values[name] = kind(values[name])
+        if "extended_hours" in values:
+            values["extended_hours"] = bool(values["extended_hours"])
+        return cls(**(values | overrides))
+
+
+_DECIMALS = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_percent")
+_ENUMS = {"side": Side, "order_type": OrderType, "time_in_force": TimeInForce, "role": OrderRole}
 
 
 @dataclass(frozen=True, slots=True)

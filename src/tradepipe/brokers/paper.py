@@ -22,7 +22,6 @@ from tradepipe.journal import Journal, dumps
 from tradepipe.orders import (
     Fill,
     OrderRequest,
-    OrderRole,
     OrderState,
     OrderStatus,
     OrderType,
@@ -253,7 +252,7 @@ class PaperBroker:
             before = self._journal.paper_ticker_orders(self.name, ticker)
             self._journal.set_paper_mark(self.name, ticker, price, now)
             for row in self._journal.paper_open_orders(self.name, ticker):
-                request = _request_from_json(row["request"])
+                request = OrderRequest.from_row(json.loads(row["request"]))
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
                     continue  # a sibling's fill cancelled it a moment ago (OCO)
@@ -348,7 +347,7 @@ class PaperBroker:
                     message=None,
                     updated_at=now,
                 )
-                child_request = _request_from_json(child["request"])
+                child_request = OrderRequest.from_row(json.loads(child["request"]))
                 if child_request.order_type is OrderType.TRAILING_STOP:
                     self._start_trailing(child_request, price, now)
         row = self._journal.paper_order(self.name, request.client_order_id)
@@ -418,7 +417,7 @@ class PaperBroker:
             for f in self._journal.paper_fills(self.name, row["client_order_id"])
         )
         held = row["status"] == "held"
-        request = _request_from_json(row["request"])
+        request = OrderRequest.from_row(json.loads(row["request"]))
         return OrderState(
             client_order_id=row["client_order_id"],
             # A held bracket leg is accepted by the broker, waiting for its entry to fill.
@@ -492,16 +491,3 @@ def _trail_words(request: OrderRequest, best: Decimal) -> str:
 
 def _request_json(request: OrderRequest) -> str:
     return dumps({slot: getattr(request, slot) for slot in OrderRequest.__slots__})
-
-
-def _request_from_json(text: str) -> OrderRequest:
-    raw = json.loads(text)
-    decimals = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_percent")
-    for key in decimals:
-        if raw.get(key) is not None:
-            raw[key] = Decimal(raw[key])
-    raw["side"] = Side(raw["side"])
-    raw["order_type"] = OrderType(raw["order_type"])
-    raw["time_in_force"] = TimeInForce(raw["time_in_force"])
-    raw["role"] = OrderRole(raw["role"])
-    return OrderRequest(**raw)
