@@ -308,3 +308,14 @@ def test_replacing_an_order_that_is_not_working_is_refused_in_the_brokers_words(
     with pytest.raises(OrderRejected, match=expected):
         run(paper.replace(target, moved))
     assert run(paper.get_order("be")) is None
+
+
+def test_cancelling_a_held_bracket_leg_cancels_it(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    entry = order("entry", order_type=OrderType.LIMIT, limit_price=D(90))
+    stop = order("sl", Side.SELL, order_type=OrderType.STOP, stop_price=D(85))
+    run(paper.submit_bracket(entry, [stop]))
+    state = run(paper.cancel("sl"))
+    assert state.status is OrderStatus.CANCELED
+    run(paper.observe_price("AAPL", D(89)))  # the entry fills; the canceled leg stays so
+    assert run(paper.get_order("sl")).status is OrderStatus.CANCELED

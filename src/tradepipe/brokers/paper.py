@@ -30,6 +30,9 @@ from tradepipe.orders import (
     TimeInForce,
 )
 
+# A paper order that may still fill: live at the mark, or a bracket leg held for its entry.
+WORKING = frozenset({"accepted", "partially_filled", "held"})
+
 
 class Fault(StrEnum):
     REJECT = "reject"  # the next new order is refused with the given message
@@ -139,7 +142,7 @@ class PaperBroker:
             old = self._journal.paper_order(self.name, client_order_id)
             if old is None:
                 raise OrderRejected(f"paper broker: no order {client_order_id} to replace")
-            if old["status"] not in ("accepted", "partially_filled", "held"):
+            if old["status"] not in WORKING:
                 raise OrderRejected(
                     f"paper broker: order {client_order_id} is {old['status']}: nothing to replace"
                 )
@@ -233,7 +236,7 @@ class PaperBroker:
         row = self._journal.paper_order(self.name, client_order_id)
         if row is None:
             return None
-        if OrderStatus(row["status"]).is_open:
+        if row["status"] in WORKING:  # a held bracket leg too
             with self._journal.transaction():
                 self._finish(client_order_id, OrderStatus.CANCELED, "canceled", self._clock())
             row = self._journal.paper_order(self.name, client_order_id)
@@ -353,7 +356,7 @@ class PaperBroker:
         row = self._journal.paper_order(self.name, request.client_order_id)
         if row is not None and row["parent"]:
             for sibling in self._journal.paper_children(self.name, row["parent"]):
-                if sibling["status"] in ("held", "accepted", "partially_filled"):
+                if sibling["status"] in WORKING:
                     self._finish(
                         sibling["client_order_id"],
                         OrderStatus.CANCELED,
