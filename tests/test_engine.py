@@ -170,6 +170,10 @@ def test_reversal_fails_when_the_exit_does_not_fill_in_time_and_sends_no_entry(t
 
     async def test(h: Harness):
         await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        writes: list[str] = []
+        h.journal.conn.set_trace_callback(
+            lambda sql: writes.append(sql) if sql.startswith("UPDATE orders") else None
+        )
         (sell,) = await h.send(
             {
                 "ticker": "AAPL",
@@ -179,9 +183,12 @@ def test_reversal_fails_when_the_exit_does_not_fill_in_time_and_sends_no_entry(t
                 "limitPrice": 120,
             }
         )
+        h.journal.conn.set_trace_callback(None)
         ((status, reason),) = h.deliveries(sell)
         assert status == "failed"
         assert "not filled within 0.2 s" in reason and "no entry was sent" in reason
+        # ~20 polls found nothing new: the exit order was written once (accepted), not per poll.
+        assert len(writes) == 1
         assert [o["role"] for o in h.journal.orders(signal_id=sell)] == ["exit"]
         assert h.position() == 5
 

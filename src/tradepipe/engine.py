@@ -712,6 +712,13 @@ class Engine:
         journaled = self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
             return  # not ours: reconciliation reports such orders
+        if (
+            journaled["status"] == state.status
+            and Decimal(journaled["filled_quantity"]) == state.filled_quantity
+            and journaled["broker_order_id"] == state.broker_order_id
+            and journaled["broker_message"] == state.message
+        ):
+            return  # a poll that learned nothing: no write, no fsync on the shared loop
         with self.journal.transaction():  # one commit for the order and its fills
             self.journal.update_order(
                 state.client_order_id,
