@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
 from tests.test_engine import BRACKET, Harness, run
+from tradepipe.brokers.paper import Fault
+from tradepipe.errors import BrokerUnavailable
 
 
 def test_flatten_cancels_the_bracket_then_closes_the_position(tmp_path):
@@ -44,3 +48,50 @@ def test_flatten_through_the_cli_with_and_without_a_daemon(tmp_path):
         assert tradepipe_json(config, "positions") == []
         unknown = tradepipe(config, "flatten", "--account", "nope", "--yes", check=False)
         assert unknown.returncode == 1 and 'no account "nope"' in unknown.stderr
+
+
+async def restart(h: Harness) -> None:
+    await h.engine.stop()
+    h.engine = h.new_engine()
+    await h.engine.start()
+    await h.engine.drain()
+
+
+def _closing(h: Harness) -> dict:
+    (order,) = [o for o in h.journal.orders() if o["signal_id"] is None]
+    return order
+
+
+def test_a_flatten_a_crash_interrupted_is_settled_by_lookup_never_sent_twice(tmp_path):
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 10})
+        h.engine.brokers["paper"].inject(Fault.TIMEOUT, "read timeout")  # sent, answer lost
+        with pytest.raises(BrokerUnavailable):
+            await h.engine.flatten("paper", "AAPL")
+        # What a kill -9 between the broker's fill and the journal leaves:
+        h.journal.update_order(_closing(h)["client_order_id"], status="submitting")
+        await restart(h)
+        assert _closing(h)["status"] == "filled" and h.position() == 0
+        paper = h.journal.conn.execute("SELECT count(*) FROM paper_orders").fetchone()[0]
+        assert paper == 2  # the buy and one close
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_flatten_that_never_reached_the_broker_is_reported_not_resent(tmp_path):
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 10})
+        h.engine.brokers["paper"].inject(Fault.DROP, "connection reset")
+        with pytest.raises(BrokerUnavailable):
+            await h.engine.flatten("paper", "AAPL")
+        h.journal.update_order(_closing(h)["client_order_id"], status="submitting")
+        await restart(h)
+        assert _closing(h)["status"] == "unknown"  # too soon to believe "no such order"
+        h.clock.advance(61)
+        await restart(h)
+        closing = _closing(h)
+        assert closing["status"] == "canceled"
+        assert closing["broker_message"].startswith("never reached the broker")
+        assert h.position() == 5  # still open: the operator sees it and flattens again
+
+    run(write_config(tmp_path), test)

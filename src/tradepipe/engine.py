@@ -955,12 +955,16 @@ class Engine:
     async def _look_up_interrupted(self, account: str) -> None:
         """Before reconciling at start: what the broker did with the orders a stop caught
         between journaling and the answer. Their fills must be in the journal first, or the
-        position they moved looks like drift. Not found: their delivery, resumed, sends them."""
+        position they moved looks like drift. Not found: their delivery, resumed, sends them;
+        an operator's order has no delivery, so its fate becomes unknown, settled by lookup."""
         broker = self.brokers[account]
         for order in self.journal.submitting_orders(account):
             found = await broker.get_order(order["client_order_id"])
             if found is not None:
                 self.record_state(account, order["ticker"], found)
+            elif order["delivery_id"] is None:
+                why = "a stop came between journaling and sending (flatten)"
+                self._journal_status(order, OrderStatus.UNKNOWN, why)
 
     async def settle_unknown(self, account: str, ticker: str | None = None) -> None:
         """An order whose answer was lost (timeout, dropped connection, crash) is never sent

@@ -534,14 +534,14 @@ class Journal:
 
     def unknown_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
         """Orders whose broker answer was lost: to be settled by looking their id up."""
-        # An operator's order left 'submitting' by a stop has no delivery to resume it.
-        lost = "(status = 'unknown' OR (status = 'submitting' AND delivery_id IS NULL))"
         if ticker is None:
             return self._all(
-                f"SELECT * FROM orders WHERE {lost} AND account = ? ORDER BY id", (account,)
+                "SELECT * FROM orders WHERE status = 'unknown' AND account = ? ORDER BY id",
+                (account,),
             )
         return self._all(
-            f"SELECT * FROM orders WHERE {lost} AND account = ? AND ticker = ? ORDER BY id",
+            "SELECT * FROM orders WHERE status = 'unknown' AND account = ? AND ticker = ?"
+            " ORDER BY id",
             (account, ticker),
         )
 
