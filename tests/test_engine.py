@@ -533,3 +533,17 @@ def test_an_order_the_broker_never_got_is_settled_as_not_sent_after_a_grace(tmp_
         assert h.deliveries(later)[0][0] == "submitted" and h.position() == 1
 
     run(write_config(tmp_path), test)
+
+
+def test_a_paper_quote_waits_for_the_signals_queued_on_its_ticker(tmp_path):
+    from tradepipe.daemon import Actions
+
+    async def test(h: Harness):
+        limit = {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        signal_id, signal = h.journal_signal(limit | {"orderType": "limit", "limitPrice": 99})
+        h.engine.enqueue(signal_id, "trend", signal)  # queued, not yet delivered
+        moved = await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(98))
+        # The quote ran after the delivery placed its limit order, and filled it.
+        assert len(moved["filled"]) == 1 and h.position() == 5
+
+    run(write_config(tmp_path), test)

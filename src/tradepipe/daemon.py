@@ -30,6 +30,7 @@ from tradepipe.brokers.paper import PaperBroker
 from tradepipe.engine import Engine
 from tradepipe.errors import ConfigError, TradepipeError, UsageError
 from tradepipe.journal import Journal
+from tradepipe.orders import OrderState
 from tradepipe.server import make_app
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,15 @@ class Actions:
         self.engine.journal.record_operator_action(
             "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
         )
-        changed = await broker.observe_price(ticker, price)
-        for state in changed:
-            self.engine.record_state(account, ticker, state)
+
+        async def move_mark() -> list[OrderState]:
+            changed = await broker.observe_price(ticker, price)
+            for state in changed:
+                self.engine.record_state(account, ticker, state)
+            return changed
+
+        # In the lane: a fill must not land between a delivery's planning and its orders.
+        changed = await self.engine.in_lane(account, ticker, move_mark)
         return {
             "account": account,
             "ticker": ticker,

@@ -193,6 +193,8 @@ class Engine:
             except Exception:
                 log.exception("signal %s: dispatch failed", work.signal_id)
                 self._done()
+            finally:
+                self._inbox.task_done()
 
     def _dispatch(self, work: Work) -> None:
         subscriptions = self.config.subscriptions_for(work.strategy)
@@ -299,6 +301,7 @@ class Engine:
         assert row is not None
         signal = parse_signal(row["payload"]).signal
         assert signal is not None
+        await self._inbox.join()  # signals acknowledged before the approval go first
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         work = Work(row["id"], row["strategy"], signal)
         self._lane(delivery["account"], delivery["ticker"]).put_nowait(
@@ -764,14 +767,20 @@ class Engine:
             tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
             tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
             for symbol in sorted(t for t in tickers if ticker in (None, t)):
-                done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
                 async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
                     return await self._flatten_one(name, symbol, action)
 
-                self._lane(name, symbol).put_nowait(LaneCall(close, done))
-                results.append(await done)
+                results.append(await self.in_lane(name, symbol, close))
         return results
+
+    async def in_lane(self, account: str, ticker: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run an operator's step in the account + ticker's lane, after the signals queued
+        there, so it never lands between a delivery's planning and its orders."""
+        await self._inbox.join()  # signals acknowledged before now reach their lanes first
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._lane(account, ticker).put_nowait(LaneCall(call, done))
+        return await done
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
         broker = self.brokers[account]
