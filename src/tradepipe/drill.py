@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 # answer:   the broker has the order, its answer is not journaled yet
 POINTS = ("dispatch", "submit", "answer")
 PAUSE_AT = os.environ.get("TRADEPIPE_DRILL_PAUSE_AT")
+if PAUSE_AT is not None and PAUSE_AT not in POINTS:  # a typo must not make a drill pass
+    raise ValueError(f"TRADEPIPE_DRILL_PAUSE_AT={PAUSE_AT!r} is not one of {', '.join(POINTS)}")
 
 
 async def pause_point(name: str) -> None:

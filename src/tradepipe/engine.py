@@ -514,17 +514,9 @@ class Engine:
         account = delivery["account"]
         if plan.cancel_open_orders:
             try:
-                for order in await broker.open_orders(ticker):
-                    state = await broker.cancel(order.client_order_id)
-                    if state is not None:
-                        self.record_state(account, ticker, state)
+                await self._cancel_ticker(account, ticker, "canceled with the open orders")
             except BrokerError as e:
                 return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
-            for child in self.journal.bracket_children(account, ticker):
-                if child["status"] == OrderStatus.HELD:  # emulated: only tradepipe holds it
-                    self._journal_status(
-                        child, OrderStatus.CANCELED, "canceled with the open orders"
-                    )
         for step in plan.orders:
             if step.parent_leg is not None:
                 continue  # a bracket child goes with its parent
@@ -774,6 +766,22 @@ class Engine:
                 results.append(await self.in_lane(name, symbol, close))
         return results
 
+    async def _cancel_ticker(self, account: str, ticker: str, why: str) -> list[str]:
+        """Cancel the ticker's open orders at the broker, and the emulated bracket legs only
+        tradepipe holds; answers their ids."""
+        broker = self.brokers[account]
+        canceled = []
+        for order in await broker.open_orders(ticker):
+            state = await broker.cancel(order.client_order_id)
+            if state is not None:
+                self.record_state(account, ticker, state)
+            canceled.append(order.client_order_id)
+        for child in self.journal.bracket_children(account, ticker):
+            if child["status"] == OrderStatus.HELD:
+                self._journal_status(child, OrderStatus.CANCELED, why)
+                canceled.append(child["client_order_id"])
+        return canceled
+
     async def in_lane(self, account: str, ticker: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run an operator's step in the account + ticker's lane, after the signals queued
         there, so it never lands between a delivery's planning and its orders."""
@@ -784,16 +792,7 @@ class Engine:
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
         broker = self.brokers[account]
-        canceled = []
-        for order in await broker.open_orders(ticker):
-            state = await broker.cancel(order.client_order_id)
-            if state is not None:
-                self.record_state(account, ticker, state)
-            canceled.append(order.client_order_id)
-        for child in self.journal.bracket_children(account, ticker):
-            if child["status"] == OrderStatus.HELD:
-                self._journal_status(child, OrderStatus.CANCELED, "canceled by flatten")
-                canceled.append(child["client_order_id"])
+        canceled = await self._cancel_ticker(account, ticker, "canceled by flatten")
         result: dict[str, Any] = {"account": account, "ticker": ticker, "canceled": canceled}
         held = (await broker.position(ticker)).quantity
         if held == 0:
@@ -845,9 +844,7 @@ class Engine:
                 self._broker_failed(account, e)
                 continue
             for ticker in tickers:
-                self._busy += 1
-                self._idle.clear()
-                self._lane(account, ticker).put_nowait(Chore("reconcile", account, ticker))
+                self._queue_chore(Chore("reconcile", account, ticker))
 
     async def _tickers(self, account: str) -> list[str]:
         broker = self.brokers[account]
@@ -883,11 +880,7 @@ class Engine:
                 self.record_state(account, ticker, found)
                 seen = str(found.status)
             differences.append(Difference("order", account, ticker, cid, was[cid], seen))
-        known = [
-            o.client_order_id
-            for o in broker_open
-            if self.journal.order_by_client_id(o.client_order_id)
-        ]
+        known = self.journal.known_order_ids([o.client_order_id for o in broker_open])
         differences += foreign_orders(account, ticker, broker_open, known)
         held = self.journal.position(account, ticker)
         at_broker = (await broker.position(ticker)).quantity
@@ -955,9 +948,7 @@ class Engine:
             log.info("broker %s: reconnected", account)
             del self._reconnect[account]
             for ticker in tickers:
-                self._busy += 1
-                self._idle.clear()
-                self._lane(account, ticker).put_nowait(Chore("reconcile", account, ticker))
+                self._queue_chore(Chore("reconcile", account, ticker))
 
     # -- settling by lookup (SPEC §8) ---------------------------------------------------------
 
@@ -999,9 +990,12 @@ class Engine:
         if (account, ticker) in self._settle_due:
             return
         self._settle_due.add((account, ticker))
-        self._busy += 1
+        self._queue_chore(Chore("settle", account, ticker))
+
+    def _queue_chore(self, chore: Chore) -> None:
+        self._busy += 1  # drain() waits for it like for a signal
         self._idle.clear()
-        self._lane(account, ticker).put_nowait(Chore("settle", account, ticker))
+        self._lane(chore.account, chore.ticker).put_nowait(chore)
 
     async def settle_brackets(self, account: str, ticker: str) -> None:
         """For a broker without native brackets, do what an OTOCO bracket does: place the

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlite_utils.migrations import Migrations
 
 from tradepipe.audit import GENESIS, event_hash
 from tradepipe.errors import JournalError
+from tradepipe.reconcile import WORKING
 
 migrations = Migrations("tradepipe")
 
@@ -303,9 +305,10 @@ class Journal:
     def close(self) -> None:
         self.conn.close()
 
-    @property
+    @cached_property
     def instance(self) -> str:
-        """A random id of this journal file, part of every client order id it creates."""
+        """A random id of this journal file, part of every client order id it creates; written
+        once, so it is read once."""
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
         if row is not None:
             return str(row[0])
@@ -314,7 +317,8 @@ class Journal:
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)", (value,)
             )
-        return self.instance
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        return str(row[0])
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -349,7 +353,7 @@ class Journal:
 
     # -- audit trail ---------------------------------------------------------------------------
 
-    def _event(self, kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> None:
+    def _event(self, kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> int:
         """Append one audit event chained to the last; call inside the write's transaction."""
         last = self.conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         event = {
@@ -365,17 +369,15 @@ class Journal:
             ),
         }
         prev = last[1] if last else GENESIS
-        self._insert("events", {**event, "prev_hash": prev, "hash": event_hash(prev, event)})
+        return self._insert("events", {**event, "prev_hash": prev, "hash": event_hash(prev, event)})
 
     def record_operator_action(self, action: str, subject: str, at: datetime, **detail: Any) -> int:
         """Journal an operator's command; its event id names what the command places."""
         with self.transaction():
-            self._event("operator", subject, {"action": action, **detail}, at)
-            return int(self.conn.execute("SELECT max(id) FROM events").fetchone()[0])
+            return self._event("operator", subject, {"action": action, **detail}, at)
 
-    def events(self, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM events WHERE id > ? ORDER BY id"
-        return self._all(sql + (f" LIMIT {int(limit)}" if limit else ""), (after,))
+    def events(self, *, after: int = 0) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM events WHERE id > ? ORDER BY id", (after,))
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -514,12 +516,23 @@ class Journal:
 
     def working_orders(self, account: str, ticker: str | None = None) -> list[dict[str, Any]]:
         """Orders the journal believes are at the broker and not done."""
-        where = "account = ? AND status IN ('submitted', 'accepted', 'partially_filled')"
+        where = f"account = ? AND status IN ({', '.join(repr(w) for w in sorted(WORKING))})"
         if ticker is None:
             return self._all(f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
         return self._all(
             f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id", (account, ticker)
         )
+
+    def known_order_ids(self, client_order_ids: Sequence[str]) -> set[str]:
+        """Which of these client order ids the journal has."""
+        if not client_order_ids:
+            return set()
+        marks = ", ".join("?" for _ in client_order_ids)
+        rows = self.conn.execute(
+            f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+            list(client_order_ids),
+        )
+        return {row[0] for row in rows}
 
     def submitting_orders(self, account: str) -> list[dict[str, Any]]:
         """Orders journaled for sending whose answer never came back (a stop came first)."""
