@@ -295,3 +295,20 @@ def test_send_signs_requests_for_a_strategy_with_a_webhook_secret(tmp_path):
     with Daemon(config, free_port()):
         answer = send(config, {"ticker": "AAPL", "action": "buy", "signalPrice": 5}, "--wait")
         assert answer["ok"] and answer["signal"]["deliveries"][0]["status"] == "submitted"
+
+
+def test_serve_on_a_busy_port_says_so_and_leaves_the_journal_free(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(tmp_path, port=port)
+        result = tradepipe(config, "serve", check=False, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    # The engine it started was stopped and the lock released: a standalone command runs.
+    sent = tradepipe(config, "send", '{"ticker":"AAPL","action":"buy","signalPrice":5}')
+    assert sent.returncode == 0

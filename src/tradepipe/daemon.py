@@ -203,15 +203,18 @@ async def serve(
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         bind_host = host or config.server.host
-        site = web.TCPSite(runner, bind_host, port if port is not None else config.server.port)
+        bind_port = port if port is not None else config.server.port
+        site = web.TCPSite(runner, bind_host, bind_port)
+        # Recovery first (resumed signals keep their place ahead of new ones), then the port.
+        await engine.start()
         try:
-            await engine.start()
             await site.start()
         except OSError as e:
+            # Stop what recovery started: it must not trade on without a daemon to report it.
+            await engine.stop()
             await runner.cleanup()
-            raise TradepipeError(
-                f"cannot listen on {bind_host}:{port or config.server.port}: {e}"
-            ) from e
+            journal.close()
+            raise TradepipeError(f"cannot listen on {bind_host}:{bind_port}: {e}") from e
         url = local_url(runner.addresses[0])
         files = DaemonFiles.beside(journal_path)
         _write_private(files.info, json.dumps({"url": url, "token": api_token, "pid": os.getpid()}))
