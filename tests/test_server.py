@@ -387,3 +387,32 @@ def test_deeply_nested_json_is_a_journaled_400_not_a_500(tmp_path):
         assert journal.signals()[0]["status"] == "rejected"
 
     scenario(write_config(tmp_path), test)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        # an escaped key the text redaction cannot see, with the right passphrase: accepted
+        ('{"ticker":"AAPL","action":"buy","signalPrice":5,"pass\\u0070hrase":"s3cret"}', 200),
+        # the same in UTF-16, which JSON parsers accept and the signal parser refuses
+        (
+            json.dumps({"ticker": "AAPL", "action": "buy", "passphrase": "s3cret"}).encode(
+                "utf-16"
+            ),
+            400,
+        ),
+        # a wrong passphrase behind an escaped key: refused, and still not stored
+        ('{"ticker":"AAPL","action":"buy","pass\\u0070hrase":"s3cretX"}', 403),
+    ],
+    ids=["escaped-key", "utf-16", "escaped-key-wrong"],
+)
+def test_a_passphrase_never_reaches_the_journal_however_it_is_spelled(tmp_path, body, status):
+    async def test(session, journal, engine):
+        got, _ = await post(session, body)
+        assert got == status
+        for row in journal.signals():
+            stored = json.dumps(row)
+            assert "s3cret" not in stored and "s\\u00003" not in stored
+            assert "s\\u0000" not in stored  # no UTF-16 spelling either
+
+    scenario(passphrase_config(tmp_path), test)

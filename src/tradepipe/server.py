@@ -148,7 +148,9 @@ class Webhook:
 
     def _parse(self, body: bytes, passphrase: str | None) -> ParsedSignal:
         try:
-            decoded: Any = json.loads(body)
+            # UTF-8 only, as the signal parser reads it (json.loads(bytes) would also take
+            # UTF-16/32, which the parser and the redaction below do not).
+            decoded: Any = json.loads(body.decode("utf-8").removeprefix("\ufeff"))
         except (ValueError, UnicodeDecodeError, RecursionError):
             decoded = None
             parsed = parse_signal(body)
@@ -215,7 +217,7 @@ class Webhook:
             "strategy": name,
             "received_at": received_at,
             "source": source,
-            "body": _redacted(body),
+            "body": _redacted(body, has_passphrase=signal.passphrase is not None),
             "payload": json.dumps(signal_to_json(signal)),
             "ticker": signal.ticker,
             "action": signal.action,
@@ -281,9 +283,24 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(parts)
 
 
-def _redacted(body: bytes) -> str:
-    """The body as text with any passphrase value blanked out: secrets never reach the journal."""
-    text = body.decode("utf-8", errors="replace")
+def _redacted(body: bytes, *, has_passphrase: bool | None = None) -> str:
+    """The body as text with any passphrase value blanked out: secrets never reach the journal.
+
+    A body that carries a passphrase is stored re-serialised from its parsed form (so an escaped
+    key such as "pass\\u0070hrase" cannot slip past); one that does not parse is redacted as
+    text; one that is not UTF-8 is not stored at all (its text cannot be searched)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(body)} bytes that are not UTF-8; not stored>"
+    if has_passphrase is False:
+        return text  # parsed, and no passphrase in it: the hot path stops here
+    try:
+        decoded = json.loads(text.removeprefix("\ufeff"))
+    except (ValueError, RecursionError):
+        decoded = None
+    if isinstance(decoded, dict) and "passphrase" in decoded:
+        return json.dumps({**decoded, "passphrase": "***"}, ensure_ascii=False)
     return _PASSPHRASE_TEXT.sub(r'\1"***"', text)
 
 
