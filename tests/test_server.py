@@ -416,3 +416,16 @@ def test_a_passphrase_never_reaches_the_journal_however_it_is_spelled(tmp_path, 
             assert "s\\u0000" not in stored  # no UTF-16 spelling either
 
     scenario(passphrase_config(tmp_path), test)
+
+
+def test_failed_passphrases_neither_use_up_the_signals_limit_nor_flood_the_journal(tmp_path):
+    path = write_config(tmp_path, strategy='passphrase = "s3cret"\nrate_limit_per_minute = 3\n')
+
+    async def test(session, journal, engine):
+        wrong = [(await post(session, {**BUY, "passphrase": "guess"}))[0] for _ in range(5)]
+        assert wrong == [403, 403, 403, 429, 429]  # the flood stops being journaled
+        status, _ = await post(session, {**BUY, "passphrase": "s3cret"})
+        assert status == 200  # the real signal still goes through
+        assert [s["http_status"] for s in reversed(journal.signals())] == [403, 403, 403, 200]
+
+    scenario(path, test)

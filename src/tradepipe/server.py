@@ -35,6 +35,8 @@ DEDUPE_KEY_TTL = timedelta(hours=24)
 # Any JSON value after "passphrase": a string, or a bare number/word someone typed instead.
 _PASSPHRASE_TEXT = re.compile(r'("passphrase"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
 
+AUTH_FAILURES = frozenset({"passphrase-required", "invalid-passphrase"})
+
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 
 
@@ -97,6 +99,12 @@ class Webhook:
             name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
             for name, s in config.strategies.items()
         }
+        # Requests that fail authentication have their own budget: someone holding only a
+        # leaked URL can neither use up the real signals' limit nor flood the journal.
+        self.failed_auth = {
+            name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
+            for name, s in config.strategies.items()
+        }
         # Parsed once here: the handler runs for every request.
         self.guards = {
             name: Guards(s.allowed_networks, s.trusted_proxy_networks, s.webhook_key)
@@ -123,18 +131,23 @@ class Webhook:
                     (FieldError("", f"body exceeds {MAX_BODY} bytes"),),
                     journal=False,
                 )
-            broken = self.limiters[name].allow(self.monotonic())
-            if broken:
-                raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
             if not is_allowed(source, guards.allowed_ips):
+                self._limit(self.failed_auth[name])
                 raise Rejection(403, "ip-not-allowed", f"source address {source} is not allowed")
             if guards.webhook_key:
                 problem = verify_signature(
                     guards.webhook_key, request.headers, body, received_at.timestamp()
                 )
                 if problem:
+                    self._limit(self.failed_auth[name])
                     raise Rejection(401, "invalid-signature", problem)
-            parsed = self._parse(body, strategy.passphrase)
+            try:
+                parsed = self._parse(body, strategy.passphrase)
+            except Rejection as rejection:
+                limiter = self.failed_auth if rejection.code in AUTH_FAILURES else self.limiters
+                self._limit(limiter[name])
+                raise
+            self._limit(self.limiters[name])
             signal = parsed.signal
             assert signal is not None
             self._check_age(signal, strategy.max_signal_age, received_at)
@@ -145,6 +158,11 @@ class Webhook:
             return self._accept(name, strategy, body, parsed, source, received_at, request)
         except Rejection as rejection:
             return self._reject(name, body, source, received_at, rejection)
+
+    def _limit(self, limiter: RateLimiter) -> None:
+        broken = limiter.allow(self.monotonic())
+        if broken:
+            raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
 
     def _parse(self, body: bytes, passphrase: str | None) -> ParsedSignal:
         try:
