@@ -429,3 +429,16 @@ def test_failed_passphrases_neither_use_up_the_signals_limit_nor_flood_the_journ
         assert [s["http_status"] for s in reversed(journal.signals())] == [403, 403, 403, 200]
 
     scenario(path, test)
+
+
+def test_a_journal_that_cannot_be_written_answers_503_and_queues_nothing(tmp_path):
+    async def test(session, journal, engine):
+        journal.conn.execute("PRAGMA query_only = ON")  # every write now fails
+        status, answer = await post(session, BUY)
+        assert status == 503 and answer["code"] == "journal-unavailable"
+        assert "could not be written" in answer["message"]
+        journal.conn.execute("PRAGMA query_only = OFF")
+        await engine.drain()
+        assert journal.signals() == [] and journal.orders() == []
+
+    scenario(write_config(tmp_path), test)

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -112,6 +113,16 @@ class Webhook:
         }
 
     async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handle(request)
+        except sqlite3.Error as e:
+            # Not committed, so not acknowledged: the sender must retry (TradingView does not,
+            # so the log says loudly what was refused and why).
+            log.exception("journal write failed; the signal was NOT accepted")
+            body = error_body("journal-unavailable", f"the journal could not be written: {e}")
+            return _answer(503, body)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         received_at = self.clock()
         body = await _read_body(request)
         found = self.config.strategy_by_token(request.match_info["token"])
