@@ -312,3 +312,16 @@ def test_serve_on_a_busy_port_says_so_and_leaves_the_journal_free(tmp_path):
     # The engine it started was stopped and the lock released: a standalone command runs.
     sent = tradepipe(config, "send", '{"ticker":"AAPL","action":"buy","signalPrice":5}')
     assert sent.returncode == 0
+
+
+def test_send_to_a_daemon_that_does_not_answer_says_the_outcome_is_unknown(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # takes the request, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        config = write_config(tmp_path, port=silent.getsockname()[1])
+        result = tradepipe(config, "send", '{"ticker":"AAPL","action":"buy"}', check=False)
+    assert result.returncode == 1
+    assert "it may have been accepted; check `tradepipe signals`" in result.stderr
+    assert not (tmp_path / "journal.db").exists()  # not sent a second time on its own

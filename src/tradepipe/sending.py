@@ -44,7 +44,15 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
             return e.code, json.loads(raw)
         except ValueError:
             return e.code, {"ok": False, "code": "http-error", "message": raw.decode()[:500]}
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+    except TimeoutError as e:
+        # Connected, request sent, no answer: it may have been journaled. Never fall back to
+        # sending it again on our own, and say how to find out.
+        where = urllib.parse.urlsplit(url).netloc
+        raise TradepipeError(
+            f"{where} took the request but did not answer within 10 s: it may have been"
+            " accepted; check `tradepipe signals` before sending it again"
+        ) from e
+    except (urllib.error.URLError, ConnectionError) as e:
         # The path is left out: a webhook path carries the strategy's secret token.
         where = urllib.parse.urlsplit(url).netloc
         reason = getattr(e, "reason", e)
