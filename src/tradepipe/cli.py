@@ -467,9 +467,9 @@ def pending(as_json: JsonOption = False) -> None:
 
 
 def _review(delivery_id: int, approve: bool, as_json: bool) -> None:
-    from tradepipe.sending import review
+    from tradepipe.sending import act
 
-    result = review(load(), delivery_id, approve)
+    result = act(load(), "/api/review", {"delivery_id": delivery_id, "approve": approve})
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -555,7 +555,7 @@ def config_check() -> None:
 def paper_quote(account: str, ticker: str, price: str) -> None:
     """Move the paper broker's mark for TICKER; resting orders that it crosses fill."""
     from tradepipe.errors import UsageError
-    from tradepipe.sending import paper_quote as move_mark
+    from tradepipe.sending import act
 
     try:
         value = Decimal(price)
@@ -563,7 +563,8 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
         value = Decimal("NaN")
     if not value.is_finite() or value <= 0:
         raise UsageError(f"price must be a number greater than 0 (got {price!r})")
-    result = move_mark(load(), account, ticker, value)
+    payload = {"account": account, "ticker": ticker, "price": str(value)}
+    result = act(load(), "/api/paper/quote", payload)
     filled = ", ".join(result.get("filled", [])) or "none"
     out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
 
@@ -581,7 +582,7 @@ def flatten(
     """Cancel the open orders, then close the positions (market orders), of an account and
     ticker — or of everything. Asks first unless --yes."""
     from tradepipe.errors import UsageError
-    from tradepipe.sending import flatten as run
+    from tradepipe.sending import act
 
     config = load()
     if not yes:
@@ -589,7 +590,7 @@ def flatten(
         if not sys.stdin.isatty():
             raise UsageError(f"flatten {scope}: pass --yes to confirm without a terminal")
         typer.confirm(f"Cancel open orders and close positions of {scope}?", abort=True)
-    result = run(config, account, ticker)
+    result = act(config, "/api/flatten", {"account": account, "ticker": ticker})
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -618,11 +619,10 @@ def replay(
 ) -> None:
     """Show what a journaled signal would do now, per subscription; --execute sends it again
     as a new signal (fresh client order ids, the usual approval and audit trail)."""
-    from tradepipe.sending import replay as run
-    from tradepipe.sending import wait_for_signal
+    from tradepipe.sending import act, wait_for_signal
 
     config = load()
-    result = run(config, signal_id, execute)
+    result = act(config, "/api/replay", {"signal_id": signal_id, "execute": execute})
     if execute:
         result["signal"] = wait_for_signal(config, result["signal_id"], timeout=30)
     if as_json:

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -164,19 +163,20 @@ async def _run_standalone(
             await runner.cleanup()
 
 
-def paper_quote(config: Any, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
+def act(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One acting command (an API path of `server.api_routes`): through the running daemon
+    when there is one, else on our own under the journal lock, by the very same route."""
     daemon = _daemon(config)
     if daemon is not None:
-        payload = {"account": account, "ticker": ticker, "price": str(price)}
-        return _call_daemon(daemon, "/api/paper/quote", payload)
-    return asyncio.run(_paper_quote_standalone(config, account, ticker, price))
+        return _call_daemon(daemon, path, payload)
+    return asyncio.run(_act_standalone(config, path, payload))
 
 
-async def _paper_quote_standalone(
-    config: Any, account: str, ticker: str, price: Decimal
-) -> dict[str, Any]:
+async def _act_standalone(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    from tradepipe.server import api_routes
+
     async with standalone_engine(config) as engine:
-        return await Actions(config, engine).paper_quote(account, ticker, price)
+        return await api_routes(Actions(config, engine))[path](payload)
 
 
 def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -187,20 +187,8 @@ def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> 
     )
     if status != 200:
         raise TradepipeError(answer.get("message", f"daemon answered {status}"))
+    answer.pop("ok", None)  # the same answer as a standalone run
     return answer
-
-
-def review(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
-    """Approve or reject a delivery waiting for approval, through the daemon if one runs."""
-    daemon = _daemon(config)
-    if daemon is not None:
-        return _call_daemon(daemon, "/api/review", {"delivery_id": delivery_id, "approve": approve})
-    return asyncio.run(_review_standalone(config, delivery_id, approve))
-
-
-async def _review_standalone(config: Any, delivery_id: int, approve: bool) -> dict[str, Any]:
-    async with standalone_engine(config) as engine:
-        return await engine.review(delivery_id, approve=approve)
 
 
 def status(config: Any) -> dict[str, Any]:
@@ -214,32 +202,3 @@ def status(config: Any) -> dict[str, Any]:
         return status_view(config, journal, daemon, live)
     finally:
         journal.close()
-
-
-def flatten(config: Any, account: str | None, ticker: str | None) -> dict[str, Any]:
-    """Cancel, then close, through the daemon if one runs, else on our own."""
-    daemon = _daemon(config)
-    if daemon is not None:
-        return _call_daemon(daemon, "/api/flatten", {"account": account, "ticker": ticker})
-    return asyncio.run(_flatten_standalone(config, account, ticker))
-
-
-async def _flatten_standalone(
-    config: Any, account: str | None, ticker: str | None
-) -> dict[str, Any]:
-    async with standalone_engine(config) as engine:
-        return await Actions(config, engine).flatten(account, ticker)
-
-
-def replay(config: Any, signal_id: int, execute: bool) -> dict[str, Any]:
-    """A dry run (today's plan) or a new execution, through the daemon if one runs."""
-    daemon = _daemon(config)
-    if daemon is not None:
-        payload = {"signal_id": signal_id, "execute": execute}
-        return _call_daemon(daemon, "/api/replay", payload)
-    return asyncio.run(_replay_standalone(config, signal_id, execute))
-
-
-async def _replay_standalone(config: Any, signal_id: int, execute: bool) -> dict[str, Any]:
-    async with standalone_engine(config) as engine:
-        return await Actions(config, engine).replay(signal_id, execute)

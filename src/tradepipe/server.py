@@ -379,6 +379,27 @@ def clock_skew_warning(sent: datetime | None, received: datetime) -> str | None:
     )
 
 
+Route = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def api_routes(actions: Any) -> dict[str, Route]:
+    """The acting commands by API path, each taking the JSON payload the CLI sends. The same
+    table serves the daemon's API and the CLI's standalone runs, so both read payloads alike."""
+
+    async def status(payload: dict[str, Any]) -> dict[str, Any]:
+        return actions.status()
+
+    return {
+        "/api/status": status,
+        "/api/replay": lambda p: actions.replay(int(p["signal_id"]), bool(p["execute"])),
+        "/api/flatten": lambda p: actions.flatten(p.get("account"), p.get("ticker")),
+        "/api/review": lambda p: actions.review(int(p["delivery_id"]), bool(p["approve"])),
+        "/api/paper/quote": lambda p: actions.paper_quote(
+            p["account"], p["ticker"], Decimal(str(p["price"]))
+        ),
+    }
+
+
 def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
     """The local API the CLI's acting commands use while a daemon owns the journal."""
 
@@ -390,9 +411,7 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
                 content_type="application/json",
             )
 
-    def endpoint(
-        act: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def endpoint(act: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             authorised(request)
             payload = await request.json()
@@ -404,17 +423,5 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
 
         return handle
 
-    async def status(payload: dict[str, Any]) -> dict[str, Any]:
-        return actions.status()
-
-    routes = {
-        "/api/status": status,
-        "/api/replay": lambda p: actions.replay(int(p["signal_id"]), bool(p["execute"])),
-        "/api/flatten": lambda p: actions.flatten(p.get("account"), p.get("ticker")),
-        "/api/review": lambda p: actions.review(int(p["delivery_id"]), bool(p["approve"])),
-        "/api/paper/quote": lambda p: actions.paper_quote(
-            p["account"], p["ticker"], Decimal(str(p["price"]))
-        ),
-    }
-    for path, act in routes.items():
+    for path, act in api_routes(actions).items():
         app.router.add_post(path, endpoint(act))
