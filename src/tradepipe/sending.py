@@ -96,9 +96,11 @@ def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, An
     try:
         deadline = time.monotonic() + timeout
         while True:
-            detail = signal_detail(journal, signal_id)
-            assert detail is not None
-            if detail["status"] in FINISHED or time.monotonic() > deadline:
+            row = journal.signal(signal_id)
+            assert row is not None
+            if row["status"] in FINISHED or time.monotonic() > deadline:
+                detail = signal_detail(journal, signal_id)  # built once, at the end
+                assert detail is not None
                 return detail
             time.sleep(0.05)
     finally:

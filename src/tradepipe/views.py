@@ -83,7 +83,7 @@ def pending_view(delivery: dict[str, Any]) -> dict[str, Any]:
 
 def signal_views(journal: Journal, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     deliveries = journal.deliveries_for([r["id"] for r in rows])
-    orders = journal.orders_for_deliveries([d["id"] for d in deliveries])
+    orders = _by_delivery(journal.orders_for_deliveries([d["id"] for d in deliveries]))
     by_signal: dict[int, list[dict[str, Any]]] = {}
     for delivery in deliveries:
         by_signal.setdefault(delivery["signal_id"], []).append(
@@ -92,25 +92,10 @@ def signal_views(journal: Journal, rows: list[dict[str, Any]]) -> list[dict[str,
                 "account": delivery["account"],
                 "status": delivery["status"],
                 "reason": delivery["reason"],
-                "order_ids": [o["id"] for o in orders if o["delivery_id"] == delivery["id"]],
+                "order_ids": [o["id"] for o in orders.get(delivery["id"], [])],
             }
         )
-    return [
-        {
-            "id": row["id"],
-            "strategy": row["strategy"],
-            "received_at": row["received_at"],
-            "ticker": row["ticker"],
-            "action": row["action"],
-            "status": row["status"],
-            "error": row["error"],
-            "http_status": row["http_status"],
-            "duplicate_of": row["duplicate_of"],
-            "warnings": json.loads(row["warnings"]),
-            "deliveries": by_signal.get(row["id"], []),
-        }
-        for row in rows
-    ]
+    return [_signal_view(row, by_signal.get(row["id"], [])) for row in rows]
 
 
 def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
@@ -119,16 +104,11 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
     row = journal.signal(signal_id)
     if row is None:
         return None
-    view = signal_views(journal, [row])[0]
     deliveries = journal.deliveries_for([signal_id])
-    orders = journal.orders_for_deliveries([d["id"] for d in deliveries])
-    view.update(
-        source=row["source"],
-        body=row["body"],
-        payload=json.loads(row["payload"]) if row["payload"] else None,
-        errors=json.loads(row["errors"]),
-        processed_at=row["processed_at"],
-        deliveries=[
+    orders = _by_delivery(journal.orders_for_deliveries([d["id"] for d in deliveries]))
+    view = _signal_view(
+        row,
+        [
             {
                 "subscription": d["subscription"],
                 "account": d["account"],
@@ -136,13 +116,43 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
                 "reason": d["reason"],
                 "plan": json.loads(d["plan"]) if d["plan"] else None,
                 "provenance": json.loads(d["provenance"]) if d["provenance"] else [],
-                "orders": [order_view(o) for o in orders if o["delivery_id"] == d["id"]],
+                "orders": [order_view(o) for o in orders.get(d["id"], [])],
                 "updated_at": d["updated_at"],
             }
             for d in deliveries
         ],
     )
+    view.update(
+        source=row["source"],
+        body=row["body"],
+        payload=json.loads(row["payload"]) if row["payload"] else None,
+        errors=json.loads(row["errors"]),
+        processed_at=row["processed_at"],
+    )
     return view
+
+
+def _signal_view(row: dict[str, Any], deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "strategy": row["strategy"],
+        "received_at": row["received_at"],
+        "ticker": row["ticker"],
+        "action": row["action"],
+        "status": row["status"],
+        "error": row["error"],
+        "http_status": row["http_status"],
+        "duplicate_of": row["duplicate_of"],
+        "warnings": json.loads(row["warnings"]),
+        "deliveries": deliveries,
+    }
+
+
+def _by_delivery(orders: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for order in orders:
+        grouped.setdefault(order["delivery_id"], []).append(order)
+    return grouped
 
 
 def status_view(
