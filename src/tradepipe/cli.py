@@ -195,7 +195,7 @@ def send(
         body = payload.encode()
     status, answer, detail = deliver_signal(config, name, body, wait=wait, timeout=timeout)
     if as_json:
-        out.print_json(json.dumps({**answer, **({"signal": detail} if detail else {})}))
+        print_json({**answer, **({"signal": detail} if detail else {})})
     else:
         render_answer(status, answer)
         if detail:
@@ -245,6 +245,11 @@ STATUS_COLOURS = {
 # -- reading commands ------------------------------------------------------------------------
 
 
+def print_json(value: Any) -> None:
+    """What --json prints: plain, indented JSON on stdout, the same on a terminal or a pipe."""
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
 def emit(
     rows: list[dict[str, Any]],
     as_json: bool,
@@ -254,7 +259,7 @@ def emit(
 ) -> None:
     """A listing: one JSON array with --json, else a table of `cells(row)` under `columns`."""
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
         return
     if not rows:
         out.print(f"[dim]no {title}[/]")
@@ -327,7 +332,7 @@ def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
     if detail is None:
         raise UsageError(f"no signal {signal_id} in the journal")
     if as_json:
-        sys.stdout.write(json.dumps(detail, indent=2) + "\n")
+        print_json(detail)
         return
     colour = STATUS_COLOURS.get(detail["status"], "white")
     out.print(
@@ -471,7 +476,7 @@ def _review(delivery_id: int, approve: bool, as_json: bool) -> None:
 
     result = act(load(), "/api/review", {"delivery_id": delivery_id, "approve": approve})
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        print_json(result)
     else:
         colour = STATUS_COLOURS.get(result["status"], "white")
         out.print(f"delivery {delivery_id}: [{colour}]{result['status']}[/] — {result['reason']}")
@@ -520,7 +525,7 @@ def strategies(as_json: JsonOption = False) -> None:
             }
         )
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
         return
     for row in rows:
         out.print(
@@ -592,7 +597,7 @@ def flatten(
         typer.confirm(f"Cancel open orders and close positions of {scope}?", abort=True)
     result = act(config, "/api/flatten", {"account": account, "ticker": ticker})
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        print_json(result)
         return
     if not result["flattened"]:
         out.print("[dim]nothing open: no positions, no open orders[/]")
@@ -626,7 +631,7 @@ def replay(
     if execute:
         result["signal"] = wait_for_signal(config, result["signal_id"], timeout=30)
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        print_json(result)
         return
     if not execute:
         out.print(f"signal {signal_id} now ([dim]dry run: nothing sent[/]):")
@@ -648,7 +653,7 @@ def status(
 
     report = gather(load())
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        print_json(report)
         return
     daemon = report["daemon"]
     if daemon["running"]:
@@ -707,7 +712,7 @@ def audit_verify(
     verdict = verify_chain(open_journal(load()).events())
     if as_json:
         fields = ("ok", "events", "head", "broken_at", "problem")
-        sys.stdout.write(json.dumps({f: getattr(verdict, f) for f in fields}) + "\n")
+        print_json({f: getattr(verdict, f) for f in fields})
     elif verdict.ok:
         out.print(f"[green]ok[/] {verdict.events} events, chain intact; head {verdict.head}")
     else:
@@ -731,7 +736,7 @@ def backup(
 
     result = backup_journal(Path(load().journal.path), path, force=force)
     if as_json:
-        out.print_json(json.dumps(result))
+        print_json(result)
         return
     out.print(
         f"[green]ok[/] {result['backup']}: {result['signals']} signals, {result['orders']} orders,"
