@@ -169,7 +169,7 @@ def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
 def _swap(intent: Intent, market: Market, side: Side) -> Decision:
     """Exit the whole position, wait for the fill, then enter the other side."""
     held = abs(market.position)
-    exit_order = _exit_order(intent, market.position, held, wait=True)
+    exit_order = _exit_order(intent, market.position, held)
     if isinstance(exit_order, Reject):
         return exit_order
     quantity = _entry_quantity(intent, market, side)
@@ -181,7 +181,7 @@ def _swap(intent: Intent, market: Market, side: Side) -> Decision:
             return Plan(
                 f"exit {_word(side.opposite())} {held}; no entry: the signal's quantity"
                 f" {quantity + held} minus the exit {held} leaves nothing",
-                (replace(exit_order, wait_for_fill=False),),
+                (exit_order,),
                 intent.cancel_open_orders and market.has_open_orders,
             )
     entry = _entry_orders(intent, market, side, quantity)
@@ -190,7 +190,7 @@ def _swap(intent: Intent, market: Market, side: Side) -> Decision:
     return Plan(
         f"exit {_word(side.opposite())} {held}, wait for the fill, then {side} {quantity}"
         + _bracket_words(entry),
-        (exit_order, *entry),
+        (replace(exit_order, wait_for_fill=True), *entry),  # the entry waits for the exit
         intent.cancel_open_orders and market.has_open_orders,
     )
 
@@ -208,7 +208,7 @@ def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> D
             quantity = min(round_to_lot(intent.signal_quantity, market.lot_size, True), held)
             if quantity <= 0:
                 return Reject(f"exit quantity {intent.signal_quantity} rounds to 0")
-    order = _exit_order(intent, market.position, quantity, wait=False)
+    order = _exit_order(intent, market.position, quantity)
     if isinstance(order, Reject):
         return order
     what = "exit" if quantity == held else "partial exit of"
@@ -379,34 +379,23 @@ def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:
     return f" with {' and '.join(words)}" if words else ""
 
 
-def _exit_order(
-    intent: Intent, position: Decimal, quantity: Decimal, *, wait: bool
-) -> PlannedOrder | Reject:
+def _exit_order(intent: Intent, position: Decimal, quantity: Decimal) -> PlannedOrder | Reject:
     side = _side_of(position).opposite()
-    order = _order(intent, "exit", side, quantity, OrderRole.EXIT, intent.exit_order_type)
-    if isinstance(order, Reject) or not wait:
-        return order
-    return replace(order, wait_for_fill=True)
+    return _order(intent, "exit", side, quantity, OrderRole.EXIT, intent.exit_order_type)
 
 
 def _order(
     intent: Intent, leg: str, side: Side, quantity: Decimal, role: OrderRole, kind: OrderType
 ) -> PlannedOrder | Reject:
-    needs = {
-        OrderType.LIMIT: ("limit_price",),
-        OrderType.STOP: ("stop_price",),
-        OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
-        OrderType.TRAILING_STOP: (),
-    }.get(kind, ())
-    for name in needs:
-        if getattr(intent, name) is None:
-            camel = "limitPrice" if name == "limit_price" else "stopPrice"
-            return Reject(f"a {kind} {leg} order needs {camel}")
-    if kind is OrderType.TRAILING_STOP and not (intent.trail_amount or intent.trail_percent):
-        return Reject(f"a trailing_stop {leg} order needs trailAmount or trailPercent")
-    uses = set(needs) | (
-        {"trail_amount", "trail_percent"} if kind is OrderType.TRAILING_STOP else set()
-    )
+    uses = _PRICES_OF.get(kind, ())
+    if kind is OrderType.TRAILING_STOP:
+        if not (intent.trail_amount or intent.trail_percent):
+            return Reject(f"a trailing_stop {leg} order needs trailAmount or trailPercent")
+    else:
+        for name in uses:
+            if getattr(intent, name) is None:
+                camel = "limitPrice" if name == "limit_price" else "stopPrice"
+                return Reject(f"a {kind} {leg} order needs {camel}")
     return PlannedOrder(
         leg=leg,
         side=side,
@@ -418,6 +407,15 @@ def _order(
         trail_amount=intent.trail_amount if "trail_amount" in uses else None,
         trail_percent=intent.trail_percent if "trail_percent" in uses else None,
     )
+
+
+# The prices each order type takes from the signal (a trailing stop needs one of its two).
+_PRICES_OF: dict[OrderType, tuple[str, ...]] = {
+    OrderType.LIMIT: ("limit_price",),
+    OrderType.STOP: ("stop_price",),
+    OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
+    OrderType.TRAILING_STOP: ("trail_amount", "trail_percent"),
+}
 
 
 def _side_allowed(intent: Intent, side: Side) -> bool:

@@ -160,6 +160,13 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         provenance[key] = found
         return found.value
 
+    def overridden(key: str, signal_value: Any, note: str = "") -> Any:
+        """A signal field that always wins over its setting (no use_signal_* switch)."""
+        if signal_value is not None:
+            provenance[key] = Provenance(signal_value, Source.SIGNAL, note)
+            return signal_value
+        return setting(key)
+
     multiplier = setting("quantity_multiplier")
     use_signal_quantity = settings.get("use_signal_quantity").value
     signal_quantity: Decimal | None = None
@@ -216,9 +223,11 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         allow_side_swap=bool(setting("allow_side_swap")),
         allow_add=bool(setting("allow_add")),
         ignore_exits=bool(setting("ignore_exits")),
-        cancel_open_orders=_cancel(signal, setting("cancel_open_orders"), provenance),
+        # The signal's `cancel` flag forces or suppresses cancelling (TradersPost, 2025-06-07).
+        cancel_open_orders=bool(overridden("cancel_open_orders", signal.cancel, "cancel flag")),
         exit_fill_timeout=Decimal(setting("exit_fill_timeout")),
-        breakeven_offset=_breakeven_offset(signal, setting("breakeven_offset"), provenance),
+        # breakevenOffset overrides TradersPost's "Exit breakeven offset" setting.
+        breakeven_offset=Decimal(overridden("breakeven_offset", signal.breakeven_offset)),
         trading_windows=tuple(setting("trading_windows") or ()),
         ignore_trading_windows=bool(signal.ignore_trading_windows),
         allow_exits_outside_windows=bool(setting("allow_exits_outside_windows")),
@@ -227,24 +236,6 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         max_position_value=setting("max_position_value"),
         provenance=provenance,
     )
-
-
-def _cancel(signal: Signal, configured: bool, provenance: dict[str, Provenance]) -> bool:
-    # The signal's `cancel` flag forces or suppresses cancelling (TradersPost, 2025-06-07).
-    if signal.cancel is not None:
-        provenance["cancel_open_orders"] = Provenance(signal.cancel, Source.SIGNAL, "cancel flag")
-        return signal.cancel
-    return bool(configured)
-
-
-def _breakeven_offset(
-    signal: Signal, configured: Decimal, provenance: dict[str, Provenance]
-) -> Decimal:
-    # The signal's breakevenOffset overrides the setting (TradersPost's "Exit breakeven offset").
-    if signal.breakeven_offset is not None:
-        provenance["breakeven_offset"] = Provenance(signal.breakeven_offset, Source.SIGNAL)
-        return signal.breakeven_offset
-    return Decimal(configured)
 
 
 def _take_profit(value: Any) -> TakeProfit | None:

@@ -18,7 +18,7 @@ from tradepipe.sizing import round_to_lot
 from tradepipe.windows import Window, outside_windows
 
 if TYPE_CHECKING:
-    from tradepipe.plan import Decision, Market, Plan
+    from tradepipe.plan import Decision, Market, Plan, Reject, Skip
     from tradepipe.resolve import Intent
 
 
@@ -32,20 +32,10 @@ def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Dec
     reason = outside_windows((Window.of(w) for w in intent.trading_windows), now)
     if reason is None:
         return plan
-    entries = [o for o in plan.orders if o.role is OrderRole.ENTRY]
     if not intent.allow_exits_outside_windows:
         return Skip(f"{reason} (allow_exits_outside_windows = false)")
-    if not entries:
-        return plan  # exits and cancels may run outside the windows
-    # The entries go, and with them their bracket children.
-    exits = tuple(o for o in plan.orders if o.role is not OrderRole.ENTRY and not o.parent_leg)
-    if not exits and not plan.cancel_open_orders:
-        return Skip(reason)
-    return replace(
-        plan,
-        orders=tuple(replace(o, wait_for_fill=False) for o in exits),
-        summary=f"{plan.summary}; entry dropped: {reason}",
-    )
+    # Exits and cancels may run outside the windows; entries (and their children) may not.
+    return without_entries(plan, reason, nothing_left=Skip)
 
 
 def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
@@ -105,8 +95,11 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
     return replace(plan, orders=tuple(orders), summary=f"{plan.summary}; {'; '.join(notes)}")
 
 
-def without_entries(plan: Plan, reason: str) -> Decision:
-    """The plan's exits and cancels only: its entries (and their bracket children) go."""
+def without_entries(
+    plan: Plan, reason: str, *, nothing_left: type[Skip | Reject] | None = None
+) -> Decision:
+    """The plan's exits and cancels only: its entries (and their bracket children) go. With
+    nothing left the answer is `nothing_left(reason)` (a Reject unless said otherwise)."""
     from tradepipe.plan import Reject
 
     if not any(o.role is OrderRole.ENTRY for o in plan.orders):
@@ -117,5 +110,5 @@ def without_entries(plan: Plan, reason: str) -> Decision:
         if o.role is not OrderRole.ENTRY and not o.parent_leg
     )
     if not kept and not plan.cancel_open_orders:
-        return Reject(reason)
+        return (nothing_left or Reject)(reason)
     return replace(plan, orders=kept, summary=f"{plan.summary}; entry dropped: {reason}")
