@@ -547,3 +547,28 @@ def test_a_paper_quote_waits_for_the_signals_queued_on_its_ticker(tmp_path):
         assert len(moved["filled"]) == 1 and h.position() == 5
 
     run(write_config(tmp_path), test)
+
+
+def test_a_signal_whose_deliveries_cannot_be_journaled_is_kept_for_the_next_start(tmp_path):
+    second = (
+        '\n[accounts.other]\nbroker = "paper"\n'
+        '\n[subscriptions.second]\nstrategy = "trend"\naccount = "other"\n'
+    )
+    config = write_config(tmp_path, extra=second)
+
+    async def test(h: Harness):
+        h.journal.conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.subscription = 'second'"
+            " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+        )
+        (buy,) = await h.send({"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 9})
+        # All or nothing: no delivery ran, the signal is still waiting.
+        assert h.deliveries(buy) == [] and h.position() == 0
+        assert h.journal.signal(buy)["status"] == "accepted"
+        h.journal.conn.execute("DROP TRIGGER refuse")
+        await restart(h)
+        assert [d[0] for d in h.deliveries(buy)] == ["submitted", "submitted"]
+        assert h.journal.signal(buy)["status"] == "processed"
+        assert h.position() == 1 and h.journal.position("other", "AAPL")[0] == 1
+
+    run(config, test)

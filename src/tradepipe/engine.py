@@ -203,20 +203,22 @@ class Engine:
                 "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
             )
         now = self.clock()
-        # Every delivery is journaled before any is queued: if journaling fails, nothing runs,
-        # the signal stays 'accepted' and the next start dispatches it again.
-        deliveries = [
-            self.journal.ensure_delivery(
-                signal_id=work.signal_id,
-                subscription=name,
-                account=subscription.account,
-                ticker=work.signal.ticker,
-                status="queued",
-                created_at=now,
-                updated_at=now,
-            )
-            for name, subscription in subscriptions
-        ]
+        # Every delivery is journaled before any is queued, in one commit (not one fsync per
+        # subscription): if journaling fails, nothing runs, the signal stays 'accepted' and the
+        # next start dispatches it again.
+        with self.journal.transaction():
+            deliveries = [
+                self.journal.ensure_delivery(
+                    signal_id=work.signal_id,
+                    subscription=name,
+                    account=subscription.account,
+                    ticker=work.signal.ticker,
+                    status="queued",
+                    created_at=now,
+                    updated_at=now,
+                )
+                for name, subscription in subscriptions
+            ]
         self._remaining[work.signal_id] = len(deliveries)
         for delivery in deliveries:
             self._lane(delivery["account"], delivery["ticker"]).put_nowait(LaneItem(work, delivery))
