@@ -565,6 +565,10 @@ def test_a_signal_whose_deliveries_cannot_be_journaled_is_kept_for_the_next_star
         # All or nothing: no delivery ran, the signal is still waiting.
         assert h.deliveries(buy) == [] and h.position() == 0
         assert h.journal.signal(buy)["status"] == "accepted"
+        health = h.engine.health()  # and it says so until then
+        assert health["status"] == "degraded"
+        assert health["stalled_signals"][0]["signal_id"] == buy
+        assert "disk trouble" in health["stalled_signals"][0]["reason"]
         h.journal.conn.execute("DROP TRIGGER refuse")
         await restart(h)
         assert [d[0] for d in h.deliveries(buy)] == ["submitted", "submitted"]

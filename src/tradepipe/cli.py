@@ -671,6 +671,8 @@ def status(
             out.print(f"  [yellow]difference[/] {difference['difference']}")
     for block in report["blocked"]:
         out.print(f"[red]blocked[/] {block['account']} {block['ticker']}: {block['reason']}")
+    for stalled in report["stalled_signals"]:
+        out.print(f"[red]stalled[/] signal {stalled['signal_id']}: {stalled['reason']}")
     pending = report["pending"]
     out.print(
         f"pending {pending['signals']} signals, {pending['approvals']} approvals,"

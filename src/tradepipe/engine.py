@@ -121,6 +121,8 @@ class Engine:
         self.blocked: dict[tuple[str, str], Difference] = {}
         # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
         self.broker_health: dict[str, dict[str, Any]] = {}
+        # signal id → why it waits for the next start (never silently)
+        self.stalled: dict[int, str] = {}
         # account → (loop time of the next reconnection attempt, the delay that led to it)
         self.reconnect_backoff = reconnect_backoff
         self._reconnect: dict[str, tuple[float, float]] = {}
@@ -190,8 +192,9 @@ class Engine:
             await pause_point("dispatch")
             try:
                 self._dispatch(work)
-            except Exception:
+            except Exception as e:  # kept 'accepted' for the next start; reported until then
                 log.exception("signal %s: dispatch failed", work.signal_id)
+                self.stalled[work.signal_id] = f"could not be dispatched: {e}"
                 self._done()
             finally:
                 self._inbox.task_done()
@@ -915,10 +918,17 @@ class Engine:
     def health(self) -> dict[str, Any]:
         """What /healthz and `tradepipe status` report: each broker's last check, the blocks."""
         brokers = {name: dict(detail) for name, detail in self.broker_health.items()}
-        degraded = any(not b.get("ok", True) for b in brokers.values()) or bool(self.blocked)
+        degraded = (
+            any(not b.get("ok", True) for b in brokers.values())
+            or bool(self.blocked)
+            or bool(self.stalled)
+        )
         return {
             "status": "degraded" if degraded else "ready",
             "brokers": brokers,
+            "stalled_signals": [
+                {"signal_id": signal_id, "reason": why} for signal_id, why in self.stalled.items()
+            ],
             "blocked": [
                 {"account": a, "ticker": t, "reason": d.describe()}
                 for (a, t), d in sorted(self.blocked.items())

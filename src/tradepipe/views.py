@@ -184,6 +184,7 @@ def status_view(
             for name, account in config.accounts.items()
         ],
         "blocked": (live or {}).get("blocked", []),
+        "stalled_signals": (live or {}).get("stalled_signals", []),
         "pending": {
             "signals": count("SELECT count(*) FROM signals WHERE status = 'accepted'"),
             "approvals": count("SELECT count(*) FROM deliveries WHERE status = 'pending_approval'"),
