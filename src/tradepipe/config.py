@@ -78,6 +78,12 @@ def _check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _check_ws_url(url: str) -> str:
+    if not re.fullmatch(r"wss?://[^\s/]+(/\S*)?", url):
+        raise _fail(f'"{url}" must be a ws:// or wss:// URL')
+    return url.rstrip("/")
+
+
 def _check_network(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=True)
@@ -92,6 +98,7 @@ def _check_network(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 Url = Annotated[str, AfterValidator(_check_url)]
+WsUrl = Annotated[str, AfterValidator(_check_ws_url)]
 Network = Annotated[str, AfterValidator(_check_network)]
 Positive = Annotated[Decimal, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -130,6 +137,9 @@ class AlpacaAccount(_Table):
     broker: Literal["alpaca"] = "alpaca"
     paper: bool = True
     base_url: Url | None = None
+    stream_url: WsUrl | None = None
+    data_url: Url | None = None
+    timeout: Positive = Decimal(10)
 
 
 class IbkrAccount(_Table):
@@ -137,12 +147,17 @@ class IbkrAccount(_Table):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 4002
     client_id: int = Field(default=1, ge=0)
+    account: str | None = Field(default=None, min_length=1)
+    timeout: Positive = Decimal(10)
 
 
 class CcxtAccount(_Table):
     broker: Literal["ccxt"] = "ccxt"
     exchange: str = Field(pattern=r"^[a-z0-9_]+$")
     sandbox: bool = True
+    market_type: Literal["spot", "swap"] = "spot"
+    base_url: Url | None = None
+    timeout: Positive = Decimal(10)
 
 
 Account = Annotated[

@@ -25,10 +25,11 @@ from typing import IO, Any
 
 from aiohttp import web
 
+from tradepipe.brokers import make_broker
 from tradepipe.brokers.base import Broker
 from tradepipe.brokers.paper import PaperBroker
 from tradepipe.engine import Engine
-from tradepipe.errors import ConfigError, TradepipeError, UsageError
+from tradepipe.errors import TradepipeError, UsageError
 from tradepipe.journal import Journal
 from tradepipe.orders import OrderState
 from tradepipe.server import make_app
@@ -41,22 +42,10 @@ def utc_now() -> datetime:
 
 
 def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Broker]:
-    brokers: dict[str, Broker] = {}
-    for name, account in config.accounts.items():
-        if account.broker == "paper":
-            brokers[name] = PaperBroker(
-                name,
-                journal,
-                cash=Decimal(account.cash),
-                clock=clock,
-                native_brackets=account.native_brackets,
-            )
-        else:
-            raise ConfigError(
-                f'{config.path}: accounts.{name}: broker "{account.broker}" is not available in'
-                ' this version yet; use broker = "paper"'
-            )
-    return brokers
+    return {
+        name: make_broker(name, account, journal, clock)
+        for name, account in config.accounts.items()
+    }
 
 
 class Actions:

@@ -79,12 +79,13 @@ class LaneItem:
 
 @dataclass(frozen=True, slots=True)
 class Chore:
-    """Lane work on one account + ticker: `settle` its emulated brackets, or `reconcile` it
-    with the broker."""
+    """Lane work on one account + ticker: `settle` its emulated brackets, `reconcile` it with
+    the broker, or `record` what the broker's stream said of one order."""
 
-    kind: Literal["settle", "reconcile"]
+    kind: Literal["settle", "reconcile", "record"]
     account: str
     ticker: str
+    state: OrderState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ class Engine:
 
     async def start(self) -> None:
         for account, broker in self.brokers.items():
+            broker.listen(self._listener(account))
             try:
                 await broker.connect()
             except BrokerError as e:  # reported and retried with backoff; the rest serve on
@@ -347,9 +349,39 @@ class Engine:
         except Exception as e:
             item.approval.set_exception(e)
 
+    def _listener(self, account: str) -> Callable[[OrderState], None]:
+        """What a broker's stream reports is journaled in the ticker's lane, after the work
+        queued there, so it never lands between a delivery's planning and its orders."""
+
+        def heard(state: OrderState) -> None:
+            ticker = state.ticker
+            if ticker is None:
+                journaled = self.journal.order_by_client_id(state.client_order_id)
+                if journaled is None:
+                    return  # not ours: reconciliation reports such orders
+                ticker = journaled["ticker"]
+            self._queue_chore(Chore("record", account, ticker, state))
+
+        return heard
+
+    def _record_heard(self, account: str, ticker: str, state: OrderState) -> None:
+        """A streamed event may arrive after a poll already journaled a later state: an order
+        never goes back from final, nor its filled quantity down."""
+        journaled = self.journal.order_by_client_id(state.client_order_id)
+        if journaled is None:
+            return
+        if OrderStatus(journaled["status"]).is_final and not state.status.is_final:
+            return
+        if state.filled_quantity < Decimal(journaled["filled_quantity"]):
+            return
+        self.record_state(account, ticker, state)
+
     async def _do_chore(self, chore: Chore) -> None:
         try:
-            if chore.kind == "reconcile":
+            if chore.kind == "record":
+                assert chore.state is not None
+                self._record_heard(chore.account, chore.ticker, chore.state)
+            elif chore.kind == "reconcile":
                 await self.reconcile(chore.account, chore.ticker)
             else:
                 self._settle_due.discard((chore.account, chore.ticker))
@@ -434,13 +466,16 @@ class Engine:
         equity = None
         if intent.quantity_type in EQUITY_TYPES:
             equity = (await broker.account()).equity
+        rules = await broker.instrument(ticker)
+        lot_size = rules.lot_size or broker.capabilities.lot_size
         market = Market(
             position=position.quantity,
             average_price=position.average_price,
             reference_price=quote or intent.signal_price,
             equity=equity,
             has_open_orders=bool(open_orders) or self._holds_children(account, ticker),
-            lot_size=broker.capabilities.lot_size if intent.fractional else Decimal(1),
+            lot_size=lot_size if intent.fractional else max(lot_size, Decimal(1)),
+            tick_size=rules.tick_size,
             now=self.clock(),
             stops=_resting_stops(open_orders),
         )

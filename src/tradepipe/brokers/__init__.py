@@ -1,1 +1,55 @@
-"""Broker adapters: one small async protocol, one file per broker."""
+"""Broker adapters: one small async protocol, one file per broker.
+
+`make_broker` imports an adapter's SDK only when an account uses it, so `tradepipe --help` and a
+paper-only daemon never pay for alpaca-py (pandas), ib-async or ccxt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tradepipe import credentials
+
+if TYPE_CHECKING:
+    from tradepipe.brokers.base import Broker
+    from tradepipe.journal import Journal
+
+# Brokers whose accounts need credentials (Interactive Brokers logs in inside TWS / Gateway).
+NEEDS_CREDENTIALS = frozenset({"alpaca", "ccxt"})
+
+
+def make_broker(
+    name: str,
+    account: Any,
+    journal: Journal,
+    clock: Callable[[], datetime],
+    environ: Mapping[str, str] | None = None,
+) -> Broker:
+    """The adapter for one configured account. A missing credential raises `ConfigError`
+    naming the account."""
+    if account.broker == "paper":
+        from decimal import Decimal
+
+        from tradepipe.brokers.paper import PaperBroker
+
+        return PaperBroker(
+            name,
+            journal,
+            cash=Decimal(account.cash),
+            clock=clock,
+            native_brackets=account.native_brackets,
+        )
+    secrets = credentials.require(name, environ) if account.broker in NEEDS_CREDENTIALS else None
+    if account.broker == "alpaca":
+        from tradepipe.brokers.alpaca import AlpacaBroker
+
+        return AlpacaBroker.from_config(name, account, secrets, clock)
+    if account.broker == "ibkr":
+        from tradepipe.brokers.ibkr import IbkrBroker
+
+        return IbkrBroker.from_config(name, account, secrets, clock)
+    from tradepipe.brokers.ccxt import CcxtBroker
+
+    return CcxtBroker.from_config(name, account, secrets, clock)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -28,6 +28,22 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentRules:
+    """What one instrument allows at this broker (from its market data: ccxt `load_markets`,
+    Alpaca's asset increments). None: the broker's capabilities, or SPEC §7's stock rule."""
+
+    tick_size: Decimal | None = None
+    lot_size: Decimal | None = None
+    min_quantity: Decimal | None = None
+    min_notional: Decimal | None = None
+
+
+# What an adapter calls when its stream reports a change to one of the account's orders
+# (a fill, a cancel, an expiry). Called on the event loop; `OrderState.ticker` is set.
+OrderListener = Callable[[OrderState], None]
+
+
+@dataclass(frozen=True, slots=True)
 class AccountSummary:
     equity: Decimal
     cash: Decimal
@@ -40,7 +56,19 @@ class Broker(Protocol):
     name: str
     capabilities: Capabilities
 
-    async def connect(self) -> None: ...
+    async def connect(self) -> None:
+        """Connect (or reconnect after a failure); raises `BrokerUnavailable` if it cannot.
+        Credentials that the broker refuses raise `BrokerError` naming the account."""
+        ...
+
+    def listen(self, listener: OrderListener) -> None:
+        """Register the engine's callback for order changes the broker reports on its own
+        (streams). Brokers without a stream never call it; the engine also polls."""
+        ...
+
+    async def instrument(self, ticker: str) -> InstrumentRules:
+        """Price tick, quantity step and minimums of one instrument (may load market data)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from tradepipe.brokers.base import AccountSummary, Capabilities
+from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.errors import BrokerUnavailable, OrderRejected
 from tradepipe.journal import Journal, dumps
 from tradepipe.orders import (
@@ -104,6 +104,12 @@ class PaperBroker:
 
     async def close(self) -> None:
         return None
+
+    def listen(self, listener: OrderListener) -> None:
+        """Paper fills happen inside calls the engine makes and answers: nothing to stream."""
+
+    async def instrument(self, ticker: str) -> InstrumentRules:
+        return InstrumentRules()
 
     # -- orders --------------------------------------------------------------------------------
 
