@@ -99,6 +99,7 @@ def tradepipe(
     home: Path | None = None,
     check: bool = True,
     timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI as a user would, in a subprocess."""
     prefix = ["--config", str(config)] if config is not None else []
@@ -108,7 +109,7 @@ def tradepipe(
         input=stdin,
         capture_output=True,
         text=True,
-        env=cli_env(home),
+        env=cli_env(home) | (env or {}),
         timeout=timeout,
     )
     if check and result.returncode != 0:
