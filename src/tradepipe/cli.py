@@ -33,10 +33,14 @@ signals_app = typer.Typer(help="The signal log, and one signal in detail.")
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 paper_app = typer.Typer(help="The built-in paper broker.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail: list it, verify its hash chain.")
+secrets_app = typer.Typer(
+    help="Broker credentials, kept in the system keyring.", no_args_is_help=True
+)
 app.add_typer(signals_app, name="signals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 app.add_typer(paper_app, name="paper")
+app.add_typer(secrets_app, name="secrets")
 
 # soft_wrap: a webhook URL or a JSON example must stay on one line to be copied.
 out = Console(highlight=False, soft_wrap=True)
@@ -542,18 +546,110 @@ def strategies(as_json: JsonOption = False) -> None:
 
 
 @config_app.command(
-    "check", epilog="Example: `tradepipe --config /etc/tradepipe.toml config check`"
+    "check",
+    epilog="Examples: `tradepipe --config /etc/tradepipe.toml config check`,"
+    " `tradepipe config check --offline` (the file only), `tradepipe config check --json`",
 )
-def config_check() -> None:
-    """Validate the config file; report the accounts, strategies and subscriptions it defines."""
+def config_check(
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Only validate the file; connect to no broker.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Validate the config file, then connect to each account and report its equity, buying
+    power and capabilities. Exit 2 if a credential is missing, 1 if a broker cannot be reached."""
+    import asyncio
+
+    from tradepipe.checking import check_accounts
+
     config = load()
-    out.print(f"[green]ok[/] {config.path}")
-    for name, account in config.accounts.items():
-        out.print(f"  account [bold]{name}[/]: broker {account.broker}")
-    for name in config.strategies:
-        subscriptions = ", ".join(s for s, _ in config.subscriptions_for(name)) or "none enabled"
-        out.print(f"  strategy [bold]{name}[/]: subscriptions {subscriptions}")
-    out.print(f"  journal: {config.journal.path}")
+    reports = [] if offline else asyncio.run(check_accounts(config))
+    strategies = {
+        name: [s for s, _ in config.subscriptions_for(name)] for name in config.strategies
+    }
+    if as_json:
+        print_json(
+            {
+                "config": str(config.path),
+                "journal": str(config.journal.path),
+                "accounts": reports
+                or [{"account": n, "broker": a.broker} for n, a in config.accounts.items()],
+                "strategies": strategies,
+            }
+        )
+    else:
+        out.print(f"[green]ok[/] {config.path}")
+        if offline:
+            for name, account in config.accounts.items():
+                out.print(f"  account [bold]{name}[/]: broker {account.broker} (not connected)")
+        for report in reports:
+            _print_account_check(report)
+        for name, subscriptions in strategies.items():
+            listed = ", ".join(subscriptions) or "none enabled"
+            out.print(f"  strategy [bold]{name}[/]: subscriptions {listed}")
+        out.print(f"  journal: {config.journal.path}")
+    if any(r.get("config_error") for r in reports):
+        raise typer.Exit(2)
+    if any(not r["ok"] for r in reports):
+        raise typer.Exit(1)
+
+
+def _print_account_check(report: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    head = f"  account [bold]{report['account']}[/]: broker {report['broker']}"
+    if not report["ok"]:
+        out.print(f"{head} [red]failed[/]: {escape(report['error'])}")
+        return
+    out.print(
+        f"{head} [green]connected[/]: equity {report['equity']:,.2f},"
+        f" buying power {report['buying_power']:,.2f}, cash {report['cash']:,.2f}"
+    )
+    caps = report["capabilities"]
+    flags = [name for name in ("brackets", "fractional", "short_selling", "quotes") if caps[name]]
+    out.print(
+        f"    order types {', '.join(caps['order_types'])}; time in force"
+        f" {', '.join(caps['time_in_force'])}; {', '.join(flags) or 'no brackets, no quotes'}"
+    )
+
+
+@secrets_app.command(
+    "set",
+    epilog="Examples: `tradepipe secrets set alpaca-live` (asks), "
+    '`printf \'%s\\n%s\\n\' "$KEY" "$SECRET" | tradepipe secrets set alpaca-live`',
+)
+def secrets_set(account: str) -> None:
+    """Store ACCOUNT's broker key and secret in the system keyring (asked for, not echoed; or
+    read as lines from stdin: key, secret, and a passphrase for exchanges that need one)."""
+    from tradepipe import credentials
+    from tradepipe.brokers import NEEDS_CREDENTIALS
+    from tradepipe.errors import UsageError
+
+    config = load()
+    if account not in config.accounts:
+        known = ", ".join(config.accounts) or "none"
+        raise UsageError(f'no account "{account}" in {config.path} (accounts: {known})')
+    broker = config.accounts[account].broker
+    if broker not in NEEDS_CREDENTIALS:
+        why = "logs in inside TWS / IB Gateway" if broker == "ibkr" else "needs none"
+        raise UsageError(f"account {account} (broker {broker}) {why}: no credentials to store")
+    if sys.stdin.isatty():
+        key = typer.prompt(f"{account} API key", hide_input=True)
+        secret = typer.prompt(f"{account} API secret", hide_input=True)
+        passphrase = ""
+        if broker == "ccxt":
+            passphrase = typer.prompt(
+                "passphrase (empty if the exchange has none)", default="", hide_input=True
+            )
+    else:
+        lines = [line.strip() for line in sys.stdin.read().splitlines()]
+        key, secret, passphrase = ([*lines, "", "", ""])[:3]
+    if not key or not secret:
+        raise UsageError(f"account {account}: both an API key and a secret are needed")
+    backend = credentials.store(
+        account, credentials.Credentials(key, secret, passphrase or None, "keyring")
+    )
+    out.print(f"[green]ok[/] credentials of {account} stored in the keyring ({backend})")
 
 
 @paper_app.command("quote", epilog="Example: `tradepipe paper quote paper AAPL 191.25`")
