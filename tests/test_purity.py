@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "tradepipe"
-PURE = ["signal", "resolve", "sizing", "plan", "ids", "ratelimit", "auth", "orders"]
+PURE = ["signal", "resolve", "sizing", "plan", "ids", "ratelimit", "auth", "orders", "support"]
 FORBIDDEN_MODULES = {
     "aiohttp",
     "sqlite3",

@@ -46,6 +46,7 @@ from tradepipe.reconcile import Difference, foreign_orders, orders_to_look_up, p
 from tradepipe.resolve import Intent, resolve_signal
 from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
+from tradepipe.support import fit_to_broker
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +480,7 @@ class Engine:
             now=self.clock(),
             stops=_resting_stops(open_orders),
         )
-        decision = make_plan(intent, market)
+        decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
         difference = self.blocked.get((account, ticker))
         if difference is not None and isinstance(decision, Plan):
             why = (

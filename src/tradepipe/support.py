@@ -1,0 +1,70 @@
+"""What the broker can take, checked against a plan before anything is sent (SPEC §8).
+
+An order the broker cannot take is refused with a clear reason, never silently changed: a
+trailing stop is not turned into a stop, a GTC order is not sent as DAY. The one fallback is
+short selling: where the broker allows none, a plan keeps its exit and drops the short entry
+(a sell on a long spot position closes it), and says so. Brackets need no check here: a broker
+without them gets tradepipe's emulation.
+
+Pure: the broker's capabilities arrive as an argument.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from tradepipe.orders import OrderRole, OrderType, Side, TimeInForce
+from tradepipe.plan import Decision, Plan, Reject
+from tradepipe.resolve import Intent
+from tradepipe.risk import without_entries
+
+
+class Supports(Protocol):
+    """The part of an adapter's `Capabilities` that decides what it can be sent."""
+
+    @property
+    def order_types(self) -> frozenset[OrderType]: ...
+
+    @property
+    def time_in_force(self) -> frozenset[TimeInForce]: ...
+
+    @property
+    def fractional(self) -> bool: ...
+
+    @property
+    def short_selling(self) -> bool: ...
+
+
+def _listed(values: frozenset[OrderType] | frozenset[TimeInForce]) -> str:
+    return ", ".join(sorted(str(v) for v in values))
+
+
+def fit_to_broker(decision: Decision, intent: Intent, broker: str, can: Supports) -> Decision:
+    """The plan if the broker can take all of it; its exits alone if only the short entry is
+    beyond it; else a `Reject` that names what and why."""
+    if not isinstance(decision, Plan) or not decision.orders:
+        return decision
+    if intent.time_in_force not in can.time_in_force:
+        return Reject(
+            f"broker {broker} does not take time_in_force {intent.time_in_force}"
+            f" (it takes: {_listed(can.time_in_force)})"
+        )
+    for order in decision.orders:
+        if order.order_type not in can.order_types:
+            return Reject(
+                f"broker {broker} does not take {order.order_type} orders (the {order.role}"
+                f" order; it takes: {_listed(can.order_types)}); nothing was sent"
+            )
+        if not can.fractional and order.quantity != order.quantity.to_integral_value():
+            return Reject(
+                f"broker {broker} takes whole quantities only (the {order.role} order is for"
+                f" {order.quantity} {intent.ticker}); nothing was sent"
+            )
+    shorts = any(
+        o.role is OrderRole.ENTRY and o.side is Side.SELL and o.quantity > Decimal(0)
+        for o in decision.orders
+    )
+    if shorts and not can.short_selling:
+        return without_entries(decision, f"broker {broker} does not allow short selling")
+    return decision
