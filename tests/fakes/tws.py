@@ -462,7 +462,7 @@ class FakeTws:
 
     def _req_contract_details(self, session: Session, fields: list[str]) -> None:
         request_id = fields[2]
-        _, symbol, sec_type, month, strike, right, _, exchange = fields[3:11]
+        _, symbol, sec_type, month, strike, right = fields[3:9]
         self.requests.append(
             ("reqContractDetails", {"symbol": symbol, "secType": sec_type, "month": month})
         )
@@ -594,6 +594,12 @@ class FakeTws:
         if not order.transmit:
             return  # held in TWS until a transmit=True order of its group arrives
         parent = self.orders.get(order.parent_id) if order.parent_id else None
+        if parent is not None and parent.status in ("Cancelled", "Inactive"):
+            for leg in self._children(parent):  # a bracket whose entry was refused
+                if leg.status == "PendingSubmit":
+                    leg.status, leg.why = "Cancelled", "Order rejected - reason:parent order"
+                    self._send_to(leg.client_id, [4, 2, leg.order_id, 201, leg.why, ""])
+            return
         if parent is None:
             members = [order]
         elif parent.status == "PendingSubmit":  # the last leg of a bracket: transmit it all
@@ -602,7 +608,7 @@ class FakeTws:
         else:
             members = [order]
         for member in members:
-            if member.parent_id and not self.orders[member.parent_id].status == "Filled":
+            if member.parent_id and self.orders[member.parent_id].status != "Filled":
                 member.status = "PreSubmitted"  # a bracket leg waits for its parent's fill
             else:
                 member.status = "Submitted"
