@@ -1,0 +1,542 @@
+"""The Interactive Brokers adapter through the real `ib_async.IB`, against a fake TWS that speaks
+the socket protocol on a loopback port (tests/fakes/tws.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from ib_async.client import Client
+
+from tests.fakes.tws import SERVER_VERSION, FakeTws
+from tests.helpers import FixedClock, free_port, write_config
+from tradepipe.brokers.ibkr import IbkrBroker, parse_ticker
+from tradepipe.config import load_config
+from tradepipe.daemon import make_brokers
+from tradepipe.engine import Engine
+from tradepipe.errors import BrokerUnavailable, OrderRejected
+from tradepipe.journal import Journal
+from tradepipe.orders import (
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+)
+from tradepipe.signal import parse_signal, signal_to_json
+
+D = Decimal
+
+
+@pytest.fixture
+def fake():
+    with FakeTws() as tws:
+        yield tws
+
+
+def make(fake: FakeTws, port: int | None = None) -> tuple[IbkrBroker, list[OrderState]]:
+    broker = IbkrBroker(
+        "ib",
+        host="127.0.0.1",
+        port=port or fake.port,
+        client_id=7,
+        account=None,
+        timeout=2.0,
+        clock=FixedClock(),
+    )
+    heard: list[OrderState] = []
+    broker.listen(heard.append)
+    return broker, heard
+
+
+def run(fake: FakeTws, test: Callable) -> None:
+    async def main():
+        broker, heard = make(fake)
+        await broker.connect()
+        try:
+            await test(broker, heard)
+        finally:
+            await broker.close()
+
+    asyncio.run(main())
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def order(cid: str, side: Side = Side.BUY, quantity: int = 5, **fields) -> OrderRequest:
+    return OrderRequest(cid, "ib", fields.pop("ticker", "AAPL"), side, D(quantity), **fields)
+
+
+def last_heard(heard: list[OrderState], cid: str) -> OrderState | None:
+    return next((s for s in reversed(heard) if s.client_order_id == cid), None)
+
+
+# -- the wire ------------------------------------------------------------------------------
+
+
+def test_fake_server_version_is_one_ib_async_speaks():
+    """Canary: the fake's message layouts are those of ib_async 2.1.0 at version 176."""
+    assert (Client.MinClientVersion, Client.MaxClientVersion) == (157, 178)
+    assert Client.MinClientVersion <= SERVER_VERSION <= Client.MaxClientVersion
+
+
+def test_connect_syncs_positions_and_account(fake):
+    fake.add_position("MSFT", D(3), D("400.5"))
+
+    async def test(broker, heard):
+        assert await broker.positions() == [Position("MSFT", D(3), D("400.5"))]
+        assert await broker.position("NASDAQ:MSFT") == Position("NASDAQ:MSFT", D(3), D("400.5"))
+        assert (await broker.position("AAPL")).quantity == 0
+        account = await broker.account()
+        assert (account.equity, account.cash) == (D("101201.5"), D(100000))
+        startup = [kind for kind, _ in fake.requests]
+        for kind in ("startApi", "reqPositions", "reqOpenOrders", "reqAccountUpdates"):
+            assert kind in startup
+        assert "reqExecutions" in startup
+
+    run(fake, test)
+
+
+def test_unreachable_gateway_is_unavailable_naming_the_daily_restart(fake):
+    async def main():
+        broker, _ = make(fake, port=free_port())
+        with pytest.raises(BrokerUnavailable, match="daily restart"):
+            await broker.connect()
+        with pytest.raises(BrokerUnavailable, match="not connected"):
+            await broker.positions()
+
+    asyncio.run(main())
+
+
+# -- orders --------------------------------------------------------------------------------
+
+
+def test_market_order_fills_with_our_order_ref_and_ibs_execution_id(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        state = await broker.submit(order("c-mkt"))
+        await until(lambda: (last_heard(heard, "c-mkt") or state).status is OrderStatus.FILLED)
+        (placed,) = fake.logged("placeOrder")
+        assert (placed["orderRef"], placed["orderType"], placed["tif"]) == ("c-mkt", "MKT", "DAY")
+        filled = await broker.get_order("c-mkt")
+        assert filled.status is OrderStatus.FILLED
+        assert (filled.filled_quantity, filled.average_fill_price) == (D(5), D(100))
+        (fill,) = filled.fills
+        assert fill.fill_id == fake.executions[0].exec_id
+        assert (fill.ticker, fill.side, fill.quantity, fill.price) == ("AAPL", Side.BUY, 5, 100)
+        assert await broker.position("AAPL") == Position("AAPL", D(5), D(100))
+
+    run(fake, test)
+
+
+RESTING = [
+    (
+        "limit",
+        dict(order_type=OrderType.LIMIT, limit_price=D("99.5")),
+        {"orderType": "LMT", "lmtPrice": "99.5"},
+        [D("99")],
+        D("99"),
+    ),
+    (
+        "stop",
+        dict(order_type=OrderType.STOP, stop_price=D(105)),
+        {"orderType": "STP", "auxPrice": "105"},
+        [D(106)],
+        D(106),
+    ),
+    (
+        "stop-limit",
+        dict(order_type=OrderType.STOP_LIMIT, stop_price=D(105), limit_price=D("105.5")),
+        {"orderType": "STP LMT", "auxPrice": "105", "lmtPrice": "105.5"},
+        [D(105)],
+        D(105),
+    ),
+    (
+        "trailing-amount",
+        dict(order_type=OrderType.TRAILING_STOP, trail_amount=D(2), side=Side.SELL),
+        {"orderType": "TRAIL", "auxPrice": "2"},
+        [D(104), D(102)],
+        D(102),
+    ),
+    (
+        "trailing-percent",
+        dict(order_type=OrderType.TRAILING_STOP, trail_percent=D(10), side=Side.SELL),
+        {"orderType": "TRAIL", "trailingPercent": "10"},
+        [D(110), D(99)],
+        D(99),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "sent", "prices", "fill_price"),
+    [case[1:] for case in RESTING],
+    ids=[case[0] for case in RESTING],
+)
+def test_resting_order_types_rest_then_fill_when_the_price_crosses(
+    fake, fields, sent, prices, fill_price
+):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        state = await broker.submit(order("c-rest", **fields))
+        assert state.status is OrderStatus.ACCEPTED
+        (placed,) = fake.logged("placeOrder")
+        assert {key: placed[key] for key in sent} == sent
+        (working,) = await broker.open_orders("AAPL")
+        assert working.client_order_id == "c-rest"
+        for price in prices:
+            fake.set_price("AAPL", price)
+        await until(lambda: getattr(last_heard(heard, "c-rest"), "status", None) == "filled")
+        heard_state = last_heard(heard, "c-rest")
+        assert heard_state.ticker == "AAPL"
+        assert heard_state.fills[0].price == fill_price
+        assert await broker.open_orders() == []
+
+    run(fake, test)
+
+
+def test_time_in_force_is_mapped_and_close_becomes_market_on_close(fake):
+    async def test(broker, heard):
+        await broker.submit(
+            order(
+                "c-gtc",
+                order_type=OrderType.LIMIT,
+                limit_price=D(90),
+                time_in_force=TimeInForce.GTC,
+            )
+        )
+        await broker.submit(order("c-cls", time_in_force=TimeInForce.CLS))
+        sent = [(p["orderRef"], p["orderType"], p["tif"]) for p in fake.logged("placeOrder")]
+        assert sent == [("c-gtc", "LMT", "GTC"), ("c-cls", "MOC", "DAY")]
+        with pytest.raises(OrderRejected, match="cls works with market or limit"):
+            await broker.submit(
+                order(
+                    "c-cls-stop",
+                    order_type=OrderType.STOP,
+                    stop_price=D(1),
+                    time_in_force=TimeInForce.CLS,
+                )
+            )
+        fake.set_price("AAPL", 100)
+        await broker.submit(
+            order(
+                "c-ioc",
+                order_type=OrderType.LIMIT,
+                limit_price=D(90),
+                time_in_force=TimeInForce.IOC,
+            )
+        )
+        await until(lambda: getattr(last_heard(heard, "c-ioc"), "status", None) == "canceled")
+
+    run(fake, test)
+
+
+def test_fractional_quantity_is_refused_before_sending(fake):
+    async def test(broker, heard):
+        with pytest.raises(OrderRejected, match=r"quantity 0\.5 of AAPL must be a positive whole"):
+            await broker.submit(OrderRequest("c-frac", "ib", "AAPL", Side.BUY, D("0.5")))
+        assert fake.logged("placeOrder") == []
+
+    run(fake, test)
+
+
+def test_duplicate_client_id_is_settled_by_lookup_also_after_a_reconnect(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        first = await broker.submit(order("c-dup"))
+        again = await broker.submit(order("c-dup"))
+        assert again.client_order_id == "c-dup"
+        assert len(fake.logged("placeOrder")) == 1
+        fake.drop()  # ib_async forgets every order and fill
+        await until(lambda: not broker._ib.isConnected())
+        await broker.connect()
+        settled = await broker.submit(order("c-dup"))
+        assert settled.status is OrderStatus.FILLED
+        assert len(fake.logged("placeOrder")) == 1
+        assert first.broker_order_id in (None, settled.broker_order_id)
+        # A new process (nothing in memory): found among completed orders / executions.
+        other, _ = make(fake)
+        await broker.close()
+        await other.connect()
+        try:
+            found = await other.submit(order("c-dup"))
+            assert (found.status, found.filled_quantity) == (OrderStatus.FILLED, 5)
+            assert len(fake.logged("placeOrder")) == 1
+            assert await other.get_order("c-never-sent") is None
+        finally:
+            await other.close()
+
+    run(fake, test)
+
+
+def test_rejection_carries_ibs_own_words(fake):
+    fake.reject_next("YOUR ORDER IS NOT ACCEPTED. INSUFFICIENT EQUITY")
+
+    async def test(broker, heard):
+        with pytest.raises(OrderRejected, match="INSUFFICIENT EQUITY"):
+            await broker.submit(order("c-rej"))
+        state = await broker.get_order("c-rej")
+        assert state.status is OrderStatus.REJECTED
+        assert "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED" in state.message
+
+    run(fake, test)
+
+
+def test_cancel_answers_canceled_and_ib_hears_one_cancel(fake):
+    async def test(broker, heard):
+        await broker.submit(order("c-can", order_type=OrderType.LIMIT, limit_price=D(90)))
+        state = await broker.cancel("c-can")
+        assert state.status is OrderStatus.CANCELED
+        assert [c["orderId"] for c in fake.logged("cancelOrder")] == [
+            fake.order_by_ref("c-can")[0].order_id
+        ]
+        assert (await broker.cancel("c-can")).status is OrderStatus.CANCELED
+        assert len(fake.logged("cancelOrder")) == 1
+        assert await broker.cancel("c-unknown") is None
+
+    run(fake, test)
+
+
+def test_replace_modifies_in_place_with_the_new_client_id(fake):
+    async def test(broker, heard):
+        await broker.submit(order("c-old", order_type=OrderType.LIMIT, limit_price=D(90)))
+        new = await broker.replace(
+            "c-old", order("c-new", order_type=OrderType.LIMIT, limit_price=D(95))
+        )
+        assert (new.status, new.limit_price) == (OrderStatus.ACCEPTED, D(95))
+        (ib_order,) = fake.orders.values()
+        assert (ib_order.order_ref, ib_order.limit_price) == ("c-new", D(95))
+        old = await broker.get_order("c-old")
+        assert (old.status, old.message) == (OrderStatus.CANCELED, "replaced by c-new")
+        again = await broker.replace("c-old", order("c-new"))  # a retry changes nothing
+        assert again.client_order_id == "c-new"
+        assert len(fake.logged("placeOrder")) == 2
+        fake.set_price("AAPL", 94)
+        await until(lambda: getattr(last_heard(heard, "c-new"), "status", None) == "filled")
+        with pytest.raises(OrderRejected, match="no working order c-gone"):
+            await broker.replace("c-gone", order("c-newer"))
+
+    run(fake, test)
+
+
+def test_bracket_uses_transmit_semantics_and_one_cancels_other(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        entry = order("b-entry", order_type=OrderType.LIMIT, limit_price=D(99))
+        take = order(
+            "b-tp",
+            Side.SELL,
+            role=OrderRole.TAKE_PROFIT,
+            order_type=OrderType.LIMIT,
+            limit_price=D(110),
+        )
+        stop = order(
+            "b-sl", Side.SELL, role=OrderRole.STOP_LOSS, order_type=OrderType.STOP, stop_price=D(95)
+        )
+        states = await broker.submit_bracket(entry, [take, stop])
+        assert [s.client_order_id for s in states] == ["b-entry", "b-tp", "b-sl"]
+        assert [s.status for s in states] == [OrderStatus.ACCEPTED] * 3
+        sent = fake.logged("placeOrder")
+        assert [p["transmit"] for p in sent] == [False, False, True]
+        parent_id = sent[0]["orderId"]
+        assert [p["parentId"] for p in sent] == [0, parent_id, parent_id]
+        assert sent[1]["ocaGroup"] == sent[2]["ocaGroup"] != ""
+        assert [o.status for o in fake.orders.values()] == [
+            "Submitted",
+            "PreSubmitted",
+            "PreSubmitted",
+        ]
+        fake.set_price("AAPL", 98)  # the entry fills; its children go live
+        await until(lambda: [o.status for o in fake.orders.values()][1:] == ["Submitted"] * 2)
+        await until(lambda: getattr(last_heard(heard, "b-entry"), "status", None) == "filled")
+        fake.set_price("AAPL", 111)  # the take-profit fills; the stop is canceled (OCA)
+        await until(lambda: getattr(last_heard(heard, "b-sl"), "status", None) == "canceled")
+        assert last_heard(heard, "b-tp").status is OrderStatus.FILLED
+        assert (await broker.position("AAPL")).quantity == 0
+
+    run(fake, test)
+
+
+def test_a_fill_during_a_disconnect_is_recovered_after_reconnecting(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-away", order_type=OrderType.LIMIT, limit_price=D(95)))
+        fake.set_down(True)
+        fake.drop()
+        await until(lambda: not broker._ib.isConnected())
+        with pytest.raises(BrokerUnavailable, match="daily restart is around 23:45"):
+            await broker.get_order("c-away")
+        fake.set_price("AAPL", 94)  # fills while nobody listens
+        with pytest.raises(BrokerUnavailable):
+            await broker.connect()
+        assert last_heard(heard, "c-away").status is OrderStatus.ACCEPTED
+        fake.set_down(False)
+        await broker.connect()
+        recovered = last_heard(heard, "c-away")
+        assert recovered.status is OrderStatus.FILLED
+        assert [f.fill_id for f in recovered.fills] == [fake.executions[0].exec_id]
+        assert (await broker.position("AAPL")).quantity == 5
+
+    run(fake, test)
+
+
+def test_repeated_status_events_are_reported_once(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-rep"))
+        await until(lambda: getattr(last_heard(heard, "c-rep"), "status", None) == "filled")
+        count = len(heard)
+        fake.repeat_status(fake.order_by_ref("c-rep")[0].order_id)
+        await asyncio.sleep(0.1)
+        assert len(heard) == count
+        assert len((await broker.get_order("c-rep")).fills) == 1
+
+    run(fake, test)
+
+
+def test_connectivity_errors_make_calls_unavailable_until_restored(fake):
+    async def test(broker, heard):
+        fake.inject_error(1100, "Connectivity between IB and Trader Workstation has been lost.")
+        await until(lambda: broker._link_lost is not None)
+        with pytest.raises(BrokerUnavailable, match="error 1100"):
+            await broker.submit(order("c-lost"))
+        assert fake.logged("placeOrder") == []
+        fake.inject_error(1101, "Connectivity restored - data lost.")
+        await until(lambda: broker._link_lost is None)
+        await until(lambda: len(fake.logged("reqOpenOrders")) >= 2)
+        assert (await broker.position("AAPL")).quantity == 0
+
+    run(fake, test)
+
+
+# -- instruments ---------------------------------------------------------------------------
+
+
+def test_continuous_futures_symbol_is_refused_with_the_syntax_to_use(fake):
+    async def test(broker, heard):
+        with pytest.raises(OrderRejected, match=r'"NQ1!" is a continuous.*"NQZ2026"'):
+            await broker.submit(order("c-nq", ticker="NQ1!"))
+        with pytest.raises(OrderRejected, match="continuous"):
+            await broker.position("CME_MINI:NQ1!")
+        assert fake.logged("placeOrder") == []
+
+    run(fake, test)
+
+
+def test_futures_with_a_contract_month_and_options_trade(fake):
+    fake.set_price("ES", 6000)
+
+    async def test(broker, heard):
+        assert (await broker.instrument("ESZ2026")).tick_size == D("0.25")
+        state = await broker.submit(order("c-es", quantity=1, ticker="ESZ2026"))
+        await until(lambda: getattr(last_heard(heard, "c-es"), "status", None) == "filled")
+        assert state.ticker == "ESZ2026"
+        assert await broker.positions() == [Position("ESZ2026", D(1), D(6000))]
+        option = await broker.submit(
+            order(
+                "c-opt",
+                quantity=1,
+                ticker="AAPL 261218C00200000",
+                order_type=OrderType.LIMIT,
+                limit_price=D("1.5"),
+            )
+        )
+        assert option.status is OrderStatus.ACCEPTED
+        placed = fake.logged("placeOrder")[-1]
+        assert (placed["symbol"], placed["secType"]) == ("AAPL", "OPT")
+
+    run(fake, test)
+
+
+@pytest.mark.parametrize(
+    ("ticker", "kind", "canonical"),
+    [
+        ("AAPL", "STK", "AAPL"),
+        ("NASDAQ:AAPL", "STK", "AAPL"),
+        ("ESZ2026", "FUT", "ESZ2026"),
+        ("CME:MNQH2027", "FUT", "MNQH2027"),
+        ("AAPL 261218C00200000", "OPT", "AAPL 261218C00200000"),
+    ],
+)
+def test_ticker_syntax(ticker, kind, canonical):
+    instrument = parse_ticker(ticker)
+    assert (instrument.kind, instrument.ticker) == (kind, canonical)
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+IB_ACCOUNT = """
+[accounts.ib]
+broker = "ibkr"
+host = "127.0.0.1"
+port = {port}
+client_id = 3
+timeout = 2
+
+[subscriptions.trend-ib]
+strategy = "trend"
+account = "ib"
+"""
+
+
+def test_engine_sends_a_signal_to_ib_and_journals_the_fill(fake, tmp_path: Path):
+    fake.set_price("AAPL", 100)
+    path = write_config(
+        tmp_path, IB_ACCOUNT.format(port=fake.port), subscription="enabled = false\n"
+    )
+
+    async def main():
+        config = load_config(path)
+        clock = FixedClock()
+        journal = Journal.open(Path(config.journal.path))
+        engine = Engine(
+            config, journal, make_brokers(config, journal, clock), clock, fill_poll_interval=0.01
+        )
+        await engine.start()
+        try:
+            payload = {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+            signal = parse_signal(payload).signal
+            signal_id = journal.record_signal(
+                strategy="trend",
+                received_at=clock(),
+                source="test",
+                body=json.dumps(payload),
+                payload=json.dumps(signal_to_json(signal)),
+                ticker="AAPL",
+                action="buy",
+                status="accepted",
+                http_status=200,
+            )
+            engine.enqueue(signal_id, "trend", signal)
+            await engine.drain()
+            (journaled,) = journal.orders(signal_id=signal_id)
+            (placed,) = fake.logged("placeOrder")
+            assert placed["orderRef"] == journaled["client_order_id"]
+            await until(
+                lambda: journal.order_by_client_id(placed["orderRef"])["status"] == "filled"
+            )
+            await engine.drain()
+            assert journal.position("ib", "AAPL")[0] == 5
+        finally:
+            await engine.stop()
+            journal.close()
+
+    asyncio.run(main())
