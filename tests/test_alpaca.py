@@ -1,0 +1,429 @@
+"""The Alpaca adapter, driven through the real alpaca-py against a fake Alpaca on a loopback
+port (tests/fakes/alpaca.py): orders, brackets, lost answers, refusals, the stream and its gaps.
+
+Assertions read the fake's books and request log, and what the adapter reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+import pytest
+from alpaca.common.rest import RESTClient
+from alpaca.trading.client import TradingClient
+from alpaca.trading.models import Order as AlpacaOrder
+from alpaca.trading.stream import TradingStream
+
+from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
+from tests.helpers import FixedClock
+from tradepipe.brokers.alpaca import AlpacaBroker, leg_client_id
+from tradepipe.config import AlpacaAccount
+from tradepipe.credentials import Credentials
+from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
+from tradepipe.orders import (
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+D = Decimal
+
+
+@pytest.fixture
+def fake():
+    with FakeAlpaca() as running:
+        running.set_price("AAPL", 100)
+        yield running
+
+
+def make_broker(fake: FakeAlpaca, *, timeout: float = 2, secret: str = SECRET) -> AlpacaBroker:
+    account = AlpacaAccount(
+        base_url=fake.url, stream_url=fake.stream_url, data_url=fake.url, timeout=D(str(timeout))
+    )
+    credentials = Credentials(key=KEY, secret=secret, source="test")
+    return AlpacaBroker.from_config("alpaca", account, credentials, FixedClock())
+
+
+class Heard(list):
+    """What the adapter's stream reported, in order."""
+
+    async def wait_for(self, done: Callable[[OrderState], bool], timeout: float = 5) -> OrderState:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for state in self:
+                if done(state):
+                    return state
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not heard within {timeout} s; heard {self!r}")
+
+
+def run(fake: FakeAlpaca, test: Callable[[AlpacaBroker, Heard], Awaitable[None]], **kw) -> None:
+    async def main() -> None:
+        broker = make_broker(fake, **kw)
+        heard = Heard()
+        broker.listen(heard.append)
+        await broker.connect()
+        try:
+            await test(broker, heard)
+        finally:
+            await broker.close()
+
+    asyncio.run(main())
+
+
+def order(cid: str = "tp0001-1-abc123-e", **fields) -> OrderRequest:
+    values = {
+        "client_order_id": cid,
+        "account": "alpaca",
+        "ticker": "AAPL",
+        "side": Side.BUY,
+        "quantity": D(10),
+    }
+    return OrderRequest(**(values | fields))
+
+
+# -- each order type ---------------------------------------------------------------------------
+
+
+def test_market_order_fills_at_the_price_under_our_client_id(fake):
+    async def test(broker, heard):
+        state = await broker.submit(order())
+        assert (state.client_order_id, state.status, state.filled_quantity) == (
+            "tp0001-1-abc123-e",
+            OrderStatus.FILLED,
+            10,
+        )
+        assert state.average_fill_price == 100
+        (fill,) = state.fills
+        assert (fill.quantity, fill.price, fill.side, fill.ticker) == (10, 100, Side.BUY, "AAPL")
+        assert fake.order("tp0001-1-abc123-e").status == "filled"
+        assert fake.position("AAPL") == 10
+        streamed = await heard.wait_for(lambda s: s.status is OrderStatus.FILLED)
+        assert streamed.ticker == "AAPL"
+        assert [f.fill_id for f in streamed.fills] == [fill.fill_id]  # one fill, one id
+
+    run(fake, test)
+
+
+@pytest.mark.parametrize(
+    ("fields", "wire"),
+    [
+        ({"order_type": OrderType.LIMIT, "limit_price": D("99.5")}, {"limit_price": 99.5}),
+        ({"order_type": OrderType.STOP, "stop_price": D(105)}, {"stop_price": 105.0}),
+        (
+            {"order_type": OrderType.STOP_LIMIT, "stop_price": D(105), "limit_price": D("105.5")},
+            {"stop_price": 105.0, "limit_price": 105.5},
+        ),
+        (
+            {"order_type": OrderType.TRAILING_STOP, "side": Side.SELL, "trail_amount": D("2.5")},
+            {"trail_price": 2.5},
+        ),
+        (
+            {"order_type": OrderType.TRAILING_STOP, "side": Side.SELL, "trail_percent": D(3)},
+            {"trail_percent": 3.0},
+        ),
+    ],
+    ids=["limit", "stop", "stop_limit", "trailing-amount", "trailing-percent"],
+)
+def test_each_order_type_goes_out_as_alpaca_takes_it_and_rests(fake, fields, wire):
+    async def test(broker, heard):
+        request = order(time_in_force=TimeInForce.GTC, **fields)
+        state = await broker.submit(request)
+        assert state.status is OrderStatus.ACCEPTED
+        assert state.order_type is request.order_type
+        (sent,) = fake.sent()
+        assert sent.body["type"] == str(request.order_type)
+        assert sent.body["time_in_force"] == "gtc"
+        assert sent.body["client_order_id"] == request.client_order_id
+        assert {k: sent.body[k] for k in wire} == wire
+        assert fake.order(request.client_order_id).status == "new"
+
+    run(fake, test)
+
+
+def test_resting_orders_fill_when_the_price_crosses_and_the_stream_says_so(fake):
+    async def test(broker, heard):
+        await broker.submit(
+            order("tp0001-1-abc123-x", order_type=OrderType.LIMIT, limit_price=D(95))
+        )
+        trail = order(
+            "tp0001-2-abc123-x",
+            side=Side.SELL,
+            quantity=D(5),
+            order_type=OrderType.TRAILING_STOP,
+            trail_amount=D(2),
+        )
+        await broker.submit(trail)
+        fake.set_price("AAPL", 94)  # the limit fills at its price; the trail's low is 94... a sell
+        limit = await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-1-abc123-x" and s.status is OrderStatus.FILLED
+        )
+        assert (limit.average_fill_price, limit.fills[0].price) == (95, 95)
+        trailed = await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-2-abc123-x" and s.status is OrderStatus.FILLED
+        )
+        assert trailed.fills[0].quantity == 5
+        assert fake.position("AAPL") == 5
+
+    run(fake, test)
+
+
+def test_extended_hours_and_fractional_orders_alpaca_refuses_are_refused_before_sending(fake):
+    async def test(broker, heard):
+        with pytest.raises(OrderRejected, match="extended hours take limit day orders only"):
+            await broker.submit(order(extended_hours=True))
+        with pytest.raises(OrderRejected, match=r"fractional quantity 1\.5 .* market day"):
+            await broker.submit(
+                order(quantity=D("1.5"), order_type=OrderType.LIMIT, limit_price=D(99))
+            )
+        assert fake.sent() == []
+        ext = await broker.submit(
+            order(extended_hours=True, order_type=OrderType.LIMIT, limit_price=D(99))
+        )
+        assert ext.status is OrderStatus.ACCEPTED
+        assert fake.sent()[0].body["extended_hours"] is True
+        fractional = await broker.submit(order("tp0001-2-abc123-e", quantity=D("0.25")))
+        assert fractional.filled_quantity == D("0.25")
+
+    run(fake, test)
+
+
+# -- brackets ------------------------------------------------------------------------------------
+
+
+def bracket() -> tuple[OrderRequest, list[OrderRequest]]:
+    entry = order("tp0001-7-abc123-e", order_type=OrderType.LIMIT, limit_price=D(99))
+    take_profit = order(
+        "tp0001-7-abc123-t",
+        side=Side.SELL,
+        role=OrderRole.TAKE_PROFIT,
+        order_type=OrderType.LIMIT,
+        limit_price=D(110),
+    )
+    stop_loss = order(
+        "tp0001-7-abc123-s",
+        side=Side.SELL,
+        role=OrderRole.STOP_LOSS,
+        order_type=OrderType.STOP,
+        stop_price=D(95),
+    )
+    return entry, [take_profit, stop_loss]
+
+
+def test_bracket_legs_live_after_the_entry_and_one_cancels_the_other(fake):
+    async def test(broker, heard):
+        entry, children = bracket()
+        states = await broker.submit_bracket(entry, children)
+        assert [(s.client_order_id, s.status) for s in states] == [
+            ("tp0001-7-abc123-e", OrderStatus.ACCEPTED),
+            ("tp0001-7-abc123-t", OrderStatus.ACCEPTED),
+            ("tp0001-7-abc123-s", OrderStatus.ACCEPTED),
+        ]
+        assert states[1].message == "held until the entry fills"
+        (sent,) = fake.sent()
+        assert sent.body["order_class"] == "bracket"
+        assert (sent.body["take_profit"], sent.body["stop_loss"]) == (
+            {"limit_price": 110.0},
+            {"stop_price": 95.0},
+        )
+        fake.set_price("AAPL", 98)  # the entry fills at its limit; the legs go live
+        await heard.wait_for(lambda s: s.client_order_id == "tp0001-7-abc123-e" and s.fills)
+        await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-7-abc123-s" and s.message is None
+        )
+        open_ids = {s.client_order_id for s in await broker.open_orders("AAPL")}
+        assert open_ids == {"tp0001-7-abc123-t", "tp0001-7-abc123-s"}
+        fake.set_price("AAPL", 111)
+        take_profit = await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-7-abc123-t" and s.status is OrderStatus.FILLED
+        )
+        assert take_profit.fills[0].price == 110
+        stop = await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-7-abc123-s" and s.status is OrderStatus.CANCELED
+        )
+        assert stop.ticker == "AAPL"
+        assert fake.position("AAPL") == 0
+        # Asked by our ids, the legs answer (through their entry: Alpaca named them itself).
+        found = await broker.get_order("tp0001-7-abc123-s")
+        assert found.status is OrderStatus.CANCELED
+
+    run(fake, test)
+
+
+def test_one_child_goes_as_oto_and_a_leg_alpaca_cannot_take_is_refused(fake):
+    async def test(broker, heard):
+        entry, (_, stop_loss) = bracket()
+        states = await broker.submit_bracket(entry, [stop_loss])
+        assert fake.sent()[0].body["order_class"] == "oto"
+        assert [s.client_order_id for s in states] == ["tp0001-7-abc123-e", "tp0001-7-abc123-s"]
+        trailing = order(
+            "tp0001-8-abc123-s",
+            side=Side.SELL,
+            role=OrderRole.STOP_LOSS,
+            order_type=OrderType.TRAILING_STOP,
+            trail_percent=D(2),
+        )
+        with pytest.raises(OrderRejected, match="stop_loss is stop or stop_limit"):
+            await broker.submit_bracket(order("tp0001-8-abc123-e"), [trailing])
+        assert len(fake.sent()) == 1
+
+    run(fake, test)
+
+
+def test_leg_ids_follow_the_entry_id():
+    assert leg_client_id("tpab12-3k-0f0f0f-e", OrderRole.STOP_LOSS) == "tpab12-3k-0f0f0f-s"
+    assert leg_client_id("tpab12-3k-0f0f0f-er2", OrderRole.TAKE_PROFIT) == "tpab12-3k-0f0f0f-tr2"
+
+
+# -- idempotency, refusals, lost answers ---------------------------------------------------------
+
+
+def test_a_duplicate_client_id_is_settled_by_lookup_and_sends_one_order(fake):
+    async def test(broker, heard):
+        first = await broker.submit(order())
+        again = await broker.submit(order())
+        assert again.broker_order_id == first.broker_order_id
+        assert again.status is OrderStatus.FILLED
+        assert [f.fill_id for f in again.fills] == [f.fill_id for f in first.fills]
+        assert len(fake.orders_of("AAPL")) == 1
+        assert fake.position("AAPL") == 10
+        assert len(fake.sent()) == 2  # the second was refused with 422 …
+        assert fake.sent("GET", "/v2/orders:by_client_order_id")  # … and looked up
+
+    run(fake, test)
+
+
+def test_a_refusal_carries_alpacas_own_message(fake):
+    async def test(broker, heard):
+        fake.reject_next(
+            "potential wash trade detected. use complex orders", status=403, code=40310000
+        )
+        with pytest.raises(OrderRejected, match=r"^potential wash trade detected"):
+            await broker.submit(order())
+        with pytest.raises(OrderRejected, match=r"^insufficient buying power$"):
+            await broker.submit(order("tp0001-2-abc123-e", quantity=D(5000)))
+        assert fake.orders == {}
+
+    run(fake, test)
+
+
+def test_sub_penny_prices_are_refused_before_sending(fake):
+    async def test(broker, heard):
+        with pytest.raises(OrderRejected) as refused:
+            await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D("100.123")))
+        assert "limit_price 100.123" in str(refused.value)
+        assert "0.01" in str(refused.value)
+        with pytest.raises(OrderRejected, match=r"stop_price 0\.12345 .* 0\.0001"):
+            await broker.submit(order(order_type=OrderType.STOP, stop_price=D("0.12345")))
+        assert fake.sent() == []  # nothing reached Alpaca
+        cheap = await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D("0.1234")))
+        assert cheap.limit_price == D("0.1234")
+
+    run(fake, test)
+
+
+def test_the_fake_refuses_sub_penny_prices_as_alpaca_does(fake):
+    """What the adapter refuses first, the fake would refuse too (so the test above proves
+    something): alpaca-py straight to the fake, no adapter."""
+    from alpaca.common.exceptions import APIError
+    from alpaca.trading.requests import LimitOrderRequest
+
+    client = TradingClient(KEY, SECRET, url_override=fake.url, raw_data=True)
+    with pytest.raises(APIError) as refused:
+        client.submit_order(
+            LimitOrderRequest(
+                symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=100.123
+            )
+        )
+    assert (refused.value.status_code, refused.value.code) == (422, 42210000)
+    assert "sub-penny increment" in refused.value.message
+
+
+def test_a_stalled_answer_times_out_and_the_order_is_then_found_by_its_id(fake):
+    async def test(broker, heard):
+        fake.stall_next()
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match=r"no answer within 0\.5 s"):
+            await broker.submit(order())
+        assert time.monotonic() - started < 2
+        found = await broker.get_order("tp0001-1-abc123-e")
+        assert found is not None and found.status is OrderStatus.FILLED
+        assert len(fake.sent()) == 1
+        assert await broker.get_order("tp0001-9-abc123-e") is None
+
+    run(fake, test, timeout=0.5)
+
+
+def test_a_504_is_not_retried_by_alpaca_py(fake):
+    async def test(broker, heard):
+        fake.fail_next(504)
+        with pytest.raises(BrokerUnavailable, match="HTTP 504"):
+            await broker.submit(order())
+        assert len(fake.sent()) == 1  # alpaca-py would have sent it three more times
+
+    run(fake, test)
+
+
+def test_alpaca_py_private_names_the_adapter_relies_on_still_exist(fake):
+    """Canary: the adapter turns off retries through `_retry` / `_retry_codes`, adds a timeout
+    through `_session`, and runs / watches the stream through `_run_forever`, `_auth` and
+    `_dispatch`. If alpaca-py renames any of them, this fails before money does."""
+    client = TradingClient(KEY, SECRET, url_override=fake.url, raw_data=True)
+    assert isinstance(client._retry, int) and client._retry == 3
+    assert client._retry_codes == [429, 504]
+    assert client._session is not None
+    assert "self._session.request" in _source(RESTClient._one_request)
+    assert "while retry >= 0" in _source(RESTClient._request)
+    for name in ("_run_forever", "_auth", "_dispatch", "stop_ws", "close"):
+        assert callable(getattr(TradingStream, name))
+    assert '"listening"' not in _source(TradingStream._dispatch)  # we watch for it ourselves
+    assert "_dispatch(msg)" in _source(TradingStream._consume)
+
+
+def _source(function) -> str:
+    import inspect
+
+    return inspect.getsource(function)
+
+
+def test_refused_credentials_name_the_account_and_never_the_key(fake):
+    async def main():
+        broker = make_broker(fake, secret="wrong-secret-value")
+        with pytest.raises(BrokerError) as refused:
+            await broker.connect()
+        assert not isinstance(refused.value, (BrokerUnavailable, OrderRejected))
+        assert "alpaca account alpaca" in str(refused.value)
+        assert KEY not in str(refused.value) and "wrong-secret-value" not in str(refused.value)
+        await broker.close()
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_broker_is_unavailable():
+    async def main():
+        with FakeAlpaca() as gone:
+            pass  # started and stopped: nothing listens on its port any more
+        broker = make_broker(gone)
+        with pytest.raises(BrokerUnavailable, match="cannot reach the broker"):
+            await broker.connect()
+        await broker.close()
+
+    asyncio.run(main())
+
+
+def test_fake_orders_parse_as_alpaca_py_orders(fake):
+    """The fake's Order JSON carries what alpaca-py's model requires."""
+
+    async def test(broker, heard):
+        entry, children = bracket()
+        await broker.submit_bracket(entry, children)
+
+    run(fake, test)
+    for kept in fake.orders.values():
+        AlpacaOrder(**kept.json())
