@@ -1,0 +1,696 @@
+"""Crypto exchanges through ccxt's async client: spot markets, and perpetual swaps where the
+exchange has them (`market_type = "swap"`).
+
+What the exchange cannot do is said here once:
+
+- **No order stream** (ccxt without "pro" has none): a small poller, started at `connect`, looks
+  at the open orders of the markets where this process placed or saw an order, about once a
+  second while there are any; an order that left the open list is fetched and reported to the
+  listener with its final state and its trades.
+- **No brackets**: `capabilities.brackets` is False, so the engine places the take-profit and
+  the stop after the entry fills and cancels the survivor. On spot every open sell reserves its
+  base currency, so the second leg of such a pair can meet "insufficient balance" (see the
+  report in tests/test_ccxt.py); an exchange OCO would be the fix.
+- **`replace` is cancel + create, not atomic**: the old order is canceled first; if the create
+  then fails, the old one stays canceled and the error is raised (the engine journals it).
+- **Time in force**: GTC, IOC, FOK. Crypto has no trading day, and DAY is not quietly sent as
+  GTC: a crypto subscription sets `time_in_force = "gtc"`. **Trailing stops** are refused (their
+  trail cannot be expressed the same way on every exchange).
+- **Quantities and prices are never changed**: one off the market's step or tick is refused
+  naming the step, so the journal's record equals what was sent; minimum quantity and notional
+  are checked before sending.
+- **`get_order` needs the market** (ccxt looks orders up per symbol): ids this process placed
+  or saw are mapped to their symbol; others are searched among the markets this process used,
+  those with open orders and those with balances. When none has it and the market was never
+  known, the answer is `BrokerUnavailable` (ask again later), never "not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as ccxt_errors
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
+
+from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
+from tradepipe.credentials import Credentials
+from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
+from tradepipe.orders import (
+    Fill,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+)
+
+log = logging.getLogger(__name__)
+
+STATUSES = {
+    "open": OrderStatus.ACCEPTED,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+TIME_IN_FORCE = {
+    TimeInForce.GTC: "GTC",
+    TimeInForce.IOC: "IOC",
+    TimeInForce.FOK: "FOK",
+}
+# Quote currencies that are cash, not positions, when balances are read as spot positions.
+CASH = ("USDT", "USDC", "USD", "FDUSD", "EUR")
+
+
+# -- translation (pure) --------------------------------------------------------------------------
+
+
+def decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def exchange_words(error: Exception, exchange_id: str) -> str:
+    """The exchange's own message out of a ccxt error ("binance {"code":-2010,"msg":…}")."""
+    text = str(error)
+    start = text.find("{")
+    if start >= 0:
+        try:
+            body = json.loads(text[start:])
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("msg"):
+            code = body.get("code")
+            return f"{body['msg']} (code {code})" if code is not None else str(body["msg"])
+    return text.removeprefix(exchange_id).strip()
+
+
+def order_type_of(order: dict[str, Any]) -> OrderType | None:
+    trigger = order.get("triggerPrice") or order.get("stopPrice")
+    match order.get("type"), bool(trigger):
+        case "market", False:
+            return OrderType.MARKET
+        case "limit", False:
+            return OrderType.LIMIT
+        case "market", True:
+            return OrderType.STOP
+        case "limit", True:
+            return OrderType.STOP_LIMIT
+    return None
+
+
+def point_at(urls: Any, base_url: str) -> Any:
+    """Every API URL with its scheme and host replaced by `base_url`'s, its path kept."""
+    if isinstance(urls, dict):
+        return {key: point_at(value, base_url) for key, value in urls.items()}
+    if isinstance(urls, str) and urls.startswith(("http://", "https://")):
+        base = urlsplit(base_url)
+        parts = urlsplit(urls)
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+    return urls
+
+
+def step_of(value: Any, precision_mode: int) -> Decimal | None:
+    if value is None:
+        return None
+    if precision_mode == DECIMAL_PLACES:
+        return Decimal(1).scaleb(-int(value))
+    return decimal(value) if precision_mode == TICK_SIZE else None
+
+
+class CcxtBroker:
+    def __init__(
+        self,
+        name: str,
+        exchange: Any,
+        *,
+        market_type: str,
+        clock: Callable[[], datetime],
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.exchange = exchange
+        self.market_type = market_type
+        self.clock = clock
+        self.poll_interval = poll_interval
+        has = exchange.has
+        types = {OrderType.MARKET, OrderType.LIMIT}
+        if has.get("createTriggerOrder") or has.get("createStopOrder"):
+            types.add(OrderType.STOP)
+        if has.get("createTriggerOrder") or has.get("createStopLimitOrder"):
+            types.add(OrderType.STOP_LIMIT)
+        self.capabilities = Capabilities(
+            order_types=frozenset(types),
+            time_in_force=frozenset(TIME_IN_FORCE),
+            brackets=False,
+            fractional=True,
+            short_selling=market_type == "swap",
+            quotes=True,
+            lot_size=Decimal("0.00000001"),
+            tick_size=Decimal("0.00000001"),
+            extras={"replace": "cancel + create, not atomic"},
+        )
+        self._listener: OrderListener | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._symbols: dict[str, str] = {}  # client order id → ccxt symbol
+        self._tickers: dict[str, str] = {}  # ccxt symbol → the ticker the engine uses
+        self._watch: dict[str, str] = {}  # open orders placed or seen: client id → symbol
+        self._reported: dict[str, tuple[OrderStatus, Decimal]] = {}
+        self._fills: dict[str, tuple[Decimal, tuple[Fill, ...]]] = {}
+
+    @classmethod
+    def from_config(
+        cls, name: str, account: Any, credentials: Credentials | None, clock: Callable[[], datetime]
+    ) -> CcxtBroker:
+        exchange_id = account.exchange
+        if exchange_id not in ccxt_async.exchanges:
+            close = difflib.get_close_matches(exchange_id, ccxt_async.exchanges, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise ConfigError(f'account {name}: ccxt has no exchange "{exchange_id}"{hint}')
+        config: dict[str, Any] = {
+            "timeout": int(Decimal(account.timeout) * 1000),
+            "enableRateLimit": True,
+            "options": {
+                "defaultType": account.market_type,
+                # load_markets without Binance's private extra calls (currencies, margin pairs)
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+                "fetchMarkets": {"types": ["spot" if account.market_type == "spot" else "linear"]},
+                "fetchOpenOrders": {"warnWithoutSymbol": False},
+            },
+        }
+        if credentials is not None:
+            config |= {"apiKey": credentials.key, "secret": credentials.secret}
+            if credentials.passphrase:
+                config["password"] = credentials.passphrase
+        exchange = getattr(ccxt_async, exchange_id)(config)
+        if account.sandbox:
+            try:
+                exchange.set_sandbox_mode(True)
+            except ccxt_errors.NotSupported:
+                raise ConfigError(
+                    f"account {name}: {exchange_id} has no sandbox in ccxt; set sandbox = false"
+                ) from None
+        if account.base_url:
+            exchange.urls["api"] = point_at(exchange.urls["api"], str(account.base_url))
+        return cls(name, exchange, market_type=account.market_type, clock=clock)
+
+    # -- errors, once ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        exchange_id = self.exchange.id
+        try:
+            yield
+        except ccxt_errors.AuthenticationError as e:  # PermissionDenied too; never the key
+            raise BrokerError(
+                f"account {self.name}: {exchange_id} refused the credentials"
+                f" ({exchange_words(e, exchange_id)})"
+            ) from e
+        except ccxt_errors.NetworkError as e:  # timeouts, 5xx, rate limits: outcome unknown
+            raise BrokerUnavailable(
+                f"{exchange_id} ({self.name}): {type(e).__name__}: {exchange_words(e, exchange_id)}"
+            ) from e
+        except ccxt_errors.ExchangeError as e:  # the exchange answered no, in its words
+            raise OrderRejected(f"{exchange_id}: {exchange_words(e, exchange_id)}") from e
+        except ccxt_errors.BaseError as e:  # an answer ccxt could not read: outcome unknown
+            raise BrokerUnavailable(f"{exchange_id} ({self.name}): {e}") from e
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        with self._mapped():
+            await self.exchange.load_markets()
+            await self.exchange.fetch_balance()  # proves the credentials
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
+
+    def listen(self, listener: OrderListener) -> None:
+        self._listener = listener
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self.exchange.close()
+
+    # -- markets -------------------------------------------------------------------------------
+
+    async def _market(self, ticker: str) -> dict[str, Any]:
+        """The ccxt market for a TradingView ticker: "BTCUSDT", "BINANCE:BTCUSDT",
+        "BTCUSDT.P" (a perpetual) or ccxt's own "BTC/USDT"."""
+        with self._mapped():
+            await self.exchange.load_markets()
+        exchange = self.exchange
+        names = [ticker, ticker.split(":", 1)[-1]]
+        names += [n.removesuffix(".P") for n in names]
+        for name in names:
+            market = exchange.markets.get(name)
+            candidates = [market] if market else exchange.markets_by_id.get(name, [])
+            for market in candidates:
+                if market.get("type") == self.market_type and market.get("active") is not False:
+                    self._tickers.setdefault(market["symbol"], ticker)
+                    return market
+        raise OrderRejected(
+            f'{exchange.id}: no {self.market_type} market for "{ticker}" (understood forms:'
+            " BTCUSDT, BINANCE:BTCUSDT, BTC/USDT)"
+        )
+
+    def _ticker(self, symbol: str) -> str:
+        if symbol in self._tickers:
+            return self._tickers[symbol]
+        market = self.exchange.markets.get(symbol)
+        return market["id"] if market else symbol
+
+    async def instrument(self, ticker: str) -> InstrumentRules:
+        market = await self._market(ticker)
+        mode = self.exchange.precisionMode
+        limits = market.get("limits") or {}
+        return InstrumentRules(
+            tick_size=step_of(market["precision"].get("price"), mode),
+            lot_size=step_of(market["precision"].get("amount"), mode),
+            min_quantity=decimal((limits.get("amount") or {}).get("min")),
+            min_notional=decimal((limits.get("cost") or {}).get("min")),
+        )
+
+    # -- orders --------------------------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> OrderState:
+        market = await self._market(request.ticker)
+        symbol, cid = market["symbol"], request.client_order_id
+        self._symbols[cid] = symbol
+        existing = await self._look_up(cid, symbol)
+        if existing is not None:  # sent before: its state, and nothing is sent
+            return existing
+        kind, price, params = self._order_args(request, market)
+        amount = await self._checked_amount(request, market, price or params.get("triggerPrice"))
+        self._watch[cid] = symbol  # a lost answer is found by the poller, or settled by id
+        try:
+            with self._mapped():
+                try:
+                    order = await self.exchange.create_order(
+                        symbol, kind, str(request.side), amount, price, params
+                    )
+                except ccxt_errors.InvalidOrder as e:
+                    if "Duplicate order" not in str(e):
+                        raise
+                    # Binance refuses an id only while that order is open: look it up.
+                    found = await self._look_up(cid, symbol)
+                    if found is None:
+                        raise
+                    return found
+        except OrderRejected:
+            self._watch.pop(cid, None)
+            raise
+        return await self._state(order, cid, symbol)
+
+    def _order_args(
+        self, request: OrderRequest, market: dict[str, Any]
+    ) -> tuple[str, float | None, dict[str, Any]]:
+        """ccxt's (type, price, params) for one request, or the reason it cannot be sent."""
+        exchange, symbol = self.exchange, market["symbol"]
+        if request.order_type not in self.capabilities.order_types:
+            words = "trailing stops" if request.order_type is OrderType.TRAILING_STOP else None
+            raise OrderRejected(
+                f"{exchange.id} does not support {words or f'{request.order_type} orders'}"
+            )
+        if request.quantity <= 0:
+            raise OrderRejected(
+                f"{exchange.id}: quantity must be positive (got {request.quantity})"
+            )
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        price = None
+        if request.limit_price is not None and request.order_type in (
+            OrderType.LIMIT,
+            OrderType.STOP_LIMIT,
+        ):
+            price = float(self._on_step(request.limit_price, "limit price", symbol, market, True))
+        if request.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            assert request.stop_price is not None
+            stop = self._on_step(request.stop_price, "stop price", symbol, market, True)
+            params["triggerPrice"] = float(stop)
+        tif = TIME_IN_FORCE.get(request.time_in_force)
+        if tif is None:
+            raise OrderRejected(
+                f"{exchange.id}: time in force {request.time_in_force} is not supported"
+                f" (it takes: {', '.join(sorted(TIME_IN_FORCE))})"
+            )
+        if request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            params["timeInForce"] = tif
+        kind = (
+            "limit" if request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else "market"
+        )
+        return kind, price, params
+
+    def _on_step(
+        self, value: Decimal, field: str, symbol: str, market: dict[str, Any], is_price: bool
+    ) -> Decimal:
+        """The value as the exchange's own precision function writes it; one it would change is
+        refused, so that what the journal holds is what was sent."""
+        try:
+            with self._mapped():
+                if is_price:
+                    written = self.exchange.price_to_precision(symbol, float(value))
+                else:
+                    written = self.exchange.amount_to_precision(symbol, float(value))
+        except OrderRejected as e:
+            raise OrderRejected(f"{field} {value} of {symbol}: {e}") from None
+        if Decimal(written) != value:
+            step = step_of(
+                market["precision"].get("price" if is_price else "amount"),
+                self.exchange.precisionMode,
+            )
+            raise OrderRejected(
+                f"{self.exchange.id}: {field} {value} of {symbol} is not a multiple of the"
+                f" market's step {step} (it would be sent as {written})"
+            )
+        return value
+
+    async def _checked_amount(
+        self, request: OrderRequest, market: dict[str, Any], price: float | None
+    ) -> float:
+        """The quantity, checked against the market's minimums (and, on spot, against what a
+        sell can deliver: spot cannot sell short)."""
+        symbol = market["symbol"]
+        quantity = self._on_step(request.quantity, "quantity", symbol, market, False)
+        rules = await self.instrument(request.ticker)
+        if rules.min_quantity is not None and quantity < rules.min_quantity:
+            raise OrderRejected(
+                f"{self.exchange.id}: quantity {quantity} of {symbol} is below the market's"
+                f" minimum {rules.min_quantity.normalize():f}"
+            )
+        if rules.min_notional is not None:
+            reference = decimal(price) or await self.quote(request.ticker)
+            if reference is not None and quantity * reference < rules.min_notional:
+                raise OrderRejected(
+                    f"{self.exchange.id}: order value {(quantity * reference).normalize():f}"
+                    f" {market['quote']} of {symbol} is below the market's minimum notional"
+                    f" {rules.min_notional.normalize():f}"
+                )
+        if self.market_type == "spot" and request.side is Side.SELL:
+            with self._mapped():
+                balance = await self.exchange.fetch_balance()
+            free = decimal(balance.get(market["base"], {}).get("free")) or Decimal(0)
+            if quantity > free:
+                raise OrderRejected(
+                    f"{self.exchange.id} spot cannot sell short: sell {quantity} {market['base']}"
+                    f" but the account has {free.normalize():f} {market['base']} free"
+                    " (the rest, if any, is held by open orders)"
+                )
+        return float(quantity)
+
+    async def _look_up(self, cid: str, symbol: str) -> OrderState | None:
+        with self._mapped():
+            try:
+                order = await self.exchange.fetch_order("", symbol, {"clientOrderId": cid})
+            except ccxt_errors.OrderNotFound:
+                return None
+        return await self._state(order, cid, symbol)
+
+    async def _state(self, order: dict[str, Any], cid: str, symbol: str) -> OrderState:
+        """Our view of a ccxt order (by our id: a cancel's answer names the cancel request)."""
+        filled = decimal(order.get("filled")) or Decimal(0)
+        status = STATUSES.get(order.get("status") or "", OrderStatus.UNKNOWN)
+        if status is OrderStatus.ACCEPTED and filled > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        kind = order_type_of(order)
+        fills = await self._fills_of(order, cid, symbol, filled, status)
+        if status.is_open or status is OrderStatus.ACCEPTED:
+            self._watch[cid] = symbol
+        else:
+            self._watch.pop(cid, None)
+        self._symbols[cid] = symbol
+        return OrderState(
+            client_order_id=cid,
+            status=status,
+            filled_quantity=filled,
+            average_fill_price=decimal(order.get("average")) if filled else None,
+            broker_order_id=order.get("id"),
+            message=f"{self.exchange.id} status {order.get('status')}"
+            if status is OrderStatus.REJECTED
+            else None,
+            fills=fills,
+            ticker=self._ticker(symbol),
+            side=Side(order["side"]) if order.get("side") in ("buy", "sell") else None,
+            quantity=decimal(order.get("amount")),
+            order_type=kind,
+            limit_price=decimal(order.get("price"))
+            if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+            else None,
+            stop_price=decimal(order.get("triggerPrice") or order.get("stopPrice")),
+        )
+
+    async def _fills_of(
+        self,
+        order: dict[str, Any],
+        cid: str,
+        symbol: str,
+        filled: Decimal,
+        status: OrderStatus,
+    ) -> tuple[Fill, ...]:
+        """The order's trades with the exchange's trade ids (the journal dedupes on them)."""
+        if filled <= 0:
+            return ()
+        cached = self._fills.get(cid)
+        if cached is not None and cached[0] == filled:
+            return cached[1]
+        side = Side(order["side"])
+        market_id = self.exchange.markets[symbol]["id"]
+        if self.exchange.has.get("fetchOrderTrades"):
+            with self._mapped():
+                trades = await self.exchange.fetch_order_trades(order["id"], symbol)
+        else:
+            trades = [t for t in order.get("trades") or [] if t.get("id")]
+        fills = tuple(
+            Fill(
+                fill_id=f"{market_id}-{trade['id']}",  # trade ids are unique per market only
+                client_order_id=cid,
+                ticker=self._ticker(symbol),
+                side=side,
+                quantity=Decimal(str(trade["amount"])),
+                price=Decimal(str(trade["price"])),
+                filled_at=datetime.fromtimestamp(trade["timestamp"] / 1000, UTC)
+                if trade.get("timestamp")
+                else self.clock(),
+            )
+            for trade in trades
+        )
+        if not fills and status is OrderStatus.FILLED:  # an exchange without trade ids
+            average = decimal(order.get("average")) or decimal(order.get("price"))
+            assert average is not None
+            fills = (
+                Fill(
+                    f"{market_id}-order-{order['id']}",
+                    cid,
+                    self._ticker(symbol),
+                    side,
+                    filled,
+                    average,
+                    self.clock(),
+                ),
+            )
+        self._fills[cid] = (filled, fills)
+        return fills
+
+    async def submit_bracket(
+        self, entry: OrderRequest, children: Sequence[OrderRequest]
+    ) -> list[OrderState]:
+        raise OrderRejected(
+            f"{self.exchange.id}: no native brackets here (the engine emulates them)"
+        )
+
+    async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
+        """Cancel, then create: NOT atomic. If the create fails, the old order stays canceled
+        and the error is raised (the engine journals it); a new id that the exchange already has
+        answers that order's state and changes nothing."""
+        market = await self._market(request.ticker)
+        existing = await self._look_up(request.client_order_id, market["symbol"])
+        if existing is not None:
+            return existing
+        old = await self.get_order(client_order_id)
+        if old is None or not (old.status.is_open or old.status is OrderStatus.ACCEPTED):
+            state = "unknown" if old is None else str(old.status)
+            raise OrderRejected(
+                f"{self.exchange.id}: order {client_order_id} is {state}: nothing to replace"
+            )
+        canceled = await self.cancel(client_order_id)
+        if canceled is None or canceled.status is not OrderStatus.CANCELED:
+            state = "unknown" if canceled is None else str(canceled.status)
+            raise OrderRejected(
+                f"{self.exchange.id}: order {client_order_id} is {state}: nothing to replace"
+            )
+        return await self.submit(request)
+
+    async def get_order(self, client_order_id: str) -> OrderState | None:
+        symbol = self._symbols.get(client_order_id)
+        if symbol is not None:
+            return await self._look_up(client_order_id, symbol)
+        # ccxt looks orders up per market; search where this order can be, sparingly.
+        for symbol in await self._candidate_symbols():
+            found = await self._look_up(client_order_id, symbol)
+            if found is not None:
+                return found
+        raise BrokerUnavailable(
+            f"{self.exchange.id} ({self.name}): cannot look up order {client_order_id}: its"
+            " market is not known to this process yet (it looks orders up per market)"
+        )
+
+    async def _candidate_symbols(self) -> list[str]:
+        symbols = list(dict.fromkeys(self._tickers))
+        with self._mapped():
+            for order in await self.exchange.fetch_open_orders():
+                symbols.append(order["symbol"])
+        for position in await self.positions():
+            symbols.append((await self._market(position.ticker))["symbol"])
+        return list(dict.fromkeys(symbols))
+
+    async def cancel(self, client_order_id: str) -> OrderState | None:
+        symbol = self._symbols.get(client_order_id)
+        if symbol is None:
+            found = await self.get_order(client_order_id)
+            if found is None:
+                return None
+            symbol = self._symbols[client_order_id]
+        with self._mapped():
+            try:
+                order = await self.exchange.cancel_order(
+                    "", symbol, {"clientOrderId": client_order_id}
+                )
+            except ccxt_errors.OrderNotFound:  # already final (or never there): ask
+                order = None
+        if order is None or order.get("status") != "canceled":
+            return await self._look_up(client_order_id, symbol)
+        return await self._state(order, client_order_id, symbol)
+
+    async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
+        symbol = None if ticker is None else (await self._market(ticker))["symbol"]
+        with self._mapped():
+            orders = await self.exchange.fetch_open_orders(symbol)
+        states = []
+        for order in orders:
+            cid = order.get("clientOrderId") or f"{self.exchange.id}-{order['id']}"
+            states.append(await self._state(order, cid, order["symbol"]))
+        return states
+
+    # -- the poller (ccxt has no order stream) -------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self._watch or self._listener is None:
+                continue
+            try:
+                await self.poll()
+            except BrokerError as e:  # the next round tries again; nothing is lost meanwhile
+                log.warning("%s: polling orders: %s", self.name, e)
+            except Exception:
+                log.exception("%s: polling orders", self.name)
+
+    async def poll(self) -> None:
+        """One round: report every watched order whose status or fills changed."""
+        for symbol in sorted(set(self._watch.values())):
+            with self._mapped():
+                listed = await self.exchange.fetch_open_orders(symbol)
+            still_open = set()
+            for order in listed:
+                cid = order.get("clientOrderId")
+                if cid in self._watch:
+                    still_open.add(cid)
+                    self._report(await self._state(order, cid, symbol))
+            for cid in [c for c, s in self._watch.items() if s == symbol and c not in still_open]:
+                state = await self._look_up(cid, symbol)
+                if state is None:  # never reached the exchange: the engine settles it by id
+                    self._watch.pop(cid, None)
+                else:
+                    self._report(state)
+
+    def _report(self, state: OrderState) -> None:
+        seen = (state.status, state.filled_quantity)
+        if self._reported.get(state.client_order_id) == seen or self._listener is None:
+            return
+        self._reported[state.client_order_id] = seen
+        self._listener(state)
+
+    # -- account -------------------------------------------------------------------------------
+
+    async def position(self, ticker: str) -> Position:
+        market = await self._market(ticker)
+        if self.market_type == "swap":
+            with self._mapped():
+                found = await self.exchange.fetch_positions([market["symbol"]])
+            held = [self._position(p) for p in found if p.get("symbol") == market["symbol"]]
+            return next((p for p in held if p.quantity), Position(ticker, Decimal(0)))
+        with self._mapped():
+            balance = await self.exchange.fetch_balance()
+        total = decimal(balance.get(market["base"], {}).get("total")) or Decimal(0)
+        return Position(ticker, total, None)  # a spot holding has no entry price
+
+    def _position(self, raw: dict[str, Any]) -> Position:
+        size = (decimal(raw.get("contracts")) or Decimal(0)) * (
+            decimal(raw.get("contractSize")) or Decimal(1)
+        )
+        if raw.get("side") == "short":
+            size = -size
+        return Position(self._ticker(raw["symbol"]), size, decimal(raw.get("entryPrice")))
+
+    async def positions(self) -> list[Position]:
+        with self._mapped():
+            await self.exchange.load_markets()
+            if self.market_type == "swap":
+                return [
+                    p
+                    for p in map(self._position, await self.exchange.fetch_positions())
+                    if p.quantity
+                ]
+            balance = await self.exchange.fetch_balance()
+        cash = {m.split("/")[1] for m in self._tickers} | set(CASH)
+        held = []
+        for currency, total in (balance.get("total") or {}).items():
+            if not total or currency in cash:
+                continue
+            symbol = next((s for s in self._tickers if s.split("/")[0] == currency), None)
+            symbol = symbol or next(
+                (f"{currency}/{q}" for q in CASH if f"{currency}/{q}" in self.exchange.markets),
+                None,
+            )
+            if symbol is not None:
+                held.append(Position(self._ticker(symbol), Decimal(str(total)), None))
+        return held
+
+    async def quote(self, ticker: str) -> Decimal | None:
+        market = await self._market(ticker)
+        with self._mapped():
+            ticker_data = await self.exchange.fetch_ticker(market["symbol"])
+        last = decimal(ticker_data.get("last"))
+        bid, ask = decimal(ticker_data.get("bid")), decimal(ticker_data.get("ask"))
+        if last:
+            return last
+        return (bid + ask) / 2 if bid and ask else None
+
+    async def account(self) -> AccountSummary:
+        with self._mapped():
+            balance = await self.exchange.fetch_balance()
+        quote = next(iter(s.split("/")[1] for s in self._tickers), "USDT")
+        cash = decimal((balance.get(quote) or {}).get("total")) or Decimal(0)
+        free = decimal((balance.get(quote) or {}).get("free")) or Decimal(0)
+        equity = cash
+        for position in await self.positions():
+            price = await self.quote(position.ticker)
+            equity += position.quantity * (price or Decimal(0))
+        return AccountSummary(equity=equity, cash=cash, buying_power=free)
+
+    async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
+        return []
