@@ -427,3 +427,208 @@ def test_fake_orders_parse_as_alpaca_py_orders(fake):
     run(fake, test)
     for kept in fake.orders.values():
         AlpacaOrder(**kept.json())
+
+
+# -- the stream and its gaps ---------------------------------------------------------------------
+
+
+def test_a_fill_while_the_stream_is_down_is_reported_after_it_reconnects(fake):
+    async def test(broker, heard):
+        await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D(95)))
+        fake.drop_stream()
+        fake.set_price("AAPL", 94)  # fills while nobody listens
+        assert fake.events[-1]["event"] == "fill" and not fake.events[-1]["delivered"]
+        assert not any(s.status is OrderStatus.FILLED for s in heard)
+        fake.restore_stream()  # alpaca-py reconnects after its 1 s backoff; we re-sync
+        filled = await heard.wait_for(lambda s: s.status is OrderStatus.FILLED, timeout=10)
+        assert (filled.client_order_id, filled.ticker, filled.filled_quantity) == (
+            "tp0001-1-abc123-e",
+            "AAPL",
+            10,
+        )
+        assert [(f.quantity, f.price) for f in filled.fills] == [(10, 95)]
+        assert fake.listening == 1
+
+    run(fake, test)
+
+
+def test_a_fill_event_and_a_rest_answer_give_the_same_fill_id(fake):
+    """The journal counts a fill once by its id: the stream and REST must agree on it."""
+
+    async def test(broker, heard):
+        await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D(95)))
+        fake.set_price("AAPL", 94)
+        streamed = await heard.wait_for(lambda s: s.status is OrderStatus.FILLED)
+        fresh = make_broker(fake)  # another process: nothing remembered
+        asked = await fresh.get_order("tp0001-1-abc123-e")
+        await fresh.close()
+        assert [f.fill_id for f in asked.fills] == [f.fill_id for f in streamed.fills]
+
+    run(fake, test)
+
+
+# -- positions, open orders, account, quotes ------------------------------------------------------
+
+
+def test_positions_open_orders_and_the_account_for_reconciliation(fake):
+    async def test(broker, heard):
+        fake.set_price("TSLA", 200)
+        await broker.submit(order())
+        await broker.submit(
+            order("tp0001-2-abc123-e", ticker="TSLA", side=Side.SELL, quantity=D(3))
+        )
+        await broker.submit(
+            order("tp0001-3-abc123-e", order_type=OrderType.LIMIT, limit_price=D(90))
+        )
+        await broker.submit(
+            order(
+                "tp0001-4-abc123-e",
+                ticker="TSLA",
+                side=Side.BUY,
+                quantity=D(3),
+                order_type=OrderType.STOP,
+                stop_price=D(220),
+            )
+        )
+        held = {(p.ticker, p.quantity, p.average_price) for p in await broker.positions()}
+        assert held == {("AAPL", 10, 100), ("TSLA", -3, 200)}
+        assert (await broker.position("TSLA")).quantity == -3
+        assert (await broker.position("MSFT")).quantity == 0
+        everything = {s.client_order_id for s in await broker.open_orders()}
+        assert everything == {"tp0001-3-abc123-e", "tp0001-4-abc123-e"}
+        (aapl,) = await broker.open_orders("AAPL")
+        assert (aapl.side, aapl.quantity, aapl.order_type, aapl.limit_price) == (
+            Side.BUY,
+            10,
+            OrderType.LIMIT,
+            90,
+        )
+        summary = await broker.account()
+        assert summary.cash == 100_000 - 1000 + 600
+        assert summary.equity == summary.cash + 1000 - 600
+        assert broker.capabilities.quotes and broker.capabilities.brackets
+        assert await broker.observe_price("AAPL", D(1)) == []
+        assert fake.prices["AAPL"] == 100  # a signal's price never moves Alpaca's marks
+
+    run(fake, test)
+
+
+def test_quotes_are_the_latest_trade_else_the_quote_mid(fake):
+    async def test(broker, heard):
+        fake.set_quote("MSFT", "10", "10.2")
+        assert await broker.quote("AAPL") == 100
+        assert await broker.quote("MSFT") == D("10.1")
+        assert await broker.quote("NOPE") is None
+        assert fake.sent("GET", "/v2/stocks/trades/latest")[0].query["symbols"] == "AAPL"
+
+    run(fake, test)
+
+
+# -- replace and cancel ---------------------------------------------------------------------------
+
+
+def test_replace_puts_a_new_id_in_the_old_orders_place_once(fake):
+    async def test(broker, heard):
+        stop = dict(side=Side.SELL, order_type=OrderType.STOP, time_in_force=TimeInForce.GTC)
+        await broker.submit(order("tp0001-1-abc123-x", stop_price=D(95), **stop))
+        new = order("tp0001-2-abc123-b", stop_price=D(97), **stop)
+        state = await broker.replace("tp0001-1-abc123-x", new)
+        assert (state.client_order_id, state.status, state.stop_price) == (
+            "tp0001-2-abc123-b",
+            OrderStatus.ACCEPTED,
+            97,
+        )
+        old = await broker.get_order("tp0001-1-abc123-x")
+        assert (old.status, old.message) == (OrderStatus.CANCELED, "replaced")
+        assert fake.order("tp0001-2-abc123-b").replaces == fake.order("tp0001-1-abc123-x").id
+        again = await broker.replace("tp0001-1-abc123-x", new)  # a retry changes nothing
+        assert again.broker_order_id == state.broker_order_id
+        assert len(fake.sent("PATCH", f"/v2/orders/{fake.order('tp0001-1-abc123-x').id}")) == 1
+        with pytest.raises(OrderRejected, match="is replaced: nothing to replace"):
+            await broker.replace(
+                "tp0001-1-abc123-x", order("tp0001-3-abc123-b", **stop, stop_price=D(98))
+            )
+
+    run(fake, test)
+
+
+def test_replacing_a_bracket_stop_keeps_its_one_cancels_other_link(fake):
+    async def test(broker, heard):
+        entry, children = bracket()
+        await broker.submit_bracket(entry, children)
+        fake.set_price("AAPL", 98)  # the entry fills at 99
+        fake.set_price("AAPL", 105)
+        breakeven = order(
+            "tp0001-9-abc123-b", side=Side.SELL, order_type=OrderType.STOP, stop_price=D(99)
+        )
+        state = await broker.replace("tp0001-7-abc123-s", breakeven)
+        assert (state.client_order_id, state.stop_price) == ("tp0001-9-abc123-b", 99)
+        assert {s.client_order_id for s in await broker.open_orders("AAPL")} == {
+            "tp0001-7-abc123-t",
+            "tp0001-9-abc123-b",
+        }
+        fake.set_price("AAPL", 110)
+        moved = await heard.wait_for(
+            lambda s: s.client_order_id == "tp0001-9-abc123-b" and s.status is OrderStatus.CANCELED
+        )
+        assert moved.ticker == "AAPL"
+
+    run(fake, test)
+
+
+def test_cancel_answers_the_orders_state(fake):
+    async def test(broker, heard):
+        await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D(90)))
+        canceled = await broker.cancel("tp0001-1-abc123-e")
+        assert canceled.status is OrderStatus.CANCELED
+        assert fake.order("tp0001-1-abc123-e").status == "canceled"
+        await broker.submit(order("tp0001-2-abc123-e"))
+        filled = await broker.cancel("tp0001-2-abc123-e")  # 422 not cancelable: its state
+        assert filled.status is OrderStatus.FILLED
+        assert await broker.cancel("tp0001-3-abc123-e") is None
+
+    run(fake, test)
+
+
+# -- crypto ---------------------------------------------------------------------------------------
+
+
+def test_crypto_follows_the_assets_increments(fake):
+    fake.add_crypto(
+        "BTC/USD", min_order_size="0.0001", min_trade_increment="0.0001", price_increment="1"
+    )
+    fake.set_price("BTC/USD", 50000)
+
+    async def test(broker, heard):
+        rules = await broker.instrument("BTC/USD")
+        assert (rules.tick_size, rules.lot_size, rules.min_quantity) == (
+            1,
+            D("0.0001"),
+            D("0.0001"),
+        )
+        assert (await broker.instrument("AAPL")).tick_size is None  # SPEC §7's stock rule
+        btc = dict(ticker="BTC/USD", time_in_force=TimeInForce.GTC)
+        with pytest.raises(OrderRejected, match=r"quantity 0\.00005 is not a multiple of"):
+            await broker.submit(order(quantity=D("0.00005"), **btc))
+        with pytest.raises(OrderRejected, match=r"limit_price 50000\.5 is not a multiple of 1"):
+            await broker.submit(
+                order(
+                    quantity=D("0.01"), order_type=OrderType.LIMIT, limit_price=D("50000.5"), **btc
+                )
+            )
+        with pytest.raises(OrderRejected, match="crypto takes time in force gtc or ioc"):
+            await broker.submit(order(quantity=D("0.01"), ticker="BTC/USD"))
+        assert fake.sent() == []
+        state = await broker.submit(order(quantity=D("0.01"), **btc))
+        assert (state.status, state.ticker, state.filled_quantity) == (
+            OrderStatus.FILLED,
+            "BTC/USD",
+            D("0.01"),
+        )
+        assert [(p.ticker, p.quantity) for p in await broker.positions()] == [
+            ("BTC/USD", D("0.01"))
+        ]
+        assert (await broker.position("BTC/USD")).quantity == D("0.01")
+        assert await broker.quote("BTC/USD") == 50000
+
+    run(fake, test)
