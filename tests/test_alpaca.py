@@ -632,3 +632,40 @@ def test_crypto_follows_the_assets_increments(fake):
         assert await broker.quote("BTC/USD") == 50000
 
     run(fake, test)
+
+
+# -- through the engine ---------------------------------------------------------------------------
+
+
+def test_a_signal_becomes_an_alpaca_order_and_its_fill_is_journaled_once(
+    fake, tmp_path, monkeypatch
+):
+    from tests.test_engine import Harness
+
+    for name, value in fake.env.items():
+        monkeypatch.setenv(name, value)
+    config = fake.config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        h = Harness(config)
+        await h.engine.start()
+        try:
+            (signal_id,) = await h.send(
+                {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+            )
+            assert h.deliveries(signal_id) == [("submitted", "enter long 5 (buy 5 AAPL)")]
+            (journaled,) = h.journal.orders(signal_id=signal_id)
+            sent = fake.order(journaled["client_order_id"])
+            assert sent is not None and sent.status == "filled"  # our id, at Alpaca
+            assert journaled["status"] == "filled"
+            await asyncio.sleep(0.3)  # the stream's fill event arrives too …
+            await h.engine.drain()
+            fills = h.journal.fills(account="alpaca")
+            assert [(D(f["quantity"]), D(f["price"])) for f in fills] == [(5, 100)]  # … counted once
+            assert h.journal.position("alpaca", "AAPL")[0] == 5
+        finally:
+            await h.engine.stop()
+            h.journal.close()
+
+    asyncio.run(main())

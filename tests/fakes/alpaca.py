@@ -246,6 +246,43 @@ class FakeAlpaca:
     def sent(self, method: str = "POST", path: str = "/v2/orders") -> list[Logged]:
         return [r for r in list(self.requests) if r.method == method and r.path == path]
 
+    def config(self, directory: Any, *, port: int = 8080, subscription: str = "") -> Any:
+        """A tradepipe config whose one account, `alpaca`, trades at this fake (credentials
+        come from TRADEPIPE_ALPACA_KEY / _SECRET: see `env`)."""
+        from tests.helpers import TOKEN
+
+        path = directory / "tradepipe.toml"
+        path.write_text(
+            f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+
+[journal]
+path = "journal.db"
+
+[accounts.alpaca]
+broker = "alpaca"
+base_url = "{self.url}"
+stream_url = "{self.stream_url}"
+data_url = "{self.url}"
+timeout = 2
+
+[strategies.trend]
+token = "{TOKEN}"
+
+[subscriptions.trend-alpaca]
+strategy = "trend"
+account = "alpaca"
+{subscription}
+"""
+        )
+        return path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"TRADEPIPE_ALPACA_KEY": self.key, "TRADEPIPE_ALPACA_SECRET": self.secret}
+
     @property
     def listening(self) -> int:
         return len(self._listeners)
