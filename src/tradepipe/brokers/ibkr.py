@@ -247,9 +247,17 @@ def _decimal(value: Any) -> Decimal | None:
     if value is None or value == "" or value == ib_async.util.UNSET_DOUBLE:
         return None
     try:
-        return Decimal(str(value))
+        return _quantity(value)
     except InvalidOperation:
         return None
+
+
+def _quantity(value: float | Decimal) -> Decimal:
+    """IB reports quantities as floats: 5.0 is 5 shares, as our journal writes it."""
+    number = Decimal(str(value))
+    return (
+        number.to_integral_value() if number == number.to_integral_value() else number.normalize()
+    )
 
 
 def _error(trade: ib_async.Trade) -> tuple[int, str] | None:
@@ -281,8 +289,8 @@ def to_fill(client_order_id: str, ticker: str, fill: ib_async.Fill) -> Fill:
         client_order_id=client_order_id,
         ticker=ticker,
         side=Side.BUY if execution.side == "BOT" else Side.SELL,
-        quantity=Decimal(str(execution.shares)),
-        price=Decimal(str(execution.price)),
+        quantity=_quantity(execution.shares),
+        price=_quantity(execution.price),
         filled_at=execution.time if isinstance(execution.time, datetime) else fill.time,
     )
 
@@ -495,12 +503,13 @@ class IbkrBroker:
                 fills[execution.execId] = to_fill(client_order_id, ticker, fill)
         executed = sum((f.quantity for f in fills.values()), Decimal(0))
         reported = max(
-            Decimal(str(trade.orderStatus.filled)),
+            _quantity(trade.orderStatus.filled),
             _decimal(order.filledQuantity) or Decimal(0),
         )
         filled = max(executed, reported)
         status, message = parse_status(trade, filled)
         average = _decimal(trade.orderStatus.avgFillPrice) or None
+        average = _quantity(average) if average is not None else None
         if average is None and executed:
             average = sum((f.quantity * f.price for f in fills.values()), Decimal(0)) / executed
         order_type = IB_ORDER_TYPES.get(order.orderType)
@@ -514,7 +523,7 @@ class IbkrBroker:
             fills=tuple(fills.values()),
             ticker=ticker,
             side=Side.BUY if order.action == "BUY" else Side.SELL,
-            quantity=Decimal(str(order.totalQuantity)),
+            quantity=_quantity(order.totalQuantity),
             order_type=order_type,
             limit_price=_decimal(order.lmtPrice)
             if order.orderType in ("LMT", "STP LMT", "LOC")
@@ -722,7 +731,7 @@ class IbkrBroker:
             positions.append(
                 Position(
                     ticker_of(position.contract),
-                    Decimal(str(position.position)),
+                    _quantity(position.position),
                     average / multiplier if average is not None else None,
                 )
             )
