@@ -285,6 +285,26 @@ def test_an_order_on_the_step_is_sent_exactly_as_recorded(fake):
     run(test)
 
 
+def test_a_market_order_with_day_is_taken_a_resting_one_is_not(fake):
+    async def test():
+        async with connected(fake) as broker:
+            market = order("tp1-e-abc-x", time_in_force=TimeInForce.DAY)  # what flatten sends
+            assert (await broker.submit(market)).status is OrderStatus.FILLED
+            (sent,) = fake.sent()
+            assert "timeInForce" not in sent.params
+            resting = order(
+                "tp1-e-abc-y",
+                time_in_force=TimeInForce.DAY,
+                order_type=OrderType.LIMIT,
+                limit_price=D(40000),
+            )
+            with pytest.raises(OrderRejected, match="time in force day is not supported"):
+                await broker.submit(resting)
+        assert len(fake.sent()) == 1
+
+    run(test)
+
+
 def test_spot_cannot_sell_short(fake):
     async def test():
         async with connected(fake) as broker:

@@ -14,7 +14,8 @@ What the exchange cannot do is said here once:
 - **`replace` is cancel + create, not atomic**: the old order is canceled first; if the create
   then fails, the old one stays canceled and the error is raised (the engine journals it).
 - **Time in force**: GTC, IOC, FOK. Crypto has no trading day, and DAY is not quietly sent as
-  GTC: a crypto subscription sets `time_in_force = "gtc"`. **Trailing stops** are refused (their
+  GTC: a crypto subscription sets `time_in_force = "gtc"`. A market order is taken with DAY
+  (it fills or fails at once; tradepipe's flatten sends DAY). **Trailing stops** are refused (their
   trail cannot be expressed the same way on every exchange).
 - **Quantities and prices are never changed**: one off the market's step or tick is refused
   naming the step, so the journal's record equals what was sent; minimum quantity and notional
@@ -343,7 +344,9 @@ class CcxtBroker:
             stop = self._on_step(request.stop_price, "stop price", symbol, market, True)
             params["triggerPrice"] = float(stop)
         tif = TIME_IN_FORCE.get(request.time_in_force)
-        if tif is None:
+        # A market order fills or fails at once: its day never ends (flatten sends DAY).
+        immediate = request.order_type is OrderType.MARKET
+        if tif is None and not (immediate and request.time_in_force is TimeInForce.DAY):
             raise OrderRejected(
                 f"{exchange.id}: time in force {request.time_in_force} is not supported"
                 f" (it takes: {', '.join(sorted(TIME_IN_FORCE))})"

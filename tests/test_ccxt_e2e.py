@@ -1,0 +1,147 @@
+"""A Binance spot account end to end, as a user runs it: `tradepipe serve` as a subprocess with
+an `[accounts.binance]` table pointed at the Binance stub (tests/fakes/binance.py) in this test
+process, credentials from the environment, signals through `tradepipe send --wait`, and state
+read back from the stub and from `tradepipe orders/positions --json`."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.binance import FakeBinance
+from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
+
+D = Decimal
+ENV = {"TRADEPIPE_BINANCE_KEY": "stub-key", "TRADEPIPE_BINANCE_SECRET": "stub-secret"}
+
+
+@pytest.fixture
+def fake():
+    with FakeBinance() as stub:
+        yield stub
+
+
+def binance_config(tmp_path, fake: FakeBinance, subscription: str = ""):
+    return write_config(
+        tmp_path,
+        subscription="enabled = false\n",  # the helper's paper subscription
+        extra=f"""
+        [accounts.binance]
+        broker = "ccxt"
+        exchange = "binance"
+        sandbox = false
+        base_url = "{fake.url}"
+        timeout = 5
+
+        [subscriptions.trend-binance]
+        strategy = "trend"
+        account = "binance"
+        fractional = true
+        time_in_force = "gtc"
+        """
+        + subscription,
+    )
+
+
+def send(config, payload: dict) -> dict:
+    answer = json.loads(tradepipe(config, "send", json.dumps(payload), "--json", "--wait").stdout)
+    (delivery,) = answer["signal"]["deliveries"]
+    return delivery
+
+
+def orders_of(config) -> dict[str, dict]:
+    """The latest order of each role (the listing is newest first)."""
+    found: dict[str, dict] = {}
+    for order in tradepipe_json(config, "orders"):
+        found.setdefault(order["role"], order)
+    return found
+
+
+def held(config) -> Decimal:
+    return sum((D(str(p["quantity"])) for p in tradepipe_json(config, "positions")), D(0))
+
+
+def wait_for(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+BUY = {"ticker": "BTCUSDT", "action": "buy", "quantity": 0.01}
+
+
+def test_entry_partial_exit_exit_and_no_short_on_spot(tmp_path, fake):
+    config = binance_config(tmp_path, fake)
+    with Daemon(config, free_port(), env=ENV):
+        entry = send(config, BUY | {"quantity": 0.02})
+        assert entry["status"] == "submitted", entry
+        assert fake.balance("BTC") == D("0.02") and held(config) == D("0.02")
+        (position,) = tradepipe_json(config, "positions")
+        assert (position["account"], position["ticker"]) == ("binance", "BTCUSDT")
+
+        partial = send(config, {"ticker": "BTCUSDT", "action": "exit", "quantity": 0.005})
+        assert partial["status"] == "submitted", partial
+        assert "partial exit of long" in partial["reason"]
+        assert fake.balance("BTC") == D("0.015") and held(config) == D("0.015")
+
+        # A sell on a long exits it; on spot it does not go on into a short.
+        sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.01})
+        assert sell["status"] == "submitted", sell
+        assert "does not allow short selling" in sell["reason"]
+        assert fake.balance("BTC") == 0 and held(config) == 0
+
+        # (another quantity: the same payload again would be answered as a duplicate alert)
+        flat_sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.02})
+        assert flat_sell["status"] == "rejected", flat_sell
+        assert flat_sell["reason"] == "broker binance does not allow short selling"
+        sides = [o.params["side"] for o in fake.sent()]
+        assert sides == ["BUY", "SELL", "SELL"]  # nothing was sent for the short
+
+
+def test_bracket_cancel_and_flatten(tmp_path, fake):
+    config = binance_config(tmp_path, fake)
+    with Daemon(config, free_port(), env=ENV):
+        bracket = BUY | {"takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
+        assert send(config, bracket)["status"] == "submitted"
+        orders = wait_for(
+            lambda: (o := orders_of(config))["take_profit"]["status"] == "accepted" and o
+        )
+        assert orders["entry"]["status"] == "filled"
+        # Binance spot reserves the BTC of the first open sell: the second leg has none free.
+        assert orders["stop_loss"]["status"] == "rejected"
+        assert [(o.client_order_id, o.type) for o in fake.open_orders()] == [
+            (orders["take_profit"]["client_order_id"], "LIMIT")
+        ]
+        fake.set_price("BTCUSDT", 52500)  # the take-profit fills; the poller reports it
+        orders = wait_for(
+            lambda: (o := orders_of(config))["take_profit"]["status"] == "filled" and o
+        )
+        assert orders, "the take-profit's fill was not reported"
+        assert wait_for(lambda: held(config) == 0)
+        assert fake.balance("BTC") == 0
+
+        # A resting entry, then the strategy's cancel.
+        resting = BUY | {"orderType": "limit", "limitPrice": 50000}
+        fake.set_price("BTCUSDT", 51000)
+        assert send(config, resting)["status"] == "submitted"
+        assert len(fake.open_orders()) == 1
+        canceled = send(config, {"ticker": "BTCUSDT", "action": "cancel"})
+        assert canceled["status"] == "submitted", canceled
+        assert fake.open_orders() == []
+        assert orders_of(config)["entry"]["status"] == "canceled"
+
+        # A position and a resting take-profit, then flatten: cancel, then sell at market.
+        assert send(config, BUY | {"takeProfit": {"limitPrice": 60000}})["status"] == "submitted"
+        wait_for(lambda: fake.open_orders())
+        assert len(fake.open_orders()) == 1 and fake.balance("BTC") == D("0.01")
+        tradepipe(config, "flatten", "--yes", env=ENV)
+        assert fake.open_orders() == [] and fake.balance("BTC") == 0
+        assert wait_for(lambda: held(config) == 0)
+        assert fake.sent()[-1].params["side"] == "SELL"
+        assert fake.sent()[-1].params["type"] == "MARKET"
