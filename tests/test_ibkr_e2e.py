@@ -86,7 +86,7 @@ def test_entry_reaches_ib_with_our_order_ref(fake, config):
 def test_reversal_exits_then_enters(fake, config):
     with Daemon(config, free_port()):
         send(config, buy(5))
-        wait_for(lambda: ib_position(config) == 5)
+        wait_for(lambda: fake_position(fake) == 5)
         delivery = send(config, {"ticker": "AAPL", "action": "sell", "quantity": 2})
         assert "exit long 5, wait for the fill, then sell 2" in delivery["reason"]
         wait_for(lambda: ib_position(config) == -2)
@@ -98,7 +98,7 @@ def test_reversal_exits_then_enters(fake, config):
 def test_partial_exit(fake, config):
     with Daemon(config, free_port()):
         send(config, buy(10))
-        wait_for(lambda: ib_position(config) == 10)
+        wait_for(lambda: fake_position(fake) == 10)
         delivery = send(config, {"ticker": "AAPL", "action": "exit", "quantity": 4})
         assert "partial exit of long 4 of 10" in delivery["reason"]
         wait_for(lambda: ib_position(config) == 6)
@@ -137,7 +137,7 @@ def test_cancel_signal_cancels_the_resting_order_at_ib(fake, config):
 def test_flatten_cancels_and_closes_at_ib(fake, config):
     with Daemon(config, free_port()):
         send(config, buy(5))
-        wait_for(lambda: ib_position(config) == 5)
+        wait_for(lambda: fake_position(fake) == 5)
         send(config, buy(2, orderType="limit", limitPrice=90))  # adds 2 more (resting)
         done = json.loads(tradepipe(config, "flatten", "--yes", "--json").stdout)
         (item,) = done["flattened"]
