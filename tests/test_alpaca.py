@@ -405,6 +405,24 @@ def test_refused_credentials_name_the_account_and_never_the_key(fake):
     asyncio.run(main())
 
 
+def test_a_stream_that_refuses_the_key_fails_connect_instead_of_retrying_forever(fake):
+    fake.refuse_stream = True
+
+    async def main():
+        broker = make_broker(fake)
+        started = time.monotonic()
+        with pytest.raises(BrokerError, match="trade_updates stream refused the credentials"):
+            await broker.connect()
+        assert time.monotonic() - started < 1.5  # not the whole timeout
+        await broker.close()
+        fake.refuse_stream = False
+        await broker.connect()  # the engine's reconnect: a new stream
+        assert fake.listening == 1
+        await broker.close()
+
+    asyncio.run(main())
+
+
 def test_an_unreachable_broker_is_unavailable():
     async def main():
         with FakeAlpaca() as gone:
@@ -662,7 +680,9 @@ def test_a_signal_becomes_an_alpaca_order_and_its_fill_is_journaled_once(
             await asyncio.sleep(0.3)  # the stream's fill event arrives too …
             await h.engine.drain()
             fills = h.journal.fills(account="alpaca")
-            assert [(D(f["quantity"]), D(f["price"])) for f in fills] == [(5, 100)]  # … counted once
+            assert [(D(f["quantity"]), D(f["price"])) for f in fills] == [
+                (5, 100)
+            ]  # … counted once
             assert h.journal.position("alpaca", "AAPL")[0] == 5
         finally:
             await h.engine.stop()

@@ -146,6 +146,7 @@ class FakeAlpaca:
         self.events: list[dict] = []  # every trade update sent (or lost while the stream was down)
         self._faults: list[tuple[str, Any]] = []
         self._stream_down = False
+        self.refuse_stream = False  # the stream answers "unauthorized" to any key
         self._sockets: dict[web.WebSocketResponse, asyncio.Queue[bytes]] = {}
         self._authorized: set[web.WebSocketResponse] = set()
         self._listeners: set[web.WebSocketResponse] = set()
@@ -829,7 +830,7 @@ account = "alpaca"
             data = payload.get("data") or {}
             key = payload.get("key") or data.get("key_id")
             secret = payload.get("secret") or data.get("secret_key")
-            ok = (key, secret) == (self.key, self.secret)
+            ok = (key, secret) == (self.key, self.secret) and not self.refuse_stream
             reply = {"status": "authorized" if ok else "unauthorized", "action": "authenticate"}
             if not ok:
                 reply["message"] = "access key verification failed"

@@ -477,8 +477,9 @@ class AlpacaBroker:
         self._listener: OrderListener | None = None
         self._stream: _Stream | None = None
         self._stream_task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
+        self._listening = False
         self._refused = False
+        self._stream_news = asyncio.Event()  # the stream listens, or was refused
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rules: dict[str, InstrumentRules] = {}
         self._books: dict[str, _Book] = {}
@@ -567,8 +568,8 @@ class AlpacaBroker:
         """Check the credentials over REST, then start the stream and wait for it to listen."""
         await self._call("reading the account", self._trading.get_account)
         if self._stream_task is None or self._stream_task.done():
-            self._refused = False
-            self._listening.clear()
+            self._refused = self._listening = False
+            self._stream_news.clear()
             self._stream = self._stream_factory(
                 on_listening=self._on_listening, on_refused=self._on_refused
             )
@@ -577,29 +578,29 @@ class AlpacaBroker:
                 self._stream._run_forever(), name=f"alpaca stream {self.name}"
             )
             await self._recover_legs()
-        try:
-            await asyncio.wait_for(self._listening.wait(), timeout=self._timeout)
-        except TimeoutError:
-            if self._refused:
-                await self._stop_stream()
-                raise BrokerError(
-                    f"alpaca account {self.name}: the trade_updates stream refused the"
-                    " credentials; check the account's key and secret"
-                ) from None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stream_news.wait(), timeout=self._timeout)
+        if self._refused:  # alpaca-py would retry forever, only logging
+            await self._stop_stream()
+            raise BrokerError(
+                f"alpaca account {self.name}: the trade_updates stream refused the"
+                " credentials; check the account's key and secret"
+            )
+        if not self._listening:
             raise BrokerUnavailable(
                 f"alpaca account {self.name}: the trade_updates stream did not connect within"
                 f" {self._timeout:g} s (it keeps trying)"
-            ) from None
+            )
 
     def _on_listening(self) -> None:
-        self._listening.set()
-        self._refused = False
+        self._listening, self._refused = True, False
+        self._stream_news.set()
         log.info("alpaca account %s: trade_updates stream listening; re-syncing", self.name)
         self._spawn(self._resync())
 
     def _on_refused(self) -> None:
-        self._refused = True
-        self._listening.clear()
+        self._listening, self._refused = False, True
+        self._stream_news.set()
         log.error("alpaca account %s: the trade_updates stream refused the credentials", self.name)
 
     def _spawn(self, coroutine: Any) -> None:
@@ -616,7 +617,8 @@ class AlpacaBroker:
     async def _stop_stream(self) -> None:
         stream, task = self._stream, self._stream_task
         self._stream = self._stream_task = None
-        self._listening.clear()
+        self._listening = False
+        self._stream_news.clear()
         if stream is not None:
             await stream.stop_ws()
         if task is not None:
