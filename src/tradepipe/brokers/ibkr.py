@@ -596,6 +596,7 @@ class IbkrBroker:
                     states.append(state)
             return states
         contract = (await self._details(entry.ticker)).contract
+        assert contract is not None  # contract details always describe a contract
         for request in (entry, *children):
             self._tickers[request.client_order_id] = request.ticker
         trades = []
