@@ -485,6 +485,32 @@ def test_a_fill_event_and_a_rest_answer_give_the_same_fill_id(fake):
     run(fake, test)
 
 
+def test_partial_fills_are_counted_once_whichever_way_they_are_learned(fake):
+    """Fill ids are checkpoints of the filled quantity: a stream event, a REST answer and a
+    re-sync after a gap name each part of an order's fills alike."""
+
+    async def test(broker, heard):
+        await broker.submit(order(order_type=OrderType.LIMIT, limit_price=D(95)))
+        fake.partial_next(4)
+        fake.set_price("AAPL", 94)  # 4 of 10 at 95
+        part = await heard.wait_for(lambda s: s.status is OrderStatus.PARTIALLY_FILLED)
+        assert [(f.quantity, f.price) for f in part.fills] == [(4, 95)]
+        polled = await broker.get_order("tp0001-1-abc123-e")
+        assert polled.fills == part.fills
+        fake.drop_stream()
+        fake.partial_next(2)
+        fake.set_price("AAPL", 93)  # 2 more while the stream is down …
+        fake.restore_stream()
+        await heard.wait_for(lambda s: s.filled_quantity == 6, timeout=10)  # … re-synced
+        fake.set_price("AAPL", 92)  # the last 4, streamed
+        done = await heard.wait_for(lambda s: s.status is OrderStatus.FILLED)
+        assert [(f.quantity, f.price) for f in done.fills] == [(4, 95), (2, 95), (4, 95)]
+        assert len({f.fill_id for f in done.fills}) == 3
+        assert sum(f.quantity for f in done.fills) == fake.position("AAPL") == 10
+
+    run(fake, test)
+
+
 # -- positions, open orders, account, quotes ------------------------------------------------------
 
 

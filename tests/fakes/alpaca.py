@@ -146,7 +146,8 @@ class FakeAlpaca:
         self.events: list[dict] = []  # every trade update sent (or lost while the stream was down)
         self._faults: list[tuple[str, Any]] = []
         self._stream_down = False
-        self.refuse_stream = False  # the stream answers "unauthorized" to any key
+        self.refuse_stream = False
+        self._partials: list[Decimal] = []  # the stream answers "unauthorized" to any key
         self._sockets: dict[web.WebSocketResponse, asyncio.Queue[bytes]] = {}
         self._authorized: set[web.WebSocketResponse] = set()
         self._listeners: set[web.WebSocketResponse] = set()
@@ -226,6 +227,10 @@ class FakeAlpaca:
     def fail_next(self, status: int = 504, method: str = "POST", path: str = "/v2/orders") -> None:
         """The next request to this route answers this status, and does nothing."""
         self._faults.append(("fail", (status, method, path)))
+
+    def partial_next(self, quantity: float | str | Decimal) -> None:
+        """The next execution fills only this much of its order; the rest keeps working."""
+        self._on_loop(self._partials.append, Decimal(str(quantity)))
 
     def drop_stream(self) -> None:
         """Close every stream connection and refuse new ones: events meanwhile are lost."""
@@ -644,9 +649,15 @@ account = "alpaca"
 
     def _fill(self, order: Order, price: Decimal) -> None:
         quantity = order.qty - order.filled_qty
-        order.filled_qty = order.qty
-        order.filled_avg_price = price
-        order.status = "filled"
+        if self._partials:  # this execution takes only part of what is left
+            quantity = min(quantity, self._partials.pop(0))
+        before = order.filled_qty
+        order.filled_qty += quantity
+        order.filled_avg_price = (before * (order.filled_avg_price or 0) + quantity * price) / (
+            order.filled_qty
+        )
+        partial = order.filled_qty < order.qty
+        order.status = "partially_filled" if partial else "filled"
         order.filled_at = order.updated_at = _now()
         signed = quantity if order.side == "buy" else -quantity
         self.cash -= signed * price
@@ -662,13 +673,15 @@ account = "alpaca"
                 average = price  # reversed through zero
             self.positions[order.symbol] = (new, average)
         self._emit(
-            "fill",
+            "partial_fill" if partial else "fill",
             order,
             execution_id=str(uuid.uuid4()),
             price=_text(price),
             qty=_text(quantity),
             position_qty=_text(new),
         )
+        if partial:
+            return  # (legs wait for the whole entry, as the fake keeps it simple)
         for leg_id in order.legs:  # the entry filled: its legs go live
             leg = self.orders[leg_id]
             if leg.status == "held":
