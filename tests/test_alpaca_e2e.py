@@ -52,31 +52,24 @@ def by_role(config) -> dict[str, dict]:
     return {o["role"]: o for o in reversed(tradepipe_json(config, "orders"))}
 
 
-def test_entry_then_reversal(tmp_path, fake):
+def test_entry_reversal_and_partial_exit(tmp_path, fake):
     config = fake.config(tmp_path)
     with Daemon(config, free_port(), env=fake.env):
         entry = send(config, fake, signal("buy", 5))
         assert entry["status"] == "submitted"
         assert fake.position("AAPL") == 5
-        assert held(config) == 5
-        reversal = send(config, fake, signal("sell", 2, signalPrice=101))
-        assert "exit long 5, wait for the fill, then sell 2" in reversal["reason"]
-        assert fake.position("AAPL") == -2
-        assert held(config) == -2
+        reversal = send(config, fake, signal("sell", 4, signalPrice=101))
+        assert "exit long 5, wait for the fill, then sell 4" in reversal["reason"]
+        assert fake.position("AAPL") == -4
+        assert held(config) == -4
+        partial = send(config, fake, signal("exit", 1, signalPrice=102))
+        assert "partial exit of short 1 of 4" in partial["reason"]
+        assert fake.position("AAPL") == -3
+        assert held(config) == -3
         orders = tradepipe_json(config, "orders")
         ours = {o["client_order_id"] for o in orders}
         assert ours == {o.client_order_id for o in fake.orders.values()}  # our ids, no others
-        assert {o["status"] for o in orders} == {"filled"}
-
-
-def test_partial_exit(tmp_path, fake):
-    config = fake.config(tmp_path)
-    with Daemon(config, free_port(), env=fake.env):
-        send(config, fake, signal("buy", 10))
-        exit_ = send(config, fake, signal("exit", 4, signalPrice=102))
-        assert "partial exit of long 4 of 10" in exit_["reason"]
-        assert fake.position("AAPL") == 6
-        assert held(config) == 6
+        assert [o["status"] for o in orders] == ["filled"] * 4
 
 
 def test_bracket_take_profit_fills_and_the_stop_is_canceled(tmp_path, fake):

@@ -722,7 +722,8 @@ class AlpacaBroker:
                 limit=STREAM_LIMIT,
                 nested=True,
                 after=after,
-                direction="asc",
+                # Paged forward from `after`; without it, the latest orders.
+                direction="asc" if after else "desc",
                 symbols=[ticker] if ticker else None,
             )
             page = await self._call("listing orders", self._trading.get_orders, query)
