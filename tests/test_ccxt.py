@@ -160,6 +160,7 @@ def test_a_market_order_fills_at_once_with_the_exchanges_trade_ids(fake):
         assert (sent.params["type"], sent.params["quantity"]) == ("MARKET", "0.01")
         trade = fake.order("tp1-1-abc-e").trades[0]
         assert [f.fill_id for f in state.fills] == [f"BTCUSDT-{trade['id']}"]
+        assert fake.sent("GET", "/api/v3/myTrades") == []  # the create's answer had the trades
         assert fake.balance("BTC") == D("0.01") and fake.balance("USDT") == D(99500)
 
     run(test)
@@ -181,6 +182,8 @@ def test_a_limit_order_rests_until_the_price_crosses_it_and_the_poller_reports_t
         filled = heard[-1]
         assert (filled.client_order_id, filled.ticker) == ("tp1-2-abc-e", "BTCUSDT")
         assert filled.fills and filled.fills[0].price == D(48900)
+        trade = fake.order("tp1-2-abc-e").trades[0]
+        assert [f.fill_id for f in filled.fills] == [f"BTCUSDT-{trade['id']}"]  # via myTrades
 
     run(test)
 
@@ -305,12 +308,14 @@ def test_a_market_order_with_day_is_taken_a_resting_one_is_not(fake):
     run(test)
 
 
-def test_spot_cannot_sell_short(fake):
+def test_a_spot_sell_beyond_the_balance_is_refused_in_binances_words(fake):
     async def test():
         async with connected(fake) as broker:
-            with pytest.raises(OrderRejected, match=r"binance spot cannot sell short: sell 0\.01"):
+            with pytest.raises(OrderRejected) as e:
                 await broker.submit(order("tp1-6-abc-e", Side.SELL))
-        assert fake.sent() == []
+        assert str(e.value) == "binance: Account has insufficient balance for requested action."
+        assert fake.order("tp1-6-abc-e") is None
+        # Planning never asks for it: the engine reads this (support.py).
         assert not make_broker(fake).capabilities.short_selling
 
     run(test)
@@ -332,7 +337,10 @@ def test_a_client_id_the_exchange_has_is_answered_by_lookup_and_sent_once(fake):
             )
             await broker.submit(limit)
             assert (await broker.submit(limit)).status is OrderStatus.ACCEPTED
-        assert again.status is OrderStatus.FILLED and again.fills == first.fills
+        assert again.status is OrderStatus.FILLED
+        assert [(f.fill_id, f.quantity, f.price) for f in again.fills] == [
+            (f.fill_id, f.quantity, f.price) for f in first.fills
+        ]
         assert [r.params["newClientOrderId"] for r in fake.sent()] == ["tp1-7-abc-e", "tp1-7-abc-t"]
         assert fake.balance("BTC") == D("0.01")
 
@@ -577,8 +585,8 @@ def test_engine_entry_then_exit_and_a_sell_when_flat_opens_no_short(tmp_path, fa
 
 def test_engine_emulated_bracket_on_binance_spot(tmp_path, fake):
     """The entry fills, then the engine places the take-profit and the stop as two plain orders.
-    On Binance spot each open sell reserves its BTC, so the second leg finds none free: it is
-    refused and journaled with the reason (the engine places the take-profit first). The
+    On Binance spot each open sell reserves its BTC, so the second leg finds none free: Binance
+    refuses it and the journal has its words (the engine places the take-profit first). The
     take-profit's fill is then reported by the poller. An OCO order would protect both sides;
     see the adapter's docstring."""
 
@@ -591,7 +599,9 @@ def test_engine_emulated_bracket_on_binance_spot(tmp_path, fake):
         assert legs["entry"]["status"] == "filled"
         assert legs["take_profit"]["status"] == "accepted"
         assert legs["stop_loss"]["status"] == "rejected"
-        assert "spot cannot sell short" in legs["stop_loss"]["broker_message"]
+        assert legs["stop_loss"]["broker_message"] == (
+            "binance: Account has insufficient balance for requested action."
+        )
         assert [(o.type, o.price) for o in fake.open_orders()] == [("LIMIT", D(52000))]
         fake.set_price("BTCUSDT", 52100)
         await eventually(lambda: h.legs(signal_id)["take_profit"]["status"] == "filled")

@@ -76,37 +76,38 @@ def wait_for(check, timeout: float = 10.0):
 BUY = {"ticker": "BTCUSDT", "action": "buy", "quantity": 0.01}
 
 
-def test_entry_partial_exit_exit_and_no_short_on_spot(tmp_path, fake):
+def test_a_session_on_binance_spot(tmp_path, fake):
+    """Entry, partial exit, a sell that exits but opens no short, a sell when flat, an emulated
+    bracket, a cancel and a flatten — one daemon, as a user's day goes (each CLI call costs a
+    second or so: the scenarios share it)."""
     config = binance_config(tmp_path, fake)
     with Daemon(config, free_port(), env=ENV):
+        # -- entry and exits
         entry = send(config, BUY | {"quantity": 0.02})
         assert entry["status"] == "submitted", entry
-        assert fake.balance("BTC") == D("0.02") and held(config) == D("0.02")
+        assert fake.balance("BTC") == D("0.02")
         (position,) = tradepipe_json(config, "positions")
         assert (position["account"], position["ticker"]) == ("binance", "BTCUSDT")
+        assert D(str(position["quantity"])) == D("0.02")
 
         partial = send(config, {"ticker": "BTCUSDT", "action": "exit", "quantity": 0.005})
         assert partial["status"] == "submitted", partial
         assert "partial exit of long" in partial["reason"]
-        assert fake.balance("BTC") == D("0.015") and held(config) == D("0.015")
+        assert fake.balance("BTC") == D("0.015")
 
         # A sell on a long exits it; on spot it does not go on into a short.
         sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.01})
         assert sell["status"] == "submitted", sell
-        assert "does not allow short selling" in sell["reason"]
+        assert "does not allow short selling" in sell["reason"], sell
         assert fake.balance("BTC") == 0 and held(config) == 0
 
         # (another quantity: the same payload again would be answered as a duplicate alert)
         flat_sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.02})
         assert flat_sell["status"] == "rejected", flat_sell
         assert flat_sell["reason"] == "broker binance does not allow short selling"
-        sides = [o.params["side"] for o in fake.sent()]
-        assert sides == ["BUY", "SELL", "SELL"]  # nothing was sent for the short
+        assert [o.params["side"] for o in fake.sent()] == ["BUY", "SELL", "SELL"]
 
-
-def test_bracket_cancel_and_flatten(tmp_path, fake):
-    config = binance_config(tmp_path, fake)
-    with Daemon(config, free_port(), env=ENV):
+        # -- an emulated bracket
         bracket = BUY | {"takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
         assert send(config, bracket)["status"] == "submitted"
         orders = wait_for(
@@ -115,6 +116,7 @@ def test_bracket_cancel_and_flatten(tmp_path, fake):
         assert orders["entry"]["status"] == "filled"
         # Binance spot reserves the BTC of the first open sell: the second leg has none free.
         assert orders["stop_loss"]["status"] == "rejected"
+        assert "insufficient balance" in orders["stop_loss"]["broker_message"]
         assert [(o.client_order_id, o.type) for o in fake.open_orders()] == [
             (orders["take_profit"]["client_order_id"], "LIMIT")
         ]
@@ -123,25 +125,27 @@ def test_bracket_cancel_and_flatten(tmp_path, fake):
             lambda: (o := orders_of(config))["take_profit"]["status"] == "filled" and o
         )
         assert orders, "the take-profit's fill was not reported"
-        assert wait_for(lambda: held(config) == 0)
-        assert fake.balance("BTC") == 0
+        assert fake.balance("BTC") == 0 and held(config) == 0
 
-        # A resting entry, then the strategy's cancel.
-        resting = BUY | {"orderType": "limit", "limitPrice": 50000}
+        # -- a resting entry, then the strategy's cancel
         fake.set_price("BTCUSDT", 51000)
-        assert send(config, resting)["status"] == "submitted"
+        assert send(config, BUY | {"orderType": "limit", "limitPrice": 50000})["status"] == (
+            "submitted"
+        )
         assert len(fake.open_orders()) == 1
         canceled = send(config, {"ticker": "BTCUSDT", "action": "cancel"})
         assert canceled["status"] == "submitted", canceled
         assert fake.open_orders() == []
         assert orders_of(config)["entry"]["status"] == "canceled"
 
-        # A position and a resting take-profit, then flatten: cancel, then sell at market.
+        # -- a position and a resting take-profit, then flatten: cancel, then sell at market
         assert send(config, BUY | {"takeProfit": {"limitPrice": 60000}})["status"] == "submitted"
-        wait_for(lambda: fake.open_orders())
-        assert len(fake.open_orders()) == 1 and fake.balance("BTC") == D("0.01")
+        assert wait_for(lambda: len(fake.open_orders()) == 1)
+        assert fake.balance("BTC") == D("0.01")
         tradepipe(config, "flatten", "--yes", env=ENV)
         assert fake.open_orders() == [] and fake.balance("BTC") == 0
-        assert wait_for(lambda: held(config) == 0)
-        assert fake.sent()[-1].params["side"] == "SELL"
-        assert fake.sent()[-1].params["type"] == "MARKET"
+        assert (fake.sent()[-1].params["side"], fake.sent()[-1].params["type"]) == (
+            "SELL",
+            "MARKET",
+        )
+        assert tradepipe_json(config, "positions") == []

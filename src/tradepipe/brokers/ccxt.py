@@ -385,8 +385,9 @@ class CcxtBroker:
     async def _checked_amount(
         self, request: OrderRequest, market: dict[str, Any], price: float | None
     ) -> float:
-        """The quantity, checked against the market's minimums (and, on spot, against what a
-        sell can deliver: spot cannot sell short)."""
+        """The quantity, checked against the market's minimums. (A spot sell beyond the free
+        balance is the exchange's to refuse: `capabilities.short_selling` keeps planning from
+        asking for one, and Binance's own words say why.)"""
         symbol = market["symbol"]
         quantity = self._on_step(request.quantity, "quantity", symbol, market, False)
         rules = await self.instrument(request.ticker)
@@ -402,16 +403,6 @@ class CcxtBroker:
                     f"{self.exchange.id}: order value {(quantity * reference).normalize():f}"
                     f" {market['quote']} of {symbol} is below the market's minimum notional"
                     f" {rules.min_notional.normalize():f}"
-                )
-        if self.market_type == "spot" and request.side is Side.SELL:
-            with self._mapped():
-                balance = await self.exchange.fetch_balance()
-            free = decimal(balance.get(market["base"], {}).get("free")) or Decimal(0)
-            if quantity > free:
-                raise OrderRejected(
-                    f"{self.exchange.id} spot cannot sell short: sell {quantity} {market['base']}"
-                    f" but the account has {free.normalize():f} {market['base']} free"
-                    " (the rest, if any, is held by open orders)"
                 )
         return float(quantity)
 
@@ -472,11 +463,12 @@ class CcxtBroker:
             return cached[1]
         side = Side(order["side"])
         market_id = self.exchange.markets[symbol]["id"]
-        if self.exchange.has.get("fetchOrderTrades"):
+        trades = [t for t in order.get("trades") or [] if t.get("id")]
+        if sum(Decimal(str(t["amount"])) for t in trades) != filled and self.exchange.has.get(
+            "fetchOrderTrades"
+        ):  # the order's answer did not carry all its trades (Binance: only a create does)
             with self._mapped():
                 trades = await self.exchange.fetch_order_trades(order["id"], symbol)
-        else:
-            trades = [t for t in order.get("trades") or [] if t.get("id")]
         fills = tuple(
             Fill(
                 fill_id=f"{market_id}-{trade['id']}",  # trade ids are unique per market only
@@ -485,9 +477,11 @@ class CcxtBroker:
                 side=side,
                 quantity=Decimal(str(trade["amount"])),
                 price=Decimal(str(trade["price"])),
-                filled_at=datetime.fromtimestamp(trade["timestamp"] / 1000, UTC)
-                if trade.get("timestamp")
-                else self.clock(),
+                filled_at=self._time(
+                    trade.get("timestamp")
+                    or order.get("lastTradeTimestamp")
+                    or order.get("timestamp")
+                ),
             )
             for trade in trades
         )
@@ -507,6 +501,11 @@ class CcxtBroker:
             )
         self._fills[cid] = (filled, fills)
         return fills
+
+    def _time(self, milliseconds: int | None) -> datetime:
+        if milliseconds is None:
+            return self.clock()
+        return datetime.fromtimestamp(milliseconds / 1000, UTC)
 
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]
