@@ -9,8 +9,9 @@ What the exchange cannot do is said here once:
   listener with its final state and its trades.
 - **No brackets**: `capabilities.brackets` is False, so the engine places the take-profit and
   the stop after the entry fills and cancels the survivor. On spot every open sell reserves its
-  base currency, so the second leg of such a pair can meet "insufficient balance" (see the
-  report in tests/test_ccxt.py); an exchange OCO would be the fix.
+  base currency, so the second leg of such a pair meets "insufficient balance"
+  (tests/test_ccxt.py::test_engine_emulated_bracket_on_binance_spot); an exchange OCO order
+  list would be the fix.
 - **`replace` is cancel + create, not atomic**: the old order is canceled first; if the create
   then fails, the old one stays canceled and the error is raised (the engine journals it).
 - **Time in force**: GTC, IOC, FOK. Crypto has no trading day, and DAY is not quietly sent as
