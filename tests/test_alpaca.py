@@ -715,3 +715,40 @@ def test_a_signal_becomes_an_alpaca_order_and_its_fill_is_journaled_once(
             h.journal.close()
 
     asyncio.run(main())
+
+
+def test_a_refused_login_on_submit_leaves_the_order_unknown_to_be_settled_by_lookup(
+    fake, tmp_path, monkeypatch
+):
+    """Not an "internal error" with the order stuck `submitting`: the outcome is unknown, the
+    delivery says which id to check, and the next lookup settles it (here: never sent)."""
+    from tests.test_engine import Harness
+
+    for name, value in fake.env.items():
+        monkeypatch.setenv(name, value)
+    config = fake.config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        h = Harness(config)
+        await h.engine.start()
+        try:
+            fake.fail_next(401)
+            (signal_id,) = await h.send(
+                {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+            )
+            ((status, reason),) = h.deliveries(signal_id)
+            assert status == "failed"
+            assert "its state is unknown" in reason
+            (journaled,) = h.journal.orders(signal_id=signal_id)
+            assert journaled["status"] == "unknown"
+            h.clock.advance(120)  # past the grace in which a broker may still list it
+            await h.engine.settle_unknown("alpaca", "AAPL")
+            (journaled,) = h.journal.orders(signal_id=signal_id)
+            assert journaled["status"] == "canceled"
+            assert fake.order(journaled["client_order_id"]) is None
+        finally:
+            await h.engine.stop()
+            h.journal.close()
+
+    asyncio.run(main())

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from tradepipe.brokers.base import Broker
 from tradepipe.drill import pause_point
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
+from tradepipe.fills import fills_to_journal
 from tradepipe.ids import client_order_id, operator_order_id
 from tradepipe.journal import Journal
 from tradepipe.orders import (
@@ -574,7 +575,7 @@ class Engine:
             except OrderRejected as e:
                 self._mark_orders([request, *children], OrderStatus.REJECTED, str(e))
                 return Outcome("rejected", f"{broker.name} rejected the {step.leg} order: {e}")
-            except BrokerUnavailable as e:
+            except BrokerError as e:  # unreachable, or refused us (credentials): unknown
                 # Emulated children never left tradepipe: they stay held for the entry's fate.
                 sent = [request, *children] if broker.capabilities.brackets else [request]
                 self._mark_orders(sent, OrderStatus.UNKNOWN, str(e))
@@ -593,7 +594,14 @@ class Engine:
                 return Outcome("failed", f"the {step.leg} order was {state.status}{message}")
             if step.wait_for_fill and state.status is not OrderStatus.FILLED:
                 timeout = intent.exit_fill_timeout
-                state = await self._wait_for_fill(broker, request, state, timeout)
+                try:
+                    state = await self._wait_for_fill(broker, request, state, timeout)
+                except BrokerError as e:
+                    return Outcome(
+                        "failed",
+                        f"lost {broker.name} while waiting for the {step.leg} order to fill"
+                        f" ({e}); it stays open and no entry was sent",
+                    )
                 if state.status is not OrderStatus.FILLED:
                     return Outcome(
                         "failed",
@@ -765,7 +773,18 @@ class Engine:
                 broker_message=state.message,
                 updated_at=self.clock(),
             )
-            for fill in state.fills:
+            fills = state.fills
+            if state.filled_quantity > 0:
+                fills = tuple(
+                    fills_to_journal(
+                        state,
+                        self.journal.order_fills(journaled["id"]),
+                        Side(journaled["side"]),
+                        ticker,
+                        self.clock(),
+                    )
+                )
+            for fill in fills:
                 self.journal.record_fill(
                     fill_id=f"{account}:{fill.fill_id}",
                     order_id=journaled["id"],

@@ -236,6 +236,12 @@ def _order_extended_hours(db: Database) -> None:
     db.execute("ALTER TABLE orders ADD COLUMN extended_hours INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations(name="0009_fills_by_order")
+def _fills_by_order(db: Database) -> None:
+    # Every broker answer that reports a fill is checked against the order's journaled fills.
+    db.execute("CREATE INDEX fills_order ON fills(order_id)")
+
+
 _ORDER_DETAIL = (
     "status",
     "account",
@@ -631,6 +637,21 @@ class Journal:
                 (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
             )
             return True
+
+    def order_fills(self, order_id: int) -> list[tuple[str, Decimal, Decimal]]:
+        """An order's journaled fills as (the broker's fill id, quantity, price)."""
+        rows = self.conn.execute(
+            "SELECT account, fill_id, quantity, price FROM fills WHERE order_id = ? ORDER BY id",
+            (order_id,),
+        ).fetchall()
+        return [
+            (
+                r["fill_id"].removeprefix(f"{r['account']}:"),
+                Decimal(r["quantity"]),
+                Decimal(r["price"]),
+            )
+            for r in rows
+        ]
 
     def fills(self, *, account: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         where, params = _filters(account=account)
