@@ -469,6 +469,23 @@ def test_an_order_of_an_unknown_market_is_not_called_unknown(fake):
     run(test)
 
 
+def test_after_a_restart_an_order_is_found_through_the_ticker_the_engine_gives(fake):
+    """A fresh adapter (a restarted daemon) knows no order's market; the engine names the
+    ticker, so a filled order is found and a never-sent one is answered None, not 'unknown'."""
+
+    async def test():
+        fake.set_price("ETHUSDT", 2000)
+        async with connected(fake) as first:
+            await first.submit(order("tp1-r-abc-e", ticker="ETHUSDT", quantity="0.5"))
+        async with connected(fake) as restarted:
+            found = await restarted.get_order("tp1-r-abc-e", ticker="ETHUSDT")
+            assert found is not None and found.status is OrderStatus.FILLED
+            assert found.filled_quantity == D("0.5")
+            assert await restarted.get_order("tp1-never-abc-e", ticker="ETHUSDT") is None
+
+    run(test)
+
+
 # -- through the engine --------------------------------------------------------------------------
 
 
@@ -584,24 +601,24 @@ def test_engine_entry_then_exit_and_a_sell_when_flat_opens_no_short(tmp_path, fa
 
 
 def test_engine_emulated_bracket_on_binance_spot(tmp_path, fake):
-    """The entry fills, then the engine places the take-profit and the stop as two plain orders.
-    On Binance spot each open sell reserves its BTC, so the second leg finds none free: Binance
-    refuses it and the journal has its words (the engine places the take-profit first). The
-    take-profit's fill is then reported by the poller. An OCO order would protect both sides;
-    see the adapter's docstring."""
+    """On Binance spot each open sell reserves what it sells: a take-profit and a stop-loss
+    cannot rest on one balance, so a bracket with both legs is refused before anything is sent
+    (never an entry left with a take-profit and no stop). With one leg, the emulation places it
+    once the entry fills, and the poller reports its fill."""
 
     async def test(h: Harness):
-        signal_id = await h.send(
-            {**BUY, "takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
-        )
+        both = {**BUY, "takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
+        refused = await h.send(both)
+        status, reason = h.delivery(refused)
+        assert status == "rejected"
+        assert "a take-profit and a stop-loss cannot both protect it" in reason
+        assert fake.sent() == [] and h.legs(refused) == {}
+
+        signal_id = await h.send({**BUY, "takeProfit": {"limitPrice": 52000}})
         assert h.delivery(signal_id)[0] == "submitted"
         legs = h.legs(signal_id)
         assert legs["entry"]["status"] == "filled"
         assert legs["take_profit"]["status"] == "accepted"
-        assert legs["stop_loss"]["status"] == "rejected"
-        assert legs["stop_loss"]["broker_message"] == (
-            "binance: Account has insufficient balance for requested action."
-        )
         assert [(o.type, o.price) for o in fake.open_orders()] == [("LIMIT", D(52000))]
         fake.set_price("BTCUSDT", 52100)
         await eventually(lambda: h.legs(signal_id)["take_profit"]["status"] == "filled")

@@ -107,24 +107,27 @@ def test_a_session_on_binance_spot(tmp_path, fake):
         assert flat_sell["reason"] == "broker binance does not allow short selling"
         assert [o.params["side"] for o in fake.sent()] == ["BUY", "SELL", "SELL"]
 
-        # -- an emulated bracket
+        # -- a bracket with both legs: spot cannot rest two sells on one balance → refused
+        sent_before = len(fake.sent())
         bracket = BUY | {"takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
-        assert send(config, bracket)["status"] == "submitted"
+        refused = send(config, bracket)
+        assert refused["status"] == "rejected", refused
+        assert "a take-profit and a stop-loss cannot both protect it" in refused["reason"]
+        assert len(fake.sent()) == sent_before  # nothing reached the exchange
+
+        # -- an emulated bracket with its stop-loss: placed once the entry fills
+        guarded = BUY | {"quantity": 0.011, "stopLoss": {"stopPrice": 48000}}
+        assert send(config, guarded)["status"] == "submitted"
         orders = wait_for(
-            lambda: (o := orders_of(config))["take_profit"]["status"] == "accepted" and o
+            lambda: (o := orders_of(config))["stop_loss"]["status"] == "accepted" and o
         )
         assert orders["entry"]["status"] == "filled"
-        # Binance spot reserves the BTC of the first open sell: the second leg has none free.
-        assert orders["stop_loss"]["status"] == "rejected"
-        assert "insufficient balance" in orders["stop_loss"]["broker_message"]
         assert [(o.client_order_id, o.type) for o in fake.open_orders()] == [
-            (orders["take_profit"]["client_order_id"], "LIMIT")
+            (orders["stop_loss"]["client_order_id"], "STOP_LOSS")
         ]
-        fake.set_price("BTCUSDT", 52500)  # the take-profit fills; the poller reports it
-        orders = wait_for(
-            lambda: (o := orders_of(config))["take_profit"]["status"] == "filled" and o
-        )
-        assert orders, "the take-profit's fill was not reported"
+        fake.set_price("BTCUSDT", 47900)  # the stop triggers; the poller reports its fill
+        orders = wait_for(lambda: (o := orders_of(config))["stop_loss"]["status"] == "filled" and o)
+        assert orders, "the stop-loss's fill was not reported"
         assert fake.balance("BTC") == 0 and held(config) == 0
 
         # -- a resting entry, then the strategy's cancel

@@ -26,12 +26,17 @@ class Can:
     time_in_force: frozenset[TimeInForce] = ALL_TIF
     fractional: bool = True
     short_selling: bool = True
+    brackets: bool = False
+    concurrent_exits: bool = True
 
 
 SPOT = Can(
-    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
+    order_types=frozenset(
+        {OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}
+    ),
     time_in_force=frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK}),
     short_selling=False,
+    concurrent_exits=False,
 )
 WHOLE = Can(fractional=False)
 
@@ -98,6 +103,30 @@ CASES = [
         "entry dropped: broker acct does not allow short selling",
     ),
     ("exit-without-shorting", SPOT, "exit", "5", {"time_in_force": "gtc"}, "plan"),
+    (
+        "both-bracket-legs-where-two-exits-cannot-rest",
+        SPOT,
+        "buy",
+        "0",
+        {"time_in_force": "gtc", "take_profit": {"amount": 5}, "stop_loss": {"amount": 5}},
+        "a take-profit and a stop-loss cannot both protect it: send one of them",
+    ),
+    (
+        "one-bracket-leg-where-two-exits-cannot-rest",
+        SPOT,
+        "buy",
+        "0",
+        {"time_in_force": "gtc", "stop_loss": {"amount": 5}},
+        "plan",
+    ),
+    (
+        "both-legs-at-a-broker-with-native-brackets",
+        Can(concurrent_exits=False, brackets=True),
+        "buy",
+        "0",
+        {"take_profit": {"amount": 5}, "stop_loss": {"amount": 5}},
+        "plan",
+    ),
 ]
 
 

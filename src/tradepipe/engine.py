@@ -626,11 +626,11 @@ class Engine:
         journaled = self.journal.order_by_client_id(request.client_order_id)
         found = None
         if journaled is not None:
-            found = await broker.get_order(request.client_order_id)
+            found = await broker.get_order(request.client_order_id, ticker=request.ticker)
         if found is not None:
             states = [found]
             for child in children:
-                child_state = await broker.get_order(child.client_order_id)
+                child_state = await broker.get_order(child.client_order_id, ticker=child.ticker)
                 if child_state is not None:
                     states.append(child_state)
         else:
@@ -658,7 +658,7 @@ class Engine:
             self.record_state(request.account, request.ticker, state)
         if replaces is not None:
             try:  # the replaced order's end, for the journal; the broker has it either way
-                old = await broker.get_order(replaces)
+                old = await broker.get_order(replaces, ticker=request.ticker)
             except BrokerError as e:
                 log.warning("order %s, replaced: its state is not known yet: %s", replaces, e)
                 old = None
@@ -722,7 +722,7 @@ class Engine:
             if state.status.is_final:
                 break
             await asyncio.sleep(self.fill_poll_interval)
-            found = await broker.get_order(request.client_order_id)
+            found = await broker.get_order(request.client_order_id, ticker=request.ticker)
             if found is not None:
                 state = found
                 self.record_state(request.account, request.ticker, state)
@@ -832,7 +832,7 @@ class Engine:
         broker = self.brokers[account]
         canceled = []
         for order in await broker.open_orders(ticker):
-            state = await broker.cancel(order.client_order_id)
+            state = await broker.cancel(order.client_order_id, ticker=ticker)
             if state is not None:
                 self.record_state(account, ticker, state)
             canceled.append(order.client_order_id)
@@ -927,7 +927,7 @@ class Engine:
         working = self.journal.working_orders(account, ticker)
         was = {o["client_order_id"]: o["status"] for o in working}
         for cid in orders_to_look_up(working, broker_open):
-            found = await broker.get_order(cid)
+            found = await broker.get_order(cid, ticker=ticker)
             if found is None:
                 # The broker does not know it: settled as unknown, by lookup, after a grace.
                 self._journal_status(
@@ -1026,7 +1026,7 @@ class Engine:
         an operator's order has no delivery, so its fate becomes unknown, settled by lookup."""
         broker = self.brokers[account]
         for order in self.journal.submitting_orders(account):
-            found = await broker.get_order(order["client_order_id"])
+            found = await broker.get_order(order["client_order_id"], ticker=order["ticker"])
             if found is not None:
                 self.record_state(account, order["ticker"], found)
             elif order["delivery_id"] is None:
@@ -1039,7 +1039,7 @@ class Engine:
         journaled. Not found: it never reached the broker, and is journaled as not sent."""
         broker = self.brokers[account]
         for order in self.journal.unknown_orders(account, ticker):
-            found = await broker.get_order(order["client_order_id"])
+            found = await broker.get_order(order["client_order_id"], ticker=order["ticker"])
             if found is not None:
                 log.info("order %s settled by lookup: %s", order["client_order_id"], found.status)
                 self.record_state(account, order["ticker"], found)
@@ -1088,7 +1088,7 @@ class Engine:
         assert entry is not None
         if entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
             # The entry's answer was lost: its fate decides the children, so ask.
-            found = await broker.get_order(entry["client_order_id"])
+            found = await broker.get_order(entry["client_order_id"], ticker=entry["ticker"])
             if found is not None:
                 self.record_state(entry["account"], entry["ticker"], found)
                 entry = self.journal.order_by_id(child["parent_id"])
@@ -1097,7 +1097,7 @@ class Engine:
         filled = Decimal(entry["filled_quantity"])
         if child["status"] == OrderStatus.SUBMITTING:
             # Sent before a stop interrupted us: ask before sending again.
-            found = await broker.get_order(child["client_order_id"])
+            found = await broker.get_order(child["client_order_id"], ticker=child["ticker"])
             if found is not None:
                 self.record_state(child["account"], child["ticker"], found)
                 return
@@ -1139,7 +1139,7 @@ class Engine:
         if child["status"] == OrderStatus.HELD:
             self._journal_status(child, OrderStatus.CANCELED, why)
             return
-        state = await broker.cancel(child["client_order_id"])
+        state = await broker.cancel(child["client_order_id"], ticker=child["ticker"])
         if state is None:  # the broker never had it: nothing to cancel
             self._journal_status(child, OrderStatus.CANCELED, why)
             return

@@ -3,8 +3,10 @@
 An order the broker cannot take is refused with a clear reason, never silently changed: a
 trailing stop is not turned into a stop, a GTC order is not sent as DAY. The one fallback is
 short selling: where the broker allows none, a plan keeps its exit and drops the short entry
-(a sell on a long spot position closes it), and says so. Brackets need no check here: a broker
-without them gets tradepipe's emulation.
+(a sell on a long spot position closes it), and says so. A broker without brackets gets
+tradepipe's emulation, except where two exits cannot rest at once (spot exchanges reserve the
+balance of each open sell): there a bracket with both legs is refused rather than left with a
+take-profit and no stop.
 
 Pure: the broker's capabilities arrive as an argument.
 """
@@ -35,6 +37,12 @@ class Supports(Protocol):
     @property
     def short_selling(self) -> bool: ...
 
+    @property
+    def brackets(self) -> bool: ...
+
+    @property
+    def concurrent_exits(self) -> bool: ...
+
 
 def _listed(values: frozenset[OrderType] | frozenset[TimeInForce]) -> str:
     return ", ".join(sorted(str(v) for v in values))
@@ -46,9 +54,12 @@ def fit_to_broker(decision: Decision, intent: Intent, broker: str, can: Supports
     if not isinstance(decision, Plan) or not decision.orders:
         return decision
     if intent.time_in_force not in can.time_in_force:
+        hint = ""
+        if TimeInForce.GTC in can.time_in_force:  # crypto never closes: no "day"
+            hint = '; set time_in_force = "gtc" in the subscription'
         return Reject(
             f"broker {broker} does not take time_in_force {intent.time_in_force}"
-            f" (it takes: {_listed(can.time_in_force)})"
+            f" (it takes: {_listed(can.time_in_force)}){hint}"
         )
     for order in decision.orders:
         if order.order_type not in can.order_types:
@@ -61,6 +72,15 @@ def fit_to_broker(decision: Decision, intent: Intent, broker: str, can: Supports
                 f"broker {broker} takes whole quantities only (the {order.role} order is for"
                 f" {order.quantity} {intent.ticker}); nothing was sent"
             )
+    if not can.brackets and not can.concurrent_exits:
+        for entry in decision.orders:
+            children = [o for o in decision.orders if o.parent_leg == entry.leg]
+            if len(children) > 1:
+                return Reject(
+                    f"broker {broker} holds one resting exit per position (an open sell"
+                    " reserves what it sells), so a take-profit and a stop-loss cannot both"
+                    " protect it: send one of them; nothing was sent"
+                )
     shorts = any(
         o.role is OrderRole.ENTRY and o.side is Side.SELL and o.quantity > Decimal(0)
         for o in decision.orders

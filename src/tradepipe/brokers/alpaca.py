@@ -811,7 +811,9 @@ class AlpacaBroker:
                 return leg
         return None
 
-    async def get_order(self, client_order_id: str) -> OrderState | None:
+    async def get_order(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None:
         order = await self._find(client_order_id)
         return None if order is None else self._state(order)
 
@@ -987,7 +989,7 @@ class AlpacaBroker:
             raise OrderRejected(f"alpaca: no order {client_order_id} to replace") from None
         return self._state(new)
 
-    async def cancel(self, client_order_id: str) -> OrderState | None:
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         """Cancel (Alpaca answers 204); an order no longer cancelable answers its state."""
         order = await self._find(client_order_id)
         if order is None:

@@ -17,6 +17,9 @@ class Capabilities:
     order_types: frozenset[OrderType] = frozenset(OrderType)
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
     brackets: bool = False
+    # Can a take-profit and a stop-loss rest at once for one position? Not on spot exchanges,
+    # where each open sell reserves the balance it sells: the second exit would be refused.
+    concurrent_exits: bool = True
     fractional: bool = False
     short_selling: bool = True
     quotes: bool = False
@@ -92,11 +95,17 @@ class Broker(Protocol):
         with an id the broker already has returns that order's state and changes nothing."""
         ...
 
-    async def get_order(self, client_order_id: str) -> OrderState | None:
-        """The broker's view of an order by our id; None if the broker never received it."""
+    async def get_order(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None:
+        """The broker's view of an order by our id; None if the broker never received it.
+        `ticker` is the order's instrument (the engine always knows it): brokers that look
+        orders up per market (ccxt) need it after a restart."""
         ...
 
-    async def cancel(self, client_order_id: str) -> OrderState | None: ...
+    async def cancel(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None: ...
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]: ...
 

@@ -156,6 +156,7 @@ class CcxtBroker:
             order_types=frozenset(types),
             time_in_force=frozenset(TIME_IN_FORCE),
             brackets=False,
+            concurrent_exits=market_type == "swap",
             fractional=True,
             short_selling=market_type == "swap",
             quotes=True,
@@ -523,13 +524,13 @@ class CcxtBroker:
         existing = await self._look_up(request.client_order_id, market["symbol"])
         if existing is not None:
             return existing
-        old = await self.get_order(client_order_id)
+        old = await self.get_order(client_order_id, ticker=request.ticker)
         if old is None or not (old.status.is_open or old.status is OrderStatus.ACCEPTED):
             state = "unknown" if old is None else str(old.status)
             raise OrderRejected(
                 f"{self.exchange.id}: order {client_order_id} is {state}: nothing to replace"
             )
-        canceled = await self.cancel(client_order_id)
+        canceled = await self.cancel(client_order_id, ticker=request.ticker)
         if canceled is None or canceled.status is not OrderStatus.CANCELED:
             state = "unknown" if canceled is None else str(canceled.status)
             raise OrderRejected(
@@ -537,8 +538,12 @@ class CcxtBroker:
             )
         return await self.submit(request)
 
-    async def get_order(self, client_order_id: str) -> OrderState | None:
+    async def get_order(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None:
         symbol = self._symbols.get(client_order_id)
+        if symbol is None and ticker is not None:
+            symbol = (await self._market(ticker))["symbol"]
         if symbol is not None:
             return await self._look_up(client_order_id, symbol)
         # ccxt looks orders up per market; search where this order can be, sparingly.
@@ -560,10 +565,10 @@ class CcxtBroker:
             symbols.append((await self._market(position.ticker))["symbol"])
         return list(dict.fromkeys(symbols))
 
-    async def cancel(self, client_order_id: str) -> OrderState | None:
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         symbol = self._symbols.get(client_order_id)
         if symbol is None:
-            found = await self.get_order(client_order_id)
+            found = await self.get_order(client_order_id, ticker=ticker)
             if found is None:
                 return None
             symbol = self._symbols[client_order_id]

@@ -544,7 +544,9 @@ class IbkrBroker:
                 found = self._known(client_order_id)
         return found
 
-    async def get_order(self, client_order_id: str) -> OrderState | None:
+    async def get_order(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None:
         self._link()
         return await self._lookup(client_order_id)
 
@@ -692,7 +694,7 @@ class IbkrBroker:
         finally:
             self._ib.openOrderEvent -= heard
 
-    async def cancel(self, client_order_id: str) -> OrderState | None:
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         self._link()
         trades = [t for t in self._trades(client_order_id) if not t.isDone()]
         if not trades:

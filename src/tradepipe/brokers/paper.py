@@ -232,12 +232,14 @@ class PaperBroker:
                 now,
             )
 
-    async def get_order(self, client_order_id: str) -> OrderState | None:
+    async def get_order(
+        self, client_order_id: str, *, ticker: str | None = None
+    ) -> OrderState | None:
         self._link()
         row = self._journal.paper_order(self.name, client_order_id)
         return self._state(row) if row else None
 
-    async def cancel(self, client_order_id: str) -> OrderState | None:
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         self._link()
         row = self._journal.paper_order(self.name, client_order_id)
         if row is None:
