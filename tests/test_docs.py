@@ -52,3 +52,48 @@ def test_readme_setup_commands_match_ci():
     test_command = re.search(r"pip install -e '\.\[test\]' && \.venv/bin/python -m pytest", readme)
     assert test_command, "the README's test command changed: keep .ci/run in step"
     assert ".venv/bin/pip install --quiet -e '.[test]'" in ci and ".venv/bin/python -m pytest" in ci
+
+
+def capabilities_table() -> str:
+    """The README's capabilities table, built from what each adapter declares."""
+    from tradepipe.brokers import alpaca, ibkr, paper
+    from tradepipe.brokers.ccxt import CcxtBroker
+    from tradepipe.config import CcxtAccount
+    from tradepipe.credentials import Credentials
+
+    spot = CcxtBroker.from_config(
+        "binance",
+        CcxtAccount(exchange="binance", sandbox=False),
+        Credentials("k", "s", source="test"),
+        lambda: None,
+    )
+    rows = [
+        ("paper", paper.CAPABILITIES),
+        ("alpaca", alpaca.CAPABILITIES),
+        ("ibkr", ibkr.CAPABILITIES),
+        ("ccxt (binance spot)", spot.capabilities),
+    ]
+
+    def listed(values) -> str:
+        return ", ".join(sorted(str(v) for v in values))
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    lines = [
+        "| broker | order types | time in force | native brackets | both exits rest"
+        " | fractional | short selling | quotes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in rows:
+        lines.append(
+            f"| {name} | {listed(c.order_types)} | {listed(c.time_in_force)} |"
+            f" {yes(c.brackets)} | {yes(c.concurrent_exits)} | {yes(c.fractional)} |"
+            f" {yes(c.short_selling)} | {yes(c.quotes)} |"
+        )
+    return "\n".join(lines)
+
+
+def test_the_readme_capabilities_table_is_what_the_adapters_declare():
+    table = capabilities_table()
+    assert table in (ROOT / "README.md").read_text(), f"README should hold:\n{table}"
