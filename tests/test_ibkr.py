@@ -540,3 +540,45 @@ def test_engine_sends_a_signal_to_ib_and_journals_the_fill(fake, tmp_path: Path)
             journal.close()
 
     asyncio.run(main())
+
+
+def test_a_dropped_gateway_is_reported_at_once_and_reconnected_with_backoff(fake, tmp_path):
+    """IB's nightly restart: ib_async does not reconnect by itself. The engine hears of the
+    drop without waiting for a call to fail, reports it, and its reconnection (the daemon runs
+    `reconnect_due` every second) comes back once the Gateway answers again."""
+    path = write_config(
+        tmp_path, IB_ACCOUNT.format(port=fake.port), subscription="enabled = false\n"
+    )
+
+    async def main():
+        config = load_config(path)
+        clock = FixedClock()
+        journal = Journal.open(Path(config.journal.path))
+        engine = Engine(
+            config,
+            journal,
+            make_brokers(config, journal, clock),
+            clock,
+            reconnect_backoff=(0.05, 0.2),
+        )
+        await engine.start()
+        try:
+            assert engine.health()["status"] == "ready"
+            fake.set_down(True)
+            fake.drop()
+            await until(lambda: engine.broker_health.get("ib", {}).get("ok") is False)
+            assert "dropped" in engine.broker_health["ib"]["error"]
+            await asyncio.sleep(0.1)
+            await engine.reconnect_due()  # the Gateway is still restarting: wait longer
+            assert engine.broker_health["ib"]["ok"] is False
+            fake.set_down(False)
+            await asyncio.sleep(0.3)
+            await engine.reconnect_due()
+            await engine.drain()
+            assert engine.health()["status"] == "ready"
+            assert engine.brokers["ib"]._ib.isConnected()
+        finally:
+            await engine.stop()
+            journal.close()
+
+    asyncio.run(main())

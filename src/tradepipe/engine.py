@@ -140,6 +140,9 @@ class Engine:
     async def start(self) -> None:
         for account, broker in self.brokers.items():
             broker.listen(self._listener(account))
+            broker.on_disconnect(
+                lambda why, account=account: self._broker_failed(account, BrokerUnavailable(why))
+            )
             try:
                 await broker.connect()
             except BrokerError as e:  # reported and retried with backoff; the rest serve on

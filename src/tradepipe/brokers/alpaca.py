@@ -628,6 +628,9 @@ class AlpacaBroker:
             with contextlib.suppress(Exception):
                 await stream.close()
 
+    def on_disconnect(self, listener: Callable[[str], None]) -> None:
+        """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
+
     def listen(self, listener: OrderListener) -> None:
         self._listener = listener
 

@@ -44,6 +44,8 @@ class InstrumentRules:
 # What an adapter calls when its stream reports a change to one of the account's orders
 # (a fill, a cancel, an expiry). Called on the event loop; `OrderState.ticker` is set.
 OrderListener = Callable[[OrderState], None]
+# What an adapter calls when its connection drops by itself (not on `close()`), with why.
+DisconnectListener = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,12 @@ class Broker(Protocol):
     def listen(self, listener: OrderListener) -> None:
         """Register the engine's callback for order changes the broker reports on its own
         (streams). Brokers without a stream never call it; the engine also polls."""
+        ...
+
+    def on_disconnect(self, listener: DisconnectListener) -> None:
+        """Register the engine's callback for a connection that drops by itself (IB Gateway's
+        nightly restart): the engine reports it and reconnects with backoff at once, instead
+        of at the next call that fails. Brokers without a lasting connection never call it."""
         ...
 
     async def instrument(self, ticker: str) -> InstrumentRules:

@@ -239,6 +239,9 @@ class CcxtBroker:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
 
+    def on_disconnect(self, listener: Callable[[str], None]) -> None:
+        """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
+
     def listen(self, listener: OrderListener) -> None:
         self._listener = listener
 

@@ -323,6 +323,8 @@ class IbkrBroker:
         self._replaced: dict[str, OrderState] = {}  # old client id → its final state
         self._reported: dict[str, OrderState] = {}  # what the listener heard last, per id
         self._has_connected = False
+        self._closing = False
+        self._disconnect_listener: Callable[[str], None] | None = None
         self._link_lost: str | None = None  # error 1100 until 1101 / 1102
         self._lock = asyncio.Lock()  # ib_async keys some requests by name: one at a time
         self._ib.orderStatusEvent += self._on_order_event
@@ -402,13 +404,27 @@ class IbkrBroker:
         self._has_connected = True
 
     async def close(self) -> None:
-        self._ib.disconnect()
+        self._closing = True
+        try:
+            self._ib.disconnect()
+        finally:
+            self._closing = False
 
     def listen(self, listener: OrderListener) -> None:
         self._listener = listener
 
+    def on_disconnect(self, listener: Callable[[str], None]) -> None:
+        self._disconnect_listener = listener
+
     def _on_disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("IB %s: disconnected from %s:%s", self.name, self._host, self._port)
+        if self._disconnect_listener is not None:
+            self._disconnect_listener(
+                f"IB {self.name}: the connection to {self._host}:{self._port} dropped"
+                " (IB Gateway restarts daily around 23:45-00:45 ET); reconnecting"
+            )
 
     def _on_error(self, request_id: int, code: int, text: str, contract: Any) -> None:
         if code == 1100:

@@ -105,6 +105,9 @@ class PaperBroker:
     async def close(self) -> None:
         return None
 
+    def on_disconnect(self, listener: Callable[[str], None]) -> None:
+        """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
+
     def listen(self, listener: OrderListener) -> None:
         """Paper fills happen inside calls the engine makes and answers: nothing to stream."""
 
