@@ -103,6 +103,29 @@ def test_an_unknown_exchange_is_a_config_error_with_a_suggestion():
     assert 'did you mean "binance"' in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"exchange": "kraken"}, 'exchange "kraken" is not verified with tradepipe yet'),
+        ({"exchange": "binance", "market_type": "swap"}, 'market_type "swap" is not supported'),
+    ],
+)
+def test_what_is_not_verified_is_refused_at_start_with_the_reason(fields, reason):
+    """An unverified exchange could answer "not found" for a live order (sent twice), and
+    perpetuals route stops elsewhere (an emulated stop that could not be canceled)."""
+    with pytest.raises(ConfigError, match=reason):
+        CcxtBroker.from_config("acct", CcxtAccount(sandbox=False, **fields), KEYS, FixedClock())
+
+
+def test_network_errors_keep_the_path_and_drop_the_signed_query():
+    from tradepipe.brokers.ccxt import exchange_words
+
+    error = Exception(
+        "binance GET http://127.0.0.1:9/api/v3/order?symbol=BTCUSDT&AccessKeyId=KEYID&signature=ab"
+    )
+    assert exchange_words(error, "binance") == "GET http://127.0.0.1:9/api/v3/order"
+
+
 def test_refused_credentials_name_the_account_never_the_key(fake):
     async def test():
         wrong = Credentials(key="stub-key", secret="not-the-secret", source="test")

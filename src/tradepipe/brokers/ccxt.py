@@ -34,6 +34,7 @@ import contextlib
 import difflib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -59,6 +60,9 @@ from tradepipe.orders import (
 )
 
 log = logging.getLogger(__name__)
+
+# Exchanges whose client-order-id lookup, duplicate answers and statuses are tested (stub).
+VERIFIED = frozenset({"binance"})
 
 STATUSES = {
     "open": OrderStatus.ACCEPTED,
@@ -95,7 +99,9 @@ def exchange_words(error: Exception, exchange_id: str) -> str:
         if isinstance(body, dict) and body.get("msg"):
             code = body.get("code")
             return f"{body['msg']} (code {code})" if code is not None else str(body["msg"])
-    return text.removeprefix(exchange_id).strip()
+    # ccxt's network errors read "<id> GET <url>": the query string carries the signature and,
+    # at some exchanges, the key id. Keep the path only.
+    return re.sub(r"\?\S*", "", text.removeprefix(exchange_id)).strip()
 
 
 def order_type_of(order: dict[str, Any]) -> OrderType | None:
@@ -181,6 +187,20 @@ class CcxtBroker:
             close = difflib.get_close_matches(exchange_id, ccxt_async.exchanges, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             raise ConfigError(f'account {name}: ccxt has no exchange "{exchange_id}"{hint}')
+        if exchange_id not in VERIFIED:
+            # Lookup by client order id, duplicate answers and statuses differ per exchange;
+            # an unverified one could answer "not found" for a live order, and be sent twice.
+            raise ConfigError(
+                f'account {name}: exchange "{exchange_id}" is not verified with tradepipe yet'
+                f" (verified: {', '.join(sorted(VERIFIED))}); idempotent ordering depends on"
+                " each exchange's client-order-id lookup"
+            )
+        if account.market_type != "spot":
+            raise ConfigError(
+                f'account {name}: market_type "{account.market_type}" is not supported yet:'
+                " perpetuals route stop orders to another endpoint and count positions in"
+                ' contracts; use market_type = "spot"'
+            )
         config: dict[str, Any] = {
             "timeout": int(Decimal(account.timeout) * 1000),
             "enableRateLimit": True,
@@ -611,22 +631,39 @@ class CcxtBroker:
                 log.exception("%s: polling orders", self.name)
 
     async def poll(self) -> None:
-        """One round: report every watched order whose status or fills changed."""
+        """One round: report every watched order whose status or fills changed. A market or
+        an order that cannot be read this round is logged and tried again next round; it never
+        stops the others from being reported (an unreported entry fill leaves its emulated
+        stop-loss unplaced)."""
         for symbol in sorted(set(self._watch.values())):
-            with self._mapped():
-                listed = await self.exchange.fetch_open_orders(symbol)
+            try:
+                with self._mapped():
+                    listed = await self.exchange.fetch_open_orders(symbol)
+            except BrokerError as e:
+                log.warning("%s: polling %s: %s", self.name, symbol, e)
+                continue
             still_open = set()
             for order in listed:
                 cid = order.get("clientOrderId")
                 if cid in self._watch:
                     still_open.add(cid)
-                    self._report(await self._state(order, cid, symbol))
+                    await self._poll_one(cid, symbol, order)
             for cid in [c for c, s in self._watch.items() if s == symbol and c not in still_open]:
-                state = await self._look_up(cid, symbol)
-                if state is None:  # never reached the exchange: the engine settles it by id
-                    self._watch.pop(cid, None)
-                else:
-                    self._report(state)
+                await self._poll_one(cid, symbol, None)
+
+    async def _poll_one(self, cid: str, symbol: str, order: dict[str, Any] | None) -> None:
+        try:
+            if order is not None:
+                self._report(await self._state(order, cid, symbol))
+                return
+            state = await self._look_up(cid, symbol)
+        except Exception as e:  # one unreadable answer must not silence the rest
+            log.warning("%s: polling order %s: %s", self.name, cid, e)
+            return
+        if state is None:  # never reached the exchange: the engine settles it by id
+            self._watch.pop(cid, None)
+        else:
+            self._report(state)
 
     def _report(self, state: OrderState) -> None:
         seen = (state.status, state.filled_quantity)

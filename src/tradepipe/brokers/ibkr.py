@@ -28,7 +28,6 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from dataclasses import replace as copy_with
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -320,7 +319,6 @@ class IbkrBroker:
         self._listener: OrderListener | None = None
         self._tickers: dict[str, str] = {}  # client order id → the ticker it was sent with
         self._contracts: dict[str, ib_async.ContractDetails] = {}
-        self._replaced: dict[str, OrderState] = {}  # old client id → its final state
         self._reported: dict[str, OrderState] = {}  # what the listener heard last, per id
         self._has_connected = False
         self._closing = False
@@ -479,8 +477,6 @@ class IbkrBroker:
 
     def _known(self, client_order_id: str) -> OrderState | None:
         """The order's state from what ib_async holds now; None if it holds nothing of it."""
-        if client_order_id in self._replaced:
-            return self._replaced[client_order_id]
         trades = self._trades(client_order_id)
         if trades:
             return self._state(client_order_id, trades)
@@ -627,7 +623,7 @@ class IbkrBroker:
             group = f"oca-{entry.client_order_id}"
             for index, order in enumerate(orders[1:], start=1):
                 order.parentId = parent.orderId
-                order.ocaGroup, order.ocaType = group, 1
+                order.ocaGroup, order.ocaType = group, 2  # a partial fill reduces the other leg
                 order.transmit = index == len(children)
                 trades.append(self._ib.placeOrder(contract, order))
         await self._acknowledged(trades, entry.client_order_id)
@@ -660,55 +656,13 @@ class IbkrBroker:
         existing = await self._lookup(request.client_order_id)
         if existing is not None:
             return existing
-        trades = [t for t in self._trades(client_order_id) if not t.isDone()]
-        if not trades:
-            raise OrderRejected(f"IB {self.name}: no working order {client_order_id} to replace")
-        trade = trades[0]
-        old = self._state(client_order_id, [trade])
-        new = to_ib_order(request, self._account)
-        order = trade.order
-        order.totalQuantity, order.orderType, order.tif = (
-            new.totalQuantity,
-            new.orderType,
-            new.tif,
+        # Not yet: IB modifies in place, and when it refuses a modification ib_async marks
+        # the still-working order Cancelled locally — the journal would believe a stop moved
+        # (or vanished) that IB still holds where it was. Refused, so nothing is pretended.
+        raise OrderRejected(
+            f"IB {self.name}: moving a working order ({client_order_id}) is not supported yet;"
+            " the order stays as it is — move it in TWS if needed"
         )
-        order.lmtPrice, order.auxPrice = new.lmtPrice, new.auxPrice
-        order.trailingPercent = new.trailingPercent
-        order.orderRef = request.client_order_id
-        order.transmit = True
-        self._tickers[request.client_order_id] = request.ticker
-        seen = len(trade.log)
-        with self._errors(f"modifying {client_order_id}"):
-            self._ib.placeOrder(trade.contract, order)
-        self._replaced[client_order_id] = copy_with(
-            old, status=OrderStatus.CANCELED, message=f"replaced by {request.client_order_id}"
-        )
-        await self._modified(trade, seen, request.client_order_id)
-        state = self._state(request.client_order_id, [trade])
-        if state.status is OrderStatus.REJECTED:
-            raise OrderRejected(state.message or "IB refused the modification")
-        return state
-
-    async def _modified(self, trade: ib_async.Trade, seen: int, what: str) -> None:
-        """IB acknowledges a modification with openOrder / orderStatus (or an error)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        acknowledged = asyncio.Event()
-
-        def heard(*_: Any) -> None:
-            acknowledged.set()
-
-        self._ib.openOrderEvent += heard
-        try:
-            while not acknowledged.is_set() and len(trade.log) <= seen + 1:
-                if loop.time() > deadline or not self._ib.isConnected():
-                    raise BrokerUnavailable(
-                        f"IB {self.name}: no answer for the modification {what}; it is looked"
-                        " up by its id"
-                    )
-                await asyncio.sleep(0.01)
-        finally:
-            self._ib.openOrderEvent -= heard
 
     async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         self._link()
