@@ -12,10 +12,17 @@ import os
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
+from keyring.compat import properties
 
 
 class FileKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
+    @properties.classproperty
+    def priority(cls) -> float:
+        # keyring considers every loaded backend class when it picks a default: this one is
+        # viable only where a test asked for it, never merely because a test imported it.
+        if "TRADEPIPE_TEST_KEYRING" not in os.environ:
+            raise RuntimeError("TRADEPIPE_TEST_KEYRING is not set")
+        return 1
 
     def _path(self) -> Path:
         return Path(os.environ["TRADEPIPE_TEST_KEYRING"])

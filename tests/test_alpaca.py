@@ -465,6 +465,9 @@ def test_a_fill_while_the_stream_is_down_is_reported_after_it_reconnects(fake):
             10,
         )
         assert [(f.quantity, f.price) for f in filled.fills] == [(10, 95)]
+        deadline = time.monotonic() + 5  # the fake counts the listener a moment after acking
+        while fake.listening != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         assert fake.listening == 1
 
     run(fake, test)

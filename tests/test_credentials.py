@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def file_keyring(tmp_path, monkeypatch):
+    previous = keyring.get_keyring()  # before the variable makes the test backend viable
     monkeypatch.setenv("TRADEPIPE_TEST_KEYRING", str(tmp_path / "keyring.json"))
-    previous = keyring.get_keyring()
     keyring.set_keyring(FileKeyring())
     yield tmp_path / "keyring.json"
     keyring.set_keyring(previous)
