@@ -15,17 +15,17 @@ it from any thread. Shapes follow /work/shared/research/brokers-offline.md §1.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.loop import OwnLoop
 
 KEY = "PKFAKEKEY0000000000"
 SECRET = "fake-secret-0000000000000000000000000000"
@@ -132,7 +132,9 @@ class Order:
         }
 
 
-class FakeAlpaca:
+class FakeAlpaca(OwnLoop):
+    thread_name = "fake-alpaca"
+
     def __init__(self, *, cash: Decimal | int = 100_000, key: str = KEY, secret: str = SECRET):
         self.key, self.secret = key, secret
         self.cash = Decimal(cash)
@@ -152,10 +154,8 @@ class FakeAlpaca:
         self._authorized: set[web.WebSocketResponse] = set()
         self._listeners: set[web.WebSocketResponse] = set()
         self._release = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        super().__init__()
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -169,27 +169,12 @@ class FakeAlpaca:
 
     # -- what a test does to it (any thread) -------------------------------------------------
 
-    def _on_loop(self, function: Callable[..., Any], *args: Any) -> Any:
-        assert self._loop is not None
-        if threading.current_thread() is self._thread:
-            return function(*args)
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(function(*args))
-            except Exception as e:
-                future.set_exception(e)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout=10)
-
     def set_price(self, symbol: str, price: float | str | Decimal) -> None:
         """The market moves: resting orders that the new price crosses fill."""
-        self._on_loop(self._move, symbol, Decimal(str(price)))
+        self._call(self._move, symbol, Decimal(str(price)))
 
     def set_quote(self, symbol: str, bid: float | str, ask: float | str) -> None:
-        self._on_loop(self.quotes.__setitem__, symbol, (Decimal(str(bid)), Decimal(str(ask))))
+        self._call(self.quotes.__setitem__, symbol, (Decimal(str(bid)), Decimal(str(ask))))
 
     def add_crypto(
         self,
@@ -230,14 +215,14 @@ class FakeAlpaca:
 
     def partial_next(self, quantity: float | str | Decimal) -> None:
         """The next execution fills only this much of its order; the rest keeps working."""
-        self._on_loop(self._partials.append, Decimal(str(quantity)))
+        self._call(self._partials.append, Decimal(str(quantity)))
 
     def drop_stream(self) -> None:
         """Close every stream connection and refuse new ones: events meanwhile are lost."""
-        self._on_loop(self._drop)
+        self._call(self._drop)
 
     def restore_stream(self) -> None:
-        self._on_loop(setattr, self, "_stream_down", False)
+        self._call(setattr, self, "_stream_down", False)
 
     def order(self, client_order_id: str) -> Order | None:
         found = self.by_client.get(client_order_id)
@@ -295,23 +280,6 @@ account = "alpaca"
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def start(self) -> FakeAlpaca:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._stop())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-alpaca", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Alpaca did not start")
-        return self
-
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/stream", self._stream)
@@ -329,16 +297,8 @@ account = "alpaca"
         await self._runner.cleanup()
 
     def stop(self) -> None:
-        self._release.set()
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> FakeAlpaca:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._release.set()  # a stalled answer ends, or the server could not close
+        super().stop()
 
     # -- REST ----------------------------------------------------------------------------------
 

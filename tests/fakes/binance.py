@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.loop import OwnLoop
+
 D = Decimal
 ORDER_TYPES = [
     "LIMIT",
@@ -97,7 +99,9 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
-class FakeBinance:
+class FakeBinance(OwnLoop):
+    thread_name = "fake-binance"
+
     def __init__(
         self,
         api_key: str = "stub-key",
@@ -119,11 +123,9 @@ class FakeBinance:
         self._ids = itertools.count(1001)
         self._trade_ids = itertools.count(7001)
         self._lock = threading.RLock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._release: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        super().__init__()
 
     # -- test controls -------------------------------------------------------------------------
 
@@ -172,22 +174,6 @@ class FakeBinance:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def start(self) -> FakeBinance:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._stop())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-binance", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
     async def _start(self) -> None:
         self._release = asyncio.Event()
         app = web.Application()
@@ -202,17 +188,6 @@ class FakeBinance:
         assert self._release is not None and self._runner is not None
         self._release.set()
         await self._runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> FakeBinance:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- HTTP ----------------------------------------------------------------------------------
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from tests.fakes.loop import OwnLoop
 
 SERVER_VERSION = 176  # ib_async 2.1.0 speaks 157..178; the layouts below are those of 176
 ACCOUNT = "DU1234567"
@@ -128,7 +128,9 @@ def _num(value: Decimal | None) -> str:
     return "" if value is None else f"{value.normalize():f}"
 
 
-class FakeTws:
+class FakeTws(OwnLoop):
+    thread_name = "fake-tws"
+
     def __init__(self, account: str = ACCOUNT, cash: Decimal = Decimal(100_000)) -> None:
         self.account = account
         self.cash = cash
@@ -146,51 +148,21 @@ class FakeTws:
         self._exec_ids = itertools.count(1)
         self._con_ids = itertools.count(100_001)
         self._next_order_id = 1
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
-        self.port = 0
+        super().__init__()
 
     # -- life cycle ------------------------------------------------------------------------
-
-    def start(self) -> FakeTws:
-        self._thread.start()
-        self._call(self._start)
-        return self
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def stop(self) -> None:
-        async def stop() -> None:
-            for session in list(self.sessions):
-                session.writer.close()
-            if self._server is not None:
-                self._server.close()
-            await asyncio.sleep(0)
-
-        self._call(stop)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def __enter__(self) -> FakeTws:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run on the fake's loop and wait (state is only touched there)."""
-
-        async def run() -> Any:
-            result = function(*args)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+    async def _stop(self) -> None:
+        for session in list(self.sessions):
+            session.writer.close()
+        if self._server is not None:
+            self._server.close()
+        await asyncio.sleep(0)
 
     # -- test controls ---------------------------------------------------------------------
 
