@@ -18,6 +18,7 @@ from alpaca.trading.stream import TradingStream
 
 from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
 from tests.helpers import FixedClock
+from tests.test_engine import run as run_engine
 from tradepipe.brokers.alpaca import AlpacaBroker, leg_client_id
 from tradepipe.config import AlpacaAccount
 from tradepipe.credentials import Credentials
@@ -684,74 +685,53 @@ def test_crypto_follows_the_assets_increments(fake):
 # -- through the engine ---------------------------------------------------------------------------
 
 
-def test_a_signal_becomes_an_alpaca_order_and_its_fill_is_journaled_once(
-    fake, tmp_path, monkeypatch
-):
-    from tests.test_engine import Harness
-
+@pytest.fixture
+def engine_config(fake, tmp_path, monkeypatch):
+    """A config whose one account trades at the fake, its credentials in the environment."""
     for name, value in fake.env.items():
         monkeypatch.setenv(name, value)
-    config = fake.config(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    return fake.config(tmp_path)
 
-    async def main():
-        h = Harness(config)
-        await h.engine.start()
-        try:
-            (signal_id,) = await h.send(
-                {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
-            )
-            assert h.deliveries(signal_id) == [("submitted", "enter long 5 (buy 5 AAPL)")]
-            (journaled,) = h.journal.orders(signal_id=signal_id)
-            sent = fake.order(journaled["client_order_id"])
-            assert sent is not None and sent.status == "filled"  # our id, at Alpaca
-            assert journaled["status"] == "filled"
-            await asyncio.sleep(0.3)  # the stream's fill event arrives too …
-            await h.engine.drain()
-            fills = h.journal.fills(account="alpaca")
-            assert [(D(f["quantity"]), D(f["price"])) for f in fills] == [
-                (5, 100)
-            ]  # … counted once
-            assert h.journal.position("alpaca", "AAPL")[0] == 5
-        finally:
-            await h.engine.stop()
-            h.journal.close()
 
-    asyncio.run(main())
+def test_a_signal_becomes_an_alpaca_order_and_its_fill_is_journaled_once(fake, engine_config):
+    async def test(h):
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        assert h.deliveries(signal_id) == [("submitted", "enter long 5 (buy 5 AAPL)")]
+        (journaled,) = h.journal.orders(signal_id=signal_id)
+        sent = fake.order(journaled["client_order_id"])
+        assert sent is not None and sent.status == "filled"  # our id, at Alpaca
+        assert journaled["status"] == "filled"
+        await asyncio.sleep(0.3)  # the stream's fill event arrives too …
+        await h.engine.drain()
+        fills = h.journal.fills(account="alpaca")
+        assert [(D(f["quantity"]), D(f["price"])) for f in fills] == [(5, 100)]  # … counted once
+        assert h.journal.position("alpaca", "AAPL")[0] == 5
+
+    run_engine(engine_config, test)
 
 
 def test_a_refused_login_on_submit_leaves_the_order_unknown_to_be_settled_by_lookup(
-    fake, tmp_path, monkeypatch
+    fake, engine_config
 ):
     """Not an "internal error" with the order stuck `submitting`: the outcome is unknown, the
     delivery says which id to check, and the next lookup settles it (here: never sent)."""
-    from tests.test_engine import Harness
 
-    for name, value in fake.env.items():
-        monkeypatch.setenv(name, value)
-    config = fake.config(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    async def test(h):
+        fake.fail_next(401)
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        ((status, reason),) = h.deliveries(signal_id)
+        assert status == "failed"
+        assert "its state is unknown" in reason
+        (journaled,) = h.journal.orders(signal_id=signal_id)
+        assert journaled["status"] == "unknown"
+        h.clock.advance(120)  # past the grace in which a broker may still list it
+        await h.engine.settle_unknown("alpaca", "AAPL")
+        (journaled,) = h.journal.orders(signal_id=signal_id)
+        assert journaled["status"] == "canceled"
+        assert fake.order(journaled["client_order_id"]) is None
 
-    async def main():
-        h = Harness(config)
-        await h.engine.start()
-        try:
-            fake.fail_next(401)
-            (signal_id,) = await h.send(
-                {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
-            )
-            ((status, reason),) = h.deliveries(signal_id)
-            assert status == "failed"
-            assert "its state is unknown" in reason
-            (journaled,) = h.journal.orders(signal_id=signal_id)
-            assert journaled["status"] == "unknown"
-            h.clock.advance(120)  # past the grace in which a broker may still list it
-            await h.engine.settle_unknown("alpaca", "AAPL")
-            (journaled,) = h.journal.orders(signal_id=signal_id)
-            assert journaled["status"] == "canceled"
-            assert fake.order(journaled["client_order_id"]) is None
-        finally:
-            await h.engine.stop()
-            h.journal.close()
-
-    asyncio.run(main())
+    run_engine(engine_config, test)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +16,13 @@ import pytest
 
 from tests.fakes.binance import FakeBinance
 from tests.helpers import FixedClock, write_config
+from tests.test_engine import Harness as EngineHarness
+from tests.test_engine import run as run_engine
 from tradepipe.brokers.ccxt import CcxtBroker, point_at
-from tradepipe.config import CcxtAccount, load_config
+from tradepipe.config import CcxtAccount
 from tradepipe.credentials import Credentials
 from tradepipe.engine import Engine
 from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
-from tradepipe.journal import Journal
 from tradepipe.orders import (
     OrderRequest,
     OrderState,
@@ -32,7 +32,6 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
-from tradepipe.signal import parse_signal, signal_to_json
 
 D = Decimal
 KEYS = Credentials(key="stub-key", secret="stub-secret", source="test")
@@ -512,58 +511,44 @@ def test_after_a_restart_an_order_is_found_through_the_ticker_the_engine_gives(f
 # -- through the engine --------------------------------------------------------------------------
 
 
-class Harness:
-    """Signals journaled as the webhook journals them, then handed to a real engine whose only
-    broker is the ccxt adapter talking to the stub."""
+def binance_config(tmp_path: Path, fake: FakeBinance, subscription: str = "") -> Path:
+    return write_config(
+        tmp_path,
+        subscription="enabled = false\n",
+        extra=f"""
+        [accounts.binance]
+        broker = "ccxt"
+        exchange = "binance"
+        sandbox = false
+        base_url = "{fake.url}"
+        timeout = 2
 
-    def __init__(self, tmp_path: Path, fake: FakeBinance, subscription: str = "") -> None:
-        path = write_config(
-            tmp_path,
-            subscription="enabled = false\n",
-            extra=f"""
-            [accounts.binance]
-            broker = "ccxt"
-            exchange = "binance"
-            sandbox = false
-            base_url = "{fake.url}"
-            timeout = 2
+        [subscriptions.trend-binance]
+        strategy = "trend"
+        account = "binance"
+        fractional = true
+        time_in_force = "gtc"
+        """
+        + subscription,
+    )
 
-            [subscriptions.trend-binance]
-            strategy = "trend"
-            account = "binance"
-            fractional = true
-            time_in_force = "gtc"
-            """
-            + subscription,
-        )
-        self.config = load_config(path)
-        self.clock = FixedClock()
-        self.journal = Journal.open(Path(self.config.journal.path))
+
+class Harness(EngineHarness):
+    """The engine harness (signals journaled as the webhook does) whose only broker is the
+    ccxt adapter talking to the stub, polling fast."""
+
+    def new_engine(self) -> Engine:
         self.broker = CcxtBroker.from_config(
             "binance", self.config.accounts["binance"], KEYS, self.clock
         )
         self.broker.poll_interval = 0.05
         self.broker.exchange.enableRateLimit = False
-        self.engine = Engine(
+        return Engine(
             self.config, self.journal, {"binance": self.broker}, self.clock, fill_poll_interval=0.02
         )
 
-    async def send(self, payload: dict) -> int:
-        signal = parse_signal(payload).signal
-        assert signal is not None
-        signal_id = self.journal.record_signal(
-            strategy="trend",
-            received_at=self.clock(),
-            source="test",
-            body=json.dumps(payload),
-            payload=json.dumps(signal_to_json(signal)),
-            ticker=signal.ticker,
-            action=signal.action,
-            status="accepted",
-            http_status=200,
-        )
-        self.engine.enqueue(signal_id, "trend", signal)
-        await self.engine.drain()
+    async def send(self, payload: dict) -> int:  # type: ignore[override]
+        (signal_id,) = await super().send(payload)
         return signal_id
 
     def legs(self, signal_id: int) -> dict[str, dict]:
@@ -575,16 +560,7 @@ class Harness:
 
 
 def with_engine(tmp_path, fake, test, subscription: str = "") -> None:
-    async def main():
-        h = Harness(tmp_path, fake, subscription)
-        await h.engine.start()
-        try:
-            await test(h)
-        finally:
-            await h.engine.stop()
-            h.journal.close()
-
-    asyncio.run(main())
+    run_engine(binance_config(tmp_path, fake, subscription), test, Harness)
 
 
 BUY = {"ticker": "BTCUSDT", "action": "buy", "quantity": 0.01}

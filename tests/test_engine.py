@@ -90,9 +90,11 @@ BRACKET = {
 }
 
 
-def run(config_path: Path, test) -> None:
+def run(config_path: Path, test, harness_class: type[Harness] = Harness) -> None:
+    """Start an engine on the config, run `test(harness)` on it, then stop and close."""
+
     async def main():
-        harness = Harness(config_path)
+        harness = harness_class(config_path)
         await harness.engine.start()
         try:
             await test(harness)

@@ -4,7 +4,6 @@ the socket protocol on a loopback port (tests/fakes/tws.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -14,12 +13,12 @@ from ib_async.client import Client
 
 from tests.fakes.tws import SERVER_VERSION, FakeTws
 from tests.helpers import FixedClock, free_port, write_config
+from tests.test_engine import Harness as EngineHarness
+from tests.test_engine import run as run_engine
 from tradepipe.brokers.ibkr import IbkrBroker, parse_ticker
-from tradepipe.config import load_config
 from tradepipe.daemon import make_brokers
 from tradepipe.engine import Engine
 from tradepipe.errors import BrokerUnavailable, OrderRejected
-from tradepipe.journal import Journal
 from tradepipe.orders import (
     OrderRequest,
     OrderRole,
@@ -30,7 +29,6 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
-from tradepipe.signal import parse_signal, signal_to_json
 
 D = Decimal
 
@@ -493,88 +491,55 @@ account = "ib"
 """
 
 
-def test_engine_sends_a_signal_to_ib_and_journals_the_fill(fake, tmp_path: Path):
-    fake.set_price("AAPL", 100)
-    path = write_config(
+def ib_config(fake: FakeTws, tmp_path: Path) -> Path:
+    return write_config(
         tmp_path, IB_ACCOUNT.format(port=fake.port), subscription="enabled = false\n"
     )
 
-    async def main():
-        config = load_config(path)
-        clock = FixedClock()
-        journal = Journal.open(Path(config.journal.path))
-        engine = Engine(
-            config, journal, make_brokers(config, journal, clock), clock, fill_poll_interval=0.01
-        )
-        await engine.start()
-        try:
-            payload = {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
-            signal = parse_signal(payload).signal
-            signal_id = journal.record_signal(
-                strategy="trend",
-                received_at=clock(),
-                source="test",
-                body=json.dumps(payload),
-                payload=json.dumps(signal_to_json(signal)),
-                ticker="AAPL",
-                action="buy",
-                status="accepted",
-                http_status=200,
-            )
-            engine.enqueue(signal_id, "trend", signal)
-            await engine.drain()
-            (journaled,) = journal.orders(signal_id=signal_id)
-            (placed,) = fake.logged("placeOrder")
-            assert placed["orderRef"] == journaled["client_order_id"]
-            await until(
-                lambda: journal.order_by_client_id(placed["orderRef"])["status"] == "filled"
-            )
-            await engine.drain()
-            assert journal.position("ib", "AAPL")[0] == 5
-        finally:
-            await engine.stop()
-            journal.close()
 
-    asyncio.run(main())
+def test_engine_sends_a_signal_to_ib_and_journals_the_fill(fake, tmp_path: Path):
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        (journaled,) = h.journal.orders(signal_id=signal_id)
+        (placed,) = fake.logged("placeOrder")
+        assert placed["orderRef"] == journaled["client_order_id"]
+        await until(lambda: h.journal.order_by_client_id(placed["orderRef"])["status"] == "filled")
+        await h.engine.drain()
+        assert h.journal.position("ib", "AAPL")[0] == 5
+
+    run_engine(ib_config(fake, tmp_path), test)
+
+
+class FastReconnect(EngineHarness):
+    def new_engine(self) -> Engine:
+        brokers = make_brokers(self.config, self.journal, self.clock)
+        return Engine(self.config, self.journal, brokers, self.clock, reconnect_backoff=(0.05, 0.2))
 
 
 def test_a_dropped_gateway_is_reported_at_once_and_reconnected_with_backoff(fake, tmp_path):
     """IB's nightly restart: ib_async does not reconnect by itself. The engine hears of the
     drop without waiting for a call to fail, reports it, and its reconnection (the daemon runs
     `reconnect_due` every second) comes back once the Gateway answers again."""
-    path = write_config(
-        tmp_path, IB_ACCOUNT.format(port=fake.port), subscription="enabled = false\n"
-    )
 
-    async def main():
-        config = load_config(path)
-        clock = FixedClock()
-        journal = Journal.open(Path(config.journal.path))
-        engine = Engine(
-            config,
-            journal,
-            make_brokers(config, journal, clock),
-            clock,
-            reconnect_backoff=(0.05, 0.2),
-        )
-        await engine.start()
-        try:
-            assert engine.health()["status"] == "ready"
-            fake.set_down(True)
-            fake.drop()
-            await until(lambda: engine.broker_health.get("ib", {}).get("ok") is False)
-            assert "dropped" in engine.broker_health["ib"]["error"]
-            await asyncio.sleep(0.1)
-            await engine.reconnect_due()  # the Gateway is still restarting: wait longer
-            assert engine.broker_health["ib"]["ok"] is False
-            fake.set_down(False)
-            await asyncio.sleep(0.3)
-            await engine.reconnect_due()
-            await engine.drain()
-            assert engine.health()["status"] == "ready"
-            assert engine.brokers["ib"]._ib.isConnected()
-        finally:
-            await engine.stop()
-            journal.close()
+    async def test(h):
+        engine = h.engine
+        assert engine.health()["status"] == "ready"
+        fake.set_down(True)
+        fake.drop()
+        await until(lambda: engine.broker_health.get("ib", {}).get("ok") is False)
+        assert "dropped" in engine.broker_health["ib"]["error"]
+        await asyncio.sleep(0.1)
+        await engine.reconnect_due()  # the Gateway is still restarting: wait longer
+        assert engine.broker_health["ib"]["ok"] is False
+        fake.set_down(False)
+        await asyncio.sleep(0.3)
+        await engine.reconnect_due()
+        await engine.drain()
+        assert engine.health()["status"] == "ready"
+        assert engine.brokers["ib"]._ib.isConnected()
 
-    asyncio.run(main())
+    run_engine(ib_config(fake, tmp_path), test, FastReconnect)
