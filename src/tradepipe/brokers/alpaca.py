@@ -74,7 +74,6 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=False,
     lot_size=Decimal(1),
-    tick_size=Decimal("0.01"),
 )
 
 # Alpaca's order statuses → ours (docs.alpaca.markets "Order Lifecycle").

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -26,8 +26,6 @@ class Capabilities:
     # The paper broker has no market data: the prices that signals carry move its marks.
     marks_from_signals: bool = False
     lot_size: Decimal = Decimal(1)
-    tick_size: Decimal = Decimal("0.01")
-    extras: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

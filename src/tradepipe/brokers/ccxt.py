@@ -167,8 +167,6 @@ class CcxtBroker:
             short_selling=market_type == "swap",
             quotes=True,
             lot_size=Decimal("0.00000001"),
-            tick_size=Decimal("0.00000001"),
-            extras={"replace": "cancel + create, not atomic"},
         )
         self._listener: OrderListener | None = None
         self._poller: asyncio.Task[None] | None = None

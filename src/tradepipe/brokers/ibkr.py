@@ -57,7 +57,6 @@ CAPABILITIES = Capabilities(
     short_selling=True,
     quotes=False,
     lot_size=Decimal(1),
-    tick_size=Decimal("0.01"),
 )
 
 # What the startup sync fetches: open orders and today's executions restore ib_async's state

@@ -59,7 +59,6 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=True,
     lot_size=Decimal("0.000001"),
-    tick_size=Decimal("0.0001"),
 )
 
 
