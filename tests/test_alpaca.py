@@ -19,7 +19,7 @@ from alpaca.trading.stream import TradingStream
 from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
 from tests.helpers import FixedClock
 from tests.test_engine import run as run_engine
-from tradepipe.brokers.alpaca import AlpacaBroker, leg_client_id
+from tradepipe.brokers.alpaca import AlpacaBroker
 from tradepipe.config import AlpacaAccount
 from tradepipe.credentials import Credentials
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
@@ -275,11 +275,6 @@ def test_one_child_goes_as_oto_and_a_leg_alpaca_cannot_take_is_refused(fake):
         assert len(fake.sent()) == 1
 
     run(fake, test)
-
-
-def test_leg_ids_follow_the_entry_id():
-    assert leg_client_id("tpab12-3k-0f0f0f-e", OrderRole.STOP_LOSS) == "tpab12-3k-0f0f0f-s"
-    assert leg_client_id("tpab12-3k-0f0f0f-er2", OrderRole.TAKE_PROFIT) == "tpab12-3k-0f0f0f-tr2"
 
 
 # -- idempotency, refusals, lost answers ---------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.ids import base36, client_order_id
+from tradepipe.ids import base36, client_order_id, leg_of, operator_order_id, sibling_id
 
 
 def test_same_inputs_give_the_same_id():
@@ -65,3 +65,28 @@ def test_operator_ids_fit_and_never_look_like_signal_ids(action, ticker):
     assert len(identifier) <= 32 and re.fullmatch(r"[A-Za-z0-9-]+", identifier)
     assert identifier.split("-")[1].startswith("F")  # signal ids are lower-case base 36
     assert identifier == operator_order_id("abcd1234", action, "paper", ticker)
+
+
+@given(
+    instance=st.text(alphabet="0123456789abcdef", min_size=8, max_size=8),
+    signal_id=st.integers(min_value=1, max_value=10**9),
+    subscription=st.text(min_size=1, max_size=40),
+    attempt=st.integers(min_value=0, max_value=1000),
+    leg=st.sampled_from(["take_profit", "stop_loss", "exit"]),
+)
+def test_sibling_ids_are_the_ids_the_engine_gives_the_other_legs(
+    instance, signal_id, subscription, attempt, leg
+):
+    """Alpaca names bracket legs itself; the adapter answers for them under our ids, which it
+    finds from the entry's id (and back) — they must be the ids the engine journaled."""
+    entry = client_order_id(instance, signal_id, subscription, "entry", attempt)
+    other = client_order_id(instance, signal_id, subscription, leg, attempt)
+    assert sibling_id(entry, leg) == other
+    assert sibling_id(other, "entry") == entry
+    assert (leg_of(entry), leg_of(other)) == ("entry", leg)
+
+
+def test_ids_that_are_not_ours_have_no_leg():
+    assert leg_of("904d7f4e-3a2b-4c8e-9b1a-2f7c1d3e5a6b") is None  # an Alpaca uuid
+    assert leg_of("") is None
+    assert leg_of(operator_order_id("abcd1234", 7, "paper", "AAPL")) == "exit"

@@ -63,3 +63,20 @@ def operator_order_id(instance: str, action_id: int, account: str, ticker: str) 
     if len(identifier) > MAX_LENGTH:
         raise ValueError(f"client order id {identifier!r} breaks the 32-character rule")
     return identifier
+
+
+def sibling_id(client_id: str, leg: str) -> str:
+    """The id `client_order_id` gives another leg of the same signal and subscription (the
+    bracket children of an entry, or the entry of a child): brokers that name bracket legs
+    themselves (Alpaca's uuids) answer for them under ours."""
+    prefix, _, suffix = client_id.rpartition("-")
+    return f"{prefix}-{LEG_CODES[leg]}{suffix[1:]}"
+
+
+def leg_of(client_id: str) -> str | None:
+    """Which leg a client order id names ("entry", "take_profit", …), or None if it is not
+    one of ours with a single-letter leg code."""
+    prefix, _, suffix = client_id.rpartition("-")
+    if not prefix.startswith("tp") or not suffix:
+        return None
+    return next((leg for leg, code in LEG_CODES.items() if code == suffix[0]), None)

@@ -7,7 +7,7 @@ retries of 429/504 — a POST included — are turned off: a submit whose answer
 by looking its client order id up, never by sending it again.
 
 Alpaca names the legs of a bracket itself (its own client order ids); this adapter answers for
-them under the ids the engine gave the take-profit and stop-loss (see `leg_client_id`).
+them under the ids the engine gave the take-profit and stop-loss (see `tradepipe.ids.sibling_id`).
 Replacing a bracket leg is Alpaca's own PATCH, which keeps the leg's one-cancels-other link.
 """
 
@@ -49,7 +49,7 @@ from alpaca.trading.stream import TradingStream
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
-from tradepipe.ids import LEG_CODES
+from tradepipe.ids import leg_of, sibling_id
 from tradepipe.orders import (
     Fill,
     OrderRequest,
@@ -144,22 +144,6 @@ def ticker_of(symbol: str, asset_class: str | None) -> str:
             if symbol.endswith(quote) and len(symbol) > len(quote):
                 return f"{symbol[: -len(quote)]}/{quote}"
     return symbol
-
-
-def leg_client_id(entry_id: str, role: OrderRole) -> str:
-    """The client order id the engine gave a bracket child, from its entry's (tradepipe.ids:
-    the same prefix, the leg's code for the entry's). Alpaca names legs with its own uuids."""
-    prefix, _, suffix = entry_id.rpartition("-")
-    return f"{prefix}-{LEG_CODES[str(role)]}{suffix[len(LEG_CODES['entry']) :]}"
-
-
-def entry_client_id(child_id: str) -> str | None:
-    """The entry's client order id of a bracket child's, or None if it is not one."""
-    prefix, _, suffix = child_id.rpartition("-")
-    for role in (OrderRole.TAKE_PROFIT, OrderRole.STOP_LOSS):
-        if prefix and suffix.startswith(LEG_CODES[str(role)]):
-            return f"{prefix}-{LEG_CODES['entry']}{suffix[1:]}"
-    return None
 
 
 def is_alpaca_named(client_order_id: str) -> bool:
@@ -740,7 +724,7 @@ class AlpacaBroker:
 
     def _name_leg(self, entry: dict, leg: dict) -> None:
         if is_alpaca_named(str(leg.get("client_order_id", ""))) and leg["id"] not in self._legs:
-            self._legs[leg["id"]] = leg_client_id(entry["client_order_id"], leg_role(leg))
+            self._legs[leg["id"]] = sibling_id(entry["client_order_id"], str(leg_role(leg)))
 
     def _client_id(self, order: dict) -> str:
         return self._legs.get(order["id"], order["client_order_id"])
@@ -798,9 +782,9 @@ class AlpacaBroker:
             )
         except _NotFound:
             pass
-        entry_id = entry_client_id(client_order_id)
-        if entry_id is None:
+        if leg_of(client_order_id) not in ("take_profit", "stop_loss"):
             return None
+        entry_id = sibling_id(client_order_id, "entry")
         try:
             entry = await self._call(
                 "looking up a bracket", self._trading.get_order_by_client_id, entry_id
