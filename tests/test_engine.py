@@ -15,6 +15,7 @@ from tradepipe.config import load_config
 from tradepipe.daemon import make_brokers
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
+from tradepipe.orders import OrderState, OrderStatus
 from tradepipe.signal import parse_signal, signal_to_json
 
 D = Decimal
@@ -195,6 +196,74 @@ def test_reversal_fails_when_the_exit_does_not_fill_in_time_and_sends_no_entry(t
         assert h.position() == 5
 
     run(config, test)
+
+
+def test_a_broker_lost_while_a_reversal_waits_for_its_exit_fails_it_without_the_entry(tmp_path):
+    """Not an 'internal error' with the signal half done: the delivery fails with the reason,
+    the exit stays open for the next lookup, and no entry goes out."""
+    config = write_config(
+        tmp_path,
+        subscription='exit_order_type = "limit"\nexit_fill_timeout = 5\n'
+        "use_signal_order_type = false\n",
+    )
+
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        reversal = {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 100}
+        sending = asyncio.create_task(h.send(reversal | {"limitPrice": 120}))
+        await asyncio.sleep(0.1)  # the exit rests at 120; the engine polls it
+        h.engine.brokers["paper"].inject(Fault.DOWN, "connection reset")
+        (sell,) = await asyncio.wait_for(sending, 5)
+        ((status, reason),) = h.deliveries(sell)
+        assert status == "failed"
+        assert "lost paper while waiting for the exit order to fill" in reason
+        assert "connection reset" in reason and "no entry was sent" in reason
+        assert [o["role"] for o in h.journal.orders(signal_id=sell)] == ["exit"]
+
+    run(config, test)
+
+
+def test_a_late_stream_event_never_moves_a_journaled_order_back(tmp_path):
+    """Streams and polls race: an 'accepted' event that arrives after the fill was journaled
+    (or a smaller filled quantity) is ignored; a newer one is journaled."""
+
+    async def test(h: Harness):
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        (order,) = h.journal.orders(signal_id=signal_id)
+        assert order["status"] == "filled"
+        heard = h.engine._listener("paper")  # what the engine hands a broker's stream
+        heard(OrderState(order["client_order_id"], OrderStatus.ACCEPTED, ticker="AAPL"))
+        heard(
+            OrderState(
+                order["client_order_id"],
+                OrderStatus.FILLED,
+                filled_quantity=D(2),
+                average_fill_price=D(100),
+                ticker="AAPL",
+            )
+        )
+        await h.engine.drain()
+        (order,) = h.journal.orders(signal_id=signal_id)
+        assert (order["status"], D(order["filled_quantity"])) == ("filled", 5)
+        assert h.position() == 5
+        heard(
+            OrderState(
+                order["client_order_id"],
+                OrderStatus.FILLED,
+                filled_quantity=D(5),
+                average_fill_price=D(100),
+                broker_order_id="B-7",
+                ticker="AAPL",
+            )
+        )
+        await h.engine.drain()
+        (order,) = h.journal.orders(signal_id=signal_id)
+        assert order["broker_order_id"] == "B-7"  # news is journaled
+        assert h.position() == 5  # and the fill is not counted twice
+
+    run(write_config(tmp_path), test)
 
 
 def test_strategy_without_subscriptions_is_processed_with_no_deliveries(tmp_path):
