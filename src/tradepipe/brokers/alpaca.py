@@ -596,6 +596,8 @@ class AlpacaBroker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in (self._trading, self._stocks, self._crypto):
+            client._session.close()  # pooled sockets (the session stays usable on reconnect)
 
     async def _stop_stream(self) -> None:
         stream, task = self._stream, self._stream_task

@@ -321,6 +321,7 @@ class IbkrBroker:
         self._reported: dict[str, OrderState] = {}  # what the listener heard last, per id
         self._has_connected = False
         self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._disconnect_listener: Callable[[str], None] | None = None
         self._link_lost: str | None = None  # error 1100 until 1101 / 1102
         self._lock = asyncio.Lock()  # ib_async keys some requests by name: one at a time
@@ -401,6 +402,9 @@ class IbkrBroker:
         self._has_connected = True
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._closing = True
         try:
             self._ib.disconnect()
@@ -428,7 +432,9 @@ class IbkrBroker:
             self._link_lost = f"IB Gateway lost its connection to IB (error 1100: {text})"
         elif code in (1101, 1102):  # restored; 1101: data lost → resubscribe and re-sync
             self._link_lost = None
-            asyncio.get_running_loop().create_task(self._restored(code))
+            task = asyncio.get_running_loop().create_task(self._restored(code))
+            self._tasks.add(task)  # kept: a task nobody holds may be collected mid-run
+            task.add_done_callback(self._tasks.discard)
 
     async def _restored(self, code: int) -> None:
         try:
