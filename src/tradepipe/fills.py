@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from tradepipe.orders import Fill, OrderState, Side
@@ -27,7 +28,7 @@ def fills_to_journal(
     journaled: Iterable[tuple[str, Decimal, Decimal]],
     side: Side,
     ticker: str,
-    fallback_time: object,
+    fallback_time: datetime,
 ) -> list[Fill]:
     """The fills to add for `state`, given the order's journaled fills as (id, quantity,
     price). Fill ids are the broker's own; a made-up fill is `<client id>:<filled quantity>`."""
@@ -58,7 +59,7 @@ def fills_to_journal(
                 side=side,
                 quantity=remaining,
                 price=Decimal(f"{price.quantize(Decimal('0.00000001')).normalize():f}"),
-                filled_at=latest,  # type: ignore[arg-type]
+                filled_at=latest,
             )
         )
     return new
