@@ -7,9 +7,15 @@ orders fill at the price `set_price` gave the symbol, resting orders fill when a
 crosses them, brackets are held until their transmit=True child arrives (IB's transmit
 semantics), bracket children go live when the parent fills and cancel each other (OCA).
 
-Faults: `reject_next(message)` (error 201), `drop()` (closes the socket: fills that happen while
-the client is away reach it only through the open-orders / executions replay after it
-reconnects), `inject_error(1100 | 1101 | 1102)`, `set_down(True)` (refuses new connections).
+Faults: `reject_next(message)` (error 201), `hold_next(message)` (the next order goes Inactive:
+IB holds it, it is not working, `activate` makes it work), `drop()` (closes the socket: fills
+that happen while the client is away reach it only through the open-orders / executions replay
+after it reconnects), `inject_error(1100 | 1101 | 1102)`, `set_down(True)` (refuses new
+connections), `fill_part(ref, shares, price)` (a partial fill), `cancel_by_ib(ref)`,
+`correct_execution(exec_id, price)` (IB's correction: the same execId with the next revision),
+`forget_completed()` (completed orders are listed no more; today's executions still are).
+Orders of every client id live in one book: `reqAllOpenOrders` lists them all, `reqOpenOrders`
+only the asking client's, and live reports reach only the client that placed the order.
 `requests` logs every request the client sent, decoded, for assertions.
 """
 
@@ -93,11 +99,12 @@ class Order:
 
     @property
     def is_working(self) -> bool:
-        return self.status in ("Submitted", "PreSubmitted")
+        """Listed among open orders: live, waiting for its parent, or held Inactive."""
+        return self.status in ("Submitted", "PreSubmitted", "Inactive")
 
     @property
     def is_done(self) -> bool:
-        return self.status in ("Filled", "Cancelled", "Inactive")
+        return self.status in ("Filled", "Cancelled")
 
 
 @dataclass
@@ -144,6 +151,8 @@ class FakeTws(OwnLoop):
         self.unknown_symbols: set[str] = set()
         self.is_down = False
         self._rejections: list[str] = []
+        self._holds: list[tuple[int, str]] = []
+        self._forgotten: set[int] = set()  # order ids no longer listed as completed
         self._perm_ids = itertools.count(900_001)
         self._exec_ids = itertools.count(1)
         self._con_ids = itertools.count(100_001)
@@ -174,6 +183,80 @@ class FakeTws(OwnLoop):
     def reject_next(self, message: str) -> None:
         """The next new order is rejected with error 201 and this reason."""
         self._call(self._rejections.append, message)
+
+    def hold_next(self, message: str, code: int = 399) -> None:
+        """The next new order is accepted but held Inactive, with this warning (IB's words)."""
+        self._call(self._holds.append, (code, message))
+
+    def activate(self, order_ref: str) -> None:
+        """An Inactive order becomes active (working), and fills if the price allows."""
+
+        def activate() -> None:
+            for order in self.order_by_ref(order_ref):
+                if order.status == "Inactive":
+                    order.status = "Submitted"
+                    self._send_status(order)
+                    self._try_fill(order)
+
+        self._call(activate)
+
+    def fill_part(
+        self, order_ref: str, shares: int | Decimal, price: float | Decimal | str
+    ) -> None:
+        """Part of a working order fills (the order keeps working for the rest)."""
+
+        def fill() -> None:
+            (order,) = [o for o in self.order_by_ref(order_ref) if not o.is_done]
+            self._fill(order, Decimal(str(price)), Decimal(shares))
+
+        self._call(fill)
+
+    def cancel_by_ib(self, order_ref: str, why: str = "Order Canceled - reason:") -> None:
+        """IB cancels what is left of an order (end of day, a risk check)."""
+
+        def cancel() -> None:
+            for order in self.order_by_ref(order_ref):
+                if not order.is_done:
+                    self._cancel(order, why)
+
+        self._call(cancel)
+
+    def correct_execution(self, exec_id: str, price: float | Decimal | str) -> str:
+        """IB corrects an execution's price: the same execId with the next revision
+        (".01.01" → ".01.02"), reported live; replays carry both revisions from then on."""
+
+        def correct() -> str:
+            old = next(e for e in self.executions if e.exec_id == exec_id)
+            stem, _, revision = exec_id.rpartition(".")
+            new_price = Decimal(str(price))
+            corrected = Execution(
+                exec_id=f"{stem}.{int(revision) + 1:02d}",
+                order=old.order,
+                shares=old.shares,
+                price=new_price,
+                cumulative=old.cumulative,
+                average=new_price,
+                at=old.at,
+            )
+            self.executions.append(corrected)
+            order = old.order
+            signed = old.shares if order.action == "BUY" else -old.shares
+            self.cash -= signed * (new_price - old.price) * Decimal(order.contract.multiplier or 1)
+            self._send_to(order.client_id, self._exec_fields(-1, corrected))
+            self._send_to(order.client_id, [59, 1, corrected.exec_id, "1.0", "USD", "0", "", ""])
+            return corrected.exec_id
+
+        result: str = self._call(correct)
+        return result
+
+    def forget_completed(self) -> None:
+        """Completed orders are no longer listed (as after a Gateway restart); today's
+        executions still are."""
+
+        def forget() -> None:
+            self._forgotten.update(o.order_id for o in self.orders.values() if o.is_done)
+
+        self._call(forget)
 
     def drop(self) -> None:
         """Close every client connection, as a Gateway restart does."""
@@ -334,7 +417,7 @@ class FakeTws(OwnLoop):
     def _req_completed_orders(self, session: Session, fields: list[str]) -> None:
         self.requests.append(("reqCompletedOrders", {"apiOnly": fields[1]}))
         for order in self.orders.values():
-            if order.is_done:
+            if order.is_done and order.order_id not in self._forgotten:
                 self._write(session, self._completed_order_fields(order))
         self._write(session, [102])
 
@@ -566,7 +649,7 @@ class FakeTws(OwnLoop):
         if not order.transmit:
             return  # held in TWS until a transmit=True order of its group arrives
         parent = self.orders.get(order.parent_id) if order.parent_id else None
-        if parent is not None and parent.status in ("Cancelled", "Inactive"):
+        if parent is not None and parent.status == "Cancelled":
             for leg in self._children(parent):  # a bracket whose entry was refused
                 if leg.status == "PendingSubmit":
                     leg.status, leg.why = "Cancelled", "Order rejected - reason:parent order"
@@ -579,9 +662,14 @@ class FakeTws(OwnLoop):
             members = [parent, *held]
         else:
             members = [order]
+        hold = self._holds.pop(0) if self._holds else None
         for member in members:
             if member.parent_id and self.orders[member.parent_id].status != "Filled":
                 member.status = "PreSubmitted"  # a bracket leg waits for its parent's fill
+            elif hold is not None and member is members[0]:
+                # IB's words first (ib_async logs them on the trade), then the status.
+                member.status = "Inactive"
+                self._send_to(member.client_id, [4, 2, member.order_id, hold[0], hold[1], ""])
             else:
                 member.status = "Submitted"
             self._send_open(member)
@@ -678,18 +766,22 @@ class FakeTws(OwnLoop):
             return
         self._fill(order, fill_price)
 
-    def _fill(self, order: Order, price: Decimal) -> None:
-        shares = order.quantity - order.filled
-        order.average_price = price
-        order.filled = order.quantity
-        order.status = "Filled"
+    def _fill(self, order: Order, price: Decimal, shares: Decimal | None = None) -> None:
+        """`shares` of the order (all that is left by default) execute at `price`."""
+        shares = order.quantity - order.filled if shares is None else shares
+        order.average_price = (order.average_price * order.filled + price * shares) / (
+            order.filled + shares
+        )
+        order.filled += shares
+        if order.filled == order.quantity:
+            order.status = "Filled"
         execution = Execution(
             exec_id=f"0000e0d5.{next(self._exec_ids):08d}.01.01",
             order=order,
             shares=shares,
             price=price,
             cumulative=order.filled,
-            average=price,
+            average=order.average_price,
             at=datetime.now(UTC),
         )
         self.executions.append(execution)
@@ -698,6 +790,8 @@ class FakeTws(OwnLoop):
         self._send_to(order.client_id, self._exec_fields(-1, execution))
         self._send_status(order)
         self._send_to(order.client_id, [59, 1, execution.exec_id, "1.0", "USD", "0", "", ""])
+        if order.status != "Filled":
+            return  # a partial fill: the order keeps working, its bracket waits
         for child in self._children(order):  # the bracket goes live
             if child.status == "PreSubmitted":
                 child.status = "Submitted"
