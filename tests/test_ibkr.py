@@ -295,6 +295,85 @@ def test_rejection_carries_ibs_own_words(fake):
     run(fake, test)
 
 
+HELD = (
+    "Order Message: BUY 5 AAPL NASDAQ.NMS Warning: your order will not be placed at the"
+    " exchange until 2026-11-23 09:30:00 US/Eastern"
+)
+
+
+def held_heard(heard: list[OrderState], cid: str) -> bool:
+    """The listener heard IB's words for the order (the fake sends them, then Inactive)."""
+    state = last_heard(heard, cid)
+    return state is not None and HELD in (state.message or "")
+
+
+def test_an_inactive_order_is_open_with_ibs_words_and_fills_once_active(fake):
+    """IB's Inactive is not final: IB holds the order (outside trading hours, a hold) and may
+    make it active again. It is answered open with IB's words, never rejected."""
+    fake.set_price("AAPL", 100)
+    fake.hold_next(HELD)
+
+    async def test(broker, heard):
+        state = await broker.submit(order("c-held", order_type=OrderType.LIMIT, limit_price=D(99)))
+        assert not state.status.is_final
+        await until(lambda: held_heard(heard, "c-held"))
+        state = last_heard(heard, "c-held")
+        assert state.status is OrderStatus.ACCEPTED
+        assert state.message == f"inactive at IB (not working now; IB may make it active): {HELD}"
+        (listed,) = await broker.open_orders("AAPL")
+        assert (listed.client_order_id, listed.status) == ("c-held", OrderStatus.ACCEPTED)
+        assert await broker.get_order("c-held") == state
+        fake.activate("c-held")
+        await until(lambda: getattr(last_heard(heard, "c-held"), "message", "x") is None)
+        fake.set_price("AAPL", 98)
+        await until(lambda: getattr(last_heard(heard, "c-held"), "status", None) == "filled")
+        assert len(fake.logged("placeOrder")) == 1
+
+    run(fake, test)
+
+
+def test_an_inactive_order_can_be_canceled(fake):
+    fake.hold_next(HELD)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-held", order_type=OrderType.LIMIT, limit_price=D(90)))
+        await until(lambda: held_heard(heard, "c-held"))
+        state = await broker.cancel("c-held")
+        assert state.status is OrderStatus.CANCELED
+        assert [o.status for o in fake.orders.values()] == ["Cancelled"]
+        assert len(fake.logged("cancelOrder")) == 1
+
+    run(fake, test)
+
+
+def test_a_bracket_whose_entry_is_inactive_is_answered_open_and_goes_live_later(fake):
+    fake.set_price("AAPL", 100)
+    fake.hold_next(HELD)
+
+    async def test(broker, heard):
+        entry = order("b-entry", order_type=OrderType.LIMIT, limit_price=D(99))
+        take = order(
+            "b-tp",
+            Side.SELL,
+            role=OrderRole.TAKE_PROFIT,
+            order_type=OrderType.LIMIT,
+            limit_price=D(110),
+        )
+        stop = order(
+            "b-sl", Side.SELL, role=OrderRole.STOP_LOSS, order_type=OrderType.STOP, stop_price=D(95)
+        )
+        states = await broker.submit_bracket(entry, [take, stop])
+        assert [s.status for s in states] == [OrderStatus.ACCEPTED] * 3
+        await until(lambda: held_heard(heard, "b-entry"))
+        assert last_heard(heard, "b-entry").status is OrderStatus.ACCEPTED
+        fake.activate("b-entry")
+        fake.set_price("AAPL", 98)
+        await until(lambda: getattr(last_heard(heard, "b-entry"), "status", None) == "filled")
+        await until(lambda: [o.status for o in fake.orders.values()][1:] == ["Submitted"] * 2)
+
+    run(fake, test)
+
+
 def test_cancel_answers_canceled_and_ib_hears_one_cancel(fake):
     async def test(broker, heard):
         await broker.submit(order("c-can", order_type=OrderType.LIMIT, limit_price=D(90)))

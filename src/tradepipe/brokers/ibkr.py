@@ -77,6 +77,8 @@ DISCONNECTED = (
 )
 
 # ib_async's order statuses → ours (ValidationError: a warning, the order is still live).
+# Inactive is not final at IB: the order is held (outside trading hours, a hold, a check) and
+# may become active again, so it stays open, with IB's words (`parse_status`).
 STATUSES = {
     "PendingSubmit": OrderStatus.SUBMITTED,
     "ApiPending": OrderStatus.SUBMITTED,
@@ -88,8 +90,11 @@ STATUSES = {
     "Filled": OrderStatus.FILLED,
     "Cancelled": OrderStatus.CANCELED,
     "ApiCancelled": OrderStatus.CANCELED,
-    "Inactive": OrderStatus.REJECTED,
+    "Inactive": OrderStatus.ACCEPTED,
 }
+# After these IB does nothing more with an order. ib_async's `isDone()` / `openTrades()` also
+# count Inactive as done: the adapter asks this set instead.
+FINAL = frozenset({"Filled", "Cancelled", "ApiCancelled"})
 CANCELED_CODES = frozenset({202, 10148})  # "Order Canceled", not a rejection
 ORDER_TYPES = {
     OrderType.MARKET: "MKT",
@@ -258,10 +263,12 @@ def _quantity(value: float | Decimal) -> Decimal:
     )
 
 
-def _error(trade: ib_async.Trade) -> tuple[int, str] | None:
-    """The last error IB reported for an order (code, IB's own words), from ib_async's log."""
+def _error(trade: ib_async.Trade, *, warnings: bool) -> tuple[int, str] | None:
+    """The last error IB reported for an order (code, IB's own words), from ib_async's log.
+    ib_async logs a warning (the order stays live) with the status ValidationError: it is no
+    reason for a cancel (a held order's warning must not make its cancel a rejection)."""
     for entry in reversed(trade.log):
-        if entry.errorCode:
+        if entry.errorCode and (warnings or entry.status != "ValidationError"):
             match = _LOGGED_ERROR.match(entry.message)
             return entry.errorCode, match["text"] if match else entry.message
     return None
@@ -269,10 +276,15 @@ def _error(trade: ib_async.Trade) -> tuple[int, str] | None:
 
 def parse_status(trade: ib_async.Trade, filled: Decimal) -> tuple[OrderStatus, str | None]:
     status = STATUSES.get(trade.orderStatus.status, OrderStatus.UNKNOWN)
-    error = _error(trade)
+    error = _error(trade, warnings=False)
     message = error[1] if error else None
     if status is OrderStatus.CANCELED and error and error[0] not in CANCELED_CODES:
         return OrderStatus.REJECTED, message
+    if trade.orderStatus.status == "Inactive":
+        held = "inactive at IB (not working now; IB may make it active)"
+        words = _error(trade, warnings=True)
+        status = OrderStatus.PARTIALLY_FILLED if filled > 0 else status
+        return status, f"{held}: {words[1]}" if words else held
     if status is OrderStatus.ACCEPTED and filled > 0:
         return OrderStatus.PARTIALLY_FILLED, None
     if status is OrderStatus.ACCEPTED and trade.orderStatus.status == "PreSubmitted":
@@ -645,8 +657,8 @@ class IbkrBroker:
         deadline = loop.time() + self._timeout
         pending = ("PendingSubmit", "ApiPending")
         while any(t.orderStatus.status in pending for t in trades):
-            if trades[0].orderStatus.status in ("Cancelled", "Inactive"):
-                return  # the entry was refused: its children go with it
+            if trades[0].orderStatus.status == "Cancelled":
+                return  # the entry was refused: its children go with it (Inactive is not)
             if not self._ib.isConnected():
                 raise BrokerUnavailable(f"IB {self.name}: {self._down()} (placing {what})")
             if loop.time() > deadline:
@@ -671,7 +683,7 @@ class IbkrBroker:
 
     async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         self._link()
-        trades = [t for t in self._trades(client_order_id) if not t.isDone()]
+        trades = [t for t in self._trades(client_order_id) if t.orderStatus.status not in FINAL]
         if not trades:
             return await self._lookup(client_order_id)
         with self._errors(f"canceling {client_order_id}"):
@@ -679,7 +691,7 @@ class IbkrBroker:
                 self._ib.cancelOrder(trade.order)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        while not all(t.isDone() for t in trades) and loop.time() < deadline:
+        while loop.time() < deadline and any(t.orderStatus.status not in FINAL for t in trades):
             await asyncio.sleep(0.01)
         return self._state(client_order_id, trades)
 
@@ -687,7 +699,9 @@ class IbkrBroker:
         self._link()
         wanted = parse_ticker(ticker).ticker if ticker else None
         states = []
-        for trade in self._ib.openTrades():
+        for trade in self._ib.trades():
+            if trade.orderStatus.status in FINAL:
+                continue
             client_order_id = trade.order.orderRef or f"ib-{trade.order.permId}"
             state = self._state(client_order_id, [trade])
             if wanted is None or canonical(state.ticker or "") == wanted:
