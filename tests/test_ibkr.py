@@ -121,7 +121,7 @@ def test_unreachable_gateway_is_unavailable_naming_the_daily_restart(fake):
 # -- orders --------------------------------------------------------------------------------
 
 
-def test_market_order_fills_with_our_order_ref_and_ibs_execution_id(fake):
+def test_market_order_fills_with_our_order_ref_and_ibs_execution_id_without_revision(fake):
     fake.set_price("AAPL", 100)
 
     async def test(broker, heard):
@@ -133,7 +133,7 @@ def test_market_order_fills_with_our_order_ref_and_ibs_execution_id(fake):
         assert filled.status is OrderStatus.FILLED
         assert (filled.filled_quantity, filled.average_fill_price) == (D(5), D(100))
         (fill,) = filled.fills
-        assert fill.fill_id == fake.executions[0].exec_id
+        assert fill.fill_id == fake.executions[0].exec_id.rpartition(".")[0]
         assert (fill.ticker, fill.side, fill.quantity, fill.price) == ("AAPL", Side.BUY, 5, 100)
         assert await broker.position("AAPL") == Position("AAPL", D(5), D(100))
 
@@ -464,7 +464,7 @@ def test_a_fill_during_a_disconnect_is_recovered_after_reconnecting(fake):
         await broker.connect()
         recovered = last_heard(heard, "c-away")
         assert recovered.status is OrderStatus.FILLED
-        assert [f.fill_id for f in recovered.fills] == [fake.executions[0].exec_id]
+        assert [f.fill_id for f in recovered.fills] == [fake.executions[0].exec_id[:-3]]
         assert (await broker.position("AAPL")).quantity == 5
 
     run(fake, test)
@@ -481,6 +481,32 @@ def test_repeated_status_events_are_reported_once(fake):
         await asyncio.sleep(0.1)
         assert len(heard) == count
         assert len((await broker.get_order("c-rep")).fills) == 1
+
+    run(fake, test)
+
+
+def test_a_corrected_execution_replaces_the_one_it_corrects(fake):
+    """IB corrects an execution with the same execId and the next revision (".01.01" →
+    ".01.02"): one fill, the latest revision's, under an id that stays the same when the
+    correction arrives and when IB replays both revisions after a reconnect."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-fix"))
+        await until(lambda: getattr(last_heard(heard, "c-fix"), "status", None) == "filled")
+        (execution,) = fake.executions
+        assert execution.exec_id.endswith(".01.01")
+        stem = execution.exec_id.removesuffix(".01")
+        corrected = fake.correct_execution(execution.exec_id, "100.5")
+        assert corrected == f"{stem}.02"
+        await until(lambda: last_heard(heard, "c-fix").fills[0].price == D("100.5"))
+        fake.drop()  # the replay after reconnecting carries both revisions
+        await until(lambda: not broker._ib.isConnected())
+        await broker.connect()
+        for state in (last_heard(heard, "c-fix"), await broker.get_order("c-fix")):
+            assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, 5)
+            (fill,) = state.fills
+            assert (fill.fill_id, fill.quantity, fill.price) == (stem, 5, D("100.5"))
 
     run(fake, test)
 
@@ -588,6 +614,27 @@ def test_engine_sends_a_signal_to_ib_and_journals_the_fill(fake, tmp_path: Path)
         assert placed["orderRef"] == journaled["client_order_id"]
         await until(lambda: h.journal.order_by_client_id(placed["orderRef"])["status"] == "filled")
         await h.engine.drain()
+        assert h.journal.position("ib", "AAPL")[0] == 5
+
+    run_engine(ib_config(fake, tmp_path), test)
+
+
+def test_engine_journals_a_corrected_execution_once(fake, tmp_path: Path):
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        (placed,) = fake.logged("placeOrder")
+        cid = placed["orderRef"]
+        await until(lambda: h.journal.order_by_client_id(cid)["status"] == "filled")
+        corrected = fake.correct_execution(fake.executions[0].exec_id, "100.5")
+        ib = h.engine.brokers["ib"]._ib
+        await until(lambda: corrected in {f.execution.execId for f in ib.fills()})
+        await asyncio.sleep(0.05)
+        await h.engine.drain()
+        journaled = h.journal.order_by_client_id(cid)
+        assert D(journaled["filled_quantity"]) == 5
+        assert [q for _, q, _ in h.journal.order_fills(journaled["id"])] == [5]
         assert h.journal.position("ib", "AAPL")[0] == 5
 
     run_engine(ib_config(fake, tmp_path), test)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -292,10 +292,32 @@ def parse_status(trade: ib_async.Trade, filled: Decimal) -> tuple[OrderStatus, s
     return status, message if status in (OrderStatus.CANCELED, OrderStatus.REJECTED) else None
 
 
-def to_fill(client_order_id: str, ticker: str, fill: ib_async.Fill) -> Fill:
+def execution_revision(exec_id: str) -> tuple[str, int]:
+    """An execId as (the execution's own id, its revision). IB corrects an execution by
+    sending it again with the digits after the final period raised ("….01.01" → "….01.02",
+    https://interactivebrokers.github.io/tws-api/classIBApi_1_1Execution.html)."""
+    stem, dot, revision = exec_id.rpartition(".")
+    if not dot or not stem or not revision.isdigit():
+        return exec_id, 0
+    return stem, int(revision)
+
+
+def to_fills(client_order_id: str, ticker: str, fills: Iterable[ib_async.Fill]) -> tuple[Fill, ...]:
+    """One fill per execution, its latest revision winning. The fill id is the execId without
+    its revision: the same before and after a correction and in every replay, since the
+    journal dedupes on it."""
+    latest: dict[str, tuple[int, ib_async.Fill]] = {}
+    for fill in fills:
+        stem, revision = execution_revision(fill.execution.execId)
+        if stem not in latest or revision > latest[stem][0]:
+            latest[stem] = (revision, fill)
+    return tuple(to_fill(client_order_id, ticker, f, stem) for stem, (_, f) in latest.items())
+
+
+def to_fill(client_order_id: str, ticker: str, fill: ib_async.Fill, fill_id: str) -> Fill:
     execution = fill.execution
     return Fill(
-        fill_id=execution.execId,
+        fill_id=fill_id,
         client_order_id=client_order_id,
         ticker=ticker,
         side=Side.BUY if execution.side == "BOT" else Side.SELL,
@@ -500,7 +522,7 @@ class IbkrBroker:
         fills = [f for f in self._ib.fills() if f.execution.orderRef == client_order_id]
         if fills:  # executed, and no longer open: an order from before this session
             ticker = self._tickers.get(client_order_id) or ticker_of(fills[0].contract)
-            found = tuple(to_fill(client_order_id, ticker, f) for f in fills)
+            found = to_fills(client_order_id, ticker, fills)
             quantity = sum((f.quantity for f in found), Decimal(0))
             value = sum((f.quantity * f.price for f in found), Decimal(0))
             return OrderState(
@@ -522,15 +544,17 @@ class IbkrBroker:
         order, contract = trade.order, trade.contract
         ticker = self._tickers.get(client_order_id) or ticker_of(contract)
         perm_ids = {t.order.permId for t in trades if t.order.permId}
-        fills: dict[str, Fill] = {}
-        for fill in [*trade.fills, *self._ib.fills()]:
-            execution = fill.execution
-            ours = execution.orderRef == client_order_id or (
-                not execution.orderRef and execution.permId in perm_ids
-            )
-            if ours and execution.execId not in fills:
-                fills[execution.execId] = to_fill(client_order_id, ticker, fill)
-        executed = sum((f.quantity for f in fills.values()), Decimal(0))
+        fills = to_fills(
+            client_order_id,
+            ticker,
+            (
+                fill
+                for fill in [*trade.fills, *self._ib.fills()]
+                if fill.execution.orderRef == client_order_id
+                or (not fill.execution.orderRef and fill.execution.permId in perm_ids)
+            ),
+        )
+        executed = sum((f.quantity for f in fills), Decimal(0))
         reported = max(
             _quantity(trade.orderStatus.filled),
             _decimal(order.filledQuantity) or Decimal(0),
@@ -540,7 +564,7 @@ class IbkrBroker:
         average = _decimal(trade.orderStatus.avgFillPrice) or None
         average = _quantity(average) if average is not None else None
         if average is None and executed:
-            average = sum((f.quantity * f.price for f in fills.values()), Decimal(0)) / executed
+            average = sum((f.quantity * f.price for f in fills), Decimal(0)) / executed
         order_type = IB_ORDER_TYPES.get(order.orderType)
         return OrderState(
             client_order_id=client_order_id,
@@ -549,7 +573,7 @@ class IbkrBroker:
             average_fill_price=average,
             broker_order_id=str(order.permId) if order.permId else None,
             message=message,
-            fills=tuple(fills.values()),
+            fills=fills,
             ticker=ticker,
             side=Side.BUY if order.action == "BUY" else Side.SELL,
             quantity=_quantity(order.totalQuantity),
