@@ -470,6 +470,57 @@ def test_a_fill_during_a_disconnect_is_recovered_after_reconnecting(fake):
     run(fake, test)
 
 
+def test_fills_without_their_order_are_filled_only_when_they_cover_its_quantity(fake):
+    """After a Gateway restart IB may list an order no more while today's executions still
+    carry its fills: they make it filled only when they cover what was sent."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-full"))
+        await broker.submit(order("c-part", order_type=OrderType.LIMIT, limit_price=D(99)))
+        fake.fill_part("c-part", 3, 99)
+        await until(lambda: getattr(last_heard(heard, "c-part"), "filled_quantity", 0) == 3)
+        fake.set_down(True)
+        fake.drop()
+        await until(lambda: not broker._ib.isConnected())
+        fake.cancel_by_ib("c-part")  # the rest is canceled while nobody listens
+        fake.forget_completed()
+        fake.set_down(False)
+        await broker.connect()
+        for state in (last_heard(heard, "c-part"), await broker.get_order("c-part")):
+            assert (state.status, state.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 3)
+            assert (state.quantity, len(state.fills)) == (5, 1)
+            assert "executions for 3 of 5" in state.message
+        full = await broker.get_order("c-full")
+        assert (full.status, full.filled_quantity, full.quantity) == (OrderStatus.FILLED, 5, 5)
+
+    run(fake, test)
+
+
+def test_fills_of_an_order_of_unknown_quantity_are_never_answered_filled(fake):
+    """A new process knows nothing of what it sent: fills alone say how much was filled, not
+    that the order is done. The lookup still finds the order: nothing is sent again."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-gone"))
+        await until(lambda: getattr(last_heard(heard, "c-gone"), "status", None) == "filled")
+        fake.forget_completed()
+        other, _ = make(fake)
+        await broker.close()
+        await other.connect()
+        try:
+            for state in (await other.get_order("c-gone"), await other.submit(order("c-gone"))):
+                assert (state.status, state.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 5)
+                assert (state.quantity, state.side, len(state.fills)) == (None, Side.BUY, 1)
+                assert "its quantity is not known" in state.message
+            assert len(fake.logged("placeOrder")) == 1
+        finally:
+            await other.close()
+
+    run(fake, test)
+
+
 def test_repeated_status_events_are_reported_once(fake):
     fake.set_price("AAPL", 100)
 

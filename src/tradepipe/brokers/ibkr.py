@@ -314,6 +314,41 @@ def to_fills(client_order_id: str, ticker: str, fills: Iterable[ib_async.Fill]) 
     return tuple(to_fill(client_order_id, ticker, f, stem) for stem, (_, f) in latest.items())
 
 
+def fills_state(
+    client_order_id: str,
+    ticker: str,
+    fills: Sequence[ib_async.Fill],
+    quantity: Decimal | None,
+) -> OrderState:
+    """An order IB reports executions for but no longer lists (after a restart: only in today's
+    executions). Filled only when the fills cover the quantity sent, if it is known at all;
+    otherwise partially filled by what they say — never filled early."""
+    found = to_fills(client_order_id, ticker, fills)
+    executed = sum((f.quantity for f in found), Decimal(0))
+    value = sum((f.quantity * f.price for f in found), Decimal(0))
+    status, message = OrderStatus.FILLED, None
+    if quantity is None or executed < quantity:
+        status = OrderStatus.PARTIALLY_FILLED
+        message = (
+            f"IB reports executions for {executed}, not the order itself: its quantity is not known"
+            if quantity is None
+            else f"IB reports executions for {executed} of {quantity}, not the order itself:"
+            " what became of the rest is not known"
+        )
+    return OrderState(
+        client_order_id,
+        status,
+        filled_quantity=executed,
+        average_fill_price=value / executed if executed else None,
+        broker_order_id=str(fills[0].execution.permId),
+        message=message,
+        fills=found,
+        ticker=ticker,
+        side=found[0].side,
+        quantity=quantity,
+    )
+
+
 def to_fill(client_order_id: str, ticker: str, fill: ib_async.Fill, fill_id: str) -> Fill:
     execution = fill.execution
     return Fill(
@@ -351,6 +386,7 @@ class IbkrBroker:
         self._ib = ib_async.IB()
         self._listener: OrderListener | None = None
         self._tickers: dict[str, str] = {}  # client order id → the ticker it was sent with
+        self._quantities: dict[str, Decimal] = {}  # … and the quantity (this process only)
         self._contracts: dict[str, ib_async.ContractDetails] = {}
         self._reported: dict[str, OrderState] = {}  # what the listener heard last, per id
         self._has_connected = False
@@ -520,22 +556,10 @@ class IbkrBroker:
         if trades:
             return self._state(client_order_id, trades)
         fills = [f for f in self._ib.fills() if f.execution.orderRef == client_order_id]
-        if fills:  # executed, and no longer open: an order from before this session
+        if fills:  # executed, and no longer listed: an order from before this session
             ticker = self._tickers.get(client_order_id) or ticker_of(fills[0].contract)
-            found = to_fills(client_order_id, ticker, fills)
-            quantity = sum((f.quantity for f in found), Decimal(0))
-            value = sum((f.quantity * f.price for f in found), Decimal(0))
-            return OrderState(
-                client_order_id,
-                OrderStatus.FILLED,
-                filled_quantity=quantity,
-                average_fill_price=value / quantity,
-                broker_order_id=str(fills[0].execution.permId),
-                fills=found,
-                ticker=ticker,
-                side=found[0].side,
-                quantity=quantity,
-            )
+            quantity = self._quantities.get(client_order_id)
+            return fills_state(client_order_id, ticker, fills, quantity)
         return None
 
     def _state(self, client_order_id: str, trades: list[ib_async.Trade]) -> OrderState:
@@ -585,17 +609,16 @@ class IbkrBroker:
         )
 
     async def _lookup(self, client_order_id: str) -> OrderState | None:
-        """Everything IB knows of an id: this session, then completed orders and executions."""
-        found = self._known(client_order_id)
-        if found is not None:
-            return found
+        """Everything IB knows of an id: this session's orders, else completed orders and
+        today's executions, asked for anew (fills alone never settle it while IB may still
+        describe the order)."""
+        trades = self._trades(client_order_id)
+        if trades:
+            return self._state(client_order_id, trades)
         async with self._lock:
             await self._ask("looking up completed orders", self._ib.reqCompletedOrdersAsync(True))
-            found = self._known(client_order_id)
-            if found is None:
-                await self._ask("looking up executions", self._ib.reqExecutionsAsync())
-                found = self._known(client_order_id)
-        return found
+            await self._ask("looking up executions", self._ib.reqExecutionsAsync())
+        return self._known(client_order_id)
 
     async def get_order(
         self, client_order_id: str, *, ticker: str | None = None
@@ -654,6 +677,7 @@ class IbkrBroker:
         assert contract is not None  # contract details always describe a contract
         for request in (entry, *children):
             self._tickers[request.client_order_id] = request.ticker
+            self._quantities[request.client_order_id] = request.quantity
         trades = []
         with self._errors(f"placing {entry.client_order_id}"):
             self._link()
