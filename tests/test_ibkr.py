@@ -39,12 +39,14 @@ def fake():
         yield tws
 
 
-def make(fake: FakeTws, port: int | None = None) -> tuple[IbkrBroker, list[OrderState]]:
+def make(
+    fake: FakeTws, port: int | None = None, client_id: int = 7
+) -> tuple[IbkrBroker, list[OrderState]]:
     broker = IbkrBroker(
         "ib",
         host="127.0.0.1",
         port=port or fake.port,
-        client_id=7,
+        client_id=client_id,
         account=None,
         timeout=2.0,
         clock=FixedClock(),
@@ -278,6 +280,39 @@ def test_duplicate_client_id_is_settled_by_lookup_also_after_a_reconnect(fake):
             assert await other.get_order("c-never-sent") is None
         finally:
             await other.close()
+
+    run(fake, test)
+
+
+def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(fake):
+    """reqOpenOrders lists only this client id's orders: one that an earlier session placed
+    under another client id (the config changed, another daemon) is found with
+    reqAllOpenOrders. Its copy in memory is not kept up to date by IB (only its own client
+    hears of it), so every lookup asks again; and only its own client may cancel it."""
+    fake.set_price("AAPL", 100)
+    resting = dict(order_type=OrderType.LIMIT, limit_price=D(90))
+
+    async def test(broker, heard):
+        earlier, _ = make(fake, client_id=9)
+        await earlier.connect()
+        await earlier.submit(order("c-elsewhere", **resting))
+        await earlier.close()
+        found = await broker.submit(order("c-elsewhere", **resting))
+        assert (found.status, found.quantity, found.limit_price) == (OrderStatus.ACCEPTED, 5, 90)
+        assert len(fake.logged("placeOrder")) == 1
+        assert fake.logged("reqAllOpenOrders")
+        with pytest.raises(OrderRejected, match="placed by API client id 9"):
+            await broker.cancel("c-elsewhere")
+        assert fake.logged("cancelOrder") == []
+        assert await broker.open_orders() == []  # this client's orders: it cannot cancel those
+        fake.fill_part("c-elsewhere", 2, 90)
+        state = await broker.get_order("c-elsewhere")
+        assert (state.status, state.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 2)
+        fake.set_price("AAPL", 89)
+        state = await broker.get_order("c-elsewhere")
+        assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, 5)
+        assert [f.quantity for f in state.fills] == [2, 3]
+        assert len(fake.logged("placeOrder")) == 1
 
     run(fake, test)
 

@@ -4,7 +4,15 @@ IB logs in inside TWS / Gateway; this adapter only opens the API socket (host, p
 Things to know (https://interactivebrokers.github.io/tws-api/):
 
 - IB does not enforce unique `orderRef`s: before placing, the id is looked up among this
-  session's orders and fills, the completed orders and today's executions; found → its state.
+  session's orders, else IB is asked for the open orders of every client id (an earlier session
+  may have used another one), the completed orders and today's executions; found → its state.
+  Another client id's order is only a copy (IB reports its changes to that client alone): it is
+  asked for again at every lookup, not listed by `open_orders`, and not canceled (IB lets only
+  its own client cancel it). Fills alone are "filled" only when they cover the quantity sent.
+- Fill ids are IB's execIds without their revision: IB corrects an execution by sending the
+  same execId with the next revision ("….01.01" → "….01.02"), which replaces the first.
+- IB's Inactive is not final (the order is held, e.g. outside trading hours, and may become
+  active): it is answered open, with IB's words.
 - ib_async does not reconnect and forgets every order when the socket closes. `connect()` is
   called again by the engine (with backoff); it reconnects with the same client id, the startup
   sync replays open orders and today's executions, and what changed meanwhile is reported
@@ -449,16 +457,21 @@ class IbkrBroker:
     async def connect(self) -> None:
         if self._ib.isConnected():
             return
-        with self._errors(f"connecting to {self._host}:{self._port}"):
-            await self._ib.connectAsync(
-                self._host,
-                self._port,
-                clientId=self._client_id,
-                timeout=self._timeout,
-                account=self._account or "",
-                raiseSyncErrors=True,
-                fetchFields=STARTUP_FETCH,
-            )
+        # Under the lock: ib_async answers reqOpenOrders (the startup sync) and reqAllOpenOrders
+        # (a lookup) under one key, so they must not overlap.
+        async with self._lock:
+            if self._ib.isConnected():  # another caller connected meanwhile
+                return
+            with self._errors(f"connecting to {self._host}:{self._port}"):
+                await self._ib.connectAsync(
+                    self._host,
+                    self._port,
+                    clientId=self._client_id,
+                    timeout=self._timeout,
+                    account=self._account or "",
+                    raiseSyncErrors=True,
+                    fetchFields=STARTUP_FETCH,
+                )
         self._link_lost = None
         if self._account and self._account not in self._ib.managedAccounts():
             accounts = ", ".join(self._ib.managedAccounts())
@@ -518,15 +531,24 @@ class IbkrBroker:
 
     async def _resync(self) -> None:
         """After a reconnect: today's fills and the orders' states, reported where changed."""
-        async with self._lock:
-            await self._ask("re-syncing executions", self._ib.reqExecutionsAsync())
-            await self._ask("re-syncing completed orders", self._ib.reqCompletedOrdersAsync(True))
-        ids = {t.order.orderRef for t in self._ib.trades() if t.order.orderRef}
+        asked = await self._ask_ib("re-syncing")
+        ids = {t.order.orderRef for t in (*self._ib.trades(), *asked) if t.order.orderRef}
         ids |= {f.execution.orderRef for f in self._ib.fills() if f.execution.orderRef}
         for client_order_id in sorted(ids | set(self._reported)):
-            state = self._known(client_order_id)
+            state = self._known(client_order_id, asked)
             if state is not None:
                 self._report(state)
+
+    async def _ask_ib(self, doing: str) -> list[ib_async.Trade]:
+        """Ask IB anew for the open orders of every client id, the completed orders and today's
+        executions; answers the orders (ib_async keeps the executions)."""
+        async with self._lock:
+            listed = await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync())
+            completed = await self._ask(
+                f"{doing} completed orders", self._ib.reqCompletedOrdersAsync(True)
+            )
+            await self._ask(f"{doing} executions", self._ib.reqExecutionsAsync())
+        return [*listed, *completed]
 
     # -- events --------------------------------------------------------------------------------
 
@@ -547,12 +569,31 @@ class IbkrBroker:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _trades(self, client_order_id: str) -> list[ib_async.Trade]:
-        return [t for t in self._ib.trades() if t.order.orderRef == client_order_id]
+    def _is_current(self, trade: ib_async.Trade) -> bool:
+        """ib_async keeps this client id's orders up to date, and a final order stays as it
+        is; another client id's open order is a copy of when IB was last asked (IB reports its
+        changes only to the client that placed it)."""
+        return trade.order.clientId == self._client_id or trade.orderStatus.status in FINAL
 
-    def _known(self, client_order_id: str) -> OrderState | None:
-        """The order's state from what ib_async holds now; None if it holds nothing of it."""
+    def _trades(self, client_order_id: str) -> list[ib_async.Trade]:
+        """The order's trades that ib_async keeps current."""
+        return [
+            t
+            for t in self._ib.trades()
+            if t.order.orderRef == client_order_id and self._is_current(t)
+        ]
+
+    def _known(
+        self, client_order_id: str, asked: Sequence[ib_async.Trade] = ()
+    ) -> OrderState | None:
+        """The order's state from what ib_async keeps current and what IB just answered
+        (`asked`); None if neither holds anything of it."""
         trades = self._trades(client_order_id)
+        trades += [
+            t
+            for t in asked
+            if t.order.orderRef == client_order_id and all(t is not k for k in trades)
+        ]
         if trades:
             return self._state(client_order_id, trades)
         fills = [f for f in self._ib.fills() if f.execution.orderRef == client_order_id]
@@ -609,16 +650,14 @@ class IbkrBroker:
         )
 
     async def _lookup(self, client_order_id: str) -> OrderState | None:
-        """Everything IB knows of an id: this session's orders, else completed orders and
-        today's executions, asked for anew (fills alone never settle it while IB may still
-        describe the order)."""
+        """Everything IB knows of an id: this session's orders, else IB is asked anew for the
+        open orders of every client id (an earlier session may have used another one), the
+        completed orders and today's executions (fills alone never settle it while IB may
+        still describe the order)."""
         trades = self._trades(client_order_id)
         if trades:
             return self._state(client_order_id, trades)
-        async with self._lock:
-            await self._ask("looking up completed orders", self._ib.reqCompletedOrdersAsync(True))
-            await self._ask("looking up executions", self._ib.reqExecutionsAsync())
-        return self._known(client_order_id)
+        return self._known(client_order_id, await self._ask_ib("looking up"))
 
     async def get_order(
         self, client_order_id: str, *, ticker: str | None = None
@@ -733,7 +772,20 @@ class IbkrBroker:
         self._link()
         trades = [t for t in self._trades(client_order_id) if t.orderStatus.status not in FINAL]
         if not trades:
-            return await self._lookup(client_order_id)
+            found = await self._lookup(client_order_id)
+            elsewhere = [
+                t
+                for t in self._ib.trades()
+                if t.order.orderRef == client_order_id and not self._is_current(t)
+            ]
+            if found is not None and not found.status.is_final and elsewhere:
+                # IB's cancelOrder names an order id of the calling client id only.
+                raise OrderRejected(
+                    f"IB {self.name}: {client_order_id} was placed by API client id"
+                    f" {elsewhere[0].order.clientId}, and IB lets only that client cancel it;"
+                    " cancel it in TWS"
+                )
+            return found
         with self._errors(f"canceling {client_order_id}"):
             for trade in trades:
                 self._ib.cancelOrder(trade.order)
@@ -748,8 +800,8 @@ class IbkrBroker:
         wanted = parse_ticker(ticker).ticker if ticker else None
         states = []
         for trade in self._ib.trades():
-            if trade.orderStatus.status in FINAL:
-                continue
+            if trade.orderStatus.status in FINAL or not self._is_current(trade):
+                continue  # done, or another client id's (a copy, and not ours to cancel)
             client_order_id = trade.order.orderRef or f"ib-{trade.order.permId}"
             state = self._state(client_order_id, [trade])
             if wanted is None or canonical(state.ticker or "") == wanted:
