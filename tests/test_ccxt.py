@@ -49,10 +49,13 @@ def make_broker(fake: FakeBinance, timeout: float = 2, credentials=KEYS) -> Ccxt
 
 
 @contextlib.asynccontextmanager
-async def connected(fake: FakeBinance, timeout: float = 2, heard: list | None = None):
+async def connected(
+    fake: FakeBinance, timeout: float = 2, heard: list | None = None, rate_limited: bool = False
+):
     broker = make_broker(fake, timeout)
     broker.poll_interval = 0.05
-    broker.exchange.enableRateLimit = False  # the stub has no rate limit; keep the tests fast
+    # The stub has no rate limit: keep the tests fast (the poller polls 20 times a second).
+    broker.exchange.enableRateLimit = rate_limited
     if heard is not None:
         broker.listen(heard.append)
     await broker.connect()
@@ -164,6 +167,45 @@ def test_tradingview_tickers_map_to_the_exchanges_markets(fake):
                 await broker.submit(order("tp-doge", ticker="DOGEUSDT"))
             assert await broker.quote("BINANCE:ETHUSDT") == D(3000)
         assert fake.sent() == []
+
+    run(test)
+
+
+# -- request weight ------------------------------------------------------------------------------
+# ccxt's costs for Binance: an all-markets open-orders call weighs 80 (cost 16); an order lookup
+# 4 (0.8), a ticker 2 (0.4), a create 1 (0.2). ccxt's own throttler made each request wait out
+# the previous one's cost, idle or not (0.8 s after an all-markets call).
+
+
+def test_an_order_after_costly_calls_is_not_held_back_by_the_request_budget(fake):
+    """Two all-markets open-orders calls, then a market order at once: ccxt's throttler served
+    the order's create no sooner than (16 + 16 + 0.8 + 0.4) / 20 = 1.66 s after the first call;
+    within the budget's burst it is sent at once (bound: half of that, on the stub's clock)."""
+
+    async def test():
+        async with connected(fake, rate_limited=True) as broker:
+            await broker.open_orders()
+            await broker.open_orders()
+            await broker.submit(order("tp-quick", order_type=OrderType.MARKET))
+        first = fake.sent("GET", "/api/v3/openOrders")[0]
+        (create,) = fake.sent()
+        assert create.at - first.at < 0.83
+
+    run(test)
+
+
+def test_a_burst_beyond_the_request_budget_is_spread_out(fake):
+    """Connect (exchangeInfo and account, cost 4 each) and five all-markets open-orders calls
+    (16 each) cost 88; the budget sends 60 at once and refills 19 a second, so the last call
+    leaves no sooner than (88 - 60) / 19 = 1.47 s after the first request."""
+
+    async def test():
+        async with connected(fake, rate_limited=True) as broker:
+            for _ in range(5):
+                await broker.open_orders()
+        assert [r.path for r in fake.requests][:2] == ["/api/v3/exchangeInfo", "/api/v3/account"]
+        last = fake.sent("GET", "/api/v3/openOrders")[-1]
+        assert last.at - fake.requests[0].at > 1.0
 
     run(test)
 

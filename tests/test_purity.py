@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "tradepipe"
-PURE = ["signal", "resolve", "sizing", "plan", "ids", "ratelimit", "auth", "orders", "support"]
+PURE = [
+    "signal",
+    "resolve",
+    "sizing",
+    "plan",
+    "ids",
+    "ratelimit",
+    "auth",
+    "orders",
+    "support",
+    "brokers/ccxt_budget",
+]
 FORBIDDEN_MODULES = {
     "aiohttp",
     "sqlite3",

@@ -6,7 +6,8 @@ book: balances with free and locked funds, orders by id and client id, trades. S
 check X-MBX-APIKEY and the HMAC-SHA256 signature as Binance does (-2014 / -1022 otherwise).
 Prices move only when a test calls `set_price`: market orders fill at once, resting orders when
 the price crosses them. Faults: `reject_next`, `stall_next` (the order is taken, the answer never
-comes), `down` (every request answers 503). Every request is in `requests`.
+comes), `down` (every request answers 503). Every request is in `requests`, with the
+`time.monotonic()` of its arrival (the client's rate limit shows in their spacing).
 
 Runs in its own thread and event loop, so a client on the test's loop cannot deadlock it.
 """
@@ -63,6 +64,7 @@ class Logged:
     method: str
     path: str
     params: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # arrival at the stub
 
 
 @dataclass

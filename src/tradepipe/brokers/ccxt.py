@@ -25,6 +25,11 @@ What the exchange cannot do is said here once:
   or saw are mapped to their symbol; others are searched among the markets this process used,
   those with open orders and those with balances. When none has it and the market was never
   known, the answer is `BrokerUnavailable` (ask again later), never "not found".
+- **Request weight**: ccxt prices every request (`enableRateLimit`, its per-endpoint costs),
+  and this account's `RequestBudget` (ccxt_budget.py) decides when it is sent, in place of
+  ccxt's throttler, which never refills while the process is idle. The budget is per account,
+  as ccxt's was; the exchange counts per IP, so two accounts of one exchange in one daemon could
+  together spend twice its budget.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import difflib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +52,7 @@ from ccxt.base import errors as ccxt_errors
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
+from tradepipe.brokers.ccxt_budget import RequestBudget
 from tradepipe.credentials import Credentials
 from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
 from tradepipe.orders import (
@@ -175,6 +182,16 @@ class CcxtBroker:
         self._watch: dict[str, str] = {}  # open orders placed or seen: client id → symbol
         self._reported: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._fills: dict[str, tuple[Decimal, tuple[Fill, ...]]] = {}
+        # ccxt awaits `exchange.throttle(cost)` before every REST request (`enableRateLimit`):
+        # its own throttler makes an order wait out earlier requests however long ago they were
+        # sent; this budget refills while idle (ccxt_budget.py).
+        self.budget = RequestBudget.of_ccxt_rate_limit(exchange.rateLimit)
+        exchange.throttle = self._throttle
+
+    async def _throttle(self, cost: float | None = None) -> None:
+        delay = self.budget.reserve(1.0 if cost is None else float(cost), time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     @classmethod
     def from_config(
