@@ -3,6 +3,7 @@ the socket protocol on a loopback port (tests/fakes/tws.py)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Callable
 from decimal import Decimal
@@ -15,7 +16,9 @@ from tests.fakes.tws import SERVER_VERSION, FakeTws
 from tests.helpers import FixedClock, free_port, write_config
 from tests.test_engine import Harness as EngineHarness
 from tests.test_engine import run as run_engine
-from tradepipe.brokers.ibkr import IbkrBroker, parse_ticker
+from tradepipe.brokers import ibkr_translation
+from tradepipe.brokers.ibkr import IbkrBroker
+from tradepipe.brokers.ibkr_translation import execution_revision, parse_ticker
 from tradepipe.daemon import make_brokers
 from tradepipe.engine import Engine
 from tradepipe.errors import BrokerUnavailable, OrderRejected
@@ -664,6 +667,35 @@ def test_futures_with_a_contract_month_and_options_trade(fake):
 def test_ticker_syntax(ticker, kind, canonical):
     instrument = parse_ticker(ticker)
     assert (instrument.kind, instrument.ticker) == (kind, canonical)
+
+
+@pytest.mark.parametrize(
+    ("exec_id", "execution", "revision"),
+    [
+        ("0000e0d5.6551e5f1.01.01", "0000e0d5.6551e5f1.01", 1),
+        ("0000e0d5.6551e5f1.01.02", "0000e0d5.6551e5f1.01", 2),
+        ("00018037.5f5c09b4.02.10", "00018037.5f5c09b4.02", 10),
+        ("no-revision", "no-revision", 0),
+        ("0001f4e8.65e5c4a1.01.x", "0001f4e8.65e5c4a1.01.x", 0),
+    ],
+)
+def test_execution_ids_read_as_execution_and_revision(exec_id, execution, revision):
+    assert execution_revision(exec_id) == (execution, revision)
+
+
+def test_the_translation_module_does_no_io():
+    """ibkr_translation is the pure half of the adapter: no sockets, no loop, no clock."""
+    tree = ast.parse(Path(ibkr_translation.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported & {"asyncio", "socket", "time", "os", "logging"} == set()
+    assert not any(name.startswith("tradepipe.brokers.ibkr") for name in imported if name)
+    calls = {
+        n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+    }
+    assert calls & {"now", "utcnow", "today", "time", "monotonic", "sleep"} == set()
 
 
 # -- the engine ----------------------------------------------------------------------------
