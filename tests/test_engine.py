@@ -96,6 +96,7 @@ def run(config_path: Path, test, harness_class: type[Harness] = Harness) -> None
 
     async def main():
         harness = harness_class(config_path)
+        harness.journal.group_commits()  # as the daemon runs it
         await harness.engine.start()
         try:
             await test(harness)

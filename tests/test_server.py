@@ -32,6 +32,7 @@ async def running(config_path: Path, clock: FixedClock | None = None):
     config = load_config(config_path)
     clock = clock or FixedClock()
     journal = Journal.open(Path(config.journal.path))
+    journal.group_commits()  # as the daemon runs it
     engine = Engine(config, journal, make_brokers(config, journal, clock), clock)
     runner = web.AppRunner(make_app(config, journal, engine, clock), access_log=None)
     await runner.setup()

@@ -182,6 +182,11 @@ async def serve(
     journal_path = Path(config.journal.path)
     with journal_lock(journal_path):
         journal = Journal.open(journal_path)
+        # One fsync'd commit per turn of the loop for all writers; durable() before anything
+        # leaves the process. A failed commit stops the daemon: systemd restarts it onto the
+        # last committed state, which the next start settles.
+        stop = asyncio.Event()
+        journal.group_commits().on_failure(lambda error: stop.set())
         clock = utc_now
         brokers = make_brokers(config, journal, clock)
         engine = Engine(config, journal, brokers, clock)
@@ -207,7 +212,6 @@ async def serve(
         url = local_url(runner.addresses[0])
         files = DaemonFiles.beside(journal_path)
         _write_private(files.info, json.dumps({"url": url, "token": api_token, "pid": os.getpid()}))
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -234,7 +238,10 @@ async def serve(
             await engine.stop()
             await runner.cleanup()
             files.info.unlink(missing_ok=True)
+            group = journal.group
             journal.close()
+        if group is not None and group.failure is not None:
+            raise group.failure
 
 
 def _schedule_reconciliation(config: Any, engine: Engine) -> Any:

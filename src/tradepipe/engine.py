@@ -649,6 +649,9 @@ class Engine:
                     held = None if broker.capabilities.brackets else OrderStatus.HELD
                     for child in children:
                         self._journal_order(work, delivery, child, parent_id, held)
+            # Write-ahead: the order is on disk before the broker hears of it, so that a
+            # restart can always ask the broker about it (tradepipe.group_commit).
+            await self.journal.durable()
             await pause_point("submit")
             if replaces is not None:
                 states = [await broker.replace(replaces, request)]
@@ -835,6 +838,7 @@ class Engine:
         broker = self.brokers[account]
         canceled = []
         for order in await broker.open_orders(ticker):
+            await self.journal.durable()  # write-ahead: what led to the cancel is on disk
             state = await broker.cancel(order.client_order_id, ticker=ticker)
             if state is not None:
                 self.record_state(account, ticker, state)
@@ -870,6 +874,7 @@ class Engine:
         )
         self._journal_order(None, None, request)
         journaled = {"client_order_id": request.client_order_id}
+        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
         try:
             state = await broker.submit(request)
         except OrderRejected as e:
@@ -1117,6 +1122,7 @@ class Engine:
             quantity=filled,
             updated_at=self.clock(),
         )
+        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
         try:
             state = await broker.submit(request)
         except OrderRejected as e:
@@ -1142,6 +1148,7 @@ class Engine:
         if child["status"] == OrderStatus.HELD:
             self._journal_status(child, OrderStatus.CANCELED, why)
             return
+        await self.journal.durable()  # write-ahead: the fill that decided it is on disk
         state = await broker.cancel(child["client_order_id"], ticker=child["ticker"])
         if state is None:  # the broker never had it: nothing to cancel
             self._journal_status(child, OrderStatus.CANCELED, why)

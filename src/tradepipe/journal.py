@@ -1,12 +1,14 @@
 """The journal: one SQLite file holding every signal, delivery, order, fill and position.
 
-The only module that imports sqlite-utils. The daemon owns the single write connection; the CLI's
+The only module that uses sqlite-utils (imported through tradepipe.sqlite_utils_lean). The
+daemon owns the single write connection, with group commit (tradepipe.group_commit); the CLI's
 reading commands open their own. WAL mode lets them read while the daemon writes, and
 `synchronous=FULL` makes a committed signal survive `kill -9` and power loss (SPEC §3).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
@@ -18,12 +20,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
-
 from tradepipe.audit import GENESIS, event_hash
 from tradepipe.errors import JournalError
+from tradepipe.group_commit import GroupCommit
 from tradepipe.reconcile import WORKING
+from tradepipe.sqlite_utils_lean import Database, Migrations
 
 migrations = Migrations("tradepipe")
 
@@ -286,6 +287,7 @@ class Journal:
         self.path = path
         self.db = db
         self.conn: sqlite3.Connection = db.conn
+        self.group: GroupCommit | None = None
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Journal:
@@ -309,7 +311,27 @@ class Journal:
         return cls(path, db)
 
     def close(self) -> None:
+        self.ungroup()
         self.conn.close()
+
+    def group_commits(self) -> GroupCommit:
+        """From now on, writes on the running event loop share one commit per turn of the loop
+        (tradepipe.group_commit); `durable()` is the barrier before anything leaves the process.
+        Without this (the CLI's own runs), every transaction commits at its end."""
+        if self.group is None:
+            self.group = GroupCommit(self.conn, asyncio.get_running_loop())
+        return self.group
+
+    def ungroup(self) -> None:
+        """Commit what is pending and go back to one commit per transaction."""
+        if self.group is not None:
+            self.group.flush()
+            self.group = None
+
+    async def durable(self) -> None:
+        """Return once every write made so far is on disk (at once without group commit)."""
+        if self.group is not None:
+            await self.group.durable()
 
     @cached_property
     def instance(self) -> str:
@@ -328,6 +350,11 @@ class Journal:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """An atomic group of writes; committed at its end, or with the loop's group commit."""
+        if self.group is not None:
+            with self.group.unit():
+                yield
+            return
         with self.db.atomic():
             yield
 

@@ -25,9 +25,10 @@ from aiohttp import web
 
 from tradepipe.auth import Network, client_address, is_allowed, verify_signature
 from tradepipe.engine import Engine
+from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
 from tradepipe.ratelimit import RateLimiter
-from tradepipe.signal import FieldError, ParsedSignal, parse_signal, signal_to_json
+from tradepipe.signal import FieldError, ParsedSignal, Signal, parse_signal, signal_to_json
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class Webhook:
     async def handle(self, request: web.Request) -> web.Response:
         try:
             return await self._handle(request)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, JournalError) as e:
             # Not committed, so not acknowledged: the sender must retry (TradingView does not,
             # so the log says loudly what was refused and why).
             log.exception("journal write failed; the signal was NOT accepted")
@@ -166,9 +167,16 @@ class Webhook:
             if skew:
                 log.warning("strategy %s: %s", name, skew)
                 parsed = replace(parsed, warnings=(*parsed.warnings, skew))
-            return self._accept(name, strategy, body, parsed, source, received_at, request)
+            response, accepted = self._accept(
+                name, strategy, body, parsed, source, received_at, request
+            )
         except Rejection as rejection:
-            return self._reject(name, body, source, received_at, rejection)
+            response, accepted = self._reject(name, body, source, received_at, rejection), None
+        # An answer is only given for what is on disk; only then may the engine trade on it.
+        await self.journal.durable()
+        if accepted is not None:
+            self.engine.enqueue(*accepted)
+        return response
 
     def _limit(self, limiter: RateLimiter) -> None:
         broken = limiter.allow(self.monotonic())
@@ -229,7 +237,8 @@ class Webhook:
         source: str,
         received_at: datetime,
         request: web.Request,
-    ) -> web.Response:
+    ) -> tuple[web.Response, tuple[int, str, Signal] | None]:
+        """The answer, and the signal to hand to the engine once the journal has it on disk."""
         signal = parsed.signal
         assert signal is not None
         dedupe_key = signal.id or request.headers.get("webhook-id")
@@ -259,25 +268,13 @@ class Webhook:
                 **row, status="duplicate", http_status=200, duplicate_of=original
             )
             log.info("signal %s for %s is a duplicate", original, name)
-            return _answer(
-                200,
-                {
-                    "ok": True,
-                    "signal_id": original,
-                    "duplicate": True,
-                    "warnings": list(parsed.warnings),
-                },
-            )
+            answer = {"signal_id": original, "duplicate": True}
+            return _answer(200, {"ok": True, **answer, "warnings": list(parsed.warnings)}), None
         signal_id = self.journal.record_signal(**row, status="accepted", http_status=200)
-        self.engine.enqueue(signal_id, name, signal)
-        return _answer(
-            200,
-            {
-                "ok": True,
-                "signal_id": signal_id,
-                "duplicate": False,
-                "warnings": list(parsed.warnings),
-            },
+        answer = {"signal_id": signal_id, "duplicate": False}
+        return (
+            _answer(200, {"ok": True, **answer, "warnings": list(parsed.warnings)}),
+            (signal_id, name, signal),
         )
 
     def _reject(
@@ -358,7 +355,7 @@ def make_app(
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
     if api_token is not None and actions is not None:
-        _add_api(app, api_token, actions)
+        _add_api(app, api_token, actions, journal)
     return app
 
 
@@ -400,7 +397,7 @@ def api_routes(actions: Any) -> dict[str, Route]:
     }
 
 
-def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
+def _add_api(app: web.Application, api_token: str, actions: Any, journal: Journal) -> None:
     """The local API the CLI's acting commands use while a daemon owns the journal."""
 
     def authorised(request: web.Request) -> None:
@@ -416,10 +413,14 @@ def _add_api(app: web.Application, api_token: str, actions: Any) -> None:
             authorised(request)
             payload = await request.json()
             try:
-                result = await act(payload)
+                answer, status = {"ok": True, **await act(payload)}, 200
             except Exception as e:  # the CLI shows the message; the daemon keeps running
-                return web.json_response(error_body("failed", str(e)), status=400)
-            return web.json_response({"ok": True, **result})
+                answer, status = error_body("failed", str(e)), 400
+            try:  # what the command journaled is on disk before the CLI hears of it
+                await journal.durable()
+            except JournalError as e:
+                answer, status = error_body("journal-unavailable", str(e)), 503
+            return web.json_response(answer, status=status)
 
         return handle
 
