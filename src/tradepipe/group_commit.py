@@ -27,7 +27,6 @@ daemon stops so that systemd restarts it onto the last committed state.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -49,7 +48,6 @@ class GroupCommit:
         self._scheduled = False
         self._depth = 0
         self._waiters: list[asyncio.Future[None]] = []
-        self._names = itertools.count()
         self._on_failure: list[Callable[[JournalError], None]] = []
 
     def on_failure(self, callback: Callable[[JournalError], None]) -> None:
@@ -71,20 +69,21 @@ class GroupCommit:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
         self._schedule()
-        name = f"unit{next(self._names)}"
-        self.conn.execute(f"SAVEPOINT {name}")
+        # One name: units do not nest (an inner one is part of its outer one), and a constant
+        # text keeps the three statements in sqlite3's prepared-statement cache.
+        self.conn.execute("SAVEPOINT unit")
         self._depth += 1
         try:
             yield
         except BaseException:
             if self.conn.in_transaction:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+                self.conn.execute("ROLLBACK TO unit")
+                self.conn.execute("RELEASE unit")
             else:  # SQLite rolled the whole transaction back: other units went with it
                 self._fail("SQLite rolled back the open transaction after an error")
             raise
         else:
-            self.conn.execute(f"RELEASE {name}")
+            self.conn.execute("RELEASE unit")
         finally:
             self._depth -= 1
 
