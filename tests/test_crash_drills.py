@@ -203,3 +203,57 @@ def test_an_order_the_crash_left_unanswered_is_not_mistaken_for_drift_at_restart
     assert query(journal, "SELECT quantity FROM paper_positions") == [("6",)]
     drift = "SELECT count(*) FROM events WHERE kind = 'reconciliation'"
     assert query(journal, drift) == [(0,)]
+
+
+def test_a_commit_that_fails_stops_the_daemon_with_nothing_acknowledged_then_it_starts_clean(
+    tmp_path,
+):
+    """A commit fails as on a full disk (a deferred foreign key, planted by another connection,
+    is only checked at COMMIT): the signal whose commit failed gets a 503, never a 200; the
+    daemon stops with status 1 for systemd to restart it; the restart finds only what was
+    committed and trades the next signal."""
+    config = write_config(tmp_path, strategy=UNLIMITED)
+    journal = tmp_path / "journal.db"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhook/{TOKEN}"
+    daemon = Daemon(config, port).start()
+    try:
+        assert post(url, {**MARKET, "id": "before"})["ok"] is True
+        wait_until(
+            lambda: (
+                query(journal, "SELECT count(*) FROM signals WHERE status = 'processed'") == [(1,)]
+            ),
+            what="the first signal processed",
+        )
+        with sqlite3.connect(journal) as other:
+            other.executescript(
+                """
+                CREATE TABLE doomed_parent (id INTEGER PRIMARY KEY);
+                CREATE TABLE doomed (
+                    parent INTEGER REFERENCES doomed_parent(id) DEFERRABLE INITIALLY DEFERRED
+                );
+                CREATE TRIGGER doom AFTER INSERT ON signals
+                    BEGIN INSERT INTO doomed (parent) VALUES (-1); END;
+                """
+            )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(url, {**MARKET, "id": "doomed"})
+        assert refused.value.code == 503
+        assert "FOREIGN KEY constraint failed" in json.loads(refused.value.read())["message"]
+        assert daemon.process is not None
+        daemon.process.wait(timeout=20)
+        output = daemon.stop()
+        assert daemon.process.returncode == 1, output
+        assert "lost its uncommitted writes" in output
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            kill_9(daemon)
+    assert query(journal, "SELECT dedupe_key, status FROM signals") == [("before", "processed")]
+    with sqlite3.connect(journal) as other:
+        other.executescript("DROP TRIGGER doom; DROP TABLE doomed; DROP TABLE doomed_parent;")
+    with Daemon(config, port):
+        assert post(url, {**MARKET, "action": "exit", "id": "after"})["ok"] is True
+        wait_until(
+            lambda: query(journal, "SELECT count(*) FROM orders WHERE status = 'filled'") == [(2,)],
+            what="the signal after the restart traded",
+        )
