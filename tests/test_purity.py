@@ -19,6 +19,7 @@ PURE = [
     "orders",
     "support",
     "brokers/ccxt_budget",
+    "brokers/ccxt_orders",
 ]
 FORBIDDEN_MODULES = {
     "aiohttp",

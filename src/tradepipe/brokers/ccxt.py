@@ -30,6 +30,10 @@ What the exchange cannot do is said here once:
   ccxt's throttler, which never refills while the process is idle. The budget is per account,
   as ccxt's was; the exchange counts per IP, so two accounts of one exchange in one daemon could
   together spend twice its budget.
+
+This module does the talking and the bookkeeping; the translation has no I/O and lives beside
+it: `ccxt_orders` (orders both ways), `ccxt_markets` (markets, their rules, holdings),
+`ccxt_budget` (the request weight budget).
 """
 
 from __future__ import annotations
@@ -42,56 +46,47 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ccxt_errors
-from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.brokers.ccxt_budget import RequestBudget
+from tradepipe.brokers.ccxt_markets import (
+    check_min_notional,
+    check_min_quantity,
+    check_written,
+    find_market,
+    instrument_rules,
+    price_of,
+    spot_holdings,
+    swap_position,
+)
+from tradepipe.brokers.ccxt_orders import (
+    TIME_IN_FORCE,
+    covers,
+    decimal,
+    order_args,
+    status_of,
+    to_fills,
+    to_order_state,
+    trades_of,
+)
 from tradepipe.credentials import Credentials
 from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
-from tradepipe.orders import (
-    Fill,
-    OrderRequest,
-    OrderState,
-    OrderStatus,
-    OrderType,
-    Position,
-    Side,
-    TimeInForce,
-)
+from tradepipe.orders import Fill, OrderRequest, OrderState, OrderStatus, OrderType, Position, Side
 
 log = logging.getLogger(__name__)
 
 # Exchanges whose client-order-id lookup, duplicate answers and statuses are tested (stub).
 VERIFIED = frozenset({"binance"})
 
-STATUSES = {
-    "open": OrderStatus.ACCEPTED,
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
-TIME_IN_FORCE = {
-    TimeInForce.GTC: "GTC",
-    TimeInForce.IOC: "IOC",
-    TimeInForce.FOK: "FOK",
-}
-# Quote currencies that are cash, not positions, when balances are read as spot positions.
-CASH = ("USDT", "USDC", "USD", "FDUSD", "EUR")
 
-
-# -- translation (pure) --------------------------------------------------------------------------
-
-
-def decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+# -- construction and errors (pure) -------------------------------------------------------------
 
 
 def exchange_words(error: Exception, exchange_id: str) -> str:
@@ -111,20 +106,6 @@ def exchange_words(error: Exception, exchange_id: str) -> str:
     return re.sub(r"\?\S*", "", text.removeprefix(exchange_id)).strip()
 
 
-def order_type_of(order: dict[str, Any]) -> OrderType | None:
-    trigger = order.get("triggerPrice") or order.get("stopPrice")
-    match order.get("type"), bool(trigger):
-        case "market", False:
-            return OrderType.MARKET
-        case "limit", False:
-            return OrderType.LIMIT
-        case "market", True:
-            return OrderType.STOP
-        case "limit", True:
-            return OrderType.STOP_LIMIT
-    return None
-
-
 def point_at(urls: Any, base_url: str) -> Any:
     """Every API URL with its scheme and host replaced by `base_url`'s, its path kept."""
     if isinstance(urls, dict):
@@ -134,14 +115,6 @@ def point_at(urls: Any, base_url: str) -> Any:
         parts = urlsplit(urls)
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
     return urls
-
-
-def step_of(value: Any, precision_mode: int) -> Decimal | None:
-    if value is None:
-        return None
-    if precision_mode == DECIMAL_PLACES:
-        return Decimal(1).scaleb(-int(value))
-    return decimal(value) if precision_mode == TICK_SIZE else None
 
 
 class CcxtBroker:
@@ -296,19 +269,14 @@ class CcxtBroker:
         with self._mapped():
             await self.exchange.load_markets()
         exchange = self.exchange
-        names = [ticker, ticker.split(":", 1)[-1]]
-        names += [n.removesuffix(".P") for n in names]
-        for name in names:
-            market = exchange.markets.get(name)
-            candidates = [market] if market else exchange.markets_by_id.get(name, [])
-            for market in candidates:
-                if market.get("type") == self.market_type and market.get("active") is not False:
-                    self._tickers.setdefault(market["symbol"], ticker)
-                    return market
-        raise OrderRejected(
-            f'{exchange.id}: no {self.market_type} market for "{ticker}" (understood forms:'
-            " BTCUSDT, BINANCE:BTCUSDT, BTC/USDT)"
-        )
+        market = find_market(exchange.markets, exchange.markets_by_id, ticker, self.market_type)
+        if market is None:
+            raise OrderRejected(
+                f'{exchange.id}: no {self.market_type} market for "{ticker}" (understood forms:'
+                " BTCUSDT, BINANCE:BTCUSDT, BTC/USDT)"
+            )
+        self._tickers.setdefault(market["symbol"], ticker)
+        return market
 
     def _ticker(self, symbol: str) -> str:
         if symbol in self._tickers:
@@ -318,14 +286,7 @@ class CcxtBroker:
 
     async def instrument(self, ticker: str) -> InstrumentRules:
         market = await self._market(ticker)
-        mode = self.exchange.precisionMode
-        limits = market.get("limits") or {}
-        return InstrumentRules(
-            tick_size=step_of(market["precision"].get("price"), mode),
-            lot_size=step_of(market["precision"].get("amount"), mode),
-            min_quantity=decimal((limits.get("amount") or {}).get("min")),
-            min_notional=decimal((limits.get("cost") or {}).get("min")),
-        )
+        return instrument_rules(market, self.exchange.precisionMode)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -336,7 +297,12 @@ class CcxtBroker:
         existing = await self._look_up(cid, symbol)
         if existing is not None:  # sent before: its state, and nothing is sent
             return existing
-        kind, price, params = self._order_args(request, market)
+        kind, price, params = order_args(
+            request,
+            self.capabilities.order_types,
+            self.exchange.id,
+            lambda value, field: self._on_step(value, field, market, True),
+        )
         amount = await self._checked_amount(request, market, price or params.get("triggerPrice"))
         self._watch[cid] = symbol  # a lost answer is found by the poller, or settled by id
         try:
@@ -358,51 +324,12 @@ class CcxtBroker:
             raise
         return await self._state(order, cid, symbol)
 
-    def _order_args(
-        self, request: OrderRequest, market: dict[str, Any]
-    ) -> tuple[str, float | None, dict[str, Any]]:
-        """ccxt's (type, price, params) for one request, or the reason it cannot be sent."""
-        exchange, symbol = self.exchange, market["symbol"]
-        if request.order_type not in self.capabilities.order_types:
-            words = "trailing stops" if request.order_type is OrderType.TRAILING_STOP else None
-            raise OrderRejected(
-                f"{exchange.id} does not support {words or f'{request.order_type} orders'}"
-            )
-        if request.quantity <= 0:
-            raise OrderRejected(
-                f"{exchange.id}: quantity must be positive (got {request.quantity})"
-            )
-        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
-        price = None
-        if request.limit_price is not None and request.order_type in (
-            OrderType.LIMIT,
-            OrderType.STOP_LIMIT,
-        ):
-            price = float(self._on_step(request.limit_price, "limit price", symbol, market, True))
-        if request.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
-            assert request.stop_price is not None
-            stop = self._on_step(request.stop_price, "stop price", symbol, market, True)
-            params["triggerPrice"] = float(stop)
-        tif = TIME_IN_FORCE.get(request.time_in_force)
-        # A market order fills or fails at once: its day never ends (flatten sends DAY).
-        immediate = request.order_type is OrderType.MARKET
-        if tif is None and not (immediate and request.time_in_force is TimeInForce.DAY):
-            raise OrderRejected(
-                f"{exchange.id}: time in force {request.time_in_force} is not supported"
-                f" (it takes: {', '.join(sorted(TIME_IN_FORCE))})"
-            )
-        if request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            params["timeInForce"] = tif
-        kind = (
-            "limit" if request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else "market"
-        )
-        return kind, price, params
-
     def _on_step(
-        self, value: Decimal, field: str, symbol: str, market: dict[str, Any], is_price: bool
+        self, value: Decimal, field: str, market: dict[str, Any], is_price: bool
     ) -> Decimal:
         """The value as the exchange's own precision function writes it; one it would change is
         refused, so that what the journal holds is what was sent."""
+        symbol = market["symbol"]
         try:
             with self._mapped():
                 if is_price:
@@ -411,16 +338,15 @@ class CcxtBroker:
                     written = self.exchange.amount_to_precision(symbol, float(value))
         except OrderRejected as e:
             raise OrderRejected(f"{field} {value} of {symbol}: {e}") from None
-        if Decimal(written) != value:
-            step = step_of(
-                market["precision"].get("price" if is_price else "amount"),
-                self.exchange.precisionMode,
-            )
-            raise OrderRejected(
-                f"{self.exchange.id}: {field} {value} of {symbol} is not a multiple of the"
-                f" market's step {step} (it would be sent as {written})"
-            )
-        return value
+        return check_written(
+            value,
+            written,
+            field=field,
+            is_price=is_price,
+            market=market,
+            precision_mode=self.exchange.precisionMode,
+            exchange_id=self.exchange.id,
+        )
 
     async def _checked_amount(
         self, request: OrderRequest, market: dict[str, Any], price: float | None
@@ -428,22 +354,12 @@ class CcxtBroker:
         """The quantity, checked against the market's minimums. (A spot sell beyond the free
         balance is the exchange's to refuse: `capabilities.short_selling` keeps planning from
         asking for one, and Binance's own words say why.)"""
-        symbol = market["symbol"]
-        quantity = self._on_step(request.quantity, "quantity", symbol, market, False)
+        quantity = self._on_step(request.quantity, "quantity", market, False)
         rules = await self.instrument(request.ticker)
-        if rules.min_quantity is not None and quantity < rules.min_quantity:
-            raise OrderRejected(
-                f"{self.exchange.id}: quantity {quantity} of {symbol} is below the market's"
-                f" minimum {rules.min_quantity.normalize():f}"
-            )
+        check_min_quantity(quantity, rules, market["symbol"], self.exchange.id)
         if rules.min_notional is not None:
             reference = decimal(price) or await self.quote(request.ticker)
-            if reference is not None and quantity * reference < rules.min_notional:
-                raise OrderRejected(
-                    f"{self.exchange.id}: order value {(quantity * reference).normalize():f}"
-                    f" {market['quote']} of {symbol} is below the market's minimum notional"
-                    f" {rules.min_notional.normalize():f}"
-                )
+            check_min_notional(quantity, reference, rules, market, self.exchange.id)
         return float(quantity)
 
     async def _look_up(self, cid: str, symbol: str) -> OrderState | None:
@@ -456,36 +372,14 @@ class CcxtBroker:
 
     async def _state(self, order: dict[str, Any], cid: str, symbol: str) -> OrderState:
         """Our view of a ccxt order (by our id: a cancel's answer names the cancel request)."""
-        filled = decimal(order.get("filled")) or Decimal(0)
-        status = STATUSES.get(order.get("status") or "", OrderStatus.UNKNOWN)
-        if status is OrderStatus.ACCEPTED and filled > 0:
-            status = OrderStatus.PARTIALLY_FILLED
-        kind = order_type_of(order)
+        status, filled = status_of(order)
         fills = await self._fills_of(order, cid, symbol, filled, status)
         if status.is_open or status is OrderStatus.ACCEPTED:
             self._watch[cid] = symbol
         else:
             self._watch.pop(cid, None)
         self._symbols[cid] = symbol
-        return OrderState(
-            client_order_id=cid,
-            status=status,
-            filled_quantity=filled,
-            average_fill_price=decimal(order.get("average")) if filled else None,
-            broker_order_id=order.get("id"),
-            message=f"{self.exchange.id} status {order.get('status')}"
-            if status is OrderStatus.REJECTED
-            else None,
-            fills=fills,
-            ticker=self._ticker(symbol),
-            side=Side(order["side"]) if order.get("side") in ("buy", "sell") else None,
-            quantity=decimal(order.get("amount")),
-            order_type=kind,
-            limit_price=decimal(order.get("price"))
-            if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-            else None,
-            stop_price=decimal(order.get("triggerPrice") or order.get("stopPrice")),
-        )
+        return to_order_state(order, cid, self._ticker(symbol), fills, self.exchange.id)
 
     async def _fills_of(
         self,
@@ -502,50 +396,24 @@ class CcxtBroker:
         if cached is not None and cached[0] == filled:
             return cached[1]
         side = Side(order["side"])
-        market_id = self.exchange.markets[symbol]["id"]
-        trades = [t for t in order.get("trades") or [] if t.get("id")]
-        if sum(Decimal(str(t["amount"])) for t in trades) != filled and self.exchange.has.get(
-            "fetchOrderTrades"
-        ):  # the order's answer did not carry all its trades (Binance: only a create does)
+        trades = trades_of(order)
+        if not covers(trades, filled) and self.exchange.has.get("fetchOrderTrades"):
+            # the order's answer did not carry all its trades (Binance: only a create does)
             with self._mapped():
                 trades = await self.exchange.fetch_order_trades(order["id"], symbol)
-        fills = tuple(
-            Fill(
-                fill_id=f"{market_id}-{trade['id']}",  # trade ids are unique per market only
-                client_order_id=cid,
-                ticker=self._ticker(symbol),
-                side=side,
-                quantity=Decimal(str(trade["amount"])),
-                price=Decimal(str(trade["price"])),
-                filled_at=self._time(
-                    trade.get("timestamp")
-                    or order.get("lastTradeTimestamp")
-                    or order.get("timestamp")
-                ),
-            )
-            for trade in trades
+        fills = to_fills(
+            order,
+            trades,
+            client_order_id=cid,
+            ticker=self._ticker(symbol),
+            side=side,
+            market_id=self.exchange.markets[symbol]["id"],
+            filled=filled,
+            status=status,
+            now=self.clock(),
         )
-        if not fills and status is OrderStatus.FILLED:  # an exchange without trade ids
-            average = decimal(order.get("average")) or decimal(order.get("price"))
-            assert average is not None
-            fills = (
-                Fill(
-                    f"{market_id}-order-{order['id']}",
-                    cid,
-                    self._ticker(symbol),
-                    side,
-                    filled,
-                    average,
-                    self.clock(),
-                ),
-            )
         self._fills[cid] = (filled, fills)
         return fills
-
-    def _time(self, milliseconds: int | None) -> datetime:
-        if milliseconds is None:
-            return self.clock()
-        return datetime.fromtimestamp(milliseconds / 1000, UTC)
 
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]
@@ -694,54 +562,33 @@ class CcxtBroker:
         if self.market_type == "swap":
             with self._mapped():
                 found = await self.exchange.fetch_positions([market["symbol"]])
-            held = [self._position(p) for p in found if p.get("symbol") == market["symbol"]]
+            held = [
+                swap_position(p, self._ticker(p["symbol"]))
+                for p in found
+                if p.get("symbol") == market["symbol"]
+            ]
             return next((p for p in held if p.quantity), Position(ticker, Decimal(0)))
         with self._mapped():
             balance = await self.exchange.fetch_balance()
         total = decimal(balance.get(market["base"], {}).get("total")) or Decimal(0)
         return Position(ticker, total, None)  # a spot holding has no entry price
 
-    def _position(self, raw: dict[str, Any]) -> Position:
-        size = (decimal(raw.get("contracts")) or Decimal(0)) * (
-            decimal(raw.get("contractSize")) or Decimal(1)
-        )
-        if raw.get("side") == "short":
-            size = -size
-        return Position(self._ticker(raw["symbol"]), size, decimal(raw.get("entryPrice")))
-
     async def positions(self) -> list[Position]:
         with self._mapped():
             await self.exchange.load_markets()
             if self.market_type == "swap":
-                return [
-                    p
-                    for p in map(self._position, await self.exchange.fetch_positions())
-                    if p.quantity
-                ]
+                found = await self.exchange.fetch_positions()
+                held = [swap_position(p, self._ticker(p["symbol"])) for p in found]
+                return [p for p in held if p.quantity]
             balance = await self.exchange.fetch_balance()
-        cash = {m.split("/")[1] for m in self._tickers} | set(CASH)
-        held = []
-        for currency, total in (balance.get("total") or {}).items():
-            if not total or currency in cash:
-                continue
-            symbol = next((s for s in self._tickers if s.split("/")[0] == currency), None)
-            symbol = symbol or next(
-                (f"{currency}/{q}" for q in CASH if f"{currency}/{q}" in self.exchange.markets),
-                None,
-            )
-            if symbol is not None:
-                held.append(Position(self._ticker(symbol), Decimal(str(total)), None))
-        return held
+        holdings = spot_holdings(balance.get("total") or {}, self._tickers, self.exchange.markets)
+        return [Position(self._ticker(symbol), total, None) for symbol, total in holdings]
 
     async def quote(self, ticker: str) -> Decimal | None:
         market = await self._market(ticker)
         with self._mapped():
             ticker_data = await self.exchange.fetch_ticker(market["symbol"])
-        last = decimal(ticker_data.get("last"))
-        bid, ask = decimal(ticker_data.get("bid")), decimal(ticker_data.get("ask"))
-        if last:
-            return last
-        return (bid + ask) / 2 if bid and ask else None
+        return price_of(ticker_data)
 
     async def account(self) -> AccountSummary:
         with self._mapped():
