@@ -20,6 +20,8 @@ PURE = [
     "support",
     "brokers/ccxt_budget",
     "brokers/ccxt_orders",
+    "brokers/alpaca_parsing",
+    "brokers/alpaca_fills",
 ]
 FORBIDDEN_MODULES = {
     "aiohttp",

@@ -9,6 +9,10 @@ by looking its client order id up, never by sending it again.
 Alpaca names the legs of a bracket itself (its own client order ids); this adapter answers for
 them under the ids the engine gave the take-profit and stop-loss (see `tradepipe.ids.sibling_id`).
 Replacing a bracket leg is Alpaca's own PATCH, which keeps the leg's one-cancels-other link.
+
+This module does the talking and the bookkeeping; the translation has no I/O and lives beside
+it: `alpaca_orders` (an order as Alpaca takes it), `alpaca_parsing` (its answers read as ours),
+`alpaca_fills` (fills out of its cumulative quantities).
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -33,27 +36,36 @@ from alpaca.data.requests import (
     StockLatestTradeRequest,
 )
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderClass, QueryOrderStatus
-from alpaca.trading.requests import (
-    GetOrdersRequest,
-    LimitOrderRequest,
-    MarketOrderRequest,
-    ReplaceOrderRequest,
-    StopLimitOrderRequest,
-    StopLossRequest,
-    StopOrderRequest,
-    TakeProfitRequest,
-    TrailingStopOrderRequest,
-)
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
 from alpaca.trading.stream import TradingStream
 
+from tradepipe.brokers.alpaca_fills import FillBook
+from tradepipe.brokers.alpaca_orders import (
+    asset_rules,
+    check_bracket,
+    check_order,
+    check_replace,
+    to_alpaca_replace,
+    to_alpaca_request,
+)
+from tradepipe.brokers.alpaca_parsing import (
+    decimal,
+    is_alpaca_named,
+    is_crypto,
+    leg_role,
+    parse_time,
+    position_symbol,
+    quote_mid,
+    to_order_state,
+    to_position,
+    trade_price,
+)
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 from tradepipe.ids import leg_of, sibling_id
 from tradepipe.orders import (
-    Fill,
     OrderRequest,
-    OrderRole,
     OrderState,
     OrderStatus,
     OrderType,
@@ -61,7 +73,6 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
-from tradepipe.prices import stock_tick
 
 log = logging.getLogger(__name__)
 
@@ -76,40 +87,7 @@ CAPABILITIES = Capabilities(
     lot_size=Decimal(1),
 )
 
-# Alpaca's order statuses → ours (docs.alpaca.markets "Order Lifecycle").
-STATUS = {
-    "pending_new": OrderStatus.SUBMITTED,
-    "new": OrderStatus.ACCEPTED,
-    "accepted": OrderStatus.ACCEPTED,
-    "accepted_for_bidding": OrderStatus.ACCEPTED,
-    "pending_review": OrderStatus.ACCEPTED,
-    "calculated": OrderStatus.ACCEPTED,
-    "held": OrderStatus.ACCEPTED,
-    "stopped": OrderStatus.ACCEPTED,
-    "suspended": OrderStatus.ACCEPTED,
-    "done_for_day": OrderStatus.ACCEPTED,
-    "pending_cancel": OrderStatus.ACCEPTED,
-    "pending_replace": OrderStatus.ACCEPTED,
-    "partially_filled": OrderStatus.PARTIALLY_FILLED,
-    "filled": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "replaced": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
-# What the status alone does not say (a held leg is accepted, waiting for its entry).
-STATUS_WORDS = {
-    "held": "held until the entry fills",
-    "done_for_day": "done for the day",
-    "suspended": "suspended by the broker",
-    "stopped": "stopped: a fill is guaranteed",
-    "pending_cancel": "cancel requested",
-    "pending_replace": "replace requested",
-}
 DUPLICATE_ID = "client_order_id must be unique"
-OPTION_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
-CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
-MAX_QTY_DECIMALS = 9
 STREAM_LIMIT = 500  # orders per page of the re-sync (Alpaca's maximum)
 
 
@@ -119,273 +97,6 @@ class _NotFound(BrokerError):
 
 class _Duplicate(BrokerError):
     """Alpaca already has an order with this client order id."""
-
-
-# -- translation (pure) -------------------------------------------------------------------------
-
-
-def is_crypto(ticker: str) -> bool:
-    return "/" in ticker
-
-
-def is_option(ticker: str) -> bool:
-    return OPTION_SYMBOL.match(ticker) is not None
-
-
-def position_symbol(ticker: str) -> str:
-    """Alpaca addresses a crypto position or asset without the slash (BTC/USD → BTCUSD)."""
-    return ticker.replace("/", "")
-
-
-def ticker_of(symbol: str, asset_class: str | None) -> str:
-    """Positions name crypto pairs without the slash; orders (and we) with it."""
-    if asset_class == "crypto" and "/" not in symbol:
-        for quote in CRYPTO_QUOTES:
-            if symbol.endswith(quote) and len(symbol) > len(quote):
-                return f"{symbol[: -len(quote)]}/{quote}"
-    return symbol
-
-
-def is_alpaca_named(client_order_id: str) -> bool:
-    """Alpaca names bracket legs with uuids (36 characters); ours have at most 32."""
-    return len(client_order_id) > 32
-
-
-def leg_role(leg: dict[str, Any]) -> OrderRole:
-    kind = leg.get("type") or leg.get("order_type")
-    return OrderRole.TAKE_PROFIT if kind == "limit" else OrderRole.STOP_LOSS
-
-
-def decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Alpaca's timestamps carry nanoseconds and a Z; Python takes microseconds."""
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    found = re.match(r"^(.*?\.\d{6})\d*(.*)$", text)
-    if found:
-        text = found[1] + found[2]
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def check_prices(request: OrderRequest, rules: InstrumentRules) -> None:
-    """Refuse before sending what Alpaca would refuse for its price increments: the sub-penny
-    rule for stocks (≥ $1: 2 decimals, < $1: 4), 2 decimals for options, the asset's
-    `price_increment` for crypto."""
-    for field in ("limit_price", "stop_price", "trail_amount"):
-        price = getattr(request, field)
-        if price is None:
-            continue
-        if price <= 0:
-            raise OrderRejected(f"{request.ticker}: {field} {price} must be positive")
-        if is_crypto(request.ticker):
-            tick, why = rules.tick_size, "the asset's price increment"
-        elif is_option(request.ticker):
-            tick, why = Decimal("0.01"), "options take 2 decimals"
-        else:
-            tick = stock_tick(price)
-            why = "sub-penny rule: 2 decimals at or above $1, 4 below"
-        if tick is not None and price % tick != 0:
-            raise OrderRejected(
-                f"{request.ticker}: {field} {price} is not a multiple of {tick} ({why})"
-            )
-
-
-def check_quantity(request: OrderRequest, rules: InstrumentRules) -> None:
-    quantity = request.quantity
-    if quantity <= 0:
-        raise OrderRejected(f"{request.ticker}: quantity {quantity} must be positive")
-    exponent = quantity.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_QTY_DECIMALS:
-        raise OrderRejected(
-            f"{request.ticker}: quantity {quantity} has more than {MAX_QTY_DECIMALS} decimals"
-        )
-    if is_crypto(request.ticker):
-        if rules.lot_size and quantity % rules.lot_size != 0:
-            raise OrderRejected(
-                f"{request.ticker}: quantity {quantity} is not a multiple of {rules.lot_size}"
-                " (the asset's min_trade_increment)"
-            )
-        if rules.min_quantity and quantity < rules.min_quantity:
-            raise OrderRejected(
-                f"{request.ticker}: quantity {quantity} is below {rules.min_quantity}"
-                " (the asset's min_order_size)"
-            )
-        return
-    if quantity % 1 == 0:
-        return
-    if is_option(request.ticker):
-        raise OrderRejected(f"{request.ticker}: quantity {quantity}: options trade whole contracts")
-    if request.order_type is not OrderType.MARKET or request.time_in_force is not TimeInForce.DAY:
-        raise OrderRejected(
-            f"{request.ticker}: fractional quantity {quantity} is allowed for market day orders"
-            f" only (this one is {request.order_type} {request.time_in_force})"
-        )
-
-
-def check_order(request: OrderRequest, rules: InstrumentRules) -> None:
-    """What Alpaca would refuse, refused before sending, in words that name the limit."""
-    check_quantity(request, rules)
-    check_prices(request, rules)
-    if request.extended_hours and (
-        request.order_type is not OrderType.LIMIT or request.time_in_force is not TimeInForce.DAY
-    ):
-        raise OrderRejected(
-            f"{request.ticker}: extended hours take limit day orders only"
-            f" (this one is {request.order_type} {request.time_in_force})"
-        )
-    if is_crypto(request.ticker):
-        if request.order_type not in (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT):
-            raise OrderRejected(
-                f"{request.ticker}: crypto takes market, limit and stop_limit orders"
-                f" (not {request.order_type})"
-            )
-        if request.time_in_force not in (TimeInForce.GTC, TimeInForce.IOC):
-            raise OrderRejected(
-                f"{request.ticker}: crypto takes time in force gtc or ioc"
-                f" (not {request.time_in_force})"
-            )
-    if is_option(request.ticker):
-        if request.order_type is OrderType.TRAILING_STOP:
-            raise OrderRejected(f"{request.ticker}: options take no trailing stops")
-        if request.time_in_force is not TimeInForce.DAY:
-            raise OrderRejected(
-                f"{request.ticker}: options take time in force day (not {request.time_in_force})"
-            )
-
-
-def _money(value: Decimal | None) -> float | None:
-    # alpaca-py puts floats on the wire: a checked Decimal's shortest repr is exact.
-    return None if value is None else float(value)
-
-
-def to_alpaca_request(
-    request: OrderRequest, children: Sequence[OrderRequest] = ()
-) -> MarketOrderRequest:
-    """Our order (and bracket children) as alpaca-py's request model."""
-    fields: dict[str, Any] = {
-        "symbol": request.ticker,
-        "qty": float(request.quantity),
-        "side": str(request.side),
-        "time_in_force": str(request.time_in_force),
-        "client_order_id": request.client_order_id,
-        "extended_hours": request.extended_hours or None,
-    }
-    if children:
-        take_profit = next((c for c in children if c.role is OrderRole.TAKE_PROFIT), None)
-        stop_loss = next((c for c in children if c.role is OrderRole.STOP_LOSS), None)
-        fields["order_class"] = OrderClass.BRACKET if take_profit and stop_loss else OrderClass.OTO
-        if take_profit is not None:
-            fields["take_profit"] = TakeProfitRequest(limit_price=_money(take_profit.limit_price))
-        if stop_loss is not None:
-            fields["stop_loss"] = StopLossRequest(
-                stop_price=_money(stop_loss.stop_price), limit_price=_money(stop_loss.limit_price)
-            )
-    kind = request.order_type
-    try:
-        if kind is OrderType.MARKET:
-            return MarketOrderRequest(**fields)
-        if kind is OrderType.LIMIT:
-            return LimitOrderRequest(**fields, limit_price=_money(request.limit_price))
-        if kind is OrderType.STOP:
-            return StopOrderRequest(**fields, stop_price=_money(request.stop_price))
-        if kind is OrderType.STOP_LIMIT:
-            return StopLimitOrderRequest(
-                **fields,
-                stop_price=_money(request.stop_price),
-                limit_price=_money(request.limit_price),
-            )
-        return TrailingStopOrderRequest(
-            **fields,
-            trail_price=_money(request.trail_amount),
-            trail_percent=_money(request.trail_percent),
-        )
-    except ValueError as e:  # alpaca-py's own validation (pydantic)
-        raise OrderRejected(f"{request.ticker}: alpaca-py refused the order: {e}") from None
-
-
-def check_bracket(entry: OrderRequest, children: Sequence[OrderRequest]) -> None:
-    """Alpaca's bracket: one take-profit (limit) and/or one stop-loss (stop or stop-limit), for
-    the entry's whole quantity, on the other side, day or gtc."""
-    roles = [c.role for c in children]
-    if len(set(roles)) != len(roles) or not set(roles) <= {
-        OrderRole.TAKE_PROFIT,
-        OrderRole.STOP_LOSS,
-    }:
-        raise OrderRejected(
-            f"{entry.ticker}: an Alpaca bracket takes one take-profit and one stop-loss"
-            f" (got {', '.join(map(str, roles))})"
-        )
-    if entry.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
-        raise OrderRejected(
-            f"{entry.ticker}: an Alpaca bracket takes time in force day or gtc"
-            f" (not {entry.time_in_force})"
-        )
-    for child in children:
-        allowed = (
-            (OrderType.LIMIT,)
-            if child.role is OrderRole.TAKE_PROFIT
-            else (OrderType.STOP, OrderType.STOP_LIMIT)
-        )
-        if child.order_type not in allowed:
-            raise OrderRejected(
-                f"{entry.ticker}: an Alpaca bracket's {child.role} is"
-                f" {' or '.join(map(str, allowed))} (not {child.order_type})"
-            )
-        if child.quantity != entry.quantity or child.side is entry.side:
-            raise OrderRejected(
-                f"{entry.ticker}: an Alpaca bracket's {child.role} closes the entry's whole"
-                f" quantity {entry.quantity} on the other side"
-                f" (got {child.side} {child.quantity})"
-            )
-
-
-@dataclass
-class _Book:
-    """What the adapter has seen of one Alpaca order's fills: fill ids are checkpoints of the
-    cumulative filled quantity (`<alpaca id>:<cumulative>`), the same whichever way — stream
-    event or REST answer — a fill is learned, so the journal counts each once."""
-
-    fills: list[Fill]
-
-    @property
-    def filled(self) -> Decimal:
-        return sum((f.quantity for f in self.fills), Decimal(0))
-
-    @property
-    def cost(self) -> Decimal:
-        return sum((f.quantity * f.price for f in self.fills), Decimal(0))
-
-    def reach(
-        self,
-        order_id: str,
-        client_order_id: str,
-        ticker: str,
-        side: Side,
-        cumulative: Decimal,
-        average: Decimal | None,
-        at: datetime,
-    ) -> None:
-        """The order has filled `cumulative` in all at `average`: a fill for what is new."""
-        quantity = cumulative - self.filled
-        if quantity <= 0 or average is None:
-            return
-        price = (average * cumulative - self.cost) / quantity
-        price = price.quantize(Decimal("0.000000001")).normalize()
-        fill_id = f"{order_id}:{cumulative.normalize()}"
-        self.fills.append(Fill(fill_id, client_order_id, ticker, side, quantity, price, at))
 
 
 # -- the adapter -------------------------------------------------------------------------------
@@ -465,7 +176,7 @@ class AlpacaBroker:
         self._stream_news = asyncio.Event()  # the stream listens, or was refused
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rules: dict[str, InstrumentRules] = {}
-        self._books: dict[str, _Book] = {}
+        self._books: dict[str, FillBook] = {}
         # Our ids of bracket legs Alpaca named itself: alpaca order id → our client id.
         self._legs: dict[str, str] = {}
         # Orders not final as last seen (alpaca id → our client id), and what was last reported.
@@ -643,15 +354,19 @@ class AlpacaBroker:
         if cumulative is None or quantity is None or price is None:
             return
         book = self._book(order)
-        before = cumulative - quantity
         average = decimal(order.get("filled_avg_price")) or price
         ticker, side = str(order.get("symbol")), Side(order.get("side"))
-        cid = self._client_id(order)
-        if before > book.filled:
-            earlier = (average * cumulative - price * quantity) / before
-            book.reach(order["id"], cid, ticker, side, before, earlier, at)
-        now = (book.cost + price * quantity) / cumulative
-        book.reach(order["id"], cid, ticker, side, cumulative, now, at)
+        book.learn_event(
+            order["id"],
+            self._client_id(order),
+            ticker,
+            side,
+            cumulative=cumulative,
+            quantity=quantity,
+            price=price,
+            average=average,
+            at=at,
+        )
 
     def _report(self, state: OrderState, *, always: bool = False) -> None:
         seen = (state.status, state.filled_quantity)
@@ -731,50 +446,30 @@ class AlpacaBroker:
     def _client_id(self, order: dict) -> str:
         return self._legs.get(order["id"], order["client_order_id"])
 
-    def _book(self, order: dict) -> _Book:
-        return self._books.setdefault(order["id"], _Book([]))
+    def _book(self, order: dict) -> FillBook:
+        return self._books.setdefault(order["id"], FillBook())
 
     def _state(self, order: dict) -> OrderState:
         """An Alpaca order (raw JSON) as our OrderState; remembers its fills and legs."""
         for leg in order.get("legs") or ():
             self._name_leg(order, leg)
-        status_word = str(order.get("status"))
-        status = STATUS.get(status_word, OrderStatus.UNKNOWN)
         cid = self._client_id(order)
-        ticker = str(order.get("symbol"))
         side = Side(order["side"]) if order.get("side") else None
         filled = decimal(order.get("filled_qty")) or Decimal(0)
-        average = decimal(order.get("filled_avg_price"))
         book = self._book(order)
         if filled > book.filled and side is not None:
             at = parse_time(order.get("filled_at") or order.get("updated_at")) or self._clock()
-            book.reach(order["id"], cid, ticker, side, filled, average, at)
+            average = decimal(order.get("filled_avg_price"))
+            book.reach(order["id"], cid, str(order.get("symbol")), side, filled, average, at)
         updated = parse_time(order.get("updated_at"))
         if updated is not None:
             self._seen_at = max(self._seen_at or updated, updated)
-        if status.is_final:
+        state = to_order_state(order, cid, tuple(book.fills))
+        if state.status.is_final:
             self._working.pop(order["id"], None)
         else:
             self._working[order["id"]] = cid
-        kind = order.get("type") or order.get("order_type")
-        message = STATUS_WORDS.get(status_word)
-        if status_word == "replaced":
-            message = "replaced"
-        return OrderState(
-            client_order_id=cid,
-            status=status,
-            filled_quantity=filled,
-            average_fill_price=average,
-            broker_order_id=order.get("id"),
-            message=message,
-            fills=tuple(book.fills),
-            ticker=ticker,
-            side=side,
-            quantity=decimal(order.get("qty")),
-            order_type=OrderType(kind) if kind in set(OrderType) else None,
-            limit_price=decimal(order.get("limit_price")),
-            stop_price=decimal(order.get("stop_price")),
-        )
+        return state
 
     async def _find(self, client_order_id: str) -> dict | None:
         """The Alpaca order behind one of our ids (a bracket leg through its entry)."""
@@ -817,21 +512,11 @@ class AlpacaBroker:
             )
         except _NotFound:
             return Position(ticker, Decimal(0))
-        return self._position(found, ticker)
+        return to_position(found, ticker)
 
     async def positions(self) -> list[Position]:
         found = await self._call("reading positions", self._trading.get_all_positions)
-        return [self._position(p) for p in found]
-
-    def _position(self, raw: dict, ticker: str | None = None) -> Position:
-        quantity = decimal(raw.get("qty")) or Decimal(0)
-        if raw.get("side") == "short" and quantity > 0:
-            quantity = -quantity
-        return Position(
-            ticker or ticker_of(str(raw["symbol"]), raw.get("asset_class")),
-            quantity,
-            decimal(raw.get("avg_entry_price")),
-        )
+        return [to_position(p) for p in found]
 
     async def account(self) -> AccountSummary:
         found = await self._call("reading the account", self._trading.get_account)
@@ -852,11 +537,7 @@ class AlpacaBroker:
                 )
             except _NotFound:
                 raise OrderRejected(f"{ticker}: Alpaca has no such asset") from None
-            self._rules[ticker] = InstrumentRules(
-                tick_size=decimal(asset.get("price_increment")),
-                lot_size=decimal(asset.get("min_trade_increment")),
-                min_quantity=decimal(asset.get("min_order_size")),
-            )
+            self._rules[ticker] = asset_rules(asset)
         return self._rules[ticker]
 
     async def quote(self, ticker: str) -> Decimal | None:
@@ -869,13 +550,13 @@ class AlpacaBroker:
                     self._crypto.get_crypto_latest_trade,
                     CryptoLatestTradeRequest(symbol_or_symbols=ticker),
                 )
-                return decimal((trades.get(ticker) or {}).get("p"))
+                return trade_price(trades, ticker)
             trades = await self._call(
                 "reading a quote",
                 self._stocks.get_stock_latest_trade,
                 StockLatestTradeRequest(symbol_or_symbols=ticker),
             )
-            price = decimal((trades.get(ticker) or {}).get("p"))
+            price = trade_price(trades, ticker)
             if price is not None:
                 return price
             quotes = await self._call(
@@ -883,9 +564,7 @@ class AlpacaBroker:
                 self._stocks.get_stock_latest_quote,
                 StockLatestQuoteRequest(symbol_or_symbols=ticker),
             )
-            quote = quotes.get(ticker) or {}
-            bid, ask = decimal(quote.get("bp")), decimal(quote.get("ap"))
-            return (bid + ask) / 2 if bid and ask else None
+            return quote_mid(quotes, ticker)
         except (BrokerError, ValueError) as e:
             log.warning("alpaca account %s: no quote for %s: %s", self.name, ticker, e)
             return None
@@ -940,28 +619,8 @@ class AlpacaBroker:
         old = await self._find(client_order_id)
         if old is None:
             raise OrderRejected(f"alpaca: no order {client_order_id} to replace")
-        old_state = self._state(old)
-        if old_state.status.is_final:
-            raise OrderRejected(
-                f"alpaca: order {client_order_id} is {old.get('status')}: nothing to replace"
-            )
-        if old_state.order_type is not request.order_type or old_state.side is not request.side:
-            raise OrderRejected(
-                f"alpaca: a replace keeps the order type and side ({old_state.order_type}"
-                f" {old_state.side}); {request.order_type} {request.side} needs a new order"
-            )
-        if request.quantity % 1 != 0:
-            raise OrderRejected(
-                f"alpaca: a replace takes a whole quantity (not {request.quantity})"
-            )
-        patch = ReplaceOrderRequest(
-            qty=int(request.quantity),
-            time_in_force=str(request.time_in_force),
-            limit_price=_money(request.limit_price),
-            stop_price=_money(request.stop_price),
-            trail=_money(request.trail_amount or request.trail_percent),
-            client_order_id=request.client_order_id,
-        )
+        check_replace(client_order_id, self._state(old), old.get("status"), request)
+        patch = to_alpaca_replace(request)
         try:
             new = await self._call(
                 "replacing an order", self._trading.replace_order_by_id, old["id"], patch
