@@ -93,19 +93,52 @@ def test_a_failed_unit_is_rolled_back_alone(tmp_path):
     asyncio.run(main())
 
 
-def test_a_unit_held_open_across_an_await_is_never_committed_in_half(tmp_path):
+def test_a_unit_held_open_across_an_await_fails_the_journal_never_commits_half(tmp_path):
+    """Awaiting inside a unit is a bug: other writers' units and a commit could land inside
+    it. The journal fails as a crash would: nothing of that turn is committed, the writer
+    that stepped in is refused, and no barrier says "on disk"."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        journal.record_operator_action("note", "committed earlier", NOW)
+        journal.group_commits()
+
+        async def bystander() -> None:
+            journal.record_operator_action("note", "bystander", NOW)
+            await journal.durable()
+
+        refused = pytest.raises(JournalError, match="held open across an await")
+        with refused, journal.transaction():
+            journal.record_operator_action("note", "first half", NOW)
+            other = asyncio.create_task(bystander())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            journal.record_operator_action("note", "second half", NOW)
+        with pytest.raises(JournalError, match="held open across an await"):
+            await other
+        assert operator_events(journal.path) == ["committed earlier"]
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_journal_answers_whoever_waits_for_the_commit(tmp_path):
     async def main():
         journal = journal_at(tmp_path)
         journal.group_commits()
-        with journal.transaction():
-            journal.record_operator_action("note", "first half", NOW)
-            for _ in range(5):  # the loop turns; the group commit must wait for the unit
-                await asyncio.sleep(0)
-            assert operator_events(journal.path) == []
-            journal.record_operator_action("note", "second half", NOW)
-        await journal.durable()
-        assert operator_events(journal.path) == ["first half", "second half"]
+
+        async def writer() -> str:
+            journal.record_operator_action("note", "last words", NOW)
+            await journal.durable()
+            return "answered"
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0)  # the writer waits for the commit that close() now makes
         journal.close()
+        assert await asyncio.wait_for(task, 5) == "answered"
+        for _ in range(3):  # the commit scheduled before close() finds nothing to do
+            await asyncio.sleep(0)
+        assert operator_events(journal.path) == ["last words"]
 
     asyncio.run(main())
 

@@ -31,6 +31,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from tradepipe.errors import JournalError
 
@@ -46,7 +47,9 @@ class GroupCommit:
         self.failure: JournalError | None = None
         self.commits = 0
         self._scheduled = False
+        self._closed = False
         self._depth = 0
+        self._owner: asyncio.Task[Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._on_failure: list[Callable[[JournalError], None]] = []
 
@@ -56,10 +59,15 @@ class GroupCommit:
     @contextmanager
     def unit(self) -> Iterator[None]:
         """An atomic group of writes: all of them are committed together, or none (an
-        exception inside rolls back this unit only). Never await inside one. A unit inside
-        another is part of it: its exception rolls back the outermost unit on its way out."""
+        exception inside rolls back this unit only). A unit inside another is part of it: its
+        exception rolls back the outermost unit on its way out. Never await inside one: that
+        would let other writers' units, and a commit, land inside it, so it fails the journal
+        (as a crash would) rather than commit half a unit or call a half-written one durable."""
         self._check()
         if self._depth:
+            if asyncio.current_task(self.loop) is not self._owner:
+                self._fail("a unit of writes was held open across an await (a bug)")
+                self._check()
             self._depth += 1
             try:
                 yield
@@ -72,48 +80,68 @@ class GroupCommit:
         # One name: units do not nest (an inner one is part of its outer one), and a constant
         # text keeps the three statements in sqlite3's prepared-statement cache.
         self.conn.execute("SAVEPOINT unit")
-        self._depth += 1
+        self._depth, self._owner = 1, asyncio.current_task(self.loop)
         try:
             yield
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK TO unit")
-                self.conn.execute("RELEASE unit")
-            else:  # SQLite rolled the whole transaction back: other units went with it
-                self._fail("SQLite rolled back the open transaction after an error")
+            self._roll_back_unit()
             raise
         else:
             self.conn.execute("RELEASE unit")
         finally:
-            self._depth -= 1
+            self._depth, self._owner = 0, None
+
+    def _roll_back_unit(self) -> None:
+        if not self.conn.in_transaction:  # SQLite rolled back the whole transaction
+            self._fail("SQLite rolled back the open transaction after an error")
+            return
+        try:
+            self.conn.execute("ROLLBACK TO unit")
+            self.conn.execute("RELEASE unit")
+        except sqlite3.Error as e:  # the unit's half must never reach the next commit
+            self._fail(f"a failed unit could not be rolled back: {e}")
+            self._roll_back_everything()
 
     async def durable(self) -> None:
         """Return once everything written so far is committed; raises JournalError if that
         commit failed."""
+        await self.committed()
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future done once everything written so far is committed (its exception a
+        JournalError if that commit failed). Cancelling it cancels nothing else."""
         self._check()
-        if not self._scheduled and not self.conn.in_transaction:
-            return
         waiter = self.loop.create_future()
+        if not self._scheduled and not self.conn.in_transaction:
+            waiter.set_result(None)
+            return waiter
         self._waiters.append(waiter)
         self._schedule()
-        await waiter
+        return waiter
 
     def flush(self) -> None:
-        """Commit now (at shutdown, or outside the loop). Units must not be open."""
-        if self.failure is None and self.conn.in_transaction:
-            self._commit()
+        """Commit now and stop grouping (at shutdown); whoever still waits is answered."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._depth:
+            self._fail("the journal was closed inside a unit of writes")
+        self._commit_and_answer()
 
     def _schedule(self) -> None:
-        if not self._scheduled:
+        if not self._scheduled and not self._closed:
             self._scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._depth:  # an await inside a unit: a bug, but never commit half of it
-            log.error("journal: a unit was open at the group commit; commit deferred")
-            self._schedule()
+        if self._closed:  # flush() did the last commit; the connection may be closed now
             return
+        if self._depth:  # only an await inside a unit gets here: never commit half of it
+            self._fail("a unit of writes was held open across an await (a bug)")
+        self._commit_and_answer()
+
+    def _commit_and_answer(self) -> None:
         waiters, self._waiters = self._waiters, []
         if self.failure is None and self.conn.in_transaction:
             self._commit()
@@ -130,12 +158,15 @@ class GroupCommit:
             self.conn.commit()
         except sqlite3.Error as e:
             self._fail(f"the commit failed: {e}")
-            try:
-                self.conn.rollback()
-            except sqlite3.Error:
-                log.exception("journal: rollback after the failed commit failed too")
+            self._roll_back_everything()
         else:
             self.commits += 1
+
+    def _roll_back_everything(self) -> None:
+        try:
+            self.conn.rollback()
+        except sqlite3.Error:
+            log.exception("journal: the rollback after a failure failed too")
 
     def _fail(self, why: str) -> None:
         if self.failure is not None:
@@ -145,8 +176,13 @@ class GroupCommit:
             " until tradepipe restarts on the last committed state"
         )
         log.critical("%s", self.failure)
+        if self._depth:  # never commit what the open unit wrote so far
+            self._roll_back_everything()
         for callback in self._on_failure:
-            callback(self.failure)
+            try:
+                callback(self.failure)
+            except Exception:  # the waiters must still be answered
+                log.exception("journal: a failure callback failed")
 
     def _check(self) -> None:
         if self.failure is not None:

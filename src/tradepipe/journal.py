@@ -343,6 +343,14 @@ class Journal:
         if self.group is not None:
             await self.group.durable()
 
+    def committed(self) -> asyncio.Future[None]:
+        """A future done once every write made so far is on disk (see GroupCommit)."""
+        if self.group is not None:
+            return self.group.committed()
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     @cached_property
     def instance(self) -> str:
         """A random id of this journal file, part of every client order id it creates; written

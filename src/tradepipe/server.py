@@ -8,6 +8,7 @@ rate-limited floods. A small local API under `/api/` lets the CLI act through th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -172,11 +174,19 @@ class Webhook:
             )
         except Rejection as rejection:
             response, accepted = self._reject(name, body, source, received_at, rejection), None
-        # An answer is only given for what is on disk; only then may the engine trade on it.
-        await self.journal.durable()
+        # An answer is only given for what is on disk, and only then may the engine trade on
+        # it: handed over when the commit lands, even if this request is cancelled meanwhile.
+        committed = self.journal.committed()
         if accepted is not None:
-            self.engine.enqueue(*accepted)
+            committed.add_done_callback(partial(self._hand_over, accepted))
+        await asyncio.shield(committed)
         return response
+
+    def _hand_over(
+        self, accepted: tuple[int, str, Signal], committed: asyncio.Future[None]
+    ) -> None:
+        if not committed.cancelled() and committed.exception() is None:
+            self.engine.enqueue(*accepted)
 
     def _limit(self, limiter: RateLimiter) -> None:
         broken = limiter.allow(self.monotonic())
