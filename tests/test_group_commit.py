@@ -57,6 +57,26 @@ def test_writes_in_one_turn_share_one_commit_and_the_barrier_waits_for_it(tmp_pa
     asyncio.run(main())
 
 
+def test_a_write_nobody_waits_for_is_committed_soon_or_rides_with_the_next_barrier(tmp_path):
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        before = group.commits
+        journal.record_operator_action("note", "unwaited", NOW)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        journal.record_operator_action("note", "with a barrier", NOW)
+        await journal.durable()
+        assert group.commits - before == 1  # the barrier took the earlier write along
+        journal.record_operator_action("note", "alone", NOW)
+        await asyncio.sleep(0.2)  # no barrier at all: committed within LATER seconds anyway
+        assert operator_events(journal.path) == ["unwaited", "with a barrier", "alone"]
+        assert group.commits - before == 2
+        journal.close()
+
+    asyncio.run(main())
+
+
 def test_concurrent_writers_each_wait_for_their_own_write_on_disk(tmp_path):
     async def main():
         journal = journal_at(tmp_path)

@@ -3,8 +3,9 @@
 The daemon's journal writes (a signal, a delivery, an order, a fill …) each used to be their own
 `synchronous=FULL` commit: about ten fsyncs per traded signal, each blocking the event loop that
 every lane and every webhook request share. Here a write is an atomic *unit* (a savepoint) inside
-one open transaction, and the transaction is committed once per turn of the event loop, after
-every unit written during that turn.
+one open transaction, committed at the next turn of the event loop once someone waits for it
+(every unit written meanwhile goes with it), or within LATER seconds of the first unit nobody
+waits for.
 
 Durability is kept where it is promised, by a barrier: `await durable()` returns only once every
 unit written before the call is committed to disk. Anything that leaves the process waits on it
@@ -37,6 +38,8 @@ from tradepipe.errors import JournalError
 
 log = logging.getLogger(__name__)
 
+LATER = 0.005  # seconds a commit nobody waits for may wait for company
+
 
 class GroupCommit:
     """One connection's commits, grouped per turn of `loop`. Not thread-safe."""
@@ -46,7 +49,8 @@ class GroupCommit:
         self.loop = loop
         self.failure: JournalError | None = None
         self.commits = 0
-        self._scheduled = False
+        self._soon = False  # a commit is due at the next turn (someone waits for it)
+        self._later: asyncio.TimerHandle | None = None  # a commit nobody waits for yet
         self._closed = False
         self._depth = 0
         self._owner: asyncio.Task[Any] | None = None
@@ -76,7 +80,7 @@ class GroupCommit:
             return
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
-        self._schedule()
+        self._schedule(urgent=False)
         # One name: units do not nest (an inner one is part of its outer one), and a constant
         # text keeps the three statements in sqlite3's prepared-statement cache.
         self.conn.execute("SAVEPOINT unit")
@@ -112,11 +116,11 @@ class GroupCommit:
         JournalError if that commit failed). Cancelling it cancels nothing else."""
         self._check()
         waiter = self.loop.create_future()
-        if not self._scheduled and not self.conn.in_transaction:
+        if not self.conn.in_transaction:
             waiter.set_result(None)
             return waiter
         self._waiters.append(waiter)
-        self._schedule()
+        self._schedule(urgent=True)
         return waiter
 
     def flush(self) -> None:
@@ -128,13 +132,28 @@ class GroupCommit:
             self._fail("the journal was closed inside a unit of writes")
         self._commit_and_answer()
 
-    def _schedule(self) -> None:
-        if not self._scheduled and not self._closed:
-            self._scheduled = True
+    def _schedule(self, *, urgent: bool) -> None:
+        """Someone waits: commit at the next turn. Nobody waits yet (a delivery's outcome, a
+        fill heard after the answer): commit within LATER seconds, unless a barrier comes
+        first and takes these writes along — one fsync fewer per signal when signals come one
+        at a time. Nobody outside was told of them, so a crash meanwhile is one turn earlier's
+        crash."""
+        if self._closed or self._soon:
+            return
+        if urgent:
+            self._soon = True
             self.loop.call_soon(self._flush)
+            if self._later is not None:
+                self._later.cancel()
+                self._later = None
+        elif self._later is None:
+            self._later = self.loop.call_later(LATER, self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._closed:  # flush() did the last commit; the connection may be closed now
             return
         if self._depth:  # only an await inside a unit gets here: never commit half of it
