@@ -787,3 +787,27 @@ def test_a_dropped_gateway_is_reported_at_once_and_reconnected_with_backoff(fake
         assert engine.brokers["ib"]._ib.isConnected()
 
     run_engine(ib_config(fake, tmp_path), test, FastReconnect)
+
+
+def test_engine_settles_an_order_ib_forgot_as_filled_from_fills_covering_it(fake, tmp_path):
+    """A crash before the answer, a restart after IB stopped listing the completed order: the
+    new adapter only finds today's executions (a partial fill of unknown size, to it), but the
+    journal knows what was sent. The fills cover it: filled, and nothing is sent again."""
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        (placed,) = fake.logged("placeOrder")
+        cid = placed["orderRef"]
+        await until(lambda: h.journal.order_by_client_id(cid)["status"] == "filled")
+        fake.forget_completed()
+        await h.crash_and_restart(signal_id, orders_submitting=True)
+        journaled = h.journal.order_by_client_id(cid)
+        assert (journaled["status"], D(journaled["filled_quantity"])) == ("filled", 5)
+        assert len(fake.logged("placeOrder")) == 1
+        assert h.journal.position("ib", "AAPL")[0] == 5
+        assert h.deliveries(signal_id)[0][0] == "submitted"
+
+    run_engine(ib_config(fake, tmp_path), test)

@@ -631,6 +631,7 @@ class Engine:
         if journaled is not None:
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
         if found is not None:
+            found = found.against(request.quantity)
             states = [found]
             for child in children:
                 child_state = await broker.get_order(child.client_order_id, ticker=child.ticker)
@@ -730,7 +731,7 @@ class Engine:
             await asyncio.sleep(self.fill_poll_interval)
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
             if found is not None:
-                state = found
+                state = found.against(request.quantity)
                 self.record_state(request.account, request.ticker, state)
         return state
 
@@ -762,6 +763,7 @@ class Engine:
         journaled = self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
             return  # not ours: reconciliation reports such orders
+        state = state.against(Decimal(journaled["quantity"]))
         if (
             journaled["status"] == state.status
             and Decimal(journaled["filled_quantity"]) == state.filled_quantity

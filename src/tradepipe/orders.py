@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -152,6 +152,14 @@ class OrderState:
     order_type: OrderType | None = None
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
+
+    def against(self, quantity: Decimal) -> OrderState:
+        """This answer read against the quantity we sent: fills that cover it mean the order
+        is filled, even from a broker that no longer says so (IB, after a restart, may only
+        list today's executions of an order it has forgotten)."""
+        if self.status is OrderStatus.PARTIALLY_FILLED and self.filled_quantity >= quantity > 0:
+            return replace(self, status=OrderStatus.FILLED)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
