@@ -648,3 +648,26 @@ def test_a_signal_whose_deliveries_cannot_be_journaled_is_kept_for_the_next_star
         assert h.position() == 1 and h.journal.position("other", "AAPL")[0] == 1
 
     run(config, test)
+
+
+def test_an_operator_who_gives_up_waiting_does_not_stop_the_lane(tmp_path):
+    """A flatten or approval whose caller is cancelled mid-step (a timeout, a dropped CLI
+    connection) still finishes in the lane, and the signals queued behind it are processed."""
+
+    async def test(h: Harness):
+        release = asyncio.Event()
+
+        async def slow_step() -> str:
+            await release.wait()
+            return "done"
+
+        waiting = asyncio.create_task(h.engine.in_lane("paper", "AAPL", slow_step))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        release.set()
+        (buy,) = await asyncio.wait_for(
+            h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}), 5
+        )
+        assert h.deliveries(buy)[0][0] == "submitted" and h.position() == 5
+
+    run(write_config(tmp_path), test)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
 from tradepipe.brokers.base import Broker
@@ -75,8 +76,6 @@ class Outcome:
 class LaneItem:
     work: Work
     delivery: dict[str, Any]
-    # Set for an operator's approval: the lane answers it instead of counting the signal down.
-    approval: asyncio.Future[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,16 +246,10 @@ class Engine:
         while True:
             item = await lane.get()
             if isinstance(item, LaneCall):
-                try:
-                    item.done.set_result(await item.call())
-                except Exception as e:  # the operator sees it; the lane goes on
-                    item.done.set_exception(e)
+                await self._call_in_lane(item)
                 continue
             if isinstance(item, Chore):
                 await self._do_chore(item)
-                continue
-            if item.approval is not None:
-                await self._approve_in_lane(item)
                 continue
             work, delivery = item.work, item.delivery
             try:
@@ -313,13 +306,10 @@ class Engine:
         assert row is not None
         signal = parse_signal(row["payload"]).signal
         assert signal is not None
-        await self._inbox.join()  # signals acknowledged before the approval go first
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         work = Work(row["id"], row["strategy"], signal)
-        self._lane(delivery["account"], delivery["ticker"]).put_nowait(
-            LaneItem(work, delivery, future)
+        return await self.in_lane(
+            delivery["account"], delivery["ticker"], partial(self._approve, work, delivery_id)
         )
-        return await future
 
     def _pending(self, delivery_id: int) -> dict[str, Any]:
         delivery = self.journal.delivery(delivery_id)
@@ -331,28 +321,22 @@ class Engine:
             )
         return delivery
 
-    async def _approve_in_lane(self, item: LaneItem) -> None:
-        assert item.approval is not None
-        try:
-            delivery = self._pending(item.delivery["id"])  # again: another approval may have won
-            before = json.loads(delivery["plan"]).get("summary") if delivery["plan"] else None
-            outcome = await self._deliver(item.work, {**delivery, "status": "approved"})
-            after = self.journal.delivery(delivery["id"])
-            assert after is not None
-            now = json.loads(after["plan"]) if after["plan"] else {}
-            now_summary = now.get("summary") or now.get("reason")
-            item.approval.set_result(
-                {
-                    "delivery_id": delivery["id"],
-                    "status": outcome.status,
-                    "reason": outcome.reason,
-                    "plan_at_signal": before,
-                    "plan_now": now_summary,
-                    "changed": before != now_summary,
-                }
-            )
-        except Exception as e:
-            item.approval.set_exception(e)
+    async def _approve(self, work: Work, delivery_id: int) -> dict[str, Any]:
+        delivery = self._pending(delivery_id)  # again: another approval may have won
+        before = json.loads(delivery["plan"]).get("summary") if delivery["plan"] else None
+        outcome = await self._deliver(work, {**delivery, "status": "approved"})
+        after = self.journal.delivery(delivery_id)
+        assert after is not None
+        now = json.loads(after["plan"]) if after["plan"] else {}
+        now_summary = now.get("summary") or now.get("reason")
+        return {
+            "delivery_id": delivery_id,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "plan_at_signal": before,
+            "plan_now": now_summary,
+            "changed": before != now_summary,
+        }
 
     def _listener(self, account: str) -> Callable[[OrderState], None]:
         """What a broker's stream reports is journaled in the ticker's lane, after the work
@@ -850,6 +834,18 @@ class Engine:
                 self._journal_status(child, OrderStatus.CANCELED, why)
                 canceled.append(child["client_order_id"])
         return canceled
+
+    async def _call_in_lane(self, item: LaneCall) -> None:
+        """An operator's step; its answer goes to whoever still waits (a caller that gave up
+        must not stop the lane: the signals queued behind it would wait for the next start)."""
+        try:
+            result = await item.call()
+        except Exception as e:  # the operator sees it; the lane goes on
+            if not item.done.done():
+                item.done.set_exception(e)
+        else:
+            if not item.done.done():
+                item.done.set_result(result)
 
     async def in_lane(self, account: str, ticker: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run an operator's step in the account + ticker's lane, after the signals queued
