@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FixedClock, write_config
-from tradepipe.brokers.paper import Fault
+from tradepipe.brokers.paper import Fault, PaperBroker
 from tradepipe.config import load_config
 from tradepipe.daemon import make_brokers
 from tradepipe.engine import Engine
@@ -671,3 +672,47 @@ def test_an_operator_who_gives_up_waiting_does_not_stop_the_lane(tmp_path):
         assert h.deliveries(buy)[0][0] == "submitted" and h.position() == 5
 
     run(write_config(tmp_path), test)
+
+
+class ForgetfulPaper(PaperBroker):
+    """The real paper broker, answering a filled order as IB does after a restart when it no
+    longer lists it: partly filled, by fills that in fact cover it."""
+
+    def _forget(self, state: OrderState | None) -> OrderState | None:
+        if state is not None and state.status is OrderStatus.FILLED:
+            return dataclasses.replace(state, status=OrderStatus.PARTIALLY_FILLED)
+        return state
+
+    async def get_order(self, client_order_id: str, *, ticker: str | None = None):
+        return self._forget(await super().get_order(client_order_id, ticker=ticker))
+
+    async def submit_bracket(self, entry, children) -> list[OrderState]:
+        return [self._forget(s) for s in await super().submit_bracket(entry, children)]
+
+
+class ForgetfulHarness(Harness):
+    def new_engine(self) -> Engine:
+        engine = super().new_engine()
+        engine.brokers = {
+            "paper": ForgetfulPaper("paper", self.journal, cash=D(100000), clock=self.clock)
+        }
+        return engine
+
+
+def test_a_reversal_whose_exit_fills_are_answered_partial_still_sends_its_entry(tmp_path):
+    """The exit's fills cover what was sent: it is filled, so the entry goes at once (read
+    against the journaled quantity), rather than waiting out exit_fill_timeout and failing."""
+
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 101}
+        )
+        assert h.deliveries(sell)[0][0] == "submitted", h.deliveries(sell)
+        assert h.position() == -5
+        assert {o["role"]: o["status"] for o in h.journal.orders(signal_id=sell)} == {
+            "exit": "filled",
+            "entry": "filled",
+        }
+
+    run(write_config(tmp_path, subscription="exit_fill_timeout = 1\n"), test, ForgetfulHarness)

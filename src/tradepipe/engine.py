@@ -353,23 +353,11 @@ class Engine:
 
         return heard
 
-    def _record_heard(self, account: str, ticker: str, state: OrderState) -> None:
-        """A streamed event may arrive after a poll already journaled a later state: an order
-        never goes back from final, nor its filled quantity down."""
-        journaled = self.journal.order_by_client_id(state.client_order_id)
-        if journaled is None:
-            return
-        if OrderStatus(journaled["status"]).is_final and not state.status.is_final:
-            return
-        if state.filled_quantity < Decimal(journaled["filled_quantity"]):
-            return
-        self.record_state(account, ticker, state)
-
     async def _do_chore(self, chore: Chore) -> None:
         try:
             if chore.kind == "record":
                 assert chore.state is not None
-                self._record_heard(chore.account, chore.ticker, chore.state)
+                self.record_state(chore.account, chore.ticker, chore.state, streamed=True)
             elif chore.kind == "reconcile":
                 await self.reconcile(chore.account, chore.ticker)
             else:
@@ -615,7 +603,6 @@ class Engine:
         if journaled is not None:
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
         if found is not None:
-            found = found.against(request.quantity)
             states = [found]
             for child in children:
                 child_state = await broker.get_order(child.client_order_id, ticker=child.ticker)
@@ -645,8 +632,8 @@ class Engine:
             else:
                 states = [await broker.submit(request)]
             await pause_point("answer")
-        for state in states:
-            self.record_state(request.account, request.ticker, state)
+        # As journaled: read against what was sent (fills covering it mean filled).
+        states = [self.record_state(request.account, request.ticker, state) for state in states]
         if replaces is not None:
             try:  # the replaced order's end, for the journal; the broker has it either way
                 old = await broker.get_order(replaces, ticker=request.ticker)
@@ -715,8 +702,7 @@ class Engine:
             await asyncio.sleep(self.fill_poll_interval)
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
             if found is not None:
-                state = found.against(request.quantity)
-                self.record_state(request.account, request.ticker, state)
+                state = self.record_state(request.account, request.ticker, found)
         return state
 
     # -- journaling ----------------------------------------------------------------------------
@@ -742,19 +728,30 @@ class Engine:
             extended_hours=intent.extended_hours,
         )
 
-    def record_state(self, account: str, ticker: str, state: OrderState) -> None:
-        """Journal what the broker says of one of our orders, and every fill it reports."""
+    def record_state(
+        self, account: str, ticker: str, state: OrderState, *, streamed: bool = False
+    ) -> OrderState:
+        """Journal what the broker says of one of our orders, and every fill it reports;
+        answers the state as journaled: read against the quantity sent (fills covering it
+        mean filled, whatever a broker that forgot the order says). A `streamed` event may
+        arrive after a poll already journaled a later state: it never moves an order back
+        from final, nor its filled quantity down."""
         journaled = self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
-            return  # not ours: reconciliation reports such orders
+            return state  # not ours: reconciliation reports such orders
         state = state.against(Decimal(journaled["quantity"]))
+        if streamed and (
+            (OrderStatus(journaled["status"]).is_final and not state.status.is_final)
+            or state.filled_quantity < Decimal(journaled["filled_quantity"])
+        ):
+            return state
         if (
             journaled["status"] == state.status
             and Decimal(journaled["filled_quantity"]) == state.filled_quantity
             and journaled["broker_order_id"] == state.broker_order_id
             and journaled["broker_message"] == state.message
         ):
-            return  # a poll that learned nothing: no write, no fsync on the shared loop
+            return state  # a poll that learned nothing: no write, no fsync on the shared loop
         with self.journal.transaction():  # one commit for the order and its fills
             self.journal.update_order(
                 state.client_order_id,
@@ -791,6 +788,7 @@ class Engine:
         broker = self.brokers.get(account)
         if broker is not None and not broker.capabilities.brackets and state.status.is_final:
             self._schedule_settle(account, ticker)
+        return state
 
     # -- flatten -------------------------------------------------------------------------------
 
