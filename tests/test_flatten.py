@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal as D
 
 import pytest
 
 from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
 from tests.test_engine import BRACKET, Harness, run
-from tradepipe.brokers.paper import Fault
-from tradepipe.errors import BrokerUnavailable
+from tradepipe.brokers.paper import Fault, PaperBroker
+from tradepipe.errors import BrokerError, BrokerUnavailable
 
 
 def test_flatten_cancels_the_bracket_then_closes_the_position(tmp_path):
@@ -95,3 +96,40 @@ def test_a_flatten_that_never_reached_the_broker_is_reported_not_resent(tmp_path
         assert h.position() == 5  # still open: the operator sees it and flattens again
 
     run(write_config(tmp_path), test)
+
+
+class RefusingPaper(PaperBroker):
+    """The real paper broker, whose new orders meet a refusal that is no order rejection (a
+    401 after a key was revoked): the order's fate is unknown to tradepipe."""
+
+    refuse = False
+
+    async def submit_bracket(self, entry, children):
+        if self.refuse:
+            raise BrokerError("401 Unauthorized: the API key was revoked")
+        return await super().submit_bracket(entry, children)
+
+
+class RefusingHarness(Harness):
+    def new_engine(self):
+        engine = super().new_engine()
+        engine.brokers = {
+            "paper": RefusingPaper("paper", self.journal, cash=D(100000), clock=self.clock)
+        }
+        return engine
+
+
+def test_a_flatten_order_refused_by_the_broker_is_journaled_of_unknown_fate(tmp_path):
+    """Not left 'submitting' for the daemon's life (nothing settles that before a restart):
+    unknown, with the broker's words, and settled by lookup like any lost answer."""
+
+    async def test(h: Harness):
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        h.engine.brokers["paper"].refuse = True
+        with pytest.raises(BrokerError, match="401"):
+            await h.engine.flatten("paper", "AAPL")
+        (close,) = [o for o in h.journal.orders() if o["signal_id"] is None]
+        assert close["status"] == "unknown" and "401" in close["broker_message"]
+        assert h.journal.unknown_orders("paper", "AAPL") == [close]
+
+    run(write_config(tmp_path), test, RefusingHarness)

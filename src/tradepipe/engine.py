@@ -869,17 +869,7 @@ class Engine:
             role=OrderRole.EXIT,
         )
         self._journal_order(None, None, request)
-        journaled = {"client_order_id": request.client_order_id}
-        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
-        try:
-            state = await broker.submit(request)
-        except OrderRejected as e:
-            self._journal_status(journaled, OrderStatus.REJECTED, str(e))
-            raise
-        except BrokerUnavailable as e:  # settled by lookup like any lost answer
-            self._journal_status(journaled, OrderStatus.UNKNOWN, str(e))
-            raise
-        self.record_state(account, ticker, state)
+        state = await self._send(broker, request)
         closed = {
             "client_order_id": request.client_order_id,
             "side": str(request.side),
@@ -1118,15 +1108,11 @@ class Engine:
             quantity=filled,
             updated_at=self.clock(),
         )
-        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
         try:
-            state = await broker.submit(request)
+            await self._send(broker, request)
         except OrderRejected as e:
-            self._journal_status(child, OrderStatus.REJECTED, str(e))
             log.error("%s: %s rejected the %s: %s", child["ticker"], broker.name, child["role"], e)
-            return
-        except BrokerUnavailable as e:
-            self._journal_status(child, OrderStatus.UNKNOWN, str(e))
+        except BrokerError as e:
             log.error(
                 "%s: the %s's fate at %s is unknown: %s",
                 child["ticker"],
@@ -1134,8 +1120,21 @@ class Engine:
                 broker.name,
                 e,
             )
-            return
-        self.record_state(child["account"], child["ticker"], state)
+
+    async def _send(self, broker: Broker, request: OrderRequest) -> OrderState:
+        """Send one journaled order (no bracket, no replace), on disk first. A refusal is
+        journaled rejected; any other broker error leaves its fate unknown, settled by lookup
+        (as _execute does); both are raised. Answers the state as journaled."""
+        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
+        try:
+            state = await broker.submit(request)
+        except OrderRejected as e:
+            self._mark_orders([request], OrderStatus.REJECTED, str(e))
+            raise
+        except BrokerError as e:
+            self._mark_orders([request], OrderStatus.UNKNOWN, str(e))
+            raise
+        return self.record_state(request.account, request.ticker, state)
 
     async def _one_cancels_other(
         self, broker: Broker, child: dict[str, Any], winner: dict[str, Any]
