@@ -262,10 +262,8 @@ class Engine:
                         outcome.status,
                         outcome.reason,
                     )
-            except asyncio.CancelledError:
-                # Stopped mid-delivery (SIGTERM past its grace): the signal must stay
-                # 'accepted' so that the next start resumes this delivery from the journal.
-                raise
+            # (Stopped mid-delivery, SIGTERM past its grace, CancelledError passes through and
+            # skips the count-down: the signal stays 'accepted' and the next start resumes it.)
             except Exception as e:  # a bug must not stop the lane; journal it, carry on
                 log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
                 try:

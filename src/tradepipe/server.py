@@ -174,6 +174,8 @@ class Webhook:
             )
         except Rejection as rejection:
             response, accepted = self._reject(name, body, source, received_at, rejection), None
+            if not rejection.journal:  # nothing written (a flood's 429): nothing to wait for
+                return response
         # An answer is only given for what is on disk, and only then may the engine trade on
         # it: handed over when the commit lands, even if this request is cancelled meanwhile.
         committed = self.journal.committed()
