@@ -481,7 +481,9 @@ def test_balances_are_positions_and_cash_is_not(fake):
                 Position("ETHUSDT", D("0.5")),
             ]
             assert await broker.position("BTCUSDT") == Position("BTCUSDT", D("0.02"))
+            balances_before = len(fake.sent("GET", "/api/v3/account"))
             summary = await broker.account()
+            assert len(fake.sent("GET", "/api/v3/account")) == balances_before + 1  # one read
         assert summary.cash == D(100000) - D(1000) - D(1500)
         assert summary.equity == D(100000)
 

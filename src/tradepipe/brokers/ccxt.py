@@ -581,6 +581,9 @@ class CcxtBroker:
                 held = [swap_position(p, self._ticker(p["symbol"])) for p in found]
                 return [p for p in held if p.quantity]
             balance = await self.exchange.fetch_balance()
+        return self._spot_positions(balance)
+
+    def _spot_positions(self, balance: dict[str, Any]) -> list[Position]:
         holdings = spot_holdings(balance.get("total") or {}, self._tickers, self.exchange.markets)
         return [Position(self._ticker(symbol), total, None) for symbol, total in holdings]
 
@@ -592,12 +595,13 @@ class CcxtBroker:
 
     async def account(self) -> AccountSummary:
         with self._mapped():
+            await self.exchange.load_markets()
             balance = await self.exchange.fetch_balance()
         quote = next(iter(s.split("/")[1] for s in self._tickers), "USDT")
         cash = decimal((balance.get(quote) or {}).get("total")) or Decimal(0)
         free = decimal((balance.get(quote) or {}).get("free")) or Decimal(0)
         equity = cash
-        for position in await self.positions():
+        for position in self._spot_positions(balance):  # spot only: swap is refused at start
             price = await self.quote(position.ticker)
             equity += position.quantity * (price or Decimal(0))
         return AccountSummary(equity=equity, cash=cash, buying_power=free)
