@@ -10,8 +10,13 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 TOKEN = "tok_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"  # 32 URL-safe characters: > 128 bits
 OTHER_TOKEN = "tok_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6"
@@ -122,6 +127,31 @@ def tradepipe(
 
 def tradepipe_json(config: Path, *args: str) -> list | dict:
     return json.loads(tradepipe(config, *args, "--json").stdout)
+
+
+def deliver(config: Path, payload: dict, env: dict[str, str] | None = None) -> dict:
+    """`tradepipe send --wait` of a signal to a one-subscription strategy: its delivery."""
+    answer = tradepipe(config, "send", json.dumps(payload), "--json", "--wait", env=env)
+    (delivery,) = json.loads(answer.stdout)["signal"]["deliveries"]
+    return delivery
+
+
+def held(config: Path) -> Decimal:
+    """The journal's position, summed over accounts and tickers (`tradepipe positions`)."""
+    return sum(
+        (Decimal(str(p["quantity"])) for p in tradepipe_json(config, "positions")), Decimal(0)
+    )
+
+
+def wait_for(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """Poll until `check` answers something true (returned), or the time runs out (its last
+    answer, false: assert on it). What a daemon journals after its answer needs this."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 class Daemon:

@@ -5,14 +5,21 @@ read back from the stub and from `tradepipe orders/positions --json`."""
 
 from __future__ import annotations
 
-import json
-import time
 from decimal import Decimal
 
 import pytest
 
 from tests.fakes.binance import FakeBinance
-from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
+from tests.helpers import (
+    Daemon,
+    deliver,
+    free_port,
+    held,
+    tradepipe,
+    tradepipe_json,
+    wait_for,
+    write_config,
+)
 
 D = Decimal
 ENV = {"TRADEPIPE_BINANCE_KEY": "stub-key", "TRADEPIPE_BINANCE_SECRET": "stub-secret"}
@@ -46,31 +53,12 @@ def binance_config(tmp_path, fake: FakeBinance, subscription: str = ""):
     )
 
 
-def send(config, payload: dict) -> dict:
-    answer = json.loads(tradepipe(config, "send", json.dumps(payload), "--json", "--wait").stdout)
-    (delivery,) = answer["signal"]["deliveries"]
-    return delivery
-
-
 def orders_of(config) -> dict[str, dict]:
     """The latest order of each role (the listing is newest first)."""
     found: dict[str, dict] = {}
     for order in tradepipe_json(config, "orders"):
         found.setdefault(order["role"], order)
     return found
-
-
-def held(config) -> Decimal:
-    return sum((D(str(p["quantity"])) for p in tradepipe_json(config, "positions")), D(0))
-
-
-def wait_for(check, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 BUY = {"ticker": "BTCUSDT", "action": "buy", "quantity": 0.01}
@@ -83,26 +71,26 @@ def test_a_session_on_binance_spot(tmp_path, fake):
     config = binance_config(tmp_path, fake)
     with Daemon(config, free_port(), env=ENV):
         # -- entry and exits
-        entry = send(config, BUY | {"quantity": 0.02})
+        entry = deliver(config, BUY | {"quantity": 0.02})
         assert entry["status"] == "submitted", entry
         assert fake.balance("BTC") == D("0.02")
         (position,) = tradepipe_json(config, "positions")
         assert (position["account"], position["ticker"]) == ("binance", "BTCUSDT")
         assert D(str(position["quantity"])) == D("0.02")
 
-        partial = send(config, {"ticker": "BTCUSDT", "action": "exit", "quantity": 0.005})
+        partial = deliver(config, {"ticker": "BTCUSDT", "action": "exit", "quantity": 0.005})
         assert partial["status"] == "submitted", partial
         assert "partial exit of long" in partial["reason"]
         assert fake.balance("BTC") == D("0.015")
 
         # A sell on a long exits it; on spot it does not go on into a short.
-        sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.01})
+        sell = deliver(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.01})
         assert sell["status"] == "submitted", sell
         assert "does not allow short selling" in sell["reason"], sell
         assert fake.balance("BTC") == 0 and held(config) == 0
 
         # (another quantity: the same payload again would be answered as a duplicate alert)
-        flat_sell = send(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.02})
+        flat_sell = deliver(config, {"ticker": "BTCUSDT", "action": "sell", "quantity": 0.02})
         assert flat_sell["status"] == "rejected", flat_sell
         assert flat_sell["reason"] == "broker binance does not allow short selling"
         assert [o.params["side"] for o in fake.sent()] == ["BUY", "SELL", "SELL"]
@@ -110,14 +98,14 @@ def test_a_session_on_binance_spot(tmp_path, fake):
         # -- a bracket with both legs: spot cannot rest two sells on one balance → refused
         sent_before = len(fake.sent())
         bracket = BUY | {"takeProfit": {"limitPrice": 52000}, "stopLoss": {"stopPrice": 48000}}
-        refused = send(config, bracket)
+        refused = deliver(config, bracket)
         assert refused["status"] == "rejected", refused
         assert "a take-profit and a stop-loss cannot both protect it" in refused["reason"]
         assert len(fake.sent()) == sent_before  # nothing reached the exchange
 
         # -- an emulated bracket with its stop-loss: placed once the entry fills
         guarded = BUY | {"quantity": 0.011, "stopLoss": {"stopPrice": 48000}}
-        assert send(config, guarded)["status"] == "submitted"
+        assert deliver(config, guarded)["status"] == "submitted"
         orders = wait_for(
             lambda: (o := orders_of(config))["stop_loss"]["status"] == "accepted" and o
         )
@@ -132,17 +120,17 @@ def test_a_session_on_binance_spot(tmp_path, fake):
 
         # -- a resting entry, then the strategy's cancel
         fake.set_price("BTCUSDT", 51000)
-        assert send(config, BUY | {"orderType": "limit", "limitPrice": 50000})["status"] == (
+        assert deliver(config, BUY | {"orderType": "limit", "limitPrice": 50000})["status"] == (
             "submitted"
         )
         assert len(fake.open_orders()) == 1
-        canceled = send(config, {"ticker": "BTCUSDT", "action": "cancel"})
+        canceled = deliver(config, {"ticker": "BTCUSDT", "action": "cancel"})
         assert canceled["status"] == "submitted", canceled
         assert fake.open_orders() == []
         assert orders_of(config)["entry"]["status"] == "canceled"
 
         # -- a position and a resting take-profit, then flatten: cancel, then sell at market
-        assert send(config, BUY | {"takeProfit": {"limitPrice": 60000}})["status"] == "submitted"
+        assert deliver(config, BUY | {"takeProfit": {"limitPrice": 60000}})["status"] == "submitted"
         assert wait_for(lambda: len(fake.open_orders()) == 1)
         assert fake.balance("BTC") == D("0.01")
         tradepipe(config, "flatten", "--yes", env=ENV)

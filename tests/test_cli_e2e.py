@@ -7,16 +7,15 @@ import re
 import time
 import urllib.request
 
-from tests.helpers import TOKEN, Daemon, free_port, tradepipe, tradepipe_json, write_config
-
-
-def wait_for(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
+from tests.helpers import (
+    TOKEN,
+    Daemon,
+    free_port,
+    tradepipe,
+    tradepipe_json,
+    wait_for,
+    write_config,
+)
 
 
 def send(config, payload, *args):

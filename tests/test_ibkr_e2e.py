@@ -5,14 +5,21 @@ back through `tradepipe orders/positions --json` and the fake's own books."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 
 from tests.fakes.tws import FakeTws
-from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
+from tests.helpers import (
+    Daemon,
+    deliver,
+    free_port,
+    held,
+    tradepipe,
+    tradepipe_json,
+    wait_for,
+    write_config,
+)
 
 IB_ACCOUNT = """
 [accounts.ib]
@@ -43,28 +50,8 @@ def config(fake, tmp_path):
     )
 
 
-def send(config, payload: dict) -> dict:
-    answer = json.loads(tradepipe(config, "send", json.dumps(payload), "--json", "--wait").stdout)
-    (delivery,) = answer["signal"]["deliveries"]
-    return delivery
-
-
-def ib_position(config) -> Decimal:
-    return sum(
-        (Decimal(str(p["quantity"])) for p in tradepipe_json(config, "positions")),
-        Decimal(0),
-    )
-
-
 def fake_position(fake: FakeTws, symbol: str = "AAPL") -> Decimal:
     return sum((q for c, q, _ in list(fake.positions.values()) if c.symbol == symbol), Decimal(0))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def buy(quantity, **extra):
@@ -73,9 +60,9 @@ def buy(quantity, **extra):
 
 def test_entry_reaches_ib_with_our_order_ref(fake, config):
     with Daemon(config, free_port()):
-        delivery = send(config, buy(5))
+        delivery = deliver(config, buy(5))
         assert delivery["status"] == "submitted"
-        wait_for(lambda: ib_position(config) == 5)
+        assert wait_for(lambda: held(config) == 5)
         (order,) = tradepipe_json(config, "orders")
     (placed,) = fake.logged("placeOrder")
     assert placed["orderRef"] == order["client_order_id"]
@@ -85,11 +72,11 @@ def test_entry_reaches_ib_with_our_order_ref(fake, config):
 
 def test_reversal_exits_then_enters(fake, config):
     with Daemon(config, free_port()):
-        send(config, buy(5))
-        wait_for(lambda: fake_position(fake) == 5)
-        delivery = send(config, {"ticker": "AAPL", "action": "sell", "quantity": 2})
+        deliver(config, buy(5))
+        assert wait_for(lambda: fake_position(fake) == 5)
+        delivery = deliver(config, {"ticker": "AAPL", "action": "sell", "quantity": 2})
         assert "exit long 5, wait for the fill, then sell 2" in delivery["reason"]
-        wait_for(lambda: ib_position(config) == -2)
+        assert wait_for(lambda: held(config) == -2)
     sent = [(p["action"], Decimal(p["totalQuantity"])) for p in fake.logged("placeOrder")]
     assert sent == [("BUY", 5), ("SELL", 5), ("SELL", 2)]
     assert fake_position(fake) == -2
@@ -97,52 +84,52 @@ def test_reversal_exits_then_enters(fake, config):
 
 def test_partial_exit(fake, config):
     with Daemon(config, free_port()):
-        send(config, buy(10))
-        wait_for(lambda: fake_position(fake) == 10)
-        delivery = send(config, {"ticker": "AAPL", "action": "exit", "quantity": 4})
+        deliver(config, buy(10))
+        assert wait_for(lambda: fake_position(fake) == 10)
+        delivery = deliver(config, {"ticker": "AAPL", "action": "exit", "quantity": 4})
         assert "partial exit of long 4 of 10" in delivery["reason"]
-        wait_for(lambda: ib_position(config) == 6)
+        assert wait_for(lambda: held(config) == 6)
     assert fake_position(fake) == 6
 
 
 def test_bracket_take_profit_fills_and_ib_cancels_the_stop(fake, config):
     with Daemon(config, free_port()):
         entry = buy(4, takeProfit={"amount": 10}, stopLoss={"amount": 5})
-        assert send(config, entry)["status"] == "submitted"
+        assert deliver(config, entry)["status"] == "submitted"
         sent = fake.logged("placeOrder")
         assert [p["transmit"] for p in sent] == [False, False, True]
-        wait_for(lambda: [o.status for o in fake.orders.values()][1:] == ["Submitted"] * 2)
+        assert wait_for(lambda: [o.status for o in fake.orders.values()][1:] == ["Submitted"] * 2)
         fake.set_price("AAPL", 111)
 
         def settled() -> bool:
             roles = {o["role"]: o["status"] for o in tradepipe_json(config, "orders")}
             return roles.get("stop_loss") == "canceled" and roles.get("take_profit") == "filled"
 
-        wait_for(settled)
-        assert ib_position(config) == 0
+        assert wait_for(settled)
+        assert held(config) == 0
     assert fake_position(fake) == 0
 
 
 def test_cancel_signal_cancels_the_resting_order_at_ib(fake, config):
     with Daemon(config, free_port()):
-        send(config, buy(3, orderType="limit", limitPrice=90))
+        deliver(config, buy(3, orderType="limit", limitPrice=90))
         (order,) = tradepipe_json(config, "orders")
         assert order["status"] == "accepted"
-        send(config, {"ticker": "AAPL", "action": "cancel"})
-        wait_for(lambda: tradepipe_json(config, "orders")[0]["status"] == "canceled")
+        deliver(config, {"ticker": "AAPL", "action": "cancel"})
+        assert wait_for(lambda: tradepipe_json(config, "orders")[0]["status"] == "canceled")
     assert [o.status for o in fake.orders.values()] == ["Cancelled"]
     assert len(fake.logged("cancelOrder")) == 1
 
 
 def test_flatten_cancels_and_closes_at_ib(fake, config):
     with Daemon(config, free_port()):
-        send(config, buy(5))
-        wait_for(lambda: fake_position(fake) == 5)
-        send(config, buy(2, orderType="limit", limitPrice=90))  # adds 2 more (resting)
+        deliver(config, buy(5))
+        assert wait_for(lambda: fake_position(fake) == 5)
+        deliver(config, buy(2, orderType="limit", limitPrice=90))  # adds 2 more (resting)
         done = json.loads(tradepipe(config, "flatten", "--yes", "--json").stdout)
         (item,) = done["flattened"]
         assert (item["account"], item["ticker"]) == ("ib", "AAPL")
         assert item["closed"]["status"] == "filled"
-        wait_for(lambda: ib_position(config) == 0)
+        assert wait_for(lambda: held(config) == 0)
     assert fake_position(fake) == 0
     assert not [o for o in fake.orders.values() if o.is_working]
