@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -95,7 +95,6 @@ class Order:
     average_price: Decimal = Decimal(0)
     why: str = ""  # completed status text (rejection, cancellation)
     trail_extreme: Decimal | None = None
-    history: list[str] = field(default_factory=list)
 
     @property
     def is_working(self) -> bool:
@@ -688,7 +687,6 @@ class FakeTws(OwnLoop):
         order.trailing_percent = _decimal(request["trailingPercent"])
         order.order_ref = request["orderRef"]
         order.tif = request["tif"]
-        order.history.append("modified")
         self._send_open(order)
         self._try_fill(order)
 
