@@ -217,6 +217,18 @@ def bracket() -> tuple[OrderRequest, list[OrderRequest]]:
     return entry, [take_profit, stop_loss]
 
 
+def test_a_bracket_sent_again_is_answered_from_the_broker_not_placed_twice(fake):
+    async def test(broker, heard):
+        entry, children = bracket()
+        first = await broker.submit_bracket(entry, children)
+        again = await broker.submit_bracket(entry, children)
+        assert [s.client_order_id for s in again] == [s.client_order_id for s in first]
+        # Alpaca refuses the second POST (duplicate client_order_id): one bracket there.
+        assert len(fake.orders_of("AAPL")) == 3
+
+    run(fake, test)
+
+
 def test_bracket_legs_live_after_the_entry_and_one_cancels_the_other(fake):
     async def test(broker, heard):
         entry, children = bracket()

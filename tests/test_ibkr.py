@@ -445,6 +445,29 @@ def test_replace_is_refused_and_leaves_the_working_order_as_it_is(fake):
     run(fake, test)
 
 
+def test_a_bracket_sent_again_is_answered_from_ib_not_placed_twice(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        entry = order("r-entry", order_type=OrderType.LIMIT, limit_price=D(99))
+        take = order(
+            "r-tp",
+            Side.SELL,
+            role=OrderRole.TAKE_PROFIT,
+            order_type=OrderType.LIMIT,
+            limit_price=D(110),
+        )
+        stop = order(
+            "r-sl", Side.SELL, role=OrderRole.STOP_LOSS, order_type=OrderType.STOP, stop_price=D(95)
+        )
+        first = await broker.submit_bracket(entry, [take, stop])
+        again = await broker.submit_bracket(entry, [take, stop])
+        assert [s.client_order_id for s in again] == [s.client_order_id for s in first]
+        assert len(fake.logged("placeOrder")) == 3  # the first bracket's three, nothing more
+
+    run(fake, test)
+
+
 def test_bracket_uses_transmit_semantics_and_one_cancels_other(fake):
     fake.set_price("AAPL", 100)
 
