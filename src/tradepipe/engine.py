@@ -753,6 +753,7 @@ class Engine:
         with self.journal.transaction():  # one commit for the order and its fills
             self.journal.update_order(
                 state.client_order_id,
+                row=journaled,  # read above, with no await since
                 status=state.status,
                 filled_quantity=state.filled_quantity,
                 average_fill_price=state.average_fill_price,

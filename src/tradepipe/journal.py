@@ -12,8 +12,8 @@ import asyncio
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -286,6 +286,17 @@ def to_text(value: Any) -> str | None:
     return str(value)
 
 
+def _value(value: Any) -> Any:
+    """A parameter as the journal stores it (Decimals and datetimes as text)."""
+    return to_text(value) if isinstance(value, Decimal | datetime) else value
+
+
+# The statements _insert and _update build, by (table, columns…): the same few shapes recur
+# for every signal, and building their text again each time was a measurable share of a trade.
+# Table and column names come from this module's own code, never from input.
+_SQL: dict[tuple[str, ...], str] = {}
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, default=to_text, separators=(",", ":"), sort_keys=False)
 
@@ -366,15 +377,11 @@ class Journal:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
         return str(row[0])
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[Any]:
         """An atomic group of writes; committed at its end, or with the loop's group commit."""
         if self.group is not None:
-            with self.group.unit():
-                yield
-            return
-        with self.db.atomic():
-            yield
+            return self.group.unit()
+        return self.db.atomic()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         row = self.conn.execute(sql, params).fetchone()
@@ -384,23 +391,24 @@ class Journal:
         return [dict(row) for row in self.conn.execute(sql, params).fetchall()]
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> int:
-        columns = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        cursor = self.conn.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({marks})",
-            [to_text(v) if isinstance(v, Decimal | datetime) else v for v in row.values()],
-        )
+        shape = (table, *row)
+        sql = _SQL.get(shape)
+        if sql is None:
+            columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+            sql = _SQL[shape] = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        cursor = self.conn.execute(sql, [_value(v) for v in row.values()])
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     def _update(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-        sets = ", ".join(f"{column} = ?" for column in values)
-        where = " AND ".join(f"{column} = ?" for column in key)
-        params = [to_text(v) if isinstance(v, Decimal | datetime) else v for v in values.values()]
-        cursor = self.conn.execute(
-            f"UPDATE {table} SET {sets} WHERE {where}", [*params, *key.values()]
-        )
-        return cursor.rowcount
+        shape = (table, *values, "WHERE", *key)
+        sql = _SQL.get(shape)
+        if sql is None:
+            sets = ", ".join(f"{column} = ?" for column in values)
+            where = " AND ".join(f"{column} = ?" for column in key)
+            sql = _SQL[shape] = f"UPDATE {table} SET {sets} WHERE {where}"
+        params = [_value(v) for v in values.values()]
+        return self.conn.execute(sql, [*params, *key.values()]).rowcount
 
     # -- audit trail ---------------------------------------------------------------------------
 
@@ -420,7 +428,12 @@ class Journal:
             ),
         }
         prev = last[1] if last else GENESIS
-        return self._insert("events", {**event, "prev_hash": prev, "hash": event_hash(prev, event)})
+        self.conn.execute(
+            "INSERT INTO events (id, at, kind, subject, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*event.values(), prev, event_hash(prev, event)),
+        )
+        return int(event["id"])
 
     def record_operator_action(self, action: str, subject: str, at: datetime, **detail: Any) -> int:
         """Journal an operator's command; its event id names what the command places."""
@@ -504,6 +517,9 @@ class Journal:
         return self._all("SELECT * FROM deliveries WHERE status = ? ORDER BY id", (status,))
 
     def update_delivery(self, delivery_id: int, **values: Any) -> None:
+        plan = values.get("plan")
+        if isinstance(plan, str):
+            plan = json.loads(plan)
         for key in ("plan", "provenance"):
             if key in values and not isinstance(values[key], str | None):
                 values[key] = dumps(values[key])
@@ -511,8 +527,7 @@ class Journal:
             self._update("deliveries", {"id": delivery_id}, values)
             if "status" in values:
                 detail = {k: values.get(k) for k in ("status", "reason")}
-                if values.get("plan"):
-                    plan = json.loads(values["plan"])
+                if plan:
                     detail["plan"] = plan.get("summary") or plan.get("reason")
                 self._event("delivery", f"delivery {delivery_id}", detail, values.get("updated_at"))
 
@@ -537,12 +552,19 @@ class Journal:
             self._event("order", row["client_order_id"], detail, row.get("created_at"))
             return order_id
 
-    def update_order(self, client_order_id: str, **values: Any) -> None:
+    def update_order(
+        self, client_order_id: str, *, row: Mapping[str, Any] | None = None, **values: Any
+    ) -> None:
+        """`row`: the order's row as read in this same turn, when the caller has it (its status
+        and filled quantity decide whether this is an event); read here otherwise."""
         with self.transaction():
-            before = self.conn.execute(
-                "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
-                (client_order_id,),
-            ).fetchone()
+            if row is not None:
+                before = (row["status"], row["filled_quantity"])
+            else:
+                before = self.conn.execute(
+                    "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
+                    (client_order_id,),
+                ).fetchone()
             self._update("orders", {"client_order_id": client_order_id}, values)
             # A poll that finds nothing new is not an event.
             status = str(values.get("status", before[0] if before else ""))
