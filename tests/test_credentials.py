@@ -7,6 +7,7 @@ choose it as a user would, with PYTHON_KEYRING_BACKEND, so the machine's keyring
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import keyring
@@ -212,3 +213,25 @@ def test_serve_refuses_to_start_without_a_credential_naming_the_account(tmp_path
     result = tradepipe(config, "serve", env=_env(tmp_path), check=False, timeout=30)
     assert result.returncode == 2
     assert "account alpaca-live: no broker credentials found" in result.stderr
+
+
+def test_config_check_and_serve_say_where_the_credentials_came_from(tmp_path):
+    # Which place won matters when two hold keys (a stale keyring entry shadows the
+    # environment): the check names it, the daemon logs it, and neither shows a value.
+    config = write_config(tmp_path, account=ALPACA)
+    env = _env(tmp_path) | ENV
+    result = tradepipe(config, "config", "check", "--json", env=env, check=False)
+    assert result.returncode == 1  # nothing listens at the base_url: found, not reachable
+    reports = {r["account"]: r for r in json.loads(result.stdout)["accounts"]}
+    assert "credentials" not in reports["paper"]  # the paper broker needs none
+    assert reports["alpaca-live"]["credentials"] == "environment (TRADEPIPE_ALPACA_LIVE_*)"
+    text = tradepipe(config, "config", "check", env=env, check=False).stdout
+    assert "alpaca-live: broker alpaca (credentials from environment" in text
+    # The daemon keeps retrying the unreachable broker: read what it logged in its first seconds.
+    with pytest.raises(subprocess.TimeoutExpired) as served:
+        tradepipe(config, "serve", env=env, check=False, timeout=6)
+    logged = served.value.stderr
+    logged = logged.decode() if isinstance(logged, bytes) else logged or ""
+    assert "account alpaca-live: broker credentials from environment" in logged
+    for output in (result.stdout, text, logged):
+        assert "env-key" not in output and "env-secret" not in output

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tradepipe import credentials
 from tradepipe.brokers.base import Broker, Capabilities
 from tradepipe.errors import BrokerError, ConfigError
 from tradepipe.journal import Journal
@@ -37,10 +38,12 @@ def _now() -> datetime:
 
 
 async def _check_one(name: str, account: Any, journal: Journal, timeout: float) -> dict[str, Any]:
-    from tradepipe.brokers import make_broker
+    from tradepipe.brokers import NEEDS_CREDENTIALS, make_broker
 
     report: dict[str, Any] = {"account": name, "broker": account.broker, "ok": False}
     try:
+        if account.broker in NEEDS_CREDENTIALS:  # which place supplied them (never the values)
+            report["credentials"] = credentials.require(name).source
         broker: Broker = make_broker(name, account, journal, _now)
     except ConfigError as e:  # a missing credential: the message names the account
         report["error"] = str(e)

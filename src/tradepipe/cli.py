@@ -598,6 +598,8 @@ def _print_account_check(report: dict[str, Any]) -> None:
     from rich.markup import escape
 
     head = f"  account [bold]{report['account']}[/]: broker {report['broker']}"
+    if report.get("credentials"):
+        head += f" (credentials from {escape(report['credentials'])})"
     if not report["ok"]:
         out.print(f"{head} [red]failed[/]: {escape(report['error'])}")
         return

@@ -6,6 +6,7 @@ paper-only daemon never pay for alpaca-py (pandas), ib-async or ccxt.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from tradepipe import credentials
 if TYPE_CHECKING:
     from tradepipe.brokers.base import Broker
     from tradepipe.journal import Journal
+
+log = logging.getLogger(__name__)
 
 # Brokers whose accounts need credentials (Interactive Brokers logs in inside TWS / Gateway).
 NEEDS_CREDENTIALS = frozenset({"alpaca", "ccxt"})
@@ -42,6 +45,8 @@ def make_broker(
             native_brackets=account.native_brackets,
         )
     secrets = credentials.require(name, environ) if account.broker in NEEDS_CREDENTIALS else None
+    if secrets is not None:  # where they came from, never what they are
+        log.info("account %s: broker credentials from %s", name, secrets.source)
     if account.broker == "alpaca":
         from tradepipe.brokers.alpaca import AlpacaBroker
 
