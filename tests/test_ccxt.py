@@ -210,6 +210,30 @@ def test_a_burst_beyond_the_request_budget_is_spread_out(fake):
     run(test)
 
 
+def test_accounts_of_one_exchange_share_its_per_ip_request_budget(fake):
+    """Binance counts weight per IP, not per key: a second account at the same address waits
+    for what the first spent. Five all-markets calls on one account (with connect: 88 of a
+    60 burst, refilled at 19/s), then one more on the other: it leaves at least
+    (88 + 16 - 60) / 19 = 2.3 s after the first request, where a budget of its own sent it
+    at once."""
+
+    async def test():
+        async with (
+            connected(fake, rate_limited=True) as first,
+            connected(fake, rate_limited=True) as second,
+        ):
+            assert first.budget is second.budget
+            for _ in range(5):
+                await first.open_orders()
+            await second.open_orders()
+        last = fake.sent("GET", "/api/v3/openOrders")[-1]
+        assert last.at - fake.requests[0].at > 1.8
+
+    run(test)
+    with FakeBinance() as elsewhere:  # another address (a testnet, a proxy): its own budget
+        assert make_broker(elsewhere).budget is not make_broker(fake).budget
+
+
 # -- order types ---------------------------------------------------------------------------------
 
 

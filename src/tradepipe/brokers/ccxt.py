@@ -27,9 +27,9 @@ What the exchange cannot do is said here once:
   known, the answer is `BrokerUnavailable` (ask again later), never "not found".
 - **Request weight**: ccxt prices every request (`enableRateLimit`, its per-endpoint costs),
   and this account's `RequestBudget` (ccxt_budget.py) decides when it is sent, in place of
-  ccxt's throttler, which never refills while the process is idle. The budget is per account,
-  as ccxt's was; the exchange counts per IP, so two accounts of one exchange in one daemon could
-  together spend twice its budget.
+  ccxt's throttler, which never refills while the process is idle. The exchange counts weight
+  per IP, not per key: accounts of one exchange at the same API address share one budget in
+  the daemon (two Binance accounts together stay within Binance's 6,000 a minute).
 
 This module does the talking and the bookkeeping; the translation has no I/O and lives beside
 it: `ccxt_orders` (orders both ways), `ccxt_markets` (markets, their rules, holdings),
@@ -117,6 +117,19 @@ def point_at(urls: Any, base_url: str) -> Any:
     return urls
 
 
+# Exchanges count request weight per IP address: one budget per exchange and API address in
+# this process, whichever accounts use it (a sandbox or a base_url override is another address).
+_BUDGETS: dict[tuple[str, str], RequestBudget] = {}
+
+
+def _shared_budget(exchange: Any) -> RequestBudget:
+    where = json.dumps(exchange.urls.get("api"), sort_keys=True, default=str)
+    key = (exchange.id, where)
+    if key not in _BUDGETS:
+        _BUDGETS[key] = RequestBudget.of_ccxt_rate_limit(exchange.rateLimit)
+    return _BUDGETS[key]
+
+
 class CcxtBroker:
     def __init__(
         self,
@@ -158,7 +171,7 @@ class CcxtBroker:
         # ccxt awaits `exchange.throttle(cost)` before every REST request (`enableRateLimit`):
         # its own throttler makes an order wait out earlier requests however long ago they were
         # sent; this budget refills while idle (ccxt_budget.py).
-        self.budget = RequestBudget.of_ccxt_rate_limit(exchange.rateLimit)
+        self.budget = _shared_budget(exchange)
         exchange.throttle = self._throttle
 
     async def _throttle(self, cost: float | None = None) -> None:
