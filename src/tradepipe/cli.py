@@ -848,17 +848,15 @@ def backup(
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(usage errors, aborts) of click and of the copy of click that newer Typer ships."""
-    import click
-
-    usage: list[type] = [click.ClickException]
+    """(usage errors, aborts) of the click that Typer runs on: the copy Typer ≥ 0.24 ships, else
+    click itself (imported only then: a dozen milliseconds of every `tradepipe` run)."""
     try:
-        from typer._click.exceptions import ClickException  # Typer ≥ 0.24 vendors click
-
-        usage.append(ClickException)
+        from typer._click.exceptions import ClickException  # its Abort is typer.Abort
     except ImportError:
-        pass
-    return tuple(usage), (click.exceptions.Abort, typer.Abort)
+        from click.exceptions import Abort, ClickException
+
+        return (ClickException,), (Abort, typer.Abort)
+    return (ClickException,), (typer.Abort,)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import click
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -741,6 +740,8 @@ def find_config_path(explicit: Path | None, env: Mapping[str, str], cwd: Path) -
     elif (cwd / "tradepipe.toml").exists():
         path = cwd / "tradepipe.toml"
     else:
+        import click  # here, not at the top: `tradepipe --help` need not pay for it
+
         path = Path(click.get_app_dir("tradepipe")) / "tradepipe.toml"
     return path, path.exists()
 
