@@ -291,7 +291,8 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
     """reqOpenOrders lists only this client id's orders: one that an earlier session placed
     under another client id (the config changed, another daemon) is found with
     reqAllOpenOrders. Its copy in memory is not kept up to date by IB (only its own client
-    hears of it), so every lookup asks again; and only its own client may cancel it."""
+    hears of it), so every lookup asks again; only its own client may cancel it, and it is
+    listed among the open orders (it works at the account)."""
     fake.set_price("AAPL", 100)
     resting = dict(order_type=OrderType.LIMIT, limit_price=D(90))
 
@@ -307,7 +308,8 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
         with pytest.raises(OrderRejected, match="placed by API client id 9"):
             await broker.cancel("c-elsewhere")
         assert fake.logged("cancelOrder") == []
-        assert await broker.open_orders() == []  # this client's orders: it cannot cancel those
+        (listed,) = await broker.open_orders()
+        assert (listed.client_order_id, listed.status) == ("c-elsewhere", OrderStatus.ACCEPTED)
         fake.fill_part("c-elsewhere", 2, 90)
         state = await broker.get_order("c-elsewhere")
         assert (state.status, state.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 2)
@@ -316,6 +318,69 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
         assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, 5)
         assert [f.quantity for f in state.fills] == [2, 3]
         assert len(fake.logged("placeOrder")) == 1
+
+    run(fake, test)
+
+
+def test_open_orders_lists_every_client_ids_orders_and_those_placed_by_hand(fake):
+    """Reconciliation sees every working order at the account: one an earlier session placed
+    under client id 9, and one typed into TWS by hand (no orderRef: listed by IB's permId, the
+    same id at every call, and refused to cancel with the reason)."""
+    resting = dict(order_type=OrderType.LIMIT, limit_price=D(90))
+
+    async def test(broker, heard):
+        earlier, _ = make(fake, client_id=9)
+        await earlier.connect()
+        await earlier.submit(order("c-earlier", **resting))
+        await earlier.close()
+        perm_id = fake.place_manual("AAPL", "SELL", 3, "STP", "80")
+        fake.place_manual("MSFT", "BUY", 1, "LMT", "300")
+        await broker.submit(order("c-mine", **resting))
+        first = await broker.open_orders("AAPL")
+        again = await broker.open_orders("NASDAQ:AAPL")
+        assert first == again
+        by_id = {s.client_order_id: s for s in first}
+        assert sorted(by_id) == ["c-earlier", "c-mine", f"ib-{perm_id}"]
+        manual = by_id[f"ib-{perm_id}"]
+        assert (manual.status, manual.side, manual.quantity) == (OrderStatus.ACCEPTED, "sell", 3)
+        assert (manual.order_type, manual.stop_price) == (OrderType.STOP, D(80))
+        assert manual.broker_order_id == str(perm_id)
+        assert len(await broker.open_orders()) == 4  # MSFT's too
+        assert await broker.get_order(f"ib-{perm_id}") == manual
+        with pytest.raises(OrderRejected, match=f"ib-{perm_id} was placed in TWS by hand"):
+            await broker.cancel(f"ib-{perm_id}")
+        with pytest.raises(OrderRejected, match="placed by API client id 9"):
+            await broker.cancel("c-earlier")
+        assert fake.logged("cancelOrder") == []
+        assert all(o.status == "Submitted" for o in fake.orders.values())
+
+    run(fake, test)
+
+
+def test_asking_ib_for_all_open_orders_leaves_our_own_orders_reported_once(fake):
+    """A fresh reqAllOpenOrders replays our own orders' openOrder / orderStatus: ib_async keeps
+    its trade, the listener hears nothing new, and a later fill reaches it once."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-own", order_type=OrderType.LIMIT, limit_price=D(95)))
+        await until(lambda: last_heard(heard, "c-own") is not None)
+        before = [s for s in heard if s.client_order_id == "c-own"]
+        trade = next(t for t in broker._ib.trades() if t.order.orderRef == "c-own")
+        asked = len(fake.logged("reqAllOpenOrders"))  # the lookup before placing asked once
+        for _ in range(3):
+            (listed,) = await broker.open_orders()
+            assert listed.client_order_id == "c-own"
+        assert len(fake.logged("reqAllOpenOrders")) == asked + 3
+        assert [s for s in heard if s.client_order_id == "c-own"] == before
+        assert [t for t in broker._ib.trades() if t.order.orderRef == "c-own"] == [trade]
+        fake.set_price("AAPL", 94)
+        await until(lambda: getattr(last_heard(heard, "c-own"), "status", None) == "filled")
+        await asyncio.sleep(0.1)
+        filled = [s for s in heard if s.client_order_id == "c-own" and s.status == "filled"]
+        assert len(filled) == 1
+        assert (filled[0].filled_quantity, len(filled[0].fills)) == (5, 1)
+        assert await broker.open_orders() == []
 
     run(fake, test)
 
@@ -810,6 +875,20 @@ def test_a_dropped_gateway_is_reported_at_once_and_reconnected_with_backoff(fake
         assert engine.brokers["ib"]._ib.isConnected()
 
     run_engine(ib_config(fake, tmp_path), test, FastReconnect)
+
+
+def test_reconciliation_reports_an_order_placed_in_tws_by_hand_under_one_id(fake, tmp_path):
+    perm_id = fake.place_manual("AAPL", "SELL", 3, "STP", "80")
+
+    async def test(h):
+        for _ in range(2):
+            differences = await h.engine.reconcile("ib", "AAPL")
+            assert [(d.kind, d.subject, d.broker) for d in differences] == [
+                ("foreign-order", f"ib-{perm_id}", "accepted")
+            ]
+        assert "AAPL" in await h.engine._tickers("ib")
+
+    run_engine(ib_config(fake, tmp_path), test)
 
 
 def test_engine_settles_an_order_ib_forgot_as_filled_from_fills_covering_it(fake, tmp_path):

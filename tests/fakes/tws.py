@@ -16,6 +16,8 @@ connections), `fill_part(ref, shares, price)` (a partial fill), `cancel_by_ib(re
 `forget_completed()` (completed orders are listed no more; today's executions still are).
 Orders of every client id live in one book: `reqAllOpenOrders` lists them all, `reqOpenOrders`
 only the asking client's, and live reports reach only the client that placed the order.
+`place_manual(...)` adds an order typed into TWS by hand (order id 0, client id 0, no orderRef:
+an API client tells it apart only by its permId).
 `requests` logs every request the client sent, decoded, for assertions.
 """
 
@@ -287,6 +289,47 @@ class FakeTws(OwnLoop):
             self.positions[contract.con_id] = (contract, quantity, average)
 
         self._call(add)
+
+    def place_manual(
+        self,
+        symbol: str,
+        action: str,
+        quantity: int,
+        order_type: str = "LMT",
+        price: float | Decimal | str = "90",
+    ) -> int:
+        """An order typed into TWS by hand: IB reports order id 0 and client id 0 for it, no
+        orderRef, and lists it to reqAllOpenOrders; answers its permId. `price` is the limit
+        (LMT) or the stop (STP)."""
+
+        def place() -> int:
+            value = Decimal(str(price))
+            order = Order(
+                order_id=0,
+                client_id=0,
+                perm_id=next(self._perm_ids),
+                contract=self._stock(symbol),
+                action=action,
+                quantity=Decimal(quantity),
+                order_type=order_type,
+                limit_price=value if order_type == "LMT" else None,
+                aux_price=value if order_type == "STP" else None,
+                tif="DAY",
+                oca_group="",
+                account=self.account,
+                order_ref="",
+                transmit=True,
+                parent_id=0,
+                trailing_percent=None,
+                outside_rth=False,
+                status="Submitted",
+            )
+            self.orders[-order.perm_id] = order  # its order id (0) names no order
+            self._try_fill(order)
+            return order.perm_id
+
+        perm_id: int = self._call(place)
+        return perm_id
 
     def order_by_ref(self, order_ref: str) -> list[Order]:
         return [o for o in list(self.orders.values()) if o.order_ref == order_ref]
@@ -710,6 +753,8 @@ class FakeTws(OwnLoop):
                 self._cancel(child, f"Order Canceled - reason: parent {order.order_id} canceled")
 
     def _children(self, order: Order) -> list[Order]:
+        if not order.order_id:  # placed by hand: no bracket
+            return []
         return [o for o in self.orders.values() if o.parent_id == order.order_id]
 
     def _set_price(self, symbol: str, price: Decimal) -> None:

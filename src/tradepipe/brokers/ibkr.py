@@ -7,8 +7,13 @@ Things to know (https://interactivebrokers.github.io/tws-api/):
   session's orders, else IB is asked for the open orders of every client id (an earlier session
   may have used another one), the completed orders and today's executions; found → its state.
   Another client id's order is only a copy (IB reports its changes to that client alone): it is
-  asked for again at every lookup, not listed by `open_orders`, and not canceled (IB lets only
-  its own client cancel it). Fills alone are "filled" only when they cover the quantity sent.
+  asked for again at every lookup and not canceled (IB lets only its own client cancel it).
+  Fills alone are "filled" only when they cover the quantity sent.
+- `open_orders` asks IB anew for the working orders of every client id: an earlier session's
+  (another client id) and those typed into TWS by hand are real working orders at the account,
+  and reconciliation must see them. A hand-placed order carries no `orderRef`: it is listed as
+  `ib-<permId>` (IB's permanent order id, the same at every call), reconciliation reports it as
+  a foreign order, and `cancel` refuses it (cancel it in TWS).
 - Fill ids are IB's execIds without their revision: IB corrects an execution by sending the
   same execId with the next revision ("….01.01" → "….01.02"), which replaces the first.
 - IB's Inactive is not final (the order is held, e.g. outside trading hours, and may become
@@ -266,12 +271,19 @@ class IbkrBroker:
         """Ask IB anew for the open orders of every client id, the completed orders and today's
         executions; answers the orders (ib_async keeps the executions)."""
         async with self._lock:
-            listed = await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync())
+            listed = await self._ask_open(doing)
             completed = await self._ask(
                 f"{doing} completed orders", self._ib.reqCompletedOrdersAsync(True)
             )
             await self._ask(f"{doing} executions", self._ib.reqExecutionsAsync())
         return [*listed, *completed]
+
+    async def _ask_open(self, doing: str) -> list[ib_async.Trade]:
+        """IB's working orders of every client id and those placed in TWS by hand (under the
+        lock). ib_async answers this client's own orders with the trades it keeps (their
+        statuses only move forward), the others with copies as of now."""
+        assert self._lock.locked()
+        return list(await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync()))
 
     # -- events --------------------------------------------------------------------------------
 
@@ -298,12 +310,18 @@ class IbkrBroker:
         changes only to the client that placed it)."""
         return trade.order.clientId == self._client_id or trade.orderStatus.status in FINAL
 
+    @staticmethod
+    def _id_of(trade: ib_async.Trade) -> str:
+        """Our client order id, or for an order placed in TWS by hand (no `orderRef`) one made
+        of IB's permanent order id, the same at every call."""
+        return trade.order.orderRef or f"ib-{trade.order.permId}"
+
     def _trades(self, client_order_id: str) -> list[ib_async.Trade]:
         """The order's trades that ib_async keeps current."""
         return [
             t
             for t in self._ib.trades()
-            if t.order.orderRef == client_order_id and self._is_current(t)
+            if self._id_of(t) == client_order_id and self._is_current(t)
         ]
 
     def _known(
@@ -315,7 +333,7 @@ class IbkrBroker:
         trades += [
             t
             for t in asked
-            if t.order.orderRef == client_order_id and all(t is not k for k in trades)
+            if self._id_of(t) == client_order_id and all(t is not k for k in trades)
         ]
         if trades:
             return self._state(client_order_id, trades)
@@ -458,15 +476,11 @@ class IbkrBroker:
             elsewhere = [
                 t
                 for t in self._ib.trades()
-                if t.order.orderRef == client_order_id and not self._is_current(t)
+                if self._id_of(t) == client_order_id and not self._is_current(t)
             ]
             if found is not None and not found.status.is_final and elsewhere:
                 # IB's cancelOrder names an order id of the calling client id only.
-                raise OrderRejected(
-                    f"IB {self.name}: {client_order_id} was placed by API client id"
-                    f" {elsewhere[0].order.clientId}, and IB lets only that client cancel it;"
-                    " cancel it in TWS"
-                )
+                raise OrderRejected(f"IB {self.name}: {self._not_ours(elsewhere[0])}")
             return found
         with self._errors(f"canceling {client_order_id}"):
             for trade in trades:
@@ -477,15 +491,32 @@ class IbkrBroker:
             await asyncio.sleep(0.01)
         return self._state(client_order_id, trades)
 
+    def _not_ours(self, trade: ib_async.Trade) -> str:
+        """Why this client cannot cancel (or move) another client's working order."""
+        who = (
+            "in TWS by hand"
+            if not trade.order.orderRef and not trade.order.clientId
+            else f"by API client id {trade.order.clientId}"
+        )
+        return (
+            f"{self._id_of(trade)} was placed {who}, and IB lets only that client change or"
+            " cancel it; it stays working: change or cancel it in TWS"
+        )
+
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
+        """Every working order at the account: IB is asked anew (reqAllOpenOrders) for those
+        of every client id and those placed in TWS by hand, besides this client's own."""
         self._link()
         wanted = parse_ticker(ticker).ticker if ticker else None
+        async with self._lock:
+            listed = await self._ask_open("listing")
+        own = [t for t in self._ib.trades() if t.order.clientId == self._client_id]
+        others = [t for t in listed if all(t is not o for o in own)]
         states = []
-        for trade in self._ib.trades():
-            if trade.orderStatus.status in FINAL or not self._is_current(trade):
-                continue  # done, or another client id's (a copy, and not ours to cancel)
-            client_order_id = trade.order.orderRef or f"ib-{trade.order.permId}"
-            state = self._state(client_order_id, [trade])
+        for trade in (*own, *others):
+            if trade.orderStatus.status in FINAL:
+                continue
+            state = self._state(self._id_of(trade), [trade])
             if wanted is None or canonical(state.ticker or "") == wanted:
                 states.append(state)
         return states
