@@ -291,7 +291,8 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
     """reqOpenOrders lists only this client id's orders: one that an earlier session placed
     under another client id (the config changed, another daemon) is found with
     reqAllOpenOrders. Its copy in memory is not kept up to date by IB (only its own client
-    hears of it), so every lookup asks again; and only its own client may cancel it."""
+    hears of it), so every lookup asks again; only its own client may cancel it, and it is
+    listed among the open orders (it works at the account)."""
     fake.set_price("AAPL", 100)
     resting = dict(order_type=OrderType.LIMIT, limit_price=D(90))
 
@@ -307,7 +308,8 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
         with pytest.raises(OrderRejected, match="placed by API client id 9"):
             await broker.cancel("c-elsewhere")
         assert fake.logged("cancelOrder") == []
-        assert await broker.open_orders() == []  # this client's orders: it cannot cancel those
+        (listed,) = await broker.open_orders()
+        assert (listed.client_order_id, listed.status) == ("c-elsewhere", OrderStatus.ACCEPTED)
         fake.fill_part("c-elsewhere", 2, 90)
         state = await broker.get_order("c-elsewhere")
         assert (state.status, state.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 2)
@@ -316,6 +318,69 @@ def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(f
         assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, 5)
         assert [f.quantity for f in state.fills] == [2, 3]
         assert len(fake.logged("placeOrder")) == 1
+
+    run(fake, test)
+
+
+def test_open_orders_lists_every_client_ids_orders_and_those_placed_by_hand(fake):
+    """Reconciliation sees every working order at the account: one an earlier session placed
+    under client id 9, and one typed into TWS by hand (no orderRef: listed by IB's permId, the
+    same id at every call, and refused to cancel with the reason)."""
+    resting = dict(order_type=OrderType.LIMIT, limit_price=D(90))
+
+    async def test(broker, heard):
+        earlier, _ = make(fake, client_id=9)
+        await earlier.connect()
+        await earlier.submit(order("c-earlier", **resting))
+        await earlier.close()
+        perm_id = fake.place_manual("AAPL", "SELL", 3, "STP", "80")
+        fake.place_manual("MSFT", "BUY", 1, "LMT", "300")
+        await broker.submit(order("c-mine", **resting))
+        first = await broker.open_orders("AAPL")
+        again = await broker.open_orders("NASDAQ:AAPL")
+        assert first == again
+        by_id = {s.client_order_id: s for s in first}
+        assert sorted(by_id) == ["c-earlier", "c-mine", f"ib-{perm_id}"]
+        manual = by_id[f"ib-{perm_id}"]
+        assert (manual.status, manual.side, manual.quantity) == (OrderStatus.ACCEPTED, "sell", 3)
+        assert (manual.order_type, manual.stop_price) == (OrderType.STOP, D(80))
+        assert manual.broker_order_id == str(perm_id)
+        assert len(await broker.open_orders()) == 4  # MSFT's too
+        assert await broker.get_order(f"ib-{perm_id}") == manual
+        with pytest.raises(OrderRejected, match=f"ib-{perm_id} was placed in TWS by hand"):
+            await broker.cancel(f"ib-{perm_id}")
+        with pytest.raises(OrderRejected, match="placed by API client id 9"):
+            await broker.cancel("c-earlier")
+        assert fake.logged("cancelOrder") == []
+        assert all(o.status == "Submitted" for o in fake.orders.values())
+
+    run(fake, test)
+
+
+def test_asking_ib_for_all_open_orders_leaves_our_own_orders_reported_once(fake):
+    """A fresh reqAllOpenOrders replays our own orders' openOrder / orderStatus: ib_async keeps
+    its trade, the listener hears nothing new, and a later fill reaches it once."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(order("c-own", order_type=OrderType.LIMIT, limit_price=D(95)))
+        await until(lambda: last_heard(heard, "c-own") is not None)
+        before = [s for s in heard if s.client_order_id == "c-own"]
+        trade = next(t for t in broker._ib.trades() if t.order.orderRef == "c-own")
+        asked = len(fake.logged("reqAllOpenOrders"))  # the lookup before placing asked once
+        for _ in range(3):
+            (listed,) = await broker.open_orders()
+            assert listed.client_order_id == "c-own"
+        assert len(fake.logged("reqAllOpenOrders")) == asked + 3
+        assert [s for s in heard if s.client_order_id == "c-own"] == before
+        assert [t for t in broker._ib.trades() if t.order.orderRef == "c-own"] == [trade]
+        fake.set_price("AAPL", 94)
+        await until(lambda: getattr(last_heard(heard, "c-own"), "status", None) == "filled")
+        await asyncio.sleep(0.1)
+        filled = [s for s in heard if s.client_order_id == "c-own" and s.status == "filled"]
+        assert len(filled) == 1
+        assert (filled[0].filled_quantity, len(filled[0].fills)) == (5, 1)
+        assert await broker.open_orders() == []
 
     run(fake, test)
 
@@ -427,20 +492,230 @@ def test_cancel_answers_canceled_and_ib_hears_one_cancel(fake):
     run(fake, test)
 
 
-def test_replace_is_refused_and_leaves_the_working_order_as_it_is(fake):
-    """A refused modification is marked Cancelled by ib_async while IB keeps the order: until
-    that can be told apart, moving an order at IB is refused, never pretended."""
+STOP_95 = dict(order_type=OrderType.STOP, stop_price=D(95))
+STOP_98 = dict(order_type=OrderType.STOP, stop_price=D(98))
+
+
+def stop(cid: str, **fields) -> OrderRequest:
+    return order(cid, Side.SELL, **fields)
+
+
+def finals_heard(heard: list[OrderState], cid: str) -> list[OrderState]:
+    return [s for s in heard if s.client_order_id == cid and s.status.is_final]
+
+
+def test_replace_moves_a_working_stop_in_place_once_ib_answers_with_the_new_price(fake):
+    fake.set_price("AAPL", 100)
 
     async def test(broker, heard):
-        await broker.submit(order("c-old", order_type=OrderType.LIMIT, limit_price=D(90)))
-        with pytest.raises(OrderRejected, match=r"moving a working order .c-old. is not supported"):
-            await broker.replace(
-                "c-old", order("c-new", order_type=OrderType.LIMIT, limit_price=D(95))
-            )
+        old = await broker.submit(stop("c-old", **STOP_95))
+        state = await broker.replace("c-old", stop("c-new", **STOP_98))
+        assert (state.client_order_id, state.status) == ("c-new", OrderStatus.ACCEPTED)
+        assert (state.stop_price, state.quantity, state.side) == (98, 5, Side.SELL)
+        assert state.broker_order_id == old.broker_order_id  # one IB order, moved
         (ib_order,) = fake.orders.values()
-        assert (ib_order.order_ref, ib_order.limit_price) == ("c-old", D(90))
-        assert len(fake.logged("placeOrder")) == 1
-        assert (await broker.get_order("c-old")).status is OrderStatus.ACCEPTED
+        assert (ib_order.order_ref, ib_order.aux_price, ib_order.status) == (
+            "c-new",
+            98,
+            "Submitted",
+        )
+        (modified,) = fake.modifications("c-new")
+        assert (modified["auxPrice"], modified["orderRef"], modified["transmit"]) == (
+            "98",
+            "c-new",
+            True,
+        )
+        replaced = await broker.get_order("c-old")
+        assert (replaced.status, replaced.stop_price) == (OrderStatus.CANCELED, 95)
+        assert replaced.message.startswith("replaced by c-new: IB moved the order in place")
+        assert last_heard(heard, "c-old") == replaced
+        assert last_heard(heard, "c-new") == state == await broker.get_order("c-new")
+        assert [s.client_order_id for s in await broker.open_orders("AAPL")] == ["c-new"]
+        fake.set_price("AAPL", "97.5")  # below the moved stop, above the old one
+        await until(lambda: getattr(last_heard(heard, "c-new"), "status", None) == "filled")
+        assert (await broker.position("AAPL")).quantity == -5
+
+    run(fake, test)
+
+
+REFUSALS = [
+    (201, "Order rejected - reason:Stop price revision is disallowed after order has triggered"),
+    # ib_async counts 110 as a warning: it marks the order ValidationError, not Cancelled.
+    (110, "The price does not conform to the minimum price variation for this contract."),
+]
+
+
+@pytest.mark.parametrize(("code", "words"), REFUSALS, ids=["201", "110"])
+def test_a_refused_move_raises_ibs_words_and_the_order_stays_where_ib_holds_it(fake, code, words):
+    """ib_async marks an order whose modification IB refused Cancelled (or ValidationError),
+    while IB keeps it working at the old price: that guess must reach neither the listener
+    (the journal would drop a stop that still works) nor any later answer."""
+    fake.set_price("AAPL", 100)
+    fake.refuse_next_modify(code, words)
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        with pytest.raises(OrderRejected) as refused:
+            await broker.replace("c-old", stop("c-new", **STOP_98))
+        assert str(refused.value) == (
+            f"IB ib: IB refused to move c-old (error {code}: {words});"
+            " it stays working as IB holds it: sell 5 AAPL stop 95"
+        )
+        (ib_order,) = fake.orders.values()
+        assert (ib_order.order_ref, ib_order.aux_price, ib_order.status) == (
+            "c-old",
+            95,
+            "Submitted",
+        )
+        state = await broker.get_order("c-old")
+        assert (state.status, state.stop_price, state.message) == (OrderStatus.ACCEPTED, 95, None)
+        (listed,) = await broker.open_orders("AAPL")
+        assert (listed.client_order_id, listed.stop_price) == ("c-old", 95)
+        assert await broker.get_order("c-new") is None
+        assert finals_heard(heard, "c-old") == []
+        assert last_heard(heard, "c-old").status is OrderStatus.ACCEPTED
+        fake.set_price("AAPL", 94)  # the stop IB kept still protects
+        await until(lambda: getattr(last_heard(heard, "c-old"), "status", None) == "filled")
+        assert [s.status for s in finals_heard(heard, "c-old")] == [OrderStatus.FILLED]
+
+    run(fake, test)
+
+
+def test_an_order_whose_move_was_refused_is_canceled_not_rejected_later(fake):
+    """The refusal stays in ib_async's log of the order: it is not the order's fate."""
+    fake.refuse_next_modify()
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        with pytest.raises(OrderRejected, match="Stop price revision is disallowed"):
+            await broker.replace("c-old", stop("c-new", **STOP_98))
+        state = await broker.cancel("c-old")
+        assert (state.status, state.message) == (OrderStatus.CANCELED, None)
+        assert [s.status for s in finals_heard(heard, "c-old")] == [OrderStatus.CANCELED]
+
+    run(fake, test)
+
+
+def test_a_refused_move_whose_truth_could_not_be_read_is_asked_of_ib_until_it_is(fake):
+    """IB refused, then did not answer the question of what it holds: the refusal is raised,
+    the order stays out of ib_async's (guessed) hands until IB lists it again."""
+    fake.refuse_next_modify()
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        fake.ignore_next(16, after=1)  # reqAllOpenOrders: the lookup of c-new is answered
+        with pytest.raises(OrderRejected, match="could not be read") as refused:
+            await broker.replace("c-old", stop("c-new", **STOP_98))
+        assert "Stop price revision is disallowed" in str(refused.value)
+        state = await broker.get_order("c-old")  # asks IB, which lists it working again
+        assert (state.status, state.stop_price) == (OrderStatus.ACCEPTED, 95)
+        assert finals_heard(heard, "c-old") == []
+        moved = await broker.replace("c-old", stop("c-new2", **STOP_98))  # settled: movable
+        assert (moved.client_order_id, moved.stop_price) == ("c-new2", 98)
+
+    run(fake, test)
+
+
+def test_an_order_whose_refused_move_is_unsettled_can_still_be_canceled(fake):
+    fake.refuse_next_modify()
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        fake.ignore_next(16, after=1)
+        with pytest.raises(OrderRejected, match="could not be read"):
+            await broker.replace("c-old", stop("c-new", **STOP_98))
+        state = await broker.cancel("c-old")  # ib_async holds it for Cancelled: IB is asked
+        assert state.status is OrderStatus.CANCELED
+        assert [o.status for o in fake.orders.values()] == ["Cancelled"]
+        assert len(fake.logged("cancelOrder")) == 1
+
+    run(fake, test)
+
+
+def test_a_move_sent_again_is_answered_from_ib_and_modifies_once(fake):
+    """After a crash the engine sends the same move again (same new client order id): found by
+    the new id that IB now holds in orderRef, never modified twice."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        first = await broker.replace("c-old", stop("c-new", **STOP_98))
+        again = await broker.replace("c-old", stop("c-new", **STOP_98))
+        assert again == first
+        await broker.close()
+        restarted, _ = make(fake)  # a new process, same client id: nothing in memory
+        await restarted.connect()
+        try:
+            found = await restarted.replace("c-old", stop("c-new", **STOP_98))
+            assert (found.client_order_id, found.stop_price) == ("c-new", 98)
+        finally:
+            await restarted.close()
+        assert len(fake.modifications("c-new")) == 1
+
+    run(fake, test)
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["ib-moved-it", "ib-did-not"])
+def test_an_unanswered_move_is_unavailable_and_later_answered_from_ib(fake, applied):
+    fake.set_price("AAPL", 100)
+    fake.stall_next_modify(apply=applied)
+
+    async def test(broker, heard):
+        await broker.submit(stop("c-old", **STOP_95))
+        with pytest.raises(BrokerUnavailable, match="IB may or may not have moved it"):
+            await broker.replace("c-old", stop("c-new", **STOP_98))
+        assert finals_heard(heard, "c-old") == []
+        assert len(fake.modifications("c-new" if applied else "c-old")) == 1
+        found = await broker.get_order("c-new")  # what the engine asks before sending again
+        old = await broker.get_order("c-old")
+        if applied:
+            assert (found.status, found.stop_price) == (OrderStatus.ACCEPTED, 98)
+            assert old.status is OrderStatus.CANCELED and "replaced by c-new" in old.message
+            again = await broker.replace("c-old", stop("c-new", **STOP_98))
+            assert again == found
+            assert len(fake.modifications("c-new")) == 1
+        else:
+            assert found is None
+            assert (old.status, old.stop_price) == (OrderStatus.ACCEPTED, 95)
+            with pytest.raises(OrderRejected, match="c-old to c-new is not settled with IB"):
+                await broker.replace("c-old", stop("c-new", **STOP_98))
+            assert len(fake.modifications("c-old")) == 1
+            canceled = await broker.cancel("c-old")  # an exit still cancels it
+            assert canceled.status is OrderStatus.CANCELED
+            assert [o.status for o in fake.orders.values()] == ["Cancelled"]
+
+    run(fake, test)
+
+
+def test_what_ib_cannot_move_is_refused_before_sending(fake):
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        earlier, _ = make(fake, client_id=9)
+        await earlier.connect()
+        await earlier.submit(stop("c-earlier", **STOP_95))
+        await earlier.close()
+        with pytest.raises(OrderRejected, match="placed by API client id 9"):
+            await broker.replace("c-earlier", stop("c-new", **STOP_98))
+        await broker.submit(stop("c-part", order_type=OrderType.LIMIT, limit_price=D(110)))
+        fake.fill_part("c-part", 2, 110)
+        await until(lambda: getattr(last_heard(heard, "c-part"), "filled_quantity", 0) == 2)
+        with pytest.raises(OrderRejected, match=r"c-part is partially filled \(2 of 5\)"):
+            await broker.replace(
+                "c-part", stop("c-new", order_type=OrderType.LIMIT, limit_price=D(105))
+            )
+        await broker.submit(stop("c-stop", **STOP_95))
+        with pytest.raises(OrderRejected, match="keeps its order type and side"):
+            await broker.replace(
+                "c-stop", stop("c-new", order_type=OrderType.LIMIT, limit_price=D(99))
+            )
+        with pytest.raises(OrderRejected, match="no order c-never to move"):
+            await broker.replace("c-never", stop("c-new", **STOP_98))
+        assert [p["orderRef"] for p in fake.logged("placeOrder")] == [
+            "c-earlier",
+            "c-part",
+            "c-stop",
+        ]
 
     run(fake, test)
 
@@ -810,6 +1085,104 @@ def test_a_dropped_gateway_is_reported_at_once_and_reconnected_with_backoff(fake
         assert engine.brokers["ib"]._ib.isConnected()
 
     run_engine(ib_config(fake, tmp_path), test, FastReconnect)
+
+
+IB_BRACKET = {
+    "ticker": "AAPL",
+    "action": "buy",
+    "quantity": 5,
+    "signalPrice": 100,
+    "takeProfit": {"percent": 10},
+    "stopLoss": {"amount": 5},
+}
+BREAKEVEN = {"ticker": "AAPL", "action": "breakeven", "signalPrice": 104}
+
+
+def ib_legs(h, signal_id: int) -> dict[str, dict]:
+    return {o["role"]: o for o in h.journal.orders(signal_id=signal_id)}
+
+
+def test_engine_breakeven_moves_the_bracket_stop_at_ib_and_it_still_cancels_with_the_tp(
+    fake, tmp_path
+):
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        (buy,) = await h.send(IB_BRACKET)
+        await until(lambda: ib_legs(h, buy)["entry"]["status"] == "filled")
+        old_stop = ib_legs(h, buy)["stop_loss"]
+        fake.set_price("AAPL", 104)
+        (be,) = await h.send(BREAKEVEN)
+        assert h.deliveries(be) == [
+            (
+                "submitted",
+                "move the stop of the long 5 from 95 to breakeven 100 (average 100, offset 0)",
+            )
+        ]
+        (moved,) = h.journal.orders(signal_id=be)
+        assert (moved["stop_price"], moved["status"], moved["replaces"]) == (
+            "100",
+            "accepted",
+            old_stop["client_order_id"],
+        )
+        old_stop = h.journal.order_by_client_id(old_stop["client_order_id"])
+        assert old_stop["status"] == "canceled"
+        assert old_stop["broker_message"].startswith(f"replaced by {moved['client_order_id']}")
+        ib_stop, ib_tp = (
+            fake.order_by_ref(moved["client_order_id"]),
+            fake.order_by_ref(ib_legs(h, buy)["take_profit"]["client_order_id"]),
+        )
+        assert [(o.aux_price, o.status) for o in ib_stop] == [(100, "Submitted")]
+        assert ib_stop[0].oca_group == ib_tp[0].oca_group != ""
+        assert len(fake.orders) == 3  # moved in place: no new IB order
+        fake.set_price("AAPL", 111)  # the take-profit fills; IB cancels the moved stop (OCA)
+        await until(
+            lambda: h.journal.order_by_client_id(moved["client_order_id"])["status"] == "canceled"
+        )
+        await until(lambda: h.journal.position("ib", "AAPL")[0] == 0)
+
+    run_engine(ib_config(fake, tmp_path), test)
+
+
+def test_engine_breakeven_that_ib_refuses_keeps_the_stop_journaled_where_ib_holds_it(
+    fake, tmp_path
+):
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        (buy,) = await h.send(IB_BRACKET)
+        await until(lambda: ib_legs(h, buy)["entry"]["status"] == "filled")
+        fake.set_price("AAPL", 104)
+        fake.refuse_next_modify()
+        (be,) = await h.send(BREAKEVEN)
+        ((status, reason),) = h.deliveries(be)
+        assert status == "rejected"
+        assert "Stop price revision is disallowed after order has triggered" in reason
+        assert "it stays working as IB holds it: sell 5 AAPL stop 95" in reason
+        await asyncio.sleep(0.1)  # anything ib_async said meanwhile has reached the journal
+        stop_loss = ib_legs(h, buy)["stop_loss"]
+        assert (stop_loss["status"], stop_loss["stop_price"]) == ("accepted", "95")
+        (refused,) = h.journal.orders(signal_id=be)
+        assert refused["status"] == "rejected"
+        assert await h.engine.reconcile("ib", "AAPL") == []
+        fake.set_price("AAPL", 94)  # the stop IB kept fills
+        await until(lambda: ib_legs(h, buy)["stop_loss"]["status"] == "filled")
+
+    run_engine(ib_config(fake, tmp_path), test)
+
+
+def test_reconciliation_reports_an_order_placed_in_tws_by_hand_under_one_id(fake, tmp_path):
+    perm_id = fake.place_manual("AAPL", "SELL", 3, "STP", "80")
+
+    async def test(h):
+        for _ in range(2):
+            differences = await h.engine.reconcile("ib", "AAPL")
+            assert [(d.kind, d.subject, d.broker) for d in differences] == [
+                ("foreign-order", f"ib-{perm_id}", "accepted")
+            ]
+        assert "AAPL" in await h.engine._tickers("ib")
+
+    run_engine(ib_config(fake, tmp_path), test)
 
 
 def test_engine_settles_an_order_ib_forgot_as_filled_from_fills_covering_it(fake, tmp_path):

@@ -16,6 +16,14 @@ connections), `fill_part(ref, shares, price)` (a partial fill), `cancel_by_ib(re
 `forget_completed()` (completed orders are listed no more; today's executions still are).
 Orders of every client id live in one book: `reqAllOpenOrders` lists them all, `reqOpenOrders`
 only the asking client's, and live reports reach only the client that placed the order.
+A placeOrder with the id of the client's working order modifies it (openOrder + orderStatus
+with the new values, as TWS answers); `refuse_next_modify(code, message)` makes TWS refuse the
+next modification with an error for the order id (the order stays as it was, and TWS sends
+nothing else), `stall_next_modify(apply)` leaves the next one unanswered (applied or not);
+`ignore_next(16, after=n)` leaves a request of that message id (16: reqAllOpenOrders)
+unanswered, once, after answering `n` more of them.
+`place_manual(...)` adds an order typed into TWS by hand (order id 0, client id 0, no orderRef:
+an API client tells it apart only by its permId).
 `requests` logs every request the client sent, decoded, for assertions.
 """
 
@@ -151,6 +159,8 @@ class FakeTws(OwnLoop):
         self.is_down = False
         self._rejections: list[str] = []
         self._holds: list[tuple[int, str]] = []
+        self._modify_faults: list[tuple[str, int, str]] = []  # ("refuse", code, text) | stall
+        self._ignored: list[list[int]] = []  # [message id, answered before ignoring one]
         self._forgotten: set[int] = set()  # order ids no longer listed as completed
         self._perm_ids = itertools.count(900_001)
         self._exec_ids = itertools.count(1)
@@ -186,6 +196,30 @@ class FakeTws(OwnLoop):
     def hold_next(self, message: str, code: int = 399) -> None:
         """The next new order is accepted but held Inactive, with this warning (IB's words)."""
         self._call(self._holds.append, (code, message))
+
+    def refuse_next_modify(
+        self,
+        code: int = 201,
+        message: str = "Order rejected - reason:Stop price revision is disallowed after order"
+        " has triggered",
+    ) -> None:
+        """TWS refuses the next modification: an error for the order id, nothing else; the
+        order keeps working as it was."""
+        self._call(self._modify_faults.append, ("refuse", code, message))
+
+    def ignore_next(self, message_id: int, after: int = 0) -> None:
+        """A request with this message id gets no answer (TWS busy, a lost reply), once,
+        after `after` more of them were answered."""
+        self._call(self._ignored.append, [message_id, after])
+
+    def stall_next_modify(self, apply: bool) -> None:
+        """TWS answers nothing to the next modification; with `apply` it still makes it."""
+        self._call(self._modify_faults.append, ("apply" if apply else "drop", 0, ""))
+
+    def modifications(self, order_ref: str) -> list[dict[str, Any]]:
+        """The placeOrders after the first one of the IB order that carries `order_ref` now."""
+        (order,) = self.order_by_ref(order_ref)
+        return [p for p in self.logged("placeOrder") if p["orderId"] == order.order_id][1:]
 
     def activate(self, order_ref: str) -> None:
         """An Inactive order becomes active (working), and fills if the price allows."""
@@ -288,6 +322,47 @@ class FakeTws(OwnLoop):
 
         self._call(add)
 
+    def place_manual(
+        self,
+        symbol: str,
+        action: str,
+        quantity: int,
+        order_type: str = "LMT",
+        price: float | Decimal | str = "90",
+    ) -> int:
+        """An order typed into TWS by hand: IB reports order id 0 and client id 0 for it, no
+        orderRef, and lists it to reqAllOpenOrders; answers its permId. `price` is the limit
+        (LMT) or the stop (STP)."""
+
+        def place() -> int:
+            value = Decimal(str(price))
+            order = Order(
+                order_id=0,
+                client_id=0,
+                perm_id=next(self._perm_ids),
+                contract=self._stock(symbol),
+                action=action,
+                quantity=Decimal(quantity),
+                order_type=order_type,
+                limit_price=value if order_type == "LMT" else None,
+                aux_price=value if order_type == "STP" else None,
+                tif="DAY",
+                oca_group="",
+                account=self.account,
+                order_ref="",
+                transmit=True,
+                parent_id=0,
+                trailing_percent=None,
+                outside_rth=False,
+                status="Submitted",
+            )
+            self.orders[-order.perm_id] = order  # its order id (0) names no order
+            self._try_fill(order)
+            return order.perm_id
+
+        perm_id: int = self._call(place)
+        return perm_id
+
     def order_by_ref(self, order_ref: str) -> list[Order]:
         return [o for o in list(self.orders.values()) if o.order_ref == order_ref]
 
@@ -351,6 +426,13 @@ class FakeTws(OwnLoop):
 
     def _handle(self, session: Session, fields: list[str]) -> None:
         kind = int(fields[0])
+        pending = next((i for i in self._ignored if i[0] == kind), None)
+        if pending is not None and pending[1] > 0:
+            pending[1] -= 1
+        elif pending is not None:
+            self._ignored.remove(pending)
+            self.requests.append(("ignored", {"fields": fields}))
+            return
         handler = {
             71: self._start_api,
             61: self._req_positions,
@@ -680,6 +762,12 @@ class FakeTws(OwnLoop):
             why = f"Order {order.order_id} cannot be modified, state: {order.status}"
             self._send_to(order.client_id, [4, 2, order.order_id, 10148, why, ""])
             return
+        fault, code, message = self._modify_faults.pop(0) if self._modify_faults else ("", 0, "")
+        if fault == "refuse":
+            self._send_to(order.client_id, [4, 2, order.order_id, code, message, ""])
+            return
+        if fault == "drop":
+            return
         order.quantity = Decimal(request["totalQuantity"])
         order.order_type = request["orderType"]
         order.limit_price = _decimal(request["lmtPrice"])
@@ -687,6 +775,8 @@ class FakeTws(OwnLoop):
         order.trailing_percent = _decimal(request["trailingPercent"])
         order.order_ref = request["orderRef"]
         order.tif = request["tif"]
+        if fault == "apply":
+            return
         self._send_open(order)
         self._try_fill(order)
 
@@ -710,6 +800,8 @@ class FakeTws(OwnLoop):
                 self._cancel(child, f"Order Canceled - reason: parent {order.order_id} canceled")
 
     def _children(self, order: Order) -> list[Order]:
+        if not order.order_id:  # placed by hand: no bracket
+            return []
         return [o for o in self.orders.values() if o.parent_id == order.order_id]
 
     def _set_price(self, symbol: str, price: Decimal) -> None:

@@ -7,8 +7,13 @@ Things to know (https://interactivebrokers.github.io/tws-api/):
   session's orders, else IB is asked for the open orders of every client id (an earlier session
   may have used another one), the completed orders and today's executions; found → its state.
   Another client id's order is only a copy (IB reports its changes to that client alone): it is
-  asked for again at every lookup, not listed by `open_orders`, and not canceled (IB lets only
-  its own client cancel it). Fills alone are "filled" only when they cover the quantity sent.
+  asked for again at every lookup and not canceled (IB lets only its own client cancel it).
+  Fills alone are "filled" only when they cover the quantity sent.
+- `open_orders` asks IB anew for the working orders of every client id: an earlier session's
+  (another client id) and those typed into TWS by hand are real working orders at the account,
+  and reconciliation must see them. A hand-placed order carries no `orderRef`: it is listed as
+  `ib-<permId>` (IB's permanent order id, the same at every call), reconciliation reports it as
+  a foreign order, and `cancel` refuses it (cancel it in TWS).
 - Fill ids are IB's execIds without their revision: IB corrects an execution by sending the
   same execId with the next revision ("….01.01" → "….01.02"), which replaces the first.
 - IB's Inactive is not final (the order is held, e.g. outside trading hours, and may become
@@ -19,8 +24,18 @@ Things to know (https://interactivebrokers.github.io/tws-api/):
   through the listener. The Gateway restarts daily (around 23:45–00:45 ET): that is a disconnect.
 - Brackets use IB's transmit semantics: entry and take-profit are sent with transmit=False, the
   stop with transmit=True releases all three; the children carry `parentId` and one OCA group.
-- `replace` is refused for now: IB modifies an order in place, and when IB refuses the
-  modification ib_async marks the still-working order Cancelled locally.
+- `replace` (breakeven moving a stop) is IB's modification in place: the same IB order (order
+  id, permId, parent, OCA group) sent again with the new quantity / prices and the new client
+  order id in `orderRef`, so a move sent again is found by the new id and never sent twice.
+  It is done only once IB answers with the new values; the old id then answers canceled,
+  "replaced by <new id>" (in this process only: after a restart IB knows the order by the new
+  id alone). When IB refuses a modification, ib_async marks the still-working order Cancelled
+  locally: that guess is never reported; IB is asked again for what it holds, and the refusal
+  raises OrderRejected with IB's words and where the order stays. No answer in time →
+  BrokerUnavailable (IB may or may not have moved it; the order is asked of IB at every lookup
+  until IB shows it). A partially filled, held (Inactive) or another client's order is not
+  moved (IB counts a modification's quantity from the order's start, and only the placing
+  client may modify).
 - Tickers: stocks `AAPL` or `NASDAQ:AAPL` (SMART-routed, USD); futures only with their contract
   month, `ESZ2026` (root, month code, year; `CME:ESZ2026` to name the exchange) — continuous
   symbols such as `NQ1!` are refused; options as OCC symbols, `AAPL 261218C00200000`.
@@ -34,8 +49,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,6 +67,7 @@ from tradepipe.brokers.ibkr_translation import (
     parse_number,
     parse_ticker,
     to_contract,
+    to_ib_modify,
     to_ib_order,
     to_position,
     trade_state,
@@ -93,6 +111,18 @@ DISCONNECTED = (
     " reconnects on its own"
 )
 
+
+@dataclass
+class Move:
+    """A modification sent to IB and not yet settled (`replace`)."""
+
+    old_id: str
+    new_id: str
+    was: OrderState  # the order as it worked before
+    status: str  # ib_async's status before (restored if ib_async guesses Cancelled)
+    error: tuple[int, str] | None = None  # IB's answer, if an error
+
+
 # -- the adapter ----------------------------------------------------------------------------
 
 
@@ -125,6 +155,8 @@ class IbkrBroker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._disconnect_listener: Callable[[str], None] | None = None
         self._link_lost: str | None = None  # error 1100 until 1101 / 1102
+        self._moves: dict[int, Move] = {}  # IB order id → its unsettled modification
+        self._moved: dict[str, OrderState] = {}  # a moved order's old id → its end
         self._lock = asyncio.Lock()  # ib_async keys some requests by name: one at a time
         self._ib.orderStatusEvent += self._on_order_event
         self._ib.execDetailsEvent += self._on_fill_event
@@ -234,6 +266,9 @@ class IbkrBroker:
             )
 
     def _on_error(self, request_id: int, code: int, text: str, contract: Any) -> None:
+        move = self._moves.get(request_id)
+        if move is not None and move.error is None:
+            move.error = (code, text)  # IB's answer to a modification (`replace` reads it)
         if code == 1100:
             self._link_lost = f"IB Gateway lost its connection to IB (error 1100: {text})"
         elif code in (1101, 1102):  # restored; 1101: data lost → resubscribe and re-sync
@@ -266,16 +301,31 @@ class IbkrBroker:
         """Ask IB anew for the open orders of every client id, the completed orders and today's
         executions; answers the orders (ib_async keeps the executions)."""
         async with self._lock:
-            listed = await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync())
+            listed = await self._ask_open(doing)
             completed = await self._ask(
                 f"{doing} completed orders", self._ib.reqCompletedOrdersAsync(True)
             )
             await self._ask(f"{doing} executions", self._ib.reqExecutionsAsync())
         return [*listed, *completed]
 
+    async def _ask_open(self, doing: str) -> list[ib_async.Trade]:
+        """IB's working orders of every client id and those placed in TWS by hand (under the
+        lock). ib_async answers this client's own orders with the trades it keeps (their
+        statuses only move forward), the others with copies as of now."""
+        assert self._lock.locked()
+        listed = list(await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync()))
+        self._settle_moves(listed)
+        return listed
+
     # -- events --------------------------------------------------------------------------------
 
     def _on_order_event(self, trade: ib_async.Trade) -> None:
+        if self._move_of(trade) is not None:
+            if trade.log and trade.log[-1].errorCode:
+                # ib_async marks an order whose modification IB refused Cancelled: its guess,
+                # never reported; IB is asked (`replace`, or the next lookup).
+                return
+            self._settle_moves()
         if trade.order.orderRef:
             self._report(self._state(trade.order.orderRef, [trade]))
 
@@ -293,17 +343,57 @@ class IbkrBroker:
     # -- state ---------------------------------------------------------------------------------
 
     def _is_current(self, trade: ib_async.Trade) -> bool:
-        """ib_async keeps this client id's orders up to date, and a final order stays as it
-        is; another client id's open order is a copy of when IB was last asked (IB reports its
-        changes only to the client that placed it)."""
-        return trade.order.clientId == self._client_id or trade.orderStatus.status in FINAL
+        """ib_async keeps this client id's orders up to date (but for one being modified: IB
+        is asked), and a final order stays as it is; another client id's open order is a copy
+        of when IB was last asked (IB reports its changes only to the client that placed it)."""
+        if trade.order.clientId == self._client_id:
+            return self._move_of(trade) is None
+        return trade.orderStatus.status in FINAL
+
+    def _move_of(self, trade: ib_async.Trade) -> Move | None:
+        if trade.order.clientId != self._client_id:
+            return None
+        return self._moves.get(trade.order.orderId)
+
+    def _settle_moves(self, listed: Sequence[ib_async.Trade] = ()) -> None:
+        """Modifications IB has answered. With the new values (its openOrder carries the new
+        `orderRef`): the old id ends as replaced, the new one is reported. Refused (an error),
+        and `listed` by IB as it was: the order is current again — a status ib_async guessed
+        (Cancelled, ValidationError) where IB sent none gives way to the one before."""
+        for trade in self._ib.trades():
+            move = self._move_of(trade)
+            if move is None:
+                continue
+            if trade.order.orderRef != move.new_id:
+                if move.error is not None and any(t is trade for t in listed):
+                    if trade.orderStatus.status in (*FINAL, "ValidationError"):
+                        trade.orderStatus.status = move.status
+                    del self._moves[trade.order.orderId]
+                    self._report(self._state(move.old_id, [trade]))
+                continue
+            del self._moves[trade.order.orderId]
+            moved = dataclasses.replace(
+                move.was,
+                status=OrderStatus.CANCELED,
+                message=f"replaced by {move.new_id}: IB moved the order in place (IB order"
+                f" {trade.order.permId} now carries {move.new_id})",
+            )
+            self._moved[move.old_id] = moved
+            self._report(moved)
+            self._report(self._state(move.new_id, [trade]))
+
+    @staticmethod
+    def _id_of(trade: ib_async.Trade) -> str:
+        """Our client order id, or for an order placed in TWS by hand (no `orderRef`) one made
+        of IB's permanent order id, the same at every call."""
+        return trade.order.orderRef or f"ib-{trade.order.permId}"
 
     def _trades(self, client_order_id: str) -> list[ib_async.Trade]:
         """The order's trades that ib_async keeps current."""
         return [
             t
             for t in self._ib.trades()
-            if t.order.orderRef == client_order_id and self._is_current(t)
+            if self._id_of(t) == client_order_id and self._is_current(t)
         ]
 
     def _known(
@@ -315,7 +405,7 @@ class IbkrBroker:
         trades += [
             t
             for t in asked
-            if t.order.orderRef == client_order_id and all(t is not k for k in trades)
+            if self._id_of(t) == client_order_id and all(t is not k for k in trades)
         ]
         if trades:
             return self._state(client_order_id, trades)
@@ -339,7 +429,10 @@ class IbkrBroker:
         trades = self._trades(client_order_id)
         if trades:
             return self._state(client_order_id, trades)
-        return self._known(client_order_id, await self._ask_ib("looking up"))
+        if client_order_id in self._moved:
+            return self._moved[client_order_id]
+        asked = await self._ask_ib("looking up")
+        return self._moved.get(client_order_id) or self._known(client_order_id, asked)
 
     async def get_order(
         self, client_order_id: str, *, ticker: str | None = None
@@ -438,35 +531,126 @@ class IbkrBroker:
             await asyncio.sleep(0.01)
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
+        """IB's modification in place, done only once IB answers with the new values."""
         self._link()
         existing = await self._lookup(request.client_order_id)
-        if existing is not None:
+        if existing is not None:  # moved before (a retry): answer, send nothing
             return existing
-        # Not yet: IB modifies in place, and when it refuses a modification ib_async marks
-        # the still-working order Cancelled locally — the journal would believe a stop moved
-        # (or vanished) that IB still holds where it was. Refused, so nothing is pretended.
-        raise OrderRejected(
-            f"IB {self.name}: moving a working order ({client_order_id}) is not supported yet;"
-            " the order stays as it is — move it in TWS if needed"
-        )
+        trade = await self._movable(client_order_id)
+        was = self._state(client_order_id, [trade])
+        if was.filled_quantity:
+            raise OrderRejected(
+                f"IB {self.name}: {client_order_id} is partially filled ({was.filled_quantity}"
+                f" of {was.quantity}); IB counts a modification's quantity from the order's"
+                " start, so it is not moved: it stays working as it is"
+            )
+        modified = to_ib_modify(client_order_id, trade.order, request)
+        order_id = trade.order.orderId
+        move = Move(client_order_id, request.client_order_id, was, trade.orderStatus.status)
+        self._tickers[request.client_order_id] = request.ticker
+        self._quantities[request.client_order_id] = request.quantity
+        self._moves[order_id] = move
+        with self._errors(f"moving {client_order_id}"):
+            self._link()
+            self._ib.placeOrder(trade.contract, modified)
+        await self._move_answered(trade, move)
+        if move.error is not None and trade.order.orderRef != move.new_id:
+            await self._move_refused(trade, move)
+        self._settle_moves()
+        return self._state(move.new_id, [trade])
 
-    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
-        self._link()
+    async def _movable(self, client_order_id: str) -> ib_async.Trade:
+        """The working order of this client that `replace` may modify, or why not."""
+        pending = [m.new_id for m in self._moves.values() if m.old_id == client_order_id]
+        if pending:
+            raise OrderRejected(
+                f"IB {self.name}: the move of {client_order_id} to {pending[0]} is not settled"
+                " with IB (no answer, or what IB holds could not be read yet); it is not moved"
+                " again before IB shows where it is (check it in TWS)"
+            )
         trades = [t for t in self._trades(client_order_id) if t.orderStatus.status not in FINAL]
         if not trades:
             found = await self._lookup(client_order_id)
-            elsewhere = [
-                t
-                for t in self._ib.trades()
-                if t.order.orderRef == client_order_id and not self._is_current(t)
-            ]
+            elsewhere = self._elsewhere(client_order_id)
+            if found is None:
+                raise OrderRejected(f"IB {self.name}: no order {client_order_id} to move")
+            if not found.status.is_final and elsewhere:
+                raise OrderRejected(f"IB {self.name}: {self._not_ours(elsewhere[0])}")
+            raise OrderRejected(
+                f"IB {self.name}: order {client_order_id} is {found.status}: nothing to move"
+            )
+        (trade,) = trades
+        status = trade.orderStatus.status
+        if status == "Inactive":
+            raise OrderRejected(
+                f"IB {self.name}: {client_order_id} is held inactive by IB; it is not moved"
+                " while IB holds it (it stays as it is: move it in TWS if needed)"
+            )
+        if status in ("PendingSubmit", "ApiPending"):
+            raise OrderRejected(
+                f"IB {self.name}: IB has not acknowledged {client_order_id} yet; it is not"
+                " moved before IB does"
+            )
+        return trade
+
+    async def _move_answered(self, trade: ib_async.Trade, move: Move) -> None:
+        """Wait for IB's answer to a modification: its openOrder with the new `orderRef`, or
+        an error for the order; none in time → BrokerUnavailable (IB may have moved it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        unknown = (
+            f"IB may or may not have moved it: {move.new_id} is looked up, and the order"
+            " is asked of IB at every lookup until IB shows it"
+        )
+        while trade.order.orderRef != move.new_id and move.error is None:
+            if not self._ib.isConnected():
+                raise BrokerUnavailable(
+                    f"IB {self.name}: {self._down()} (moving {move.old_id}; {unknown})"
+                )
+            if loop.time() > deadline:
+                raise BrokerUnavailable(
+                    f"IB {self.name}: no answer within {self._timeout:g} s to moving"
+                    f" {move.old_id} to {move.new_id}; {unknown}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def _move_refused(self, trade: ib_async.Trade, move: Move) -> None:
+        """IB answered a modification with an error: ask IB what it holds now (ib_async
+        marked the order Cancelled, or ValidationError, on its own), then raise OrderRejected
+        with IB's words and where the order stays — unless IB did move it (a warning)."""
+        assert move.error is not None
+        code, words = move.error
+        refused = f"IB {self.name}: IB refused to move {move.old_id} (error {code}: {words})"
+        try:
+            asked = await self._ask_ib(f"checking the refused move of {move.old_id}:")
+        except BrokerError as e:
+            raise OrderRejected(
+                f"{refused}; what IB holds now could not be read ({e}): the order is asked of"
+                " IB at every lookup"
+            ) from e
+        if trade.order.orderRef == move.new_id:
+            return  # IB moved it after all (its error was a warning): settled by the caller
+        working = any(t is trade for t in asked)  # if so, settled by the asking
+        self._moves.pop(trade.order.orderId, None)
+        state = self._known(move.old_id, asked)
+        if state is None:
+            raise OrderRejected(f"{refused}; IB no longer lists {move.old_id}")
+        self._report(state)
+        if working:
+            raise OrderRejected(f"{refused}; it stays working as IB holds it: {_shown(state)}")
+        raise OrderRejected(f"{refused}; IB no longer lists it as working ({state.status})")
+
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
+        self._link()
+        trades = self._cancelable(client_order_id)
+        if not trades:
+            found = await self._lookup(client_order_id)  # asks IB (settles a refused move)
+            trades = self._cancelable(client_order_id)
+        if not trades:
+            elsewhere = self._elsewhere(client_order_id)
             if found is not None and not found.status.is_final and elsewhere:
                 # IB's cancelOrder names an order id of the calling client id only.
-                raise OrderRejected(
-                    f"IB {self.name}: {client_order_id} was placed by API client id"
-                    f" {elsewhere[0].order.clientId}, and IB lets only that client cancel it;"
-                    " cancel it in TWS"
-                )
+                raise OrderRejected(f"IB {self.name}: {self._not_ours(elsewhere[0])}")
             return found
         with self._errors(f"canceling {client_order_id}"):
             for trade in trades:
@@ -477,15 +661,51 @@ class IbkrBroker:
             await asyncio.sleep(0.01)
         return self._state(client_order_id, trades)
 
+    def _cancelable(self, client_order_id: str) -> list[ib_async.Trade]:
+        """This client's trades of the order that ib_async does not hold for done (also while
+        a move of it is unsettled: IB takes a cancel then too)."""
+        return [
+            t
+            for t in self._ib.trades()
+            if self._id_of(t) == client_order_id
+            and t.order.clientId == self._client_id
+            and t.orderStatus.status not in FINAL
+        ]
+
+    def _elsewhere(self, client_order_id: str) -> list[ib_async.Trade]:
+        """Another client's (or TWS's) copies of the order."""
+        return [
+            t
+            for t in self._ib.trades()
+            if self._id_of(t) == client_order_id and t.order.clientId != self._client_id
+        ]
+
+    def _not_ours(self, trade: ib_async.Trade) -> str:
+        """Why this client cannot cancel (or move) another client's working order."""
+        who = (
+            "in TWS by hand"
+            if not trade.order.orderRef and not trade.order.clientId
+            else f"by API client id {trade.order.clientId}"
+        )
+        return (
+            f"{self._id_of(trade)} was placed {who}, and IB lets only that client change or"
+            " cancel it; it stays working: change or cancel it in TWS"
+        )
+
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
+        """Every working order at the account: IB is asked anew (reqAllOpenOrders) for those
+        of every client id and those placed in TWS by hand, besides this client's own."""
         self._link()
         wanted = parse_ticker(ticker).ticker if ticker else None
+        async with self._lock:
+            listed = await self._ask_open("listing")
+        own = [t for t in self._ib.trades() if t.order.clientId == self._client_id]
+        others = [t for t in listed if all(t is not o for o in own)]
         states = []
-        for trade in self._ib.trades():
-            if trade.orderStatus.status in FINAL or not self._is_current(trade):
-                continue  # done, or another client id's (a copy, and not ours to cancel)
-            client_order_id = trade.order.orderRef or f"ib-{trade.order.permId}"
-            state = self._state(client_order_id, [trade])
+        for trade in (*own, *others):
+            if trade.orderStatus.status in FINAL:
+                continue
+            state = self._state(self._id_of(trade), [trade])
             if wanted is None or canonical(state.ticker or "") == wanted:
                 states.append(state)
         return states
@@ -529,3 +749,15 @@ class IbkrBroker:
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         return []
+
+
+def _shown(state: OrderState) -> str:
+    """An order as a person reads it: "sell 5 AAPL stop 95"."""
+    words = [str(state.side or ""), f"{state.quantity}", state.ticker or ""]
+    if state.stop_price is not None:
+        words.append(f"stop {state.stop_price}")
+    if state.limit_price is not None:
+        words.append(f"limit {state.limit_price}")
+    if state.stop_price is None and state.limit_price is None:
+        words.append(str(state.order_type or ""))
+    return " ".join(w for w in words if w)

@@ -6,6 +6,7 @@ contracts, our orders as IB orders, IB's statuses, trades and executions as `Ord
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -200,6 +201,32 @@ def to_ib_order(request: OrderRequest, account: str | None) -> ib_async.Order:
     return order
 
 
+def to_ib_modify(
+    client_order_id: str, working: ib_async.Order, request: OrderRequest
+) -> ib_async.Order:
+    """A move of a working order, as IB takes it: the same order (its order id, parent, OCA
+    group) sent again with the request's quantity, prices and time in force, and the request's
+    client order id in `orderRef` — so that a move sent again finds it done. A copy: ib_async's
+    trade keeps what IB holds until IB answers. The order type and side stay."""
+    new = to_ib_order(request, working.account or None)
+    if (new.orderType, new.action) != (working.orderType, working.action):
+        raise OrderRejected(
+            f"IB: moving {client_order_id} keeps its order type and side ({working.orderType}"
+            f" {working.action}); {new.orderType} {new.action} needs a new order"
+        )
+    return dataclasses.replace(
+        working,
+        totalQuantity=new.totalQuantity,
+        lmtPrice=new.lmtPrice,
+        auxPrice=new.auxPrice,
+        trailingPercent=new.trailingPercent,
+        tif=new.tif,
+        outsideRth=new.outsideRth,
+        orderRef=new.orderRef,
+        transmit=True,  # a bracket's take-profit was sent held; its move must not be
+    )
+
+
 # -- numbers -----------------------------------------------------------------------------------
 
 
@@ -227,8 +254,13 @@ def parse_quantity(value: float | Decimal) -> Decimal:
 def _error(trade: ib_async.Trade, *, warnings: bool) -> tuple[int, str] | None:
     """The last error IB reported for an order (code, IB's own words), from ib_async's log.
     ib_async logs a warning (the order stays live) with the status ValidationError: it is no
-    reason for a cancel (a held order's warning must not make its cancel a rejection)."""
-    for entry in reversed(trade.log):
+    reason for a cancel (a held order's warning must not make its cancel a rejection). An
+    error right after a modification ("Modify") refused the modification, not the order."""
+    log = trade.log
+    for index in range(len(log) - 1, -1, -1):
+        entry = log[index]
+        if index and log[index - 1].message == "Modify":
+            continue
         if entry.errorCode and (warnings or entry.status != "ValidationError"):
             match = _LOGGED_ERROR.match(entry.message)
             return entry.errorCode, match["text"] if match else entry.message
