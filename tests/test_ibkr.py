@@ -1207,3 +1207,32 @@ def test_engine_settles_an_order_ib_forgot_as_filled_from_fills_covering_it(fake
         assert h.deliveries(signal_id)[0][0] == "submitted"
 
     run_engine(ib_config(fake, tmp_path), test)
+
+
+def test_an_order_only_tws_can_cancel_stops_neither_a_signal_nor_a_flatten(fake, tmp_path):
+    """An order typed into TWS by hand is listed (reconciliation must see it), but IB lets only
+    TWS cancel it. A buy (cancel_open_orders is on by default) still trades, and flatten still
+    closes the position: the order is left working and named, never a reason to stop."""
+    fake.set_price("AAPL", 100)
+    perm_id = fake.place_manual("AAPL", "SELL", 3, "STP", "80")
+
+    async def test(h):
+        def held() -> D:
+            position = h.journal.position("ib", "AAPL")
+            return position[0] if position else D(0)
+
+        (signal_id,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        await until(lambda: held() == 5)
+        await h.engine.drain()
+        assert h.deliveries(signal_id)[0][0] == "submitted"
+        (result,) = await h.engine.flatten("ib", "AAPL")
+        (left,) = result["left_working"]
+        assert left.startswith(f"ib-{perm_id}: ") and "by hand" in left
+        assert (result["closed"]["side"], result["closed"]["quantity"]) == ("sell", "5")
+        await until(lambda: held() == 0)
+        listed = await h.engine.brokers["ib"].open_orders("AAPL")
+        assert [o.client_order_id for o in listed] == [f"ib-{perm_id}"]
+
+    run_engine(ib_config(fake, tmp_path), test)

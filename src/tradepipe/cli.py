@@ -684,6 +684,8 @@ def flatten(
 ) -> None:
     """Cancel the open orders, then close the positions (market orders), of an account and
     ticker — or of everything. Asks first unless --yes."""
+    from rich.markup import escape
+
     from tradepipe.errors import UsageError
     from tradepipe.sending import act
 
@@ -709,6 +711,8 @@ def flatten(
         )
         canceled = len(item["canceled"])
         out.print(f"{item['account']} {item['ticker']}: {canceled} orders canceled; {what}")
+        for left in item.get("left_working", []):  # the broker would not cancel it
+            out.print(f"  [yellow]left working[/]: {escape(left)}")
 
 
 @app.command(

@@ -815,14 +815,26 @@ class Engine:
                 results.append(await self.in_lane(name, symbol, close))
         return results
 
-    async def _cancel_ticker(self, account: str, ticker: str, why: str) -> list[str]:
+    async def _cancel_ticker(
+        self, account: str, ticker: str, why: str
+    ) -> tuple[list[str], list[str]]:
         """Cancel the ticker's open orders at the broker, and the emulated bracket legs only
-        tradepipe holds; answers their ids."""
+        tradepipe holds; answers their ids, and those the broker would not cancel with its
+        reason. Such an order (placed by hand in TWS, or by another IB API client) stays
+        working, and is reported, not fatal: it must not stop a flatten from closing the
+        position, nor block every later signal of the ticker."""
         broker = self.brokers[account]
-        canceled = []
+        canceled, left = [], []
         for order in await broker.open_orders(ticker):
             await self.journal.durable()  # write-ahead: what led to the cancel is on disk
-            state = await broker.cancel(order.client_order_id, ticker=ticker)
+            try:
+                state = await broker.cancel(order.client_order_id, ticker=ticker)
+            except OrderRejected as e:
+                log.warning(
+                    "%s %s: order %s left working: %s", account, ticker, order.client_order_id, e
+                )
+                left.append(f"{order.client_order_id}: {e}")
+                continue
             if state is not None:
                 self.record_state(account, ticker, state)
             canceled.append(order.client_order_id)
@@ -830,7 +842,7 @@ class Engine:
             if child["status"] == OrderStatus.HELD:
                 self._journal_status(child, OrderStatus.CANCELED, why)
                 canceled.append(child["client_order_id"])
-        return canceled
+        return canceled, left
 
     async def _call_in_lane(self, item: LaneCall) -> None:
         """An operator's step; its answer goes to whoever still waits (a caller that gave up
@@ -854,8 +866,9 @@ class Engine:
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
         broker = self.brokers[account]
-        canceled = await self._cancel_ticker(account, ticker, "canceled by flatten")
+        canceled, left = await self._cancel_ticker(account, ticker, "canceled by flatten")
         result: dict[str, Any] = {"account": account, "ticker": ticker, "canceled": canceled}
+        result["left_working"] = left
         held = (await broker.position(ticker)).quantity
         if held == 0:
             return result | {"closed": None}
