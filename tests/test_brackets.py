@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
+from tests import test_purity as purity
 from tests.helpers import write_config
 from tests.test_engine import BRACKET, Harness, run
+from tradepipe.brackets import Cancel, Drop, Place, Resize, Wait, is_resize, next_step, resized_id
 from tradepipe.brokers.paper import Fault
 from tradepipe.daemon import Actions
+from tradepipe.ids import leg_of
 
 D = Decimal
 NO_BRACKETS = "native_brackets = false\n"
@@ -270,3 +275,128 @@ def test_emulated_children_keep_the_entrys_extended_hours(tmp_path):
             assert json.loads(sent["request"])["extended_hours"] is True, order["role"]
 
     run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+# -- the decision, on journal rows (tradepipe.brackets, pure) ------------------------------------
+
+
+def row(cid: str, status: str, quantity="5", filled="0", replaces=None) -> dict:
+    return {
+        "client_order_id": cid,
+        "status": status,
+        "quantity": quantity,
+        "filled_quantity": filled,
+        "replaces": replaces,
+        "parent_id": 1,
+    }
+
+
+ENTRY = {**row("tpab-1-x-e", "filled", filled="5"), "parent_id": None}
+TP, SL = "tpab-1-x-t", "tpab-1-x-s"
+
+
+@pytest.mark.parametrize(
+    "entry, child, siblings, step",
+    [
+        # held until the entry ends; then placed for what it bought (less what siblings sold)
+        (
+            {**ENTRY, "status": "partially_filled", "filled_quantity": "2"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Wait,
+        ),
+        (
+            {**ENTRY, "status": "canceled", "filled_quantity": "2"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Place(D(2)),
+        ),
+        (
+            {**ENTRY, "status": "canceled", "filled_quantity": "0"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Drop,
+        ),
+        (ENTRY, row(TP, "submitting"), [row(SL, "accepted", filled="1")], Place(D(4))),
+        (ENTRY, row(TP, "held"), [row(SL, "partially_filled", filled="5")], Drop),
+        # one fills whole: the other is canceled (at the broker, or never placed)
+        (ENTRY, row(SL, "accepted"), [row(TP, "filled", filled="5")], Cancel),
+        (ENTRY, row(SL, "held"), [row(TP, "filled", filled="5")], Drop),
+        # one fills in part: the other shrinks to what is held
+        (
+            ENTRY,
+            row(SL, "accepted"),
+            [row(TP, "partially_filled", filled="2")],
+            Resize(f"{SL}R1", D(3)),
+        ),
+        (ENTRY, row(TP, "partially_filled", filled="2"), [row(SL, "accepted")], Wait),
+        (
+            ENTRY,
+            row(f"{SL}R1", "accepted", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "canceled")],
+            Wait,
+        ),
+        (
+            ENTRY,
+            row(TP, "partially_filled", filled="2"),
+            [row(SL, "canceled"), row(f"{SL}R1", "partially_filled", "3", "1", SL)],
+            Resize(f"{TP}R1", D(2)),
+        ),
+        (ENTRY, row(SL, "accepted", filled="3"), [row(TP, "canceled", filled="2")], Cancel),
+        (ENTRY, row(SL, "unknown"), [row(TP, "partially_filled", filled="2")], Wait),
+        # a resize half done: the old one goes first, the new one is sent after it ended
+        (
+            ENTRY,
+            row(SL, "accepted"),
+            [row(TP, "partially_filled", filled="2"), row(f"{SL}R1", "submitting", "3", "0", SL)],
+            Cancel,
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "accepted")],
+            Wait,
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="3"), row(SL, "canceled")],
+            Place(D(2)),
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "filled", filled="5")],
+            Cancel,
+        ),
+        # a breakeven stop in the stop's place: its own delivery sends it
+        (ENTRY, row("tpab-2-x-b", "submitting", replaces=SL), [row(SL, "accepted")], Wait),
+        (ENTRY, row(SL, "accepted"), [row("tpab-2-x-b", "submitting", replaces=SL)], Wait),
+    ],
+)
+def test_next_step(entry, child, siblings, step):
+    found = next_step(entry, child, siblings)
+    if isinstance(step, type):
+        assert isinstance(found, step), found
+    else:
+        assert found == step
+
+
+def test_a_resized_id_counts_its_resizes_and_stays_one_of_ours():
+    assert resized_id("tpab12-1z-c95720-s") == "tpab12-1z-c95720-sR1"
+    assert resized_id("tpab12-1z-c95720-sR1") == "tpab12-1z-c95720-sR2"
+    assert resized_id("tpab12-1z-c95720-b2R9") == "tpab12-1z-c95720-b2Ra"
+    assert resized_id("tpab12-1z-c95720-brR1") == "tpab12-1z-c95720-brR2"  # (breakeven-27)
+    assert leg_of(resized_id("tpab12-1z-c95720-t")) == "take_profit"
+    assert is_resize(row("tpab12-1-c-sR1", "submitting", replaces="tpab12-1-c-s"))
+    assert not is_resize(row("tpab12-2-c-b", "submitting", replaces="tpab12-1-c-s"))
+    with pytest.raises(ValueError, match="32-character rule"):
+        resized_id("tpab12-" + "z" * 15 + "-c95720-s")
+    # A breakeven stop whose id is too long to resize is still told apart, never an error.
+    long_stop = "tpab12-" + "z" * 15 + "-c95720-b"
+    assert not is_resize(row("tpab12-2-c-b", "submitting", replaces=long_stop))
+
+
+def test_the_decision_is_pure():
+    purity.test_pure_module_imports_nothing_impure("brackets")
+    purity.test_pure_module_reads_no_clock_and_no_environment("brackets")
