@@ -7,13 +7,21 @@ are real. The same scenarios with native brackets are in test_engine.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
+import pytest
+
+from tests import test_purity as purity
 from tests.helpers import write_config
 from tests.test_engine import BRACKET, Harness, run
-from tradepipe.brokers.paper import Fault
+from tradepipe.brackets import Cancel, Drop, Place, Resize, Wait, is_resize, next_step, resized_id
+from tradepipe.brokers.paper import Fault, PaperBroker
 from tradepipe.daemon import Actions
+from tradepipe.engine import Engine
+from tradepipe.ids import leg_of
+from tradepipe.orders import OrderRequest, OrderState
 
 D = Decimal
 NO_BRACKETS = "native_brackets = false\n"
@@ -270,3 +278,392 @@ def test_emulated_children_keep_the_entrys_extended_hours(tmp_path):
             assert json.loads(sent["request"])["extended_hours"] is True, order["role"]
 
     run(write_config(tmp_path, account=NO_BRACKETS), test)
+
+
+# -- a child that fills in part (the other is kept to what the position still holds) ----------
+
+
+class ThinBook(PaperBroker):
+    """The paper broker where a resting order can meet too little volume: after
+    `fill_at_most(id, q)` the next mark that crosses the order fills only q of it, and the rest
+    keeps resting (the paper broker itself always fills whole). `stall_before` / `stall_after`
+    name a call ("submit", "cancel") that the next time stops before the books hear of it, or
+    after they took it and before its answer: what a kill -9 there leaves. `calls` logs every
+    submit and cancel by client order id, across restarts."""
+
+    def __init__(self, *args, calls: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = calls
+        self.at_most: dict[str, Decimal] = {}
+        self.stall_before: str | None = None
+        self.stall_after: str | None = None
+        self.stalled = asyncio.Event()
+
+    def fill_at_most(self, client_order_id: str, quantity) -> None:
+        self.at_most[client_order_id] = D(quantity)
+
+    def _fill(self, request: OrderRequest, price: Decimal, now) -> None:
+        cid = request.client_order_id
+        row = self._journal.paper_order(self.name, cid)
+        assert row is not None
+        done = D(row["filled_quantity"])
+        if cid not in self.at_most and done == 0:
+            super()._fill(request, price, now)
+            return
+        part = min(request.quantity - done, self.at_most.pop(cid, request.quantity))
+        self._journal.paper_apply_fill(
+            account=self.name,
+            fill_id=f"{cid}-{len(self._journal.paper_fills(self.name, cid)) + 1}",
+            client_order_id=cid,
+            ticker=request.ticker,
+            side=request.side,
+            quantity=part,
+            price=price,
+            filled_at=now,
+            cash=self._journal.paper_cash(self.name, self._initial_cash),
+        )
+        average = D(row["average_fill_price"] or 0)
+        self._journal.paper_update_order(
+            self.name,
+            cid,
+            status="filled" if done + part == request.quantity else "partially_filled",
+            filled_quantity=done + part,
+            average_fill_price=(average * done + price * part) / (done + part),
+            updated_at=now,
+        )
+
+    async def _stall(self, when: str, call: str) -> None:
+        if getattr(self, f"stall_{when}") == call:
+            setattr(self, f"stall_{when}", None)
+            self.stalled.set()
+            await asyncio.Event().wait()  # until the engine is stopped: the "kill -9"
+
+    async def submit_bracket(self, entry: OrderRequest, children) -> list[OrderState]:
+        await self._stall("before", "submit")
+        self.calls.append(("submit", entry.client_order_id))
+        states = await super().submit_bracket(entry, children)
+        await self._stall("after", "submit")
+        return states
+
+    async def cancel(self, client_order_id: str, *, ticker: str | None = None):
+        await self._stall("before", "cancel")
+        self.calls.append(("cancel", client_order_id))
+        state = await super().cancel(client_order_id, ticker=ticker)
+        await self._stall("after", "cancel")
+        return state
+
+
+class ThinHarness(Harness):
+    """The engine harness on a `ThinBook` paper account without native brackets."""
+
+    def new_engine(self) -> Engine:
+        if not hasattr(self, "calls"):
+            self.calls: list[tuple[str, str]] = []
+        book = ThinBook(
+            "paper",
+            self.journal,
+            cash=D(self.config.accounts["paper"].cash),
+            clock=self.clock,
+            native_brackets=False,
+            calls=self.calls,
+        )
+        return Engine(self.config, self.journal, {"paper": book}, self.clock)
+
+    @property
+    def book(self) -> ThinBook:
+        book = self.engine.brokers["paper"]
+        assert isinstance(book, ThinBook)
+        return book
+
+
+def run_thin(tmp_path, test) -> None:
+    run(write_config(tmp_path, account=NO_BRACKETS), test, ThinHarness)
+
+
+def by_role(h: Harness, signal_id: int, role: str) -> list[dict]:
+    """The signal's orders of one role, oldest first (a resized leg has several)."""
+    return sorted(
+        (o for o in h.journal.orders(signal_id=signal_id) if o["role"] == role),
+        key=lambda o: o["id"],
+    )
+
+
+async def crash_inside(h: ThinHarness, work) -> None:
+    """Run `work` until the book stalls inside it, then stop the engine there: the journal and
+    the broker are left as a kill -9 at that step leaves them."""
+    moving = asyncio.create_task(work)
+    stalled = asyncio.create_task(h.book.stalled.wait())
+    await asyncio.wait({moving, stalled}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert h.book.stalled.is_set(), "the engine never made the call that was to stall"
+    await h.engine.stop()
+    moving.cancel()
+    stalled.cancel()
+
+
+async def held_at_broker(h: Harness) -> Decimal:
+    return (await h.engine.brokers["paper"].position("AAPL")).quantity
+
+
+def test_a_take_profit_filled_in_part_shrinks_the_stop_to_what_is_held(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)  # long 5 at 100: take-profit 110, stop 95
+        (tp,) = by_role(h, buy, "take_profit")
+        (stop,) = by_role(h, buy, "stop_loss")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        await quote(h, 111)  # only 2 of the take-profit's 5 find a buyer
+        assert h.position() == 3
+        (tp,) = by_role(h, buy, "take_profit")
+        assert (tp["status"], tp["filled_quantity"]) == ("partially_filled", "2")
+        assert await at_broker(h) == [("limit", "5"), ("stop", "3")]  # not 5: 3 are held
+        old, new = by_role(h, buy, "stop_loss")
+        assert old["client_order_id"] == stop["client_order_id"]
+        assert old["status"] == "canceled"
+        assert f"resized: {new['client_order_id']} takes its place" in old["broker_message"]
+        assert new["client_order_id"] == f"{stop['client_order_id']}R1"
+        assert (new["status"], new["quantity"], new["stop_price"]) == ("accepted", "3", "95")
+        assert (new["replaces"], new["parent_id"]) == (old["client_order_id"], old["parent_id"])
+        assert await at_broker(h) == [("limit", "5"), ("stop", "3")]
+        await quote(h, 94)  # the price turns: the stop sells the 3 still held, not 5
+        assert h.position() == 0 and await held_at_broker(h) == 0
+        (tp,) = by_role(h, buy, "take_profit")
+        assert tp["status"] == "canceled" and "one-cancels-other" in tp["broker_message"]
+        assert await at_broker(h) == []
+
+    run_thin(tmp_path, test)
+
+
+def test_a_stop_filled_in_part_shrinks_the_take_profit_to_what_is_held(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)
+        (stop,) = by_role(h, buy, "stop_loss")
+        h.book.fill_at_most(stop["client_order_id"], 2)
+        await quote(h, 94)  # the stop triggers; only 2 of its 5 are sold
+        assert h.position() == 3
+        assert await at_broker(h) == [("limit", "3"), ("stop", "5")]  # not 5: 3 are held
+        old, new = by_role(h, buy, "take_profit")
+        assert (old["status"], new["status"], new["quantity"]) == ("canceled", "accepted", "3")
+        assert new["limit_price"] == old["limit_price"] == "110"
+        assert await at_broker(h) == [("limit", "3"), ("stop", "5")]
+        await quote(h, 111)  # the price turns up: the take-profit sells the 3 still held
+        assert h.position() == 0 and await held_at_broker(h) == 0
+        (stop,) = by_role(h, buy, "stop_loss")
+        assert (stop["status"], stop["filled_quantity"]) == ("canceled", "2")
+        assert await at_broker(h) == []
+
+    run_thin(tmp_path, test)
+
+
+def test_both_legs_filling_in_turn_never_sell_more_than_the_entry_bought(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)
+        (tp,) = by_role(h, buy, "take_profit")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        await quote(h, 111)  # take-profit 2 of 5: the stop shrinks to 3
+        (_, stop) = by_role(h, buy, "stop_loss")
+        h.book.fill_at_most(stop["client_order_id"], 1)
+        await quote(h, 94)  # stop 1 of 3: the take-profit (3 left of 5) shrinks to 2
+        assert h.position() == 2
+        _, tp2 = by_role(h, buy, "take_profit")
+        assert (tp2["client_order_id"], tp2["quantity"]) == (f"{tp['client_order_id']}R1", "2")
+        assert await at_broker(h) == [("limit", "2"), ("stop", "3")]
+        await quote(h, 111)
+        assert h.position() == 0 and await held_at_broker(h) == 0
+        assert await at_broker(h) == []
+
+    run_thin(tmp_path, test)
+
+
+def test_a_crash_between_journaling_a_resize_and_the_broker_call_sends_it_once(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)
+        (tp,) = by_role(h, buy, "take_profit")
+        (stop,) = by_role(h, buy, "stop_loss")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        h.book.stall_before = "cancel"  # the resize is journaled; the broker hears nothing
+        await crash_inside(h, quote(h, 111))
+        old, new = by_role(h, buy, "stop_loss")
+        assert (old["status"], new["status"]) == ("accepted", "submitting")
+        assert await at_broker(h) == [("limit", "5"), ("stop", "5")]
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        old, new = by_role(h, buy, "stop_loss")
+        assert (old["status"], new["status"], new["quantity"]) == ("canceled", "accepted", "3")
+        assert await at_broker(h) == [("limit", "5"), ("stop", "3")]
+        assert h.calls.count(("submit", new["client_order_id"])) == 1
+        assert ("cancel", stop["client_order_id"]) in h.calls
+        # Restarted once more, nothing moves again.
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        assert h.calls.count(("submit", new["client_order_id"])) == 1
+        assert await at_broker(h) == [("limit", "5"), ("stop", "3")]
+        await quote(h, 94)
+        assert h.position() == 0 and await held_at_broker(h) == 0
+
+    run_thin(tmp_path, test)
+
+
+def test_a_crash_after_the_broker_took_the_resized_order_finds_it_by_its_id(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)
+        (tp,) = by_role(h, buy, "take_profit")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        h.book.stall_after = "submit"  # the broker has the new stop; its answer is lost
+        await crash_inside(h, quote(h, 111))
+        old, new = by_role(h, buy, "stop_loss")
+        assert (old["status"], new["status"]) == ("canceled", "submitting")
+        h.engine = h.new_engine()
+        await h.engine.start()
+        await h.engine.drain()
+        old, new = by_role(h, buy, "stop_loss")
+        assert (new["status"], new["quantity"]) == ("accepted", "3")
+        assert h.calls.count(("submit", new["client_order_id"])) == 1  # looked up, not sent
+        assert await at_broker(h) == [("limit", "5"), ("stop", "3")]
+
+    run_thin(tmp_path, test)
+
+
+def test_an_entry_filled_in_part_then_ended_gets_children_for_what_it_bought(tmp_path):
+    async def test(h: ThinHarness):
+        (buy,) = await h.send({**BRACKET, "orderType": "limit", "limitPrice": 99})
+        (entry,) = by_role(h, buy, "entry")
+        h.book.fill_at_most(entry["client_order_id"], 2)
+        await quote(h, 98)  # 2 of 5 bought; the children wait for the rest
+        children = [o for o in h.journal.orders(signal_id=buy) if o["parent_id"]]
+        assert [o["status"] for o in children] == ["held", "held"]
+        await h.book.cancel(entry["client_order_id"])  # the broker ends the rest (the close)
+        await h.engine.reconcile_everything()  # the periodic check learns it
+        await h.engine.drain()
+        assert h.position() == 2
+        assert await at_broker(h) == [("limit", "2"), ("stop", "2")]
+        await quote(h, 94)
+        assert h.position() == 0
+
+    run_thin(tmp_path, test)
+
+
+# -- the decision, on journal rows (tradepipe.brackets, pure) ------------------------------------
+
+
+def row(cid: str, status: str, quantity="5", filled="0", replaces=None) -> dict:
+    return {
+        "client_order_id": cid,
+        "status": status,
+        "quantity": quantity,
+        "filled_quantity": filled,
+        "replaces": replaces,
+        "parent_id": 1,
+    }
+
+
+ENTRY = {**row("tpab-1-x-e", "filled", filled="5"), "parent_id": None}
+TP, SL = "tpab-1-x-t", "tpab-1-x-s"
+
+
+@pytest.mark.parametrize(
+    "entry, child, siblings, step",
+    [
+        # held until the entry ends; then placed for what it bought (less what siblings sold)
+        (
+            {**ENTRY, "status": "partially_filled", "filled_quantity": "2"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Wait,
+        ),
+        (
+            {**ENTRY, "status": "canceled", "filled_quantity": "2"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Place(D(2)),
+        ),
+        (
+            {**ENTRY, "status": "canceled", "filled_quantity": "0"},
+            row(TP, "held"),
+            [row(SL, "held")],
+            Drop,
+        ),
+        (ENTRY, row(TP, "submitting"), [row(SL, "accepted", filled="1")], Place(D(4))),
+        (ENTRY, row(TP, "held"), [row(SL, "partially_filled", filled="5")], Drop),
+        # one fills whole: the other is canceled (at the broker, or never placed)
+        (ENTRY, row(SL, "accepted"), [row(TP, "filled", filled="5")], Cancel),
+        (ENTRY, row(SL, "held"), [row(TP, "filled", filled="5")], Drop),
+        # one fills in part: the other shrinks to what is held
+        (
+            ENTRY,
+            row(SL, "accepted"),
+            [row(TP, "partially_filled", filled="2")],
+            Resize(f"{SL}R1", D(3)),
+        ),
+        (ENTRY, row(TP, "partially_filled", filled="2"), [row(SL, "accepted")], Wait),
+        (
+            ENTRY,
+            row(f"{SL}R1", "accepted", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "canceled")],
+            Wait,
+        ),
+        (
+            ENTRY,
+            row(TP, "partially_filled", filled="2"),
+            [row(SL, "canceled"), row(f"{SL}R1", "partially_filled", "3", "1", SL)],
+            Resize(f"{TP}R1", D(2)),
+        ),
+        (ENTRY, row(SL, "accepted", filled="3"), [row(TP, "canceled", filled="2")], Cancel),
+        (ENTRY, row(SL, "unknown"), [row(TP, "partially_filled", filled="2")], Wait),
+        # a resize half done: the old one goes first, the new one is sent after it ended
+        (
+            ENTRY,
+            row(SL, "accepted"),
+            [row(TP, "partially_filled", filled="2"), row(f"{SL}R1", "submitting", "3", "0", SL)],
+            Cancel,
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "accepted")],
+            Wait,
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="3"), row(SL, "canceled")],
+            Place(D(2)),
+        ),
+        (
+            ENTRY,
+            row(f"{SL}R1", "submitting", "3", replaces=SL),
+            [row(TP, "partially_filled", filled="2"), row(SL, "filled", filled="5")],
+            Cancel,
+        ),
+        # a breakeven stop in the stop's place: its own delivery sends it
+        (ENTRY, row("tpab-2-x-b", "submitting", replaces=SL), [row(SL, "accepted")], Wait),
+        (ENTRY, row(SL, "accepted"), [row("tpab-2-x-b", "submitting", replaces=SL)], Wait),
+    ],
+)
+def test_next_step(entry, child, siblings, step):
+    found = next_step(entry, child, siblings)
+    if isinstance(step, type):
+        assert isinstance(found, step), found
+    else:
+        assert found == step
+
+
+def test_a_resized_id_counts_its_resizes_and_stays_one_of_ours():
+    assert resized_id("tpab12-1z-c95720-s") == "tpab12-1z-c95720-sR1"
+    assert resized_id("tpab12-1z-c95720-sR1") == "tpab12-1z-c95720-sR2"
+    assert resized_id("tpab12-1z-c95720-b2R9") == "tpab12-1z-c95720-b2Ra"
+    assert resized_id("tpab12-1z-c95720-brR1") == "tpab12-1z-c95720-brR2"  # (breakeven-27)
+    assert leg_of(resized_id("tpab12-1z-c95720-t")) == "take_profit"
+    assert is_resize(row("tpab12-1-c-sR1", "submitting", replaces="tpab12-1-c-s"))
+    assert not is_resize(row("tpab12-2-c-b", "submitting", replaces="tpab12-1-c-s"))
+    with pytest.raises(ValueError, match="32-character rule"):
+        resized_id("tpab12-" + "z" * 15 + "-c95720-s")
+    # A breakeven stop whose id is too long to resize is still told apart, never an error.
+    long_stop = "tpab12-" + "z" * 15 + "-c95720-b"
+    assert not is_resize(row("tpab12-2-c-b", "submitting", replaces=long_stop))
+
+
+def test_the_decision_is_pure():
+    purity.test_pure_module_imports_nothing_impure("brackets")
+    purity.test_pure_module_reads_no_clock_and_no_environment("brackets")

@@ -19,6 +19,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Literal
 
+from tradepipe import brackets
 from tradepipe.brokers.base import Broker
 from tradepipe.drill import pause_point
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
@@ -119,6 +120,7 @@ class Engine:
         self._inbox: asyncio.Queue[Work] = asyncio.Queue()
         self._lanes: dict[tuple[str, str], asyncio.Queue[LaneWork]] = {}
         self._settle_due: set[tuple[str, str]] = set()
+        self._settling: dict[tuple[str, str], asyncio.Lock] = {}  # one settle at a time
         # account + ticker → the position difference that blocks new entries there
         self.blocked: dict[tuple[str, str], Difference] = {}
         # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
@@ -785,7 +787,11 @@ class Engine:
                 )
 
         broker = self.brokers.get(account)
-        if broker is not None and not broker.capabilities.brackets and state.status.is_final:
+        if (
+            broker is not None
+            and not broker.capabilities.brackets
+            and (state.status.is_final or brackets.fills_a_child(journaled, state.filled_quantity))
+        ):
             self._schedule_settle(account, ticker)
         return state
 
@@ -1073,51 +1079,59 @@ class Engine:
     async def settle_brackets(self, account: str, ticker: str) -> None:
         """For a broker without native brackets, do what an OTOCO bracket does: place the
         take-profit / stop-loss once their entry has filled (for the quantity filled), drop them
-        if it never will, and cancel the survivor when one of them fills. Driven by the journal
-        alone, so it is safe to run again at any time, and at start."""
+        if it never will, keep each to what the position still holds when the other fills in
+        part (resized), and cancel the survivor when one of them fills. Driven by the journal
+        alone (tradepipe.brackets decides), so it is safe to run again at any time, and at
+        start."""
         broker = self.brokers[account]
         if broker.capabilities.brackets:
             return
-        for child in self.journal.bracket_children(account, ticker):
-            status = OrderStatus(child["status"])
-            winner = next(
-                (s for s in self.journal.siblings(child) if s["status"] == "filled"), None
-            )
-            if winner is not None:
-                await self._one_cancels_other(broker, child, winner)
-            elif status in (OrderStatus.HELD, OrderStatus.SUBMITTING) and not child["replaces"]:
-                # (A breakeven stop is no bracket child to release: its delivery replaces.)
-                await self._release(broker, child)
+        # At start this runs outside the lanes, while what it journals already schedules
+        # settle chores in them: one round at a time, each reading the journal afresh.
+        async with self._settling.setdefault((account, ticker), asyncio.Lock()):
+            for child in self.journal.bracket_children(account, ticker):
+                await self._settle_child(broker, child["id"])
 
-    async def _release(self, broker: Broker, child: dict[str, Any]) -> None:
+    async def _settle_child(self, broker: Broker, child_id: int) -> None:
+        child = self.journal.order_by_id(child_id)  # again: this round may have settled it
+        assert child is not None
+        if child["status"] not in brackets.LIVE:
+            return
         entry = self.journal.order_by_id(child["parent_id"])
         assert entry is not None
-        if entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
+        unsent = child["status"] in (OrderStatus.HELD, OrderStatus.SUBMITTING)
+        if unsent and entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
             # The entry's answer was lost: its fate decides the children, so ask.
-            found = await broker.get_order(entry["client_order_id"], ticker=entry["ticker"])
-            if found is not None:
-                self.record_state(entry["account"], entry["ticker"], found)
-                entry = self.journal.order_by_id(child["parent_id"])
-                assert entry is not None
-        entry_status = OrderStatus(entry["status"])
-        filled = Decimal(entry["filled_quantity"])
+            entry = await self._look_up_row(broker, entry)
         if child["status"] == OrderStatus.SUBMITTING:
             # Sent before a stop interrupted us: ask before sending again.
-            found = await broker.get_order(child["client_order_id"], ticker=child["ticker"])
-            if found is not None:
-                self.record_state(child["account"], child["ticker"], found)
-                return
-        if not entry_status.is_final:
-            return  # the entry still works (a partial fill waits for the rest)
-        if filled <= 0:
-            why = f"not placed: its entry was {entry_status} without a fill"
-            self._journal_status(child, OrderStatus.CANCELED, why)
-            return
-        request = OrderRequest.from_row(child, quantity=filled)
+            child = await self._look_up_row(broker, child)
+        step = brackets.next_step(entry, child, self.journal.siblings(child))
+        if isinstance(step, brackets.Drop):
+            self._journal_status(child, OrderStatus.CANCELED, step.why)
+        elif isinstance(step, brackets.Cancel):
+            await self._cancel_child(broker, child, step.why)
+        elif isinstance(step, brackets.Place):
+            await self._place_child(broker, child, step.quantity)
+        elif isinstance(step, brackets.Resize):
+            await self._resize_child(broker, child, step)
+
+    async def _look_up_row(self, broker: Broker, order: dict[str, Any]) -> dict[str, Any]:
+        """The broker's view of a journaled order, journaled; answers the row as it is now."""
+        found = await broker.get_order(order["client_order_id"], ticker=order["ticker"])
+        if found is None:
+            return order
+        self.record_state(order["account"], order["ticker"], found)
+        row = self.journal.order_by_id(order["id"])
+        assert row is not None
+        return row
+
+    async def _place_child(self, broker: Broker, child: dict[str, Any], quantity: Decimal) -> None:
+        request = OrderRequest.from_row(child, quantity=quantity)
         self.journal.update_order(
             child["client_order_id"],
             status=OrderStatus.SUBMITTING,
-            quantity=filled,
+            quantity=quantity,
             updated_at=self.clock(),
         )
         try:
@@ -1132,6 +1146,36 @@ class Engine:
                 broker.name,
                 e,
             )
+
+    async def _resize_child(
+        self, broker: Broker, child: dict[str, Any], step: brackets.Resize
+    ) -> None:
+        """Shrink a working child to what its bracket still holds: a new order takes its place
+        (journaled first, under an id derived from the child's, so a restart finds it), the
+        child is canceled, and only once it has ended is the new one sent, for what is held
+        then. Cancel and send again rather than the broker's replace: a restart between the
+        two finds each half by its id, on every broker."""
+        now = self.clock()
+        cid = child["client_order_id"]
+        new_id = self.journal.insert_order(
+            **{column: child[column] for column in brackets.KEPT_BY_RESIZE},
+            client_order_id=step.client_order_id,
+            quantity=step.quantity,
+            status=OrderStatus.SUBMITTING,
+            replaces=cid,
+            created_at=now,
+            updated_at=now,
+        )
+        log.info(
+            "%s: the %s %s rests for more than the position holds: resized to %s (%s)",
+            child["ticker"],
+            child["role"],
+            cid,
+            step.quantity,
+            step.client_order_id,
+        )
+        await self._cancel_child(broker, child, f"resized: {step.client_order_id} takes its place")
+        await self._settle_child(broker, new_id)
 
     async def _send(self, broker: Broker, request: OrderRequest) -> OrderState:
         """Send one journaled order (no bracket, no replace), on disk first. A refusal is
@@ -1148,20 +1192,16 @@ class Engine:
             raise
         return self.record_state(request.account, request.ticker, state)
 
-    async def _one_cancels_other(
-        self, broker: Broker, child: dict[str, Any], winner: dict[str, Any]
-    ) -> None:
-        why = f"one-cancels-other: {winner['client_order_id']} filled"
-        if child["status"] == OrderStatus.HELD:
-            self._journal_status(child, OrderStatus.CANCELED, why)
-            return
-        await self.journal.durable()  # write-ahead: the fill that decided it is on disk
+    async def _cancel_child(self, broker: Broker, child: dict[str, Any], why: str) -> None:
+        # write-ahead: what decided it (a fill, a resize's new order) is on disk
+        await self.journal.durable()
         state = await broker.cancel(child["client_order_id"], ticker=child["ticker"])
         if state is None:  # the broker never had it: nothing to cancel
             self._journal_status(child, OrderStatus.CANCELED, why)
             return
-        message = f"{state.message}; {why}" if state.message else why
-        self.record_state(child["account"], child["ticker"], replace(state, message=message))
+        if state.status is OrderStatus.CANCELED:
+            state = replace(state, message=f"{state.message}; {why}" if state.message else why)
+        self.record_state(child["account"], child["ticker"], state)
 
     def _journal_status(self, order: dict[str, Any], status: OrderStatus, message: str) -> None:
         self.journal.update_order(
