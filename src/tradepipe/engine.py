@@ -44,7 +44,13 @@ from tradepipe.plan import (
     plan_from_json,
     plan_to_json,
 )
-from tradepipe.reconcile import Difference, foreign_orders, orders_to_look_up, position_drift
+from tradepipe.reconcile import (
+    Difference,
+    foreign_orders,
+    orders_to_look_up,
+    position_drift,
+    still_open,
+)
 from tradepipe.resolve import Intent, resolve_signal
 from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
@@ -961,8 +967,13 @@ class Engine:
                 self.record_state(account, ticker, found)
                 seen = str(found.status)
             differences.append(Difference("order", account, ticker, cid, was[cid], seen))
-        known = self.journal.known_order_ids([o.client_order_id for o in broker_open])
-        differences += foreign_orders(account, ticker, broker_open, known)
+        journaled = {
+            o.client_order_id: row
+            for o in broker_open
+            if (row := self.journal.order_by_client_id(o.client_order_id)) is not None
+        }
+        differences += foreign_orders(account, ticker, broker_open, journaled)
+        differences += still_open(account, ticker, broker_open, journaled)
         held = sum(
             (
                 Decimal(p["quantity"])
