@@ -25,6 +25,7 @@ from tradepipe.brokers.base import canonical_ticker
 from tradepipe.brokers.ccxt_markets import market_ticker
 from tradepipe.brokers.ibkr_translation import canonical as ib_canonical
 from tradepipe.brokers.paper import PaperBroker
+from tradepipe.daemon import Actions
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
 from tradepipe.tickers import default_canonical_ticker
@@ -283,3 +284,14 @@ def test_a_journal_written_before_tickers_were_canonical_is_read_as_one_instrume
         assert h.journal.signal(1)["ticker"] == "NASDAQ:AAPL"  # history as it came
 
     run(config, now)
+
+
+def test_a_paper_quote_spelled_otherwise_journals_its_fills_under_the_one_spelling(tmp_path):
+    async def test(h: Harness):
+        await h.send(buy("MSFT", 2, orderType="limit", limitPrice=99))
+        answer = await Actions(h.config, h.engine).paper_quote("paper", "nasdaq:msft", D(98))
+        assert answer["ticker"] == "MSFT" and len(answer["filled"]) == 1
+        assert [(p["ticker"], D(p["quantity"])) for p in h.journal.positions()] == [("MSFT", 2)]
+        assert [f["ticker"] for f in h.journal.fills()] == ["MSFT"]
+
+    run(write_config(tmp_path), test)
