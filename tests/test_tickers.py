@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests import test_purity
+from tests.fakes.alpaca import FakeAlpaca
 from tests.fakes.binance import FakeBinance
 from tests.fakes.tws import FakeTws
 from tests.helpers import FixedClock, write_config
@@ -295,3 +296,30 @@ def test_a_paper_quote_spelled_otherwise_journals_its_fills_under_the_one_spelli
         assert [f["ticker"] for f in h.journal.fills()] == ["MSFT"]
 
     run(write_config(tmp_path), test)
+
+
+def test_tradingviews_crypto_pair_reaches_alpaca_as_its_pair_and_reconciles(tmp_path, monkeypatch):
+    """TradingView names the pair "COINBASE:BTCUSD"; Alpaca orders it as "BTC/USD" and lists
+    the position as "BTCUSD": all three are one instrument."""
+    with FakeAlpaca() as fake:
+        fake.add_crypto(
+            "BTC/USD", min_order_size="0.0001", min_trade_increment="0.0001", price_increment="1"
+        )
+        fake.set_price("BTC/USD", 50000)
+        for name, value in fake.env.items():
+            monkeypatch.setenv(name, value)
+        config = fake.config(tmp_path, subscription='time_in_force = "gtc"\nfractional = true\n')
+
+        async def test(h: Harness):
+            (signal_id,) = await h.send(
+                {"ticker": "COINBASE:BTCUSD", "action": "buy", "quantity": 0.01}
+            )
+            assert h.deliveries(signal_id)[0][0] == "submitted", h.deliveries(signal_id)
+            (order,) = h.journal.orders(signal_id=signal_id)
+            assert order["ticker"] == "BTC/USD"
+            assert fake.order(order["client_order_id"]).symbol == "BTC/USD"
+            await h.engine.drain()
+            assert h.journal.position("alpaca", "BTC/USD")[0] == D("0.01")
+            assert await h.engine.reconcile_account("alpaca") == []
+
+        run(config, test)
