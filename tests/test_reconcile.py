@@ -15,7 +15,13 @@ from tests.helpers import Daemon, free_port, tradepipe, write_config
 from tests.test_engine import Harness, run
 from tradepipe.brokers.paper import Fault
 from tradepipe.orders import OrderRequest, OrderState, OrderStatus, OrderType, Side
-from tradepipe.reconcile import Difference, foreign_orders, orders_to_look_up, position_drift
+from tradepipe.reconcile import (
+    Difference,
+    foreign_orders,
+    orders_to_look_up,
+    position_drift,
+    still_open,
+)
 
 D = Decimal
 
@@ -47,6 +53,33 @@ def test_an_order_at_the_broker_that_tradepipe_never_placed_is_reported():
     found = foreign_orders("paper", "AAPL", [state("ours"), state("manual-1")], known=["ours"])
     assert found == [Difference("foreign-order", "paper", "AAPL", "manual-1", "none", "accepted")]
     assert not found[0].blocks_entries
+
+
+@pytest.mark.parametrize(
+    ("journal_status", "broker_status", "broker_filled", "described"),
+    [
+        ("canceled", OrderStatus.ACCEPTED, "0", "journal canceled, broker accepted"),
+        ("filled", OrderStatus.ACCEPTED, "0", "journal filled, broker accepted"),
+        ("rejected", OrderStatus.SUBMITTED, "0", "journal rejected, broker submitted"),
+        ("expired", OrderStatus.PARTIALLY_FILLED, "2", "journal expired, broker partially_filled"),
+        ("filled", OrderStatus.PARTIALLY_FILLED, "5", None),  # its fills cover the 5 sent
+        ("filled", OrderStatus.ACCEPTED, "5", None),
+        ("accepted", OrderStatus.ACCEPTED, "0", None),  # both say working
+        ("partially_filled", OrderStatus.PARTIALLY_FILLED, "2", None),
+        ("submitting", OrderStatus.ACCEPTED, "0", None),  # in flight: its delivery settles it
+        ("unknown", OrderStatus.ACCEPTED, "0", None),  # settled by lookup elsewhere
+        (None, OrderStatus.ACCEPTED, "0", None),  # not ours: a foreign order, reported as such
+    ],
+)
+def test_an_order_the_journal_has_done_but_the_broker_still_works_is_reported(
+    journal_status, broker_status, broker_filled, described
+):
+    broker = [OrderState("a", broker_status, filled_quantity=D(broker_filled), ticker="AAPL")]
+    journaled = {} if journal_status is None else {"a": {"status": journal_status, "quantity": "5"}}
+    found = still_open("paper", "AAPL", broker, journaled)
+    expected = f"paper order a still open at the broker: {described}" if described else None
+    assert [d.describe() for d in found] == ([expected] if expected else [])
+    assert all(d.kind == "still-open" and not d.blocks_entries for d in found)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +130,39 @@ def test_an_order_canceled_at_the_broker_is_journaled_canceled(tmp_path):
         await h.engine.reconcile_account("paper")
         (order,) = h.journal.orders(signal_id=signal)
         assert order["status"] == "canceled"
+
+    run(write_config(tmp_path), test)
+
+
+def test_an_order_journaled_done_but_still_open_at_the_broker_is_reported_not_rewritten(
+    tmp_path,
+):
+    """The journal says canceled (a cancel answer that did not hold, say); the broker still works
+    the order. Reconciliation reports it, journals the event and shows it in health, leaves the
+    journal's status alone (the broker's next answer settles it) and blocks nothing."""
+
+    async def test(h: Harness):
+        (signal,) = await h.send(buy(orderType="limit", limitPrice=99))
+        (order,) = h.journal.orders(signal_id=signal)
+        cid = order["client_order_id"]
+        h.journal.update_order(cid, status="canceled", updated_at=h.clock())
+        (difference,) = await h.engine.reconcile_account("paper")
+        assert difference.describe() == (
+            f"paper order {cid} still open at the broker: journal canceled, broker accepted"
+        )
+        assert h.journal.order_by_client_id(cid)["status"] == "canceled"
+        assert h.engine.blocked == {}
+        (event,) = [e for e in h.journal.events() if e["kind"] == "reconciliation"]
+        assert json.loads(event["detail"])["kind"] == "still-open"
+        health = h.engine.health()["brokers"]["paper"]["differences"]
+        assert health == [
+            {"ticker": "AAPL", "difference": difference.describe(), "blocks_entries": False}
+        ]
+        # The broker's next answer settles it: a price that fills the order, heard in a signal.
+        await h.send({"ticker": "AAPL", "action": "cancel", "signalPrice": 98})
+        assert h.journal.order_by_client_id(cid)["status"] == "filled" and h.position() == 5
+        assert await h.engine.reconcile_account("paper") == []
+        assert h.engine.health()["brokers"]["paper"]["differences"] == []
 
     run(write_config(tmp_path), test)
 

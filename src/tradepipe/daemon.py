@@ -81,6 +81,7 @@ class Actions:
         self.engine.journal.record_operator_action(
             "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
         )
+        ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
 
         async def move_mark() -> list[OrderState]:
             changed = await broker.observe_price(ticker, price)

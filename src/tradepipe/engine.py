@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, Literal
 
 from tradepipe import brackets
-from tradepipe.brokers.base import Broker
+from tradepipe.brokers.base import Broker, canonical_ticker
 from tradepipe.drill import pause_point
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, UsageError
 from tradepipe.fills import fills_to_journal
@@ -45,7 +45,13 @@ from tradepipe.plan import (
     plan_from_json,
     plan_to_json,
 )
-from tradepipe.reconcile import Difference, foreign_orders, orders_to_look_up, position_drift
+from tradepipe.reconcile import (
+    Difference,
+    foreign_orders,
+    orders_to_look_up,
+    position_drift,
+    still_open,
+)
 from tradepipe.resolve import Intent, resolve_signal
 from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
@@ -214,6 +220,10 @@ class Engine:
                 "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
             )
         now = self.clock()
+        # Each delivery names the instrument as its account's broker does (SPEC §6: one
+        # position per account + instrument, however the alert spelled it); the signal row
+        # keeps the text that came in.
+        works = [self._for_account(work, s.account) for _, s in subscriptions]
         # Every delivery is journaled before any is queued, in one commit (not one fsync per
         # subscription): if journaling fails, nothing runs, the signal stays 'accepted' and the
         # next start dispatches it again.
@@ -223,21 +233,34 @@ class Engine:
                     signal_id=work.signal_id,
                     subscription=name,
                     account=subscription.account,
-                    ticker=work.signal.ticker,
+                    ticker=ours.signal.ticker,
                     status="queued",
                     created_at=now,
                     updated_at=now,
                 )
-                for name, subscription in subscriptions
+                for (name, subscription), ours in zip(subscriptions, works, strict=True)
             ]
         self._remaining[work.signal_id] = len(deliveries)
-        for delivery in deliveries:
-            self._lane(delivery["account"], delivery["ticker"]).put_nowait(LaneItem(work, delivery))
+        for delivery, ours in zip(deliveries, works, strict=True):
+            self._lane(delivery["account"], delivery["ticker"]).put_nowait(LaneItem(ours, delivery))
         if not subscriptions:
             self._finish_signal(work.signal_id)
 
+    def _canonical(self, account: str, ticker: str) -> str:
+        broker = self.brokers.get(account)
+        return ticker if broker is None else canonical_ticker(broker, ticker)
+
+    def _for_account(self, work: Work, account: str) -> Work:
+        """The work with the signal's ticker as the account's broker spells the instrument."""
+        ticker = self._canonical(account, work.signal.ticker)
+        if ticker == work.signal.ticker:
+            return work
+        return replace(work, signal=replace(work.signal, ticker=ticker))
+
     def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneWork]:
-        key = (account, ticker)
+        # One lane per instrument: a journal row or a stream event under another spelling of it
+        # (written before tickers were canonical) queues behind the same work.
+        key = (account, self._canonical(account, ticker))
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = asyncio.Queue()
@@ -306,7 +329,7 @@ class Engine:
         assert row is not None
         signal = parse_signal(row["payload"]).signal
         assert signal is not None
-        work = Work(row["id"], row["strategy"], signal)
+        work = self._for_account(Work(row["id"], row["strategy"], signal), delivery["account"])
         return await self.in_lane(
             delivery["account"], delivery["ticker"], partial(self._approve, work, delivery_id)
         )
@@ -477,7 +500,8 @@ class Engine:
         strategy = self.config.strategies[row["strategy"]]
         answers = []
         for name, subscription in self.config.subscriptions_for(row["strategy"]):
-            intent = resolve_signal(signal, subscription, strategy.defaults)
+            ticker = self._canonical(subscription.account, signal.ticker)
+            intent = resolve_signal(replace(signal, ticker=ticker), subscription, strategy.defaults)
             try:
                 decision = await self._decide(intent, subscription.account)
             except BrokerError as e:
@@ -813,7 +837,8 @@ class Engine:
             tickers = {p.ticker for p in await broker.positions() if p.quantity}
             tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
             tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
-            for symbol in sorted(t for t in tickers if ticker in (None, t)):
+            wanted = None if ticker is None else self._canonical(name, ticker)
+            for symbol in sorted(t for t in tickers if wanted in (None, self._canonical(name, t))):
 
                 async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
                     return await self._flatten_one(name, symbol, action)
@@ -919,6 +944,7 @@ class Engine:
                 self._queue_chore(Chore("reconcile", account, ticker))
 
     async def _tickers(self, account: str) -> list[str]:
+        """Every instrument the journal or the broker has anything on, each once, canonical."""
         broker = self.brokers[account]
         tickers = {p["ticker"] for p in self.journal.positions(account=account)}
         tickers |= {o["ticker"] for o in self.journal.working_orders(account)}
@@ -926,17 +952,26 @@ class Engine:
         tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
         health = self.broker_health.setdefault(account, {"differences": []})
         health.update(ok=True, error=None, checked_at=self.clock().isoformat())
-        return sorted(tickers)
+        return sorted({self._canonical(account, ticker) for ticker in tickers})
 
     async def reconcile(self, account: str, ticker: str) -> list[Difference]:
         """Compare one account + ticker with the broker; journal and report every difference.
         Orders the journal was behind on are brought up to date from the broker's answer; a
-        position that still differs blocks new entries on the ticker (if configured)."""
+        position that still differs blocks new entries on the ticker (if configured).
+
+        Canonical against canonical: journal rows written under another spelling of the
+        instrument (before tickers were canonical) are read as the instrument's, not rewritten.
+        """
         broker = self.brokers[account]
+        ticker = self._canonical(account, ticker)
         now = self.clock()
         differences: list[Difference] = []
         broker_open = await broker.open_orders(ticker)
-        working = self.journal.working_orders(account, ticker)
+        working = [
+            o
+            for o in self.journal.working_orders(account)
+            if self._canonical(account, o["ticker"]) == ticker
+        ]
         was = {o["client_order_id"]: o["status"] for o in working}
         for cid in orders_to_look_up(working, broker_open):
             found = await broker.get_order(cid, ticker=ticker)
@@ -952,11 +987,23 @@ class Engine:
                 self.record_state(account, ticker, found)
                 seen = str(found.status)
             differences.append(Difference("order", account, ticker, cid, was[cid], seen))
-        known = self.journal.known_order_ids([o.client_order_id for o in broker_open])
-        differences += foreign_orders(account, ticker, broker_open, known)
-        held = self.journal.position(account, ticker)
+        journaled = {
+            o.client_order_id: row
+            for o in broker_open
+            if (row := self.journal.order_by_client_id(o.client_order_id)) is not None
+        }
+        differences += foreign_orders(account, ticker, broker_open, journaled)
+        differences += still_open(account, ticker, broker_open, journaled)
+        held = sum(
+            (
+                Decimal(p["quantity"])
+                for p in self.journal.positions(account=account)
+                if self._canonical(account, p["ticker"]) == ticker
+            ),
+            Decimal(0),
+        )
         at_broker = (await broker.position(ticker)).quantity
-        drift = position_drift(account, ticker, held[0] if held else Decimal(0), at_broker)
+        drift = position_drift(account, ticker, held, at_broker)
         differences += drift
         for difference in differences:
             log.warning("reconciliation: %s", difference.describe())

@@ -2,8 +2,9 @@
 
 Pure. The engine gathers both views for one account + ticker (inside its lane, so none of our
 own deliveries is half-way), asks which journal-open orders the broker no longer lists (to
-look them up by id), and compares what is left: orders the journal does not know, and the
-position. A position that differs blocks new entries on that ticker until they agree again.
+look them up by id), and compares what is left: orders the journal does not know, orders it
+holds as done that the broker still works, and the position. A position that differs blocks
+new entries on that ticker until they agree again.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from tradepipe.orders import OrderState
 
 # Journal statuses of an order the broker should list as open.
 WORKING = frozenset({"submitted", "accepted", "partially_filled"})
+# Journal statuses of an order the broker should no longer list as open.
+DONE = frozenset({"filled", "canceled", "rejected", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    kind: str  # "order" (the journal was behind), "foreign-order", "position"
+    # "order" (the journal was behind), "foreign-order", "still-open" (the journal has it
+    # done, the broker still works it), "position"
+    kind: str
     account: str
     ticker: str
     subject: str
@@ -32,6 +37,7 @@ class Difference:
         what = {
             "order": f"order {self.subject}",
             "foreign-order": f"order {self.subject} not placed by tradepipe",
+            "still-open": f"order {self.subject} still open at the broker",
             "position": f"position {self.ticker}",
         }[self.kind]
         return f"{self.account} {what}: journal {self.journal}, broker {self.broker}"
@@ -79,3 +85,34 @@ def position_drift(
 
 def _show(quantity: Decimal) -> str:
     return format(quantity.normalize(), "f") if quantity else "0"
+
+
+def still_open(
+    account: str,
+    ticker: str,
+    broker_open: Iterable[OrderState],
+    journaled: Mapping[str, Mapping[str, Any]],
+) -> list[Difference]:
+    """Orders the journal holds as done (filled, canceled, rejected, expired) that the broker
+    still lists as working. Reported, not written back: the broker is the truth for what is
+    working, and its next event or a lookup settles the journal. An order whose fills cover
+    the quantity sent is filled whatever the broker lists (`OrderState.against`)."""
+    found = []
+    for order in broker_open:
+        row = journaled.get(order.client_order_id)
+        if row is None or row["status"] not in DONE:
+            continue
+        quantity = Decimal(row["quantity"])
+        if order.against(quantity).status.is_final or order.filled_quantity >= quantity > 0:
+            continue
+        found.append(
+            Difference(
+                "still-open",
+                account,
+                ticker,
+                order.client_order_id,
+                row["status"],
+                str(order.status),
+            )
+        )
+    return found

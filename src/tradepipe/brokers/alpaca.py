@@ -50,6 +50,9 @@ from tradepipe.brokers.alpaca_orders import (
     to_alpaca_request,
 )
 from tradepipe.brokers.alpaca_parsing import (
+    canonical_ticker as alpaca_ticker,
+)
+from tradepipe.brokers.alpaca_parsing import (
     decimal,
     is_alpaca_named,
     is_crypto,
@@ -211,6 +214,9 @@ class AlpacaBroker:
             clock=clock,
             timeout=timeout,
         )
+
+    def canonical_ticker(self, ticker: str) -> str:
+        return alpaca_ticker(ticker)
 
     # -- errors, in one place ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tradepipe.orders import Fill, OrderRole, OrderState, OrderStatus, OrderType, Position, Side
+from tradepipe.tickers import default_canonical_ticker
 
 # Alpaca's order statuses → ours (docs.alpaca.markets "Order Lifecycle").
 STATUS = {
@@ -45,6 +46,9 @@ STATUS_WORDS = {
 }
 OPTION_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
+# A crypto pair written without its slash, as TradingView names it ("BTCUSD", "ETHUSDT"): six
+# characters or more, which no US stock symbol has (at most five), ending in a quote currency.
+_SLASHLESS_PAIR = re.compile(rf"^[A-Z][A-Z0-9]+(?:{'|'.join(CRYPTO_QUOTES)})$")
 
 
 def is_crypto(ticker: str) -> bool:
@@ -53,6 +57,18 @@ def is_crypto(ticker: str) -> bool:
 
 def is_option(ticker: str) -> bool:
     return OPTION_SYMBOL.match(ticker) is not None
+
+
+def canonical_ticker(ticker: str) -> str:
+    """Alpaca's spelling of an instrument, the one its orders carry: a stock "AAPL", an option
+    its OCC symbol ("SPY261218C00600000"), a crypto pair with its slash ("BTC/USD", also from
+    TradingView's "COINBASE:BTCUSD")."""
+    text = default_canonical_ticker(ticker)
+    if is_option(compact := text.replace(" ", "")):
+        return compact
+    if "/" not in text and len(text) >= 6 and _SLASHLESS_PAIR.match(text):
+        return ticker_of(text, "crypto")
+    return text
 
 
 def position_symbol(ticker: str) -> str:

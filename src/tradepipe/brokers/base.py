@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from tradepipe.orders import OrderRequest, OrderState, OrderType, Position, TimeInForce
+from tradepipe.tickers import default_canonical_ticker
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,14 @@ class Broker(Protocol):
 
     name: str
     capabilities: Capabilities
+
+    def canonical_ticker(self, ticker: str) -> str:
+        """This broker's one spelling of the instrument a ticker names ("NASDAQ:AAPL" and
+        "AAPL" are one stock): the engine keys lanes, journaled orders and positions and
+        reconciliation by it. Pure (no I/O), idempotent, and the spelling the broker itself
+        reports positions and orders under. `default_canonical_ticker` unless the broker
+        names instruments otherwise."""
+        ...
 
     async def connect(self) -> None:
         """Connect (or reconnect after a failure); raises `BrokerUnavailable` if it cannot.
@@ -127,3 +136,10 @@ class Broker(Protocol):
         """A price seen in a signal. Only brokers with `marks_from_signals` act on it; the
         answer lists orders that the new price filled."""
         ...
+
+
+def canonical_ticker(broker: object, ticker: str) -> str:
+    """`broker.canonical_ticker(ticker)`, or the default for an adapter that does not declare
+    its own spelling (it then names instruments the default way)."""
+    own = getattr(broker, "canonical_ticker", None)
+    return own(ticker) if callable(own) else default_canonical_ticker(ticker)

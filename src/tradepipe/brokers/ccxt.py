@@ -62,6 +62,7 @@ from tradepipe.brokers.ccxt_markets import (
     check_written,
     find_market,
     instrument_rules,
+    market_ticker,
     price_of,
     spot_holdings,
     swap_position,
@@ -164,7 +165,7 @@ class CcxtBroker:
         self._listener: OrderListener | None = None
         self._poller: asyncio.Task[None] | None = None
         self._symbols: dict[str, str] = {}  # client order id → ccxt symbol
-        self._tickers: dict[str, str] = {}  # ccxt symbol → the ticker the engine uses
+        self._tickers: dict[str, str] = {}  # markets used: ccxt symbol → the ticker first asked
         self._watch: dict[str, str] = {}  # open orders placed or seen: client id → symbol
         self._reported: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._fills: dict[str, tuple[Decimal, tuple[Fill, ...]]] = {}
@@ -291,11 +292,15 @@ class CcxtBroker:
         self._tickers.setdefault(market["symbol"], ticker)
         return market
 
+    def canonical_ticker(self, ticker: str) -> str:
+        exchange = self.exchange
+        markets, by_id = exchange.markets or {}, exchange.markets_by_id or {}
+        return market_ticker(markets, by_id, ticker, self.market_type)
+
     def _ticker(self, symbol: str) -> str:
-        if symbol in self._tickers:
-            return self._tickers[symbol]
-        market = self.exchange.markets.get(symbol)
-        return market["id"] if market else symbol
+        """How a market is reported (positions, orders): its canonical ticker, the market id."""
+        market = (self.exchange.markets or {}).get(symbol)
+        return str(market["id"]) if market else symbol
 
     async def instrument(self, ticker: str) -> InstrumentRules:
         market = await self._market(ticker)
@@ -580,11 +585,13 @@ class CcxtBroker:
                 for p in found
                 if p.get("symbol") == market["symbol"]
             ]
-            return next((p for p in held if p.quantity), Position(ticker, Decimal(0)))
+            none = Position(self._ticker(market["symbol"]), Decimal(0))
+            return next((p for p in held if p.quantity), none)
         with self._mapped():
             balance = await self.exchange.fetch_balance()
         total = decimal(balance.get(market["base"], {}).get("total")) or Decimal(0)
-        return Position(ticker, total, None)  # a spot holding has no entry price
+        # a spot holding has no entry price
+        return Position(self._ticker(market["symbol"]), total, None)
 
     async def positions(self) -> list[Position]:
         with self._mapped():

@@ -5,6 +5,7 @@ swap positions, a price). No I/O: the adapter, `tradepipe.brokers.ccxt`, loads t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,10 @@ from tradepipe.brokers.base import InstrumentRules
 from tradepipe.brokers.ccxt_orders import decimal
 from tradepipe.errors import OrderRejected
 from tradepipe.orders import Position
+from tradepipe.tickers import default_canonical_ticker
 
+# TradingView's perpetual suffix ("BTCUSDT.P").
+_PERPETUAL = re.compile(r"(?:\.P)+$")
 # Quote currencies that are cash, not positions, when balances are read as spot positions.
 CASH = ("USDT", "USDC", "USD", "FDUSD", "EUR")
 
@@ -37,6 +41,28 @@ def find_market(
             if market.get("type") == market_type and market.get("active") is not False:
                 return market
     return None
+
+
+def market_ticker(
+    markets: Mapping[str, dict[str, Any]],
+    markets_by_id: Mapping[str, list[dict[str, Any]]],
+    ticker: str,
+    market_type: str,
+) -> str:
+    """The canonical ticker: the exchange's id of the market a ticker names ("BTCUSDT" for
+    "BINANCE:BTCUSDT", "BTC/USDT" or "BTCUSDT.P"), TradingView's own spelling on Binance and
+    the one positions and orders are reported under. Before the markets are loaded, or for a
+    ticker no market has, the rule Binance's ids follow: no prefix, no slash, upper case."""
+    for name in dict.fromkeys((ticker.strip(), default_canonical_ticker(ticker))):
+        market = find_market(markets, markets_by_id, name, market_type)
+        if market is not None:
+            return str(market["id"])
+    text = default_canonical_ticker(ticker)
+    if "/" in text:  # a unified symbol; a swap's names its settle currency after a colon
+        text = text.split(":", 1)[0].replace("/", "")
+    text = default_canonical_ticker(_PERPETUAL.sub("", text))
+    market = find_market(markets, markets_by_id, text, market_type)
+    return str(market["id"]) if market is not None else text
 
 
 def step_of(value: Any, precision_mode: int) -> Decimal | None:

@@ -5,12 +5,16 @@ it was sent, refuses to create the same id twice, fills market orders at the mar
 signal carried or `tradepipe paper quote` set), and keeps limit and stop orders resting until a
 later mark crosses them. A trailing stop remembers the best mark since it went live and
 triggers when a mark falls back by its trail (amount or percent) from there.
+
+It names instruments the default way (`NASDAQ:AAPL` is "AAPL"). Books written before tickers
+were canonical may hold an instrument under another spelling: those rows are read together
+with the canonical one (positions add up), never rewritten.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +33,7 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.tickers import default_canonical_ticker
 
 # A paper order that may still fill: live at the mark, or a bracket leg held for its entry.
 WORKING = frozenset({"accepted", "partially_filled", "held"})
@@ -80,6 +85,45 @@ class PaperBroker:
         self._clock = clock
         self._faults: list[tuple[Fault, str]] = []
         self._down: str | None = None
+        # canonical ticker → the other spellings the books held it under when first read
+        self._legacy: dict[str, tuple[str, ...]] | None = None
+
+    def canonical_ticker(self, ticker: str) -> str:
+        return default_canonical_ticker(ticker)
+
+    def _spellings(self, ticker: str) -> tuple[str, ...]:
+        """The canonical ticker, then any spelling that books written before tickers were
+        canonical hold the same instrument under (new rows are always canonical)."""
+        canonical = self.canonical_ticker(ticker)
+        if self._legacy is None:
+            held = {t for t, _, _ in self._journal.paper_positions(self.name)}
+            held |= {
+                json.loads(row["request"])["ticker"]
+                for row in self._journal.paper_open_orders(self.name)
+            }
+            legacy: dict[str, tuple[str, ...]] = {}
+            for spelling in sorted(held):
+                if (name := self.canonical_ticker(spelling)) != spelling:
+                    legacy[name] = (*legacy.get(name, ()), spelling)
+            self._legacy = legacy
+        return (canonical, *self._legacy.get(canonical, ()))
+
+    def _held(self, ticker: str) -> tuple[Decimal, Decimal | None]:
+        return _merged(self._journal.paper_position(self.name, s) for s in self._spellings(ticker))
+
+    def _mark(self, ticker: str) -> Decimal | None:
+        marks = (self._journal.paper_mark(self.name, s) for s in self._spellings(ticker))
+        return next((mark for mark in marks if mark is not None), None)
+
+    def _live(self, ticker: str) -> list[dict]:
+        """The ticker's working orders (held bracket legs excluded), oldest first."""
+        spellings = self._spellings(ticker)
+        rows = [r for s in spellings for r in self._journal.paper_open_orders(self.name, s)]
+        return rows if len(spellings) == 1 else sorted(rows, key=lambda r: r["created_at"])
+
+    def _canonical(self, request: OrderRequest) -> OrderRequest:
+        ticker = self.canonical_ticker(request.ticker)
+        return request if ticker == request.ticker else replace(request, ticker=ticker)
 
     def inject(self, fault: Fault, message: str = "injected fault") -> None:
         """Misbehave as a remote broker can (for tests and drills): REJECT, TIMEOUT and DROP
@@ -123,6 +167,7 @@ class PaperBroker:
         self, entry: OrderRequest, children: Sequence[OrderRequest]
     ) -> list[OrderState]:
         self._link()
+        entry, children = self._canonical(entry), [self._canonical(c) for c in children]
         existing = self._journal.paper_order(self.name, entry.client_order_id)
         fault = None
         if existing is None:
@@ -135,8 +180,7 @@ class PaperBroker:
                 for child in children:
                     # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
                     self._insert(child, now, "held", parent=entry.client_order_id)
-                mark = self._journal.paper_mark(self.name, entry.ticker)
-                self._place(entry, mark, now)
+                self._place(entry, self._mark(entry.ticker), now)
         self._lose_answer(fault)
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
@@ -144,6 +188,7 @@ class PaperBroker:
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
         self._link()
+        request = self._canonical(request)
         fault = None
         if self._journal.paper_order(self.name, request.client_order_id) is None:
             fault = self._next_fault()
@@ -165,7 +210,7 @@ class PaperBroker:
                 )
                 self._insert(request, now, old["status"], parent=old["parent"])
                 if old["status"] != "held":
-                    self._place(request, self._journal.paper_mark(self.name, request.ticker), now)
+                    self._place(request, self._mark(request.ticker), now)
         self._lose_answer(fault)
         state = await self.get_order(request.client_order_id)
         assert state is not None
@@ -255,16 +300,19 @@ class PaperBroker:
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
         self._link()
-        return [self._state(r) for r in self._journal.paper_open_orders(self.name, ticker)]
+        if ticker is None:
+            return [self._state(r) for r in self._journal.paper_open_orders(self.name)]
+        return [self._state(r) for r in self._live(ticker)]
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """Move the mark and fill every resting order the new price crosses."""
         self._link()
         now = self._clock()
+        spellings = self._spellings(ticker)
         with self._journal.transaction():
-            before = self._journal.paper_ticker_orders(self.name, ticker)
-            self._journal.set_paper_mark(self.name, ticker, price, now)
-            for row in self._journal.paper_open_orders(self.name, ticker):
+            before = self._ticker_orders(spellings)
+            self._journal.set_paper_mark(self.name, spellings[0], price, now)
+            for row in self._live(ticker):
                 request = OrderRequest.from_row(json.loads(row["request"]))
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
@@ -280,7 +328,7 @@ class PaperBroker:
                     self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
                 else:
                     self._fill(request, fill_price, now)
-            after = self._journal.paper_ticker_orders(self.name, ticker)
+            after = self._ticker_orders(spellings)
         if self._faults and self._faults[0][0] is Fault.LOSE_FILLS:
             self._faults.pop(0)
             return []  # the fills happened; the events about them are lost
@@ -288,28 +336,38 @@ class PaperBroker:
         states = [await self.get_order(client_order_id) for client_order_id in changed]
         return [state for state in states if state is not None]
 
+    def _ticker_orders(self, spellings: tuple[str, ...]) -> dict[str, str]:
+        orders: dict[str, str] = {}
+        for spelling in spellings:
+            orders |= self._journal.paper_ticker_orders(self.name, spelling)
+        return orders
+
     # -- account -------------------------------------------------------------------------------
 
     async def position(self, ticker: str) -> Position:
         self._link()
-        quantity, average = self._journal.paper_position(self.name, ticker)
-        return Position(ticker, quantity, average)
+        quantity, average = self._held(ticker)
+        return Position(self.canonical_ticker(ticker), quantity, average)
 
     async def positions(self) -> list[Position]:
         self._link()
-        return [Position(t, q, a) for t, q, a in self._journal.paper_positions(self.name)]
+        rows: dict[str, list[tuple[Decimal, Decimal | None]]] = {}
+        for ticker, quantity, average in self._journal.paper_positions(self.name):
+            rows.setdefault(self.canonical_ticker(ticker), []).append((quantity, average))
+        merged = [(ticker, *_merged(held)) for ticker, held in rows.items()]
+        return [Position(t, q, a) for t, q, a in merged if q]
 
     async def quote(self, ticker: str) -> Decimal | None:
         self._link()
-        return self._journal.paper_mark(self.name, ticker)
+        return self._mark(ticker)
 
     async def account(self) -> AccountSummary:
         self._link()
         cash = self._journal.paper_cash(self.name, self._initial_cash)
         equity = cash
-        for ticker, quantity, average in self._journal.paper_positions(self.name):
-            mark = self._journal.paper_mark(self.name, ticker) or average or Decimal(0)
-            equity += quantity * mark
+        for position in await self.positions():
+            mark = self._mark(position.ticker) or position.average_price or Decimal(0)
+            equity += position.quantity * mark
         return AccountSummary(equity=equity, cash=cash, buying_power=max(cash, Decimal(0)))
 
     # -- books ---------------------------------------------------------------------------------
@@ -318,7 +376,7 @@ class PaperBroker:
         """A buy that opens or grows a long must be paid for with cash (no margin on paper)."""
         if request.side is not Side.BUY:
             return None
-        held, _ = self._journal.paper_position(self.name, request.ticker)
+        held, _ = self._held(request.ticker)
         opening = request.quantity - max(-held, Decimal(0))
         if opening <= 0:
             return None
@@ -442,13 +500,29 @@ class PaperBroker:
             broker_order_id=row["broker_order_id"],
             message="held until the entry fills" if held else row["message"],
             fills=fills,
-            ticker=request.ticker,
+            ticker=self.canonical_ticker(request.ticker),
             side=request.side,
             quantity=request.quantity,
             order_type=request.order_type,
             limit_price=request.limit_price,
             stop_price=request.stop_price,
         )
+
+
+def _merged(
+    rows: Iterable[tuple[Decimal, Decimal | None]],
+) -> tuple[Decimal, Decimal | None]:
+    """One position from the rows of its spellings: the quantities add up; the average price is
+    that of the rows on the side the total is on (those rows are what is still held)."""
+    held = [(quantity, average) for quantity, average in rows if quantity]
+    if len(held) <= 1:
+        return held[0] if held else (Decimal(0), None)
+    total = sum((quantity for quantity, _ in held), Decimal(0))
+    side = [(q, a) for q, a in held if a is not None and (q > 0) == (total > 0)]
+    size = sum((q for q, _ in side), Decimal(0))
+    if not total or not size:
+        return total, None
+    return total, sum((q * a for q, a in side), Decimal(0)) / size
 
 
 def _fill_price(
