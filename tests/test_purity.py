@@ -22,6 +22,14 @@ PURE = [
     "brokers/ccxt_orders",
     "brokers/alpaca_parsing",
     "brokers/alpaca_fills",
+    "brackets",
+    "tickers",
+    "reconcile",
+    "fills",
+    "risk",
+    "prices",
+    "windows",
+    "brokers/ibkr_translation",
 ]
 FORBIDDEN_MODULES = {
     "aiohttp",

@@ -114,7 +114,7 @@ def is_resize(child: Row) -> bool:
     """Whether the child took another child's place by `Resize` (not a breakeven's replace,
     which its own delivery carries out)."""
     replaces = child.get("replaces")
-    return bool(replaces) and child["client_order_id"] == _next_id(replaces)
+    return isinstance(replaces, str) and child["client_order_id"] == _next_id(replaces)
 
 
 def fills_a_child(row: Row, filled: Decimal) -> bool:

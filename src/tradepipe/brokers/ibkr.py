@@ -209,6 +209,12 @@ class IbkrBroker:
 
     # -- life cycle ----------------------------------------------------------------------------
 
+    def canonical_ticker(self, ticker: str) -> str:
+        """IB's spelling: the contract's symbol (futures with their month, OCC options), the
+        TradingView exchange prefix dropped; the same as the default for every ticker IB
+        trades (tests/test_tickers.py), declared here so it cannot drift from `parse_ticker`."""
+        return canonical(ticker)
+
     async def connect(self) -> None:
         if self._ib.isConnected():
             return
