@@ -20,6 +20,7 @@ from tradepipe.brackets import Cancel, Drop, Place, Resize, Wait, is_resize, nex
 from tradepipe.brokers.paper import Fault, PaperBroker
 from tradepipe.daemon import Actions
 from tradepipe.engine import Engine
+from tradepipe.errors import BrokerUnavailable
 from tradepipe.ids import leg_of
 from tradepipe.orders import OrderRequest, OrderState
 
@@ -124,9 +125,25 @@ def test_a_stop_after_the_entry_filled_places_the_children_once_at_the_next_star
         await h.engine.stop()
         broker = h.engine.brokers["paper"]
         for state in await broker.observe_price("AAPL", D(98)):
-            h.journal.update_order(
-                state.client_order_id, status=state.status, filled_quantity=state.filled_quantity
-            )
+            # As record_state journals an answer: the order and its fills in one unit.
+            with h.journal.transaction():
+                h.journal.update_order(
+                    state.client_order_id,
+                    status=state.status,
+                    filled_quantity=state.filled_quantity,
+                )
+                journaled = h.journal.order_by_client_id(state.client_order_id)
+                for fill in state.fills:
+                    h.journal.record_fill(
+                        fill_id=f"paper:{fill.fill_id}",
+                        order_id=journaled["id"],
+                        account="paper",
+                        ticker="AAPL",
+                        side=fill.side,
+                        quantity=fill.quantity,
+                        price=fill.price,
+                        filled_at=fill.filled_at,
+                    )
         order = legs(h, buy)
         assert order["entry"]["status"] == "filled" and order["stop_loss"]["status"] == "held"
         # ... and one child whose submission was under way (journaled, not yet sent).
@@ -544,6 +561,80 @@ def test_an_entry_filled_in_part_then_ended_gets_children_for_what_it_bought(tmp
     run_thin(tmp_path, test)
 
 
+class FlakyCancel(ThinBook):
+    """A ThinBook whose cancel of one order times out once (the broker did not answer)."""
+
+    fail_cancel_of: str | None = None
+
+    async def cancel(self, client_order_id, *, ticker=None):
+        if client_order_id == self.fail_cancel_of:
+            self.fail_cancel_of = None
+            raise BrokerUnavailable("paper: cancel timed out (injected)")
+        return await super().cancel(client_order_id, ticker=ticker)
+
+
+class FlakyHarness(ThinHarness):
+    def new_engine(self) -> Engine:
+        if not hasattr(self, "calls"):
+            self.calls = []
+        book = FlakyCancel(
+            "paper",
+            self.journal,
+            cash=D(self.config.accounts["paper"].cash),
+            clock=self.clock,
+            native_brackets=False,
+            calls=self.calls,
+        )
+        return Engine(self.config, self.journal, {"paper": book}, self.clock)
+
+
+def test_a_flatten_during_an_unfinished_resize_leaves_no_stop_on_the_flat_position(tmp_path):
+    """The take-profit fills 2 of 5, the stop's resize is journaled, its old stop's cancel
+    times out; then the operator flattens. The resized stop (journaled, unsent) must not be
+    placed afterwards for the 3 the bracket once held: the position is flat (found by a
+    review: the stop was placed, and the account went short 3 when the price fell)."""
+
+    async def test(h: FlakyHarness):
+        (buy,) = await h.send(BRACKET)
+        (tp,) = by_role(h, buy, "take_profit")
+        (sl,) = by_role(h, buy, "stop_loss")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        h.book.fail_cancel_of = sl["client_order_id"]
+        await quote(h, 111)
+        assert [o["status"] for o in by_role(h, buy, "stop_loss")] == ["accepted", "submitting"]
+        await h.engine.flatten("paper", "AAPL")
+        await h.engine.drain()
+        assert h.position() == 0 and await held_at_broker(h) == 0
+        assert await at_broker(h) == []
+        assert by_role(h, buy, "stop_loss")[1]["status"] == "canceled"
+        await quote(h, 94)
+        assert h.position() == 0 and await held_at_broker(h) == 0
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test, FlakyHarness)
+
+
+def test_a_breakeven_whose_answer_was_lost_then_a_partial_take_profit_leaves_one_stop(tmp_path):
+    """The breakeven's move reached the broker but its answer was lost (the old stop still
+    'accepted', the new one 'unknown' in the journal); then the take-profit fills 2 of 5. The
+    old stop must not be resized as if it still rested: the lost answer is settled first, the
+    old stop ends replaced, and only the breakeven stop is cut to 3 (found by a review: two
+    stops rested, 3 + 5, and the account went short 5)."""
+
+    async def test(h: ThinHarness):
+        (buy,) = await h.send(BRACKET)
+        h.book.inject(Fault.TIMEOUT, "read timeout")  # the replace happens; its answer is lost
+        await h.send({"ticker": "AAPL", "action": "breakeven", "signalPrice": 104})
+        (tp,) = by_role(h, buy, "take_profit")
+        h.book.fill_at_most(tp["client_order_id"], 2)
+        await quote(h, 111)
+        stops = [o for o in await at_broker(h) if o[0] == "stop"]
+        assert stops == [("stop", "3")]
+        await quote(h, 94)
+        assert h.position() == 0 and await held_at_broker(h) == 0
+
+    run(write_config(tmp_path, account=NO_BRACKETS), test, ThinHarness)
+
+
 # -- the decision, on journal rows (tradepipe.brackets, pure) ------------------------------------
 
 
@@ -642,7 +733,47 @@ TP, SL = "tpab-1-x-t", "tpab-1-x-s"
     ],
 )
 def test_next_step(entry, child, siblings, step):
-    found = next_step(entry, child, siblings)
+    found = next_step(entry, child, siblings, closable=D(5))
+    if isinstance(step, type):
+        assert isinstance(found, step), found
+    else:
+        assert found == step
+
+
+BE = "tpab-2-x-b"  # a breakeven stop that moves SL
+
+
+@pytest.mark.parametrize(
+    "child, siblings, closable, step",
+    [
+        # what the position lets a child close caps it: placed, resized, or dropped/canceled
+        (row(TP, "held"), [row(SL, "held")], D(0), Drop),
+        (row(TP, "held"), [row(SL, "held")], D(3), Place(D(3))),
+        (row(f"{SL}R1", "submitting", "3", replaces=SL), [row(SL, "canceled")], D(0), Drop),
+        (row(SL, "accepted"), [row(TP, "accepted")], D(0), Cancel),
+        (row(SL, "accepted"), [row(TP, "accepted")], D(-5), Cancel),  # now short: nothing
+        (row(SL, "accepted"), [row(TP, "accepted")], D(4), Resize(f"{SL}R1", D(4))),
+        (row(SL, "accepted"), [row(TP, "accepted")], D(9), Wait),  # more held (added): as is
+        # a breakeven that moved the stop: by its fate
+        (
+            row(SL, "accepted"),
+            [row(TP, "accepted"), row(BE, "accepted", replaces=SL)],
+            D(5),
+            Cancel,
+        ),
+        (row(SL, "accepted"), [row(TP, "accepted"), row(BE, "unknown", replaces=SL)], D(3), Wait),
+        (row(SL, "accepted"), [row(TP, "accepted"), row(BE, "rejected", replaces=SL)], D(5), Wait),
+        (
+            row(SL, "accepted"),
+            [row(TP, "accepted"), row(BE, "rejected", replaces=SL)],
+            D(3),
+            Resize(f"{SL}R1", D(3)),
+        ),
+        (row(SL, "unknown"), [row(TP, "accepted"), row(BE, "accepted", replaces=SL)], D(5), Wait),
+    ],
+)
+def test_next_step_within_the_position_and_after_a_breakeven(child, siblings, closable, step):
+    found = next_step(ENTRY, child, siblings, closable=closable)
     if isinstance(step, type):
         assert isinstance(found, step), found
     else:

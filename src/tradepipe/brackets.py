@@ -123,37 +123,62 @@ def fills_a_child(row: Row, filled: Decimal) -> bool:
     return row["parent_id"] is not None and filled > Decimal(row["filled_quantity"])
 
 
-def next_step(entry: Row, child: Row, siblings: Sequence[Row]) -> Step:
+def next_step(entry: Row, child: Row, siblings: Sequence[Row], *, closable: Decimal) -> Step:
     """What the live bracket child `child` of `entry` needs now; `siblings` are the entry's
-    other children, in any state (a canceled one's fills still count)."""
+    other children, in any state (a canceled one's fills still count). `closable`: what the
+    account's position in the ticker lets this child close now (the long for a sell, the short
+    for a buy; 0 when flat or on the other side). A child never rests, nor is placed, for more:
+    whatever closed the position without the bracket (a flatten, an exit signal, a reversal)
+    leaves it nothing to protect."""
     status = OrderStatus(child["status"])
     winner = next((s for s in siblings if s["status"] == OrderStatus.FILLED), None)
     if winner is not None:
         why = f"one-cancels-other: {winner['client_order_id']} filled"
         return Drop(why) if status is OrderStatus.HELD else Cancel(why)
-    successor = next(
-        (s for s in siblings if s.get("replaces") == child["client_order_id"] and is_resize(s)),
-        None,
-    )
-    if successor is not None:
-        why = f"resized: {successor['client_order_id']} takes its place"
-        if status is OrderStatus.HELD:
-            return Drop(why)
-        if status is OrderStatus.UNKNOWN:
-            return Wait(f"of unknown state: {successor['client_order_id']} waits for its end")
-        return Cancel(why)
+    for successor in (s for s in siblings if s.get("replaces") == child["client_order_id"]):
+        step = _replaced(child, status, successor)
+        if step is not None:
+            return step
     filled = Decimal(entry["filled_quantity"])
     held = filled - sum((Decimal(s["filled_quantity"]) for s in siblings), Decimal(0))
-    held -= Decimal(child["filled_quantity"])
+    held = min(held - Decimal(child["filled_quantity"]), max(closable, Decimal(0)))
     if status in UNSENT:
         return _unsent(entry, child, siblings, held)
     if status not in WORKING:
         return Wait(f"{status}: settled by looking it up")
     if held <= 0:
-        return Cancel(f"one-cancels-other: its siblings' fills closed the {_show(filled)}")
+        return Cancel(
+            f"one-cancels-other: nothing left to close (entry {_show(filled)}, siblings'"
+            f" fills and the position {_show(closable)} counted)"
+        )
     if Decimal(child["quantity"]) - Decimal(child["filled_quantity"]) > held:
         return Resize(resized_id(child["client_order_id"]), held)
     return Wait("rests for what the bracket holds")
+
+
+def _replaced(child: Row, status: OrderStatus, successor: Row) -> Step | None:
+    """The step for a child another order takes the place of: its resize, or a breakeven that
+    moved it. None if that other order never took it (a refused or never-sent move)."""
+    name = successor["client_order_id"]
+    if is_resize(successor):
+        why = f"resized: {name} takes its place"
+        if status is OrderStatus.HELD:
+            return Drop(why)
+        if status is OrderStatus.UNKNOWN:
+            return Wait(f"of unknown state: {name} waits for its end")
+        return Cancel(why)
+    moved = OrderStatus(successor["status"])
+    if moved in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
+        # A move in flight, or one whose answer was lost: until its fate is known this child
+        # may be gone or still resting, so it is neither resized nor placed.
+        return Wait(f"{name} moves it, and its fate is not known yet")
+    if moved in WORKING or moved is OrderStatus.FILLED:
+        if status in (OrderStatus.UNKNOWN, OrderStatus.HELD, OrderStatus.SUBMITTING):
+            return Wait(f"moved by {name}: settled by looking it up")
+        # The broker took the move: this child ended there (a modification in place leaves
+        # its old id unknown to IB), though the answer saying so may have been lost.
+        return Cancel(f"replaced by {name}")
+    return None  # the move was refused or never sent: the child stands
 
 
 def _unsent(entry: Row, child: Row, siblings: Sequence[Row], held: Decimal) -> Step:
@@ -169,7 +194,7 @@ def _unsent(entry: Row, child: Row, siblings: Sequence[Row], held: Decimal) -> S
     if Decimal(entry["filled_quantity"]) <= 0:
         return Drop(f"not placed: its entry was {entry_status} without a fill")
     if held <= 0:
-        return Drop("not placed: its siblings' fills already closed the position")
+        return Drop("not placed: its siblings' fills, or another order, closed the position")
     return Place(held)
 
 

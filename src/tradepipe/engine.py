@@ -1136,6 +1136,9 @@ class Engine:
         # At start this runs outside the lanes, while what it journals already schedules
         # settle chores in them: one round at a time, each reading the journal afresh.
         async with self._settling.setdefault((account, ticker), asyncio.Lock()):
+            # A lost answer first (a breakeven's move, a resized leg): until it is known, a
+            # child may already have been replaced, and must be neither resized nor re-placed.
+            await self.settle_unknown(account, ticker)
             for child in self.journal.bracket_children(account, ticker):
                 await self._settle_child(broker, child["id"])
 
@@ -1153,7 +1156,10 @@ class Engine:
         if child["status"] == OrderStatus.SUBMITTING:
             # Sent before a stop interrupted us: ask before sending again.
             child = await self._look_up_row(broker, child)
-        step = brackets.next_step(entry, child, self.journal.siblings(child))
+        held = self.journal.position(child["account"], child["ticker"])
+        position = held[0] if held else Decimal(0)
+        closable = position if child["side"] == Side.SELL else -position
+        step = brackets.next_step(entry, child, self.journal.siblings(child), closable=closable)
         if isinstance(step, brackets.Drop):
             self._journal_status(child, OrderStatus.CANCELED, step.why)
         elif isinstance(step, brackets.Cancel):
