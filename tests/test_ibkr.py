@@ -1236,3 +1236,33 @@ def test_an_order_only_tws_can_cancel_stops_neither_a_signal_nor_a_flatten(fake,
         assert [o.client_order_id for o in listed] == [f"ib-{perm_id}"]
 
     run_engine(ib_config(fake, tmp_path), test)
+
+
+def test_our_own_orders_that_ib_will_not_cancel_fail_the_signal_instead_of_doubling(fake, tmp_path):
+    """The bracket's legs were placed under client id 3; the daemon now runs as client id 4,
+    and IB lets only client 3 cancel them. A sell must not reverse the position while the old
+    stop still rests: it would fire on the new short (found by a review: short 10 for 5). The
+    delivery fails naming the order; a flatten still closes, and names what it left."""
+    fake.set_price("AAPL", 100)
+
+    async def test(h):
+        (buy,) = await h.send(IB_BRACKET)
+        await until(lambda: ib_legs(h, buy)["entry"]["status"] == "filled")
+        stop = ib_legs(h, buy)["stop_loss"]["client_order_id"]
+        await h.engine.stop()
+        h.config.accounts["ib"].client_id = 4
+        h.engine = h.new_engine()
+        await h.engine.start()
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 100}
+        )
+        await h.engine.drain()
+        ((status, reason),) = h.deliveries(sell)
+        assert status == "failed" and "cancelling open orders" in reason and "client id" in reason
+        assert len(fake.logged("placeOrder")) == 3  # the bracket only: nothing more was sent
+        assert h.journal.position("ib", "AAPL")[0] == 5
+        (result,) = await h.engine.flatten("ib", "AAPL")
+        assert any(left.startswith(f"{stop}: ") for left in result["left_working"])
+        assert (result["closed"]["side"], result["closed"]["quantity"]) == ("sell", "5")
+
+    run_engine(ib_config(fake, tmp_path), test)

@@ -847,13 +847,15 @@ class Engine:
         return results
 
     async def _cancel_ticker(
-        self, account: str, ticker: str, why: str
+        self, account: str, ticker: str, why: str, *, leave_ours: bool = False
     ) -> tuple[list[str], list[str]]:
         """Cancel the ticker's open orders at the broker, and the emulated bracket legs only
         tradepipe holds; answers their ids, and those the broker would not cancel with its
-        reason. Such an order (placed by hand in TWS, or by another IB API client) stays
-        working, and is reported, not fatal: it must not stop a flatten from closing the
-        position, nor block every later signal of the ticker."""
+        reason. An order tradepipe did not place (typed into TWS by hand) that the broker will
+        not let us cancel stays working, reported, never fatal: it must not block every signal
+        of the ticker. One of our own that will not cancel (placed under another IB client id,
+        or an exchange that refuses) raises, so no new order joins it, unless `leave_ours`
+        (flatten: the operator asked to close, and is shown what is left)."""
         broker = self.brokers[account]
         canceled, left = [], []
         for order in await broker.open_orders(ticker):
@@ -861,10 +863,12 @@ class Engine:
             try:
                 state = await broker.cancel(order.client_order_id, ticker=ticker)
             except OrderRejected as e:
-                log.warning(
-                    "%s %s: order %s left working: %s", account, ticker, order.client_order_id, e
-                )
-                left.append(f"{order.client_order_id}: {e}")
+                ours = self.journal.order_by_client_id(order.client_order_id) is not None
+                if ours and not leave_ours:
+                    raise
+                cid = order.client_order_id
+                log.warning("%s %s: order %s left working: %s", account, ticker, cid, e)
+                left.append(f"{cid}: {e}")
                 continue
             if state is not None:
                 self.record_state(account, ticker, state)
@@ -897,7 +901,9 @@ class Engine:
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
         broker = self.brokers[account]
-        canceled, left = await self._cancel_ticker(account, ticker, "canceled by flatten")
+        canceled, left = await self._cancel_ticker(
+            account, ticker, "canceled by flatten", leave_ours=True
+        )
         result: dict[str, Any] = {"account": account, "ticker": ticker, "canceled": canceled}
         result["left_working"] = left
         held = (await broker.position(ticker)).quantity
