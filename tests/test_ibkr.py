@@ -604,7 +604,7 @@ def test_a_refused_move_whose_truth_could_not_be_read_is_asked_of_ib_until_it_is
     async def test(broker, heard):
         await broker.submit(stop("c-old", **STOP_95))
         fake.ignore_next(16, after=1)  # reqAllOpenOrders: the lookup of c-new is answered
-        with pytest.raises(OrderRejected, match="could not be read") as refused:
+        with pytest.raises(BrokerUnavailable, match="could not be read") as refused:
             await broker.replace("c-old", stop("c-new", **STOP_98))
         assert "Stop price revision is disallowed" in str(refused.value)
         state = await broker.get_order("c-old")  # asks IB, which lists it working again
@@ -622,7 +622,7 @@ def test_an_order_whose_refused_move_is_unsettled_can_still_be_canceled(fake):
     async def test(broker, heard):
         await broker.submit(stop("c-old", **STOP_95))
         fake.ignore_next(16, after=1)
-        with pytest.raises(OrderRejected, match="could not be read"):
+        with pytest.raises(BrokerUnavailable, match="could not be read"):
             await broker.replace("c-old", stop("c-new", **STOP_98))
         state = await broker.cancel("c-old")  # ib_async holds it for Cancelled: IB is asked
         assert state.status is OrderStatus.CANCELED
@@ -1266,3 +1266,54 @@ def test_our_own_orders_that_ib_will_not_cancel_fail_the_signal_instead_of_doubl
         assert (result["closed"]["side"], result["closed"]["quantity"]) == ("sell", "5")
 
     run_engine(ib_config(fake, tmp_path), test)
+
+
+class LinkLostWhileLookingUp(IbkrBroker):
+    """IB's 1100 (connectivity lost) arrives while `replace` looks the new id up, before
+    anything is sent: a fault seam at the one await that matters here."""
+
+    lose_link_at: str | None = None
+
+    async def _lookup(self, client_order_id: str) -> OrderState | None:
+        found = await super()._lookup(client_order_id)
+        if client_order_id == self.lose_link_at:
+            self.lose_link_at = None
+            self.fake.inject_error(1100, "Connectivity between IB and TWS has been lost")
+            await until(lambda: self._link_lost is not None)
+        return found
+
+
+def test_a_move_the_link_loss_kept_from_being_sent_does_not_block_the_next(fake):
+    """A move that never left (the link dropped during its lookups) raised BrokerUnavailable
+    but stayed pending: every later move of that stop was refused for the process's life,
+    reconnects included (found by a review). Nothing was sent, so nothing is pending."""
+    fake.set_price("AAPL", 100)
+
+    async def main():
+        broker = LinkLostWhileLookingUp(
+            "ib",
+            host="127.0.0.1",
+            port=fake.port,
+            client_id=7,
+            account=None,
+            timeout=2.0,
+            clock=FixedClock(),
+        )
+        broker.fake = fake
+        await broker.connect()
+        try:
+            await broker.submit(stop("c-old", **STOP_95))
+            broker.lose_link_at = "c-new"
+            with pytest.raises(BrokerUnavailable):
+                await broker.replace("c-old", stop("c-new", **STOP_98))
+            assert [p["orderRef"] for p in fake.logged("placeOrder")] == ["c-old"]
+            fake.inject_error(1102, "Connectivity restored, data maintained")
+            await until(lambda: broker._link_lost is None)
+            moved = await broker.replace("c-old", stop("c-new2", **STOP_98))
+            assert (moved.client_order_id, moved.stop_price) == ("c-new2", D(98))
+            (held,) = fake.orders.values()
+            assert (held.order_ref, held.aux_price) == ("c-new2", D(98))
+        finally:
+            await broker.close()
+
+    asyncio.run(main())

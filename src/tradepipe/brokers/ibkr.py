@@ -555,12 +555,20 @@ class IbkrBroker:
         move = Move(client_order_id, request.client_order_id, was, trade.orderStatus.status)
         self._tickers[request.client_order_id] = request.ticker
         self._quantities[request.client_order_id] = request.quantity
+        self._link()  # (the lookups above awaited: the link may have dropped meanwhile)
+        # Pending from here, and only if sent: a move that never left would otherwise keep
+        # the order unmovable for the process's life.
         self._moves[order_id] = move
-        with self._errors(f"moving {client_order_id}"):
-            self._link()
-            self._ib.placeOrder(trade.contract, modified)
+        try:
+            with self._errors(f"moving {client_order_id}"):
+                self._ib.placeOrder(trade.contract, modified)
+        except BrokerError:
+            self._moves.pop(order_id, None)
+            raise
         await self._move_answered(trade, move)
-        if move.error is not None and trade.order.orderRef != move.new_id:
+        if move.error is not None:
+            # Refused — or echoed and then refused: an error with the new values is ambiguous,
+            # so IB is asked what it holds in both cases.
             await self._move_refused(trade, move)
         self._settle_moves()
         return self._state(move.new_id, [trade])
@@ -630,7 +638,8 @@ class IbkrBroker:
         try:
             asked = await self._ask_ib(f"checking the refused move of {move.old_id}:")
         except BrokerError as e:
-            raise OrderRejected(
+            # Where the order is, is not known: fate unknown (the contract), never "refused".
+            raise BrokerUnavailable(
                 f"{refused}; what IB holds now could not be read ({e}): the order is asked of"
                 " IB at every lookup"
             ) from e
