@@ -837,8 +837,11 @@ class Engine:
             tickers = {p.ticker for p in await broker.positions() if p.quantity}
             tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
             tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
+            # One instrument, one close: a journal row under an older spelling is the same one
+            # (two closes, each for the whole position, would sell it twice).
+            tickers = {self._canonical(name, t) for t in tickers}
             wanted = None if ticker is None else self._canonical(name, ticker)
-            for symbol in sorted(t for t in tickers if wanted in (None, self._canonical(name, t))):
+            for symbol in sorted(t for t in tickers if wanted in (None, t)):
 
                 async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
                     return await self._flatten_one(name, symbol, action)
