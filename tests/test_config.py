@@ -837,3 +837,11 @@ def test_config_built_directly_raises_the_same_messages() -> None:
         ("subscriptions", "s", "sides"),
         "must be 'both', 'long' or 'short' (got \"up\")",
     ) in messages
+
+
+def test_an_ib_account_refuses_client_id_0(tmp_path: Path) -> None:
+    # With client id 0, ib_async binds the orders typed into TWS by hand to this client: the
+    # daemon would cancel or move the operator's own orders as its own.
+    text = "[accounts.ib]\nbroker = 'ibkr'\nclient_id = 0\n"
+    assert "accounts.ib.client_id: must be 1 or more (got 0)" in problems(tmp_path, text)
+    assert load(tmp_path, "[accounts.ib]\nbroker = 'ibkr'\nclient_id = 1\n")

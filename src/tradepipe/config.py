@@ -145,9 +145,19 @@ class IbkrAccount(_Table):
     broker: Literal["ibkr"] = "ibkr"
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 4002
-    client_id: int = Field(default=1, ge=0)
+    client_id: int = Field(default=1)
     account: str | None = Field(default=None, min_length=1)
     timeout: Positive = Decimal(10)
+
+    @field_validator("client_id")
+    @classmethod
+    def _not_tws_own(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"must be 1 or more (got {value}): client id 0 is TWS's own, and with it IB"
+                " hands tradepipe the orders typed into TWS by hand as if they were its own"
+            )
+        return value
 
 
 class CcxtAccount(_Table):
