@@ -1145,10 +1145,14 @@ class Engine:
         # At start this runs outside the lanes, while what it journals already schedules
         # settle chores in them: one round at a time, each reading the journal afresh.
         async with self._settling.setdefault((account, ticker), asyncio.Lock()):
+            children = self.journal.bracket_children(account, ticker)
             # A lost answer first (a breakeven's move, a resized leg): until it is known, a
             # child may already have been replaced, and must be neither resized nor re-placed.
-            await self.settle_unknown(account, ticker)
-            for child in self.journal.bracket_children(account, ticker):
+            # (Only the children's: settle_unknown, before each delivery, has the rest.)
+            for child in children:
+                if child["status"] == OrderStatus.UNKNOWN:
+                    await self._look_up_row(broker, child)
+            for child in children:
                 await self._settle_child(broker, child["id"])
 
     async def _settle_child(self, broker: Broker, child_id: int) -> None:
