@@ -42,9 +42,10 @@ async def _check_one(name: str, account: Any, journal: Journal, timeout: float) 
 
     report: dict[str, Any] = {"account": name, "broker": account.broker, "ok": False}
     try:
-        if account.broker in NEEDS_CREDENTIALS:  # which place supplied them (never the values)
-            report["credentials"] = credentials.require(name).source
-        broker: Broker = make_broker(name, account, journal, _now)
+        found = credentials.require(name) if account.broker in NEEDS_CREDENTIALS else None
+        if found is not None:  # which place supplied them (never the values)
+            report["credentials"] = found.source
+        broker: Broker = make_broker(name, account, journal, _now, secrets=found)
     except ConfigError as e:  # a missing credential: the message names the account
         report["error"] = str(e)
         report["config_error"] = True

@@ -29,9 +29,12 @@ def make_broker(
     journal: Journal,
     clock: Callable[[], datetime],
     environ: Mapping[str, str] | None = None,
+    *,
+    secrets: credentials.Credentials | None = None,
 ) -> Broker:
-    """The adapter for one configured account. A missing credential raises `ConfigError`
-    naming the account."""
+    """The adapter for one configured account, with `secrets` if the caller already looked
+    them up (`credentials.require`). A missing credential raises `ConfigError` naming the
+    account."""
     if account.broker == "paper":
         from decimal import Decimal
 
@@ -44,7 +47,8 @@ def make_broker(
             clock=clock,
             native_brackets=account.native_brackets,
         )
-    secrets = credentials.require(name, environ) if account.broker in NEEDS_CREDENTIALS else None
+    if secrets is None and account.broker in NEEDS_CREDENTIALS:
+        secrets = credentials.require(name, environ)
     if secrets is not None:  # where they came from, never what they are
         log.info("account %s: broker credentials from %s", name, secrets.source)
     if account.broker == "alpaca":
