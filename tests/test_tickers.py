@@ -323,3 +323,35 @@ def test_tradingviews_crypto_pair_reaches_alpaca_as_its_pair_and_reconciles(tmp_
             assert await h.engine.reconcile_account("alpaca") == []
 
         run(config, test)
+
+
+class EarlierEmulated(Harness):
+    """`Earlier`, on a paper account without native brackets (legs journaled as children)."""
+
+    def new_engine(self) -> Engine:
+        paper = VerbatimPaper(
+            "paper", self.journal, cash=D(100000), clock=self.clock, native_brackets=False
+        )
+        return Engine(self.config, self.journal, {"paper": paper}, self.clock)
+
+
+def test_flatten_closes_an_instrument_once_whatever_spellings_the_journal_holds(tmp_path):
+    """Bracket legs journaled under `NASDAQ:AAPL` by an earlier version, the broker's `AAPL`:
+    one instrument, one close (two closes, each for the whole position, sell it twice)."""
+    config = write_config(tmp_path, account="native_brackets = false\n")
+
+    async def earlier(h: Harness):
+        await h.send(
+            buy("NASDAQ:AAPL", 10, takeProfit={"limitPrice": 120}, stopLoss={"stopPrice": 90})
+        )
+        assert h.position("NASDAQ:AAPL") == 10
+
+    run(config, earlier, EarlierEmulated)
+
+    async def now(h: Harness):
+        assert [r["ticker"] for r in await h.engine.flatten()] == ["AAPL"]
+        paper = h.engine.brokers["paper"]
+        assert [p.quantity for p in await paper.positions() if p.quantity] == []
+        assert h.position("AAPL") + h.position("NASDAQ:AAPL") == 0
+
+    run(config, now)
