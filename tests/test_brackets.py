@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 
-from tests import test_purity as purity
 from tests.helpers import write_config
 from tests.test_engine import BRACKET, Harness, run
 from tradepipe.brackets import Cancel, Drop, Place, Resize, Wait, is_resize, next_step, resized_id
@@ -793,8 +792,3 @@ def test_a_resized_id_counts_its_resizes_and_stays_one_of_ours():
     # A breakeven stop whose id is too long to resize is still told apart, never an error.
     long_stop = "tpab12-" + "z" * 15 + "-c95720-b"
     assert not is_resize(row("tpab12-2-c-b", "submitting", replaces=long_stop))
-
-
-def test_the_decision_is_pure():
-    purity.test_pure_module_imports_nothing_impure("brackets")
-    purity.test_pure_module_reads_no_clock_and_no_environment("brackets")

@@ -15,21 +15,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import TOKEN, Daemon, free_port, write_config
+from tests.helpers import TOKEN, Daemon, free_port, on_disk, write_config
 
 UNLIMITED = "rate_limit_per_minute = 1000000\nrate_limit_per_hour = 1000000\n"
 
 
-def query(journal: Path, sql: str, *params) -> list[tuple]:
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
+query = on_disk  # the journal as committed, read-only
 
 
 def wait_until(check, timeout: float = 10.0, what: str = "") -> None:

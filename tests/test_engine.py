@@ -657,9 +657,11 @@ def test_an_operator_who_gives_up_waiting_does_not_stop_the_lane(tmp_path):
 
     async def test(h: Harness):
         release = asyncio.Event()
+        finished: list[str] = []
 
         async def slow_step() -> str:
             await release.wait()
+            finished.append("done")
             return "done"
 
         waiting = asyncio.create_task(h.engine.in_lane("paper", "AAPL", slow_step))
@@ -670,6 +672,7 @@ def test_an_operator_who_gives_up_waiting_does_not_stop_the_lane(tmp_path):
             h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}), 5
         )
         assert h.deliveries(buy)[0][0] == "submitted" and h.position() == 5
+        assert finished == ["done"]  # the step itself ran to its end, in the lane
 
     run(write_config(tmp_path), test)
 

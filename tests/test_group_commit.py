@@ -8,13 +8,12 @@ sees it (it sees committed rows only).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_config
+from tests.helpers import on_disk, write_config
 from tests.test_engine import Harness, run
 from tests.test_server import post, scenario
 from tradepipe.brokers.paper import PaperBroker
@@ -24,11 +23,6 @@ from tradepipe.journal import Journal
 from tradepipe.orders import OrderRequest, OrderState
 
 NOW = "2026-11-21T12:00:00+00:00"
-
-
-def on_disk(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as other:
-        return other.execute(sql, params).fetchall()
 
 
 def operator_events(path: Path) -> list[str]:
@@ -249,9 +243,9 @@ class DiskWitness(PaperBroker):
         )
         memory = [tuple(r) for r in self._journal.conn.execute(query, (ticker,))]
         rows = on_disk(
-            self.path, "SELECT status FROM orders WHERE client_order_id = ?", (client_order_id,)
+            self.path, "SELECT status FROM orders WHERE client_order_id = ?", client_order_id
         )
-        pending = memory != on_disk(self.path, query, (ticker,))
+        pending = memory != on_disk(self.path, query, ticker)
         self.calls.append((call, client_order_id, rows[0][0] if rows else None, pending))
 
     async def submit_bracket(self, entry, children) -> list[OrderState]:

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests import test_purity
 from tests.fakes.alpaca import FakeAlpaca
 from tests.fakes.binance import FakeBinance
 from tests.fakes.tws import FakeTws
@@ -167,11 +166,6 @@ def test_every_spelling_is_idempotent(ticker):
     for spell in spellings:
         once = spell(ticker)
         assert spell(once) == once, (ticker, once)
-
-
-def test_the_ticker_spelling_is_pure():
-    test_purity.test_pure_module_imports_nothing_impure("tickers")
-    test_purity.test_pure_module_reads_no_clock_and_no_environment("tickers")
 
 
 def buy(ticker: str, quantity: int = 5, **extra) -> dict:
