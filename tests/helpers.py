@@ -144,15 +144,20 @@ def held(config: Path) -> Decimal:
     )
 
 
-def wait_for(check: Callable[[], T], timeout: float = 10.0) -> T:
-    """Poll until `check` answers something true (returned), or the time runs out (its last
-    answer, false: assert on it). What a daemon journals after its answer needs this."""
+def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str | None = None) -> T:
+    """Poll until `check` answers something true (returned), or the time runs out: then its
+    last answer, false, to assert on — or, naming `what` was awaited, an AssertionError that
+    says so. What a daemon journals after its answer needs this."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
-        if value or time.monotonic() > deadline:
+        if value:
             return value
-        time.sleep(0.05)
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out waiting for {what}")
+            return value
+        time.sleep(0.02)
 
 
 class Daemon:

@@ -60,11 +60,17 @@ def test_bracket_take_profit_fills_and_the_stop_is_canceled(tmp_path, fake):
         (parent,) = [o for o in fake.orders.values() if o.legs]
         assert parent.order_class == "bracket"  # one Alpaca bracket, not emulated legs
         fake.set_price("AAPL", 98)  # the entry fills at 99; Alpaca makes the legs live
-        orders = wait_for(lambda: (o := by_role(config))["entry"]["status"] == "filled" and o)
+        orders = wait_for(
+            lambda: (o := by_role(config))["entry"]["status"] == "filled" and o,
+            what="the entry filled",
+        )
         take_profit = D(str(orders["take_profit"]["limit_price"]))
         assert orders["stop_loss"]["status"] == "accepted"
         fake.set_price("AAPL", take_profit + 1)
-        orders = wait_for(lambda: (o := by_role(config))["stop_loss"]["status"] == "canceled" and o)
+        orders = wait_for(
+            lambda: (o := by_role(config))["stop_loss"]["status"] == "canceled" and o,
+            what="the stop-loss canceled",
+        )
         assert (orders["take_profit"]["status"], orders["stop_loss"]["status"]) == (
             "filled",
             "canceled",

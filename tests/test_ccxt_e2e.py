@@ -107,14 +107,18 @@ def test_a_session_on_binance_spot(tmp_path, fake):
         guarded = BUY | {"quantity": 0.011, "stopLoss": {"stopPrice": 48000}}
         assert deliver(config, guarded)["status"] == "submitted"
         orders = wait_for(
-            lambda: (o := orders_of(config))["stop_loss"]["status"] == "accepted" and o
+            lambda: (o := orders_of(config))["stop_loss"]["status"] == "accepted" and o,
+            what="the stop-loss accepted",
         )
         assert orders["entry"]["status"] == "filled"
         assert [(o.client_order_id, o.type) for o in fake.open_orders()] == [
             (orders["stop_loss"]["client_order_id"], "STOP_LOSS")
         ]
         fake.set_price("BTCUSDT", 47900)  # the stop triggers; the poller reports its fill
-        orders = wait_for(lambda: (o := orders_of(config))["stop_loss"]["status"] == "filled" and o)
+        orders = wait_for(
+            lambda: (o := orders_of(config))["stop_loss"]["status"] == "filled" and o,
+            what="the stop-loss filled",
+        )
         assert orders, "the stop-loss's fill was not reported"
         assert fake.balance("BTC") == 0 and held(config) == 0
 

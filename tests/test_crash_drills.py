@@ -18,20 +18,12 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import TOKEN, Daemon, free_port, on_disk, write_config
+from tests.helpers import TOKEN, Daemon, free_port, on_disk, wait_for, write_config
 
 UNLIMITED = "rate_limit_per_minute = 1000000\nrate_limit_per_hour = 1000000\n"
 
 
 query = on_disk  # the journal as committed, read-only
-
-
-def wait_until(check, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def post(url: str, payload: dict) -> dict:
@@ -71,7 +63,7 @@ def test_kill_9_at_each_step_then_restart_settles_with_one_order_per_leg(
         answer = post(f"{daemon.url}/webhook/{TOKEN}", payload)
         assert answer["ok"]  # acknowledged: from here on it must not be lost
         sql, expected = REACHED[point]
-        wait_until(lambda: query(journal, sql)[0][0] == expected, what=f"step {point}")
+        wait_for(lambda: query(journal, sql)[0][0] == expected, what=f"step {point}")
         if point == "dispatch":
             time.sleep(0.2)
             assert query(journal, "SELECT count(*) FROM deliveries") == [(0,)]
@@ -79,7 +71,7 @@ def test_kill_9_at_each_step_then_restart_settles_with_one_order_per_leg(
         kill_9(daemon)
 
     with Daemon(config, port):
-        wait_until(
+        wait_for(
             lambda: query(journal, "SELECT status FROM signals") == [("processed",)],
             what="the signal processed after the restart",
         )
@@ -120,7 +112,7 @@ def test_burst_of_four_senders_killed_mid_burst_processes_every_acknowledged_sig
     senders = [threading.Thread(target=sender, args=(f"t{n}",)) for n in range(4)]
     for thread in senders:
         thread.start()
-    wait_until(lambda: len(acknowledged) >= 150, timeout=60, what="150 acknowledged signals")
+    wait_for(lambda: len(acknowledged) >= 150, timeout=60, what="150 acknowledged signals")
     kill_9(daemon)
     for thread in senders:
         thread.join(timeout=20)
@@ -128,7 +120,7 @@ def test_burst_of_four_senders_killed_mid_burst_processes_every_acknowledged_sig
     assert len(acked) >= 100
 
     with Daemon(config, port):
-        wait_until(
+        wait_for(
             lambda: (
                 query(journal, "SELECT count(*) FROM signals WHERE status != 'processed'") == [(0,)]
             ),
@@ -157,11 +149,11 @@ def test_sigterm_with_work_in_flight_exits_0_and_the_restart_settles_it(tmp_path
     daemon = Daemon(config, port, env={"TRADEPIPE_DRILL_PAUSE_AT": "submit"}).start()
     post(f"{daemon.url}/webhook/{TOKEN}", MARKET)
     sql, expected = REACHED["submit"]
-    wait_until(lambda: query(journal, sql)[0][0] == expected, what="the order journaled")
+    wait_for(lambda: query(journal, sql)[0][0] == expected, what="the order journaled")
     output = daemon.stop(signal.SIGTERM)  # the step never finishes: the grace runs out
     assert daemon.process is not None and daemon.process.returncode == 0, output
     with Daemon(config, port):
-        wait_until(
+        wait_for(
             lambda: query(journal, "SELECT status FROM signals") == [("processed",)],
             what="the signal processed after the restart",
         )
@@ -179,12 +171,12 @@ def test_an_order_the_crash_left_unanswered_is_not_mistaken_for_drift_at_restart
     try:
         post(f"{daemon.url}/webhook/{TOKEN}", MARKET)
         sql, expected = REACHED["answer"]
-        wait_until(lambda: query(journal, sql)[0][0] == expected, what="the broker's fill")
+        wait_for(lambda: query(journal, sql)[0][0] == expected, what="the broker's fill")
         post(f"{daemon.url}/webhook/{TOKEN}", {**MARKET, "id": "s2", "quantity": 1})
     finally:
         kill_9(daemon)
     with Daemon(config, port):
-        wait_until(
+        wait_for(
             lambda: (
                 query(journal, "SELECT count(*) FROM signals WHERE status = 'processed'") == [(2,)]
             ),
@@ -213,7 +205,7 @@ def test_a_commit_that_fails_stops_the_daemon_with_nothing_acknowledged_then_it_
     daemon = Daemon(config, port).start()
     try:
         assert post(url, {**MARKET, "id": "before"})["ok"] is True
-        wait_until(
+        wait_for(
             lambda: (
                 query(journal, "SELECT count(*) FROM signals WHERE status = 'processed'") == [(1,)]
             ),
@@ -247,7 +239,7 @@ def test_a_commit_that_fails_stops_the_daemon_with_nothing_acknowledged_then_it_
         other.executescript("DROP TRIGGER doom; DROP TABLE doomed; DROP TABLE doomed_parent;")
     with Daemon(config, port):
         assert post(url, {**MARKET, "action": "exit", "id": "after"})["ok"] is True
-        wait_until(
+        wait_for(
             lambda: query(journal, "SELECT count(*) FROM orders WHERE status = 'filled'") == [(2,)],
             what="the signal after the restart traded",
         )
