@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 import urllib.request
 
@@ -66,3 +68,14 @@ def test_backup_onto_the_journal_itself_is_refused(tmp_path):
     tradepipe(config, "send", '{"ticker":"AAPL","action":"buy","signalPrice":10}')
     result = tradepipe(config, "backup", str(tmp_path / "journal.db"), "--force", check=False)
     assert result.returncode == 2 and "is the journal itself" in result.stderr
+
+
+def test_the_backup_is_readable_by_the_owner_only(tmp_path):
+    config = write_config(tmp_path)
+    tradepipe(config, "send", '{"ticker":"AAPL","action":"buy","signalPrice":10}')
+    old = os.umask(0o022)  # a login shell's, inherited by the subprocess
+    try:
+        tradepipe(config, "backup", str(tmp_path / "copy.db"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600

@@ -324,3 +324,27 @@ def test_send_to_a_daemon_that_does_not_answer_says_the_outcome_is_unknown(tmp_p
     assert result.returncode == 1
     assert "it may have been accepted; check `tradepipe signals`" in result.stderr
     assert not (tmp_path / "journal.db").exists()  # not sent a second time on its own
+
+
+def test_later_starts_log_the_webhook_masked_and_no_scheduler_chatter(tmp_path):
+    # Under systemd this output is journald's: the token is the webhook's only secret.
+    config = write_config(tmp_path)
+    daemon = Daemon(config, free_port()).start()
+    time.sleep(2.5)  # apscheduler logged two INFO lines a second
+    output = daemon.stop()
+    assert TOKEN not in output
+    assert f"webhook for strategy trend: {daemon.url}/webhook/{TOKEN[:3]}…(hidden)" in output
+    assert "full webhook URLs: tradepipe strategies" in output
+    assert "apscheduler" not in output, output
+
+
+def test_status_without_a_daemon_says_so_and_exits_1(tmp_path):
+    config = write_config(tmp_path)
+    tradepipe(config, "send", '{"ticker":"AAPL","action":"buy","quantity":1,"signalPrice":10}')
+    text = tradepipe(config, "status", check=False)
+    assert text.returncode == 1, text.stderr
+    assert "daemon  not running" in text.stdout
+    assert "account paper (paper): not checked" in text.stdout  # what the journal can say
+    answer = tradepipe(config, "status", "--json", check=False)
+    assert answer.returncode == 1
+    assert json.loads(answer.stdout)["daemon"]["running"] is False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from decimal import Decimal
 
 import pytest
@@ -165,3 +167,24 @@ def test_apply_fill_quantity_is_the_sum_of_fills(fills):
         quantity, average = apply_fill(quantity, average, D(size), D(price))
         assert (average is None) == (quantity == 0)
     assert quantity == sum(D(size) for size, _ in fills)
+
+
+@pytest.fixture
+def usual_umask():
+    """umask 022, as a login shell has it (outside systemd's UMask=0077)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_new_journal_and_its_wal_and_shm_are_readable_by_the_owner_only(tmp_path, usual_umask):
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    try:
+        journal.record_operator_action("test", "modes", FixedClock()())
+        files = [path, tmp_path / "j.db-wal", tmp_path / "j.db-shm"]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+            f.name: 0o600 for f in files
+        }
+    finally:
+        journal.close()

@@ -271,7 +271,9 @@ def test_reconcile_runs_at_start_before_any_signal(tmp_path):
 def test_status_reports_the_daemon_brokers_blocks_and_pending_work(tmp_path):
     config = write_config(tmp_path, subscription="auto_submit = false\n")
     tradepipe(config, "send", json.dumps(buy()))  # parked for approval
-    offline = json.loads(tradepipe(config, "status", "--json").stdout)
+    answer = tradepipe(config, "status", "--json", check=False)
+    assert answer.returncode == 1  # no daemon
+    offline = json.loads(answer.stdout)
     assert offline["daemon"]["running"] is False
     assert offline["accounts"] == [
         {

@@ -50,6 +50,31 @@ def test_serve_speaks_sd_notify_pings_the_watchdog_and_exits_0_on_sigterm(tmp_pa
     assert daemon.process.returncode == 0, output
 
 
+def test_sighup_reloads_between_reloading_and_ready_and_the_daemon_stays(tmp_path):
+    directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    address = directory / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(address))
+        sock.settimeout(0.05)
+        daemon = Daemon(write_config(tmp_path), free_port(), env={"NOTIFY_SOCKET": str(address)})
+        daemon.start()
+        try:
+            assert received(sock, time.monotonic() + 0.3) == ["READY=1"]
+            before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            daemon.process.send_signal(signal.SIGHUP)
+            messages = received(sock, time.monotonic() + 1.0)
+            alive = daemon.process.poll() is None
+        finally:
+            output = daemon.stop(signal.SIGTERM)
+    shutil.rmtree(directory)
+    assert alive, output
+    reloading, ready = messages
+    # systemd >= 253 wants the request's CLOCK_MONOTONIC time with RELOADING=1.
+    match = re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=(\d+)", reloading)
+    assert match and int(match[1]) >= before, reloading
+    assert ready == "READY=1"
+
+
 def test_the_unit_file_has_the_directives_the_deployment_relies_on():
     text = UNIT.read_text()
     directives = dict(re.findall(r"^([A-Za-z]+)=(.*)$", text, re.MULTILINE))
@@ -60,6 +85,7 @@ def test_the_unit_file_has_the_directives_the_deployment_relies_on():
         "ProtectSystem": "strict",
         "StateDirectory": "tradepipe",
         "NoNewPrivileges": "yes",
+        "ExecReload": "/bin/kill -HUP $MAINPID",  # `systemctl reload`: re-read the config
     }
     assert {k: directives.get(k) for k in expected} == expected
     assert int(directives["WatchdogSec"]) > 0

@@ -32,6 +32,8 @@ def backup_journal(source: Path, target: Path, *, force: bool = False) -> dict[s
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
+        # The copy holds what the journal holds: 0600 from the start, as the journal is.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with (
             contextlib.closing(sqlite3.connect(source, timeout=10)) as src,
             contextlib.closing(sqlite3.connect(partial)) as dst,

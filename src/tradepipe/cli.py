@@ -152,7 +152,14 @@ def serve(
                 if config.server.public_url
                 else f"{url}/webhook/{strategy_config.token}"
             )
+            if exists:
+                # The token is the URL's secret, and this output lands in journald: the full
+                # URL is printed once, with the starter config, and by `tradepipe strategies`.
+                token = strategy_config.token
+                webhook = webhook.replace(token, f"{token[:3]}…(hidden)")
             err.print(f"  webhook for strategy [bold]{name}[/]: {webhook}")
+        if exists:
+            err.print("  full webhook URLs: tradepipe strategies")
         example = '{"ticker":"AAPL","action":"buy","quantity":5,"signalPrice":190}'
         config_flag = f" --config {path}" if state.config_path else ""
         err.print(f"  try: tradepipe{config_flag} send '{example}'")
@@ -754,10 +761,13 @@ def status(
     from tradepipe.sending import status as gather
 
     report = gather(load())
+    daemon = report["daemon"]
+    # Exit 1 without a daemon, like `systemctl status`: a script or a monitor can test it.
     if as_json:
         print_json(report)
+        if not daemon["running"]:
+            raise typer.Exit(1)
         return
-    daemon = report["daemon"]
     if daemon["running"]:
         out.print(f"daemon  [green]running[/] at {daemon['url']} (pid {daemon['pid']})")
     else:
@@ -781,6 +791,8 @@ def status(
         f" {pending['unknown_orders']} orders of unknown state,"
         f" {pending['held_orders']} held bracket legs"
     )
+    if not daemon["running"]:
+        raise typer.Exit(1)
 
 
 @audit_app.callback(invoke_without_command=True)

@@ -32,7 +32,8 @@ from tradepipe.engine import Engine
 from tradepipe.errors import TradepipeError, UsageError
 from tradepipe.journal import Journal
 from tradepipe.orders import OrderState
-from tradepipe.server import make_app
+from tradepipe.reloading import Reloader
+from tradepipe.server import WEBHOOK, make_app
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +189,24 @@ async def serve(
         # last committed state, which the next start settles.
         stop = asyncio.Event()
         journal.group_commits().on_failure(lambda error: stop.set())
+        # Until the reload handler below is in place, a SIGHUP must not kill the start.
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, log.warning, "SIGHUP while starting: ignored; send it once ready"
+        )
         clock = utc_now
         brokers = make_brokers(config, journal, clock)
         engine = Engine(config, journal, brokers, clock)
         api_token = secrets.token_urlsafe(24)
-        app = make_app(
-            config, journal, engine, clock, api_token=api_token, actions=Actions(config, engine)
+        actions = Actions(config, engine)
+        app = make_app(config, journal, engine, clock, api_token=api_token, actions=actions)
+        reloader = Reloader(
+            config,
+            journal=journal,
+            engine=engine,
+            webhook=app[WEBHOOK],
+            actions=actions,
+            clock=clock,
+            notify=notify_systemd,
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -217,6 +230,8 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         scheduler = _schedule_reconciliation(config, engine)
+        reloader.scheduler = scheduler
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)  # `systemctl reload`
         notify_systemd("READY=1")
         interval = watchdog_interval()
         watchdog = asyncio.create_task(_ping_watchdog(interval)) if interval else None
@@ -226,6 +241,8 @@ async def serve(
             await stop.wait()
         finally:
             notify_systemd("STOPPING=1")
+            loop.remove_signal_handler(signal.SIGHUP)
+            await reloader.close()
             if watchdog is not None:
                 watchdog.cancel()
             if scheduler is not None:
@@ -234,7 +251,7 @@ async def serve(
             await site.stop()
             # In-flight work gets a moment; whatever is left is settled at the next start.
             with contextlib.suppress(TimeoutError):
-                grace = float(config.server.shutdown_grace)
+                grace = float(reloader.config.server.shutdown_grace)
                 await asyncio.wait_for(engine.drain(), timeout=grace)
             await engine.stop()
             await runner.cleanup()
@@ -252,6 +269,8 @@ def _schedule_reconciliation(config: Any, engine: Engine) -> Any:
     a time; runs missed while the loop was busy collapse into one."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    # At INFO it logs every run of every job: two lines a second that bury ours.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = AsyncIOScheduler(timezone="UTC")
     every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(engine.reconnect_due, "interval", seconds=1, id="reconnect", **every)

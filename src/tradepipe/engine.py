@@ -71,6 +71,8 @@ class Work:
     signal_id: int
     strategy: str
     signal: Signal
+    # The config the signal was dispatched under: its deliveries keep it through a reload.
+    config: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +148,7 @@ class Engine:
 
     async def start(self) -> None:
         for account, broker in self.brokers.items():
-            broker.listen(self._listener(account))
-            broker.on_disconnect(
-                lambda why, account=account: self._broker_failed(account, BrokerUnavailable(why))
-            )
-            try:
-                await broker.connect()
-            except BrokerError as e:  # reported and retried with backoff; the rest serve on
-                self._broker_failed(account, e)
+            await self._attach(account, broker)
         for account, broker in self.brokers.items():
             try:  # orders whose answer a crash or a timeout lost: ask the broker by id
                 await self._look_up_interrupted(account)
@@ -179,6 +174,52 @@ class Engine:
                 continue
             log.info("resuming signal %s interrupted by a stop", row["id"])
             self.enqueue(row["id"], row["strategy"], parsed.signal)
+
+    async def _attach(self, account: str, broker: Broker) -> None:
+        broker.listen(self._listener(account))
+        broker.on_disconnect(
+            lambda why, account=account: self._broker_failed(account, BrokerUnavailable(why))
+        )
+        try:
+            await broker.connect()
+        except BrokerError as e:  # reported and retried with backoff; the rest serve on
+            self._broker_failed(account, e)
+
+    def use_config(self, config: Any, brokers: Mapping[str, Broker]) -> dict[str, Broker]:
+        """SIGHUP (SPEC §11): from now on `config` for new signals and `brokers` for every
+        account, swapped in one step. Deliveries already dispatched keep the config they were
+        dispatched with. Answers the brokers this replaced (`connect_replaced` next)."""
+        old, self.config, self.brokers = self.brokers, config, brokers
+        for account in set(old) - set(brokers):
+            # Its journal rows stay (open orders included); nothing watches them any more.
+            self._reconnect.pop(account, None)
+            self.broker_health.pop(account, None)
+            for key in [key for key in self.blocked if key[0] == account]:
+                del self.blocked[key]
+        return {name: broker for name, broker in old.items() if brokers.get(name) is not broker}
+
+    async def connect_replaced(self, replaced: Mapping[str, Broker], fresh: list[str]) -> None:
+        """Close the brokers a reload replaced or removed, then connect the `fresh` ones (new
+        accounts, changed ones: closed first, as an IB client id takes one connection at a
+        time) and reconcile each in its lanes. A failed connection is retried with backoff."""
+        for account, broker in replaced.items():
+            try:
+                await broker.close()
+            except Exception:  # the old connection's trouble must not stop the new one
+                log.exception("broker %s: closing the replaced connection", account)
+        for account in fresh:
+            broker = self.brokers[account]
+            self._reconnect.pop(account, None)
+            await self._attach(account, broker)
+            if account in self._reconnect:
+                continue  # failed: reconnect_due retries it
+            try:
+                tickers = await self._tickers(account)
+            except BrokerError as e:
+                self._broker_failed(account, e)
+                continue
+            for ticker in tickers:
+                self._queue_chore(Chore("reconcile", account, ticker))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -214,7 +255,8 @@ class Engine:
                 self._inbox.task_done()
 
     def _dispatch(self, work: Work) -> None:
-        subscriptions = self.config.subscriptions_for(work.strategy)
+        work = replace(work, config=self.config)
+        subscriptions = work.config.subscriptions_for(work.strategy)
         if not subscriptions:
             log.warning(
                 "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
@@ -406,9 +448,13 @@ class Engine:
     # -- one delivery --------------------------------------------------------------------------
 
     async def _deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
-        subscription = self.config.subscriptions[delivery["subscription"]]
-        strategy = self.config.strategies[work.strategy]
-        broker = self.brokers[subscription.account]
+        config = work.config if work.config is not None else self.config
+        subscription = config.subscriptions[delivery["subscription"]]
+        strategy = config.strategies[work.strategy]
+        broker = self.brokers.get(subscription.account)
+        if broker is None:
+            why = f'account "{subscription.account}" was removed from the config by a reload'
+            return self._set_delivery(delivery["id"], "failed", f"{why}; nothing sent")
         signal = work.signal
         intent = resolve_signal(signal, subscription, strategy.defaults)
         resuming = delivery["status"] == "planned" and bool(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -301,6 +302,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=to_text, separators=(",", ":"), sort_keys=False)
 
 
+def _create_private(path: Path) -> None:
+    """Create the journal file empty with mode 0600 (an empty file is an empty SQLite
+    database): SQLite would create it 0644, and gives its -wal and -shm the database file's
+    mode. An existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists; or SQLite's own open reports why it cannot be created
+        return
+    os.close(fd)
+
+
 class Journal:
     """A tradepipe journal file. Not thread-safe: one Journal per thread or event loop."""
 
@@ -319,6 +331,8 @@ class Journal:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if str(path) != ":memory:":
+                _create_private(path)
             conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             db = Database(conn, execute_plugins=False)

@@ -94,20 +94,34 @@ class Webhook:
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config
         self.journal = journal
         self.engine = engine
         self.clock = clock
         self.monotonic = monotonic
+        self.limiters: dict[str, RateLimiter] = {}
+        self.failed_auth: dict[str, RateLimiter] = {}
+        self.use_config(config)
+
+    def use_config(self, config: Any) -> None:
+        """Answer with `config`'s strategies from now on (at start, and on SIGHUP). One step
+        for the event loop: no request sees half of it. A strategy whose limits did not change
+        keeps its limiters, so a reload hands no flood a fresh budget."""
+
+        def limiter(kept: dict[str, RateLimiter], name: str, strategy: Any) -> RateLimiter:
+            old = kept.get(name)
+            limits = (strategy.rate_limit_per_minute, strategy.rate_limit_per_hour)
+            if old is not None and (old.per_minute, old.per_hour) == limits:
+                return old
+            return RateLimiter(*limits)
+
+        self.config = config
         self.limiters = {
-            name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
-            for name, s in config.strategies.items()
+            name: limiter(self.limiters, name, s) for name, s in config.strategies.items()
         }
         # Requests that fail authentication have their own budget: someone holding only a
         # leaked URL can neither use up the real signals' limit nor flood the journal.
         self.failed_auth = {
-            name: RateLimiter(s.rate_limit_per_minute, s.rate_limit_per_hour)
-            for name, s in config.strategies.items()
+            name: limiter(self.failed_auth, name, s) for name, s in config.strategies.items()
         }
         # Parsed once here: the handler runs for every request.
         self.guards = {
@@ -308,6 +322,9 @@ class Webhook:
         return _answer(rejection.status, answer)
 
 
+WEBHOOK: web.AppKey[Webhook] = web.AppKey("webhook", Webhook)
+
+
 async def _read_body(request: web.Request) -> bytes:
     """The whole body, however many segments or chunks it arrives in, up to one byte past the
     limit (enough to know it is too large without reading a flood)."""
@@ -359,6 +376,7 @@ def make_app(
     webhook = Webhook(config, journal, engine, clock)
     app = web.Application(client_max_size=MAX_BODY + 1)
     app[ENGINE] = engine
+    app[WEBHOOK] = webhook  # the daemon's reload swaps its config
 
     async def healthz(request: web.Request) -> web.Response:
         # Ready means serving; the detail says what is wrong with which broker, never hidden.
