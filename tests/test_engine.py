@@ -155,13 +155,12 @@ def test_broker_rejection_is_journaled_in_the_brokers_words(tmp_path):
         ((status, reason),) = h.deliveries(signal_id)
         assert status == "rejected"
         assert reason == (
-            "paper rejected the entry order: insufficient buying power: the order"
-            " needs 500000.00, the account has 100000.00"
+            "paper rejected the entry order: paper broker: buy 5000 AAPL at 100 needs"
+            " 500,000.00 of buying power (longs are paid in full, no margin); 100,000.00 available"
         )
         (order,) = h.journal.orders(signal_id=signal_id)
-        assert (
-            order["status"] == "rejected" and "insufficient buying power" in order["broker_message"]
-        )
+        assert order["status"] == "rejected"
+        assert "needs 500,000.00 of buying power" in order["broker_message"]
 
     run(write_config(tmp_path), test)
 
