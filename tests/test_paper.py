@@ -423,3 +423,21 @@ def test_cancelling_a_held_bracket_leg_cancels_it(paper):
     assert state.status is OrderStatus.CANCELED
     run(paper.observe_price("AAPL", D(89)))  # the entry fills; the canceled leg stays so
     assert run(paper.get_order("sl")).status is OrderStatus.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("price", "why"),
+    [
+        (D(0), "must be a number greater than 0"),
+        (D(-1), "must be a number greater than 0"),
+        (D("NaN"), "must be a number greater than 0"),
+        (D("Infinity"), "must be a number greater than 0"),
+        (D("1e-30"), "is below one tick (0.0001): no order can trade at it"),
+    ],
+)
+def test_a_mark_that_is_no_price_is_refused_and_the_old_one_stays(paper, price, why):
+    run(paper.observe_price("AAPL", D(100)))
+    with pytest.raises(OrderRejected) as refused:
+        run(paper.observe_price("AAPL", price))
+    assert str(refused.value) == f"paper broker: mark {price} for AAPL {why}"
+    assert run(paper.quote("AAPL")) == D(100)
