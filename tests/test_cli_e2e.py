@@ -7,6 +7,8 @@ import re
 import time
 import urllib.request
 
+import pytest
+
 from tests.helpers import (
     TOKEN,
     Daemon,
@@ -273,9 +275,14 @@ def test_bracket_take_profit_fills_after_paper_quote_and_the_stop_is_canceled(tm
             210,
             190,
         )
-        tradepipe(config, "paper", "quote", "paper", "AAPL", "205")  # between: nothing happens
+        between = tradepipe(config, "paper", "quote", "paper", "AAPL", "205").stdout
+        assert "(no order filled or canceled)" in between
         assert tradepipe_json(config, "positions")[0]["quantity"] == 4
-        tradepipe(config, "paper", "quote", "paper", "AAPL", "212")
+        moved = tradepipe_json(config, "paper", "quote", "paper", "AAPL", "212")
+        # The take-profit filled; its stop was canceled, not filled (it said "filled" for both).
+        assert moved["filled"] == [orders["take_profit"]["client_order_id"]]
+        assert moved["canceled"] == [orders["stop_loss"]["client_order_id"]]
+        assert moved["rejected"] == []
         orders = {o["role"]: o for o in tradepipe_json(config, "orders")}
         assert orders["take_profit"]["status"] == "filled"
         assert orders["stop_loss"]["status"] == "canceled"
@@ -284,6 +291,33 @@ def test_bracket_take_profit_fills_after_paper_quote_and_the_stop_is_canceled(tm
             200,
             210,
         ]  # a resting limit fills at its limit, not the jump
+
+
+def test_paper_quote_says_which_orders_filled_and_which_were_canceled(tmp_path):
+    config = write_config(tmp_path)  # no daemon: the command runs on its own
+    bracket = {
+        "ticker": "AAPL",
+        "action": "buy",
+        "quantity": 4,
+        "signalPrice": 200,
+        "takeProfit": {"amount": 10},
+        "stopLoss": {"type": "stop", "percent": 5},
+    }
+    send(config, bracket, "--wait")
+    orders = {o["role"]: o["client_order_id"] for o in tradepipe_json(config, "orders")}
+    text = tradepipe(config, "paper", "quote", "paper", "AAPL", "189").stdout
+    assert f"filled: {orders['stop_loss']}; canceled: {orders['take_profit']}" in text
+
+
+@pytest.mark.parametrize("price", ["0", "-1", "nan", "inf", "1e-30", "0.00001", "abc"])
+def test_paper_quote_refuses_a_mark_that_is_no_price(tmp_path, price):
+    config = write_config(tmp_path)
+    # (`--`: else click reads "-1" as an option)
+    result = tradepipe(config, "paper", "quote", "--", "paper", "AAPL", price, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"price '{price}'" in result.stderr
+    why = "below one tick (0.0001)" if price in ("1e-30", "0.00001") else "greater than 0"
+    assert why in result.stderr
 
 
 def test_send_signs_requests_for_a_strategy_with_a_webhook_secret(tmp_path):

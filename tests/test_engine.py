@@ -155,13 +155,12 @@ def test_broker_rejection_is_journaled_in_the_brokers_words(tmp_path):
         ((status, reason),) = h.deliveries(signal_id)
         assert status == "rejected"
         assert reason == (
-            "paper rejected the entry order: insufficient buying power: the order"
-            " needs 500000.00, the account has 100000.00"
+            "paper rejected the entry order: paper broker: buy 5000 AAPL at 100 needs"
+            " 500,000.00 of buying power (longs are paid in full, no margin); 100,000.00 available"
         )
         (order,) = h.journal.orders(signal_id=signal_id)
-        assert (
-            order["status"] == "rejected" and "insufficient buying power" in order["broker_message"]
-        )
+        assert order["status"] == "rejected"
+        assert "needs 500,000.00 of buying power" in order["broker_message"]
 
     run(write_config(tmp_path), test)
 
@@ -388,6 +387,66 @@ def test_manual_approval_plans_again_and_reports_the_change(tmp_path):
             await h.engine.review(delivery["id"], approve=True)
 
     run(config, test)
+
+
+def test_approval_and_replay_trade_at_the_mark_of_the_moment_not_the_signals_price(tmp_path):
+    """The signal's price moved the mark when it came in; an approval (or a replay) later must
+    plan and fill at the mark of that moment, and leave it there (it was reset to the old
+    price, and the order filled at it)."""
+    from tradepipe.daemon import Actions
+
+    config = write_config(tmp_path, subscription="auto_submit = false\n")
+
+    async def test(h: Harness):
+        buy = BRACKET | {"signalPrice": 100}  # take-profit +10 %, stop-loss −5
+        (signal_id,) = await h.send(buy)
+        (delivery,) = h.journal.deliveries_with_status("pending_approval")
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(105))
+        result = await h.engine.review(delivery["id"], approve=True)
+        assert result["status"] == "submitted"
+        entry, take_profit, stop_loss = h.journal.orders(signal_id=signal_id)[::-1]
+        assert (entry["role"], entry["status"]) == ("entry", "filled")
+        assert [f["price"] for f in h.journal.fills(account="paper")] == ["105"]
+        assert (take_profit["limit_price"], stop_loss["stop_price"]) == ("115.5", "100")
+        assert h.journal.paper_mark("paper", "AAPL") == D(105)
+        # A replay sent at another mark fills there too, and leaves the mark alone.
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(107))
+        await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 107})
+        (exit_,) = h.journal.deliveries_with_status("pending_approval")
+        await h.engine.review(exit_["id"], approve=True)
+        assert h.position() == 0
+        replayed = h.engine.replay(signal_id)
+        await h.engine.drain()
+        assert h.journal.paper_mark("paper", "AAPL") == D(107)
+        ((status, _),) = h.deliveries(replayed)
+        assert status == "pending_approval"
+        (again,) = h.journal.deliveries_with_status("pending_approval")
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(108))
+        await h.engine.review(again["id"], approve=True)
+        assert h.journal.fills(account="paper")[0]["price"] == "108"
+        assert h.journal.paper_mark("paper", "AAPL") == D(108)
+
+    run(config, test)
+
+
+def test_a_replay_a_restart_resumes_does_not_move_the_mark_either(tmp_path):
+    from tradepipe.daemon import Actions
+
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 100}
+        )
+        await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 100})
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(104))
+        replayed = h.engine.replay(buy)
+        await h.engine.drain()
+        assert h.journal.fills(account="paper")[0]["price"] == "104"
+        await Actions(h.config, h.engine).paper_quote("paper", "AAPL", D(103))
+        await h.crash_and_restart(replayed)
+        assert h.journal.paper_mark("paper", "AAPL") == D(103)
+        assert h.position() == 1
+
+    run(write_config(tmp_path), test)
 
 
 def test_manual_rejection_sends_nothing(tmp_path):

@@ -70,14 +70,118 @@ def test_unknown_order_lookup_answers_none(paper):
     assert run(paper.get_order("never-sent")) is None
 
 
-def test_buy_beyond_cash_is_rejected_with_the_numbers(paper):
+# Margins on a 10,000 account at a mark of 100 (SPEC §8 paper broker): longs are paid in full,
+# a short needs Reg T's 50 % initial margin, and closing needs nothing and frees some: a long's
+# sale its proceeds, a cover its 50 %. Buying power is cash − 150 % of the shorts' value.
+MARGIN_RULES = [
+    # (held before: (side, quantity) fills, the order, the refusal or None if it fills)
+    ("long-buy", [], (Side.BUY, "100"), None),
+    (
+        "long-buy-too-large",
+        [],
+        (Side.BUY, "101"),
+        "paper broker: buy 101 AAPL at 100 needs 10,100.00 of buying power"
+        " (longs are paid in full, no margin); 10,000.00 available",
+    ),
+    ("short-sell", [], (Side.SELL, "200"), None),
+    (
+        "short-sell-too-large",
+        [],
+        (Side.SELL, "201"),
+        "paper broker: sell 201 AAPL at 100 needs 10,050.00 of buying power"
+        " (Reg T 50 % initial margin on shorts); 10,000.00 available",
+    ),
+    (
+        "short-sell-absurd",  # the finding: it filled, and equity went to −9.99e20
+        [],
+        (Side.SELL, "99999999999999"),
+        "paper broker: sell 99999999999999 AAPL at 100 needs 4,999,999,999,999,950.00 of"
+        " buying power (Reg T 50 % initial margin on shorts); 10,000.00 available",
+    ),
+    ("sell-closes-long", [(Side.BUY, "100")], (Side.SELL, "100"), None),
+    ("sell-part-of-long", [(Side.BUY, "100")], (Side.SELL, "40"), None),
+    # long 100, cash 0: the sale of the long frees 10,000, the 200 short need 10,000
+    ("flip-long-to-short", [(Side.BUY, "100")], (Side.SELL, "300"), None),
+    (
+        "flip-long-to-short-too-large",
+        [(Side.BUY, "100")],
+        (Side.SELL, "302"),
+        "paper broker: sell 302 AAPL at 100 needs 10,100.00 of buying power for the 202 it"
+        " sells short (Reg T 50 % initial margin on shorts); 10,000.00 available",
+    ),
+    # short 200: cash 30,000, collateral 30,000, buying power 0
+    ("cover", [(Side.SELL, "200")], (Side.BUY, "200"), None),
+    ("cover-part", [(Side.SELL, "200")], (Side.BUY, "50"), None),
+    (
+        "add-to-short",
+        [(Side.SELL, "200")],
+        (Side.SELL, "1"),
+        "paper broker: sell 1 AAPL at 100 needs 50.00 of buying power"
+        " (Reg T 50 % initial margin on shorts); 0.00 available",
+    ),
+    # the cover of 200 frees 10,000, which pays for 100 long
+    ("flip-short-to-long", [(Side.SELL, "200")], (Side.BUY, "300"), None),
+    (
+        "flip-short-to-long-too-large",
+        [(Side.SELL, "200")],
+        (Side.BUY, "301"),
+        "paper broker: buy 301 AAPL at 100 needs 10,100.00 of buying power for the 101 it"
+        " buys long (longs are paid in full, no margin); 10,000.00 available",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "new", "refusal"),
+    [row[1:] for row in MARGIN_RULES],
+    ids=[row[0] for row in MARGIN_RULES],
+)
+def test_buying_power_checks_what_an_order_opens(paper, before, new, refusal):
     run(paper.observe_price("AAPL", D(100)))
-    state = run(paper.submit(order(quantity="101")))
-    assert state.status is OrderStatus.REJECTED
-    assert (
-        state.message
-        == "insufficient buying power: the order needs 10100.00, the account has 10000.00"
+    for i, (side, quantity) in enumerate(before):
+        assert run(paper.submit(order(f"b{i}", side, quantity))).status is OrderStatus.FILLED
+    held = run(paper.position("AAPL")).quantity
+    side, quantity = new
+    if refusal is None:
+        state = run(paper.submit(order("new", side, quantity)))
+        assert state.status is OrderStatus.FILLED
+        assert run(paper.account()).buying_power >= 0
+    else:
+        with pytest.raises(OrderRejected) as refused:
+            run(paper.submit(order("new", side, quantity)))
+        assert str(refused.value) == refusal
+        assert run(paper.get_order("new")) is None  # refused, as a broker refuses it
+        assert run(paper.position("AAPL")).quantity == held
+
+
+def test_buying_power_counts_the_shorts_of_every_ticker(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    run(paper.observe_price("MSFT", D(50)))
+    run(paper.submit(order("short", Side.SELL, "100")))  # collateral 15,000 of cash 20,000
+    assert run(paper.account()).buying_power == D(5000)
+    msft = OrderRequest(
+        client_order_id="msft", account="paper", ticker="MSFT", side=Side.BUY, quantity=D(101)
     )
+    with pytest.raises(OrderRejected, match=r"5,050\.00 of buying power .*; 5,000\.00 available"):
+        run(paper.submit(msft))
+    # The short's loss takes buying power with it: at 110 the collateral is 16,500.
+    run(paper.observe_price("AAPL", D(110)))
+    assert run(paper.account()).buying_power == D(3500)
+
+
+def test_a_resting_short_that_buying_power_cannot_carry_is_rejected_when_it_fills(paper):
+    run(paper.observe_price("AAPL", D(100)))
+    placed = run(
+        paper.submit(order("s", Side.SELL, "300", order_type=OrderType.LIMIT, limit_price=D(105)))
+    )
+    assert placed.status is OrderStatus.ACCEPTED
+    (state,) = run(paper.observe_price("AAPL", D(106)))
+    assert state.status is OrderStatus.REJECTED
+    assert state.message == (
+        "paper broker: sell 300 AAPL at 105 needs 15,750.00 of buying power"
+        " (Reg T 50 % initial margin on shorts); 10,000.00 available"
+    )
+    assert run(paper.position("AAPL")).quantity == 0
 
 
 def test_short_then_cover_books_cash_and_average(paper):
@@ -319,3 +423,21 @@ def test_cancelling_a_held_bracket_leg_cancels_it(paper):
     assert state.status is OrderStatus.CANCELED
     run(paper.observe_price("AAPL", D(89)))  # the entry fills; the canceled leg stays so
     assert run(paper.get_order("sl")).status is OrderStatus.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("price", "why"),
+    [
+        (D(0), "must be a number greater than 0"),
+        (D(-1), "must be a number greater than 0"),
+        (D("NaN"), "must be a number greater than 0"),
+        (D("Infinity"), "must be a number greater than 0"),
+        (D("1e-30"), "is below one tick (0.0001): no order can trade at it"),
+    ],
+)
+def test_a_mark_that_is_no_price_is_refused_and_the_old_one_stays(paper, price, why):
+    run(paper.observe_price("AAPL", D(100)))
+    with pytest.raises(OrderRejected) as refused:
+        run(paper.observe_price("AAPL", price))
+    assert str(refused.value) == f"paper broker: mark {price} for AAPL {why}"
+    assert run(paper.quote("AAPL")) == D(100)

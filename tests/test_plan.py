@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from decimal import Decimal
 
@@ -10,7 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradepipe.orders import OrderRole, OrderType, Side
-from tradepipe.plan import Market, Plan, Reject, Skip, make_plan
+from tradepipe.plan import (
+    Market,
+    Plan,
+    PlannedOrder,
+    Reject,
+    Skip,
+    make_plan,
+    plan_from_json,
+    plan_to_json,
+)
 from tradepipe.resolve import resolve_signal
 from tradepipe.signal import Action, QuantityType, Sentiment, Signal
 
@@ -354,9 +364,11 @@ def test_plan_properties(action, quantity, sentiment, position, allow_add, swap,
         sides=sides,
     )
     decision = make_plan(resolved, Market(position=position))
+    assert json.loads(json.dumps(plan_to_json(decision))) == plan_to_json(decision)
     if not isinstance(decision, Plan):
         assert decision.reason
         return
+    assert plan_from_json(json.loads(json.dumps(plan_to_json(decision)))) == decision
     after = position
     for order in decision.orders:
         assert order.quantity > 0  # no planned quantity is ever ≤ 0
@@ -367,3 +379,38 @@ def test_plan_properties(action, quantity, sentiment, position, allow_add, swap,
             assert after == 0 or (after > 0) == (before > 0)  # nor crosses zero
     if sentiment == "flat" or (action == "exit" and quantity is None):
         assert after == 0  # flat ends flat (or was rejected above)
+
+
+def test_a_plan_with_prices_is_plain_json_and_reads_back_unchanged():
+    """`replay ID --json` (and the daemon's answer) failed on every plan with an order:
+    "Object of type Decimal is not JSON serializable"."""
+    plan = Plan(
+        summary="enter long 5 (buy 5 AAPL)",
+        cancel_open_orders=False,
+        orders=(
+            PlannedOrder("entry", BUY, D("5"), OrderRole.ENTRY),
+            PlannedOrder(
+                "tp",
+                SELL,
+                D("5"),
+                OrderRole.TAKE_PROFIT,
+                OrderType.LIMIT,
+                limit_price=D("110.50"),
+                parent_leg="entry",
+            ),
+            PlannedOrder(
+                "sl",
+                SELL,
+                D("0.5"),
+                OrderRole.STOP_LOSS,
+                OrderType.TRAILING_STOP,
+                trail_percent=D("1E-7"),
+                parent_leg="entry",
+            ),
+        ),
+    )
+    text = json.dumps(plan_to_json(plan))
+    assert plan_from_json(json.loads(text)) == plan
+    (_, take_profit, stop_loss) = json.loads(text)["orders"]
+    assert (take_profit["side"], take_profit["limit_price"]) == ("sell", "110.5")
+    assert stop_loss["trail_percent"] == "0.0000001"  # plain notation, never 1E-7

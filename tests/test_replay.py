@@ -37,3 +37,42 @@ def test_replay_dry_run_plans_against_now_and_execute_sends_with_fresh_ids(tmp_p
     assert tradepipe_json(config, "positions")[0]["quantity"] == 2
     missing = tradepipe(config, "replay", "999", check=False)
     assert missing.returncode == 2 and "no accepted signal 999" in missing.stderr
+
+
+def test_replay_dry_run_of_a_bracket_order_through_the_daemon_and_on_its_own(tmp_path):
+    """A dry run of every signal that would place an order failed ("Object of type Decimal is
+    not JSON serializable": a 500 through the daemon, a traceback on its own). It plans against
+    the mark of now (120), not the signal's price (100), and moves no mark."""
+    config = write_config(tmp_path)
+    bracket = {
+        "ticker": "AAPL",
+        "action": "buy",
+        "quantity": 2,
+        "signalPrice": 100,
+        "takeProfit": {"percent": 10},
+        "stopLoss": {"type": "stop", "amount": 5},
+    }
+
+    def dry_runs(signal_id: int) -> None:
+        answer = json.loads(tradepipe(config, "replay", str(signal_id), "--json").stdout)
+        (plan,) = answer["plans"]
+        assert (plan["subscription"], plan["kind"]) == ("trend-paper", "plan")
+        legs = {o["role"]: o for o in plan["orders"]}
+        assert (legs["entry"]["side"], legs["entry"]["quantity"]) == ("buy", "2")
+        assert legs["take_profit"]["limit_price"] == "132"  # 120 + 10 %
+        assert legs["stop_loss"]["stop_price"] == "115"  # 120 − 5
+        text = tradepipe(config, "replay", str(signal_id)).stdout
+        assert "dry run: nothing sent" in text
+        assert f"trend-paper: plan {plan['summary']}" in text
+        assert tradepipe_json(config, "positions") == []  # nothing sent
+        assert len(tradepipe_json(config, "orders")) == 4  # the bracket's 3, the exit: none new
+
+    with Daemon(config, free_port()):
+        first = json.loads(tradepipe(config, "send", json.dumps(bracket), "--json").stdout)
+        signal_id = first["signal_id"]
+        tradepipe(config, "send", json.dumps({"ticker": "AAPL", "action": "exit"}), "--wait")
+        tradepipe(config, "paper", "quote", "paper", "AAPL", "120")
+        dry_runs(signal_id)
+    dry_runs(signal_id)  # no daemon: the same, on its own
+    moved = tradepipe_json(config, "paper", "quote", "paper", "AAPL", "120")
+    assert moved["filled"] == []  # the mark was still 120, nothing rested to fill

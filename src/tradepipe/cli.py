@@ -662,8 +662,17 @@ def secrets_set(account: str) -> None:
 
 
 @paper_app.command("quote", epilog="Example: `tradepipe paper quote paper AAPL 191.25`")
-def paper_quote(account: str, ticker: str, price: str) -> None:
-    """Move the paper broker's mark for TICKER; resting orders that it crosses fill."""
+def paper_quote(
+    account: str,
+    ticker: str,
+    price: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Move the paper broker's mark for TICKER; resting orders that it crosses fill (and their
+    one-cancels-other siblings are canceled)."""
+    from rich.markup import escape
+
+    from tradepipe.brokers.paper import mark_problem
     from tradepipe.errors import UsageError
     from tradepipe.sending import act
 
@@ -671,12 +680,23 @@ def paper_quote(account: str, ticker: str, price: str) -> None:
         value = Decimal(price)
     except InvalidOperation:
         value = Decimal("NaN")
-    if not value.is_finite() or value <= 0:
-        raise UsageError(f"price must be a number greater than 0 (got {price!r})")
+    problem = mark_problem(value)
+    if problem:
+        raise UsageError(f"paper quote: price {price!r} {problem}")
     payload = {"account": account, "ticker": ticker, "price": str(value)}
     result = act(load(), "/api/paper/quote", payload)
-    filled = ", ".join(result.get("filled", [])) or "none"
-    out.print(f"[green]ok[/] {account} {ticker} mark {result['price']} (orders filled: {filled})")
+    if as_json:
+        print_json(result)
+        return
+    moved = [
+        f"{what}: {', '.join(result.get(what, []))}"
+        for what in ("filled", "canceled", "rejected")
+        if result.get(what)
+    ]
+    out.print(
+        f"[green]ok[/] {escape(account)} {escape(result['ticker'])} mark {result['price']}"
+        f" ({escape('; '.join(moved)) if moved else 'no order filled or canceled'})"
+    )
 
 
 @app.command(

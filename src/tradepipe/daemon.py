@@ -31,7 +31,7 @@ from tradepipe.brokers.paper import PaperBroker
 from tradepipe.engine import Engine
 from tradepipe.errors import TradepipeError, UsageError
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderState
+from tradepipe.orders import OrderState, OrderStatus
 from tradepipe.reloading import Reloader
 from tradepipe.server import WEBHOOK, make_app
 
@@ -77,12 +77,13 @@ class Actions:
             raise UsageError(
                 f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
             )
-        if not price.is_finite() or price <= 0:
-            raise UsageError(f"price must be a number greater than 0 (got {price})")
+        ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
+        problem = broker.mark_problem(ticker, price)
+        if problem:
+            raise UsageError(f"paper quote {account} {ticker}: price {price} {problem}")
         self.engine.journal.record_operator_action(
             "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
         )
-        ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
 
         async def move_mark() -> list[OrderState]:
             changed = await broker.observe_price(ticker, price)
@@ -92,11 +93,20 @@ class Actions:
 
         # In the lane: a fill must not land between a delivery's planning and its orders.
         changed = await self.engine.in_lane(account, ticker, move_mark)
+        # What the move did, each order once: a one-cancels-other sibling is canceled, not filled.
+        done = {
+            "filled": {OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED},
+            "canceled": {OrderStatus.CANCELED, OrderStatus.EXPIRED},
+            "rejected": {OrderStatus.REJECTED},
+        }
         return {
             "account": account,
             "ticker": ticker,
             "price": str(price),
-            "filled": [s.client_order_id for s in changed],
+            **{
+                what: [s.client_order_id for s in changed if s.status in statuses]
+                for what, statuses in done.items()
+            },
         }
 
 

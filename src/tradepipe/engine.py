@@ -64,6 +64,7 @@ EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERC
 # How long after a lost answer "the broker does not know this id" is believed.
 UNKNOWN_GRACE = timedelta(seconds=60)
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+REPLAY_SOURCE = "replay of signal"  # the journaled source of a `tradepipe replay --execute`
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class Work:
     signal: Signal
     # The config the signal was dispatched under: its deliveries keep it through a reload.
     config: Any = None
+    # The signal's price moves the paper mark: not for an approval or a replay, whose price is
+    # old news (they plan and fill at the mark of the moment).
+    moves_mark: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,8 @@ class Engine:
                 log.error("signal %s: journaled payload no longer parses", row["id"])
                 continue
             log.info("resuming signal %s interrupted by a stop", row["id"])
-            self.enqueue(row["id"], row["strategy"], parsed.signal)
+            replayed = (row["source"] or "").startswith(REPLAY_SOURCE)
+            self.enqueue(row["id"], row["strategy"], parsed.signal, moves_mark=not replayed)
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))
@@ -229,11 +234,13 @@ class Engine:
         for broker in self.brokers.values():
             await broker.close()
 
-    def enqueue(self, signal_id: int, strategy: str, signal: Signal) -> None:
+    def enqueue(
+        self, signal_id: int, strategy: str, signal: Signal, *, moves_mark: bool = True
+    ) -> None:
         """Hand over an acknowledged signal; returns at once (processing follows the answer)."""
         self._busy += 1
         self._idle.clear()
-        self._inbox.put_nowait(Work(signal_id, strategy, signal))
+        self._inbox.put_nowait(Work(signal_id, strategy, signal, moves_mark=moves_mark))
 
     async def drain(self) -> None:
         """Wait until every enqueued signal has been processed."""
@@ -371,7 +378,9 @@ class Engine:
         assert row is not None
         signal = parse_signal(row["payload"]).signal
         assert signal is not None
-        work = self._for_account(Work(row["id"], row["strategy"], signal), delivery["account"])
+        # At the mark of this moment: the signal's price moved the mark when it came in.
+        work = Work(row["id"], row["strategy"], signal, moves_mark=False)
+        work = self._for_account(work, delivery["account"])
         return await self.in_lane(
             delivery["account"], delivery["ticker"], partial(self._approve, work, delivery_id)
         )
@@ -461,7 +470,11 @@ class Engine:
             self.journal.orders_for_deliveries([delivery["id"]])
         )
         try:
-            if signal.signal_price is not None and broker.capabilities.marks_from_signals:
+            if (
+                work.moves_mark
+                and signal.signal_price is not None
+                and broker.capabilities.marks_from_signals
+            ):
                 for state in await broker.observe_price(signal.ticker, signal.signal_price):
                     self.record_state(subscription.account, signal.ticker, state)
             # What earlier deliveries left unsettled is settled before this one is planned:
@@ -570,7 +583,7 @@ class Engine:
         new_id = self.journal.record_signal(
             strategy=row["strategy"],
             received_at=now,
-            source=f"replay of signal {signal_id}",
+            source=f"{REPLAY_SOURCE} {signal_id}",
             body=row["body"],
             payload=row["payload"],
             ticker=row["ticker"],
@@ -578,7 +591,7 @@ class Engine:
             status="accepted",
             http_status=200,
         )
-        self.enqueue(new_id, row["strategy"], signal)
+        self.enqueue(new_id, row["strategy"], signal, moves_mark=False)
         return new_id
 
     async def _finish_delivery(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:

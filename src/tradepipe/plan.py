@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 
 from tradepipe.orders import OrderRole, OrderType, Side
 from tradepipe.prices import ExitLeg, round_to_tick, show, stop_loss_leg, take_profit_leg
@@ -457,7 +458,9 @@ _ORDER_FIELDS = tuple(f.name for f in fields(PlannedOrder))
 
 
 def plan_to_json(decision: Decision) -> dict:
-    """The journal's record of a decision."""
+    """The journal's record of a decision, as plain JSON values (Decimals as plain-notation
+    strings, as `signal_to_json` spells them): what the journal stores, `replay` shows and
+    `plan_from_json` reads back."""
     if isinstance(decision, Plan):
         return {
             "kind": "plan",
@@ -465,6 +468,15 @@ def plan_to_json(decision: Decision) -> dict:
             "cancel_open_orders": decision.cancel_open_orders,
             # Flat fields of immutable values: no deep copy needed (asdict's was a share of
             # every traded signal's cost).
-            "orders": [{f: getattr(order, f) for f in _ORDER_FIELDS} for order in decision.orders],
+            "orders": [
+                {f: _json_value(getattr(order, f)) for f in _ORDER_FIELDS}
+                for order in decision.orders
+            ],
         }
     return {"kind": "skip" if isinstance(decision, Skip) else "reject", "reason": decision.reason}
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return show(value)
+    return value.value if isinstance(value, Enum) else value

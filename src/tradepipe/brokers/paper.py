@@ -6,6 +6,11 @@ signal carried or `tradepipe paper quote` set), and keeps limit and stop orders 
 later mark crosses them. A trailing stop remembers the best mark since it went live and
 triggers when a mark falls back by its trail (amount or percent) from there.
 
+Margins: longs are bought with cash (no margin), shorts under Reg T: a sale that opens or grows
+a short needs 50 % of its value (initial margin) on top of its proceeds, which stay as
+collateral. Buying power is cash less 150 % of the shorts' market value; closing a position
+needs none and frees some (see `buying_power_needed`).
+
 It names instruments the default way (`NASDAQ:AAPL` is "AAPL"). Books written before tickers
 were canonical may hold an instrument under another spelling: those rows are read together
 with the canonical one (positions add up), never rewritten.
@@ -33,7 +38,12 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.prices import show, stock_tick
 from tradepipe.tickers import default_canonical_ticker
+
+# Reg T initial margin on a short sale: 50 % of its value from buying power, on top of the sale's
+# proceeds, which stay in cash as collateral (so buying power is cash − 150 % of the shorts).
+SHORT_MARGIN = Decimal("0.5")
 
 # A paper order that may still fill: live at the mark, or a bracket leg held for its entry.
 WORKING = frozenset({"accepted", "partially_filled", "held"})
@@ -174,6 +184,7 @@ class PaperBroker:
             fault = self._next_fault()
             for request in (entry, *children):
                 self._check(request)
+            self._refuse_unaffordable(entry)
             now = self._clock()
             with self._journal.transaction():
                 self._insert(entry, now, OrderStatus.ACCEPTED)
@@ -200,6 +211,8 @@ class PaperBroker:
                     f"paper broker: order {client_order_id} is {old['status']}: nothing to replace"
                 )
             self._check(request)
+            if old["status"] != "held":
+                self._refuse_unaffordable(request)
             now = self._clock()
             with self._journal.transaction():
                 self._finish(
@@ -236,6 +249,16 @@ class PaperBroker:
             raise OrderRejected(f"paper broker: order type {request.order_type} is not supported")
         if request.quantity <= 0:
             raise OrderRejected(f"paper broker: quantity must be positive (got {request.quantity})")
+
+    def _refuse_unaffordable(self, request: OrderRequest) -> None:
+        """A new order that would execute at once but that buying power cannot carry is
+        refused, as a broker refuses it (resting orders are checked when a mark fills them)."""
+        if request.order_type is OrderType.TRAILING_STOP:
+            return
+        price = _fill_price(request, self._mark(request.ticker))
+        problem = None if price is None else self._affordability(request, price)
+        if problem:
+            raise OrderRejected(problem)
 
     def _insert(
         self, request: OrderRequest, now: datetime, status: str, parent: str | None = None
@@ -307,6 +330,9 @@ class PaperBroker:
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """Move the mark and fill every resting order the new price crosses."""
         self._link()
+        problem = self.mark_problem(ticker, price)
+        if problem:
+            raise OrderRejected(f"paper broker: mark {price} for {ticker} {problem}")
         now = self._clock()
         spellings = self._spellings(ticker)
         with self._journal.transaction():
@@ -351,11 +377,18 @@ class PaperBroker:
 
     async def positions(self) -> list[Position]:
         self._link()
+        return self._positions()
+
+    def _positions(self) -> list[Position]:
         rows: dict[str, list[tuple[Decimal, Decimal | None]]] = {}
         for ticker, quantity, average in self._journal.paper_positions(self.name):
             rows.setdefault(self.canonical_ticker(ticker), []).append((quantity, average))
         merged = [(ticker, *_merged(held)) for ticker, held in rows.items()]
         return [Position(t, q, a) for t, q, a in merged if q]
+
+    def mark_problem(self, ticker: str, price: Decimal) -> str | None:
+        """Why `price` cannot be the mark of `ticker` (None if it can)."""
+        return mark_problem(price)
 
     async def quote(self, ticker: str) -> Decimal | None:
         self._link()
@@ -368,25 +401,44 @@ class PaperBroker:
         for position in await self.positions():
             mark = self._mark(position.ticker) or position.average_price or Decimal(0)
             equity += position.quantity * mark
-        return AccountSummary(equity=equity, cash=cash, buying_power=max(cash, Decimal(0)))
+        buying_power = max(self._buying_power(), Decimal(0))
+        return AccountSummary(equity=equity, cash=cash, buying_power=buying_power)
 
     # -- books ---------------------------------------------------------------------------------
 
     def _affordability(self, request: OrderRequest, price: Decimal) -> str | None:
-        """A buy that opens or grows a long must be paid for with cash (no margin on paper)."""
-        if request.side is not Side.BUY:
-            return None
+        """Why buying power cannot carry the order at `price` (None if it can): longs are paid
+        in full, shorts need Reg T's 50 % initial margin (SHORT_MARGIN); closing needs nothing."""
         held, _ = self._held(request.ticker)
-        opening = request.quantity - max(-held, Decimal(0))
-        if opening <= 0:
+        need, freed, opening = buying_power_needed(request.side, held, request.quantity, price)
+        if not need:
             return None
+        available = self._buying_power() + freed
+        if need <= available:
+            return None
+        opens = "sells short" if request.side is Side.SELL else "buys long"
+        part = "" if opening == request.quantity else f" for the {show(opening)} it {opens}"
+        why = (
+            "Reg T 50 % initial margin on shorts"
+            if request.side is Side.SELL
+            else "longs are paid in full, no margin"
+        )
+        return (
+            f"paper broker: {request.side} {show(request.quantity)} {request.ticker} at"
+            f" {show(price)} needs {need:,.2f} of buying power{part} ({why});"
+            f" {available:,.2f} available"
+        )
+
+    def _buying_power(self) -> Decimal:
+        """Buying power: cash less what the open shorts hold as collateral (their proceeds and
+        Reg T's 50 % on top), at the marks."""
         cash = self._journal.paper_cash(self.name, self._initial_cash)
-        cost = opening * price
-        if cost > cash:
-            return (
-                f"insufficient buying power: the order needs {cost:.2f}, the account has {cash:.2f}"
-            )
-        return None
+        shorts = Decimal(0)
+        for position in self._positions():
+            if position.quantity < 0:
+                mark = self._mark(position.ticker) or position.average_price or Decimal(0)
+                shorts -= position.quantity * mark
+        return cash - (1 + SHORT_MARGIN) * shorts
 
     def _fill(self, request: OrderRequest, price: Decimal, now: datetime) -> None:
         cash = self._journal.paper_cash(self.name, self._initial_cash)
@@ -507,6 +559,36 @@ class PaperBroker:
             limit_price=request.limit_price,
             stop_price=request.stop_price,
         )
+
+
+def buying_power_needed(
+    side: Side, held: Decimal, quantity: Decimal, unit_value: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """What an order of `quantity` units worth `unit_value` each needs from buying power, what
+    its closing part frees first, and how many units it opens, when `held` units are held.
+
+    The part that closes the position (selling a long, buying to cover a short) needs nothing
+    and frees buying power: a long's sale its proceeds, a cover the 50 % its short held. The
+    part that opens or grows a position needs its full value for a long (no margin) and
+    SHORT_MARGIN of it for a short (the proceeds stay as collateral).
+    """
+    signed = quantity if side is Side.BUY else -quantity
+    closing = min(quantity, abs(held)) if held and (held > 0) != (signed > 0) else Decimal(0)
+    opening = quantity - closing
+    freed = closing * unit_value * (1 if held > 0 else SHORT_MARGIN)
+    need = opening * unit_value * (1 if side is Side.BUY else SHORT_MARGIN)
+    return need, freed, opening
+
+
+def mark_problem(price: Decimal, tick: Decimal | None = None) -> str | None:
+    """Why `price` cannot be a mark (None if it can): a finite number above 0, and at least
+    one tick (US stocks: $0.0001 below $1), so that an order can trade at it."""
+    if not price.is_finite() or price <= 0:
+        return "must be a number greater than 0"
+    tick = tick or stock_tick(price)
+    if price < tick:
+        return f"is below one tick ({show(tick)}): no order can trade at it"
+    return None
 
 
 def _merged(
