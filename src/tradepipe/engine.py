@@ -55,7 +55,7 @@ from tradepipe.reconcile import (
 from tradepipe.resolve import Intent, resolve_signal
 from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
-from tradepipe.support import fit_to_broker
+from tradepipe.support import fit_to_broker, refuse_unsupported
 
 log = logging.getLogger(__name__)
 
@@ -459,6 +459,9 @@ class Engine:
     async def _decide(self, intent: Intent, account: str) -> Plan | Skip | Reject:
         """Plan against what the broker says now (reads only), then apply any block."""
         broker = self.brokers[account]
+        refused = refuse_unsupported(intent, account, broker.capabilities)
+        if refused is not None:
+            return refused
         ticker = intent.ticker
         position = await broker.position(ticker)
         quote = await broker.quote(ticker) if broker.capabilities.quotes else None
@@ -478,6 +481,7 @@ class Engine:
             tick_size=rules.tick_size,
             now=self.clock(),
             stops=_resting_stops(open_orders),
+            allow_leverage=self.config.accounts[account].allow_leverage,
         )
         decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
         difference = self.blocked.get((account, ticker))
