@@ -33,6 +33,7 @@ from tradepipe.errors import TradepipeError, UsageError
 from tradepipe.journal import Journal
 from tradepipe.orders import OrderState
 from tradepipe.server import make_app
+from tradepipe.signal import ticker_problems
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,14 @@ def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -
     }
 
 
+def _check_ticker(ticker: str) -> None:
+    """A ticker typed on the command line obeys the webhook's rule (SPEC §12)."""
+    problems = ticker_problems(ticker) if ticker.strip() else ["must not be empty"]
+    if problems:
+        shown = json.dumps(ticker if len(ticker) <= 60 else ticker[:57] + "...")
+        raise UsageError(f"ticker {shown} {'; '.join(problems)}")
+
+
 class Actions:
     """What the CLI's acting commands do, whether through the daemon or on their own."""
 
@@ -59,6 +68,8 @@ class Actions:
         return await self.engine.review(delivery_id, approve=approve)
 
     async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
+        if ticker is not None:
+            _check_ticker(ticker)
         return {"flattened": await self.engine.flatten(account, ticker)}
 
     async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]:
@@ -78,6 +89,7 @@ class Actions:
             )
         if not price.is_finite() or price <= 0:
             raise UsageError(f"price must be a number greater than 0 (got {price})")
+        _check_ticker(ticker)
         self.engine.journal.record_operator_action(
             "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
         )

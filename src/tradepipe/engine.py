@@ -499,8 +499,7 @@ class Engine:
         row = self.journal.signal(signal_id)
         if row is None or not row["payload"]:
             raise UsageError(f"no accepted signal {signal_id} in the journal")
-        signal = parse_signal(row["payload"]).signal
-        assert signal is not None
+        signal = _journaled_signal(signal_id, row["payload"])
         strategy = self.config.strategies[row["strategy"]]
         answers = []
         for name, subscription in self.config.subscriptions_for(row["strategy"]):
@@ -521,8 +520,7 @@ class Engine:
         row = self.journal.signal(signal_id)
         if row is None or not row["payload"]:
             raise UsageError(f"no accepted signal {signal_id} in the journal")
-        signal = parse_signal(row["payload"]).signal
-        assert signal is not None
+        signal = _journaled_signal(signal_id, row["payload"])
         now = self.clock()
         self.journal.record_operator_action("replay", f"signal {signal_id}", now)
         new_id = self.journal.record_signal(
@@ -1299,3 +1297,13 @@ def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:
         for o in open_orders
         if o.order_type in STOP_TYPES and o.side is not None and o.quantity is not None
     )
+
+
+def _journaled_signal(signal_id: int, payload: str) -> Signal:
+    """A journaled signal, read again under today's rules: one accepted before a rule was
+    tightened (a ticker outside SPEC §12's alphabet) is refused, never replayed as it was."""
+    parsed = parse_signal(payload)
+    if parsed.signal is None:
+        problems = "; ".join(f"{e.field}: {e.message}" for e in parsed.errors)
+        raise UsageError(f"signal {signal_id} cannot be replayed: {problems}")
+    return parsed.signal
