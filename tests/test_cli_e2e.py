@@ -204,6 +204,20 @@ def test_usage_errors_exit_2(tmp_path):
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
 
+def test_a_ticker_typed_on_the_command_line_obeys_the_webhook_rule(tmp_path):
+    """SPEC §12: what the webhook refuses, `paper quote` and `flatten --ticker` refuse too."""
+    config = write_config(tmp_path)
+    for command, problem in [
+        (("paper", "quote", "paper", "AAPL\nINFO forged", "100"), '"\\n" (U+000A) at position 5'),
+        (("flatten", "--yes", "--ticker", "AAPL\u202e"), '"\\u202e" (U+202E) at position 5'),
+        (("flatten", "--yes", "--ticker", "A" * 65), "at most 64 characters (got 65)"),
+    ]:
+        result = tradepipe(config, *command, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "ticker" in result.stderr and problem in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_a_stale_daemon_file_does_not_block_acting_commands(tmp_path):
     config = write_config(tmp_path)
     (tmp_path / "journal.db.daemon.json").write_text(

@@ -21,8 +21,17 @@ from tradepipe.plan import (
     plan_from_json,
     plan_to_json,
 )
+from tradepipe.prices import stock_tick
 from tradepipe.resolve import resolve_signal
-from tradepipe.signal import Action, QuantityType, Sentiment, Signal
+from tradepipe.signal import (
+    Action,
+    QuantityType,
+    Sentiment,
+    Signal,
+    StopLoss,
+    StopLossType,
+    TakeProfit,
+)
 
 D = Decimal
 
@@ -414,3 +423,275 @@ def test_a_plan_with_prices_is_plain_json_and_reads_back_unchanged():
     (_, take_profit, stop_loss) = json.loads(text)["orders"]
     assert (take_profit["side"], take_profit["limit_price"]) == ("sell", "110.5")
     assert stop_loss["trail_percent"] == "0.0000001"  # plain notation, never 1E-7
+
+
+# ---- SPEC §12: every planned price is a price, on the tick; percents above 100 need leverage
+
+
+def signal_intent(action: str = "buy", settings: dict | None = None, **fields):
+    """An intent from a signal carrying `fields` (Signal attribute names)."""
+    signal = Signal(ticker="AAPL", action=Action(action), **fields)
+    return resolve_signal(signal, type("Sub", (), settings or {})(), None)
+
+
+def first_order(decision):
+    assert isinstance(decision, Plan), decision
+    order = decision.orders[-1]
+    return (order.order_type, order.side, order.quantity, order.limit_price, order.stop_price)
+
+
+LIMIT, STOP, STOP_LIMIT, TRAIL = (
+    OrderType.LIMIT,
+    OrderType.STOP,
+    OrderType.STOP_LIMIT,
+    OrderType.TRAILING_STOP,
+)
+TP, SL = ("take_profit",), ("stop_loss",)
+
+# (id, action, signal fields, market, expected last order or Reject text)
+SPEC_12_PLANS = [
+    (
+        "buy-limit-rounds-down",
+        "buy",
+        {"order_type": LIMIT, "limit_price": D("100.005"), "quantity": D(2)},
+        {},
+        (LIMIT, BUY, D(2), D("100.00"), None),
+    ),
+    (
+        "sell-limit-rounds-up",
+        "sell",
+        {"order_type": LIMIT, "limit_price": D("100.005"), "quantity": D(2)},
+        {},
+        (LIMIT, SELL, D(2), D("100.01"), None),
+    ),
+    (
+        "buy-stop-rounds-down-on-the-instrument-tick",
+        "buy",
+        {"order_type": STOP, "stop_price": D("4012.6"), "quantity": D(1)},
+        {"tick_size": D("0.25")},
+        (STOP, BUY, D(1), None, D("4012.50")),
+    ),
+    (
+        "sell-stop-limit-rounds-up-on-the-instrument-tick",
+        "sell",
+        {"order_type": STOP_LIMIT, "stop_price": D("4012.6"), "limit_price": D("4012.1")},
+        {"tick_size": D("0.25")},
+        (STOP_LIMIT, SELL, D(1), D("4012.25"), D("4012.75")),
+    ),
+    (
+        "limit-below-the-tick-rounds-to-zero",
+        "buy",
+        {"order_type": LIMIT, "limit_price": D("0.00001")},
+        {},
+        "limitPrice 0.00001 rounds to 0: not a price",
+    ),
+    (
+        "buy-stop-limit-limit-below-stop",
+        "buy",
+        {"order_type": STOP_LIMIT, "stop_price": D(100), "limit_price": D(99)},
+        {"reference_price": D(95)},
+        "the stop_limit entry order's limit 99 must be at or above its stop 100",
+    ),
+    (
+        "sell-stop-limit-limit-above-stop",
+        "sell",
+        {"order_type": STOP_LIMIT, "stop_price": D(100), "limit_price": D(101)},
+        {"reference_price": D(105)},
+        "the stop_limit entry order's limit 101 must be at or below its stop 100",
+    ),
+    (
+        "trailing-entry-amount-1e13",
+        "buy",
+        {"order_type": TRAIL, "trail_amount": D("1e13")},
+        {"reference_price": D(100), "allow_leverage": True},
+        "trailAmount 10000000000000 is not below the price 100: a trail that large is no stop",
+    ),
+    (
+        "trailing-sell-percent-100",
+        "sell",
+        {"order_type": TRAIL, "trail_percent": D(100)},
+        {"reference_price": D(100), "allow_leverage": True},
+        "trailPercent 100 must be below 100",
+    ),
+    (
+        "trailing-buy-percent-150-without-leverage",
+        "buy",
+        {"order_type": TRAIL, "trail_percent": D(150)},
+        {"reference_price": D(100)},
+        "trailPercent 150 is above 100, which needs leverage",
+    ),
+    (
+        "long-stop-limit-limit-200-above-stop-90",
+        "buy",
+        {
+            "signal_price": D(100),
+            "stop_loss": StopLoss(
+                type=StopLossType.STOP_LIMIT, stop_price=D(90), limit_price=D(200)
+            ),
+        },
+        {"reference_price": D(100)},
+        "stop-loss limit 200 must be at or below its stop 90",
+    ),
+    (
+        "short-take-profit-150-percent",
+        "sell",
+        {"take_profit": TakeProfit(percent=D(150))},
+        {"reference_price": D(100)},
+        "take-profit -50 is not a price",
+    ),
+    (
+        "short-take-profit-amount-250",
+        "sell",
+        {"take_profit": TakeProfit(amount=D(250))},
+        {"reference_price": D(100)},
+        "take-profit -150 is not a price",
+    ),
+    (
+        "risk-percent-500",
+        "buy",
+        {
+            "quantity": D(500),
+            "quantity_type": QuantityType.RISK_PERCENT,
+            "stop_loss": StopLoss(percent=D(10)),
+        },
+        {"reference_price": D(100), "equity": D(1000)},
+        "entry quantity: quantity (risk_percent) 500 is above 100, which needs leverage"
+        " (set allow_leverage = true on the account to allow it)",
+    ),
+    (
+        "risk-percent-500-with-leverage",
+        "buy",
+        {
+            "quantity": D(500),
+            "quantity_type": QuantityType.RISK_PERCENT,
+            "stop_loss": StopLoss(percent=D(10)),
+        },
+        {"reference_price": D(100), "equity": D(1000), "allow_leverage": True},
+        (STOP, SELL, D(500), None, D(90)),
+    ),
+    (
+        "percent-of-equity-10000",
+        "buy",
+        {"quantity": D(10000), "quantity_type": QuantityType.PERCENT_OF_EQUITY},
+        {"reference_price": D(100), "equity": D(1000)},
+        "entry quantity: quantity (percent_of_equity) 10000 is above 100",
+    ),
+    (
+        "percent-of-equity-100",
+        "buy",
+        {"quantity": D(100), "quantity_type": QuantityType.PERCENT_OF_EQUITY},
+        {"reference_price": D(100), "equity": D(1000)},
+        (OrderType.MARKET, BUY, D(10), None, None),
+    ),
+    (
+        "short-stop-loss-percent-150",
+        "sell",
+        {"stop_loss": StopLoss(percent=D(150))},
+        {"reference_price": D(100)},
+        "stopLoss.percent 150 is above 100, which needs leverage",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "fields", "market", "expected"),
+    [case[1:] for case in SPEC_12_PLANS],
+    ids=[case[0] for case in SPEC_12_PLANS],
+)
+def test_plan_prices_tell_the_truth(action, fields, market, expected):
+    decision = make_plan(signal_intent(action, **fields), Market(position=D(0), **market))
+    if isinstance(expected, str):
+        assert isinstance(decision, Reject), decision
+        assert expected in decision.reason
+    else:
+        assert first_order(decision) == expected
+
+
+def test_plan_breakeven_at_or_below_zero_is_rejected():
+    resolved = signal_intent("breakeven", breakeven_offset=D("-1e13"))
+    decision = make_plan(resolved, Market(position=D(5), average_price=D(100)))
+    assert decision == Reject(
+        "the breakeven stop -9999999999900 (average 100, offset -10000000000000) is not a price"
+    )
+
+
+def test_plan_stop_loss_from_settings_above_100_percent_needs_leverage():
+    settings = {"stop_loss": {"percent": D(150)}}
+    resolved = signal_intent("sell", settings)
+    assert isinstance(make_plan(resolved, Market(position=D(0), reference_price=D(10))), Reject)
+    leveraged = make_plan(
+        resolved, Market(position=D(0), reference_price=D(10), allow_leverage=True)
+    )
+    assert first_order(leveraged) == (STOP, BUY, D(1), None, D(25))
+
+
+order_types = st.sampled_from([None, *OrderType])
+price_values = st.decimals(min_value=D("0.00001"), max_value=D(100000), places=5)
+maybe_price = st.none() | price_values
+
+
+@st.composite
+def priced_signals(draw):
+    fields = {
+        "order_type": draw(order_types),
+        "limit_price": draw(maybe_price),
+        "stop_price": draw(maybe_price),
+        "trail_amount": draw(maybe_price),
+        "trail_percent": draw(st.none() | st.decimals(D("0.01"), D(500), places=2)),
+        "signal_price": draw(maybe_price),
+    }
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(["limit_price", "percent", "amount"]))
+        fields["take_profit"] = TakeProfit(**{key: draw(price_values)})
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from(list(StopLossType)))
+        if kind is StopLossType.TRAILING_STOP:
+            key = draw(st.sampled_from(["trail_amount", "trail_percent"]))
+            fields["stop_loss"] = StopLoss(type=kind, **{key: draw(price_values)})
+        else:
+            key = draw(st.sampled_from(["percent", "amount", "stop_price"]))
+            limit = draw(price_values) if kind is StopLossType.STOP_LIMIT else None
+            fields["stop_loss"] = StopLoss(
+                type=kind, limit_price=limit, **{key: draw(price_values)}
+            )
+    return fields
+
+
+@given(
+    action=st.sampled_from(["buy", "sell", "exit", "reverse", "breakeven", "add"]),
+    fields=priced_signals(),
+    position=st.sampled_from([D(0), D(5), D(-5)]),
+    average=price_values,
+    tick=st.sampled_from([None, D("0.01"), D("0.25"), D(1)]),
+    leverage=st.booleans(),
+    offset=st.none() | st.decimals(D(-100000), D(100000), places=3),
+)
+def test_no_planned_order_has_a_price_at_or_below_zero_or_off_the_tick(
+    action, fields, position, average, tick, leverage, offset
+):
+    resolved = signal_intent(action, breakeven_offset=offset, **fields)
+    market = Market(
+        position=position,
+        average_price=average,
+        reference_price=fields["signal_price"],
+        tick_size=tick,
+        allow_leverage=leverage,
+    )
+    decision = make_plan(resolved, market)
+    if not isinstance(decision, Plan):
+        return
+    for order in decision.orders:
+        for price in (order.limit_price, order.stop_price):
+            if price is not None:
+                assert price > 0, (order, decision)
+                assert price % (tick or stock_tick(price)) == 0, (order, decision)
+        for trail in (order.trail_amount, order.trail_percent):
+            assert trail is None or trail > 0
+        if order.order_type is OrderType.STOP_LIMIT:
+            assert order.limit_price is not None and order.stop_price is not None
+            if order.side is Side.SELL:
+                assert order.limit_price <= order.stop_price
+            else:
+                assert order.limit_price >= order.stop_price
+        if order.trail_percent is not None and not leverage:
+            assert order.trail_percent <= 100

@@ -158,3 +158,49 @@ def wait_for_orders(config, done, timeout=5.0):
         if done(orders) or time.monotonic() > deadline:
             return orders
         time.sleep(0.05)
+
+
+# SPEC §12 through the webhook, the engine and the paper broker: the signal is accepted (200,
+# journaled, visible in `tradepipe signals`), the delivery is refused with the reason, and no
+# order reaches the broker.
+REFUSED = [
+    (
+        "options-are-not-traded-as-the-stock",
+        {
+            "ticker": "SPY",
+            "action": "buy",
+            "optionType": "put",
+            "strikesAway": 1,
+            "expiration": "+7 days",
+            "quantity": 2,
+            "signalPrice": 600,
+        },
+        'options are not supported for account "paper" yet: optionType put,'
+        " expiration +7 days, strikesAway 1; nothing was sent",
+    ),
+    (
+        "short-take-profit-150-percent",
+        sell(5, takeProfit={"percent": 150}),
+        "take-profit -50 is not a price (takeProfit.percent 150 from the entry 100 goes to or"
+        " past 0)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
+)
+def test_refused_delivery_sends_no_order(tmp_path, payload, reason):
+    config = write_config(tmp_path)
+    with Daemon(config, free_port()):
+        answer = json.loads(
+            tradepipe(config, "send", json.dumps(payload), "--json", "--wait").stdout
+        )
+        orders = tradepipe_json(config, "orders")
+        positions = tradepipe_json(config, "positions")
+        listed = tradepipe(config, "signals").stdout
+    assert answer["ok"] is True and answer["duplicate"] is False
+    (delivery,) = answer["signal"]["deliveries"]
+    assert (delivery["status"], delivery["reason"]) == ("rejected", reason)
+    assert orders == [] and positions == []
+    assert "rejected" in listed

@@ -124,6 +124,38 @@ def test_invalid_payload_lists_every_problem_with_its_field(tmp_path):
     scenario(write_config(tmp_path), test)
 
 
+def test_a_ticker_outside_the_alphabet_is_a_400_that_lists_every_problem(tmp_path):
+    """SPEC §12: a newline would forge a log line, NUL and RTL overrides reach the broker."""
+
+    async def test(session, journal, engine):
+        body = {**BUY, "ticker": "AAPL\n2026-01-01 INFO forged", "quantity": 0}
+        status, answer = await post(session, body)
+        assert status == 400 and answer["code"] == "invalid-payload"
+        assert [e["field"] for e in answer["errors"]] == ["ticker", "quantity"]
+        assert 'has "\\n" (U+000A) at position 5' in answer["errors"][0]["message"]
+        assert "\n" not in answer["message"]  # the log line shows the escape, not a new line
+        assert journal.signal(answer["signal_id"])["status"] == "rejected"
+        status, answer = await post(session, {**BUY, "ticker": "A" * 5000})
+        assert (status, answer["errors"][0]["field"]) == (400, "ticker")
+        assert "at most 64 characters (got 5000)" in answer["errors"][0]["message"]
+        await engine.drain()
+        assert journal.position("paper", "AAPL") is None  # nothing traded
+
+    scenario(write_config(tmp_path), test)
+
+
+def test_a_price_its_order_type_does_not_send_comes_back_as_a_warning(tmp_path):
+    async def test(session, journal, engine):
+        status, answer = await post(session, {**BUY, "orderType": "market", "limitPrice": 189})
+        assert status == 200
+        assert answer["warnings"] == [
+            'field "limitPrice" only applies to orderType limit or stop_limit'
+            " (orderType is market), ignored"
+        ]
+
+    scenario(write_config(tmp_path), test)
+
+
 def test_error_shape_is_pinned(tmp_path):
     async def test(session, journal, engine):
         _, answer = await post(session, {"ticker": "AAPL"})

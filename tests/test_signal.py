@@ -25,6 +25,7 @@ from tradepipe.signal import (
     StopLoss,
     StopLossType,
     TakeProfit,
+    option_fields,
     parse_signal,
     signal_to_json,
 )
@@ -186,7 +187,7 @@ FIELD_ERRORS = [
     ("signal-price-word", {"signalPrice": "x"}, "signalPrice", '(got "x")'),
     ("price-negative", {"price": -2}, "price", "(got -2)"),
     ("trail-amount-negative", {"trailAmount": -1}, "trailAmount", "(got -1)"),
-    ("trail-percent-100", {"trailPercent": 100}, "trailPercent", "less than 100 (got 100)"),
+    ("trail-percent-zero", {"trailPercent": 0}, "trailPercent", "greater than 0 (got 0)"),
     ("strike-price-zero", {"strikePrice": "0"}, "strikePrice", '(got "0")'),
     (
         "sentiment-unknown",
@@ -224,7 +225,7 @@ FIELD_ERRORS = [
         '(got "x")',
     ),
     ("stop-loss-list", {"stopLoss": [1]}, "stopLoss", "must be an object"),
-    ("stop-loss-percent-100", {"stopLoss": {"percent": 100}}, "stopLoss.percent", "(got 100)"),
+    ("stop-loss-percent-zero", {"stopLoss": {"percent": 0}}, "stopLoss.percent", "(got 0)"),
     ("stop-loss-amount", {"stopLoss": {"amount": -3}}, "stopLoss.amount", "(got -3)"),
     ("stop-loss-stop-price", {"stopLoss": {"stopPrice": 0}}, "stopLoss.stopPrice", "(got 0)"),
     (
@@ -235,9 +236,9 @@ FIELD_ERRORS = [
     ),
     (
         "stop-loss-trail-percent",
-        {"stopLoss": {"type": "trailing_stop", "trailPercent": 150}},
+        {"stopLoss": {"type": "trailing_stop", "trailPercent": -5}},
         "stopLoss.trailPercent",
-        "less than 100 (got 150)",
+        "greater than 0 (got -5)",
     ),
 ]
 
@@ -892,5 +893,147 @@ def test_valid_payload_round_trips_through_signal_to_json(body: dict[str, Any]) 
     assert first.signal is not None
     journaled = json.dumps(signal_to_json(first.signal))
     again = parse_signal(journaled)
-    assert again.errors == () and again.warnings == ()
+    # What the journal holds says the same: the same signal, the same dropped-field warnings.
+    assert again.errors == () and again.warnings == first.warnings
     assert again.signal == first.signal
+
+
+# --- SPEC §12: tickers, dropped price fields, option fields --------------------------------------
+
+TICKER_ALPHABET_NOTE = "a ticker is 1-64 of ASCII letters, digits, space and . / - _ : ! ^ ="
+TICKERS = [
+    ("stock", "AAPL", "AAPL"),
+    ("exchange-prefix", "NASDAQ:AAPL", "NASDAQ:AAPL"),
+    ("crypto-pair", "BTC/USD", "BTC/USD"),
+    ("continuous-future", "CME_MINI:ES1!", "CME_MINI:ES1!"),
+    ("class-share", "BRK.B", "BRK.B"),
+    ("index-caret", "^SPX", "^SPX"),
+    ("forex-equals", "EURUSD=X", "EURUSD=X"),
+    ("option-occ", "SPY 261218C00600000", "SPY 261218C00600000"),
+    ("dash", "BTC-PERP", "BTC-PERP"),
+    ("padded", "  AAPL\n", "AAPL"),  # the ends are trimmed, as every text field's are
+    ("64-characters", "A" * 64, "A" * 64),
+    ("nul", "AA\x00PL", f'has "\\u0000" (U+0000) at position 3: {TICKER_ALPHABET_NOTE}'),
+    ("newline", "AAPL\nINFO forged", 'has "\\n" (U+000A) at position 5'),
+    ("carriage-return", "AAPL\r", None),  # trimmed: nothing left inside
+    ("rtl-override", "AAPL\u202eLPAA", 'has "\\u202e" (U+202E) at position 5'),
+    ("cyrillic-a", "\u0410APL", 'has "\\u0410" (U+0410) at position 1'),
+    ("accented", "SOCGÉN", 'has "\\u00c9" (U+00C9) at position 5'),
+    ("semicolon", "AAPL;DROP", 'has ";" (U+003B) at position 5'),
+    ("tab-inside", "AA\tPL", 'has "\\t" (U+0009) at position 3'),
+    ("65-characters", "A" * 65, "must be at most 64 characters (got 65)"),
+    ("5000-characters", "A" * 5000, "must be at most 64 characters (got 5000)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("ticker", "expected"), [case[1:] for case in TICKERS], ids=[case[0] for case in TICKERS]
+)
+def test_ticker_is_printable_ascii_from_the_spec_alphabet(ticker: str, expected: str | None):
+    parsed = parse(ticker=ticker)
+    if expected is None:
+        assert parsed.ok and parsed.signal.ticker == ticker.strip()
+    elif expected == ticker.strip():
+        assert parsed.ok and parsed.signal.ticker == expected
+    else:
+        error = only_error(parsed)
+        assert error.field == "ticker"
+        assert expected in error.message
+
+
+def test_ticker_problems_are_all_listed_with_the_rest_of_the_payload():
+    parsed = parse(ticker="\u202e" * 100, quantity=-1)
+    assert [error.field for error in parsed.errors] == ["ticker", "ticker", "quantity"]
+    assert "at most 64 characters (got 100)" in parsed.errors[0].message
+    assert "U+202E" in parsed.errors[1].message
+
+
+@given(st.text(min_size=1, max_size=80))
+def test_no_ticker_outside_the_alphabet_is_accepted(ticker: str):
+    parsed = parse(ticker=ticker)
+    if parsed.ok:
+        accepted_ticker = parsed.signal.ticker
+        assert 1 <= len(accepted_ticker) <= 64
+        assert all(
+            ("A" <= c <= "Z") or ("a" <= c <= "z") or ("0" <= c <= "9") or c in " ./-_:!^="
+            for c in accepted_ticker
+        ), accepted_ticker
+        assert "{{" not in accepted_ticker
+
+
+DROPPED = [
+    (
+        "limit-on-market",
+        {"orderType": "market", "limitPrice": 100},
+        [
+            'field "limitPrice" only applies to orderType limit or stop_limit'
+            " (orderType is market), ignored"
+        ],
+    ),
+    (
+        "stop-on-limit",
+        {"orderType": "limit", "limitPrice": 100, "stopPrice": 99},
+        [
+            'field "stopPrice" only applies to orderType stop or stop_limit (orderType is limit),'
+            " ignored"
+        ],
+    ),
+    (
+        "trail-on-stop",
+        {"orderType": "stop", "stopPrice": 99, "trailAmount": 2, "trailPercent": 1},
+        [
+            'field "trailAmount" only applies to orderType trailing_stop (orderType is stop),'
+            " ignored",
+            'field "trailPercent" only applies to orderType trailing_stop (orderType is stop),'
+            " ignored",
+        ],
+    ),
+    (
+        "limit-without-order-type",
+        {"limitPrice": 100},
+        [
+            'field "limitPrice" only applies to orderType limit or stop_limit (no orderType'
+            " given: market unless the subscription sets another); it may be ignored"
+        ],
+    ),
+    ("limit-on-limit", {"orderType": "limit", "limitPrice": 100}, []),
+    ("both-on-stop-limit", {"orderType": "stop_limit", "limitPrice": 9, "stopPrice": 9}, []),
+    ("trail-on-trailing", {"orderType": "trailing_stop", "trailPercent": 2}, []),
+    (
+        "take-profit-on-exit",
+        {"action": "exit", "takeProfit": {"percent": 5}, "stopLoss": {"percent": 2}},
+        [
+            'field "takeProfit" does not apply to action exit, ignored',
+            'field "stopLoss" does not apply to action exit, ignored',
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"), [case[1:] for case in DROPPED], ids=[case[0] for case in DROPPED]
+)
+def test_a_price_field_its_order_type_does_not_send_is_a_warning(fields, expected):
+    parsed = parse(**fields)
+    assert parsed.ok, parsed.errors
+    assert list(parsed.warnings) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, ()),
+        (
+            {"optionType": "put", "strikesAway": 1, "expiration": "+7 days"},
+            ("optionType put", "expiration +7 days", "strikesAway 1"),
+        ),
+        (
+            {"strikePrice": "600.5", "intrinsicValue": "ITM"},
+            ("intrinsicValue itm", "strikePrice 600.5"),
+        ),
+        ({"strikeCount": 3}, ("strikeCount 3",)),
+    ],
+    ids=["none", "put-one-strike-away", "strike-price", "strike-count"],
+)
+def test_option_fields_name_the_contract_selection(fields, expected):
+    assert option_fields(accepted(**fields)) == expected

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.test_plan import intent
 from tradepipe.orders import OrderType, TimeInForce
 from tradepipe.plan import Market, Plan, Reject, Skip, make_plan
-from tradepipe.support import fit_to_broker
+from tradepipe.support import fit_to_broker, refuse_unsupported
 
 D = Decimal
 ALL_TYPES = frozenset(OrderType)
@@ -28,6 +28,7 @@ class Can:
     short_selling: bool = True
     brackets: bool = False
     concurrent_exits: bool = True
+    options: bool = False
 
 
 SPOT = Can(
@@ -169,3 +170,24 @@ def test_a_fitted_plan_never_opens_a_short_where_the_broker_allows_none(action, 
             o.quantity * o.side.sign for o in decision.orders if not o.parent_leg
         )
         assert net >= min(D(position), D(0))
+
+
+def test_option_fields_refuse_the_delivery_where_the_account_cannot_select_contracts():
+    """SPEC §12: an options alert must never trade the underlying."""
+    from tradepipe.brokers import alpaca, ibkr, paper
+    from tradepipe.resolve import resolve_signal
+    from tradepipe.signal import parse_signal
+
+    body = {"ticker": "SPY", "action": "buy", "optionType": "put", "strikesAway": 1}
+    body |= {"expiration": "+7 days", "quantity": 2, "signalPrice": 600}
+    signal = parse_signal(body).signal
+    resolved = resolve_signal(signal, None, None)
+    refused = Reject(
+        'options are not supported for account "paper" yet: optionType put,'
+        " expiration +7 days, strikesAway 1; nothing was sent"
+    )
+    for capabilities in (paper.CAPABILITIES, alpaca.CAPABILITIES, ibkr.CAPABILITIES, Can()):
+        assert refuse_unsupported(resolved, "paper", capabilities) == refused
+    assert refuse_unsupported(resolved, "paper", Can(options=True)) is None
+    stock = resolve_signal(parse_signal({"ticker": "SPY", "action": "buy"}).signal, None, None)
+    assert refuse_unsupported(stock, "paper", Can()) is None

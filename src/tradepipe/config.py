@@ -126,13 +126,19 @@ class ReconciliationConfig(_Table):
     block_entries_on_mismatch: bool = True
 
 
-class PaperAccount(_Table):
+class _Account(_Table):
+    # Percent inputs above 100 (risk_percent, percent_of_equity, stop-loss and trail percents)
+    # need margin: refused unless the account says it has it (SPEC §12).
+    allow_leverage: bool = False
+
+
+class PaperAccount(_Account):
     broker: Literal["paper"] = "paper"
     cash: Positive = Decimal(100000)
     native_brackets: bool = True
 
 
-class AlpacaAccount(_Table):
+class AlpacaAccount(_Account):
     broker: Literal["alpaca"] = "alpaca"
     paper: bool = True
     base_url: Url | None = None
@@ -141,7 +147,7 @@ class AlpacaAccount(_Table):
     timeout: Positive = Decimal(10)
 
 
-class IbkrAccount(_Table):
+class IbkrAccount(_Account):
     broker: Literal["ibkr"] = "ibkr"
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 4002
@@ -160,7 +166,7 @@ class IbkrAccount(_Table):
         return value
 
 
-class CcxtAccount(_Table):
+class CcxtAccount(_Account):
     broker: Literal["ccxt"] = "ccxt"
     exchange: str = Field(pattern=r"^[a-z0-9_]+$")
     sandbox: bool = True

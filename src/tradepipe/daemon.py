@@ -34,6 +34,7 @@ from tradepipe.journal import Journal
 from tradepipe.orders import OrderState, OrderStatus
 from tradepipe.reloading import Reloader
 from tradepipe.server import WEBHOOK, make_app
+from tradepipe.signal import ticker_problems
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -
     }
 
 
+def _check_ticker(ticker: str) -> None:
+    """A ticker typed on the command line obeys the webhook's rule (SPEC §12)."""
+    problems = ticker_problems(ticker) if ticker.strip() else ["must not be empty"]
+    if problems:
+        shown = json.dumps(ticker if len(ticker) <= 60 else ticker[:57] + "...")
+        raise UsageError(f"ticker {shown} {'; '.join(problems)}")
+
+
 class Actions:
     """What the CLI's acting commands do, whether through the daemon or on their own."""
 
@@ -60,6 +69,8 @@ class Actions:
         return await self.engine.review(delivery_id, approve=approve)
 
     async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
+        if ticker is not None:
+            _check_ticker(ticker)
         return {"flattened": await self.engine.flatten(account, ticker)}
 
     async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]:
@@ -77,6 +88,7 @@ class Actions:
             raise UsageError(
                 f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
             )
+        _check_ticker(ticker)
         ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
         problem = broker.mark_problem(ticker, price)
         if problem:

@@ -55,7 +55,7 @@ from tradepipe.reconcile import (
 from tradepipe.resolve import Intent, resolve_signal
 from tradepipe.risk import without_entries
 from tradepipe.signal import QuantityType, Signal, parse_signal
-from tradepipe.support import fit_to_broker
+from tradepipe.support import fit_to_broker, refuse_unsupported
 
 log = logging.getLogger(__name__)
 
@@ -518,6 +518,9 @@ class Engine:
     async def _decide(self, intent: Intent, account: str) -> Plan | Skip | Reject:
         """Plan against what the broker says now (reads only), then apply any block."""
         broker = self.brokers[account]
+        refused = refuse_unsupported(intent, account, broker.capabilities)
+        if refused is not None:
+            return refused
         ticker = intent.ticker
         position = await broker.position(ticker)
         quote = await broker.quote(ticker) if broker.capabilities.quotes else None
@@ -537,6 +540,7 @@ class Engine:
             tick_size=rules.tick_size,
             now=self.clock(),
             stops=_resting_stops(open_orders),
+            allow_leverage=self.config.accounts[account].allow_leverage,
         )
         decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
         difference = self.blocked.get((account, ticker))
@@ -554,8 +558,7 @@ class Engine:
         row = self.journal.signal(signal_id)
         if row is None or not row["payload"]:
             raise UsageError(f"no accepted signal {signal_id} in the journal")
-        signal = parse_signal(row["payload"]).signal
-        assert signal is not None
+        signal = _journaled_signal(signal_id, row["payload"])
         strategy = self.config.strategies[row["strategy"]]
         answers = []
         for name, subscription in self.config.subscriptions_for(row["strategy"]):
@@ -576,8 +579,7 @@ class Engine:
         row = self.journal.signal(signal_id)
         if row is None or not row["payload"]:
             raise UsageError(f"no accepted signal {signal_id} in the journal")
-        signal = parse_signal(row["payload"]).signal
-        assert signal is not None
+        signal = _journaled_signal(signal_id, row["payload"])
         now = self.clock()
         self.journal.record_operator_action("replay", f"signal {signal_id}", now)
         new_id = self.journal.record_signal(
@@ -1354,3 +1356,13 @@ def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:
         for o in open_orders
         if o.order_type in STOP_TYPES and o.side is not None and o.quantity is not None
     )
+
+
+def _journaled_signal(signal_id: int, payload: str) -> Signal:
+    """A journaled signal, read again under today's rules: one accepted before a rule was
+    tightened (a ticker outside SPEC §12's alphabet) is refused, never replayed as it was."""
+    parsed = parse_signal(payload)
+    if parsed.signal is None:
+        problems = "; ".join(f"{e.field}: {e.message}" for e in parsed.errors)
+        raise UsageError(f"signal {signal_id} cannot be replayed: {problems}")
+    return parsed.signal

@@ -12,7 +12,16 @@ from decimal import Decimal
 from enum import Enum
 
 from tradepipe.orders import OrderRole, OrderType, Side
-from tradepipe.prices import ExitLeg, round_to_tick, show, stop_loss_leg, take_profit_leg
+from tradepipe.prices import (
+    ExitLeg,
+    percent_above_limit,
+    round_to_tick,
+    show,
+    stop_limit_problem,
+    stop_loss_leg,
+    take_profit_leg,
+    trail_problem,
+)
 from tradepipe.resolve import Intent
 from tradepipe.risk import limit_to_caps, restrict_to_windows
 from tradepipe.signal import Action, QuantityType, Sentiment
@@ -44,6 +53,7 @@ class Market:
     now: datetime | None = None  # for trading windows
     tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
     stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
+    allow_leverage: bool = False  # the account's: percent inputs may go above 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,13 @@ def make_plan(intent: Intent, market: Market) -> Decision:
         decision = restrict_to_windows(decision, intent, market.now)
     if isinstance(decision, Plan):
         decision = limit_to_caps(decision, intent, market)
+    if isinstance(decision, Plan):
+        for order in decision.orders:
+            for name in ("limit_price", "stop_price", "trail_amount", "trail_percent"):
+                price = getattr(order, name)
+                # The last guard: whatever rule above missed, a broker never sees such a price.
+                if price is not None and not (price.is_finite() and price > 0):
+                    return Reject(f"the {order.role} order's {name} {price} is not a price")
     return decision
 
 
@@ -170,7 +187,7 @@ def _buy_or_sell(intent: Intent, market: Market, side: Side) -> Decision:
 def _swap(intent: Intent, market: Market, side: Side) -> Decision:
     """Exit the whole position, wait for the fill, then enter the other side."""
     held = abs(market.position)
-    exit_order = _exit_order(intent, market.position, held)
+    exit_order = _exit_order(intent, market, held)
     if isinstance(exit_order, Reject):
         return exit_order
     quantity = _entry_quantity(intent, market, side)
@@ -209,7 +226,7 @@ def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> D
             quantity = min(round_to_lot(intent.signal_quantity, market.lot_size, True), held)
             if quantity <= 0:
                 return Reject(f"exit quantity {intent.signal_quantity} rounds to 0")
-    order = _exit_order(intent, market.position, quantity)
+    order = _exit_order(intent, market, quantity)
     if isinstance(order, Reject):
         return order
     what = "exit" if quantity == held else "partial exit of"
@@ -229,6 +246,8 @@ def _breakeven(intent: Intent, market: Market) -> Decision:
     held, word, side = abs(position), _word(_side_of(position)), _side_of(position).opposite()
     target = round_to_tick(average + offset if long else average - offset, side, market.tick_size)
     why = f"average {show(average)}, offset {show(offset)}"
+    if target <= 0:
+        return Reject(f"the breakeven stop {show(target)} ({why}) is not a price")
     reference = market.reference_price
     if reference is not None and (target >= reference if long else target <= reference):
         where = "below" if long else "above"
@@ -259,6 +278,8 @@ def _breakeven(intent: Intent, market: Market) -> Decision:
         limit = stop.limit_price
         if stop.order_type is OrderType.STOP_LIMIT and limit is not None:
             limit = round_to_tick(limit + target - stop.stop_price, side, market.tick_size)
+            if limit <= 0:
+                return Reject(f"the breakeven stop's limit {show(limit)} ({why}) is not a price")
         moves.append(
             PlannedOrder(
                 "breakeven" + (f"-{len(moves)}" if moves else ""),
@@ -296,7 +317,15 @@ def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Dec
     )
 
 
+_OF_EQUITY = (QuantityType.RISK_PERCENT, QuantityType.PERCENT_OF_EQUITY)
+
+
 def _entry_quantity(intent: Intent, market: Market, side: Side) -> Decimal | Reject:
+    if intent.quantity_type in _OF_EQUITY:
+        field = f"quantity ({intent.quantity_type})"
+        too_much = percent_above_limit(field, intent.quantity, market.allow_leverage)
+        if too_much is not None:
+            return Reject(f"entry quantity: {too_much}")
     sized = size(_sizing(intent, market, side))
     return Reject(f"entry quantity: {sized}") if isinstance(sized, str) else sized
 
@@ -311,7 +340,9 @@ def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingI
     price = reference_price(intent, market) or intent.limit_price
     stop = None
     if intent.stop_loss is not None and price is not None and side is not None:
-        leg = stop_loss_leg(intent.stop_loss, side, price, market.tick_size)
+        leg = stop_loss_leg(
+            intent.stop_loss, side, price, market.tick_size, allow_leverage=market.allow_leverage
+        )
         stop = leg.stop_price if isinstance(leg, ExitLeg) else None
     return SizingInputs(
         quantity=intent.quantity,
@@ -329,7 +360,9 @@ def _entry_orders(
     intent: Intent, market: Market, side: Side, quantity: Decimal
 ) -> tuple[PlannedOrder, ...] | Reject:
     """The entry, followed by its take-profit and stop-loss children when it has them."""
-    entry = _order(intent, "entry", side, quantity, OrderRole.ENTRY, intent.entry_order_type)
+    entry = _order(
+        intent, market, "entry", side, quantity, OrderRole.ENTRY, intent.entry_order_type
+    )
     if isinstance(entry, Reject):
         return entry
     if intent.take_profit is None and intent.stop_loss is None:
@@ -346,7 +379,14 @@ def _entry_orders(
         ),
         (
             OrderRole.STOP_LOSS,
-            intent.stop_loss and stop_loss_leg(intent.stop_loss, side, reference, market.tick_size),
+            intent.stop_loss
+            and stop_loss_leg(
+                intent.stop_loss,
+                side,
+                reference,
+                market.tick_size,
+                allow_leverage=market.allow_leverage,
+            ),
         ),
     ):
         if isinstance(leg, str):
@@ -380,31 +420,60 @@ def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:
     return f" with {' and '.join(words)}" if words else ""
 
 
-def _exit_order(intent: Intent, position: Decimal, quantity: Decimal) -> PlannedOrder | Reject:
-    side = _side_of(position).opposite()
-    return _order(intent, "exit", side, quantity, OrderRole.EXIT, intent.exit_order_type)
+def _exit_order(intent: Intent, market: Market, quantity: Decimal) -> PlannedOrder | Reject:
+    side = _side_of(market.position).opposite()
+    return _order(intent, market, "exit", side, quantity, OrderRole.EXIT, intent.exit_order_type)
 
 
 def _order(
-    intent: Intent, leg: str, side: Side, quantity: Decimal, role: OrderRole, kind: OrderType
+    intent: Intent,
+    market: Market,
+    leg: str,
+    side: Side,
+    quantity: Decimal,
+    role: OrderRole,
+    kind: OrderType,
 ) -> PlannedOrder | Reject:
     uses = _PRICES_OF.get(kind, ())
     if kind is OrderType.TRAILING_STOP:
         if not (intent.trail_amount or intent.trail_percent):
             return Reject(f"a trailing_stop {leg} order needs trailAmount or trailPercent")
+        problem = trail_problem(
+            side,
+            market.reference_price,
+            intent.trail_amount,
+            intent.trail_percent,
+            market.allow_leverage,
+        )
+        if problem is not None:
+            return Reject(f"the trailing_stop {leg} order: {problem}")
     else:
         for name in uses:
             if getattr(intent, name) is None:
                 camel = "limitPrice" if name == "limit_price" else "stopPrice"
                 return Reject(f"a {kind} {leg} order needs {camel}")
+    # The signal's own prices go on the tick too: buys round down, sells up (SPEC §7).
+    prices: dict[str, Decimal | None] = {"limit_price": None, "stop_price": None}
+    for name in prices:
+        given = getattr(intent, name)
+        if name in uses and given is not None:
+            prices[name] = round_to_tick(given, side, market.tick_size)
+            if prices[name] <= 0:
+                camel = "limitPrice" if name == "limit_price" else "stopPrice"
+                return Reject(f"{camel} {show(given)} rounds to {show(prices[name])}: not a price")
+    limit, stop = prices["limit_price"], prices["stop_price"]
+    if kind is OrderType.STOP_LIMIT and limit is not None and stop is not None:
+        problem = stop_limit_problem(side, stop, limit, f"the stop_limit {leg} order's")
+        if problem is not None:
+            return Reject(problem)
     return PlannedOrder(
         leg=leg,
         side=side,
         quantity=quantity,
         role=role,
         order_type=kind,
-        limit_price=intent.limit_price if "limit_price" in uses else None,
-        stop_price=intent.stop_price if "stop_price" in uses else None,
+        limit_price=limit,
+        stop_price=stop,
         trail_amount=intent.trail_amount if "trail_amount" in uses else None,
         trail_percent=intent.trail_percent if "trail_percent" in uses else None,
     )

@@ -49,6 +49,23 @@ def _offset(reference: Decimal, percent: Decimal | None, amount: Decimal | None)
     return reference * percent / HUNDRED if percent is not None else (amount or Decimal(0))
 
 
+def percent_above_limit(field: str, percent: Decimal | None, allow_leverage: bool) -> str | None:
+    """Why a percent input is refused: above 100 needs an account with leverage (SPEC §12)."""
+    if percent is None or percent <= HUNDRED or allow_leverage:
+        return None
+    return (
+        f"{field} {show(percent)} is above 100, which needs leverage"
+        " (set allow_leverage = true on the account to allow it)"
+    )
+
+
+def _given(take_profit: TakeProfit) -> str:
+    for name, value in (("percent", take_profit.percent), ("amount", take_profit.amount)):
+        if value is not None:
+            return f"takeProfit.{name} {show(value)}"
+    return f"takeProfit.limitPrice {show(take_profit.limit_price or Decimal(0))}"
+
+
 def take_profit_leg(
     take_profit: TakeProfit, entry_side: Side, reference: Decimal, tick: Decimal | None = None
 ) -> ExitLeg | str:
@@ -60,24 +77,68 @@ def take_profit_leg(
         offset = _offset(reference, take_profit.percent, take_profit.amount)
         price = reference + offset if up else reference - offset
     price = round_to_tick(price, entry_side.opposite(), tick)
+    if price <= 0:  # a short's take-profit of 150 % would be a buy limit at -50
+        return (
+            f"take-profit {show(price)} is not a price ({_given(take_profit)} from the entry"
+            f" {show(reference)} goes to or past 0)"
+        )
     if (price <= reference) if up else (price >= reference):
         word = "above" if up else "below"
         return f"take-profit {show(price)} must be {word} the entry price {show(reference)}"
     return ExitLeg(OrderType.LIMIT, limit_price=price)
 
 
+def trail_problem(
+    side: Side,
+    reference: Decimal | None,
+    trail_amount: Decimal | None,
+    trail_percent: Decimal | None,
+    allow_leverage: bool,
+    field: str = "trail",
+) -> str | None:
+    """Why a trailing stop is no stop: a trail as large as the price never triggers a sell."""
+    if trail_amount is not None and reference is not None and trail_amount >= reference:
+        return (
+            f"{field}Amount {show(trail_amount)} is not below the price {show(reference)}:"
+            " a trail that large is no stop"
+        )
+    if trail_percent is not None and side is Side.SELL and trail_percent >= HUNDRED:
+        return (
+            f"{field}Percent {show(trail_percent)} must be below 100: a trail that large is no stop"
+        )
+    return percent_above_limit(f"{field}Percent", trail_percent, allow_leverage)
+
+
 def stop_loss_leg(
-    stop_loss: StopLoss, entry_side: Side, reference: Decimal, tick: Decimal | None = None
+    stop_loss: StopLoss,
+    entry_side: Side,
+    reference: Decimal,
+    tick: Decimal | None = None,
+    *,
+    allow_leverage: bool = False,
 ) -> ExitLeg | str:
     """The stop-loss of an entry, or why there can be none."""
     down = entry_side is Side.BUY
     exit_side = entry_side.opposite()
     if stop_loss.type is StopLossType.TRAILING_STOP:
+        problem = trail_problem(
+            exit_side,
+            reference,
+            stop_loss.trail_amount,
+            stop_loss.trail_percent,
+            allow_leverage,
+            "stopLoss.trail",
+        )
+        if problem is not None:
+            return problem
         return ExitLeg(
             OrderType.TRAILING_STOP,
             trail_amount=stop_loss.trail_amount,
             trail_percent=stop_loss.trail_percent,
         )
+    too_far = percent_above_limit("stopLoss.percent", stop_loss.percent, allow_leverage)
+    if too_far is not None:
+        return too_far
     if stop_loss.stop_price is not None:
         stop = stop_loss.stop_price
     else:
@@ -95,5 +156,22 @@ def stop_loss_leg(
     if stop_loss.type is StopLossType.STOP_LIMIT:
         assert stop_loss.limit_price is not None  # the payload and config validators insist
         limit = round_to_tick(stop_loss.limit_price, exit_side, tick)
+        problem = stop_limit_problem(exit_side, stop, limit, "stop-loss")
+        if problem is not None:
+            return problem
         return ExitLeg(OrderType.STOP_LIMIT, limit_price=limit, stop_price=stop)
     return ExitLeg(OrderType.STOP, stop_price=stop)
+
+
+def stop_limit_problem(side: Side, stop: Decimal, limit: Decimal, what: str) -> str | None:
+    """Why a stop-limit could not fill once triggered: its limit must be on the fillable side
+    of its stop (a sell's at or below it, a buy's at or above it)."""
+    if limit <= 0:
+        return f"{what} limit {show(limit)} is not a price"
+    if (limit > stop) if side is Side.SELL else (limit < stop):
+        word = "at or below" if side is Side.SELL else "at or above"
+        return (
+            f"{what} limit {show(limit)} must be {word} its stop {show(stop)}:"
+            f" a {side} stop-limit with its limit beyond the stop may never fill"
+        )
+    return None

@@ -22,6 +22,7 @@ from tradepipe.signal import (
     StopLoss,
     StopLossType,
     TakeProfit,
+    option_fields,
 )
 
 # SPEC §5, the built-in default of every setting key.
@@ -118,6 +119,8 @@ class Intent:
     max_position_quantity: Decimal | None
     max_position_value: Decimal | None
     provenance: dict[str, Provenance]
+    # The option contract the signal asks for instead of the ticker (`optionType put`, ...).
+    option_fields: tuple[str, ...] = ()
 
     def explain(self, subscription: str, strategy: str) -> list[str]:
         return [p.describe(k, subscription, strategy) for k, p in self.provenance.items()]
@@ -235,6 +238,7 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         max_position_quantity=setting("max_position_quantity"),
         max_position_value=setting("max_position_value"),
         provenance=provenance,
+        option_fields=option_fields(signal),
     )
 
 

@@ -120,6 +120,10 @@ class ParsedSignal:
 
 
 ID_MAX_LENGTH = 200
+TICKER_MAX_LENGTH = 64
+TICKER_ALPHABET = "1-64 of ASCII letters, digits, space and . / - _ : ! ^ ="
+# Anything else (NUL, a newline that would forge a log line, a right-to-left override) is no symbol.
+_NOT_TICKER = re.compile(r"[^A-Za-z0-9 ./\-_:!^=]")
 
 # Plain decimal notation only: TradingView prints placeholders such as {{close}} this way, and
 # refusing exponents keeps a hostile "1e999999" from becoming a million-digit Decimal.
@@ -200,7 +204,6 @@ def _above_zero(below: int | None = None) -> _Reader:
 
 
 _positive = _above_zero()
-_percent_below_100 = _above_zero(below=100)
 
 
 def _integer(minimum: int) -> _Reader:
@@ -276,12 +279,34 @@ def _non_empty(value: Any, path: str, ctx: _Context) -> str | None:
     return None if text is None else text.strip()
 
 
+def ticker_problems(ticker: str) -> list[str]:
+    """Why `ticker` is not a symbol (SPEC §12), every reason; empty when it is one.
+
+    ASCII letters only: every venue tradepipe speaks to spells its symbols so, and a look-alike
+    Cyrillic "А" or a right-to-left override must not name a different instrument than it shows.
+    """
+    problems = []
+    if len(ticker) > TICKER_MAX_LENGTH:
+        problems.append(f"must be at most {TICKER_MAX_LENGTH} characters (got {len(ticker)})")
+    bad = _NOT_TICKER.search(ticker)
+    if bad is not None:
+        char = bad.group()
+        problems.append(
+            f"has {json.dumps(char)} (U+{ord(char):04X}) at position {bad.start() + 1}: a ticker"
+            f" is {TICKER_ALPHABET}"
+        )
+    return problems
+
+
 def _ticker(value: Any, path: str, ctx: _Context) -> str | None:
     ticker = _non_empty(value, path, ctx)
     if ticker is not None and "{{" in ticker:  # no venue lists a symbol with braces
         ctx.fail(path, f"is not a symbol {_got(value)}")
         return None
-    return ticker
+    problems = [] if ticker is None else ticker_problems(ticker)
+    for problem in problems:
+        ctx.fail(path, problem)
+    return None if problems else ticker
 
 
 def _id(value: Any, path: str, ctx: _Context) -> str | None:
@@ -360,12 +385,12 @@ _TAKE_PROFIT_FIELDS = {
 }
 _STOP_LOSS_FIELDS = {
     "type": ("type", _enum(StopLossType)),
-    "percent": ("percent", _percent_below_100),
+    "percent": ("percent", _positive),
     "amount": ("amount", _positive),
     "stopPrice": ("stop_price", _positive),
     "limitPrice": ("limit_price", _positive),
     "trailAmount": ("trail_amount", _positive),
-    "trailPercent": ("trail_percent", _percent_below_100),
+    "trailPercent": ("trail_percent", _positive),
 }
 _NESTED_UNSUPPORTED = frozenset({"pnlAmount"})  # TradersPost 2026-04: P&L-based exits
 
@@ -425,7 +450,7 @@ _SIGNAL_FIELDS: dict[str, tuple[str, _Reader]] = {
     "limitPrice": ("limit_price", _positive),
     "stopPrice": ("stop_price", _positive),
     "trailAmount": ("trail_amount", _positive),
-    "trailPercent": ("trail_percent", _percent_below_100),
+    "trailPercent": ("trail_percent", _positive),
     "timeInForce": ("time_in_force", _enum(TimeInForce)),
     "takeProfit": ("take_profit", _take_profit),
     "stopLoss": ("stop_loss", _stop_loss),
@@ -545,7 +570,63 @@ def _build(payload: dict[Any, Any], ctx: _Context) -> Signal | None:
     if values.get("order_type") is OrderType.TRAILING_STOP:
         trails = ("trailAmount", "trailPercent")
         _one_of(given, trails, "orderType", ctx, " when orderType is trailing_stop")
+    if "orderType" not in given or "order_type" in values:
+        _warn_unused_prices(values.get("order_type"), given, ctx)
+    if action in _NO_BRACKET:
+        for name in ("takeProfit", "stopLoss"):
+            if name in given:
+                ctx.warnings.append(f'field "{name}" does not apply to action {action}, ignored')
     return None if ctx.errors else Signal(**values)
+
+
+# The order types that send each of the signal's own price fields (SPEC §4).
+_PRICE_USERS = {
+    "limitPrice": (OrderType.LIMIT, OrderType.STOP_LIMIT),
+    "stopPrice": (OrderType.STOP, OrderType.STOP_LIMIT),
+    "trailAmount": (OrderType.TRAILING_STOP,),
+    "trailPercent": (OrderType.TRAILING_STOP,),
+}
+# Actions that never place an entry, so a take-profit or stop-loss has nothing to attach to.
+_NO_BRACKET = frozenset({Action.EXIT, Action.CANCEL, Action.BREAKEVEN})
+
+
+def _warn_unused_prices(order_type: OrderType | None, given: list[str], ctx: _Context) -> None:
+    """A price its order type does not send changes *how* the alert trades: say it is dropped.
+
+    Judged by the signal's own orderType (market when it gives none): a subscription whose
+    entry_order_type/exit_order_type says limit still uses the signal's limitPrice.
+    """
+    kind = order_type or OrderType.MARKET
+    for name, users in _PRICE_USERS.items():
+        if name in given and kind not in users:
+            wanted = " or ".join(users)
+            if order_type is None:
+                why = "no orderType given: market unless the subscription sets another"
+                ctx.warnings.append(
+                    f'field "{name}" only applies to orderType {wanted} ({why}); it may be ignored'
+                )
+            else:
+                ctx.warnings.append(
+                    f'field "{name}" only applies to orderType {wanted} (orderType is {kind}),'
+                    " ignored"
+                )
+
+
+# The fields that choose an option contract instead of the ticker itself (SPEC §15).
+OPTION_FIELDS = (
+    "optionType",
+    "intrinsicValue",
+    "expiration",
+    "strikeCount",
+    "strikesAway",
+    "strikePrice",
+)
+
+
+def option_fields(signal: Signal) -> tuple[str, ...]:
+    """The option selection the signal asks for, as `name value`; empty: it trades the ticker."""
+    given = signal_to_json(signal)
+    return tuple(f"{name} {given[name]}" for name in OPTION_FIELDS if name in given)
 
 
 def _names(table: dict[str, tuple[str, _Reader]]) -> dict[str, str]:

@@ -43,9 +43,25 @@ class Supports(Protocol):
     @property
     def concurrent_exits(self) -> bool: ...
 
+    @property
+    def options(self) -> bool: ...
+
 
 def _listed(values: frozenset[OrderType] | frozenset[TimeInForce]) -> str:
     return ", ".join(sorted(str(v) for v in values))
+
+
+def refuse_unsupported(intent: Intent, account: str, can: Supports) -> Reject | None:
+    """Why the account cannot trade what the signal asks for at all, before anything is read.
+
+    Option fields change *what* is traded: where the account cannot select contracts, the
+    delivery is refused rather than trading the underlying (SPEC §12)."""
+    if intent.option_fields and not can.options:
+        return Reject(
+            f'options are not supported for account "{account}" yet:'
+            f" {', '.join(intent.option_fields)}; nothing was sent"
+        )
+    return None
 
 
 def fit_to_broker(decision: Decision, intent: Intent, broker: str, can: Supports) -> Decision:

@@ -27,6 +27,9 @@ class Capabilities:
     # The paper broker has no market data: the prices that signals carry move its marks.
     marks_from_signals: bool = False
     lot_size: Decimal = Decimal(1)
+    # Option contract selection (SPEC §15). Off: a signal with option fields is refused, never
+    # traded as the underlying.
+    options: bool = False
 
 
 @dataclass(frozen=True, slots=True)
