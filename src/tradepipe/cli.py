@@ -8,11 +8,13 @@ traceback only with --debug. Heavy modules are imported inside the commands so t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,19 +61,46 @@ state = State()
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array for scripts.")]
 AccountOption = Annotated[str | None, typer.Option("--account", "-a", help="Only this account.")]
+TickerOption = Annotated[
+    str | None, typer.Option("--ticker", "-t", help="Only this ticker (as the account spells it).")
+]
+
+
+def limit_option(default: int) -> Any:
+    return typer.Option(min=1, help=f"How many, newest first (default {default}).")
+
+
+class SignalStatus(StrEnum):
+    """What `signals --status` takes (SPEC §10's signal statuses)."""
+
+    accepted = "accepted"
+    processed = "processed"
+    rejected = "rejected"
+    duplicate = "duplicate"
+
+
+CONFIG_HELP = "Config file (else $TRADEPIPE_CONFIG, ./tradepipe.toml, the user config dir)."
+DEBUG_HELP = "Show tracebacks and debug logs."
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from tradepipe import __version__
+
+        out.print(f"tradepipe {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
-    config: Annotated[
-        Path | None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    version: Annotated[
+        bool,
         typer.Option(
-            "--config",
-            "-c",
-            help="Config file (else $TRADEPIPE_CONFIG, ./tradepipe.toml, the user config dir).",
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    ] = False,
 ) -> None:
     state.config_path = config
     state.debug = debug
@@ -86,16 +115,27 @@ def config_location() -> tuple[Path, bool]:
     return find_config_path(state.config_path, os.environ, Path.cwd())
 
 
+def missing_config(path: Path) -> Exception:
+    """The error for a config file that is not there: a path the user named is a typo to fix,
+    never a place to write a starter config (that goes only to the default location)."""
+    from tradepipe.errors import ConfigError
+
+    if state.config_path is not None:
+        return ConfigError(f"config file {path} (from --config) does not exist")
+    if os.environ.get("TRADEPIPE_CONFIG"):
+        return ConfigError(f"config file {path} (from $TRADEPIPE_CONFIG) does not exist")
+    return ConfigError(
+        f"no config file at {path}: run `tradepipe serve` once to create a starter config,"
+        " or pass --config PATH"
+    )
+
+
 def load() -> Any:
     from tradepipe.config import load_config
-    from tradepipe.errors import ConfigError
 
     path, exists = config_location()
     if not exists:
-        raise ConfigError(
-            f"no config file at {path}: run `tradepipe serve` once to create a starter config,"
-            " or pass --config PATH"
-        )
+        raise missing_config(path)
     return load_config(path)
 
 
@@ -142,6 +182,8 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     path, exists = config_location()
+    if not exists and (state.config_path is not None or os.environ.get("TRADEPIPE_CONFIG")):
+        raise missing_config(path)
     if not exists:
         write_starter_config(path, new_token())
         wrote = "[green]Wrote a starter config[/] to {} (paper broker, one strategy)."
@@ -281,6 +323,12 @@ def emit(
     out.print(table)
 
 
+def say_if_cut_short(shown: int, total: int, what: str) -> None:
+    """On stderr, never inside --json's stdout: a listing that does not show every row."""
+    if shown < total:
+        err.print(f"showing {shown:,} of {total:,} {what}; use --limit N for more")
+
+
 def _status(status: str) -> Any:
     """A status in its colour, for a table cell."""
     return styled(status, STATUS_COLOURS.get(status, "white"))
@@ -299,17 +347,19 @@ def _when(iso: str) -> str:
 @signals_app.callback(invoke_without_command=True)
 def signals(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, limit_option(50)] = 50,
+    status: Annotated[SignalStatus | None, typer.Option(help="Only this status.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The signal log with each subscription's outcome. `tradepipe signals show ID` drills down."""
     if ctx.invoked_subcommand is not None:
         return
-    from tradepipe.views import signal_views
+    from tradepipe.views import newest, signal_views
 
     journal = open_journal(load())
-    rows = signal_views(journal, journal.signals(limit=limit, status=status))
+    found, total = newest(journal, "signals", limit=limit, status=status and status.value)
+    say_if_cut_short(len(found), total, "signals")
+    rows = signal_views(journal, found)
 
     def outcome(row: dict[str, Any]) -> str:
         return row["error"] or "; ".join(
@@ -383,12 +433,22 @@ def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
             )
 
 
-@app.command()
-def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
+@app.command(
+    epilog="Examples: `tradepipe orders --ticker AAPL`, `tradepipe orders --limit 1000 --json`"
+)
+def orders(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
     """Orders tradepipe sent, newest first."""
-    from tradepipe.views import order_view
+    from tradepipe.views import newest, order_view
 
-    rows = [order_view(r) for r in open_journal(load()).orders(account=account)]
+    journal = open_journal(load())
+    found, total = newest(journal, "orders", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "orders")
+    rows = [order_view(r) for r in found]
     columns = (
         "id",
         "signal",
@@ -421,12 +481,22 @@ def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
     )
 
 
-@app.command()
-def trades(account: AccountOption = None, as_json: JsonOption = False) -> None:
+@app.command(
+    epilog="Examples: `tradepipe trades --account paper`, `tradepipe trades --limit 5000 --json`"
+)
+def trades(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
     """Fills, newest first."""
-    from tradepipe.views import trade_view
+    from tradepipe.views import newest, trade_view
 
-    rows = [trade_view(r) for r in open_journal(load()).fills(account=account)]
+    journal = open_journal(load())
+    found, total = newest(journal, "fills", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "trades")
+    rows = [trade_view(r) for r in found]
     emit(
         rows,
         as_json,
@@ -814,7 +884,7 @@ def status(
 @audit_app.callback(invoke_without_command=True)
 def audit(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many, newest last.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest last.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """What happened, in order: signals, plans, orders, fills and operator actions."""
@@ -823,6 +893,7 @@ def audit(
     journal = open_journal(load())
     total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     rows = journal.events(after=max(total - limit, 0))
+    say_if_cut_short(len(rows), total, "audit events")
     for row in rows:
         row["detail"] = json.loads(row["detail"])
     columns = ("id", "at", "kind", "subject", "detail")
@@ -878,6 +949,86 @@ def backup(
             **result,
         )
     )
+
+
+# -- options every command takes -------------------------------------------------------------
+# `tradepipe serve --config X` as well as `tradepipe --config X serve`: each command and group
+# also takes the global options after its name (the later one wins), and shows a flag as a flag
+# (`--json`, not `--json <bool>`, which reads as if it took a value).
+
+
+def _set_config(value: Path | None) -> None:
+    if value is not None:
+        state.config_path = value
+
+
+def _set_debug(value: bool) -> None:
+    if value:
+        state.debug = True
+
+
+_shared = typer.Typer(add_completion=False)
+
+
+@_shared.command()
+def _shared_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help=CONFIG_HELP, callback=_set_config)
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP, callback=_set_debug)] = False,
+) -> None:
+    """Never run: Typer builds the global options' parameters from this signature."""
+
+
+@functools.cache
+def _shared_parameters() -> list[Any]:
+    parameters = typer.main.get_command(_shared).params
+    for parameter in parameters:
+        parameter.expose_value = False  # the callbacks keep the value, not the command
+    return parameters
+
+
+def _with_global_options(command: Any) -> None:
+    names = {p.name for p in command.params}
+    command.params.extend(p for p in _shared_parameters() if p.name not in names)
+
+
+def _flags_as_flags(parameters: list[Any]) -> list[Any]:
+    for parameter in parameters:
+        if getattr(parameter, "is_flag", False) and parameter.metavar is None:
+            parameter.metavar = ""
+    return parameters
+
+
+class _Command(typer.core.TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _with_global_options(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _with_global_options(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+def _use_global_options(typer_app: typer.Typer) -> None:
+    typer_app.info.cls = _Group
+    for info in typer_app.registered_commands:
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _use_global_options(group.typer_instance)
+
+
+_use_global_options(app)
 
 
 # -- entry point -----------------------------------------------------------------------------
