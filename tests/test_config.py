@@ -725,8 +725,23 @@ def test_starter_config_rejects_a_weak_token(tmp_path: Path) -> None:
     assert not (tmp_path / "t.toml").exists()
 
 
-def test_example_config_loads() -> None:
-    config = load_config(EXAMPLE)
+def test_example_config_refuses_its_placeholder_tokens() -> None:
+    # A copied example must not run with a URL secret anyone can read in the repository.
+    with pytest.raises(ConfigError) as refused:
+        load_config(EXAMPLE)
+    assert "2 problems" in str(refused.value)
+    for name in ("trend", "crypto"):
+        assert f"strategies.{name}.token: the example's placeholder token; generate one with" in (
+            str(refused.value)
+        )
+    assert "example-token" not in str(refused.value)  # a token is never echoed
+
+
+def test_example_config_loads_once_its_tokens_are_replaced(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    for placeholder in re.findall(r'token = "(example-token-REPLACE-ME-\d+)"', text):
+        text = text.replace(placeholder, new_token())
+    config = load_config(write(tmp_path, text))
     assert set(config.accounts) == {"paper", "alpaca-paper", "ib", "binance"}
     assert config.strategies["trend"].defaults.explicit().keys() == Settings.model_fields.keys()
 

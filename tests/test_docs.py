@@ -54,6 +54,76 @@ def test_readme_setup_commands_match_ci():
     assert ".venv/bin/pip install --quiet -e '.[test]'" in ci and ".venv/bin/python -m pytest" in ci
 
 
+# ---- the docs' own references resolve inside the repository
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings."""
+    anchors = set()
+    for line in path.read_text().splitlines():
+        if match := re.match(r"#+ (.+)", line):
+            anchors.add(re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def spec_sections() -> dict[str, str]:
+    """docs/spec.md's sections by number, and the anchor of each."""
+    sections = {}
+    for line in (ROOT / "docs" / "spec.md").read_text().splitlines():
+        if match := re.match(r"## (\d+)\. ", line):
+            anchor = re.sub(r"[^\w\- ]", "", line[3:].strip().lower()).replace(" ", "-")
+            sections[match.group(1)] = anchor
+    return sections
+
+
+def test_every_relative_link_in_the_docs_resolves_to_a_file_and_heading():
+    broken = []
+    for doc in DOCS:
+        for _, target in LINK.findall(doc.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            path = (doc.parent / file).resolve() if file else doc
+            if not path.is_file() or not path.is_relative_to(ROOT):
+                broken.append(f"{doc.name}: {target} (no such file in the repository)")
+            elif anchor and path.suffix == ".md" and anchor not in heading_anchors(path):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_every_spec_citation_links_to_that_section_of_docs_spec():
+    sections = spec_sections()
+    assert len(sections) >= 10
+    wrong = []
+    for doc in DOCS:
+        if doc.name == "spec.md":
+            continue
+        text = doc.read_text()
+        spec = (ROOT / "docs" / "spec.md").resolve()
+        for label, target in LINK.findall(text):
+            if match := re.fullmatch(r"SPEC §(\d+)", label):
+                file, _, anchor = target.partition("#")
+                if (doc.parent / file).resolve() != spec or anchor != sections.get(match[1]):
+                    wrong.append(f"{doc.name}: [{label}]({target})")
+        # Outside links, a citation is only allowed as the README's note on how it cites.
+        bare = LINK.sub("", text).replace('("SPEC §10")', "")
+        wrong += [f"{doc.name}: unlinked {m}" for m in re.findall(r"SPEC(?: §\d+|\.md)?", bare)]
+    assert wrong == []
+
+
+def test_every_spec_section_the_code_cites_exists():
+    sections = spec_sections()
+    cited = {
+        (path.name, number)
+        for path in (ROOT / "src").rglob("*.py")
+        for number in re.findall(r"SPEC §(\d+)", path.read_text())
+    }
+    assert cited and [c for c in cited if c[1] not in sections] == []
+
+
 def capabilities_table() -> str:
     """The README's capabilities table, built from what each adapter declares."""
     from tradepipe.brokers import alpaca, ibkr, paper

@@ -8,17 +8,21 @@ traceback only with --debug. Heavy modules are imported inside the commands so t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tradepipe.render import cell, coloured, markup, styled
 
 app = typer.Typer(
     name="tradepipe",
@@ -43,8 +47,9 @@ app.add_typer(paper_app, name="paper")
 app.add_typer(secrets_app, name="secrets")
 
 # soft_wrap: a webhook URL or a JSON example must stay on one line to be copied.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a ":name:" in data stays text. Data reaches markup only through tradepipe.render.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class State:
@@ -56,19 +61,46 @@ state = State()
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array for scripts.")]
 AccountOption = Annotated[str | None, typer.Option("--account", "-a", help="Only this account.")]
+TickerOption = Annotated[
+    str | None, typer.Option("--ticker", "-t", help="Only this ticker (as the account spells it).")
+]
+
+
+def limit_option(default: int) -> Any:
+    return typer.Option(min=1, help=f"How many, newest first (default {default}).")
+
+
+class SignalStatus(StrEnum):
+    """What `signals --status` takes (SPEC §10's signal statuses)."""
+
+    accepted = "accepted"
+    processed = "processed"
+    rejected = "rejected"
+    duplicate = "duplicate"
+
+
+CONFIG_HELP = "Config file (else $TRADEPIPE_CONFIG, ./tradepipe.toml, the user config dir)."
+DEBUG_HELP = "Show tracebacks and debug logs."
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from tradepipe import __version__
+
+        out.print(f"tradepipe {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
-    config: Annotated[
-        Path | None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    version: Annotated[
+        bool,
         typer.Option(
-            "--config",
-            "-c",
-            help="Config file (else $TRADEPIPE_CONFIG, ./tradepipe.toml, the user config dir).",
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    ] = False,
 ) -> None:
     state.config_path = config
     state.debug = debug
@@ -83,16 +115,27 @@ def config_location() -> tuple[Path, bool]:
     return find_config_path(state.config_path, os.environ, Path.cwd())
 
 
+def missing_config(path: Path) -> Exception:
+    """The error for a config file that is not there: a path the user named is a typo to fix,
+    never a place to write a starter config (that goes only to the default location)."""
+    from tradepipe.errors import ConfigError
+
+    if state.config_path is not None:
+        return ConfigError(f"config file {path} (from --config) does not exist")
+    if os.environ.get("TRADEPIPE_CONFIG"):
+        return ConfigError(f"config file {path} (from $TRADEPIPE_CONFIG) does not exist")
+    return ConfigError(
+        f"no config file at {path}: run `tradepipe serve` once to create a starter config,"
+        " or pass --config PATH"
+    )
+
+
 def load() -> Any:
     from tradepipe.config import load_config
-    from tradepipe.errors import ConfigError
 
     path, exists = config_location()
     if not exists:
-        raise ConfigError(
-            f"no config file at {path}: run `tradepipe serve` once to create a starter config,"
-            " or pass --config PATH"
-        )
+        raise missing_config(path)
     return load_config(path)
 
 
@@ -139,13 +182,17 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     path, exists = config_location()
+    if not exists and (state.config_path is not None or os.environ.get("TRADEPIPE_CONFIG")):
+        raise missing_config(path)
     if not exists:
         write_starter_config(path, new_token())
-        err.print(f"[green]Wrote a starter config[/] to {path} (paper broker, one strategy).")
+        wrote = "[green]Wrote a starter config[/] to {} (paper broker, one strategy)."
+        err.print(markup(wrote, path))
     config = load_config(path)
 
     def ready(url: str) -> None:
-        err.print(f"[bold green]tradepipe[/] listening on {url} (journal {config.journal.path})")
+        listening = "[bold green]tradepipe[/] listening on {} (journal {})"
+        err.print(markup(listening, url, config.journal.path))
         for name, strategy_config in config.strategies.items():
             webhook = (
                 config.webhook_url(name)
@@ -157,12 +204,12 @@ def serve(
                 # URL is printed once, with the starter config, and by `tradepipe strategies`.
                 token = strategy_config.token
                 webhook = webhook.replace(token, f"{token[:3]}…(hidden)")
-            err.print(f"  webhook for strategy [bold]{name}[/]: {webhook}")
+            err.print(markup("  webhook for strategy [bold]{}[/]: {}", name, webhook))
         if exists:
             err.print("  full webhook URLs: tradepipe strategies")
         example = '{"ticker":"AAPL","action":"buy","quantity":5,"signalPrice":190}'
         config_flag = f" --config {path}" if state.config_path else ""
-        err.print(f"  try: tradepipe{config_flag} send '{example}'")
+        err.print(markup("  try: tradepipe{} send '{}'", config_flag, example))
         sys.stderr.flush()
 
     asyncio.run(run(config, host=host, port=port, on_ready=ready))
@@ -218,23 +265,23 @@ def send(
 def render_answer(status: int, answer: dict[str, Any]) -> None:
     if answer.get("ok"):
         what = "duplicate of signal" if answer.get("duplicate") else "accepted as signal"
-        out.print(f"[green]{status}[/] {what} {answer['signal_id']}")
+        out.print(markup("[green]{}[/] {} {}", status, what, answer["signal_id"]))
     else:
-        out.print(f"[red]{status} {answer.get('code')}[/]: {answer.get('message')}")
+        out.print(markup("[red]{} {}[/]: {}", status, answer.get("code"), answer.get("message")))
         for problem in answer.get("errors", []):
-            out.print(f"  [red]•[/] {problem['field'] or 'body'}: {problem['message']}")
+            out.print(markup("  [red]•[/] {}: {}", problem["field"] or "body", problem["message"]))
     for warning in answer.get("warnings", []):
-        out.print(f"  [yellow]warning[/]: {warning}")
+        out.print(markup("  [yellow]warning[/]: {}", warning))
 
 
 def render_deliveries(detail: dict[str, Any]) -> None:
     if not detail["deliveries"]:
         out.print("  no deliveries (is a subscription enabled for this strategy?)")
     for delivery in detail["deliveries"]:
-        colour = STATUS_COLOURS.get(delivery["status"], "white")
         out.print(
-            f"  {delivery['subscription']}: [{colour}]{delivery['status']}[/]"
-            f" — {delivery['reason']}"
+            markup("  {}: ", delivery["subscription"])
+            + _coloured_status(delivery["status"])
+            + markup(" — {}", delivery["reason"])
         )
 
 
@@ -279,12 +326,24 @@ def emit(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in cells(row)))
+        table.add_row(*(cell(value) for value in cells(row)))
     out.print(table)
 
 
-def _status(status: str) -> str:
-    return f"[{STATUS_COLOURS.get(status, 'white')}]{status}[/]"
+def say_if_cut_short(shown: int, total: int, what: str) -> None:
+    """On stderr, never inside --json's stdout: a listing that does not show every row."""
+    if shown < total:
+        err.print(f"showing {shown:,} of {total:,} {what}; use --limit N for more")
+
+
+def _status(status: str) -> Any:
+    """A status in its colour, for a table cell."""
+    return styled(status, STATUS_COLOURS.get(status, "white"))
+
+
+def _coloured_status(status: str) -> str:
+    """A status in its colour, as markup for a line of text."""
+    return coloured(status, STATUS_COLOURS.get(status, "white"))
 
 
 def _when(iso: str) -> str:
@@ -295,17 +354,19 @@ def _when(iso: str) -> str:
 @signals_app.callback(invoke_without_command=True)
 def signals(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, limit_option(50)] = 50,
+    status: Annotated[SignalStatus | None, typer.Option(help="Only this status.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The signal log with each subscription's outcome. `tradepipe signals show ID` drills down."""
     if ctx.invoked_subcommand is not None:
         return
-    from tradepipe.views import signal_views
+    from tradepipe.views import newest, signal_views
 
     journal = open_journal(load())
-    rows = signal_views(journal, journal.signals(limit=limit, status=status))
+    found, total = newest(journal, "signals", limit=limit, status=status and status.value)
+    say_if_cut_short(len(found), total, "signals")
+    rows = signal_views(journal, found)
 
     def outcome(row: dict[str, Any]) -> str:
         return row["error"] or "; ".join(
@@ -345,45 +406,56 @@ def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(detail)
         return
-    colour = STATUS_COLOURS.get(detail["status"], "white")
+    d = detail
     out.print(
-        f"[bold]signal {detail['id']}[/] · strategy {detail['strategy']} · {detail['received_at']}"
-        f" · from {detail['source']} · [{colour}]{detail['status']}[/]"
+        markup("[bold]signal {}[/] · strategy {} · {}", d["id"], d["strategy"], d["received_at"])
+        + markup(" · from {} · ", d["source"])
+        + _coloured_status(d["status"])
     )
     if detail["error"]:
-        out.print(f"[red]rejected[/]: {detail['error']}")
+        out.print(markup("[red]rejected[/]: {}", detail["error"]))
     for problem in detail["errors"]:
-        out.print(f"  [red]•[/] {problem['field'] or 'body'}: {problem['message']}")
+        out.print(markup("  [red]•[/] {}: {}", problem["field"] or "body", problem["message"]))
     for warning in detail["warnings"]:
-        out.print(f"  [yellow]warning[/]: {warning}")
-    out.print(f"[dim]body:[/] {detail['body']}")
+        out.print(markup("  [yellow]warning[/]: {}", warning))
+    out.print(markup("[dim]body:[/] {}", detail["body"]))
     for delivery in detail["deliveries"]:
-        colour = STATUS_COLOURS.get(delivery["status"], "white")
         out.print(
-            f"\n[bold]{delivery['subscription']}[/] (account {delivery['account']}):"
-            f" [{colour}]{delivery['status']}[/] — {delivery['reason']}"
+            markup("\n[bold]{}[/] (account {}): ", delivery["subscription"], delivery["account"])
+            + _coloured_status(delivery["status"])
+            + markup(" — {}", delivery["reason"])
         )
         plan = delivery["plan"]
         if plan and plan.get("kind") == "plan":
-            out.print(f"  plan: {plan['summary']}")
+            out.print(markup("  plan: {}", plan["summary"]))
         for line in delivery["provenance"]:
-            out.print(f"    {line}")
-        for order in delivery["orders"]:
-            price = order["average_fill_price"]
+            out.print(markup("    {}", line))
+        for o in delivery["orders"]:
+            price = o["average_fill_price"]
             out.print(
-                f"  order {order['id']} {order['client_order_id']}: {order['role']} {order['side']}"
-                f" {order['quantity']} {order['order_type']} → {order['status']}"
-                + (f" at {price}" if price is not None else "")
-                + (f" — broker: {order['broker_message']}" if order["broker_message"] else "")
+                markup("  order {} {}: {} {}", o["id"], o["client_order_id"], o["role"], o["side"])
+                + markup(" {} {} → {}", o["quantity"], o["order_type"], o["status"])
+                + (markup(" at {}", price) if price is not None else "")
+                + (markup(" — broker: {}", o["broker_message"]) if o["broker_message"] else "")
             )
 
 
-@app.command()
-def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
+@app.command(
+    epilog="Examples: `tradepipe orders --ticker AAPL`, `tradepipe orders --limit 1000 --json`"
+)
+def orders(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
     """Orders tradepipe sent, newest first."""
-    from tradepipe.views import order_view
+    from tradepipe.views import newest, order_view
 
-    rows = [order_view(r) for r in open_journal(load()).orders(account=account)]
+    journal = open_journal(load())
+    found, total = newest(journal, "orders", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "orders")
+    rows = [order_view(r) for r in found]
     columns = (
         "id",
         "signal",
@@ -416,12 +488,22 @@ def orders(account: AccountOption = None, as_json: JsonOption = False) -> None:
     )
 
 
-@app.command()
-def trades(account: AccountOption = None, as_json: JsonOption = False) -> None:
+@app.command(
+    epilog="Examples: `tradepipe trades --account paper`, `tradepipe trades --limit 5000 --json`"
+)
+def trades(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
     """Fills, newest first."""
-    from tradepipe.views import trade_view
+    from tradepipe.views import newest, trade_view
 
-    rows = [trade_view(r) for r in open_journal(load()).fills(account=account)]
+    journal = open_journal(load())
+    found, total = newest(journal, "fills", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "trades")
+    rows = [trade_view(r) for r in found]
     emit(
         rows,
         as_json,
@@ -447,8 +529,8 @@ def positions(account: AccountOption = None, as_json: JsonOption = False) -> Non
 
     rows = [position_view(r) for r in open_journal(load()).positions(account=account)]
 
-    def signed(quantity: Any) -> str:
-        return f"[{'green' if quantity > 0 else 'red'}]{quantity}[/]"
+    def signed(quantity: Any) -> Any:
+        return styled(quantity, "green" if quantity > 0 else "red")
 
     emit(
         rows,
@@ -489,11 +571,15 @@ def _review(delivery_id: int, approve: bool, as_json: bool) -> None:
     if as_json:
         print_json(result)
     else:
-        colour = STATUS_COLOURS.get(result["status"], "white")
-        out.print(f"delivery {delivery_id}: [{colour}]{result['status']}[/] — {result['reason']}")
+        out.print(
+            markup("delivery {}: ", delivery_id)
+            + _coloured_status(result["status"])
+            + markup(" — {}", result["reason"])
+        )
         if result.get("changed"):
-            out.print(f"  [yellow]the plan changed[/] since the signal: {result['plan_at_signal']}")
-            out.print(f"  → now: {result['plan_now']}")
+            changed = "  [yellow]the plan changed[/] since the signal: {}"
+            out.print(markup(changed, result["plan_at_signal"]))
+            out.print(markup("  → now: {}", result["plan_now"]))
     if result["status"] in ("failed",):
         raise typer.Exit(1)
 
@@ -539,12 +625,11 @@ def strategies(as_json: JsonOption = False) -> None:
         print_json(rows)
         return
     for row in rows:
-        out.print(
-            f"[bold]{row['strategy']}[/] → {', '.join(row['subscriptions']) or 'no subscription'}"
-        )
-        out.print(f"  Webhook URL: {row['webhook_url']}")
+        subscribed = ", ".join(row["subscriptions"]) or "no subscription"
+        out.print(markup("[bold]{}[/] → {}", row["strategy"], subscribed))
+        out.print(markup("  Webhook URL: {}", row["webhook_url"]))
         out.print("  TradingView message:")
-        out.print(f"  {row['tradingview_message']}", soft_wrap=True)
+        out.print(markup("  {}", row["tradingview_message"]), soft_wrap=True)
     if not config.server.public_url:
         out.print(
             "[yellow]note[/]: set [server].public_url to the HTTPS address TradingView reaches"
@@ -585,16 +670,17 @@ def config_check(
             }
         )
     else:
-        out.print(f"[green]ok[/] {config.path}")
+        out.print(markup("[green]ok[/] {}", config.path))
         if offline:
             for name, account in config.accounts.items():
-                out.print(f"  account [bold]{name}[/]: broker {account.broker} (not connected)")
+                line = "  account [bold]{}[/]: broker {} (not connected)"
+                out.print(markup(line, name, account.broker))
         for report in reports:
             _print_account_check(report)
         for name, subscriptions in strategies.items():
             listed = ", ".join(subscriptions) or "none enabled"
-            out.print(f"  strategy [bold]{name}[/]: subscriptions {listed}")
-        out.print(f"  journal: {config.journal.path}")
+            out.print(markup("  strategy [bold]{}[/]: subscriptions {}", name, listed))
+        out.print(markup("  journal: {}", config.journal.path))
     if any(r.get("config_error") for r in reports):
         raise typer.Exit(2)
     if any(not r["ok"] for r in reports):
@@ -602,23 +688,30 @@ def config_check(
 
 
 def _print_account_check(report: dict[str, Any]) -> None:
-    from rich.markup import escape
-
-    head = f"  account [bold]{report['account']}[/]: broker {report['broker']}"
+    head = markup("  account [bold]{}[/]: broker {}", report["account"], report["broker"])
     if report.get("credentials"):
-        head += f" (credentials from {escape(report['credentials'])})"
+        head += markup(" (credentials from {})", report["credentials"])
     if not report["ok"]:
-        out.print(f"{head} [red]failed[/]: {escape(report['error'])}")
+        out.print(head + markup(" [red]failed[/]: {}", report["error"]))
         return
     out.print(
-        f"{head} [green]connected[/]: equity {report['equity']:,.2f},"
-        f" buying power {report['buying_power']:,.2f}, cash {report['cash']:,.2f}"
+        head
+        + markup(
+            " [green]connected[/]: equity {:,.2f}, buying power {:,.2f}, cash {:,.2f}",
+            report["equity"],
+            report["buying_power"],
+            report["cash"],
+        )
     )
     caps = report["capabilities"]
     flags = [name for name in ("brackets", "fractional", "short_selling", "quotes") if caps[name]]
     out.print(
-        f"    order types {', '.join(caps['order_types'])}; time in force"
-        f" {', '.join(caps['time_in_force'])}; {', '.join(flags) or 'no brackets, no quotes'}"
+        markup(
+            "    order types {}; time in force {}; {}",
+            ", ".join(caps["order_types"]),
+            ", ".join(caps["time_in_force"]),
+            ", ".join(flags) or "no brackets, no quotes",
+        )
     )
 
 
@@ -658,7 +751,7 @@ def secrets_set(account: str) -> None:
     backend = credentials.store(
         account, credentials.Credentials(key, secret, passphrase or None, "keyring")
     )
-    out.print(f"[green]ok[/] credentials of {account} stored in the keyring ({backend})")
+    out.print(markup("[green]ok[/] credentials of {} stored in the keyring ({})", account, backend))
 
 
 @paper_app.command("quote", epilog="Example: `tradepipe paper quote paper AAPL 191.25`")
@@ -670,7 +763,6 @@ def paper_quote(
 ) -> None:
     """Move the paper broker's mark for TICKER; resting orders that it crosses fill (and their
     one-cancels-other siblings are canceled)."""
-    from rich.markup import escape
 
     from tradepipe.brokers.paper import mark_problem
     from tradepipe.errors import UsageError
@@ -693,10 +785,9 @@ def paper_quote(
         for what in ("filled", "canceled", "rejected")
         if result.get(what)
     ]
-    out.print(
-        f"[green]ok[/] {escape(account)} {escape(result['ticker'])} mark {result['price']}"
-        f" ({escape('; '.join(moved)) if moved else 'no order filled or canceled'})"
-    )
+    done = "[green]ok[/] {} {} mark {} ({})"
+    summary = "; ".join(moved) if moved else "no order filled or canceled"
+    out.print(markup(done, account, result["ticker"], result["price"], summary))
 
 
 @app.command(
@@ -711,8 +802,6 @@ def flatten(
 ) -> None:
     """Cancel the open orders, then close the positions (market orders), of an account and
     ticker — or of everything. Asks first unless --yes."""
-    from rich.markup import escape
-
     from tradepipe.errors import UsageError
     from tradepipe.sending import act
 
@@ -731,15 +820,17 @@ def flatten(
     for item in result["flattened"]:
         closed = item["closed"]
         what = (
-            f"{closed['side']} {closed['quantity']} → {_status(closed['status'])}"
-            + (f" ({closed['message']})" if closed["message"] else "")
+            markup("{} {} → ", closed["side"], closed["quantity"])
+            + _coloured_status(closed["status"])
+            + (markup(" ({})", closed["message"]) if closed["message"] else "")
             if closed
             else "no position"
         )
         canceled = len(item["canceled"])
-        out.print(f"{item['account']} {item['ticker']}: {canceled} orders canceled; {what}")
+        head = markup("{} {}: {} orders canceled; ", item["account"], item["ticker"], canceled)
+        out.print(head + what)
         for left in item.get("left_working", []):  # the broker would not cancel it
-            out.print(f"  [yellow]left working[/]: {escape(left)}")
+            out.print(markup("  [yellow]left working[/]: {}", left))
 
 
 @app.command(
@@ -766,7 +857,8 @@ def replay(
         out.print(f"signal {signal_id} now ([dim]dry run: nothing sent[/]):")
         for plan in result["plans"]:
             what = plan.get("summary") or plan.get("reason")
-            out.print(f"  {plan['subscription']}: {_status(plan['kind'])} {what}")
+            shown = markup("  {}: ", plan["subscription"]) + _coloured_status(plan["kind"])
+            out.print(shown + markup(" {}", what))
         return
     out.print(f"[green]replayed[/] signal {signal_id} as signal {result['signal_id']}")
     render_deliveries(result["signal"])
@@ -789,22 +881,25 @@ def status(
             raise typer.Exit(1)
         return
     if daemon["running"]:
-        out.print(f"daemon  [green]running[/] at {daemon['url']} (pid {daemon['pid']})")
+        out.print(markup("daemon  [green]running[/] at {} (pid {})", daemon["url"], daemon["pid"]))
     else:
         out.print("daemon  [yellow]not running[/] (brokers not checked)")
-    out.print(f"journal {report['journal']}")
+    out.print(markup("journal {}", report["journal"]))
     for account in report["accounts"]:
         state = {True: "[green]ok[/]", False: "[red]down[/]", None: "[dim]not checked[/]"}
-        line = f"account {account['name']} ({account['broker']}): {state[account['ok']]}"
+        line = markup("account {} ({}): ", account["name"], account["broker"])
+        line += state[account["ok"]]
         if account["error"]:
-            line += f" — {account['error']}"
+            line += markup(" — {}", account["error"])
         out.print(line)
         for difference in account["differences"]:
-            out.print(f"  [yellow]difference[/] {difference['difference']}")
+            out.print(markup("  [yellow]difference[/] {}", difference["difference"]))
     for block in report["blocked"]:
-        out.print(f"[red]blocked[/] {block['account']} {block['ticker']}: {block['reason']}")
+        line = "[red]blocked[/] {} {}: {}"
+        out.print(markup(line, block["account"], block["ticker"], block["reason"]))
     for stalled in report["stalled_signals"]:
-        out.print(f"[red]stalled[/] signal {stalled['signal_id']}: {stalled['reason']}")
+        line = "[red]stalled[/] signal {}: {}"
+        out.print(markup(line, stalled["signal_id"], stalled["reason"]))
     pending = report["pending"]
     out.print(
         f"pending {pending['signals']} signals, {pending['approvals']} approvals,"
@@ -818,7 +913,7 @@ def status(
 @audit_app.callback(invoke_without_command=True)
 def audit(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many, newest last.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest last.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """What happened, in order: signals, plans, orders, fills and operator actions."""
@@ -827,6 +922,7 @@ def audit(
     journal = open_journal(load())
     total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     rows = journal.events(after=max(total - limit, 0))
+    say_if_cut_short(len(rows), total, "audit events")
     for row in rows:
         row["detail"] = json.loads(row["detail"])
     columns = ("id", "at", "kind", "subject", "detail")
@@ -850,9 +946,10 @@ def audit_verify(
         fields = ("ok", "events", "head", "broken_at", "problem")
         print_json({f: getattr(verdict, f) for f in fields})
     elif verdict.ok:
-        out.print(f"[green]ok[/] {verdict.events} events, chain intact; head {verdict.head}")
+        intact = "[green]ok[/] {} events, chain intact; head {}"
+        out.print(markup(intact, verdict.events, verdict.head))
     else:
-        err.print(f"[red]broken[/] {verdict.problem}")
+        err.print(markup("[red]broken[/] {}", verdict.problem))
         err.print(f"  {verdict.events} events before it are intact (head {verdict.head})")
     if not verdict.ok:
         raise typer.Exit(1)
@@ -875,9 +972,92 @@ def backup(
         print_json(result)
         return
     out.print(
-        f"[green]ok[/] {result['backup']}: {result['signals']} signals, {result['orders']} orders,"
-        f" {result['fills']} fills, {result['bytes']:,} bytes in {result['seconds']} s"
+        markup(
+            "[green]ok[/] {backup}: {signals} signals, {orders} orders, {fills} fills,"
+            " {bytes:,} bytes in {seconds} s",
+            **result,
+        )
     )
+
+
+# -- options every command takes -------------------------------------------------------------
+# `tradepipe serve --config X` as well as `tradepipe --config X serve`: each command and group
+# also takes the global options after its name (the later one wins), and shows a flag as a flag
+# (`--json`, not `--json <bool>`, which reads as if it took a value).
+
+
+def _set_config(value: Path | None) -> None:
+    if value is not None:
+        state.config_path = value
+
+
+def _set_debug(value: bool) -> None:
+    if value:
+        state.debug = True
+
+
+_shared = typer.Typer(add_completion=False)
+
+
+@_shared.command()
+def _shared_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help=CONFIG_HELP, callback=_set_config)
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP, callback=_set_debug)] = False,
+) -> None:
+    """Never run: Typer builds the global options' parameters from this signature."""
+
+
+@functools.cache
+def _shared_parameters() -> list[Any]:
+    parameters = typer.main.get_command(_shared).params
+    for parameter in parameters:
+        parameter.expose_value = False  # the callbacks keep the value, not the command
+    return parameters
+
+
+def _with_global_options(command: Any) -> None:
+    names = {p.name for p in command.params}
+    command.params.extend(p for p in _shared_parameters() if p.name not in names)
+
+
+def _flags_as_flags(parameters: list[Any]) -> list[Any]:
+    for parameter in parameters:
+        if getattr(parameter, "is_flag", False) and parameter.metavar is None:
+            parameter.metavar = ""
+    return parameters
+
+
+class _Command(typer.core.TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _with_global_options(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _with_global_options(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+def _use_global_options(typer_app: typer.Typer) -> None:
+    typer_app.info.cls = _Group
+    for info in typer_app.registered_commands:
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _use_global_options(group.typer_instance)
+
+
+_use_global_options(app)
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -896,8 +1076,6 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 
 def main() -> None:
-    from rich.markup import escape
-
     from tradepipe.errors import TradepipeError
 
     usage_errors, aborts = _click_exceptions()
@@ -906,7 +1084,7 @@ def main() -> None:
     except TradepipeError as e:
         if state.debug:
             raise
-        err.print(f"[red]error[/]: {escape(str(e))}")
+        err.print(markup("[red]error[/]: {}", e))
         sys.exit(e.exit_code)
     except aborts:
         err.print("aborted")
@@ -919,7 +1097,7 @@ def main() -> None:
     except Exception as e:
         if state.debug:
             raise
-        message = escape(f"{e.__class__.__name__}: {e}")
-        err.print(f"[red]error[/]: {message} (run with --debug for details)")
+        line = "[red]error[/]: {}: {} (run with --debug for details)"
+        err.print(markup(line, e.__class__.__name__, e))
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

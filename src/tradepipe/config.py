@@ -376,6 +376,8 @@ class StrategyConfig(_Table):
     def _check_token(cls, token: str) -> str:
         # The token is the URL's only credential: demand ~128 bits, never echo it back.
         hint = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        if "REPLACE-ME" in token.upper():  # config.example.toml's, which anyone can read
+            raise _fail(f"the example's placeholder token; {hint}")
         if len(token) < MIN_TOKEN_LENGTH:
             raise _fail(
                 f"too weak: {len(token)} characters, at least {MIN_TOKEN_LENGTH} needed "

@@ -81,6 +81,35 @@ def pending_view(delivery: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def newest(
+    journal: Journal,
+    table: str,
+    *,
+    limit: int,
+    account: str | None = None,
+    ticker: str | None = None,
+    status: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest `limit` rows of `table` (orders, fills, signals) that match, newest first,
+    and how many match in all, so a listing can say it was cut short."""
+    assert table in ("orders", "fills", "signals")
+    conditions, params = [], []
+    for column, value in (("account", account), ("status", status)):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if ticker is not None:  # as the account spells it, in any case
+        conditions.append("upper(ticker) = upper(?)")
+        params.append(ticker)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT ?"
+    rows = [dict(row) for row in journal.conn.execute(sql, [*params, limit])]
+    if len(rows) < limit:
+        return rows, len(rows)
+    total = journal.conn.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+    return rows, int(total)
+
+
 def signal_views(journal: Journal, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     deliveries = journal.deliveries_for([r["id"] for r in rows])
     orders = _by_delivery(journal.orders_for_deliveries([d["id"] for d in deliveries]))
@@ -137,8 +166,8 @@ def _signal_view(row: dict[str, Any], deliveries: list[dict[str, Any]]) -> dict[
         "id": row["id"],
         "strategy": row["strategy"],
         "received_at": row["received_at"],
-        "ticker": row["ticker"],
-        "action": row["action"],
+        "ticker": row["ticker"] if row["ticker"] is not None else _sent(row, "ticker"),
+        "action": row["action"] if row["action"] is not None else _sent(row, "action"),
         "status": row["status"],
         "error": row["error"],
         "http_status": row["http_status"],
@@ -146,6 +175,19 @@ def _signal_view(row: dict[str, Any], deliveries: list[dict[str, Any]]) -> dict[
         "warnings": json.loads(row["warnings"]),
         "deliveries": deliveries,
     }
+
+
+def _sent(row: dict[str, Any], field: str) -> str | None:
+    """A rejected signal's `field` as its body sent it, when the body is a JSON object that has
+    it as text: the journal keeps only the body of a signal that did not validate."""
+    if row["status"] != "rejected" or not row.get("body"):
+        return None
+    try:
+        payload = json.loads(row["body"])
+    except ValueError:
+        return None
+    value = payload.get(field) if isinstance(payload, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _by_delivery(orders: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
