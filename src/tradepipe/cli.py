@@ -765,10 +765,15 @@ def status(
     out.print(f"journal {report['journal']}")
     for account in report["accounts"]:
         state = {True: "[green]ok[/]", False: "[red]down[/]", None: "[dim]not checked[/]"}
-        line = f"account {account['name']} ({account['broker']}): {state[account['ok']]}"
+        word = state[account["ok"]]
+        if account.get("state") == "degraded":
+            word = "[yellow]degraded[/]"
+        line = f"account {account['name']} ({account['broker']}): {word}"
         if account["error"]:
             line += f" — {account['error']}"
         out.print(line)
+        if account.get("stream"):
+            out.print(f"  {_stream_line(account['stream'])}")
         for difference in account["differences"]:
             out.print(f"  [yellow]difference[/] {difference['difference']}")
     for block in report["blocked"]:
@@ -781,6 +786,21 @@ def status(
         f" {pending['unknown_orders']} orders of unknown state,"
         f" {pending['held_orders']} held bracket legs"
     )
+
+
+def _stream_line(stream: dict[str, Any]) -> str:
+    """An account's order stream: `stream down since 11-20 15:00:03 (polling every 2 s): …`."""
+    from rich.markup import escape
+
+    since = f" since {_when(stream['since'])}" if stream.get("since") else ""
+    if stream["up"]:
+        return f"stream [green]listening[/]{since}"
+    line = f"stream [yellow]down[/]{since} (polling every {stream['poll_interval']:g} s)"
+    if stream.get("reason"):
+        line += f": {escape(stream['reason'])}"
+    if stream.get("poll_error"):
+        line += f"; polling fails: {escape(stream['poll_error'])}"
+    return line
 
 
 @audit_app.callback(invoke_without_command=True)
