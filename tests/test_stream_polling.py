@@ -260,3 +260,16 @@ def test_status_and_healthz_name_the_stream_down_while_fills_are_still_journaled
         assert "stream down since" in text and "(polling every 2 s)" in text
         assert "HTTP 503" in text
 
+
+
+def test_config_check_fails_an_account_whose_stream_does_not_listen(tmp_path, fake):
+    """REST answering is not enough for `config check`: a stream that cannot connect (a wrong
+    `stream_url`, a proxy without websockets) is named, with why."""
+    config = fake.config(tmp_path)
+    fake.drop_stream()
+    checked = tradepipe(config, "config", "check", env=fake.env, check=False)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "the order stream is not listening" in checked.stdout
+    assert "HTTP 503" in checked.stdout
+    fake.restore_stream()
+    assert tradepipe(config, "config", "check", env=fake.env).returncode == 0
