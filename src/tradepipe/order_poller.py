@@ -68,7 +68,7 @@ class OrderPoller:
         self.brokers = brokers
         self.interval = interval
         self.lookups = lookups
-        self._listeners = {account: listener(account) for account in brokers}
+        self._listener = listener  # the engine's, per account (as each broker's stream has)
         self._clock = clock
         self._polling: dict[str, _Polling] = {}  # accounts whose stream is down
 
@@ -76,7 +76,7 @@ class OrderPoller:
         """Poll until cancelled: each account whose stream is down, every `interval`."""
         while True:
             await asyncio.sleep(self.interval)
-            for account in self.brokers:
+            for account in list(self.brokers):  # read afresh: a reload may change the accounts
                 try:
                     await self.poll(account)
                 except Exception:  # a bug must not end the polling of every account
@@ -84,9 +84,10 @@ class OrderPoller:
 
     async def poll(self, account: str) -> None:
         """One round for one account, if its stream is down."""
-        broker = self.brokers[account]
+        broker = self.brokers.get(account)
         health = stream_health(broker)
-        if health is None:
+        if broker is None or health is None:
+            self._polling.pop(account, None)
             return
         if health.up:
             if self._polling.pop(account, None) is not None:
@@ -123,7 +124,7 @@ class OrderPoller:
                 state.status != row["status"]
                 or state.filled_quantity != Decimal(row["filled_quantity"])
             ):
-                self._listeners[account](state)
+                self._listener(account)(state)
         gone = [rows[cid] for cid in orders_to_look_up(working, listed)]
         # In turn: a round goes on after the order the last one asked for, so each is reached.
         batch = [o for o in gone if o["id"] > polling.last_id]
@@ -132,13 +133,13 @@ class OrderPoller:
             polling.last_id = row["id"]
             found = await broker.get_order(row["client_order_id"], ticker=row["ticker"])
             if found is not None:  # not found: reconciliation settles it, after its grace
-                self._listeners[account](found)
+                self._listener(account)(found)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each account with an order stream: is it up, since when, why not, and the polling
         that stands in for it (the `stream` object of /healthz and `tradepipe status`)."""
         report: dict[str, dict[str, Any]] = {}
-        for account, broker in self.brokers.items():
+        for account, broker in list(self.brokers.items()):
             health = stream_health(broker)
             if health is None:
                 continue
