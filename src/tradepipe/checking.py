@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tradepipe import credentials
-from tradepipe.brokers.base import Broker, Capabilities
-from tradepipe.errors import BrokerError, ConfigError
+from tradepipe.brokers.base import Broker, Capabilities, stream_health
+from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError
 from tradepipe.journal import Journal
 
 
@@ -55,6 +55,12 @@ async def _check_one(name: str, account: Any, journal: Journal, timeout: float) 
         async with asyncio.timeout(timeout):
             await broker.connect()
             summary = await broker.account()
+            stream = stream_health(broker)
+            if stream is not None and not stream.up:  # the daemon would run degraded
+                raise BrokerUnavailable(
+                    f"account {name}: the order stream is not listening ({stream.reason}); the"
+                    " daemon would poll orders over REST meanwhile"
+                )
     except (BrokerError, TimeoutError) as e:
         report["error"] = str(e) or f"no answer within {timeout:g} s"
     else:

@@ -887,11 +887,15 @@ def status(
     out.print(markup("journal {}", report["journal"]))
     for account in report["accounts"]:
         state = {True: "[green]ok[/]", False: "[red]down[/]", None: "[dim]not checked[/]"}
-        line = markup("account {} ({}): ", account["name"], account["broker"])
-        line += state[account["ok"]]
+        word = state[account["ok"]]
+        if account.get("state") == "degraded":
+            word = "[yellow]degraded[/]"
+        line = markup("account {} ({}): ", account["name"], account["broker"]) + word
         if account["error"]:
             line += markup(" — {}", account["error"])
         out.print(line)
+        if account.get("stream"):
+            out.print(f"  {_stream_line(account['stream'])}")
         for difference in account["differences"]:
             out.print(markup("  [yellow]difference[/] {}", difference["difference"]))
     for block in report["blocked"]:
@@ -908,6 +912,21 @@ def status(
     )
     if not daemon["running"]:
         raise typer.Exit(1)
+
+
+def _stream_line(stream: dict[str, Any]) -> str:
+    """An account's order stream: `stream down since 11-20 15:00:03 (polling every 2 s): …`."""
+    from rich.markup import escape
+
+    since = f" since {_when(stream['since'])}" if stream.get("since") else ""
+    if stream["up"]:
+        return f"stream [green]listening[/]{since}"
+    line = f"stream [yellow]down[/]{since} (polling every {stream['poll_interval']:g} s)"
+    if stream.get("reason"):
+        line += f": {escape(stream['reason'])}"
+    if stream.get("poll_error"):
+        line += f"; polling fails: {escape(stream['poll_error'])}"
+    return line
 
 
 @audit_app.callback(invoke_without_command=True)

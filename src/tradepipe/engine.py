@@ -26,6 +26,7 @@ from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected, Usag
 from tradepipe.fills import fills_to_journal
 from tradepipe.ids import client_order_id, operator_order_id
 from tradepipe.journal import Journal
+from tradepipe.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
 from tradepipe.orders import (
     OrderRequest,
     OrderRole,
@@ -123,6 +124,8 @@ class Engine:
         *,
         fill_poll_interval: float = 0.2,
         reconnect_backoff: tuple[float, float] = (1.0, 60.0),
+        stream_poll_interval: float = POLL_INTERVAL,
+        stream_poll_lookups: int = LOOKUPS_PER_ROUND,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -147,6 +150,15 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0
+        # While a broker's order stream is down, its working orders are polled over REST.
+        self.order_poller = OrderPoller(
+            journal,
+            brokers,
+            self._listener,
+            clock,
+            interval=stream_poll_interval,
+            lookups=stream_poll_lookups,
+        )
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -171,6 +183,7 @@ class Engine:
                     except BrokerError as e:  # retried before the ticker's next delivery
                         log.error("emulated brackets of %s %s: %s", account, ticker, e)
         self._tasks.append(asyncio.create_task(self._dispatch_forever(), name="dispatch"))
+        self._tasks.append(asyncio.create_task(self.order_poller.run(), name="order poller"))
         for row in self.journal.unprocessed_signals():
             parsed = parse_signal(row["payload"] or "null")
             if parsed.signal is None:  # cannot happen for an accepted row; keep it visible
@@ -195,6 +208,7 @@ class Engine:
         account, swapped in one step. Deliveries already dispatched keep the config they were
         dispatched with. Answers the brokers this replaced (`connect_replaced` next)."""
         old, self.config, self.brokers = self.brokers, config, brokers
+        self.order_poller.brokers = brokers  # the poller watches the accounts of now
         for account in set(old) - set(brokers):
             # Its journal rows stay (open orders included); nothing watches them any more.
             self._reconnect.pop(account, None)
@@ -1100,10 +1114,17 @@ class Engine:
         return differences
 
     def health(self) -> dict[str, Any]:
-        """What /healthz and `tradepipe status` report: each broker's last check, the blocks."""
+        """What /healthz and `tradepipe status` report: each broker's last check (`state`: ok,
+        degraded when REST answers but its order stream is down, down), the blocks."""
         brokers = {name: dict(detail) for name, detail in self.broker_health.items()}
+        for name, stream in self.order_poller.health().items():
+            brokers.setdefault(name, {})["stream"] = stream
+        for detail in brokers.values():
+            stream_down = not detail.get("stream", {}).get("up", True)
+            ok = detail.get("ok", True)
+            detail["state"] = "down" if not ok else "degraded" if stream_down else "ok"
         degraded = (
-            any(not b.get("ok", True) for b in brokers.values())
+            any(b["state"] != "ok" for b in brokers.values())
             or bool(self.blocked)
             or bool(self.stalled)
         )

@@ -222,6 +222,9 @@ def status_view(
                 "checked_at": health.get(name, {}).get("checked_at"),
                 "error": health.get(name, {}).get("error"),
                 "differences": health.get(name, {}).get("differences", []),
+                # ok / degraded (its order stream is down, orders are polled) / down
+                "state": health.get(name, {}).get("state") if live else None,
+                "stream": health.get(name, {}).get("stream"),
             }
             for name, account in config.accounts.items()
         ],

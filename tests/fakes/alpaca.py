@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class Logged:
     path: str
     query: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when the fake got it
 
 
 @dataclass
@@ -146,6 +148,7 @@ class FakeAlpaca(OwnLoop):
         self.assets: dict[str, dict[str, Any]] = {}
         self.requests: list[Logged] = []
         self.events: list[dict] = []  # every trade update sent (or lost while the stream was down)
+        self.stream_attempts = 0  # websocket connections asked for, refused ones included
         self._faults: list[tuple[str, Any]] = []
         self._stream_down = False
         self.refuse_stream = False
@@ -218,7 +221,8 @@ class FakeAlpaca(OwnLoop):
         self._call(self._partials.append, Decimal(str(quantity)))
 
     def drop_stream(self) -> None:
-        """Close every stream connection and refuse new ones: events meanwhile are lost."""
+        """Close every stream connection and refuse new ones (HTTP 503), until
+        `restore_stream`: events meanwhile are lost. Before a client connects: it never can."""
         self._call(self._drop)
 
     def restore_stream(self) -> None:
@@ -778,6 +782,7 @@ account = "alpaca"
             self._sockets[socket].put_nowait(message)  # one writer per connection keeps order
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        self.stream_attempts += 1
         if self._stream_down:
             return web.Response(status=503, text="stream unavailable (fake)")
         socket = web.WebSocketResponse()

@@ -64,7 +64,13 @@ from tradepipe.brokers.alpaca_parsing import (
     to_position,
     trade_price,
 )
-from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
+from tradepipe.brokers.base import (
+    AccountSummary,
+    Capabilities,
+    InstrumentRules,
+    OrderListener,
+    StreamHealth,
+)
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 from tradepipe.ids import leg_of, sibling_id
 from tradepipe.orders import (
@@ -92,6 +98,17 @@ CAPABILITIES = Capabilities(
 
 DUPLICATE_ID = "client_order_id must be unique"
 STREAM_LIMIT = 500  # orders per page of the re-sync (Alpaca's maximum)
+STREAM_PATH = "/stream"  # trade_updates, beside the trading API (alpaca-py's BaseURL)
+
+
+def stream_url_for(base_url: str | None) -> str | None:
+    """The `trade_updates` websocket of a trading API address, as Alpaca serves it: the same
+    host and path, ws / wss, plus /stream (`https://paper-api.alpaca.markets` →
+    `wss://paper-api.alpaca.markets/stream`). None without one: alpaca-py's own."""
+    if not base_url:
+        return None
+    scheme, rest = base_url.rstrip("/").split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{STREAM_PATH}"
 
 
 class _NotFound(BrokerError):
@@ -128,15 +145,35 @@ def _without_retries(client: Any, timeout: float) -> Any:
 
 
 class _Stream(TradingStream):
-    """alpaca-py's stream, telling us when it is listening (after every (re)connect) and when
-    the broker refused its credentials (it would otherwise retry forever, only logging)."""
+    """alpaca-py's stream, telling us when it is listening (after every (re)connect), when it
+    is not (a connection that failed or dropped: alpaca-py reconnects with backoff, only
+    logging) and when the broker refused its credentials (it would otherwise retry forever)."""
 
     def __init__(
-        self, *args: Any, on_listening: Callable[[], None], on_refused: Callable[[], None], **kw
+        self,
+        *args: Any,
+        on_listening: Callable[[], None],
+        on_refused: Callable[[], None],
+        on_down: Callable[[str], None],
+        **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self._on_listening = on_listening
         self._on_refused = on_refused
+        self._on_down = on_down
+
+    async def _start_ws(self) -> None:
+        try:
+            await super()._start_ws()
+        except Exception as e:
+            self._on_down(f"cannot connect to {self._endpoint}: {type(e).__name__}: {e}"[:300])
+            raise
+
+    async def close(self) -> None:
+        connected = self._ws is not None and self._running  # alpaca-py closes after any error
+        await super().close()
+        if connected:
+            self._on_down(f"the connection to {self._endpoint} dropped")
 
     async def _auth(self) -> None:
         try:
@@ -176,6 +213,9 @@ class AlpacaBroker:
         self._stream_task: asyncio.Task[None] | None = None
         self._listening = False
         self._refused = False
+        # The stream's health: since when it listens or not, and why not (StreamHealth).
+        self._stream_since: datetime | None = None
+        self._stream_why = "not started"
         self._stream_news = asyncio.Event()  # the stream listens, or was refused
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rules: dict[str, InstrumentRules] = {}
@@ -195,7 +235,7 @@ class AlpacaBroker:
         key, secret = credentials.key, credentials.secret
         base = str(account.base_url).rstrip("/") if account.base_url else None
         data = str(account.data_url).rstrip("/") if account.data_url else None
-        stream_url = str(account.stream_url) if account.stream_url else None
+        stream_url = str(account.stream_url) if account.stream_url else stream_url_for(base)
         trading = TradingClient(key, secret, paper=account.paper, raw_data=True, url_override=base)
         stocks = StockHistoricalDataClient(key, secret, raw_data=True, url_override=data)
         crypto = CryptoHistoricalDataClient(key, secret, raw_data=True, url_override=data)
@@ -265,13 +305,18 @@ class AlpacaBroker:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Check the credentials over REST, then start the stream and wait for it to listen."""
+        """Check the credentials over REST, then start the stream and wait (up to `timeout`)
+        for it to listen. A stream that does not is no failure: it keeps trying, reports
+        itself down (`stream_health`), and the engine polls the working orders meanwhile."""
         await self._call("reading the account", self._trading.get_account)
         if self._stream_task is None or self._stream_task.done():
             self._refused = self._listening = False
             self._stream_news.clear()
+            self._stream_went_down("connecting")
             self._stream = self._stream_factory(
-                on_listening=self._on_listening, on_refused=self._on_refused
+                on_listening=self._on_listening,
+                on_refused=self._on_refused,
+                on_down=self._on_stream_down,
             )
             self._stream.subscribe_trade_updates(self._on_trade_update)
             self._stream_task = asyncio.create_task(
@@ -286,19 +331,42 @@ class AlpacaBroker:
                 f"alpaca account {self.name}: the trade_updates stream refused the"
                 " credentials; check the account's key and secret"
             )
-        if not self._listening:
-            raise BrokerUnavailable(
-                f"alpaca account {self.name}: the trade_updates stream did not connect within"
-                f" {self._timeout:g} s (it keeps trying)"
+        if not self._listening:  # REST works: orders go out, the engine polls their fate
+            log.warning(
+                "alpaca account %s: the trade_updates stream is not listening after %g s (%s);"
+                " it keeps trying, and working orders are polled over REST meanwhile",
+                self.name,
+                self._timeout,
+                self._stream_why,
             )
 
+    @property
+    def stream_health(self) -> StreamHealth:
+        if self._listening:
+            return StreamHealth(up=True, since=self._stream_since)
+        return StreamHealth(up=False, since=self._stream_since, reason=self._stream_why)
+
+    def _stream_went_down(self, why: str) -> None:
+        if self._listening or self._stream_since is None:
+            self._stream_since = self._clock()
+        if self._listening:
+            log.warning("alpaca account %s: trade_updates stream down: %s", self.name, why)
+        self._listening, self._stream_why = False, why
+
+    def _on_stream_down(self, why: str) -> None:
+        if self._stream is not None:  # not a stream being stopped
+            self._stream_went_down(why)
+
     def _on_listening(self) -> None:
+        if not self._listening:
+            self._stream_since = self._clock()
         self._listening, self._refused = True, False
         self._stream_news.set()
         log.info("alpaca account %s: trade_updates stream listening; re-syncing", self.name)
         self._spawn(self._resync())
 
     def _on_refused(self) -> None:
+        self._stream_went_down("the broker refused the credentials")
         self._listening, self._refused = False, True
         self._stream_news.set()
         log.error("alpaca account %s: the trade_updates stream refused the credentials", self.name)
@@ -319,7 +387,7 @@ class AlpacaBroker:
     async def _stop_stream(self) -> None:
         stream, task = self._stream, self._stream_task
         self._stream = self._stream_task = None
-        self._listening = False
+        self._stream_went_down("stopped")
         self._stream_news.clear()
         if stream is not None:
             await stream.stop_ws()

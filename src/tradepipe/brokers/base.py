@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -51,6 +52,17 @@ DisconnectListener = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
+class StreamHealth:
+    """An adapter's order-event stream: listening (`up`) or not, since when, and why not.
+    While it is down the engine asks for the account's working orders over REST instead
+    (`tradepipe.order_poller`): events sent meanwhile are lost, not replayed."""
+
+    up: bool
+    since: datetime | None  # when it came up or went down (the adapter's clock)
+    reason: str | None = None  # why it is down: "connecting", the connection's error …
+
+
+@dataclass(frozen=True, slots=True)
 class AccountSummary:
     equity: Decimal
     cash: Decimal
@@ -58,7 +70,12 @@ class AccountSummary:
 
 
 class Broker(Protocol):
-    """One account at one broker. Every call may raise a `tradepipe.errors.BrokerError`."""
+    """One account at one broker. Every call may raise a `tradepipe.errors.BrokerError`.
+
+    Optional: an adapter whose order events come over a stream separate from its requests
+    (Alpaca's `trade_updates`) has a `stream_health` property answering a `StreamHealth`; read
+    it through `stream_health(broker)`. The others have none: the paper broker has no stream,
+    ccxt polls its orders itself, and IB's one socket carries both (down is down)."""
 
     name: str
     capabilities: Capabilities
@@ -146,3 +163,9 @@ def canonical_ticker(broker: object, ticker: str) -> str:
     its own spelling (it then names instruments the default way)."""
     own = getattr(broker, "canonical_ticker", None)
     return own(ticker) if callable(own) else default_canonical_ticker(ticker)
+
+
+def stream_health(broker: object) -> StreamHealth | None:
+    """The broker's order-event stream as it is now; None for a broker without one."""
+    health = getattr(broker, "stream_health", None)
+    return health if isinstance(health, StreamHealth) else None
