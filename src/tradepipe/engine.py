@@ -478,6 +478,8 @@ class Engine:
             tick_size=rules.tick_size,
             now=self.clock(),
             stops=_resting_stops(open_orders),
+            multiplier=rules.multiplier,
+            kind=rules.kind,
         )
         decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
         difference = self.blocked.get((account, ticker))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import OrderRole, OrderType, Side
 from tradepipe.prices import ExitLeg, round_to_tick, show, stop_loss_leg, take_profit_leg
 from tradepipe.resolve import Intent
@@ -43,6 +44,10 @@ class Market:
     now: datetime | None = None  # for trading windows
     tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
     stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
+    # What one unit is worth per point of price (SPEC §12): money-based sizing and value caps
+    # divide by price × multiplier (ES: 50, so $500 of risk over 10 points is 1 contract).
+    multiplier: Decimal = Decimal(1)
+    kind: InstrumentKind = InstrumentKind.STOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +293,7 @@ def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Dec
     if isinstance(entry, Reject):
         return entry
     return Plan(
-        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker})"
+        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker}{_worth(market)})"
         + _bracket_words(entry),
         entry,
         intent.cancel_open_orders and market.has_open_orders,
@@ -321,6 +326,7 @@ def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingI
         equity=market.equity,
         lot_size=market.lot_size,
         fractional=intent.fractional,
+        multiplier=market.multiplier,
     )
 
 
@@ -366,6 +372,11 @@ def _entry_orders(
                 )
             )
     return (entry, *children)
+
+
+def _worth(market: Market) -> str:
+    """" ×50" for an instrument whose unit is worth more than one point (a future, an option)."""
+    return f" ×{show(market.multiplier)}" if market.multiplier != 1 else ""
 
 
 def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:

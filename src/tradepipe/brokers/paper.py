@@ -6,6 +6,12 @@ signal carried or `tradepipe paper quote` set), and keeps limit and stop orders 
 later mark crosses them. A trailing stop remembers the best mark since it went live and
 triggers when a mark falls back by its trail (amount or percent) from there.
 
+What one unit is worth (SPEC §12) it reads from the ticker: a future (`ESZ2026`, `ESZ26`) of a
+root it knows or the account's `instruments` table configures is worth its point value per
+point, an OCC option 100, anything else 1. A future is paid for in full, like a stock: buying
+1 ES at 5000 needs 250,000 of cash (no margin on paper), and its fills move cash by price ×
+quantity × multiplier, so equity and P&L are in dollars.
+
 It names instruments the default way (`NASDAQ:AAPL` is "AAPL"). Books written before tickers
 were canonical may hold an instrument under another spelling: those rows are read together
 with the canonical one (positions add up), never rewritten.
@@ -14,7 +20,7 @@ with the canonical one (positions add up), never rewritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +28,14 @@ from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.errors import BrokerUnavailable, OrderRejected
+from tradepipe.instruments import (
+    US_OPTION_MULTIPLIER,
+    ContractSpec,
+    InstrumentKind,
+    contract_spec,
+    is_us_option,
+    parse_future,
+)
 from tradepipe.journal import Journal, dumps
 from tradepipe.orders import (
     Fill,
@@ -76,6 +90,7 @@ class PaperBroker:
         cash: Decimal,
         clock: Callable[[], datetime],
         native_brackets: bool = True,
+        instruments: Mapping[str, ContractSpec] | None = None,
     ) -> None:
         self.name = name
         # Without native brackets it plays a broker that has none: the engine emulates them.
@@ -83,6 +98,7 @@ class PaperBroker:
         self._journal = journal
         self._initial_cash = cash
         self._clock = clock
+        self._instruments = dict(instruments or {})  # futures root → the account's override
         self._faults: list[tuple[Fault, str]] = []
         self._down: str | None = None
         # canonical ticker → the other spellings the books held it under when first read
@@ -155,7 +171,37 @@ class PaperBroker:
         """Paper fills happen inside calls the engine makes and answers: nothing to stream."""
 
     async def instrument(self, ticker: str) -> InstrumentRules:
+        rules = self._rules(ticker)
+        if isinstance(rules, str):
+            raise OrderRejected(rules)
+        return rules
+
+    def _rules(self, ticker: str) -> InstrumentRules | str:
+        """What one unit of the ticker is worth, or why the paper broker cannot know."""
+        future = parse_future(ticker)
+        if future is not None:
+            spec = contract_spec(future.root, self._instruments)
+            if spec is None:
+                return (
+                    f"paper broker: {ticker} is a future of {future.root}, whose multiplier the"
+                    f" paper broker does not know: set it in [accounts.{self.name}.instruments."
+                    f"{future.root}] (multiplier, tick_size)"
+                )
+            return InstrumentRules(
+                tick_size=spec.tick_size,
+                lot_size=spec.lot_size,
+                kind=InstrumentKind.FUTURE,
+                multiplier=spec.multiplier,
+            )
+        if is_us_option(ticker):
+            return InstrumentRules(kind=InstrumentKind.OPTION, multiplier=US_OPTION_MULTIPLIER)
         return InstrumentRules()
+
+    def _multiplier(self, ticker: str) -> Decimal:
+        """Cash, equity and P&L per point of one unit. A future whose value is unknown never
+        gets an order in (`_check`); books written before multipliers count it as 1."""
+        rules = self._rules(ticker)
+        return Decimal(1) if isinstance(rules, str) else rules.multiplier
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -236,6 +282,8 @@ class PaperBroker:
             raise OrderRejected(f"paper broker: order type {request.order_type} is not supported")
         if request.quantity <= 0:
             raise OrderRejected(f"paper broker: quantity must be positive (got {request.quantity})")
+        if isinstance(rules := self._rules(request.ticker), str):
+            raise OrderRejected(rules)
 
     def _insert(
         self, request: OrderRequest, now: datetime, status: str, parent: str | None = None
@@ -367,13 +415,14 @@ class PaperBroker:
         equity = cash
         for position in await self.positions():
             mark = self._mark(position.ticker) or position.average_price or Decimal(0)
-            equity += position.quantity * mark
+            equity += position.quantity * mark * self._multiplier(position.ticker)
         return AccountSummary(equity=equity, cash=cash, buying_power=max(cash, Decimal(0)))
 
     # -- books ---------------------------------------------------------------------------------
 
     def _affordability(self, request: OrderRequest, price: Decimal) -> str | None:
-        """A buy that opens or grows a long must be paid for with cash (no margin on paper)."""
+        """A buy that opens or grows a long must be paid for with cash (no margin on paper): a
+        future's full value too, price × quantity × multiplier, not an exchange's margin."""
         if request.side is not Side.BUY:
             return None
         held, _ = self._held(request.ticker)
@@ -381,7 +430,7 @@ class PaperBroker:
         if opening <= 0:
             return None
         cash = self._journal.paper_cash(self.name, self._initial_cash)
-        cost = opening * price
+        cost = opening * price * self._multiplier(request.ticker)
         if cost > cash:
             return (
                 f"insufficient buying power: the order needs {cost:.2f}, the account has {cash:.2f}"
@@ -400,6 +449,7 @@ class PaperBroker:
             price=price,
             filled_at=now,
             cash=cash,
+            multiplier=self._multiplier(request.ticker),
         )
         self._journal.paper_update_order(
             self.name,
