@@ -31,7 +31,10 @@ class SizingInputs:
 
 def round_to_lot(quantity: Decimal, lot_size: Decimal, fractional: bool) -> Decimal:
     lot = lot_size if fractional else max(lot_size, Decimal(1))
-    return (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+    rounded = (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+    # 500 / 10.00 is Decimal("5E+1"): plans and orders say 50.
+    exponent = rounded.as_tuple().exponent
+    return rounded.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else rounded
 
 
 def size(inputs: SizingInputs) -> Decimal | str:
