@@ -377,7 +377,7 @@ def test_the_accounts_table_overrides_a_root_and_adds_one(tmp_path):
 
 def test_a_future_of_an_unknown_root_is_refused_never_valued_as_a_stock(tmp_path):
     broker, journal = futures_paper(tmp_path)
-    words = r"ZBZ2026 is a future of ZB, whose multiplier .* \[accounts\.paper\.instruments\.ZB\]"
+    words = r"ZBZ2026 is a future of ZB, whose multiplier .* table accounts\.paper\.instruments\.ZB"
     with pytest.raises(OrderRejected, match=words):
         run(broker.instrument("ZBZ2026"))
     run(broker.observe_price("ZBZ2026", D(110)))

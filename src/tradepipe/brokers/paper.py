@@ -184,8 +184,8 @@ class PaperBroker:
             if spec is None:
                 return (
                     f"paper broker: {ticker} is a future of {future.root}, whose multiplier the"
-                    f" paper broker does not know: set it in [accounts.{self.name}.instruments."
-                    f"{future.root}] (multiplier, tick_size)"
+                    " paper broker does not know: give multiplier and tick_size in the config"
+                    f" table accounts.{self.name}.instruments.{future.root}"
                 )
             return InstrumentRules(
                 tick_size=spec.tick_size,
