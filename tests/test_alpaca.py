@@ -662,6 +662,16 @@ def test_crypto_follows_the_assets_increments(fake):
             D("0.0001"),
         )
         assert (await broker.instrument("AAPL")).tick_size is None  # SPEC §7's stock rule
+        # SPEC §12: what one unit is worth — a coin and a share 1, an option contract 100
+        worth = {}
+        for ticker in ("BTC/USD", "AAPL", "SPY261218C00600000"):
+            answer = await broker.instrument(ticker)
+            worth[ticker] = (str(answer.kind), answer.multiplier)
+        assert worth == {
+            "BTC/USD": ("crypto", 1),
+            "AAPL": ("stock", 1),
+            "SPY261218C00600000": ("option", 100),
+        }
         btc = dict(ticker="BTC/USD", time_in_force=TimeInForce.GTC)
         with pytest.raises(OrderRejected, match=r"quantity 0\.00005 is not a multiple of"):
             await broker.submit(order(quantity=D("0.00005"), **btc))

@@ -23,6 +23,7 @@ from tradepipe.config import CcxtAccount
 from tradepipe.credentials import Credentials
 from tradepipe.engine import Engine
 from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import (
     OrderRequest,
     OrderState,
@@ -163,6 +164,8 @@ def test_tradingview_tickers_map_to_the_exchanges_markets(fake):
                 rules = await broker.instrument(ticker)
                 assert (rules.tick_size, rules.lot_size) == (D("0.01"), D("0.00001"))
                 assert (rules.min_quantity, rules.min_notional) == (D("0.0001"), D(5))
+                # a spot market has no contractSize: one unit is one coin (SPEC §12)
+                assert (rules.kind, rules.multiplier) == (InstrumentKind.CRYPTO, D(1))
             with pytest.raises(OrderRejected, match='no spot market for "DOGEUSDT"'):
                 await broker.submit(order("tp-doge", ticker="DOGEUSDT"))
             assert await broker.quote("BINANCE:ETHUSDT") == D(3000)

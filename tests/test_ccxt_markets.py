@@ -20,6 +20,7 @@ from tradepipe.brokers.ccxt_markets import (
     swap_position,
 )
 from tradepipe.errors import OrderRejected
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import Position
 
 D = Decimal
@@ -65,25 +66,64 @@ def test_a_tradingview_ticker_names_the_market_of_the_accounts_type(ticker, mark
     assert (found and found["symbol"]) == symbol
 
 
+CRYPTO = InstrumentKind.CRYPTO
+ONE = D(1)
+
+
+def rules_of(*steps, multiplier=ONE) -> InstrumentRules:
+    return InstrumentRules(*steps, kind=CRYPTO, multiplier=multiplier)
+
+
 @pytest.mark.parametrize(
     ("market_", "mode", "rules"),
     [
-        (BTC, TICK_SIZE, InstrumentRules(D("0.01"), D("0.00001"), D("0.0001"), D(5))),
+        (BTC, TICK_SIZE, rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5))),
         (
             market("BTC/USDT", "BTCUSDT", precision={"amount": 5, "price": 2}),
             DECIMAL_PLACES,
-            InstrumentRules(D("0.01"), D("0.00001"), D("0.0001"), D(5)),
+            rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5)),
         ),
         (  # a mode tradepipe does not read: no steps rather than wrong ones
             BTC,
             SIGNIFICANT_DIGITS,
-            InstrumentRules(None, None, D("0.0001"), D(5)),
+            rules_of(None, None, D("0.0001"), D(5)),
         ),
         (
             market("BTC/USDT", "BTCUSDT", precision={"price": None}, limits={}),
             TICK_SIZE,
-            InstrumentRules(),
+            rules_of(),
         ),
+        # SPEC §12: a contract market's unit is worth its contractSize per point; spot has none
+        (  # a linear perpetual: one contract is one coin
+            market("BTC/USDT:USDT", "BTCUSDT", "swap", contract=True, contractSize=1.0),
+            TICK_SIZE,
+            rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5)),
+        ),
+        (  # an inverse or dated contract worth 100 (USD) per point
+            market("BTC/USD:BTC", "BTCUSD_PERP", "swap", contract=True, contractSize=100.0),
+            TICK_SIZE,
+            rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5), multiplier=D(100)),
+        ),
+        (  # a fractional contract size, as ccxt gives it (a float)
+            market("ETH/USDT:USDT", "ETHUSDT", "swap", contract=True, contractSize=0.1),
+            TICK_SIZE,
+            rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5), multiplier=D("0.1")),
+        ),
+        (
+            BTC | {"contractSize": None},
+            TICK_SIZE,
+            rules_of(D("0.01"), D("0.00001"), D("0.0001"), D(5)),
+        ),
+    ],
+    ids=[
+        "tick-size",
+        "decimal-places",
+        "unread-mode",
+        "no-steps",
+        "perp-1",
+        "contract-100",
+        "contract-0.1",
+        "spot-none",
     ],
 )
 def test_a_markets_precision_and_limits_are_its_instrument_rules(market_, mode, rules):
@@ -153,6 +193,14 @@ RULES = InstrumentRules(min_quantity=D("0.0001"), min_notional=D(5))
             RULES,
             "binance: order value 4 USDT of BTC/USDT is below the market's minimum notional 5",
         ),
+        # contracts × contract size × price: 1 contract of 0.1 at 40 is worth 4, not 40
+        (
+            D(1),
+            D(40),
+            InstrumentRules(min_notional=D(5), multiplier=D("0.1")),
+            "binance: order value 4 USDT of BTC/USDT is below the market's minimum notional 5",
+        ),
+        (D("0.1"), D(40), InstrumentRules(min_notional=D(5), multiplier=D(100)), None),  # 400
     ],
 )
 def test_minimum_quantity_and_notional_are_checked_before_sending(
@@ -215,3 +263,65 @@ def test_a_swap_position_is_contracts_times_their_size_negative_when_short(raw, 
 )
 def test_a_tickers_price_is_its_last_else_the_middle_of_bid_and_ask(ticker, price):
     assert price_of(ticker) == price
+
+
+# SPEC §12 through ccxt's own market parsing (no network): what an exchange's instrument list
+# becomes in ccxt is what tradepipe reads its contract size from.
+OKX_LINEAR_SWAP = {
+    "instId": "BTC-USDT-SWAP",
+    "instType": "SWAP",
+    "instFamily": "BTC-USDT",
+    "uly": "BTC-USDT",
+    "settleCcy": "USDT",
+    "ctType": "linear",
+    "ctVal": "0.01",  # one contract is 0.01 BTC
+    "ctValCcy": "BTC",
+    "ctMult": "1",
+    "lotSz": "0.01",
+    "minSz": "0.01",
+    "tickSz": "0.1",
+    "state": "live",
+    "listTime": "1573557408000",
+    "expTime": "",
+    "lever": "100",
+}
+BINANCE_INVERSE_PERP = {
+    "symbol": "BTCUSD_PERP",
+    "pair": "BTCUSD",
+    "contractType": "PERPETUAL",
+    "contractStatus": "TRADING",
+    "contractSize": 100,  # USD per contract, at any price
+    "marginAsset": "BTC",
+    "baseAsset": "BTC",
+    "quoteAsset": "USD",
+    "pricePrecision": 1,
+    "quantityPrecision": 0,
+    "deliveryDate": 4133404800000,
+    "onboardDate": 1597042800000,
+    "filters": [
+        {"filterType": "PRICE_FILTER", "tickSize": "0.1", "minPrice": "1000", "maxPrice": "1e7"},
+        {"filterType": "LOT_SIZE", "stepSize": "1", "minQty": "1", "maxQty": "1000000"},
+    ],
+    "orderTypes": ["LIMIT", "MARKET"],
+    "timeInForce": ["GTC"],
+}
+
+
+def test_a_linear_contracts_size_as_ccxt_parses_it_is_its_multiplier():
+    import ccxt
+
+    okx = ccxt.okx()
+    market_ = okx.parse_market(OKX_LINEAR_SWAP)
+    rules = instrument_rules(market_, okx.precisionMode)
+    assert (rules.kind, rules.multiplier) == (InstrumentKind.CRYPTO, D("0.01"))
+    assert (rules.tick_size, rules.lot_size) == (D("0.1"), D("0.01"))
+
+
+def test_an_inverse_contract_is_refused_not_sized_as_if_it_had_a_multiplier():
+    import ccxt
+
+    binance = ccxt.binance()
+    market_ = binance.parse_market(BINANCE_INVERSE_PERP)
+    assert market_["inverse"] and market_["contractSize"] == 100
+    with pytest.raises(OrderRejected, match=r"BTC/USD:BTC is an inverse contract \(each worth 100"):
+        instrument_rules(market_, binance.precisionMode)

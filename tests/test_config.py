@@ -642,6 +642,86 @@ def test_env_override_that_is_not_json_is_a_config_error(
     assert "environment override" in problems(tmp_path, BASE)
 
 
+# ---- paper instruments (SPEC §12)
+
+
+@pytest.mark.parametrize(
+    ("tables", "specs"),
+    [
+        ("", {}),
+        ("[accounts.paper.instruments.ES]\nmultiplier = 5\n", {"ES": ("5", "0.25", "1")}),
+        (
+            "[accounts.paper.instruments.CL]\ntick_size = 0.05\nlot_size = 2\n",
+            {"CL": ("1000", "0.05", "2")},
+        ),
+        (
+            "[accounts.paper.instruments.ZB]\nmultiplier = 1000\ntick_size = 0.03125\n",
+            {"ZB": ("1000", "0.03125", "1")},
+        ),
+        ("[accounts.paper.instruments.mes]\nmultiplier = 50\n", {"MES": ("50", "0.25", "1")}),
+    ],
+    ids=["none", "known-root-one-key", "known-root-two-keys", "new-root", "lower-case-root"],
+)
+def test_a_paper_accounts_instruments_complete_from_spec_12(
+    tmp_path: Path, tables: str, specs: dict[str, tuple[str, str, str]]
+) -> None:
+    from tradepipe.instruments import ContractSpec
+
+    account = load(tmp_path, BASE + tables).accounts["paper"]
+    expected = {root: ContractSpec(*map(Decimal, values)) for root, values in specs.items()}
+    assert account.contract_specs() == expected
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        (
+            "[accounts.paper.instruments.ES]\nmultiplyer = 5\n",
+            'accounts.paper.instruments.ES.multiplyer: unknown key "multiplyer"'
+            ' (did you mean "multiplier"?)',
+        ),
+        (
+            "[accounts.paper.instruments.ES]\nmultiplier = 0\n",
+            "accounts.paper.instruments.ES.multiplier: must be greater than 0 (got 0)",
+        ),
+        (
+            "[accounts.paper.instruments.ZB]\nmultiplier = 1000\n",
+            "accounts.paper.instruments: ZB is not a futures root tradepipe knows (ES, MES, NQ,"
+            " MNQ, YM, MYM, RTY, M2K, CL, MCL, GC, MGC): give its tick_size",
+        ),
+        (
+            '[accounts.paper.instruments."E-S"]\nmultiplier = 5\n',
+            'accounts.paper.instruments: "E-S" is not a futures root',
+        ),
+        (
+            "[accounts.paper.instruments]\nES = 50\n",
+            "accounts.paper.instruments.ES: must be a table (got 50)",
+        ),
+        (
+            "[accounts.paper.instruments.ES]\nmultiplier = 5\n[accounts.paper.instruments.es]\n",
+            'accounts.paper.instruments: the root "ES" is given twice',
+        ),
+        (
+            "[accounts.ib]\nbroker = 'ibkr'\n[accounts.ib.instruments.ES]\nmultiplier = 5\n",
+            'accounts.ib.instruments: unknown key "instruments"',  # IB's contract details say
+        ),
+    ],
+    ids=["typo", "zero", "new-root-half", "not-a-root", "not-a-table", "twice", "not-paper"],
+)
+def test_a_bad_instruments_table_is_named_with_its_key(
+    tmp_path: Path, tables: str, expected: str
+) -> None:
+    assert expected in problems(tmp_path, BASE + tables)
+
+
+def test_an_instruments_key_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEPIPE_ACCOUNTS__PAPER__INSTRUMENTS__ES__MULTIPLIER", "5")
+    account = load(tmp_path, BASE).accounts["paper"]
+    assert account.contract_specs()["ES"].multiplier == Decimal(5)
+
+
 # ---- paths
 
 

@@ -952,6 +952,25 @@ def test_futures_with_a_contract_month_and_options_trade(fake):
     run(fake, test)
 
 
+def test_contract_details_say_what_one_unit_is_worth(fake):
+    """SPEC §12: IB's contract details carry the multiplier and the tick (the fake TWS answers
+    ES 50, NQ 20, options 100 and a stock none, in IB's wire layout)."""
+
+    async def test(broker, heard):
+        answers = {}
+        for ticker in ("ESZ2026", "CME:NQH2027", "AAPL", "AAPL 261218C00200000"):
+            rules = await broker.instrument(ticker)
+            answers[ticker] = (str(rules.kind), rules.multiplier, rules.tick_size, rules.lot_size)
+        assert answers == {
+            "ESZ2026": ("future", D(50), D("0.25"), D(1)),
+            "CME:NQH2027": ("future", D(20), D("0.25"), D(1)),
+            "AAPL": ("stock", D(1), D("0.01"), D(1)),
+            "AAPL 261218C00200000": ("option", D(100), D("0.01"), D(1)),
+        }
+
+    run(fake, test)
+
+
 @pytest.mark.parametrize(
     ("ticker", "kind", "canonical"),
     [

@@ -441,3 +441,122 @@ def test_a_mark_that_is_no_price_is_refused_and_the_old_one_stays(paper, price, 
         run(paper.observe_price("AAPL", price))
     assert str(refused.value) == f"paper broker: mark {price} for AAPL {why}"
     assert run(paper.quote("AAPL")) == D(100)
+
+
+# -- what one unit is worth (SPEC §12) -----------------------------------------------------------
+
+
+def futures_paper(tmp_path, cash="1000000", instruments=None) -> tuple[PaperBroker, Journal]:
+    journal = Journal.open(tmp_path / "futures.db")
+    broker = PaperBroker(
+        "paper", journal, cash=D(cash), clock=FixedClock(), instruments=instruments
+    )
+    run(broker.connect())
+    return broker, journal
+
+
+def es(cid="f1", side=Side.BUY, quantity="1", ticker="ESZ2026") -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid, account="paper", ticker=ticker, side=side, quantity=D(quantity)
+    )
+
+
+@pytest.mark.parametrize(
+    ("ticker", "kind", "multiplier", "tick", "lot"),
+    [
+        ("ESZ2026", "future", "50", "0.25", "1"),
+        ("ESZ26", "future", "50", "0.25", "1"),
+        ("CME_MINI:ESZ2026", "future", "50", "0.25", "1"),
+        ("mesh2027", "future", "5", "0.25", "1"),
+        ("MYMM26", "future", "0.5", "1", "1"),
+        ("CLF27", "future", "1000", "0.01", "1"),
+        ("ES1!", "future", "50", "0.25", "1"),
+        ("SPY 261218C00600000", "option", "100", None, None),
+        ("AAPL", "stock", "1", None, None),
+        ("BTC/USD", "stock", "1", None, None),
+    ],
+)
+def test_the_paper_broker_knows_what_one_unit_is_worth(
+    tmp_path, ticker, kind, multiplier, tick, lot
+):
+    broker, journal = futures_paper(tmp_path)
+    rules = run(broker.instrument(ticker))
+    assert (str(rules.kind), rules.multiplier) == (kind, D(multiplier))
+    assert (rules.tick_size, rules.lot_size) == (tick and D(tick), lot and D(lot))
+    journal.close()
+
+
+def test_the_accounts_table_overrides_a_root_and_adds_one(tmp_path):
+    from tradepipe.instruments import ContractSpec
+
+    mine = {"ES": ContractSpec(D(5), D("0.25")), "ZB": ContractSpec(D(1000), D("0.03125"))}
+    broker, journal = futures_paper(tmp_path, instruments=mine)
+    assert run(broker.instrument("ESZ2026")).multiplier == D(5)
+    assert run(broker.instrument("ZBZ2026")).tick_size == D("0.03125")
+    assert run(broker.instrument("NQZ2026")).multiplier == D(20)  # the table still answers
+    journal.close()
+
+
+def test_a_future_of_an_unknown_root_is_refused_never_valued_as_a_stock(tmp_path):
+    broker, journal = futures_paper(tmp_path)
+    words = r"ZBZ2026 is a future of ZB, whose multiplier .* table accounts\.paper\.instruments\.ZB"
+    with pytest.raises(OrderRejected, match=words):
+        run(broker.instrument("ZBZ2026"))
+    run(broker.observe_price("ZBZ2026", D(110)))
+    with pytest.raises(OrderRejected, match=words):
+        run(broker.submit(es(ticker="ZBZ2026")))
+    assert run(broker.open_orders()) == [] and run(broker.positions()) == []
+    journal.close()
+
+
+def test_a_futures_fill_moves_cash_equity_and_pnl_by_the_point_value(tmp_path):
+    broker, journal = futures_paper(tmp_path)
+    run(broker.observe_price("ESZ2026", D(5000)))
+    state = run(broker.submit(es(quantity="2")))
+    assert (state.status, state.average_fill_price) == (OrderStatus.FILLED, D(5000))
+    account = run(broker.account())
+    # paid in full like a stock (no margin on paper): 2 × 5000 × 50
+    assert account.cash == D(1000000) - D(500000)
+    assert account.equity == D(1000000)  # the contracts are worth what was paid
+    run(broker.observe_price("ESZ2026", D(5010)))  # +10 points × 50 × 2 contracts
+    assert run(broker.account()).equity == D(1001000)
+    run(broker.submit(es("f2", Side.SELL, "2")))
+    account = run(broker.account())
+    assert account.cash == account.equity == D(1001000)  # the P&L, realized: 1,000
+    assert run(broker.position("ESZ2026")).quantity == 0
+    journal.close()
+
+
+def test_a_short_future_gains_when_the_price_falls(tmp_path):
+    broker, journal = futures_paper(tmp_path)
+    run(broker.observe_price("MNQH2027", D(20000)))
+    run(broker.submit(es(side=Side.SELL, quantity="3", ticker="MNQH2027")))
+    run(broker.observe_price("MNQH2027", D(19900)))  # −100 points × 2 × 3 contracts short
+    assert run(broker.account()).equity == D(1000600)
+    run(broker.submit(es("f2", Side.BUY, "3", ticker="MNQH2027")))
+    assert run(broker.account()).cash == D(1000600)
+    journal.close()
+
+
+def test_a_futures_buy_needs_its_whole_value_in_cash(tmp_path):
+    broker, journal = futures_paper(tmp_path, cash="300000")
+    run(broker.observe_price("ESZ2026", D(5000)))
+    with pytest.raises(OrderRejected) as refused:  # 500,000 of ES
+        run(broker.submit(es(quantity="2")))
+    assert str(refused.value) == (
+        "paper broker: buy 2 ESZ2026 at 5000 ×50 needs 500,000.00 of buying power"
+        " (longs are paid in full, no margin); 300,000.00 available"
+    )
+    assert run(broker.submit(es("f2", quantity="1"))).status is OrderStatus.FILLED  # 250,000
+    journal.close()
+
+
+def test_a_short_future_needs_reg_t_margin_on_its_whole_value(tmp_path):
+    broker, journal = futures_paper(tmp_path, cash="300000")
+    run(broker.observe_price("ESZ2026", D(5000)))
+    # one ES short is 250,000 of value: 125,000 of margin, and its proceeds stay as collateral
+    assert run(broker.submit(es(side=Side.SELL, quantity="2"))).status is OrderStatus.FILLED
+    assert run(broker.account()).buying_power == D(800000) - D(750000)
+    with pytest.raises(OrderRejected, match=r"needs 125,000\.00 of buying power"):
+        run(broker.submit(es("f2", Side.SELL, "1")))
+    journal.close()

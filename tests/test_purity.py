@@ -30,6 +30,7 @@ PURE = [
     "prices",
     "windows",
     "brokers/ibkr_translation",
+    "instruments",
 ]
 FORBIDDEN_MODULES = {
     "aiohttp",

@@ -188,6 +188,30 @@ def test_the_value_cap_prices_a_market_entry_like_its_sizing_not_at_its_limit_pr
     assert roles(decision) == [(OrderRole.ENTRY, 10)]
 
 
+@pytest.mark.parametrize(
+    ("multiplier", "position", "quantity", "allowed", "words"),
+    [
+        # SPEC §12: one ES at 5000 is worth 250,000; a 600,000 cap holds 2 of them (2.4)
+        (D(50), 0, "5", 2, "entry reduced from 5 to 2 by max_position_value 600000 at 5000 ×50"),
+        (D(50), 1, "5", 1, "entry reduced from 5 to 1"),  # one held: room for one more
+        (D(5), 0, "30", 24, "entry reduced from 30 to 24"),  # MES: 25,000 each
+        (D(50), 0, "2", 2, None),  # within the cap: untouched
+        (D(50), 2, "1", 0, "entry of 1 rejected: the position is at max_position_value"),
+    ],
+    ids=["es-cap-2", "es-cap-room-1", "mes-cap-24", "es-within", "es-full"],
+)
+def test_a_value_cap_counts_a_units_whole_value(multiplier, position, quantity, allowed, words):
+    resolved = intent("buy", quantity, None, max_position_value=D(600000), allow_add=True)
+    market = Market(D(position), reference_price=D(5000), multiplier=multiplier)
+    decision = make_plan(resolved, market)
+    if allowed == 0:
+        assert isinstance(decision, Reject) and words in decision.reason
+        return
+    assert roles(decision) == [(OrderRole.ENTRY, allowed)]
+    if words:
+        assert words in decision.summary
+
+
 def test_value_cap_without_a_price_is_rejected():
     decision = make_plan(intent("buy", "1", None, max_position_value=D(1000)), Market(D(0)))
     assert decision == Reject("max_position_value needs a reference price: send signalPrice")

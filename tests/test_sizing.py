@@ -18,7 +18,16 @@ Q = QuantityType
 
 
 def inputs(
-    kind, quantity, *, price="50", stop=None, equity=None, position="0", lot="1", frac=False
+    kind,
+    quantity,
+    *,
+    price="50",
+    stop=None,
+    equity=None,
+    position="0",
+    lot="1",
+    frac=False,
+    multiplier="1",
 ):
     return SizingInputs(
         quantity=D(quantity),
@@ -29,6 +38,7 @@ def inputs(
         equity=D(equity) if equity else None,
         lot_size=D(lot),
         fractional=bool(frac),
+        multiplier=D(multiplier),
     )
 
 
@@ -95,6 +105,64 @@ CASES = [
         inputs(Q.PERCENT_OF_POSITION, "50"),
         "percent_of_position needs an open position",
     ),
+    # SPEC §12: a unit of a future is worth its point value per point, so money-based types
+    # divide by price × multiplier. ES (50 per point), risk 500 over a 10-point stop: 1 contract.
+    (
+        "es-risk-500-over-10-points-is-1-contract-never-50",
+        inputs(Q.RISK_DOLLAR_AMOUNT, "500", price="5000", stop="4990", multiplier="50"),
+        D(1),
+    ),
+    (  # MES, 5 per point: the same risk is 10 micro contracts
+        "mes-risk-500-over-10-points-is-10-contracts",
+        inputs(Q.RISK_DOLLAR_AMOUNT, "500", price="5000", stop="4990", multiplier="5"),
+        D(10),
+    ),
+    (  # MYM, 0.5 per point: 500 over 20 points is 50 contracts
+        "mym-half-a-dollar-per-point",
+        inputs(Q.RISK_DOLLAR_AMOUNT, "500", price="40000", stop="40020", multiplier="0.5"),
+        D(50),
+    ),
+    (  # one ES at 5000 is worth 250,000: 600,000 buys 2 (2.4)
+        "es-dollar-amount",
+        inputs(Q.DOLLAR_AMOUNT, "600000", price="5000", multiplier="50"),
+        D(2),
+    ),
+    (  # 50% of 1,000,000 at 5000 × 50
+        "es-percent-of-equity",
+        inputs(Q.PERCENT_OF_EQUITY, "50", price="5000", equity="1000000", multiplier="50"),
+        D(2),
+    ),
+    (  # 1% of 200,000 = 2,000 of risk; NQ 20 per point over 25 points = 500 per contract
+        "nq-risk-percent",
+        inputs(Q.RISK_PERCENT, "1", price="20000", stop="19975", equity="200000", multiplier="20"),
+        D(4),
+    ),
+    (  # CL, 1000 per barrel-dollar: 1,000 of risk over 0.50 is 2 contracts
+        "cl-risk-dollar-amount",
+        inputs(Q.RISK_DOLLAR_AMOUNT, "1000", price="70.00", stop="69.50", multiplier="1000"),
+        D(2),
+    ),
+    (  # an option contract is 100 shares: 1,000 at 3.15 buys 3 contracts
+        "option-dollar-amount",
+        inputs(Q.DOLLAR_AMOUNT, "1000", price="3.15", multiplier="100"),
+        D(3),
+    ),
+    (  # the multiplier never touches a count of units
+        "fixed-quantity-ignores-the-multiplier",
+        inputs(Q.FIXED_QUANTITY, "3", multiplier="50"),
+        D(3),
+    ),
+    (
+        "percent-of-position-ignores-the-multiplier",
+        inputs(Q.PERCENT_OF_POSITION, "50", position="4", multiplier="50"),
+        D(2),
+    ),
+    (
+        "es-risk-too-small-for-one-contract-says-why",
+        inputs(Q.RISK_DOLLAR_AMOUNT, "400", price="5000", stop="4990", multiplier="50"),
+        "quantity 0.8 rounds to 0 whole units (fractional trading is off);"
+        " one unit is worth 50 per point",
+    ),
 ]
 
 
@@ -144,6 +212,33 @@ def test_risk_sizing_measures_from_the_planned_stop_loss():
     assert (entry.quantity, stop.stop_price) == (D(50), D(48))
 
 
+@pytest.mark.parametrize(
+    ("multiplier", "fractional", "contracts", "summary"),
+    [
+        (D(50), False, D(1), "enter long 1 (buy 1 ESZ2026 ×50) with stop-loss stop at 4990"),
+        (D(5), False, D(10), "enter long 10 (buy 10 ESZ2026 ×5)"),
+        (D(1), False, D(50), "enter long 50 (buy 50 ESZ2026)"),  # a stock: 10 per share at risk
+        # fractional or not, a lot of 1 keeps contracts whole
+        (D(50), True, D(1), "enter long 1 (buy 1 ESZ2026 ×50)"),
+    ],
+)
+def test_planning_sizes_risk_by_the_markets_multiplier(multiplier, fractional, contracts, summary):
+    signal = Signal(
+        ticker="ESZ2026",
+        action=Action.BUY,
+        quantity=D(500),
+        quantity_type=Q.RISK_DOLLAR_AMOUNT,
+        signal_price=D(5000),
+        stop_loss=StopLoss(amount=D(10)),  # 10 points below the entry
+    )
+    market = Market(D(0), reference_price=D(5000), tick_size=D("0.25"), multiplier=multiplier)
+    decision = make_plan(resolve_signal(signal, sub(fractional=fractional), None), market)
+    assert isinstance(decision, Plan)
+    entry, stop = decision.orders
+    assert (entry.quantity, stop.quantity, stop.stop_price) == (contracts, contracts, D(4990))
+    assert decision.summary.startswith(summary)
+
+
 def test_a_quantity_that_rounds_to_zero_rejects_the_delivery():
     signal = Signal(ticker="AAPL", action=Action.BUY, quantity=D(5), quantity_type=Q.DOLLAR_AMOUNT)
     decision = make_plan(resolve_signal(signal, sub(), None), Market(D(0), reference_price=D(50)))
@@ -181,3 +276,31 @@ def test_sizing_gives_a_positive_quantity_or_a_reason(
         assert result
     else:
         assert result > 0 and result == result.to_integral_value()
+
+
+MONEY_TYPES = [Q.DOLLAR_AMOUNT, Q.PERCENT_OF_EQUITY, Q.RISK_DOLLAR_AMOUNT, Q.RISK_PERCENT]
+
+
+@given(
+    kind=st.sampled_from(MONEY_TYPES),
+    quantity=st.decimals(min_value=D(1), max_value=10**6, places=2),
+    price=st.decimals(min_value=D("0.5"), max_value=10**4, places=2),
+    stop_distance=st.decimals(min_value=D("0.25"), max_value=100, places=2),
+    multiplier=st.sampled_from([D("0.5"), D(2), D(5), D(10), D(20), D(50), D(100), D(1000)]),
+    lot=st.sampled_from([D(1), D("0.001")]),
+)
+def test_no_money_based_size_ignores_the_multiplier(
+    kind, quantity, price, stop_distance, multiplier, lot
+):
+    """What is bought is worth the same money whatever one unit is worth: size(m) × m is
+    size(1) within one lot of each (each rounds down to its lot), and never more."""
+
+    def sized(m: Decimal) -> Decimal:
+        result = size(
+            SizingInputs(quantity, kind, D(0), price, price - stop_distance, D(10**6), lot, True, m)
+        )
+        return D(0) if isinstance(result, str) else result
+
+    units, one = sized(multiplier), sized(D(1))
+    assert units * multiplier <= one + lot  # never more money than the signal asked for
+    assert one - (units + lot) * multiplier < lot  # nor a lot less than it could buy

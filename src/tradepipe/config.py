@@ -38,6 +38,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from tradepipe.errors import ConfigError
+from tradepipe.instruments import ROOT, ContractSpec, overridden
 from tradepipe.orders import OrderType, TimeInForce
 from tradepipe.signal import QuantityType, StopLossType
 from tradepipe.windows import Window, parse_days, parse_minutes
@@ -126,6 +127,15 @@ class ReconciliationConfig(_Table):
     block_entries_on_mismatch: bool = True
 
 
+class InstrumentOverride(_Table):
+    """What one contract of a futures root is worth on a paper account (SPEC §12); a key not
+    given keeps the value of SPEC §12's table."""
+
+    multiplier: Positive | None = None
+    tick_size: Positive | None = None
+    lot_size: Positive | None = None
+
+
 class _Account(_Table):
     # Percent inputs above 100 (risk_percent, percent_of_equity, stop-loss and trail percents)
     # need margin: refused unless the account says it has it (SPEC §12).
@@ -136,6 +146,44 @@ class PaperAccount(_Account):
     broker: Literal["paper"] = "paper"
     cash: Positive = Decimal(100000)
     native_brackets: bool = True
+    instruments: dict[str, InstrumentOverride] = {}
+
+    @field_validator("instruments", mode="before")
+    @classmethod
+    def _roots(cls, tables: Any) -> Any:
+        # Environment overrides arrive lower-cased: a root is one spelling, upper case.
+        if not isinstance(tables, dict):
+            return tables
+        roots: dict[str, Any] = {}
+        for key, table in tables.items():
+            root = str(key).upper()
+            if not ROOT.fullmatch(root):
+                raise _fail(
+                    f'"{key}" is not a futures root: 1-6 letters and digits starting with a'
+                    ' letter, as in ESZ2026 (root "ES")'
+                )
+            if root in roots:
+                raise _fail(f'the root "{root}" is given twice')
+            roots[root] = table
+        return roots
+
+    @field_validator("instruments")
+    @classmethod
+    def _complete(cls, tables: dict[str, InstrumentOverride]) -> dict[str, InstrumentOverride]:
+        for root, table in tables.items():
+            spec = overridden(root, table.multiplier, table.tick_size, table.lot_size)
+            if isinstance(spec, str):
+                raise _fail(spec)
+        return tables
+
+    def contract_specs(self) -> dict[str, ContractSpec]:
+        """The configured roots' contracts, each completed from SPEC §12's table."""
+        specs = {}
+        for root, table in self.instruments.items():
+            spec = overridden(root, table.multiplier, table.tick_size, table.lot_size)
+            assert not isinstance(spec, str)  # checked when the file was read
+            specs[root] = spec
+        return specs
 
 
 class AlpacaAccount(_Account):

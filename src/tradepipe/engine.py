@@ -555,6 +555,8 @@ class Engine:
             now=self.clock(),
             stops=_resting_stops(open_orders),
             allow_leverage=self.config.accounts[account].allow_leverage,
+            multiplier=rules.multiplier,
+            kind=rules.kind,
         )
         decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
         difference = self.blocked.get((account, ticker))

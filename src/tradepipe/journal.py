@@ -865,8 +865,10 @@ class Journal:
         price: Decimal,
         filled_at: datetime,
         cash: Decimal,
+        multiplier: Decimal = Decimal(1),
     ) -> None:
-        """Book one paper execution: the fill, the position and the cash move together."""
+        """Book one paper execution: the fill, the position and the cash move together. Cash
+        moves by price × quantity × multiplier (a future's point value, SPEC §12)."""
         self._insert(
             "paper_fills",
             {
@@ -891,7 +893,7 @@ class Journal:
         )
         self.conn.execute(
             "UPDATE paper_accounts SET cash = ? WHERE account = ?",
-            (to_text(cash - signed * price), account),
+            (to_text(cash - signed * price * multiplier), account),
         )
 
 

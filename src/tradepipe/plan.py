@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import OrderRole, OrderType, Side
 from tradepipe.prices import (
     ExitLeg,
@@ -54,6 +55,10 @@ class Market:
     tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
     stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
     allow_leverage: bool = False  # the account's: percent inputs may go above 100
+    # What one unit is worth per point of price (SPEC §12): money-based sizing and value caps
+    # divide by price × multiplier (ES: 50, so $500 of risk over 10 points is 1 contract).
+    multiplier: Decimal = Decimal(1)
+    kind: InstrumentKind = InstrumentKind.STOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +315,7 @@ def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Dec
     if isinstance(entry, Reject):
         return entry
     return Plan(
-        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker})"
+        f"{verb} {_word(side)} {quantity} ({side} {quantity} {intent.ticker}{_worth(market)})"
         + _bracket_words(entry),
         entry,
         intent.cancel_open_orders and market.has_open_orders,
@@ -353,6 +358,7 @@ def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingI
         equity=market.equity,
         lot_size=market.lot_size,
         fractional=intent.fractional,
+        multiplier=market.multiplier,
     )
 
 
@@ -407,6 +413,11 @@ def _entry_orders(
                 )
             )
     return (entry, *children)
+
+
+def _worth(market: Market) -> str:
+    """" ×50" for an instrument whose unit is worth more than one point (a future, an option)."""
+    return f" ×{show(market.multiplier)}" if market.multiplier != 1 else ""
 
 
 def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:

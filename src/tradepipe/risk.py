@@ -3,7 +3,8 @@
 Pure. Each takes the plan that position logic made and narrows it: an entry outside every
 window is dropped (exits may go on, if `allow_exits_outside_windows`), an entry that would take
 the position past `max_position_quantity` / `max_position_value` is reduced to what fits, or
-rejected when nothing fits; the plan's summary says which.
+rejected when nothing fits; the plan's summary says which. A position's value is price ×
+quantity × multiplier (SPEC §12).
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
         if price is None:
             return Reject("max_position_value needs a reference price: send signalPrice")
         value = Decimal(intent.max_position_value)
-        as_quantity = round_to_lot(value / price, market.lot_size, True)
-        caps.append((as_quantity, f"max_position_value {intent.max_position_value} at {price}"))
+        # A unit is worth price × multiplier (SPEC §12): one ES contract at 5000 is 250,000.
+        unit_value = price * market.multiplier
+        as_quantity = round_to_lot(value / unit_value, market.lot_size, True)
+        worth = f" ×{market.multiplier.normalize():f}" if market.multiplier != 1 else ""
+        caps.append(
+            (as_quantity, f"max_position_value {intent.max_position_value} at {price}{worth}")
+        )
     if not caps:
         return plan
     cap, which = min(caps, key=lambda c: c[0])

@@ -46,6 +46,7 @@ def make_broker(
             cash=Decimal(account.cash),
             clock=clock,
             native_brackets=account.native_brackets,
+            instruments=account.contract_specs(),
         )
     if secrets is None and account.broker in NEEDS_CREDENTIALS:
         secrets = credentials.require(name, environ)

@@ -42,6 +42,7 @@ from alpaca.trading.stream import TradingStream
 
 from tradepipe.brokers.alpaca_fills import FillBook
 from tradepipe.brokers.alpaca_orders import (
+    OPTION_RULES,
     asset_rules,
     check_bracket,
     check_order,
@@ -56,6 +57,7 @@ from tradepipe.brokers.alpaca_parsing import (
     decimal,
     is_alpaca_named,
     is_crypto,
+    is_option,
     leg_role,
     parse_time,
     position_symbol,
@@ -601,7 +603,10 @@ class AlpacaBroker:
         )
 
     async def instrument(self, ticker: str) -> InstrumentRules:
-        """Crypto: the asset's increments; stocks and options: the rules of SPEC §7."""
+        """Crypto: the asset's increments; stocks and options: the rules of SPEC §7, and an
+        option contract is worth 100 shares (SPEC §12)."""
+        if is_option(ticker):
+            return OPTION_RULES
         if not is_crypto(ticker):
             return InstrumentRules()
         if ticker not in self._rules:

@@ -25,6 +25,7 @@ from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 from tradepipe.brokers.alpaca_parsing import decimal, is_crypto, is_option
 from tradepipe.brokers.base import InstrumentRules
 from tradepipe.errors import OrderRejected
+from tradepipe.instruments import US_OPTION_MULTIPLIER, InstrumentKind
 from tradepipe.orders import OrderRequest, OrderRole, OrderState, OrderType, TimeInForce
 from tradepipe.prices import stock_tick
 
@@ -32,12 +33,19 @@ MAX_QTY_DECIMALS = 9
 
 
 def asset_rules(asset: dict[str, Any]) -> InstrumentRules:
-    """A crypto asset's increments (Alpaca's `/v2/assets/{symbol}`)."""
+    """A crypto asset's increments (Alpaca's `/v2/assets/{symbol}`); its class says its kind.
+    One unit of a stock or a coin is worth its price (multiplier 1)."""
+    crypto = asset.get("class") == "crypto"
     return InstrumentRules(
         tick_size=decimal(asset.get("price_increment")),
         lot_size=decimal(asset.get("min_trade_increment")),
         min_quantity=decimal(asset.get("min_order_size")),
+        kind=InstrumentKind.CRYPTO if crypto else InstrumentKind.STOCK,
     )
+
+
+# An option contract is for 100 shares (SPEC §12): its price is per share.
+OPTION_RULES = InstrumentRules(kind=InstrumentKind.OPTION, multiplier=US_OPTION_MULTIPLIER)
 
 
 def check_prices(request: OrderRequest, rules: InstrumentRules) -> None:

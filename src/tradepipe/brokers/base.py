@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import OrderRequest, OrderState, OrderType, Position, TimeInForce
 from tradepipe.tickers import default_canonical_ticker
 
@@ -36,12 +37,16 @@ class Capabilities:
 @dataclass(frozen=True, slots=True)
 class InstrumentRules:
     """What one instrument allows at this broker (from its market data: ccxt `load_markets`,
-    Alpaca's asset increments). None: the broker's capabilities, or SPEC §7's stock rule."""
+    Alpaca's asset increments, IB contract details). None: the broker's capabilities, or SPEC
+    §7's stock rule. `multiplier` is what one unit is worth per point of price (SPEC §12): 1 for
+    stocks and crypto, the point value of a future (ES: 50), 100 for a US equity option."""
 
     tick_size: Decimal | None = None
     lot_size: Decimal | None = None
     min_quantity: Decimal | None = None
     min_notional: Decimal | None = None
+    kind: InstrumentKind = InstrumentKind.STOCK
+    multiplier: Decimal = Decimal(1)
 
 
 # What an adapter calls when its stream reports a change to one of the account's orders

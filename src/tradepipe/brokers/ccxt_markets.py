@@ -15,6 +15,7 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 from tradepipe.brokers.base import InstrumentRules
 from tradepipe.brokers.ccxt_orders import decimal
 from tradepipe.errors import OrderRejected
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import Position
 from tradepipe.tickers import default_canonical_ticker
 
@@ -75,12 +76,23 @@ def step_of(value: Any, precision_mode: int) -> Decimal | None:
 
 
 def instrument_rules(market: dict[str, Any], precision_mode: int) -> InstrumentRules:
+    """A market's steps and minimums; a contract market's `contractSize` is what one unit
+    (one contract) is worth per point of price, a spot market's unit is one coin (SPEC §12).
+    An inverse contract is worth a fixed amount of the quote currency whatever the price: no
+    multiplier describes it, so it is refused rather than sized wrongly."""
+    if market.get("inverse"):
+        raise OrderRejected(
+            f"{market['symbol']} is an inverse contract (each worth {market.get('contractSize')}"
+            f" {market.get('quote')} at any price): tradepipe sizes linear contracts and spot only"
+        )
     limits = market.get("limits") or {}
     return InstrumentRules(
         tick_size=step_of(market["precision"].get("price"), precision_mode),
         lot_size=step_of(market["precision"].get("amount"), precision_mode),
         min_quantity=decimal((limits.get("amount") or {}).get("min")),
         min_notional=decimal((limits.get("cost") or {}).get("min")),
+        kind=InstrumentKind.CRYPTO,
+        multiplier=decimal(market.get("contractSize")) or Decimal(1),
     )
 
 
@@ -126,9 +138,10 @@ def check_min_notional(
     the market's minimum notional."""
     if rules.min_notional is None or reference is None:
         return
-    if quantity * reference < rules.min_notional:
+    value = quantity * reference * rules.multiplier  # contracts × contract size
+    if value < rules.min_notional:
         raise OrderRejected(
-            f"{exchange_id}: order value {(quantity * reference).normalize():f}"
+            f"{exchange_id}: order value {value.normalize():f}"
             f" {market['quote']} of {market['symbol']} is below the market's minimum notional"
             f" {rules.min_notional.normalize():f}"
         )

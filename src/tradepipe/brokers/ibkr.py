@@ -63,6 +63,7 @@ from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules
 from tradepipe.brokers.ibkr_translation import (
     FINAL,
     canonical,
+    contract_value,
     fills_state,
     parse_number,
     parse_ticker,
@@ -472,7 +473,13 @@ class IbkrBroker:
     async def instrument(self, ticker: str) -> InstrumentRules:
         self._link()
         details = await self._details(ticker)
-        return InstrumentRules(tick_size=parse_number(details.minTick), lot_size=Decimal(1))
+        kind, multiplier = contract_value(details)
+        return InstrumentRules(
+            tick_size=parse_number(details.minTick),
+            lot_size=Decimal(1),
+            kind=kind,
+            multiplier=multiplier,
+        )
 
     # -- orders --------------------------------------------------------------------------------
 

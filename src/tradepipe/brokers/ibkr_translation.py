@@ -17,6 +17,7 @@ from typing import Any
 import ib_async
 
 from tradepipe.errors import OrderRejected
+from tradepipe.instruments import InstrumentKind
 from tradepipe.orders import (
     Fill,
     OrderRequest,
@@ -143,6 +144,25 @@ def to_contract(instrument: Instrument) -> ib_async.Contract:
             currency="USD",
         )
     return ib_async.Stock(instrument.symbol, "SMART", "USD")
+
+
+# IB's security types → ours (SPEC §12); anything else trades like a stock would.
+KINDS = {
+    "STK": InstrumentKind.STOCK,
+    "FUT": InstrumentKind.FUTURE,
+    "OPT": InstrumentKind.OPTION,
+    "FOP": InstrumentKind.OPTION,
+    "CRYPTO": InstrumentKind.CRYPTO,
+}
+
+
+def contract_value(details: ib_async.ContractDetails) -> tuple[InstrumentKind, Decimal]:
+    """What one unit of a contract is worth per point: its kind and multiplier (ES "50",
+    an option "100"; a stock has none, so 1)."""
+    contract = details.contract
+    assert contract is not None  # contract details always describe a contract
+    kind = KINDS.get(contract.secType, InstrumentKind.STOCK)
+    return kind, parse_number(contract.multiplier) or Decimal(1)
 
 
 def ticker_of(contract: ib_async.Contract) -> str:

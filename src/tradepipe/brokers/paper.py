@@ -11,6 +11,13 @@ a short needs 50 % of its value (initial margin) on top of its proceeds, which s
 collateral. Buying power is cash less 150 % of the shorts' market value; closing a position
 needs none and frees some (see `buying_power_needed`).
 
+What one unit is worth (SPEC §12) it reads from the ticker: a future (`ESZ2026`, `ESZ26`) of a
+root it knows or the account's `instruments` table configures is worth its point value per
+point, an OCC option 100, anything else 1. A future is paid for in full, like a stock: buying
+1 ES at 5000 needs 250,000 of cash (no margin on paper), and its fills move cash by price ×
+quantity × multiplier, so equity and P&L are in dollars; a short future takes Reg T's 50 % of
+its whole value, like a short stock.
+
 It names instruments the default way (`NASDAQ:AAPL` is "AAPL"). Books written before tickers
 were canonical may hold an instrument under another spelling: those rows are read together
 with the canonical one (positions add up), never rewritten.
@@ -19,7 +26,7 @@ with the canonical one (positions add up), never rewritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +34,14 @@ from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
 from tradepipe.errors import BrokerUnavailable, OrderRejected
+from tradepipe.instruments import (
+    US_OPTION_MULTIPLIER,
+    ContractSpec,
+    InstrumentKind,
+    contract_spec,
+    is_us_option,
+    parse_future,
+)
 from tradepipe.journal import Journal, dumps
 from tradepipe.orders import (
     Fill,
@@ -86,6 +101,7 @@ class PaperBroker:
         cash: Decimal,
         clock: Callable[[], datetime],
         native_brackets: bool = True,
+        instruments: Mapping[str, ContractSpec] | None = None,
     ) -> None:
         self.name = name
         # Without native brackets it plays a broker that has none: the engine emulates them.
@@ -93,6 +109,7 @@ class PaperBroker:
         self._journal = journal
         self._initial_cash = cash
         self._clock = clock
+        self._instruments = dict(instruments or {})  # futures root → the account's override
         self._faults: list[tuple[Fault, str]] = []
         self._down: str | None = None
         # canonical ticker → the other spellings the books held it under when first read
@@ -165,7 +182,37 @@ class PaperBroker:
         """Paper fills happen inside calls the engine makes and answers: nothing to stream."""
 
     async def instrument(self, ticker: str) -> InstrumentRules:
+        rules = self._rules(ticker)
+        if isinstance(rules, str):
+            raise OrderRejected(rules)
+        return rules
+
+    def _rules(self, ticker: str) -> InstrumentRules | str:
+        """What one unit of the ticker is worth, or why the paper broker cannot know."""
+        future = parse_future(ticker)
+        if future is not None:
+            spec = contract_spec(future.root, self._instruments)
+            if spec is None:
+                return (
+                    f"paper broker: {ticker} is a future of {future.root}, whose multiplier the"
+                    " paper broker does not know: give multiplier and tick_size in the config"
+                    f" table accounts.{self.name}.instruments.{future.root}"
+                )
+            return InstrumentRules(
+                tick_size=spec.tick_size,
+                lot_size=spec.lot_size,
+                kind=InstrumentKind.FUTURE,
+                multiplier=spec.multiplier,
+            )
+        if is_us_option(ticker):
+            return InstrumentRules(kind=InstrumentKind.OPTION, multiplier=US_OPTION_MULTIPLIER)
         return InstrumentRules()
+
+    def _multiplier(self, ticker: str) -> Decimal:
+        """Cash, equity and P&L per point of one unit. A future whose value is unknown never
+        gets an order in (`_check`); books written before multipliers count it as 1."""
+        rules = self._rules(ticker)
+        return Decimal(1) if isinstance(rules, str) else rules.multiplier
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -249,6 +296,8 @@ class PaperBroker:
             raise OrderRejected(f"paper broker: order type {request.order_type} is not supported")
         if request.quantity <= 0:
             raise OrderRejected(f"paper broker: quantity must be positive (got {request.quantity})")
+        if isinstance(rules := self._rules(request.ticker), str):
+            raise OrderRejected(rules)
 
     def _refuse_unaffordable(self, request: OrderRequest) -> None:
         """A new order that would execute at once but that buying power cannot carry is
@@ -400,7 +449,7 @@ class PaperBroker:
         equity = cash
         for position in await self.positions():
             mark = self._mark(position.ticker) or position.average_price or Decimal(0)
-            equity += position.quantity * mark
+            equity += position.quantity * mark * self._multiplier(position.ticker)
         buying_power = max(self._buying_power(), Decimal(0))
         return AccountSummary(equity=equity, cash=cash, buying_power=buying_power)
 
@@ -408,14 +457,19 @@ class PaperBroker:
 
     def _affordability(self, request: OrderRequest, price: Decimal) -> str | None:
         """Why buying power cannot carry the order at `price` (None if it can): longs are paid
-        in full, shorts need Reg T's 50 % initial margin (SHORT_MARGIN); closing needs nothing."""
+        in full, shorts need Reg T's 50 % initial margin (SHORT_MARGIN); closing needs nothing.
+        One unit is worth price × multiplier: a future is paid in full too, not on an
+        exchange's margin."""
         held, _ = self._held(request.ticker)
-        need, freed, opening = buying_power_needed(request.side, held, request.quantity, price)
+        unit_value = price * self._multiplier(request.ticker)
+        need, freed, opening = buying_power_needed(request.side, held, request.quantity, unit_value)
         if not need:
             return None
         available = self._buying_power() + freed
         if need <= available:
             return None
+        multiplier = self._multiplier(request.ticker)
+        worth = "" if multiplier == 1 else f" ×{show(multiplier)}"
         opens = "sells short" if request.side is Side.SELL else "buys long"
         part = "" if opening == request.quantity else f" for the {show(opening)} it {opens}"
         why = (
@@ -425,7 +479,7 @@ class PaperBroker:
         )
         return (
             f"paper broker: {request.side} {show(request.quantity)} {request.ticker} at"
-            f" {show(price)} needs {need:,.2f} of buying power{part} ({why});"
+            f" {show(price)}{worth} needs {need:,.2f} of buying power{part} ({why});"
             f" {available:,.2f} available"
         )
 
@@ -437,7 +491,7 @@ class PaperBroker:
         for position in self._positions():
             if position.quantity < 0:
                 mark = self._mark(position.ticker) or position.average_price or Decimal(0)
-                shorts -= position.quantity * mark
+                shorts -= position.quantity * mark * self._multiplier(position.ticker)
         return cash - (1 + SHORT_MARGIN) * shorts
 
     def _fill(self, request: OrderRequest, price: Decimal, now: datetime) -> None:
@@ -452,6 +506,7 @@ class PaperBroker:
             price=price,
             filled_at=now,
             cash=cash,
+            multiplier=self._multiplier(request.ticker),
         )
         self._journal.paper_update_order(
             self.name,
