@@ -283,6 +283,8 @@ def test_status_reports_the_daemon_brokers_blocks_and_pending_work(tmp_path):
             "checked_at": None,
             "error": None,
             "differences": [],
+            "state": None,  # not checked: no daemon
+            "stream": None,
         }
     ]
     assert offline["pending"] == {

@@ -184,6 +184,14 @@ REFUSED = [
         "take-profit -50 is not a price (takeProfit.percent 150 from the entry 100 goes to or"
         " past 0)",
     ),
+    (
+        # was "failed" with "broker paper: ...": a price that is no price is a refusal, not our
+        # failure, and it never becomes the mark
+        "signal-price-below-one-tick",
+        {"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 1e-30},
+        "signalPrice 1E-30 is not a usable mark: paper broker: mark 1E-30 for AAPL is below one"
+        " tick (0.0001): no order can trade at it",
+    ),
 ]
 
 

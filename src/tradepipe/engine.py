@@ -489,7 +489,12 @@ class Engine:
                 and signal.signal_price is not None
                 and broker.capabilities.marks_from_signals
             ):
-                for state in await broker.observe_price(signal.ticker, signal.signal_price):
+                try:
+                    moved = await broker.observe_price(signal.ticker, signal.signal_price)
+                except OrderRejected as e:  # a signalPrice that is no price: not ours to retry
+                    why = f"signalPrice {signal.signal_price} is not a usable mark: {e}"
+                    return self._set_delivery(delivery["id"], "rejected", why)
+                for state in moved:
                     self.record_state(subscription.account, signal.ticker, state)
             # What earlier deliveries left unsettled is settled before this one is planned:
             # orders whose answer was lost, and an entry that filled since (or at this very
