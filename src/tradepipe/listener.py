@@ -35,6 +35,9 @@ RESERVED_DESCRIPTORS = 128 + BACKLOG
 MAX_LINE_SIZE = 8190  # request line (the URL carries the token); aiohttp's default
 MAX_FIELD_SIZE = 8190
 MAX_HEADERS = 32  # TradingView sends about ten; each may hold MAX_FIELD_SIZE until the head ends
+# After answering a request whose body was not read to its end (a 408, an unknown token), aiohttp
+# keeps reading it so the client sees the answer before the close: briefly, not its 10 s.
+LINGERING_TIME = 1.0
 
 
 def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
@@ -68,6 +71,30 @@ class BoundedRequestHandler(RequestHandler):
         response = web.json_response(body, status=status)
         response.force_close()
         return response
+
+    def eof_received(self) -> bool:
+        # A half-close: the client has sent all it will. A complete request still gets its
+        # answer (aiohttp closed at once, unanswered); a body cut short fails now, not after
+        # the body timeout; then the connection closes.
+        if self._parser is not None:
+            try:
+                self._parser.feed_eof()
+            except HttpProcessingError as e:
+                payload = self._unfinished_payload()
+                if payload is not None:
+                    payload.set_exception(e)
+        # Busy from the moment a request is parsed until its handler waits for the next one.
+        waiting = self._waiter is not None and not self._waiter.done()
+        if not self._messages and (self._request_count == 0 or waiting):
+            return False  # nothing to answer: asyncio closes the transport
+        self._close = True  # answer, then close (close() would cancel the waiting handler)
+        return True
+
+    def _unfinished_payload(self) -> Any:
+        if self._messages:
+            return self._messages[-1][1]
+        request = self._current_request
+        return None if request is None else request.content
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # aiohttp logs a broken body (bad chunking, bogus Content-Encoding) with a traceback
@@ -141,6 +168,7 @@ class BoundedRunner(web.AppRunner):
         kwargs.setdefault("max_line_size", MAX_LINE_SIZE)
         kwargs.setdefault("max_field_size", MAX_FIELD_SIZE)
         kwargs.setdefault("max_headers", MAX_HEADERS)
+        kwargs.setdefault("lingering_time", LINGERING_TIME)
         super().__init__(app, **kwargs)
         self.max_connections = max_connections or connection_cap()
 
