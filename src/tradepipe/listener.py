@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 10.0  # seconds from opening, or from the last answer, to a complete request head
 BODY_TIMEOUT = 10.0  # seconds to read a whole body, once its head has arrived
 MAX_CONNECTIONS = 1024
-# Descriptors kept for everything but client sockets (journal, brokers, logs), plus one
-# accept() burst: asyncio accepts up to `backlog` sockets before the first is counted here.
+# Descriptors kept for everything but client sockets (journal, brokers, logs), plus what the
+# count lags by: asyncio accepts up to `backlog` sockets per turn of the loop and counts them here
+# two turns later, and an evicted socket is closed one turn after its eviction.
 BACKLOG = 128
-RESERVED_DESCRIPTORS = 128 + BACKLOG
+RESERVED_DESCRIPTORS = 128 + 3 * BACKLOG
 MAX_LINE_SIZE = 8190  # request line (the URL carries the token); aiohttp's default
 MAX_FIELD_SIZE = 8190
 MAX_HEADERS = 32  # TradingView sends about ten; each may hold MAX_FIELD_SIZE until the head ends

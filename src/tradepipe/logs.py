@@ -18,7 +18,15 @@ _CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff]")
 
 def escape_control(text: str) -> str:
     r"""Control characters as escapes: "a\nb" becomes "a\\nb"."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    # Spelled by hand: the unicode_escape codec is imported on first use, which needs a free
+    # descriptor, and a log line about running out of them is exactly when there is none.
+    char = match.group()
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    return named or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 class EscapingFormatter(logging.Formatter):
