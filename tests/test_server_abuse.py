@@ -134,7 +134,8 @@ def test_a_lone_surrogate_passphrase_is_a_403(tmp_path):
 
 def test_deep_nesting_inside_a_typed_field_is_a_400(tmp_path):
     async def test(port, journal):
-        for depth in (40, 900, 966, 5000):
+        # Around the parser's own limit, where the old code crashed showing the value.
+        for depth in (40, *range(900, 1000, 6), 5000):
             body = '{"ticker":"AAPL","action":"buy","stopLoss":' + "[" * depth + "]" * depth + "}"
             status, answer = await exchange(port, request(body))
             assert status == 400, (depth, answer)
@@ -157,7 +158,7 @@ def test_a_non_ascii_webhook_signature_is_a_401(tmp_path):
     secret = 'webhook_secret = "whsec_' + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" + '"\n'
 
     async def test(port, journal):
-        headers = "webhook-id: m1\r\nwebhook-timestamp: 1795705200\r\nwebhook-signature: v1,é€\r\n"
+        headers = "webhook-id: m1\r\nwebhook-timestamp: 1795186800\r\nwebhook-signature: v1,é€\r\n"
         status, answer = await exchange(port, request(json.dumps(BUY), headers))
         assert (status, answer["code"]) == (401, "invalid-signature")
 
