@@ -191,7 +191,7 @@ def request_bytes(rng: random.Random) -> bytes:
 # --- sending -----------------------------------------------------------------------------------
 
 
-async def send(port: int, data: bytes, timeout: float) -> str:
+async def send(port: int, data: bytes, timeout: float, half_close: bool) -> str:
     """The answer's status code as text, or "hang" / "closed" / "reset"."""
     try:
         reader, writer = await asyncio.wait_for(
@@ -202,11 +202,11 @@ async def send(port: int, data: bytes, timeout: float) -> str:
     try:
         writer.write(data)
         await writer.drain()
-        if writer.can_write_eof():
+        if half_close and writer.can_write_eof():
             writer.write_eof()  # the message is complete: what is missing never comes
         line = await asyncio.wait_for(reader.readline(), timeout)
-        if line.split(b" ", 2)[1:2] == [b"100"]:  # Expect: 100-continue; the answer follows
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        while line.split(b" ", 2)[1:2] == [b"100"]:  # Expect: 100-continue; the answer follows
+            await asyncio.wait_for(reader.readline(), timeout)  # its blank line
             line = await asyncio.wait_for(reader.readline(), timeout)
         if not line:
             return "closed"
@@ -221,14 +221,16 @@ async def send(port: int, data: bytes, timeout: float) -> str:
 
 async def run(port: int, count: int, seed: int, concurrency: int, timeout: float) -> dict:
     rng = random.Random(seed)
-    requests = [request_bytes(rng) for _ in range(count)]
+    # Most half-close after sending (what is missing never comes); the rest hold the connection
+    # open, so an incomplete body is answered by the body timeout instead.
+    requests = [(request_bytes(rng), rng.random() < 0.9) for _ in range(count)]
     results: collections.Counter[str] = collections.Counter()
     examples: dict[str, bytes] = {}
     queue = iter(enumerate(requests))
 
     async def worker() -> None:
-        for _, data in queue:
-            outcome = await send(port, data, timeout)
+        for _, (data, half_close) in queue:
+            outcome = await send(port, data, timeout, half_close)
             results[outcome] += 1
             examples.setdefault(outcome, data[:300])
 
@@ -296,12 +298,17 @@ def main() -> int:
     print(f"daemon log: {len(log_text)} bytes, {len(error_lines)} error/traceback lines")
     for line in error_lines[:10]:
         print("   ", line[:200])
-    print(f"secret in log: {SECRET in log_text}")
+    # The open strategy has no passphrase: the same text sent to it is no secret there.
+    leaks = [line for line in log_text.splitlines() if SECRET in line and "for open" not in line]
+    print(f"log lines with the guarded strategy's passphrase: {len(leaks)}")
     print(f"audit verify: exit {audit.returncode}: {(audit.stdout + audit.stderr).strip()[:300]}")
     for status in results:
-        if status.startswith("5") or status in ("hang", "closed", "reset", "connect-failed"):
+        if not status.isdigit() or status.startswith(("5", "408")):
             print(f"example {status}: {outcome['examples'][status]!r}")
-    bad = fives + results["hang"] + results["closed"] + len(error_lines) + audit.returncode
+    if results["408"]:
+        print("(408: a body left incomplete on a connection held open: the body timeout)")
+    bad = fives + results["hang"] + results["closed"] + len(error_lines) + len(leaks)
+    bad += audit.returncode
     return 1 if bad or not alive else 0
 
 

@@ -91,11 +91,14 @@ class BoundedRequestHandler(RequestHandler):
         self._close = True  # answer, then close (close() would cancel the waiting handler)
         return True
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages:  # kept: between parsing and handling a request is on no list
+            self._latest_payload = self._messages[-1][1]
+
     def _unfinished_payload(self) -> Any:
-        if self._messages:
-            return self._messages[-1][1]
-        request = self._current_request
-        return None if request is None else request.content
+        payload = getattr(self, "_latest_payload", None)
+        return None if payload is None or payload.is_eof() else payload
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # aiohttp logs a broken body (bad chunking, bogus Content-Encoding) with a traceback
