@@ -16,6 +16,7 @@ PURE = [
     "ids",
     "ratelimit",
     "auth",
+    "redaction",
     "orders",
     "support",
     "brokers/ccxt_budget",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Daemon, free_port, write_config
+from tradepipe.listener import RESERVED_DESCRIPTORS
 
 UNIT = Path(__file__).parent.parent / "systemd" / "tradepipe.service"
 
@@ -89,6 +90,8 @@ def test_the_unit_file_has_the_directives_the_deployment_relies_on():
     }
     assert {k: directives.get(k) for k in expected} == expected
     assert int(directives["WatchdogSec"]) > 0
+    # The listener's connection cap (1024) plus its reserve must fit under the descriptor limit.
+    assert int(directives["LimitNOFILE"]) >= 1024 + RESERVED_DESCRIPTORS
     assert directives["Environment"] == "TRADEPIPE_JOURNAL__PATH=%S/tradepipe/tradepipe.db"
     assert re.search(r"^#LoadCredential=\S+:\S+$", text, re.MULTILINE)  # documented example
 

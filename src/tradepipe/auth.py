@@ -72,7 +72,9 @@ def verify_signature(key: bytes, headers: Mapping[str, str], body: bytes, now: f
     expected = sign(key, message_id, sent_at, body)
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
+        # As bytes: header text may hold any character (str compare_digest takes ASCII only).
+        given = value.encode("utf-8", "surrogateescape")
+        if version == "v1" and hmac.compare_digest(given, expected.encode()):
             return None
     return "webhook-signature does not match"
 

@@ -172,15 +172,12 @@ def serve(
 ) -> None:
     """Run the daemon in the foreground: webhook listener, engine and brokers."""
     import asyncio
-    import logging
 
     from tradepipe.config import load_config, new_token, write_starter_config
     from tradepipe.daemon import serve as run
+    from tradepipe.logs import configure_logging
 
-    logging.basicConfig(
-        level=logging.DEBUG if state.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(debug=state.debug)  # one line per event, request data escaped
     path, exists = config_location()
     if not exists and (state.config_path is not None or os.environ.get("TRADEPIPE_CONFIG")):
         raise missing_config(path)

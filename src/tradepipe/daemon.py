@@ -23,14 +23,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from aiohttp import web
-
 from tradepipe.brokers import make_broker
 from tradepipe.brokers.base import Broker
 from tradepipe.brokers.paper import PaperBroker
 from tradepipe.engine import Engine
 from tradepipe.errors import TradepipeError, UsageError
 from tradepipe.journal import Journal
+from tradepipe.listener import BoundedRunner
+from tradepipe.listener import site as listening_site
 from tradepipe.orders import OrderState, OrderStatus
 from tradepipe.reloading import Reloader
 from tradepipe.server import WEBHOOK, make_app
@@ -230,11 +230,12 @@ async def serve(
             clock=clock,
             notify=notify_systemd,
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Bounded (listener.py): read timeouts, keep-alive idle timeout, a connection cap.
+        runner = BoundedRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         bind_host = host or config.server.host
         bind_port = port if port is not None else config.server.port
-        site = web.TCPSite(runner, bind_host, bind_port)
+        site = listening_site(runner, bind_host, bind_port)
         # Recovery first (resumed signals keep their place ahead of new ones), then the port.
         await engine.start()
         try:

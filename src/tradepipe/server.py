@@ -24,20 +24,22 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from tradepipe.auth import Network, client_address, is_allowed, verify_signature
 from tradepipe.engine import Engine
 from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
+from tradepipe.listener import BODY_TIMEOUT
 from tradepipe.ratelimit import RateLimiter
+from tradepipe.redaction import redact_body, scrub
 from tradepipe.signal import FieldError, ParsedSignal, Signal, parse_signal, signal_to_json
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 DEDUPE_KEY_TTL = timedelta(hours=24)
-# Any JSON value after "passphrase": a string, or a bare number/word someone typed instead.
-_PASSPHRASE_TEXT = re.compile(r'("passphrase"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
 
 AUTH_FAILURES = frozenset({"passphrase-required", "invalid-passphrase"})
 
@@ -93,7 +95,9 @@ class Webhook:
         engine: Engine,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
+        self.body_timeout = body_timeout
         self.journal = journal
         self.engine = engine
         self.clock = clock
@@ -141,16 +145,18 @@ class Webhook:
 
     async def _handle(self, request: web.Request) -> web.Response:
         received_at = self.clock()
-        body = await _read_body(request)
         found = self.config.strategy_by_token(request.match_info["token"])
         if found is None:
             return _answer(404, error_body("unknown-token", "no strategy has this webhook URL"))
         name, strategy = found
         guards = self.guards[name]
-        source = client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), guards.trusted_proxies
-        )
+        # Every X-Forwarded-For line, in order: a sender's own extra line must not hide behind
+        # the first one (the proxy appends its hop to the last).
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
+        source = client_address(request.remote, forwarded, guards.trusted_proxies)
+        body = b""
         try:
+            body = await self._read(request, name)
             if len(body) > MAX_BODY:
                 raise Rejection(
                     413,
@@ -172,8 +178,11 @@ class Webhook:
             try:
                 parsed = self._parse(body, strategy.passphrase)
             except Rejection as rejection:
-                limiter = self.failed_auth if rejection.code in AUTH_FAILURES else self.limiters
-                self._limit(limiter[name])
+                # A body that does not parse cannot have shown the passphrase: it spends the
+                # failed-authentication budget, not the real signals' one.
+                unproven = strategy.passphrase is not None and rejection.code == "malformed-json"
+                failed = rejection.code in AUTH_FAILURES or unproven
+                self._limit((self.failed_auth if failed else self.limiters)[name])
                 raise
             self._limit(self.limiters[name])
             signal = parsed.signal
@@ -187,7 +196,8 @@ class Webhook:
                 name, strategy, body, parsed, source, received_at, request
             )
         except Rejection as rejection:
-            response, accepted = self._reject(name, body, source, received_at, rejection), None
+            response = self._reject(name, strategy, body, source, received_at, rejection)
+            accepted = None
             if not rejection.journal:  # nothing written (a flood's 429): nothing to wait for
                 return response
         # An answer is only given for what is on disk, and only then may the engine trade on
@@ -203,6 +213,29 @@ class Webhook:
     ) -> None:
         if not committed.cancelled() and committed.exception() is None:
             self.engine.enqueue(*accepted)
+
+    async def _read(self, request: web.Request, name: str) -> bytes:
+        """The body, or a 4xx when it is broken or too slow (it cannot have authenticated, so
+        it spends the failed-authentication budget)."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await _read_body(request)
+        except TimeoutError:
+            self._limit(self.failed_auth[name])
+            raise Rejection(
+                408,
+                "body-timeout",
+                f"the body did not arrive within {self.body_timeout:g} s",
+                (FieldError("", f"body incomplete after {self.body_timeout:g} s"),),
+            ) from None
+        except ConnectionError:  # the sender left mid-body: no one to answer, nothing to keep
+            problem = "the sender closed the connection mid-body"
+            raise Rejection(400, "body-incomplete", problem, journal=False) from None
+        except (RequestPayloadError, HttpProcessingError) as e:
+            self._limit(self.failed_auth[name])
+            # The class names the problem; its message may quote the raw bytes.
+            problem = f"the body could not be read ({_cause(e)})"
+            raise Rejection(400, "unreadable-body", problem, (FieldError("", problem),)) from None
 
     def _limit(self, limiter: RateLimiter) -> None:
         broken = limiter.allow(self.monotonic())
@@ -223,7 +256,7 @@ class Webhook:
                 if given is None:
                     raise Rejection(401, "passphrase-required", "this strategy needs a passphrase")
                 if not isinstance(given, str) or not hmac.compare_digest(
-                    given.encode(), passphrase.encode()
+                    given.encode("utf-8", "surrogatepass"), passphrase.encode()
                 ):
                     raise Rejection(403, "invalid-passphrase", "the passphrase does not match")
             parsed = parse_signal(decoded)
@@ -281,7 +314,9 @@ class Webhook:
             "strategy": name,
             "received_at": received_at,
             "source": source,
-            "body": _redacted(body, has_passphrase=signal.passphrase is not None),
+            "body": _redacted(
+                body, strategy.passphrase, has_passphrase=signal.passphrase is not None
+            ),
             "payload": json.dumps(signal_to_json(signal)),
             "ticker": signal.ticker,
             "action": signal.action,
@@ -304,21 +339,33 @@ class Webhook:
         )
 
     def _reject(
-        self, name: str, body: bytes, source: str, received_at: datetime, rejection: Rejection
+        self,
+        name: str,
+        strategy: Any,
+        body: bytes,
+        source: str,
+        received_at: datetime,
+        rejection: Rejection,
     ) -> web.Response:
-        answer = error_body(rejection.code, rejection.message, rejection.errors)
+        # Stored and shown as valid text, with no passphrase in it wherever it was echoed.
+        secret = strategy.passphrase
+        message = scrub(rejection.message, secret)
+        errors = tuple(
+            FieldError(scrub(e.field), scrub(e.message, secret)) for e in rejection.errors
+        )
+        answer = error_body(rejection.code, message, errors)
         if rejection.journal:
             answer["signal_id"] = self.journal.record_signal(
                 strategy=name,
                 received_at=received_at,
                 source=source,
-                body=_redacted(body),
+                body=_redacted(body, secret),
                 status="rejected",
                 http_status=rejection.status,
-                error=rejection.message,
-                errors=[{"field": e.field, "message": e.message} for e in rejection.errors],
+                error=message,
+                errors=[{"field": e.field, "message": e.message} for e in errors],
             )
-        log.warning("signal for %s rejected (%s): %s", name, rejection.status, rejection.message)
+        log.warning("signal for %s rejected (%s): %s", name, rejection.status, message)
         return _answer(rejection.status, answer)
 
 
@@ -338,25 +385,26 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(parts)
 
 
-def _redacted(body: bytes, *, has_passphrase: bool | None = None) -> str:
+def _redacted(body: bytes, secret: str | None, *, has_passphrase: bool | None = None) -> str:
     """The body as text with any passphrase value blanked out: secrets never reach the journal.
 
-    A body that carries a passphrase is stored re-serialised from its parsed form (so an escaped
-    key such as "pass\\u0070hrase" cannot slip past); one that does not parse is redacted as
-    text; one that is not UTF-8 is not stored at all (its text cannot be searched)."""
+    One that is not UTF-8 is not stored at all (its text cannot be searched)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return f"<{len(body)} bytes that are not UTF-8; not stored>"
-    if has_passphrase is False:
+    if has_passphrase is False and secret is None:
         return text  # parsed, and no passphrase in it: the hot path stops here
     try:
         decoded = json.loads(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError):
         decoded = None
-    if isinstance(decoded, dict) and "passphrase" in decoded:
-        return json.dumps({**decoded, "passphrase": "***"}, ensure_ascii=False)
-    return _PASSPHRASE_TEXT.sub(r'\1"***"', text)
+    return redact_body(text, secret, parsed=decoded)
+
+
+def _cause(error: BaseException) -> str:
+    """The name of what broke a body (aiohttp wraps it; its message quotes raw bytes)."""
+    return type(error.__cause__ or error).__name__
 
 
 def _answer(status: int, body: dict[str, Any]) -> web.Response:
@@ -371,10 +419,11 @@ def make_app(
     *,
     api_token: str | None = None,
     actions: Any = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> web.Application:
     """The app factory: webhook, health and (with an api token) the CLI's local API."""
-    webhook = Webhook(config, journal, engine, clock)
-    app = web.Application(client_max_size=MAX_BODY + 1)
+    webhook = Webhook(config, journal, engine, clock, body_timeout=body_timeout)
+    app = web.Application(client_max_size=MAX_BODY + 1, middlewares=[_error_shape])
     app[ENGINE] = engine
     app[WEBHOOK] = webhook  # the daemon's reload swaps its config
 
@@ -385,8 +434,22 @@ def make_app(
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
     if api_token is not None and actions is not None:
-        _add_api(app, api_token, actions, journal)
+        _add_api(app, api_token, actions, journal, body_timeout)
     return app
+
+
+@web.middleware
+async def _error_shape(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own 4xx answers (unknown path, wrong method, body too large) in our shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400 or e.content_type == "application/json":
+            raise
+        code = re.sub(r"[^a-z]+", "-", (e.reason or "error").lower()).strip("-")
+        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        body = error_body(code, f"{e.status} {e.reason}: {request.method} {request.path}")
+        return web.json_response(body, status=e.status, headers=headers)
 
 
 CLOCK_SKEW_WARNING = 5.0  # seconds a signal's time may run ahead of ours before we say so
@@ -427,12 +490,15 @@ def api_routes(actions: Any) -> dict[str, Route]:
     }
 
 
-def _add_api(app: web.Application, api_token: str, actions: Any, journal: Journal) -> None:
+def _add_api(
+    app: web.Application, api_token: str, actions: Any, journal: Journal, body_timeout: float
+) -> None:
     """The local API the CLI's acting commands use while a daemon owns the journal."""
 
     def authorised(request: web.Request) -> None:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), api_token.encode()):
+        # Header text arrives with undecodable bytes as surrogates: compare it as bytes.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_token.encode()):
             raise web.HTTPUnauthorized(
                 text=json.dumps(error_body("unauthorized", "bad API token")),
                 content_type="application/json",
@@ -441,7 +507,17 @@ def _add_api(app: web.Application, api_token: str, actions: Any, journal: Journa
     def endpoint(act: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             authorised(request)
-            payload = await request.json()
+            try:
+                async with asyncio.timeout(body_timeout):
+                    payload = json.loads(await request.read())
+            except TimeoutError:
+                return web.json_response(
+                    error_body("body-timeout", f"no whole body within {body_timeout:g} s"),
+                    status=408,
+                )
+            except (ValueError, RecursionError, RequestPayloadError, HttpProcessingError) as e:
+                body = error_body("malformed-json", f"the body is not JSON ({_cause(e)})")
+                return web.json_response(body, status=400)
             try:
                 answer, status = {"ok": True, **await act(payload)}, 200
             except Exception as e:  # the CLI shows the message; the daemon keeps running

@@ -157,6 +157,8 @@ def _show(value: Any) -> str:
         text = str(value) if isinstance(value, Decimal) else json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:  # repr would recurse as deep
+        text = f"a {_kind(value)} nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -488,6 +490,8 @@ def parse_signal(body: bytes | str | Any) -> ParsedSignal:
         body = _decode(body, ctx)
     signal = None
     if not ctx.errors:
+        _check_text(body, ctx)
+    if not ctx.errors:
         if isinstance(body, dict):
             signal = _build(body, ctx)
         else:
@@ -497,6 +501,41 @@ def parse_signal(body: bytes | str | Any) -> ParsedSignal:
     if ctx.errors:
         return ParsedSignal(None, tuple(ctx.errors), tuple(ctx.warnings))
     return ParsedSignal(signal, (), tuple(ctx.warnings))
+
+
+MAX_DEPTH = 32  # levels of objects and arrays; a signal needs three
+
+
+def _check_text(body: Any, ctx: _Context) -> None:
+    """Refuse what could not be stored or shown: a lone surrogate escape ("\\udc80" is valid
+    JSON but not text) in any key or string, and nesting deeper than MAX_DEPTH. Walked with a
+    list, not recursion: the body may nest as deep as the JSON parser allowed."""
+    pending: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while pending and len(ctx.errors) < _MAX_TEXT_ERRORS:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                ctx.fail(path, "contains a lone surrogate escape (\\ud800-\\udfff), not text")
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= MAX_DEPTH:
+            ctx.fail(path, f"is nested more than {MAX_DEPTH} levels deep")
+            continue
+        if isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+            continue
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                where = where.encode("utf-8", "backslashreplace").decode()
+                ctx.fail(where, "the key contains a lone surrogate escape, not text")
+                continue
+            pending.append((item, where, depth + 1))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_TEXT_ERRORS = 20
 
 
 def _decode(body: bytes | bytearray | memoryview | str, ctx: _Context) -> Any:
