@@ -19,11 +19,10 @@ from alpaca.trading.stream import TradingStream
 from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
 from tests.helpers import FixedClock
 from tests.test_engine import run as run_engine
-from tradepipe.brokers.alpaca import AlpacaBroker
+from tradepipe.brokers.alpaca.broker import AlpacaBroker
 from tradepipe.config import AlpacaAccount
-from tradepipe.credentials import Credentials
-from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
-from tradepipe.orders import (
+from tradepipe.config.credentials import Credentials
+from tradepipe.core.model import (
     OrderRequest,
     OrderRole,
     OrderState,
@@ -32,6 +31,7 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 D = Decimal
 

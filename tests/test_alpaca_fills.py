@@ -1,4 +1,4 @@
-"""Fills out of Alpaca's cumulative quantities (tradepipe.brokers.alpaca_fills): the same fills,
+"""Fills out of Alpaca's cumulative quantities (tradepipe.brokers.alpaca.fills): the same fills,
 with the same ids, whether they are learned from stream events or from REST answers."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from tradepipe.brokers.alpaca_fills import FillBook
-from tradepipe.orders import Side
+from tradepipe.brokers.alpaca.fills import FillBook
+from tradepipe.core.model import Side
 
 D = Decimal
 AT = datetime(2024, 5, 1, 13, 30, tzinfo=UTC)

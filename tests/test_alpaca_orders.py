@@ -1,4 +1,4 @@
-"""An order as Alpaca takes it (tradepipe.brokers.alpaca_orders): what is refused before sending
+"""An order as Alpaca takes it (tradepipe.brokers.alpaca.orders): what is refused before sending
 and in which words, and the alpaca-py request models our orders become. No server."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alpaca.trading.requests import (
     TrailingStopOrderRequest,
 )
 
-from tradepipe.brokers.alpaca_orders import (
+from tradepipe.brokers.alpaca.orders import (
     asset_rules,
     check_bracket,
     check_order,
@@ -26,8 +26,7 @@ from tradepipe.brokers.alpaca_orders import (
     to_alpaca_request,
 )
 from tradepipe.brokers.base import InstrumentRules
-from tradepipe.errors import OrderRejected
-from tradepipe.orders import (
+from tradepipe.core.model import (
     OrderRequest,
     OrderRole,
     OrderState,
@@ -36,6 +35,7 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.errors import OrderRejected
 
 D = Decimal
 MARKET, LIMIT, STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP

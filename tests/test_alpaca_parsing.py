@@ -1,4 +1,4 @@
-"""Alpaca's answers read as ours (tradepipe.brokers.alpaca_parsing): tables over JSON shaped
+"""Alpaca's answers read as ours (tradepipe.brokers.alpaca.parsing): tables over JSON shaped
 like Alpaca's (https://docs.alpaca.markets/reference), no server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tradepipe.brokers.alpaca_parsing import (
+from tradepipe.brokers.alpaca.parsing import (
     STATUS,
     decimal,
     is_alpaca_named,
@@ -23,7 +23,7 @@ from tradepipe.brokers.alpaca_parsing import (
     to_position,
     trade_price,
 )
-from tradepipe.orders import Fill, OrderRole, OrderStatus, OrderType, Position, Side
+from tradepipe.core.model import Fill, OrderRole, OrderStatus, OrderType, Position, Side
 
 D = Decimal
 

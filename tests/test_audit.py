@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from tests.helpers import tradepipe, write_config
-from tradepipe.audit import GENESIS, event_hash, verify_chain
+from tradepipe.core.audit import GENESIS, event_hash, verify_chain
 
 
 def journal_with_trades(tmp_path):

@@ -15,13 +15,22 @@ import pytest
 
 from tests.helpers import write_config
 from tests.test_engine import BRACKET, Harness, run
-from tradepipe.brackets import Cancel, Drop, Place, Resize, Wait, is_resize, next_step, resized_id
-from tradepipe.brokers.paper import Fault, PaperBroker
-from tradepipe.daemon import Actions
+from tradepipe.brokers.paper.broker import Fault, PaperBroker
+from tradepipe.core.brackets import (
+    Cancel,
+    Drop,
+    Place,
+    Resize,
+    Wait,
+    is_resize,
+    next_step,
+    resized_id,
+)
+from tradepipe.core.ids import leg_of
+from tradepipe.core.model import OrderRequest, OrderState
+from tradepipe.daemon.serve import Actions
 from tradepipe.engine import Engine
 from tradepipe.errors import BrokerUnavailable
-from tradepipe.ids import leg_of
-from tradepipe.orders import OrderRequest, OrderState
 
 D = Decimal
 NO_BRACKETS = "native_brackets = false\n"
@@ -634,7 +643,7 @@ def test_a_breakeven_whose_answer_was_lost_then_a_partial_take_profit_leaves_one
     run(write_config(tmp_path, account=NO_BRACKETS), test, ThinHarness)
 
 
-# -- the decision, on journal rows (tradepipe.brackets, pure) ------------------------------------
+# -- the decision, on journal rows (tradepipe.core.brackets, pure) --------------------------------
 
 
 def row(cid: str, status: str, quantity="5", filled="0", replaces=None) -> dict:

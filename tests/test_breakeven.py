@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.orders import OrderRole, OrderType, Side
-from tradepipe.plan import Market, Plan, Reject, RestingStop, Skip, make_plan
-from tradepipe.resolve import resolve_signal
-from tradepipe.signal import Action, Signal
+from tradepipe.core.model import OrderRole, OrderType, Side
+from tradepipe.core.plan import Market, Plan, Reject, RestingStop, Skip, make_plan
+from tradepipe.core.resolve import resolve_signal
+from tradepipe.core.signal import Action, Signal
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL

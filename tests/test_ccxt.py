@@ -18,13 +18,11 @@ from tests.fakes.binance import FakeBinance
 from tests.helpers import FixedClock, write_config
 from tests.test_engine import Harness as EngineHarness
 from tests.test_engine import run as run_engine
-from tradepipe.brokers.ccxt import CcxtBroker, point_at
+from tradepipe.brokers.ccxt.broker import CcxtBroker, point_at
 from tradepipe.config import CcxtAccount
-from tradepipe.credentials import Credentials
-from tradepipe.engine import Engine
-from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
-from tradepipe.instruments import InstrumentKind
-from tradepipe.orders import (
+from tradepipe.config.credentials import Credentials
+from tradepipe.core.instruments import InstrumentKind
+from tradepipe.core.model import (
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -33,6 +31,8 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.engine import Engine
+from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
 
 D = Decimal
 KEYS = Credentials(key="stub-key", secret="stub-secret", source="test")
@@ -121,7 +121,7 @@ def test_what_is_not_verified_is_refused_at_start_with_the_reason(fields, reason
 
 
 def test_network_errors_keep_the_path_and_drop_the_signed_query():
-    from tradepipe.brokers.ccxt import exchange_words
+    from tradepipe.brokers.ccxt.broker import exchange_words
 
     error = Exception(
         "binance GET http://127.0.0.1:9/api/v3/order?symbol=BTCUSDT&AccessKeyId=KEYID&signature=ab"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.brokers.ccxt_budget import RequestBudget
+from tradepipe.brokers.ccxt.budget import RequestBudget
 
 
 def waits(budget: RequestBudget, calls: list[tuple[float, float]]) -> list[float]:

@@ -1,4 +1,4 @@
-"""ccxt's markets read as ours (tradepipe.brokers.ccxt_markets): tables over market, balance,
+"""ccxt's markets read as ours (tradepipe.brokers.ccxt.markets): tables over market, balance,
 position and ticker dicts shaped as ccxt answers them for Binance. No server."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 
 from tradepipe.brokers.base import InstrumentRules
-from tradepipe.brokers.ccxt_markets import (
+from tradepipe.brokers.ccxt.markets import (
     check_min_notional,
     check_min_quantity,
     check_written,
@@ -19,9 +19,9 @@ from tradepipe.brokers.ccxt_markets import (
     spot_holdings,
     swap_position,
 )
+from tradepipe.core.instruments import InstrumentKind
+from tradepipe.core.model import Position
 from tradepipe.errors import OrderRejected
-from tradepipe.instruments import InstrumentKind
-from tradepipe.orders import Position
 
 D = Decimal
 

@@ -1,4 +1,4 @@
-"""Orders both ways between tradepipe and ccxt (tradepipe.brokers.ccxt_orders): tables over
+"""Orders both ways between tradepipe and ccxt (tradepipe.brokers.ccxt.orders): tables over
 ccxt's unified order and trade dicts, shaped as ccxt answers them for Binance spot. No server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tradepipe.brokers.ccxt_orders import (
+from tradepipe.brokers.ccxt.orders import (
     covers,
     decimal,
     order_args,
@@ -19,8 +19,8 @@ from tradepipe.brokers.ccxt_orders import (
     to_order_state,
     trades_of,
 )
+from tradepipe.core.model import Fill, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from tradepipe.errors import OrderRejected
-from tradepipe.orders import Fill, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 D = Decimal
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

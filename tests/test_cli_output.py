@@ -10,7 +10,7 @@ import pytest
 from rich.text import Text
 
 from tests.helpers import tradepipe, write_config
-from tradepipe.render import cell, markup, printable
+from tradepipe.cli.render import cell, markup, printable
 
 # Markup that would raise MarkupError ("[/]" closes nothing), a style that would swallow text,
 # an ESC sequence that would recolour the terminal, a newline that would split a table row and

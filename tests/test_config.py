@@ -27,8 +27,8 @@ from tradepipe.config import (
     new_token,
     write_starter_config,
 )
+from tradepipe.core.signal import StopLossType
 from tradepipe.errors import ConfigError
-from tradepipe.signal import StopLossType
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 TOKEN = "tok-A_0123456789abcdefghij"
@@ -665,7 +665,7 @@ def test_env_override_that_is_not_json_is_a_config_error(
 def test_a_paper_accounts_instruments_complete_from_spec_12(
     tmp_path: Path, tables: str, specs: dict[str, tuple[str, str, str]]
 ) -> None:
-    from tradepipe.instruments import ContractSpec
+    from tradepipe.core.instruments import ContractSpec
 
     account = load(tmp_path, BASE + tables).accounts["paper"]
     expected = {root: ContractSpec(*map(Decimal, values)) for root, values in specs.items()}

@@ -2,7 +2,7 @@
 signal's life, then a restart. Every acknowledged signal must be processed, and the broker must
 hold exactly one order per leg — never a second one, never none.
 
-The daemon is stopped at a step by TRADEPIPE_DRILL_PAUSE_AT (tradepipe.drill), the journal is
+The daemon is stopped at a step by TRADEPIPE_DRILL_PAUSE_AT (tradepipe.engine.drill), the journal is
 watched until it shows that step, and then the process gets a real SIGKILL.
 """
 

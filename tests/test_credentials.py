@@ -16,7 +16,7 @@ from keyring.backends.fail import Keyring as NoKeyring
 
 from tests.file_keyring import FileKeyring
 from tests.helpers import tradepipe, write_config
-from tradepipe import credentials
+from tradepipe.config import credentials
 from tradepipe.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -126,10 +126,12 @@ def test_every_spec_section_the_code_cites_exists():
 
 def capabilities_table() -> str:
     """The README's capabilities table, built from what each adapter declares."""
-    from tradepipe.brokers import alpaca, ibkr, paper
-    from tradepipe.brokers.ccxt import CcxtBroker
+    from tradepipe.brokers.alpaca import broker as alpaca
+    from tradepipe.brokers.ccxt.broker import CcxtBroker
+    from tradepipe.brokers.ibkr import broker as ibkr
+    from tradepipe.brokers.paper import broker as paper
     from tradepipe.config import CcxtAccount
-    from tradepipe.credentials import Credentials
+    from tradepipe.config.credentials import Credentials
 
     spot = CcxtBroker.from_config(
         "binance",

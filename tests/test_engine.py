@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FixedClock, write_config
-from tradepipe.brokers.paper import Fault, PaperBroker
+from tradepipe.brokers.paper.broker import Fault, PaperBroker
 from tradepipe.config import load_config
-from tradepipe.daemon import make_brokers
+from tradepipe.core.model import OrderState, OrderStatus
+from tradepipe.core.signal import parse_signal, signal_to_json
+from tradepipe.daemon.serve import make_brokers
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderState, OrderStatus
-from tradepipe.signal import parse_signal, signal_to_json
 
 D = Decimal
 
@@ -393,7 +393,7 @@ def test_approval_and_replay_trade_at_the_mark_of_the_moment_not_the_signals_pri
     """The signal's price moved the mark when it came in; an approval (or a replay) later must
     plan and fill at the mark of that moment, and leave it there (it was reset to the old
     price, and the order filled at it)."""
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     config = write_config(tmp_path, subscription="auto_submit = false\n")
 
@@ -430,7 +430,7 @@ def test_approval_and_replay_trade_at_the_mark_of_the_moment_not_the_signals_pri
 
 
 def test_a_replay_a_restart_resumes_does_not_move_the_mark_either(tmp_path):
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     async def test(h: Harness):
         (buy,) = await h.send(
@@ -464,7 +464,7 @@ def test_manual_rejection_sends_nothing(tmp_path):
 
 
 def test_bracket_take_profit_fills_and_cancels_the_stop(tmp_path):
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     async def test(h: Harness):
         (buy,) = await h.send(BRACKET)
@@ -558,7 +558,7 @@ def test_a_bracket_the_broker_refuses_is_journaled_rejected_leg_by_leg(tmp_path)
 
 
 def test_breakeven_moves_the_bracket_stop_and_keeps_it_one_cancels_other(tmp_path):
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     async def test(h: Harness):
         (buy,) = await h.send(BRACKET)
@@ -591,7 +591,7 @@ def test_breakeven_moves_the_bracket_stop_and_keeps_it_one_cancels_other(tmp_pat
 
 
 def test_a_moved_stop_fills_at_breakeven_and_cancels_the_take_profit(tmp_path):
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     async def test(h: Harness):
         (buy,) = await h.send(BRACKET)
@@ -668,7 +668,7 @@ def test_an_order_the_broker_never_got_is_settled_as_not_sent_after_a_grace(tmp_
 
 
 def test_a_paper_quote_waits_for_the_signals_queued_on_its_ticker(tmp_path):
-    from tradepipe.daemon import Actions
+    from tradepipe.daemon.serve import Actions
 
     async def test(h: Harness):
         limit = {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.fills import fills_to_journal
-from tradepipe.orders import Fill, OrderState, OrderStatus, Side
+from tradepipe.core.fills import fills_to_journal
+from tradepipe.core.model import Fill, OrderState, OrderStatus, Side
 
 D = Decimal
 T = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)

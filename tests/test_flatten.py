@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import Daemon, free_port, tradepipe, tradepipe_json, write_config
 from tests.test_engine import BRACKET, Harness, run
-from tradepipe.brokers.paper import Fault, PaperBroker
+from tradepipe.brokers.paper.broker import Fault, PaperBroker
 from tradepipe.errors import BrokerError, BrokerUnavailable
 
 

@@ -1,5 +1,5 @@
-"""Group commit (tradepipe.group_commit): writers on one loop share a commit, and nothing leaves
-the process before what led to it is on disk.
+"""Group commit (tradepipe.journal.group_commit): writers on one loop share a commit, and
+nothing leaves the process before what led to it is on disk.
 
 "On disk" is checked the only way that means anything: a second connection to the journal file
 sees it (it sees committed rows only).
@@ -16,11 +16,11 @@ import pytest
 from tests.helpers import on_disk, write_config
 from tests.test_engine import Harness, run
 from tests.test_server import post, scenario
-from tradepipe.brokers.paper import PaperBroker
-from tradepipe.daemon import Actions
+from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.model import OrderRequest, OrderState
+from tradepipe.daemon.serve import Actions
 from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderRequest, OrderState
 
 NOW = "2026-11-21T12:00:00+00:00"
 

@@ -16,13 +16,10 @@ from tests.fakes.tws import SERVER_VERSION, FakeTws
 from tests.helpers import FixedClock, free_port, write_config
 from tests.test_engine import Harness as EngineHarness
 from tests.test_engine import run as run_engine
-from tradepipe.brokers import ibkr_translation
-from tradepipe.brokers.ibkr import IbkrBroker
-from tradepipe.brokers.ibkr_translation import execution_revision, parse_ticker
-from tradepipe.daemon import make_brokers
-from tradepipe.engine import Engine
-from tradepipe.errors import BrokerUnavailable, OrderRejected
-from tradepipe.orders import (
+from tradepipe.brokers.ibkr import translation as ibkr_translation
+from tradepipe.brokers.ibkr.broker import IbkrBroker
+from tradepipe.brokers.ibkr.translation import execution_revision, parse_ticker
+from tradepipe.core.model import (
     OrderRequest,
     OrderRole,
     OrderState,
@@ -32,6 +29,9 @@ from tradepipe.orders import (
     Side,
     TimeInForce,
 )
+from tradepipe.daemon.serve import make_brokers
+from tradepipe.engine import Engine
+from tradepipe.errors import BrokerUnavailable, OrderRejected
 
 D = Decimal
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.ids import base36, client_order_id, leg_of, operator_order_id, sibling_id
+from tradepipe.core.ids import base36, client_order_id, leg_of, operator_order_id, sibling_id
 
 
 def test_same_inputs_give_the_same_id():
@@ -59,7 +59,7 @@ def test_base36():
 
 @given(action=st.integers(0, 36**8 - 1), ticker=st.text(min_size=1, max_size=20))
 def test_operator_ids_fit_and_never_look_like_signal_ids(action, ticker):
-    from tradepipe.ids import operator_order_id
+    from tradepipe.core.ids import operator_order_id
 
     identifier = operator_order_id("abcd1234", action, "paper", ticker)
     assert len(identifier) <= 32 and re.fullmatch(r"[A-Za-z0-9-]+", identifier)

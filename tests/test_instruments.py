@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.instruments import (
+from tradepipe.core.instruments import (
     FUTURES_ROOTS,
     MONTH_CODES,
     ContractSpec,

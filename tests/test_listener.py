@@ -13,7 +13,7 @@ import time
 
 from tests.helpers import TOKEN, cli_env, free_port, wait_for, write_config
 from tests.test_server_abuse import exchange, request, running
-from tradepipe.listener import RESERVED_DESCRIPTORS, connection_cap
+from tradepipe.daemon.listener import RESERVED_DESCRIPTORS, connection_cap
 
 DESCRIPTORS = 1024
 

@@ -20,8 +20,8 @@ from decimal import Decimal
 import pytest
 
 from tradepipe.config import AlpacaAccount, CcxtAccount, IbkrAccount
-from tradepipe.credentials import Credentials
-from tradepipe.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from tradepipe.config.credentials import Credentials
+from tradepipe.core.model import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 
 def need(*names: str) -> dict[str, str]:
@@ -64,7 +64,7 @@ async def round_trip(broker, ticker: str, quantity: str, price: str, tif: TimeIn
 
 
 def test_alpaca_paper_round_trip():
-    from tradepipe.brokers.alpaca import AlpacaBroker
+    from tradepipe.brokers.alpaca.broker import AlpacaBroker
 
     env = need("TRADEPIPE_LIVE_ALPACA_KEY", "TRADEPIPE_LIVE_ALPACA_SECRET")
     keys = Credentials(
@@ -75,7 +75,7 @@ def test_alpaca_paper_round_trip():
 
 
 def test_binance_testnet_round_trip():
-    from tradepipe.brokers.ccxt import CcxtBroker
+    from tradepipe.brokers.ccxt.broker import CcxtBroker
 
     env = need("TRADEPIPE_LIVE_BINANCE_KEY", "TRADEPIPE_LIVE_BINANCE_SECRET")
     keys = Credentials(
@@ -87,7 +87,7 @@ def test_binance_testnet_round_trip():
 
 
 def test_ib_paper_round_trip():
-    from tradepipe.brokers.ibkr import IbkrBroker
+    from tradepipe.brokers.ibkr.broker import IbkrBroker
 
     env = need("TRADEPIPE_LIVE_IB_PORT")
     host = os.environ.get("TRADEPIPE_LIVE_IB_HOST", "127.0.0.1")

@@ -1,4 +1,4 @@
-"""OrderState read against the quantity we sent (tradepipe.orders)."""
+"""OrderState read against the quantity we sent (tradepipe.core.model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tradepipe.orders import OrderState, OrderStatus
+from tradepipe.core.model import OrderState, OrderStatus
 
 P, F, A, C = (
     OrderStatus.PARTIALLY_FILLED,

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import FixedClock
-from tradepipe.brokers.paper import PaperBroker
+from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.model import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from tradepipe.errors import OrderRejected
 from tradepipe.journal import Journal
-from tradepipe.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 D = Decimal
 
@@ -354,7 +354,7 @@ def test_a_trailing_buy_stop_follows_the_low(paper):
 
 
 def test_a_trailing_bracket_leg_trails_from_the_entry_fill(paper):
-    from tradepipe.orders import OrderRole
+    from tradepipe.core.model import OrderRole
 
     run(paper.observe_price("AAPL", D(100)))
     entry = order("entry", order_type=OrderType.LIMIT, limit_price=D(95))
@@ -380,7 +380,7 @@ def test_a_trailing_bracket_leg_trails_from_the_entry_fill(paper):
 
 
 def test_replace_moves_a_bracket_leg_once_and_keeps_its_one_cancels_other(paper):
-    from tradepipe.orders import OrderRole
+    from tradepipe.core.model import OrderRole
 
     run(paper.observe_price("AAPL", D(100)))
     tp = order("tp", Side.SELL, order_type=OrderType.LIMIT, limit_price=D(110))
@@ -487,7 +487,7 @@ def test_the_paper_broker_knows_what_one_unit_is_worth(
 
 
 def test_the_accounts_table_overrides_a_root_and_adds_one(tmp_path):
-    from tradepipe.instruments import ContractSpec
+    from tradepipe.core.instruments import ContractSpec
 
     mine = {"ES": ContractSpec(D(5), D("0.25")), "ZB": ContractSpec(D(1000), D("0.03125"))}
     broker, journal = futures_paper(tmp_path, instruments=mine)

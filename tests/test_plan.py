@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.orders import OrderRole, OrderType, Side
-from tradepipe.plan import (
+from tradepipe.core.model import OrderRole, OrderType, Side
+from tradepipe.core.plan import (
     Market,
     Plan,
     PlannedOrder,
@@ -21,9 +21,9 @@ from tradepipe.plan import (
     plan_from_json,
     plan_to_json,
 )
-from tradepipe.prices import stock_tick
-from tradepipe.resolve import resolve_signal
-from tradepipe.signal import (
+from tradepipe.core.prices import stock_tick
+from tradepipe.core.resolve import resolve_signal
+from tradepipe.core.signal import (
     Action,
     QuantityType,
     Sentiment,

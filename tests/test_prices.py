@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.orders import OrderType, Side
-from tradepipe.prices import ExitLeg, round_to_tick, stock_tick, stop_loss_leg, take_profit_leg
-from tradepipe.signal import StopLoss, StopLossType, TakeProfit
+from tradepipe.core.model import OrderType, Side
+from tradepipe.core.prices import ExitLeg, round_to_tick, stock_tick, stop_loss_leg, take_profit_leg
+from tradepipe.core.signal import StopLoss, StopLossType, TakeProfit
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL

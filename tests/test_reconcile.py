@@ -13,9 +13,9 @@ import pytest
 
 from tests.helpers import Daemon, free_port, tradepipe, write_config
 from tests.test_engine import Harness, run
-from tradepipe.brokers.paper import Fault
-from tradepipe.orders import OrderRequest, OrderState, OrderStatus, OrderType, Side
-from tradepipe.reconcile import (
+from tradepipe.brokers.paper.broker import Fault
+from tradepipe.core.model import OrderRequest, OrderState, OrderStatus, OrderType, Side
+from tradepipe.core.reconcile import (
     Difference,
     foreign_orders,
     orders_to_look_up,

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.redaction import MASK, redact_body, scrub
+from tradepipe.core.redaction import MASK, redact_body, scrub
 
 SECRET = "s3cret-Pass"
 

@@ -22,7 +22,7 @@ from tests.helpers import (
 )
 from tests.test_engine import Harness, run
 from tradepipe.config import load_config
-from tradepipe.reloading import config_changes, describe_changes
+from tradepipe.daemon.reloading import config_changes, describe_changes
 
 NEW_TOKEN = "tok_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4"
 FIXED_QUANTITY = "use_signal_quantity = false\nquantity = {}\n"

@@ -10,9 +10,9 @@ import pytest
 
 from tests.helpers import write_config
 from tradepipe.config import Settings, load_config
-from tradepipe.orders import OrderType, TimeInForce
-from tradepipe.resolve import BUILTIN, Source, resolve_signal
-from tradepipe.signal import Action, QuantityType, Signal, StopLoss, TakeProfit
+from tradepipe.core.model import OrderType, TimeInForce
+from tradepipe.core.resolve import BUILTIN, Source, resolve_signal
+from tradepipe.core.signal import Action, QuantityType, Signal, StopLoss, TakeProfit
 
 D = Decimal
 WINDOW = '{ days = "mon-fri", start = "09:30", end = "16:00", tz = "America/New_York" }'

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.test_plan import intent
-from tradepipe.orders import OrderRole, Side
-from tradepipe.plan import Market, Plan, Reject, Skip, make_plan
-from tradepipe.windows import Window, outside_windows
+from tradepipe.core.model import OrderRole, Side
+from tradepipe.core.plan import Market, Plan, Reject, Skip, make_plan
+from tradepipe.core.windows import Window, outside_windows
 
 D = Decimal
 NYSE = {"days": "mon-fri", "start": "09:30", "end": "16:00", "tz": "America/New_York"}

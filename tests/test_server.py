@@ -16,12 +16,12 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import TOKEN, FixedClock, write_config
-from tradepipe.auth import sign
 from tradepipe.config import load_config
-from tradepipe.daemon import make_brokers
+from tradepipe.core.auth import sign
+from tradepipe.daemon.serve import make_brokers
+from tradepipe.daemon.webhook import MAX_BODY, make_app
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
-from tradepipe.server import MAX_BODY, make_app
 
 D = Decimal
 

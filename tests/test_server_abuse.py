@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from tests.helpers import TOKEN, FixedClock, write_config
 from tradepipe.config import load_config
-from tradepipe.daemon import Actions, make_brokers
+from tradepipe.daemon.listener import BoundedRunner, site
+from tradepipe.daemon.logs import EscapingFormatter
+from tradepipe.daemon.serve import Actions, make_brokers
+from tradepipe.daemon.webhook import make_app
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
-from tradepipe.listener import BoundedRunner, site
-from tradepipe.logs import EscapingFormatter
-from tradepipe.server import make_app
 
 SECRET = "s3cret-Pass"
 PASSPHRASE = f'passphrase = "{SECRET}"\n'
@@ -321,7 +321,7 @@ def test_a_newline_in_a_request_cannot_forge_a_log_line(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         scenario(write_config(tmp_path), test)
     formatter = EscapingFormatter("%(levelname)s %(message)s")
-    lines = [formatter.format(r) for r in caplog.records if r.name == "tradepipe.server"]
+    lines = [formatter.format(r) for r in caplog.records if r.name == "tradepipe.daemon.webhook"]
     assert lines and all("\n" not in line and "\r" not in line for line in lines)
     assert any("forged" in line for line in lines)
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tradepipe.signal as signal_module
-from tradepipe.orders import OrderType, TimeInForce
-from tradepipe.signal import (
+import tradepipe.core.signal as signal_module
+from tradepipe.core.model import OrderType, TimeInForce
+from tradepipe.core.signal import (
     Action,
     FieldError,
     ParsedSignal,
@@ -736,7 +736,7 @@ def test_signal_module_imports_only_pure_modules() -> None:
         for alias in node.names
     }
     allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "decimal", "difflib"}
-    allowed |= {"enum", "json", "re", "typing", "tradepipe.orders"}
+    allowed |= {"enum", "json", "re", "typing", "tradepipe.core.model"}
     assert imported <= allowed
 
 

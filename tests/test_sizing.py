@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.plan import Market, Plan, Reject, make_plan
-from tradepipe.resolve import resolve_signal
-from tradepipe.signal import Action, QuantityType, Signal, StopLoss
-from tradepipe.sizing import SizingInputs, round_to_lot, size
+from tradepipe.core.plan import Market, Plan, Reject, make_plan
+from tradepipe.core.resolve import resolve_signal
+from tradepipe.core.signal import Action, QuantityType, Signal, StopLoss
+from tradepipe.core.sizing import SizingInputs, round_to_lot, size
 
 D = Decimal
 Q = QuantityType

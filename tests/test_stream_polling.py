@@ -20,9 +20,9 @@ from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca, Logged
 from tests.helpers import Daemon, FixedClock, free_port, tradepipe, tradepipe_json, wait_for
 from tests.test_engine import Harness
 from tests.test_engine import run as run_engine
-from tradepipe.brokers.alpaca import AlpacaBroker, stream_url_for
+from tradepipe.brokers.alpaca.broker import AlpacaBroker, stream_url_for
 from tradepipe.config import AlpacaAccount
-from tradepipe.credentials import Credentials
+from tradepipe.config.credentials import Credentials
 from tradepipe.engine import Engine
 
 D = Decimal

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.test_plan import intent
-from tradepipe.orders import OrderType, TimeInForce
-from tradepipe.plan import Market, Plan, Reject, Skip, make_plan
-from tradepipe.support import fit_to_broker, refuse_unsupported
+from tradepipe.core.model import OrderType, TimeInForce
+from tradepipe.core.plan import Market, Plan, Reject, Skip, make_plan
+from tradepipe.core.support import fit_to_broker, refuse_unsupported
 
 D = Decimal
 ALL_TYPES = frozenset(OrderType)
@@ -174,9 +174,11 @@ def test_a_fitted_plan_never_opens_a_short_where_the_broker_allows_none(action, 
 
 def test_option_fields_refuse_the_delivery_where_the_account_cannot_select_contracts():
     """SPEC §12: an options alert must never trade the underlying."""
-    from tradepipe.brokers import alpaca, ibkr, paper
-    from tradepipe.resolve import resolve_signal
-    from tradepipe.signal import parse_signal
+    from tradepipe.brokers.alpaca import broker as alpaca
+    from tradepipe.brokers.ibkr import broker as ibkr
+    from tradepipe.brokers.paper import broker as paper
+    from tradepipe.core.resolve import resolve_signal
+    from tradepipe.core.signal import parse_signal
 
     body = {"ticker": "SPY", "action": "buy", "optionType": "put", "strikesAway": 1}
     body |= {"expiration": "+7 days", "quantity": 2, "signalPrice": 600}

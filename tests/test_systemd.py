@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Daemon, free_port, write_config
-from tradepipe.listener import RESERVED_DESCRIPTORS
+from tradepipe.daemon.listener import RESERVED_DESCRIPTORS
 
 UNIT = Path(__file__).parent.parent / "systemd" / "tradepipe.service"
 

@@ -20,15 +20,15 @@ from tests.helpers import FixedClock, write_config
 from tests.test_ccxt import connected
 from tests.test_engine import Harness, run
 from tests.test_ibkr import IB_ACCOUNT, until
-from tradepipe.brokers.alpaca import AlpacaBroker
+from tradepipe.brokers.alpaca.broker import AlpacaBroker
 from tradepipe.brokers.base import canonical_ticker
-from tradepipe.brokers.ccxt_markets import market_ticker
-from tradepipe.brokers.ibkr_translation import canonical as ib_canonical
-from tradepipe.brokers.paper import PaperBroker
-from tradepipe.daemon import Actions
+from tradepipe.brokers.ccxt.markets import market_ticker
+from tradepipe.brokers.ibkr.translation import canonical as ib_canonical
+from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.tickers import default_canonical_ticker
+from tradepipe.daemon.serve import Actions
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
-from tradepipe.tickers import default_canonical_ticker
 
 D = Decimal
 

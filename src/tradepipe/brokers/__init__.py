@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tradepipe import credentials
+from tradepipe.config import credentials
 
 if TYPE_CHECKING:
     from tradepipe.brokers.base import Broker
@@ -38,7 +38,7 @@ def make_broker(
     if account.broker == "paper":
         from decimal import Decimal
 
-        from tradepipe.brokers.paper import PaperBroker
+        from tradepipe.brokers.paper.broker import PaperBroker
 
         return PaperBroker(
             name,
@@ -53,13 +53,13 @@ def make_broker(
     if secrets is not None:  # where they came from, never what they are
         log.info("account %s: broker credentials from %s", name, secrets.source)
     if account.broker == "alpaca":
-        from tradepipe.brokers.alpaca import AlpacaBroker
+        from tradepipe.brokers.alpaca.broker import AlpacaBroker
 
         return AlpacaBroker.from_config(name, account, secrets, clock)
     if account.broker == "ibkr":
-        from tradepipe.brokers.ibkr import IbkrBroker
+        from tradepipe.brokers.ibkr.broker import IbkrBroker
 
         return IbkrBroker.from_config(name, account, secrets, clock)
-    from tradepipe.brokers.ccxt import CcxtBroker
+    from tradepipe.brokers.ccxt.broker import CcxtBroker
 
     return CcxtBroker.from_config(name, account, secrets, clock)

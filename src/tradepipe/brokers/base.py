@@ -8,9 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from tradepipe.instruments import InstrumentKind
-from tradepipe.orders import OrderRequest, OrderState, OrderType, Position, TimeInForce
-from tradepipe.tickers import default_canonical_ticker
+from tradepipe.core.instruments import InstrumentKind
+from tradepipe.core.model import OrderRequest, OrderState, OrderType, Position, TimeInForce
+from tradepipe.core.tickers import default_canonical_ticker
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ DisconnectListener = Callable[[str], None]
 class StreamHealth:
     """An adapter's order-event stream: listening (`up`) or not, since when, and why not.
     While it is down the engine asks for the account's working orders over REST instead
-    (`tradepipe.order_poller`): events sent meanwhile are lost, not replayed."""
+    (`tradepipe.engine.order_poller`): events sent meanwhile are lost, not replayed."""
 
     up: bool
     since: datetime | None  # when it came up or went down (the adapter's clock)

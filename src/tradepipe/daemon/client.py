@@ -1,0 +1,206 @@
+"""How the CLI's acting commands reach the engine: through the running daemon when there is one,
+on their own (holding the journal's lock, running the very same server code in-process) when
+there is not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from tradepipe.daemon.serve import (
+    Actions,
+    daemon_holds_lock,
+    journal_lock,
+    local_url,
+    make_brokers,
+    read_daemon_info,
+    utc_now,
+)
+from tradepipe.engine import Engine
+from tradepipe.errors import DaemonUnavailable, TradepipeError
+from tradepipe.journal import Journal
+
+FINISHED = frozenset({"processed", "rejected"})
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"ok": False, "code": "http-error", "message": raw.decode()[:500]}
+    except TimeoutError as e:
+        # Connected, request sent, no answer: it may have been journaled. Never fall back to
+        # sending it again on our own, and say how to find out.
+        where = urllib.parse.urlsplit(url).netloc
+        raise TradepipeError(
+            f"{where} took the request but did not answer within 10 s: it may have been"
+            " accepted; check `tradepipe signals` before sending it again"
+        ) from e
+    except (urllib.error.URLError, ConnectionError) as e:
+        # The path is left out: a webhook path carries the strategy's secret token.
+        where = urllib.parse.urlsplit(url).netloc
+        reason = getattr(e, "reason", e)
+        raise DaemonUnavailable(f"no daemon answered at {where}: {reason}") from e
+
+
+def _daemon(config: Any) -> dict[str, Any] | None:
+    """The running daemon's address and API token, if one owns this journal."""
+    journal_path = Path(config.journal.path)
+    # The lock, not the pid in the file, says whether the daemon lives: a pid is reused after
+    # a kill -9, a lock dies with its process.
+    if not daemon_holds_lock(journal_path):
+        return None
+    return read_daemon_info(journal_path)
+
+
+def deliver_signal(
+    config: Any, strategy: str, body: bytes, *, wait: bool, timeout: float
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """Post the body to the strategy's webhook; with `wait`, also return the processed signal."""
+    token = config.strategies[strategy].token
+    headers = _signature_headers(config.strategies[strategy], body)
+    daemon = _daemon(config)
+    base = daemon["url"] if daemon else local_url((config.server.host, config.server.port))
+    try:
+        status, answer = _post(f"{base}/webhook/{token}", body, headers)
+    except DaemonUnavailable:
+        if daemon is not None:
+            raise
+        # The journal lock makes this safe: it fails if a daemon we cannot reach owns the journal.
+        status, answer = asyncio.run(_run_standalone(config, token, body, headers))
+    detail = None
+    if wait and answer.get("signal_id") is not None:
+        detail = wait_for_signal(config, int(answer["signal_id"]), timeout)
+    return status, answer, detail
+
+
+def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, Any]:
+    from tradepipe.journal.views import signal_detail
+
+    journal = Journal.open(Path(config.journal.path), create=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            row = journal.signal(signal_id)
+            assert row is not None
+            if row["status"] in FINISHED or time.monotonic() > deadline:
+                detail = signal_detail(journal, signal_id)  # built once, at the end
+                assert detail is not None
+                return detail
+            time.sleep(0.05)
+    finally:
+        journal.close()
+
+
+def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers when the strategy wants signed requests."""
+    if not strategy.webhook_key:
+        return {}
+    from tradepipe.core.auth import sign
+
+    message_id = f"msg_{secrets.token_hex(12)}"
+    stamp = int(time.time())
+    signature = sign(strategy.webhook_key, message_id, stamp, body)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": f"v1,{signature}",
+    }
+
+
+@contextlib.asynccontextmanager
+async def standalone_engine(config: Any) -> AsyncIterator[Engine]:
+    """No daemon: hold the journal's lock and run the engine here, as the daemon would (it
+    resumes interrupted work at start and finishes what was started before it stops)."""
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
+        try:
+            await engine.start()
+            yield engine
+            await engine.drain()
+        finally:
+            await engine.stop()
+            journal.close()
+
+
+async def _run_standalone(
+    config: Any, token: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """The very same server code, in-process on a loopback port, for one request."""
+    import aiohttp
+    from aiohttp import web
+
+    from tradepipe.daemon.webhook import make_app
+
+    async with standalone_engine(config) as engine:
+        app = make_app(config, engine.journal, engine, utc_now)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            async with aiohttp.ClientSession() as session:
+                url = f"http://{host}:{port}/webhook/{token}"
+                async with session.post(url, data=body, headers=headers) as response:
+                    return response.status, await response.json(content_type=None)
+        finally:
+            await runner.cleanup()
+
+
+def act(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One acting command (an API path of `server.api_routes`): through the running daemon
+    when there is one, else on our own under the journal lock, by the very same route."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        return _call_daemon(daemon, path, payload)
+    return asyncio.run(_act_standalone(config, path, payload))
+
+
+async def _act_standalone(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    from tradepipe.daemon.webhook import api_routes
+
+    async with standalone_engine(config) as engine:
+        return await api_routes(Actions(config, engine))[path](payload)
+
+
+def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    status, answer = _post(
+        f"{daemon['url']}{path}",
+        json.dumps(payload).encode(),
+        {"Authorization": f"Bearer {daemon['token']}", "Content-Type": "application/json"},
+    )
+    if status != 200:
+        raise TradepipeError(answer.get("message", f"daemon answered {status}"))
+    answer.pop("ok", None)  # the same answer as a standalone run
+    return answer
+
+
+def status(config: Any) -> dict[str, Any]:
+    """The daemon's live report when one runs, else what the journal alone can say."""
+    from tradepipe.journal.views import status_view
+
+    daemon = _daemon(config)
+    live = _call_daemon(daemon, "/api/status", {}) if daemon is not None else None
+    journal = Journal.open(Path(config.journal.path), create=False)
+    try:
+        return status_view(config, journal, daemon, live)
+    finally:
+        journal.close()
