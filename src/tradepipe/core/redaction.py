@@ -15,6 +15,9 @@ from typing import Any
 MASK = "***"
 _QUOTES = "\"'`“”„‘’«»"
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+# What a lenient reader decodes: every \uXXXX, even one behind a backslash (`\\u0073` is "\\"
+# then "u0073" to JSON, but "\\s" to a reader that only knows \u escapes).
+_UNICODE_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4})")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 # Read on the unescaped text: a key spelled "passphrase" in any case and quotes, `:` or `=`,
 # then its value: a string in straight quotes, in any other quotes, or a bare word.
@@ -37,14 +40,17 @@ def redact_body(text: str, secret: str | None, *, parsed: Any = None) -> str:
             pass
         else:
             return scrub(text, secret)
-    plain, starts = _unescaped(text)
-    spans = [m.span("value") for m in _KEY_VALUE.finditer(plain)]
-    if secret:
-        spans += _occurrences(plain, secret)
+    spans: list[tuple[int, int]] = []
+    for escapes in (_ESCAPE, _UNICODE_ESCAPE) if secret else (_ESCAPE,):
+        plain, starts = _unescaped(text, escapes)
+        found = [m.span("value") for m in _KEY_VALUE.finditer(plain)]
+        if secret:
+            found += _occurrences(plain, secret)
+        if starts is not None:  # back to where each span is spelled in the original text
+            found = [(starts[a], starts[b]) for a, b in found]
+        spans += found
     if not spans:
         return scrub(text)
-    if starts is not None:  # back to where each span is spelled in the original text
-        spans = [(starts[a], starts[b]) for a, b in spans]
     return scrub(_masked(text, spans))
 
 
@@ -77,7 +83,7 @@ def _masked(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-def _unescaped(text: str) -> tuple[str, list[int] | None]:
+def _unescaped(text: str, escapes: re.Pattern[str] = _ESCAPE) -> tuple[str, list[int] | None]:
     """The text with JSON escapes decoded and, for each character of it, the offset where its
     spelling begins in `text` (one more entry: the end); None when nothing was escaped."""
     if "\\" not in text:
@@ -85,7 +91,7 @@ def _unescaped(text: str) -> tuple[str, list[int] | None]:
     chars: list[str] = []
     starts: list[int] = []
     position = 0
-    for match in _ESCAPE.finditer(text):
+    for match in escapes.finditer(text):
         chars.append(text[position : match.start()])
         starts.extend(range(position, match.start()))
         escape = match.group(1)
