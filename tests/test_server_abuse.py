@@ -467,3 +467,20 @@ def test_the_aiohttp_client_sees_json_errors_too(tmp_path):
                 assert_error_shape(await response.json(content_type=None))
 
     scenario(write_config(tmp_path), test)
+
+
+def test_a_warning_that_quotes_the_passphrase_is_never_stored(tmp_path):
+    # {"passphrase": P, P: 1} is a valid signal with an unknown field named P: its warning
+    # ("unknown field "P" ignored") was journaled and answered as it was
+    body = json.dumps({**BUY, "passphrase": SECRET, SECRET: 1})
+
+    async def test(port, journal):
+        status, answer = await exchange(port, request(body))
+        assert status == 200 and answer["warnings"]
+        assert SECRET not in json.dumps(answer)
+        assert SECRET not in json.dumps(journal.signal(answer["signal_id"]), default=str)
+
+    scenario(write_config(tmp_path, strategy=PASSPHRASE), test)
+    for path in tmp_path.iterdir():
+        if path.is_file() and path.suffix != ".toml":
+            assert SECRET.encode() not in path.read_bytes(), path

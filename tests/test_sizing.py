@@ -304,3 +304,10 @@ def test_no_money_based_size_ignores_the_multiplier(
     units, one = sized(multiplier), sized(D(1))
     assert units * multiplier <= one + lot  # never more money than the signal asked for
     assert one - (units + lot) * multiplier < lot  # nor a lot less than it could buy
+
+
+def test_a_huge_quantity_is_a_number_not_an_internal_error():
+    # 1e14 dollars at 1e-20 is 1e34 units: Decimal's default 28 digits raised InvalidOperation
+    # while rounding, and the delivery failed "internal error" instead of saying what it is
+    assert size(inputs(Q.DOLLAR_AMOUNT, "1e14", price="1e-20")) == D("1e34")
+    assert size(inputs(Q.DOLLAR_AMOUNT, "1e14", price="1e-30")) == D("1e44")

@@ -9,7 +9,7 @@ to zero is refused with the numbers in the reason, never sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 
 from tradepipe.core.signal import QuantityType
 
@@ -34,7 +34,10 @@ def round_to_lot(quantity: Decimal, lot_size: Decimal, fractional: bool) -> Deci
     rounded = (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
     # 500 / 10.00 is Decimal("5E+1"): plans and orders say 50.
     exponent = rounded.as_tuple().exponent
-    return rounded.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else rounded
+    if not (isinstance(exponent, int) and exponent > 0):
+        return rounded
+    # Every digit of a huge quantity (1e14 / 1e-20) kept: the default 28 would raise.
+    return rounded.quantize(Decimal(1), context=Context(prec=max(28, rounded.adjusted() + 2)))
 
 
 def size(inputs: SizingInputs) -> Decimal | str:

@@ -264,7 +264,11 @@ async def serve(
             await stop.wait()
         finally:
             notify_systemd("STOPPING=1")
-            loop.remove_signal_handler(signal.SIGHUP)
+            # Removing the handler would restore SIGHUP's default, which ends the process in the
+            # middle of the drain: a `systemctl reload` while stopping is ignored instead.
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: log.warning("SIGHUP while stopping: ignored")
+            )
             await reloader.close()
             if watchdog is not None:
                 watchdog.cancel()

@@ -300,6 +300,8 @@ class Webhook:
         """The answer, and the signal to hand to the engine once the journal has it on disk."""
         signal = parsed.signal
         assert signal is not None
+        # A warning quotes what the body sent (an unknown key may be the passphrase itself).
+        warnings = [scrub(warning, strategy.passphrase) for warning in parsed.warnings]
         dedupe_key = signal.id or request.headers.get("webhook-id")
         body_hash = hashlib.sha256(body).hexdigest()
         # No await between this look-up and the insert: two copies cannot both pass.
@@ -320,7 +322,7 @@ class Webhook:
             "payload": json.dumps(signal_to_json(signal)),
             "ticker": signal.ticker,
             "action": signal.action,
-            "warnings": list(parsed.warnings),
+            "warnings": warnings,
             "dedupe_key": dedupe_key,
             "body_hash": body_hash,
         }
@@ -330,11 +332,11 @@ class Webhook:
             )
             log.info("signal %s for %s is a duplicate", original, name)
             answer = {"signal_id": original, "duplicate": True}
-            return _answer(200, {"ok": True, **answer, "warnings": list(parsed.warnings)}), None
+            return _answer(200, {"ok": True, **answer, "warnings": warnings}), None
         signal_id = self.journal.record_signal(**row, status="accepted", http_status=200)
         answer = {"signal_id": signal_id, "duplicate": False}
         return (
-            _answer(200, {"ok": True, **answer, "warnings": list(parsed.warnings)}),
+            _answer(200, {"ok": True, **answer, "warnings": warnings}),
             (signal_id, name, signal),
         )
 
