@@ -243,3 +243,23 @@ def test_a_commit_that_fails_stops_the_daemon_with_nothing_acknowledged_then_it_
             lambda: query(journal, "SELECT count(*) FROM orders WHERE status = 'filled'") == [(2,)],
             what="the signal after the restart traded",
         )
+
+
+def test_a_sighup_while_stopping_is_ignored_and_the_drain_still_exits_0(tmp_path):
+    # Removing the SIGHUP handler at the stop restored its default: `systemctl reload` during
+    # the drain killed the process mid-delivery
+    config = write_config(tmp_path, extra="")
+    text = config.read_text().replace("[journal]", "shutdown_grace = 2\n\n[journal]", 1)
+    config.write_text(text)
+    journal = tmp_path / "journal.db"
+    daemon = Daemon(config, free_port(), env={"TRADEPIPE_DRILL_PAUSE_AT": "submit"}).start()
+    post(f"{daemon.url}/webhook/{TOKEN}", MARKET)
+    sql, expected = REACHED["submit"]
+    wait_for(lambda: query(journal, sql)[0][0] == expected, what="the order journaled")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the drain has begun: SIGTERM's handler runs at once on the loop
+    daemon.process.send_signal(signal.SIGHUP)
+    output = daemon.stop(signal.SIGTERM)
+    assert daemon.process.returncode == 0, output
+    assert "SIGHUP while stopping: ignored" in output
