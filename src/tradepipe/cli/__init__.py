@@ -154,8 +154,10 @@ from tradepipe.cli import acting, reading, setup  # noqa: E402, F401
 _HELP_ORDER = {
     name: place
     for place, name in enumerate(
-        ["serve", "send", "orders", "trades", "positions", "pending", "approve", "reject"]
-        + ["strategies", "flatten", "replay", "status", "backup"]
+        (
+            "serve send orders trades positions pending approve reject strategies flatten"
+            " replay status backup"
+        ).split(" ")
     )
 }
 app.registered_commands.sort(
