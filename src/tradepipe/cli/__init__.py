@@ -154,10 +154,21 @@ from tradepipe.cli import acting, reading, setup  # noqa: E402, F401
 _HELP_ORDER = {
     name: place
     for place, name in enumerate(
-        (
-            "serve send orders trades positions pending approve reject strategies flatten"
-            " replay status backup"
-        ).split(" ")
+        [
+            "serve",
+            "send",
+            "orders",
+            "trades",
+            "positions",
+            "pending",
+            "approve",
+            "reject",
+            "strategies",
+            "flatten",
+            "replay",
+            "status",
+            "backup",
+        ]
     )
 }
 app.registered_commands.sort(
