@@ -1,6 +1,7 @@
-"""How the CLI's acting commands reach the engine: through the running daemon when there is one,
-on their own (holding the journal's lock, running the very same server code in-process) when
-there is not."""
+"""How the CLI's acting commands reach the engine: through the running daemon when there is one
+(`DaemonClient`, one method per Operator verb, over the local API), on their own when there is
+not (holding the journal's lock, the very same Operator or webhook code in-process). `send`
+always goes through the webhook, the one door a signal comes in by."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -167,7 +168,7 @@ async def _run_standalone(
             await runner.cleanup()
 
 
-def act(config: Any, verb: Callable[[OperatorApi], Awaitable[T]]) -> T:
+def act(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
     """One acting command, `verb(operator)`: through the running daemon when there is one, else
     on our own under the journal lock, by the very same Operator the daemon runs."""
     daemon = _daemon(config)
@@ -176,7 +177,7 @@ def act(config: Any, verb: Callable[[OperatorApi], Awaitable[T]]) -> T:
     return asyncio.run(_act_standalone(config, verb))
 
 
-async def _act_standalone(config: Any, verb: Callable[[OperatorApi], Awaitable[T]]) -> T:
+async def _act_standalone(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
     async with standalone_engine(config) as engine:
         return await verb(Operator(config, engine))
 
