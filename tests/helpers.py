@@ -27,14 +27,17 @@ def write_config(
     directory: Path,
     extra: str = "",
     *,
-    port: int = 8080,
+    port: int | None = None,
     subscription: str = "",
     strategy: str = "",
     account: str = "",
 ) -> Path:
     """A config with one paper account, strategy `trend` and subscription `trend-paper`;
-    `account`, `strategy` and `subscription` are extra lines for those three tables."""
+    `account`, `strategy` and `subscription` are extra lines for those three tables. The port
+    is a free one unless given: a fixed default would let a `tradepipe send` in one test reach
+    another test's (or another checkout's) daemon."""
     path = directory / "tradepipe.toml"
+    port = free_port() if port is None else port
     path.write_text(
         textwrap.dedent(
             f"""

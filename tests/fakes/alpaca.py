@@ -241,10 +241,13 @@ class FakeAlpaca(OwnLoop):
     def sent(self, method: str = "POST", path: str = "/v2/orders") -> list[Logged]:
         return [r for r in list(self.requests) if r.method == method and r.path == path]
 
-    def config(self, directory: Any, *, port: int = 8080, subscription: str = "") -> Any:
+    def config(self, directory: Any, *, port: int | None = None, subscription: str = "") -> Any:
         """A tradepipe config whose one account, `alpaca`, trades at this fake (credentials
-        come from TRADEPIPE_ALPACA_KEY / _SECRET: see `env`)."""
-        from tests.helpers import TOKEN
+        come from TRADEPIPE_ALPACA_KEY / _SECRET: see `env`); the port is a free one unless
+        given, so that no test reaches another's daemon."""
+        from tests.helpers import TOKEN, free_port
+
+        port = free_port() if port is None else port
 
         path = directory / "tradepipe.toml"
         path.write_text(

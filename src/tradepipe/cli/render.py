@@ -4,15 +4,21 @@ through here, so that markup in it (`[/]`, `[bold]`) is shown as text and contro
 
 The CLI writes its own styling as rich markup in a template and passes data as arguments:
 `markup("[bold]{}[/] → {}", name, status)` escapes the arguments, never the template. Table
-cells go through `cell`, which makes a `Text` (never parsed as markup).
+cells go through `cell`, which makes a `Text` (never parsed as markup). The `render_*` functions
+show one command's answer; the commands only fetch it.
 """
 
 from __future__ import annotations
 
+import json
 import string
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 # Characters that move the cursor, start a terminal escape sequence or reorder the text around
@@ -44,6 +50,11 @@ class _DataFormatter(string.Formatter):
 
 _FORMATTER = _DataFormatter()
 
+# soft_wrap: a webhook URL or a JSON example must stay on one line to be copied.
+# emoji=False: a ":name:" in data stays text. Data reaches markup only through this module.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
 
 def markup(template: str, /, *args: Any, **kwargs: Any) -> str:
     """`template.format(*args, **kwargs)` with every argument escaped by `data`: the template's
@@ -64,3 +75,288 @@ def coloured(value: Any, style: str) -> str:
 def cell(value: Any) -> Text:
     """A table cell: `Text` passes as it is, None is empty, anything else is shown as text."""
     return value if isinstance(value, Text) else Text(printable(value))
+
+
+STATUS_COLOURS = {
+    "accepted": "cyan",
+    "processed": "green",
+    "submitted": "green",
+    "filled": "green",
+    "rejected": "red",
+    "failed": "red",
+    "skipped": "yellow",
+    "duplicate": "yellow",
+    "pending_approval": "magenta",
+    "canceled": "yellow",
+    "unknown": "red",
+}
+
+
+def print_json(value: Any) -> None:
+    """What --json prints: plain, indented JSON on stdout, the same on a terminal or a pipe."""
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def emit(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    title: str,
+    columns: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], tuple[Any, ...]],
+) -> None:
+    """A listing: one JSON array with --json, else a table of `cells(row)` under `columns`."""
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print(f"[dim]no {title}[/]")
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(cell(value) for value in cells(row)))
+    out.print(table)
+
+
+def say_if_cut_short(shown: int, total: int, what: str) -> None:
+    """On stderr, never inside --json's stdout: a listing that does not show every row."""
+    if shown < total:
+        err.print(f"showing {shown:,} of {total:,} {what}; use --limit N for more")
+
+
+def status_cell(status: str) -> Any:
+    """A status in its colour, for a table cell."""
+    return styled(status, STATUS_COLOURS.get(status, "white"))
+
+
+def coloured_status(status: str) -> str:
+    """A status in its colour, as markup for a line of text."""
+    return coloured(status, STATUS_COLOURS.get(status, "white"))
+
+
+def when(iso: str) -> str:
+    """A journal timestamp as a table shows it: 11-20 15:00:03 (UTC)."""
+    return iso[5:19].replace("T", " ")
+
+
+def render_answer(status: int, answer: dict[str, Any]) -> None:
+    if answer.get("ok"):
+        what = "duplicate of signal" if answer.get("duplicate") else "accepted as signal"
+        out.print(markup("[green]{}[/] {} {}", status, what, answer["signal_id"]))
+    else:
+        out.print(markup("[red]{} {}[/]: {}", status, answer.get("code"), answer.get("message")))
+        for problem in answer.get("errors", []):
+            out.print(markup("  [red]•[/] {}: {}", problem["field"] or "body", problem["message"]))
+    for warning in answer.get("warnings", []):
+        out.print(markup("  [yellow]warning[/]: {}", warning))
+
+
+def render_deliveries(detail: dict[str, Any]) -> None:
+    if not detail["deliveries"]:
+        out.print("  no deliveries (is a subscription enabled for this strategy?)")
+    for delivery in detail["deliveries"]:
+        out.print(
+            markup("  {}: ", delivery["subscription"])
+            + coloured_status(delivery["status"])
+            + markup(" — {}", delivery["reason"])
+        )
+
+
+def render_signal_detail(detail: dict[str, Any]) -> None:
+    """`signals show`: payload, errors, and per subscription the plan, its provenance, orders."""
+    d = detail
+    out.print(
+        markup("[bold]signal {}[/] · strategy {} · {}", d["id"], d["strategy"], d["received_at"])
+        + markup(" · from {} · ", d["source"])
+        + coloured_status(d["status"])
+    )
+    if detail["error"]:
+        out.print(markup("[red]rejected[/]: {}", detail["error"]))
+    for problem in detail["errors"]:
+        out.print(markup("  [red]•[/] {}: {}", problem["field"] or "body", problem["message"]))
+    for warning in detail["warnings"]:
+        out.print(markup("  [yellow]warning[/]: {}", warning))
+    out.print(markup("[dim]body:[/] {}", detail["body"]))
+    for delivery in detail["deliveries"]:
+        out.print(
+            markup("\n[bold]{}[/] (account {}): ", delivery["subscription"], delivery["account"])
+            + coloured_status(delivery["status"])
+            + markup(" — {}", delivery["reason"])
+        )
+        plan = delivery["plan"]
+        if plan and plan.get("kind") == "plan":
+            out.print(markup("  plan: {}", plan["summary"]))
+        for line in delivery["provenance"]:
+            out.print(markup("    {}", line))
+        for o in delivery["orders"]:
+            price = o["average_fill_price"]
+            out.print(
+                markup("  order {} {}: {} {}", o["id"], o["client_order_id"], o["role"], o["side"])
+                + markup(" {} {} → {}", o["quantity"], o["order_type"], o["status"])
+                + (markup(" at {}", price) if price is not None else "")
+                + (markup(" — broker: {}", o["broker_message"]) if o["broker_message"] else "")
+            )
+
+
+def print_account_check(report: dict[str, Any]) -> None:
+    head = markup("  account [bold]{}[/]: broker {}", report["account"], report["broker"])
+    if report.get("credentials"):
+        head += markup(" (credentials from {})", report["credentials"])
+    if not report["ok"]:
+        out.print(head + markup(" [red]failed[/]: {}", report["error"]))
+        return
+    out.print(
+        head
+        + markup(
+            " [green]connected[/]: equity {:,.2f}, buying power {:,.2f}, cash {:,.2f}",
+            report["equity"],
+            report["buying_power"],
+            report["cash"],
+        )
+    )
+    caps = report["capabilities"]
+    flags = [name for name in ("brackets", "fractional", "short_selling", "quotes") if caps[name]]
+    out.print(
+        markup(
+            "    order types {}; time in force {}; {}",
+            ", ".join(caps["order_types"]),
+            ", ".join(caps["time_in_force"]),
+            ", ".join(flags) or "no brackets, no quotes",
+        )
+    )
+
+
+def stream_line(stream: dict[str, Any]) -> str:
+    """An account's order stream: `stream down since 11-20 15:00:03 (polling every 2 s): …`."""
+    from rich.markup import escape
+
+    since = f" since {when(stream['since'])}" if stream.get("since") else ""
+    if stream["up"]:
+        return f"stream [green]listening[/]{since}"
+    line = f"stream [yellow]down[/]{since} (polling every {stream['poll_interval']:g} s)"
+    if stream.get("reason"):
+        line += f": {escape(stream['reason'])}"
+    if stream.get("poll_error"):
+        line += f"; polling fails: {escape(stream['poll_error'])}"
+    return line
+
+
+def render_review(delivery_id: int, result: dict[str, Any]) -> None:
+    """`approve` / `reject`: the delivery's status now, and how its plan changed."""
+    out.print(
+        markup("delivery {}: ", delivery_id)
+        + coloured_status(result["status"])
+        + markup(" — {}", result["reason"])
+    )
+    if result.get("changed"):
+        changed = "  [yellow]the plan changed[/] since the signal: {}"
+        out.print(markup(changed, result["plan_at_signal"]))
+        out.print(markup("  → now: {}", result["plan_now"]))
+
+
+def render_paper_quote(account: str, result: dict[str, Any]) -> None:
+    moved = [
+        f"{what}: {', '.join(result.get(what, []))}"
+        for what in ("filled", "canceled", "rejected")
+        if result.get(what)
+    ]
+    done = "[green]ok[/] {} {} mark {} ({})"
+    summary = "; ".join(moved) if moved else "no order filled or canceled"
+    out.print(markup(done, account, result["ticker"], result["price"], summary))
+
+
+def render_flattened(result: dict[str, Any]) -> None:
+    if not result["flattened"]:
+        out.print("[dim]nothing open: no positions, no open orders[/]")
+    for item in result["flattened"]:
+        closed = item["closed"]
+        what = (
+            markup("{} {} → ", closed["side"], closed["quantity"])
+            + coloured_status(closed["status"])
+            + (markup(" ({})", closed["message"]) if closed["message"] else "")
+            if closed
+            else "no position"
+        )
+        canceled = len(item["canceled"])
+        head = markup("{} {}: {} orders canceled; ", item["account"], item["ticker"], canceled)
+        out.print(head + what)
+        for left in item.get("left_working", []):  # the broker would not cancel it
+            out.print(markup("  [yellow]left working[/]: {}", left))
+
+
+def render_replay(signal_id: int, result: dict[str, Any], execute: bool) -> None:
+    if not execute:
+        out.print(f"signal {signal_id} now ([dim]dry run: nothing sent[/]):")
+        for plan in result["plans"]:
+            what = plan.get("summary") or plan.get("reason")
+            shown = markup("  {}: ", plan["subscription"]) + coloured_status(plan["kind"])
+            out.print(shown + markup(" {}", what))
+        return
+    out.print(f"[green]replayed[/] signal {signal_id} as signal {result['signal_id']}")
+    render_deliveries(result["signal"])
+
+
+def render_status(report: dict[str, Any]) -> None:
+    """`status`: the daemon, each account, blocked tickers, stalled signals, work pending."""
+    daemon = report["daemon"]
+    if daemon["running"]:
+        out.print(markup("daemon  [green]running[/] at {} (pid {})", daemon["url"], daemon["pid"]))
+    else:
+        out.print("daemon  [yellow]not running[/] (brokers not checked)")
+    out.print(markup("journal {}", report["journal"]))
+    for account in report["accounts"]:
+        state = {True: "[green]ok[/]", False: "[red]down[/]", None: "[dim]not checked[/]"}
+        word = state[account["ok"]]
+        if account.get("state") == "degraded":
+            word = "[yellow]degraded[/]"
+        line = markup("account {} ({}): ", account["name"], account["broker"]) + word
+        if account["error"]:
+            line += markup(" — {}", account["error"])
+        out.print(line)
+        if account.get("stream"):
+            out.print(f"  {stream_line(account['stream'])}")
+        for difference in account["differences"]:
+            out.print(markup("  [yellow]difference[/] {}", difference["difference"]))
+    for block in report["blocked"]:
+        line = "[red]blocked[/] {} {}: {}"
+        out.print(markup(line, block["account"], block["ticker"], block["reason"]))
+    for stalled in report["stalled_signals"]:
+        line = "[red]stalled[/] signal {}: {}"
+        out.print(markup(line, stalled["signal_id"], stalled["reason"]))
+    pending = report["pending"]
+    out.print(
+        f"pending {pending['signals']} signals, {pending['approvals']} approvals,"
+        f" {pending['unknown_orders']} orders of unknown state,"
+        f" {pending['held_orders']} held bracket legs"
+    )
+
+
+def render_strategies(rows: list[dict[str, Any]], has_public_url: bool) -> None:
+    for row in rows:
+        subscribed = ", ".join(row["subscriptions"]) or "no subscription"
+        out.print(markup("[bold]{}[/] → {}", row["strategy"], subscribed))
+        out.print(markup("  Webhook URL: {}", row["webhook_url"]))
+        out.print("  TradingView message:")
+        out.print(markup("  {}", row["tradingview_message"]), soft_wrap=True)
+    if not has_public_url:
+        out.print(
+            "[yellow]note[/]: set [server].public_url to the HTTPS address TradingView reaches"
+            " (TradingView only posts to ports 80 and 443)."
+        )
+
+
+def render_config_check(
+    config: Any, offline: bool, reports: list[dict[str, Any]], strategies: dict[str, list[str]]
+) -> None:
+    out.print(markup("[green]ok[/] {}", config.path))
+    if offline:
+        for name, account in config.accounts.items():
+            line = "  account [bold]{}[/]: broker {} (not connected)"
+            out.print(markup(line, name, account.broker))
+    for report in reports:
+        print_account_check(report)
+    for name, subscriptions in strategies.items():
+        listed = ", ".join(subscriptions) or "none enabled"
+        out.print(markup("  strategy [bold]{}[/]: subscriptions {}", name, listed))
+    out.print(markup("  journal: {}", config.journal.path))

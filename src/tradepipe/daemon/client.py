@@ -1,6 +1,7 @@
-"""How the CLI's acting commands reach the engine: through the running daemon when there is one,
-on their own (holding the journal's lock, running the very same server code in-process) when
-there is not."""
+"""How the CLI's acting commands reach the engine: through the running daemon when there is one
+(`DaemonClient`, one method per Operator verb, over the local API), on their own when there is
+not (holding the journal's lock, the very same Operator or webhook code in-process). `send`
+always goes through the webhook, the one door a signal comes in by."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tradepipe.daemon.serve import (
-    Actions,
     daemon_holds_lock,
     journal_lock,
     local_url,
@@ -26,10 +27,12 @@ from tradepipe.daemon.serve import (
     utc_now,
 )
 from tradepipe.engine import Engine
+from tradepipe.engine.operator import Operator, OperatorApi
 from tradepipe.errors import DaemonUnavailable, TradepipeError
 from tradepipe.journal import Journal
 
 FINISHED = frozenset({"processed", "rejected"})
+T = TypeVar("T")
 
 
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -165,32 +168,56 @@ async def _run_standalone(
             await runner.cleanup()
 
 
-def act(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """One acting command (an API path of `server.api_routes`): through the running daemon
-    when there is one, else on our own under the journal lock, by the very same route."""
+def act(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
+    """One acting command, `verb(operator)`: through the running daemon when there is one, else
+    on our own under the journal lock, by the very same Operator the daemon runs."""
     daemon = _daemon(config)
     if daemon is not None:
-        return _call_daemon(daemon, path, payload)
-    return asyncio.run(_act_standalone(config, path, payload))
+        return asyncio.run(verb(DaemonClient(daemon)))
+    return asyncio.run(_act_standalone(config, verb))
 
 
-async def _act_standalone(config: Any, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    from tradepipe.daemon.webhook import api_routes
-
+async def _act_standalone(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
     async with standalone_engine(config) as engine:
-        return await api_routes(Actions(config, engine))[path](payload)
+        return await verb(Operator(config, engine))
 
 
-def _call_daemon(daemon: dict[str, Any], path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    status, answer = _post(
-        f"{daemon['url']}{path}",
-        json.dumps(payload).encode(),
-        {"Authorization": f"Bearer {daemon['token']}", "Content-Type": "application/json"},
-    )
-    if status != 200:
-        raise TradepipeError(answer.get("message", f"daemon answered {status}"))
-    answer.pop("ok", None)  # the same answer as a standalone run
-    return answer
+class DaemonClient:
+    """The Operator's verbs through the running daemon's local API (daemon/local_api.py): the
+    same signatures, the same answers."""
+
+    def __init__(self, daemon: dict[str, Any]) -> None:
+        self.daemon = daemon
+
+    async def review(self, delivery_id: int, approve: bool) -> dict[str, Any]:
+        return self._call("/api/review", {"delivery_id": delivery_id, "approve": approve})
+
+    async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
+        return self._call("/api/flatten", {"account": account, "ticker": ticker})
+
+    async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]:
+        return self._call("/api/replay", {"signal_id": signal_id, "execute": execute})
+
+    async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
+        payload = {"account": account, "ticker": ticker, "price": str(price)}
+        return self._call("/api/paper/quote", payload)
+
+    async def status(self) -> dict[str, Any]:
+        return self._call("/api/status", {})
+
+    def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        status, answer = _post(
+            f"{self.daemon['url']}{path}",
+            json.dumps(payload).encode(),
+            {
+                "Authorization": f"Bearer {self.daemon['token']}",
+                "Content-Type": "application/json",
+            },
+        )
+        if status != 200:
+            raise TradepipeError(answer.get("message", f"daemon answered {status}"))
+        answer.pop("ok", None)  # the same answer as a standalone run
+        return answer
 
 
 def status(config: Any) -> dict[str, Any]:
@@ -198,7 +225,7 @@ def status(config: Any) -> dict[str, Any]:
     from tradepipe.journal.views import status_view
 
     daemon = _daemon(config)
-    live = _call_daemon(daemon, "/api/status", {}) if daemon is not None else None
+    live = asyncio.run(DaemonClient(daemon).status()) if daemon is not None else None
     journal = Journal.open(Path(config.journal.path), create=False)
     try:
         return status_view(config, journal, daemon, live)

@@ -19,21 +19,18 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 from tradepipe.brokers import make_broker
 from tradepipe.brokers.base import Broker
-from tradepipe.brokers.paper.broker import PaperBroker
-from tradepipe.core.model import OrderState, OrderStatus
-from tradepipe.core.signal import ticker_problems
 from tradepipe.daemon.listener import BoundedRunner
 from tradepipe.daemon.listener import site as listening_site
 from tradepipe.daemon.reloading import Reloader
 from tradepipe.daemon.webhook import WEBHOOK, make_app
 from tradepipe.engine import Engine
-from tradepipe.errors import TradepipeError, UsageError
+from tradepipe.engine.operator import Operator
+from tradepipe.errors import TradepipeError
 from tradepipe.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -43,83 +40,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+Actions = Operator  # its name before engine/operator.py; tests still import it from here
+
+
 def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Broker]:
     return {
         name: make_broker(name, account, journal, clock)
         for name, account in config.accounts.items()
     }
-
-
-def _check_ticker(ticker: str) -> None:
-    """A ticker typed on the command line obeys the webhook's rule (SPEC §12)."""
-    problems = ticker_problems(ticker) if ticker.strip() else ["must not be empty"]
-    if problems:
-        shown = json.dumps(ticker if len(ticker) <= 60 else ticker[:57] + "...")
-        raise UsageError(f"ticker {shown} {'; '.join(problems)}")
-
-
-class Actions:
-    """What the CLI's acting commands do, whether through the daemon or on their own."""
-
-    def __init__(self, config: Any, engine: Engine) -> None:
-        self.config = config
-        self.engine = engine
-
-    async def review(self, delivery_id: int, approve: bool) -> dict[str, Any]:
-        return await self.engine.review(delivery_id, approve=approve)
-
-    async def flatten(self, account: str | None, ticker: str | None) -> dict[str, Any]:
-        if ticker is not None:
-            _check_ticker(ticker)
-        return {"flattened": await self.engine.flatten(account, ticker)}
-
-    async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]:
-        if not execute:
-            return {"signal_id": signal_id, "plans": await self.engine.preview(signal_id)}
-        return {"replay_of": signal_id, "signal_id": self.engine.replay(signal_id)}
-
-    def status(self) -> dict[str, Any]:
-        return self.engine.health()
-
-    async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
-        broker = self.engine.brokers.get(account)
-        if broker is None or not isinstance(broker, PaperBroker):
-            paper = [n for n, a in self.config.accounts.items() if a.broker == "paper"]
-            raise UsageError(
-                f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
-            )
-        _check_ticker(ticker)
-        ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
-        problem = broker.mark_problem(ticker, price)
-        if problem:
-            raise UsageError(f"paper quote {account} {ticker}: price {price} {problem}")
-        self.engine.journal.record_operator_action(
-            "paper quote", f"{account} {ticker}", self.engine.clock(), price=price
-        )
-
-        async def move_mark() -> list[OrderState]:
-            changed = await broker.observe_price(ticker, price)
-            for state in changed:
-                self.engine.record_state(account, ticker, state)
-            return changed
-
-        # In the lane: a fill must not land between a delivery's planning and its orders.
-        changed = await self.engine.in_lane(account, ticker, move_mark)
-        # What the move did, each order once: a one-cancels-other sibling is canceled, not filled.
-        done = {
-            "filled": {OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED},
-            "canceled": {OrderStatus.CANCELED, OrderStatus.EXPIRED},
-            "rejected": {OrderStatus.REJECTED},
-        }
-        return {
-            "account": account,
-            "ticker": ticker,
-            "price": str(price),
-            **{
-                what: [s.client_order_id for s in changed if s.status in statuses]
-                for what, statuses in done.items()
-            },
-        }
 
 
 @dataclass
@@ -219,14 +147,14 @@ async def serve(
         brokers = make_brokers(config, journal, clock)
         engine = Engine(config, journal, brokers, clock)
         api_token = secrets.token_urlsafe(24)
-        actions = Actions(config, engine)
-        app = make_app(config, journal, engine, clock, api_token=api_token, actions=actions)
+        operator = Operator(config, engine)
+        app = make_app(config, journal, engine, clock, api_token=api_token, actions=operator)
         reloader = Reloader(
             config,
             journal=journal,
             engine=engine,
             webhook=app[WEBHOOK],
-            actions=actions,
+            actions=operator,
             clock=clock,
             notify=notify_systemd,
         )

@@ -3,7 +3,8 @@
 `POST /webhook/{token}` checks the request, commits one signal row with `synchronous=FULL` and only
 then answers 200; planning and broker calls run after the answer (TradingView gives up after
 3 s). Every rejection is answered with one JSON shape and journaled, except unknown tokens and
-rate-limited floods. A small local API under `/api/` lets the CLI act through the daemon.
+rate-limited floods. The local API under `/api/` (daemon/local_api.py) lets the CLI act through
+the daemon.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -436,7 +437,9 @@ def make_app(
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
     if api_token is not None and actions is not None:
-        _add_api(app, api_token, actions, journal, body_timeout)
+        from tradepipe.daemon.local_api import add_local_api  # it uses this module's error shape
+
+        add_local_api(app, api_token, actions, journal, body_timeout)
     return app
 
 
@@ -469,68 +472,3 @@ def clock_skew_warning(sent: datetime | None, received: datetime) -> str | None:
         f"the signal's time is {ahead:.0f} s ahead of this server's clock; check that NTP"
         " runs here (max_signal_age relies on the two clocks agreeing)"
     )
-
-
-Route = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def api_routes(actions: Any) -> dict[str, Route]:
-    """The acting commands by API path, each taking the JSON payload the CLI sends. The same
-    table serves the daemon's API and the CLI's standalone runs, so both read payloads alike."""
-
-    async def status(payload: dict[str, Any]) -> dict[str, Any]:
-        return actions.status()
-
-    return {
-        "/api/status": status,
-        "/api/replay": lambda p: actions.replay(int(p["signal_id"]), bool(p["execute"])),
-        "/api/flatten": lambda p: actions.flatten(p.get("account"), p.get("ticker")),
-        "/api/review": lambda p: actions.review(int(p["delivery_id"]), bool(p["approve"])),
-        "/api/paper/quote": lambda p: actions.paper_quote(
-            p["account"], p["ticker"], Decimal(str(p["price"]))
-        ),
-    }
-
-
-def _add_api(
-    app: web.Application, api_token: str, actions: Any, journal: Journal, body_timeout: float
-) -> None:
-    """The local API the CLI's acting commands use while a daemon owns the journal."""
-
-    def authorised(request: web.Request) -> None:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        # Header text arrives with undecodable bytes as surrogates: compare it as bytes.
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_token.encode()):
-            raise web.HTTPUnauthorized(
-                text=json.dumps(error_body("unauthorized", "bad API token")),
-                content_type="application/json",
-            )
-
-    def endpoint(act: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            authorised(request)
-            try:
-                async with asyncio.timeout(body_timeout):
-                    payload = json.loads(await request.read())
-            except TimeoutError:
-                return web.json_response(
-                    error_body("body-timeout", f"no whole body within {body_timeout:g} s"),
-                    status=408,
-                )
-            except (ValueError, RecursionError, RequestPayloadError, HttpProcessingError) as e:
-                body = error_body("malformed-json", f"the body is not JSON ({_cause(e)})")
-                return web.json_response(body, status=400)
-            try:
-                answer, status = {"ok": True, **await act(payload)}, 200
-            except Exception as e:  # the CLI shows the message; the daemon keeps running
-                answer, status = error_body("failed", str(e)), 400
-            try:  # what the command journaled is on disk before the CLI hears of it
-                await journal.durable()
-            except JournalError as e:
-                answer, status = error_body("journal-unavailable", str(e)), 503
-            return web.json_response(answer, status=status)
-
-        return handle
-
-    for path, act in api_routes(actions).items():
-        app.router.add_post(path, endpoint(act))

@@ -237,3 +237,12 @@ def status_view(
             "held_orders": count("SELECT count(*) FROM orders WHERE status = 'held'"),
         },
     }
+
+
+def newest_events(journal: Journal, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The last `limit` audit events, oldest first, their detail decoded; and how many there are."""
+    total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    rows = journal.events(after=max(total - limit, 0))
+    for row in rows:
+        row["detail"] = json.loads(row["detail"])
+    return rows, total

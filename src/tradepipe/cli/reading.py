@@ -1,0 +1,290 @@
+"""The reading commands: the signal log, orders, trades, positions, approvals waiting, the audit
+trail and the daemon's status. They read the journal (through journal/views.py) and render."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from tradepipe.cli import (
+    AccountOption,
+    JsonOption,
+    TickerOption,
+    app,
+    audit_app,
+    limit_option,
+    load,
+    open_journal,
+    signals_app,
+)
+from tradepipe.cli.render import (
+    emit,
+    err,
+    markup,
+    out,
+    print_json,
+    render_signal_detail,
+    render_status,
+    say_if_cut_short,
+    status_cell,
+    styled,
+    when,
+)
+
+
+class SignalStatus(StrEnum):
+    """What `signals --status` takes (SPEC §10's signal statuses)."""
+
+    accepted = "accepted"
+    processed = "processed"
+    rejected = "rejected"
+    duplicate = "duplicate"
+
+
+@signals_app.callback(invoke_without_command=True)
+def signals(
+    ctx: typer.Context,
+    limit: Annotated[int, limit_option(50)] = 50,
+    status: Annotated[SignalStatus | None, typer.Option(help="Only this status.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The signal log with each subscription's outcome. `tradepipe signals show ID` drills down."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tradepipe.journal.views import newest, signal_views
+
+    journal = open_journal(load())
+    found, total = newest(journal, "signals", limit=limit, status=status and status.value)
+    say_if_cut_short(len(found), total, "signals")
+    rows = signal_views(journal, found)
+
+    def outcome(row: dict[str, Any]) -> str:
+        return row["error"] or "; ".join(
+            f"{d['subscription']}: {d['status']}" + (f" ({d['reason']})" if d["reason"] else "")
+            for d in row["deliveries"]
+        )
+
+    columns = ("id", "received", "strategy", "ticker", "action", "status", "outcome")
+    emit(
+        rows,
+        as_json,
+        "signals",
+        columns,
+        lambda r: (
+            r["id"],
+            when(r["received_at"]),
+            r["strategy"],
+            r["ticker"],
+            r["action"],
+            status_cell(r["status"]),
+            outcome(r),
+        ),
+    )
+
+
+@signals_app.command("show", epilog="Example: `tradepipe signals show 12`")
+def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
+    """One signal: payload, errors, and per subscription the plan, where each value came from,
+    the orders and the broker's answers."""
+    from tradepipe.errors import UsageError
+    from tradepipe.journal.views import signal_detail
+
+    journal = open_journal(load())
+    detail = signal_detail(journal, signal_id)
+    if detail is None:
+        raise UsageError(f"no signal {signal_id} in the journal")
+    if as_json:
+        print_json(detail)
+        return
+    render_signal_detail(detail)
+
+
+@app.command(
+    epilog="Examples: `tradepipe orders --ticker AAPL`, `tradepipe orders --limit 1000 --json`"
+)
+def orders(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Orders tradepipe sent, newest first."""
+    from tradepipe.journal.views import newest, order_view
+
+    journal = open_journal(load())
+    found, total = newest(journal, "orders", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "orders")
+    rows = [order_view(r) for r in found]
+    columns = (
+        "id",
+        "signal",
+        "account",
+        "ticker",
+        "role",
+        "side",
+        "qty",
+        "filled",
+        "type",
+        "status",
+    )
+    emit(
+        rows,
+        as_json,
+        "orders",
+        columns,
+        lambda r: (
+            r["id"],
+            r["signal_id"],
+            r["account"],
+            r["ticker"],
+            r["role"],
+            r["side"],
+            r["quantity"],
+            r["filled_quantity"],
+            r["order_type"],
+            status_cell(r["status"]),
+        ),
+    )
+
+
+@app.command(
+    epilog="Examples: `tradepipe trades --account paper`, `tradepipe trades --limit 5000 --json`"
+)
+def trades(
+    account: AccountOption = None,
+    ticker: TickerOption = None,
+    limit: Annotated[int, limit_option(200)] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Fills, newest first."""
+    from tradepipe.journal.views import newest, trade_view
+
+    journal = open_journal(load())
+    found, total = newest(journal, "fills", limit=limit, account=account, ticker=ticker)
+    say_if_cut_short(len(found), total, "trades")
+    rows = [trade_view(r) for r in found]
+    emit(
+        rows,
+        as_json,
+        "trades",
+        ("id", "order", "account", "ticker", "side", "qty", "price", "filled at"),
+        lambda r: (
+            r["id"],
+            r["order_id"],
+            r["account"],
+            r["ticker"],
+            r["side"],
+            r["quantity"],
+            r["price"],
+            when(r["filled_at"]),
+        ),
+    )
+
+
+@app.command()
+def positions(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Open positions per account (signed: short < 0)."""
+    from tradepipe.journal.views import position_view
+
+    rows = [position_view(r) for r in open_journal(load()).positions(account=account)]
+
+    def signed(quantity: Any) -> Any:
+        return styled(quantity, "green" if quantity > 0 else "red")
+
+    emit(
+        rows,
+        as_json,
+        "positions",
+        ("account", "ticker", "quantity", "average price"),
+        lambda r: (r["account"], r["ticker"], signed(r["quantity"]), r["average_price"]),
+    )
+
+
+@app.command()
+def pending(as_json: JsonOption = False) -> None:
+    """Deliveries waiting for `tradepipe approve` (subscriptions with auto_submit = false)."""
+    from tradepipe.journal.views import pending_view
+
+    journal = open_journal(load())
+    rows = [pending_view(d) for d in journal.deliveries_with_status("pending_approval")]
+    emit(
+        rows,
+        as_json,
+        "deliveries waiting for approval",
+        ("id", "signal", "subscription", "ticker", "plan at the signal", "since"),
+        lambda r: (
+            r["id"],
+            r["signal_id"],
+            r["subscription"],
+            r["ticker"],
+            r["plan"],
+            when(r["created_at"]),
+        ),
+    )
+
+
+@app.command(epilog="Example: `tradepipe status --json`")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The daemon, each account's broker (last check, errors, differences), blocked tickers,
+    and work still pending (signals, approvals, orders of unknown state)."""
+    from tradepipe.daemon.client import status as gather
+
+    report = gather(load())
+    daemon = report["daemon"]
+    # Exit 1 without a daemon, like `systemctl status`: a script or a monitor can test it.
+    if as_json:
+        print_json(report)
+        if not daemon["running"]:
+            raise typer.Exit(1)
+        return
+    render_status(report)
+    if not daemon["running"]:
+        raise typer.Exit(1)
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest last.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """What happened, in order: signals, plans, orders, fills and operator actions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tradepipe.journal.views import newest_events
+
+    journal = open_journal(load())
+    rows, total = newest_events(journal, limit)
+    say_if_cut_short(len(rows), total, "audit events")
+    columns = ("id", "at", "kind", "subject", "detail")
+
+    def cells(row: dict[str, Any]) -> tuple[Any, ...]:
+        detail = ", ".join(f"{k} {v}" for k, v in row["detail"].items())
+        return row["id"], when(row["at"]), row["kind"], row["subject"], detail
+
+    emit(rows, as_json, "audit events", columns, cells)
+
+
+@audit_app.command("verify", epilog="Example: `tradepipe audit verify` (exit 1 if broken)")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Recompute the hash chain; name the first event that was edited, removed or inserted."""
+    from tradepipe.core.audit import verify_chain
+
+    verdict = verify_chain(open_journal(load()).events())
+    if as_json:
+        fields = ("ok", "events", "head", "broken_at", "problem")
+        print_json({f: getattr(verdict, f) for f in fields})
+    elif verdict.ok:
+        intact = "[green]ok[/] {} events, chain intact; head {}"
+        out.print(markup(intact, verdict.events, verdict.head))
+    else:
+        err.print(markup("[red]broken[/] {}", verdict.problem))
+        err.print(f"  {verdict.events} events before it are intact (head {verdict.head})")
+    if not verdict.ok:
+        raise typer.Exit(1)
