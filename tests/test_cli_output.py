@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import pytest
+from rich.console import Console
 from rich.text import Text
 
 from tests.helpers import tradepipe, write_config
@@ -119,3 +120,21 @@ def test_flatten_reports_every_position_whatever_its_ticker_holds(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "MarkupError" not in result.stderr and "\x1b" not in result.stdout
     assert "[/]X[BOLD]Y" in result.stdout.upper()  # the account spells tickers upper-case
+
+
+def test_a_stream_reason_from_the_broker_is_shown_as_text():
+    # the reason and the polling error are exception text from a websocket or a broker
+    from tradepipe.cli.render import stream_line
+
+    stream = {
+        "up": False,
+        "since": None,
+        "poll_interval": 2.0,
+        "reason": "refused \x1b[31m[bold]red\n",
+        "poll_error": "[/]\u202e",
+    }
+    console = Console(record=True, width=200, color_system=None)
+    console.print(stream_line(stream))
+    shown = console.export_text()
+    assert "\x1b" not in shown and "\u202e" not in shown and shown.count("\n") == 1
+    assert "[bold]red" in shown and "[/]" in shown

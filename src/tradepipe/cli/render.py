@@ -228,17 +228,17 @@ def print_account_check(report: dict[str, Any]) -> None:
 
 
 def stream_line(stream: dict[str, Any]) -> str:
-    """An account's order stream: `stream down since 11-20 15:00:03 (polling every 2 s): …`."""
-    from rich.markup import escape
-
-    since = f" since {when(stream['since'])}" if stream.get("since") else ""
+    """An account's order stream: `stream down since 11-20 15:00:03 (polling every 2 s): …`.
+    The reason is the broker's or the websocket's own text: shown, never obeyed."""
+    since = markup(" since {}", when(stream["since"])) if stream.get("since") else ""
     if stream["up"]:
         return f"stream [green]listening[/]{since}"
-    line = f"stream [yellow]down[/]{since} (polling every {stream['poll_interval']:g} s)"
+    every = f"{stream['poll_interval']:g}"
+    line = f"stream [yellow]down[/]{since}" + markup(" (polling every {} s)", every)
     if stream.get("reason"):
-        line += f": {escape(stream['reason'])}"
+        line += markup(": {}", stream["reason"])
     if stream.get("poll_error"):
-        line += f"; polling fails: {escape(stream['poll_error'])}"
+        line += markup("; polling fails: {}", stream["poll_error"])
     return line
 
 
