@@ -21,13 +21,13 @@ from decimal import Decimal
 from typing import Any
 
 from tradepipe.core.ids import MAX_LENGTH, base36
-from tradepipe.core.model import OrderStatus
+from tradepipe.core.model import WORKING_ORDER, OrderStatus
 
 Row = Mapping[str, Any]
 _COUNT = re.compile(r"[0-9a-z]*")  # base 36, as `tradepipe.core.ids.base36` writes it
 
 # A child at the broker that may still fill, and so may need to shrink.
-WORKING = frozenset({OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
+WORKING = WORKING_ORDER
 # Not done with: what the journal's bracket_children lists.
 LIVE = WORKING | {OrderStatus.HELD, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN}
 UNSENT = frozenset({OrderStatus.HELD, OrderStatus.SUBMITTING})
