@@ -14,18 +14,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from tradepipe.core.decision import Decision, Market, Plan, Reject, Skip, reference_price
 from tradepipe.core.model import OrderRole
 from tradepipe.core.sizing import round_to_lot
 from tradepipe.core.windows import Window, outside_windows
 
 if TYPE_CHECKING:
-    from tradepipe.core.plan import Decision, Market, Plan, Reject, Skip
     from tradepipe.core.resolve import Intent
 
 
 def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Decision:
-    from tradepipe.core.plan import Skip
-
     if not intent.trading_windows or intent.ignore_trading_windows:
         return plan
     if now is None:
@@ -40,8 +38,6 @@ def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Dec
 
 
 def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
-    from tradepipe.core.plan import Reject, reference_price
-
     if not any(o.role is OrderRole.ENTRY for o in plan.orders):
         return plan  # caps limit what is added; exits, cancels and stop moves always go
     caps: list[tuple[Decimal, str]] = []
@@ -106,8 +102,6 @@ def without_entries(
 ) -> Decision:
     """The plan's exits and cancels only: its entries (and their bracket children) go. With
     nothing left the answer is `nothing_left(reason)` (a Reject unless said otherwise)."""
-    from tradepipe.core.plan import Reject
-
     if not any(o.role is OrderRole.ENTRY for o in plan.orders):
         return plan
     kept = tuple(
