@@ -18,6 +18,7 @@ from pydantic import (
 
 from tradepipe.config.messages import _CAMEL, _did_you_mean, _fail
 from tradepipe.core.model import OrderType, TimeInForce
+from tradepipe.core.settings import SETTING_NAMES
 from tradepipe.core.signal import QuantityType, StopLossType
 from tradepipe.core.windows import Window, parse_days, parse_minutes
 
@@ -197,6 +198,14 @@ class Settings(_Table):
         """The settings this table sets, by name (subscription-only keys excluded)."""
         return {
             name: getattr(self, name)
-            for name in Settings.model_fields
+            for name in SETTING_NAMES
             if name in self.model_fields_set and getattr(self, name) is not None
         }
+
+
+# The names are core's (SETTING_NAMES, with their built-in defaults); this table gives their types.
+if tuple(Settings.model_fields) != SETTING_NAMES:  # pragma: no cover - fails at import
+    raise TypeError(
+        "config Settings declares other keys than core.settings.SETTING_NAMES: "
+        f"{sorted(set(Settings.model_fields) ^ set(SETTING_NAMES))}"
+    )
