@@ -309,9 +309,11 @@ def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:
     words = []
     for order in orders:
         if order.role is OrderRole.TAKE_PROFIT:
+            assert order.limit_price is not None  # a take-profit is a limit order
             words.append(f"take-profit {order.order_type} at {show(order.limit_price)}")
         elif order.role is OrderRole.STOP_LOSS:
             price = order.stop_price or order.trail_amount or order.trail_percent
+            assert price is not None  # a stop-loss is a stop, stop-limit or trailing stop
             words.append(f"stop-loss {order.order_type} at {show(price)}")
     return f" with {' and '.join(words)}" if words else ""
 
@@ -353,10 +355,10 @@ def _order(
     for name in prices:
         given = getattr(intent, name)
         if name in uses and given is not None:
-            prices[name] = round_to_tick(given, side, market.tick_size)
-            if prices[name] <= 0:
+            prices[name] = rounded = round_to_tick(given, side, market.tick_size)
+            if rounded <= 0:
                 camel = "limitPrice" if name == "limit_price" else "stopPrice"
-                return Reject(f"{camel} {show(given)} rounds to {show(prices[name])}: not a price")
+                return Reject(f"{camel} {show(given)} rounds to {show(rounded)}: not a price")
     limit, stop = prices["limit_price"], prices["stop_price"]
     if kind is OrderType.STOP_LIMIT and limit is not None and stop is not None:
         problem = stop_limit_problem(side, stop, limit, f"the stop_limit {leg} order's")

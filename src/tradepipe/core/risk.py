@@ -77,7 +77,9 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
             continue
         held = position * order.side.sign  # > 0 when the entry adds to what is held
         room = cap - max(held, Decimal(0))
-        allowed = min(order.quantity, round_to_lot(room, market.lot_size, True)) if room > 0 else 0
+        allowed = Decimal(0)
+        if room > 0:
+            allowed = min(order.quantity, round_to_lot(room, market.lot_size, True))
         if allowed <= 0:
             notes.append(f"entry of {order.quantity} rejected: the position is at {which} {cap}")
             resized[order.leg] = None
