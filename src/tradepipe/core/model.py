@@ -91,6 +91,9 @@ WORKING_ORDER = frozenset(
     {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
 )
 
+# Not done with: working, on its way, held until its entry fills, or of unknown state.
+LIVE_ORDER = WORKING_ORDER | {OrderStatus.HELD, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN}
+
 
 class DeliveryStatus(StrEnum):
     """Where one subscription's handling of one signal stands (the journal's deliveries)."""
