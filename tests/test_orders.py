@@ -61,5 +61,5 @@ def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_onc
     assert reconcile.WORKING == WORKING_ORDER and reconcile.DONE == FINAL_ORDER
     assert all(type(s) is str for s in reconcile.WORKING)  # the journal writes repr() into SQL
     live = {"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"}
-    assert LIVE_ORDER == live  # journal/__init__.py's _LIVE_ORDER spells it in SQL
+    assert live == LIVE_ORDER  # journal/__init__.py's _LIVE_ORDER spells it in SQL
     assert [s.is_final for s in DeliveryStatus] == [s in engine_final for s in DeliveryStatus]
