@@ -32,3 +32,34 @@ def test_an_answer_is_filled_once_its_fills_cover_the_quantity_sent(status, fill
     state = OrderState("c1", status, filled_quantity=D(filled))
     assert state.against(D(sent)).status is read
     assert state.against(D(sent)).filled_quantity == D(filled)
+
+
+def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_once():
+    from tradepipe.core import reconcile
+    from tradepipe.core.model import (
+        FINAL_DELIVERY,
+        FINAL_ORDER,
+        FINISHED_SIGNAL,
+        LIVE_ORDER,
+        WORKING_ORDER,
+        DeliveryStatus,
+        SignalStatus,
+    )
+    from tradepipe.daemon.client import FINISHED
+    from tradepipe.engine import FINAL_DELIVERY as engine_final
+
+    assert DeliveryStatus.PENDING_APPROVAL == "pending_approval"
+    assert SignalStatus.PROCESSED == "processed"
+    assert {str(s) for s in DeliveryStatus} == {
+        "queued", "approved", "planned", "pending_approval",
+        "submitted", "skipped", "rejected", "failed",
+    }  # fmt: skip
+    assert {str(s) for s in SignalStatus} == {"accepted", "rejected", "duplicate", "processed"}
+    # The sets other folders still spell out agree with the ones here until they adopt them.
+    assert engine_final == FINAL_DELIVERY
+    assert FINISHED == FINISHED_SIGNAL
+    assert reconcile.WORKING == WORKING_ORDER and reconcile.DONE == FINAL_ORDER
+    assert all(type(s) is str for s in reconcile.WORKING)  # the journal writes repr() into SQL
+    live = {"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"}
+    assert live == LIVE_ORDER  # journal/__init__.py's _LIVE_ORDER spells it in SQL
+    assert [s.is_final for s in DeliveryStatus] == [s in engine_final for s in DeliveryStatus]

@@ -71,3 +71,17 @@ def test_pure_module_reads_no_clock_and_no_environment(module):
     }
     assert calls & FORBIDDEN_CALLS == set()
     assert "environ" not in {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
+@pytest.mark.parametrize("module", [m for m in PURE if m.startswith("core/")])
+def test_core_module_imports_at_the_top_only(module):
+    """A function-level import hides a cycle (plan ↔ risk was one): core/ imports point down."""
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    late = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert late == []

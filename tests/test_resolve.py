@@ -12,6 +12,7 @@ from tests.helpers import write_config
 from tradepipe.config import Settings, load_config
 from tradepipe.core.model import OrderType, TimeInForce
 from tradepipe.core.resolve import BUILTIN, Source, resolve_signal
+from tradepipe.core.settings import SETTING_NAMES
 from tradepipe.core.signal import Action, QuantityType, Signal, StopLoss, TakeProfit
 
 D = Decimal
@@ -55,6 +56,8 @@ ON_INTENT = sorted(set(NOT_DEFAULT) - SWITCHES)
 
 def test_every_setting_key_has_a_builtin_default_and_a_row_here():
     assert set(Settings.model_fields) == set(BUILTIN) == set(NOT_DEFAULT)
+    # One list of names: config's table declares them in core's order.
+    assert tuple(Settings.model_fields) == SETTING_NAMES == tuple(BUILTIN)
 
 
 def intent_for(

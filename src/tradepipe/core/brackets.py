@@ -21,15 +21,15 @@ from decimal import Decimal
 from typing import Any
 
 from tradepipe.core.ids import MAX_LENGTH, base36
-from tradepipe.core.model import OrderStatus
+from tradepipe.core.model import LIVE_ORDER, WORKING_ORDER, OrderStatus
 
 Row = Mapping[str, Any]
 _COUNT = re.compile(r"[0-9a-z]*")  # base 36, as `tradepipe.core.ids.base36` writes it
 
 # A child at the broker that may still fill, and so may need to shrink.
-WORKING = frozenset({OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
+WORKING = WORKING_ORDER
 # Not done with: what the journal's bracket_children lists.
-LIVE = WORKING | {OrderStatus.HELD, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN}
+LIVE = LIVE_ORDER
 UNSENT = frozenset({OrderStatus.HELD, OrderStatus.SUBMITTING})
 # The journal columns a resized child's new order keeps of the child it takes the place of.
 KEPT_BY_RESIZE = (

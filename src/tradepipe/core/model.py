@@ -1,4 +1,7 @@
-"""Order value types shared by planning, brokers, the journal and the CLI."""
+"""The vocabulary, once: sides, order types, the statuses of orders, deliveries and signals
+with their sets, and the order value types shared by planning, brokers, the journal and the CLI.
+
+A status is a StrEnum, so a member equals the string the journal stores (`"submitted"`)."""
 
 from __future__ import annotations
 
@@ -63,14 +66,15 @@ class OrderStatus(StrEnum):
 
     @property
     def is_open(self) -> bool:
-        return self in _OPEN
+        return self in OPEN_ORDER
 
     @property
     def is_final(self) -> bool:
-        return self in _FINAL
+        return self in FINAL_ORDER
 
 
-_OPEN = frozenset(
+# At the broker (or on its way there) and not finished.
+OPEN_ORDER = frozenset(
     {
         OrderStatus.SUBMITTING,
         OrderStatus.SUBMITTED,
@@ -78,9 +82,60 @@ _OPEN = frozenset(
         OrderStatus.PARTIALLY_FILLED,
     }
 )
-_FINAL = frozenset(
+# Done with: the broker should no longer list it as open.
+FINAL_ORDER = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 )
+# Working at the broker: it should list the order as open, and it may still fill.
+WORKING_ORDER = frozenset(
+    {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
+)
+
+# Not done with: working, on its way, held until its entry fills, or of unknown state.
+LIVE_ORDER = WORKING_ORDER | {OrderStatus.HELD, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN}
+
+
+class DeliveryStatus(StrEnum):
+    """Where one subscription's handling of one signal stands (the journal's deliveries)."""
+
+    QUEUED = "queued"
+    # The operator approved a pending delivery; in memory only, never stored.
+    APPROVED = "approved"
+    PLANNED = "planned"
+    PENDING_APPROVAL = "pending_approval"
+    SUBMITTED = "submitted"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_DELIVERY
+
+
+# Nothing more happens to the delivery without the operator (a pending one waits for approval).
+FINAL_DELIVERY = frozenset(
+    {
+        DeliveryStatus.SUBMITTED,
+        DeliveryStatus.SKIPPED,
+        DeliveryStatus.REJECTED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.PENDING_APPROVAL,
+    }
+)
+
+
+class SignalStatus(StrEnum):
+    """A received signal's status (SPEC §10): what `signals --status` takes."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    PROCESSED = "processed"
+
+
+# The webhook's answer is final: every delivery of the signal is done, or it was refused.
+FINISHED_SIGNAL = frozenset({SignalStatus.PROCESSED, SignalStatus.REJECTED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,24 @@ engine journals it and `tradepipe signals` shows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from dataclasses import replace
 from decimal import Decimal
-from enum import Enum
 
-from tradepipe.core.instruments import InstrumentKind
+from tradepipe.core.breakeven import breakeven
+from tradepipe.core.breakeven import side_of as _side_of
+from tradepipe.core.breakeven import side_word as _word
+from tradepipe.core.decision import (
+    Decision,
+    Market,
+    Plan,
+    PlannedOrder,
+    Reject,
+    RestingStop,
+    Skip,
+    plan_from_json,
+    plan_to_json,
+    reference_price,
+)
 from tradepipe.core.model import OrderRole, OrderType, Side
 from tradepipe.core.prices import (
     ExitLeg,
@@ -28,76 +40,20 @@ from tradepipe.core.risk import limit_to_caps, restrict_to_windows
 from tradepipe.core.signal import Action, QuantityType, Sentiment
 from tradepipe.core.sizing import SizingInputs, round_to_lot, size
 
-
-@dataclass(frozen=True, slots=True)
-class RestingStop:
-    """A working stop order on the ticker, as the broker describes it: what breakeven moves."""
-
-    client_order_id: str
-    side: Side
-    quantity: Decimal
-    order_type: OrderType
-    stop_price: Decimal | None = None
-    limit_price: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Market:
-    """What planning needs to know of the account right now."""
-
-    position: Decimal
-    average_price: Decimal | None = None
-    reference_price: Decimal | None = None
-    equity: Decimal | None = None
-    has_open_orders: bool = False
-    lot_size: Decimal = Decimal(1)
-    now: datetime | None = None  # for trading windows
-    tick_size: Decimal | None = None  # None: the stock rule of SPEC §7
-    stops: tuple[RestingStop, ...] = ()  # the ticker's working stop orders
-    allow_leverage: bool = False  # the account's: percent inputs may go above 100
-    # What one unit is worth per point of price (SPEC §12): money-based sizing and value caps
-    # divide by price × multiplier (ES: 50, so $500 of risk over 10 points is 1 contract).
-    multiplier: Decimal = Decimal(1)
-    kind: InstrumentKind = InstrumentKind.STOCK
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedOrder:
-    leg: str  # "exit" or "entry": part of the client order id
-    side: Side
-    quantity: Decimal
-    role: OrderRole
-    order_type: OrderType = OrderType.MARKET
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    trail_amount: Decimal | None = None
-    trail_percent: Decimal | None = None
-    # The next step starts only once this order has filled (a reversal's exit).
-    wait_for_fill: bool = False
-    # A bracket child names its parent's leg: it is sent with the parent, active once it fills.
-    parent_leg: str | None = None
-    # Takes the place of this working order (breakeven): its bracket link passes to this one.
-    replaces: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    summary: str
-    orders: tuple[PlannedOrder, ...] = ()
-    cancel_open_orders: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    reason: str
-
-
-Decision = Plan | Skip | Reject
+# The decision values and their journal form live in core/decision.py; imported from here too.
+__all__ = [
+    "Decision",
+    "Market",
+    "Plan",
+    "PlannedOrder",
+    "Reject",
+    "RestingStop",
+    "Skip",
+    "make_plan",
+    "plan_from_json",
+    "plan_to_json",
+    "reference_price",
+]
 
 
 def make_plan(intent: Intent, market: Market) -> Decision:
@@ -150,7 +106,7 @@ def _position_logic(intent: Intent, market: Market) -> Decision:
         case Action.BREAKEVEN:
             if position == 0:
                 return Reject("no open position to move a stop to breakeven for")
-            return _breakeven(intent, market)
+            return breakeven(intent, market)
     raise AssertionError(f"unhandled action {intent.action}")  # pragma: no cover
 
 
@@ -242,71 +198,6 @@ def _exit(intent: Intent, market: Market, *, partial: bool, note: str = "") -> D
     )
 
 
-def _breakeven(intent: Intent, market: Market) -> Decision:
-    """Move the stops that protect the position to the average entry ± the offset."""
-    position, average, offset = market.position, market.average_price, intent.breakeven_offset
-    if average is None:
-        return Reject("the broker reports no average entry price for the position")
-    long = position > 0
-    held, word, side = abs(position), _word(_side_of(position)), _side_of(position).opposite()
-    target = round_to_tick(average + offset if long else average - offset, side, market.tick_size)
-    why = f"average {show(average)}, offset {show(offset)}"
-    if target <= 0:
-        return Reject(f"the breakeven stop {show(target)} ({why}) is not a price")
-    reference = market.reference_price
-    if reference is not None and (target >= reference if long else target <= reference):
-        where = "below" if long else "above"
-        return Reject(
-            f"the breakeven stop {show(target)} ({why}) is not {where} the market"
-            f" {show(reference)}: it would fill at once"
-        )
-    protecting = [stop for stop in market.stops if stop.side is side]
-    fixed = [s for s in protecting if s.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)]
-    if not protecting:
-        order = PlannedOrder(
-            "breakeven", side, held, OrderRole.STOP_LOSS, OrderType.STOP, stop_price=target
-        )
-        return Plan(
-            f"no stop protects the {word} {held}: stop at breakeven {show(target)} ({why})",
-            (order,),
-        )
-    if not fixed:
-        return Skip(
-            f"only trailing stops protect the {word} {held}; breakeven leaves them to trail"
-        )
-    moves: list[PlannedOrder] = []
-    moved_from: list[str] = []
-    for stop in fixed:
-        assert stop.stop_price is not None
-        if stop.stop_price >= target if long else stop.stop_price <= target:
-            continue  # already at breakeven or better: never move a stop backwards
-        limit = stop.limit_price
-        if stop.order_type is OrderType.STOP_LIMIT and limit is not None:
-            limit = round_to_tick(limit + target - stop.stop_price, side, market.tick_size)
-            if limit <= 0:
-                return Reject(f"the breakeven stop's limit {show(limit)} ({why}) is not a price")
-        moves.append(
-            PlannedOrder(
-                "breakeven" + (f"-{len(moves)}" if moves else ""),
-                side,
-                stop.quantity,
-                OrderRole.STOP_LOSS,
-                stop.order_type,
-                limit_price=limit,
-                stop_price=target,
-                replaces=stop.client_order_id,
-            )
-        )
-        moved_from.append(show(stop.stop_price))
-    if not moves:
-        return Skip(f"the stop already stands at or beyond breakeven {show(target)} ({why})")
-    was = ", ".join(moved_from)
-    return Plan(
-        f"move the stop of the {word} {held} from {was} to breakeven {show(target)} ({why})",
-        tuple(moves),
-    )
-
-
 def _entry_plan(intent: Intent, market: Market, side: Side, *, verb: str) -> Decision:
     quantity = _entry_quantity(intent, market, side)
     if isinstance(quantity, Reject):
@@ -333,12 +224,6 @@ def _entry_quantity(intent: Intent, market: Market, side: Side) -> Decimal | Rej
             return Reject(f"entry quantity: {too_much}")
     sized = size(_sizing(intent, market, side))
     return Reject(f"entry quantity: {sized}") if isinstance(sized, str) else sized
-
-
-def reference_price(intent: Intent, market: Market) -> Decimal | None:
-    """The limit price of a limit entry, else the broker's quote, else the signal's price."""
-    limit_entry = intent.entry_order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    return intent.limit_price if limit_entry and intent.limit_price else market.reference_price
 
 
 def _sizing(intent: Intent, market: Market, side: Side | None = None) -> SizingInputs:
@@ -424,9 +309,11 @@ def _bracket_words(orders: tuple[PlannedOrder, ...]) -> str:
     words = []
     for order in orders:
         if order.role is OrderRole.TAKE_PROFIT:
+            assert order.limit_price is not None  # a take-profit is a limit order
             words.append(f"take-profit {order.order_type} at {show(order.limit_price)}")
         elif order.role is OrderRole.STOP_LOSS:
             price = order.stop_price or order.trail_amount or order.trail_percent
+            assert price is not None  # a stop-loss is a stop, stop-limit or trailing stop
             words.append(f"stop-loss {order.order_type} at {show(price)}")
     return f" with {' and '.join(words)}" if words else ""
 
@@ -468,10 +355,10 @@ def _order(
     for name in prices:
         given = getattr(intent, name)
         if name in uses and given is not None:
-            prices[name] = round_to_tick(given, side, market.tick_size)
-            if prices[name] <= 0:
+            prices[name] = rounded = round_to_tick(given, side, market.tick_size)
+            if rounded <= 0:
                 camel = "limitPrice" if name == "limit_price" else "stopPrice"
-                return Reject(f"{camel} {show(given)} rounds to {show(prices[name])}: not a price")
+                return Reject(f"{camel} {show(given)} rounds to {show(rounded)}: not a price")
     limit, stop = prices["limit_price"], prices["stop_price"]
     if kind is OrderType.STOP_LIMIT and limit is not None and stop is not None:
         problem = stop_limit_problem(side, stop, limit, f"the stop_limit {leg} order's")
@@ -501,62 +388,3 @@ _PRICES_OF: dict[OrderType, tuple[str, ...]] = {
 
 def _side_allowed(intent: Intent, side: Side) -> bool:
     return intent.sides == "both" or (intent.sides == "long") == (side is Side.BUY)
-
-
-def _side_of(position: Decimal) -> Side:
-    return Side.BUY if position > 0 else Side.SELL
-
-
-def _word(side: Side) -> str:
-    return "long" if side is Side.BUY else "short"
-
-
-def plan_from_json(data: dict) -> Plan:
-    """A journaled plan, to resume exactly what was decided before a stop."""
-    return Plan(
-        summary=data["summary"],
-        cancel_open_orders=data["cancel_open_orders"],
-        orders=tuple(
-            PlannedOrder(
-                leg=o["leg"],
-                side=Side(o["side"]),
-                quantity=Decimal(o["quantity"]),
-                role=OrderRole(o["role"]),
-                order_type=OrderType(o["order_type"]),
-                **{k: Decimal(o[k]) for k in _PRICES if o.get(k) is not None},
-                wait_for_fill=o["wait_for_fill"],
-                parent_leg=o.get("parent_leg"),
-                replaces=o.get("replaces"),
-            )
-            for o in data["orders"]
-        ),
-    )
-
-
-_PRICES = ("limit_price", "stop_price", "trail_amount", "trail_percent")
-_ORDER_FIELDS = tuple(f.name for f in fields(PlannedOrder))
-
-
-def plan_to_json(decision: Decision) -> dict:
-    """The journal's record of a decision, as plain JSON values (Decimals as plain-notation
-    strings, as `signal_to_json` spells them): what the journal stores, `replay` shows and
-    `plan_from_json` reads back."""
-    if isinstance(decision, Plan):
-        return {
-            "kind": "plan",
-            "summary": decision.summary,
-            "cancel_open_orders": decision.cancel_open_orders,
-            # Flat fields of immutable values: no deep copy needed (asdict's was a share of
-            # every traded signal's cost).
-            "orders": [
-                {f: _json_value(getattr(order, f)) for f in _ORDER_FIELDS}
-                for order in decision.orders
-            ],
-        }
-    return {"kind": "skip" if isinstance(decision, Skip) else "reject", "reason": decision.reason}
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, Decimal):
-        return show(value)
-    return value.value if isinstance(value, Enum) else value

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradepipe.core.model import OrderState
+from tradepipe.core.model import FINAL_ORDER, WORKING_ORDER, OrderState
 
-# Journal statuses of an order the broker should list as open.
-WORKING = frozenset({"submitted", "accepted", "partially_filled"})
-# Journal statuses of an order the broker should no longer list as open.
-DONE = frozenset({"filled", "canceled", "rejected", "expired"})
+# Journal statuses of an order the broker should list as open, and of one it should no longer
+# list. Plain strings: the journal spells them into its SQL.
+WORKING = frozenset(status.value for status in WORKING_ORDER)
+DONE = frozenset(status.value for status in FINAL_ORDER)
 
 
 @dataclass(frozen=True, slots=True)

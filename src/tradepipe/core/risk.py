@@ -14,18 +14,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from tradepipe.core.decision import Decision, Market, Plan, Reject, Skip, reference_price
 from tradepipe.core.model import OrderRole
 from tradepipe.core.sizing import round_to_lot
 from tradepipe.core.windows import Window, outside_windows
 
 if TYPE_CHECKING:
-    from tradepipe.core.plan import Decision, Market, Plan, Reject, Skip
     from tradepipe.core.resolve import Intent
 
 
 def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Decision:
-    from tradepipe.core.plan import Skip
-
     if not intent.trading_windows or intent.ignore_trading_windows:
         return plan
     if now is None:
@@ -40,8 +38,6 @@ def restrict_to_windows(plan: Plan, intent: Intent, now: datetime | None) -> Dec
 
 
 def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
-    from tradepipe.core.plan import Reject, reference_price
-
     if not any(o.role is OrderRole.ENTRY for o in plan.orders):
         return plan  # caps limit what is added; exits, cancels and stop moves always go
     caps: list[tuple[Decimal, str]] = []
@@ -81,7 +77,9 @@ def limit_to_caps(plan: Plan, intent: Intent, market: Market) -> Decision:
             continue
         held = position * order.side.sign  # > 0 when the entry adds to what is held
         room = cap - max(held, Decimal(0))
-        allowed = min(order.quantity, round_to_lot(room, market.lot_size, True)) if room > 0 else 0
+        allowed = Decimal(0)
+        if room > 0:
+            allowed = min(order.quantity, round_to_lot(room, market.lot_size, True))
         if allowed <= 0:
             notes.append(f"entry of {order.quantity} rejected: the position is at {which} {cap}")
             resized[order.leg] = None
@@ -106,8 +104,6 @@ def without_entries(
 ) -> Decision:
     """The plan's exits and cancels only: its entries (and their bracket children) go. With
     nothing left the answer is `nothing_left(reason)` (a Reject unless said otherwise)."""
-    from tradepipe.core.plan import Reject
-
     if not any(o.role is OrderRole.ENTRY for o in plan.orders):
         return plan
     kept = tuple(

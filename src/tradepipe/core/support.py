@@ -16,8 +16,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+from tradepipe.core.decision import Decision, Plan, Reject
 from tradepipe.core.model import OrderRole, OrderType, Side, TimeInForce
-from tradepipe.core.plan import Decision, Plan, Reject
 from tradepipe.core.resolve import Intent
 from tradepipe.core.risk import without_entries
 

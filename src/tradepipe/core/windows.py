@@ -7,7 +7,7 @@ TradersPost cannot do); its session belongs to the day it starts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,7 +49,9 @@ class Window:
 
     @classmethod
     def of(cls, setting: Mapping[str, Any] | Any) -> Window:
-        get = setting.get if isinstance(setting, Mapping) else lambda k: getattr(setting, k)
+        get: Callable[[str], Any] = (
+            setting.get if isinstance(setting, Mapping) else lambda k: getattr(setting, k)
+        )
         return cls(days=get("days"), start=get("start"), end=get("end"), tz=get("tz"))
 
     def is_open_at(self, moment: datetime) -> bool:
