@@ -1040,3 +1040,31 @@ def test_a_price_field_its_order_type_does_not_send_is_a_warning(fields, expecte
 )
 def test_option_fields_name_the_contract_selection(fields, expected):
     assert option_fields(accepted(**fields)) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("optiontype", "optionType"),
+        ("option_type", "optionType"),
+        ("OptionType", "optionType"),
+        ("strike_price", "strikePrice"),
+        ("strikes-away", "strikesAway"),
+        ("EXPIRATION", "expiration"),
+        ("intrinsic_value", "intrinsicValue"),
+    ],
+)
+def test_a_misspelt_option_field_is_a_400_never_a_stock_trade(key, meant):
+    # It was a warning ("unknown field ... ignored") and the delivery bought the underlying
+    error = only_error(parse(**{key: "put", "quantity": 1}))
+    assert error.field == key
+    assert error.message == (
+        f'unknown field; did you mean "{meant}"? A field that chooses an option contract is'
+        " never ignored"
+    )
+
+
+def test_an_unknown_field_that_is_no_option_field_stays_a_warning():
+    assert accepted(quantiy=1) is not None
+    warning = 'unknown field "quantiy" ignored (did you mean "quantity"?)'
+    assert parse(quantiy=1).warnings == (warning,)

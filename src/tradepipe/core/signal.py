@@ -33,6 +33,7 @@ from tradepipe.core.signal_fields import (
     _TAKE_PROFIT_FIELDS,
     _TRAILING_COMMA,
     ID_MAX_LENGTH,
+    OPTION_FIELDS,
     TICKER_ALPHABET,
     TICKER_MAX_LENGTH,
     _boolean,
@@ -285,17 +286,6 @@ def _warn_unused_prices(order_type: OrderType | None, given: list[str], ctx: _Co
                     f'field "{name}" only applies to orderType {wanted} (orderType is {kind}),'
                     " ignored"
                 )
-
-
-# The fields that choose an option contract instead of the ticker itself (SPEC §15).
-OPTION_FIELDS = (
-    "optionType",
-    "intrinsicValue",
-    "expiration",
-    "strikeCount",
-    "strikesAway",
-    "strikePrice",
-)
 
 
 def option_fields(signal: Signal) -> tuple[str, ...]:

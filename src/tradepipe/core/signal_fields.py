@@ -224,7 +224,29 @@ def _extras(value: Any, path: str, ctx: _Context) -> dict[str, Any] | None:
     return None
 
 
+# The fields that choose an option contract instead of the ticker itself (SPEC §15).
+OPTION_FIELDS = (
+    "optionType",
+    "intrinsicValue",
+    "expiration",
+    "strikeCount",
+    "strikesAway",
+    "strikePrice",
+)
+_OPTION_SPELLINGS = {re.sub(r"[^a-z]", "", name.lower()): name for name in OPTION_FIELDS}
+
+
 def _warn_unknown(key: Any, prefix: str, known: list[str], ctx: _Context) -> None:
+    # A misspelt option field would trade the underlying instead of the contract it chose
+    # (SPEC §12): never a warning, always a refusal, whatever the other unknown keys.
+    option = isinstance(key, str) and _OPTION_SPELLINGS.get(re.sub(r"[^a-z]", "", key.lower()))
+    if not prefix and option:
+        ctx.fail(
+            key,
+            f'unknown field; did you mean "{option}"? A field that chooses an option contract'
+            " is never ignored",
+        )
+        return
     # difflib is the slow path: a 64 KiB body of near-miss keys must not stall the event loop.
     if len(ctx.warnings) >= _MAX_UNKNOWN_WARNINGS:
         ctx.more_unknown += 1
