@@ -22,9 +22,9 @@ from tradepipe.core.signal import Signal, parse_signal
 from tradepipe.engine.bracket_emulator import BracketEmulator
 from tradepipe.engine.commands import REPLAY_SOURCE, Commands
 from tradepipe.engine.current import Current
-from tradepipe.engine.delivery import Delivery
+from tradepipe.engine.delivery import Delivery, Outcome
 from tradepipe.engine.health import HealthMonitor
-from tradepipe.engine.lanes import Chore, Lanes
+from tradepipe.engine.lanes import Chore, Lanes, Work
 from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.reconciler import Reconciler
@@ -236,7 +236,7 @@ class Engine:
     def _listener(self, account: str) -> Callable[[OrderState], None]:
         return self.lanes.listener(account)
 
-    async def _deliver(self, work: Any, delivery: dict[str, Any]) -> Any:
+    async def _deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         return await self.delivery.deliver(work, delivery)
 
     def _settle_due(self, account: str, ticker: str) -> None:
