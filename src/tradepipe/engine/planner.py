@@ -1,0 +1,97 @@
+"""Deciding one delivery: read what the broker says now (position, quote, open orders, equity,
+the instrument's rules), plan with `tradepipe.core`, then apply a reconciliation's block. Reads
+only: a delivery and a dry run (`tradepipe replay ID`) decide the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+
+from tradepipe.core.model import OrderState, OrderStatus, OrderType
+from tradepipe.core.plan import Market, Plan, Reject, RestingStop, Skip, make_plan
+from tradepipe.core.reconcile import Difference
+from tradepipe.core.resolve import Intent
+from tradepipe.core.risk import without_entries
+from tradepipe.core.signal import QuantityType
+from tradepipe.core.support import fit_to_broker, refuse_unsupported
+from tradepipe.engine.current import Current
+from tradepipe.journal import Journal
+
+EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT})
+STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+
+
+class Planner:
+    def __init__(
+        self,
+        journal: Journal,
+        current: Current,
+        clock: Callable[[], datetime],
+        *,
+        blocked: Mapping[tuple[str, str], Difference],
+    ) -> None:
+        self.journal = journal
+        self.current = current
+        self.clock = clock
+        self.blocked = blocked
+
+    async def decide(self, intent: Intent, account: str) -> Plan | Skip | Reject:
+        """Plan against what the broker says now (reads only), then apply any block."""
+        broker = self.current.brokers[account]
+        refused = refuse_unsupported(intent, account, broker.capabilities)
+        if refused is not None:
+            return refused
+        ticker = intent.ticker
+        position = await broker.position(ticker)
+        quote = await broker.quote(ticker) if broker.capabilities.quotes else None
+        open_orders = await broker.open_orders(ticker)
+        equity = None
+        if intent.quantity_type in EQUITY_TYPES:
+            equity = (await broker.account()).equity
+        rules = await broker.instrument(ticker)
+        lot_size = rules.lot_size or broker.capabilities.lot_size
+        market = Market(
+            position=position.quantity,
+            average_price=position.average_price,
+            reference_price=quote or intent.signal_price,
+            equity=equity,
+            has_open_orders=bool(open_orders) or self._holds_children(account, ticker),
+            lot_size=lot_size if intent.fractional else max(lot_size, Decimal(1)),
+            tick_size=rules.tick_size,
+            now=self.clock(),
+            stops=_resting_stops(open_orders),
+            allow_leverage=self.current.config.accounts[account].allow_leverage,
+            multiplier=rules.multiplier,
+            kind=rules.kind,
+        )
+        decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
+        difference = self.blocked.get((account, ticker))
+        if difference is not None and isinstance(decision, Plan):
+            why = (
+                f"new entries on {ticker} are blocked until the journal and the broker"
+                f" agree: {difference.describe()} (block_entries_on_mismatch)"
+            )
+            decision = without_entries(decision, why)
+        return decision
+
+    def _holds_children(self, account: str, ticker: str) -> bool:
+        return any(
+            c["status"] == OrderStatus.HELD for c in self.journal.bracket_children(account, ticker)
+        )
+
+
+def _resting_stops(open_orders: list[OrderState]) -> tuple[RestingStop, ...]:
+    """The working stop orders among a ticker's open orders, for breakeven to move."""
+    return tuple(
+        RestingStop(
+            client_order_id=o.client_order_id,
+            side=o.side,
+            quantity=o.quantity - o.filled_quantity,
+            order_type=o.order_type,
+            stop_price=o.stop_price,
+            limit_price=o.limit_price,
+        )
+        for o in open_orders
+        if o.order_type in STOP_TYPES and o.side is not None and o.quantity is not None
+    )

@@ -1,0 +1,182 @@
+"""The recorder: what the broker says of our orders goes into the journal here, and only here —
+order states, fills, lost answers — along with the write-ahead of an order before it is sent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tradepipe.brokers.base import Broker
+from tradepipe.core import brackets
+from tradepipe.core.fills import fills_to_journal
+from tradepipe.core.model import OrderRequest, OrderState, OrderStatus, Side
+from tradepipe.engine.current import Current
+from tradepipe.errors import BrokerError, OrderRejected
+from tradepipe.journal import Journal
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Journals broker answers. `settle_due(account, ticker)` is told when an order of a broker
+    without native brackets ended or filled a bracket's entry (the emulator takes it from there)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        current: Current,
+        clock: Callable[[], datetime],
+        *,
+        settle_due: Callable[[str, str], None],
+    ) -> None:
+        self.journal = journal
+        self.current = current
+        self.clock = clock
+        self.settle_due = settle_due
+
+    def record_state(
+        self, account: str, ticker: str, state: OrderState, *, streamed: bool = False
+    ) -> OrderState:
+        """Journal what the broker says of one of our orders, and every fill it reports;
+        answers the state as journaled: read against the quantity sent (fills covering it
+        mean filled, whatever a broker that forgot the order says). A `streamed` event may
+        arrive after a poll already journaled a later state: it never moves an order back
+        from final, nor its filled quantity down."""
+        journaled = self.journal.order_by_client_id(state.client_order_id)
+        if journaled is None:
+            return state  # not ours: reconciliation reports such orders
+        state = state.against(Decimal(journaled["quantity"]))
+        if streamed and (
+            (OrderStatus(journaled["status"]).is_final and not state.status.is_final)
+            or state.filled_quantity < Decimal(journaled["filled_quantity"])
+        ):
+            return state
+        if (
+            journaled["status"] == state.status
+            and Decimal(journaled["filled_quantity"]) == state.filled_quantity
+            and journaled["broker_order_id"] == state.broker_order_id
+            and journaled["broker_message"] == state.message
+        ):
+            return state  # a poll that learned nothing: no write, no fsync on the shared loop
+        with self.journal.transaction():  # one commit for the order and its fills
+            self.journal.update_order(
+                state.client_order_id,
+                row=journaled,  # read above, with no await since
+                status=state.status,
+                filled_quantity=state.filled_quantity,
+                average_fill_price=state.average_fill_price,
+                broker_order_id=state.broker_order_id,
+                broker_message=state.message,
+                updated_at=self.clock(),
+            )
+            fills = state.fills
+            if state.filled_quantity > 0:
+                fills = tuple(
+                    fills_to_journal(
+                        state,
+                        self.journal.order_fills(journaled["id"]),
+                        Side(journaled["side"]),
+                        ticker,
+                        self.clock(),
+                    )
+                )
+            for fill in fills:
+                self.journal.record_fill(
+                    fill_id=f"{account}:{fill.fill_id}",
+                    order_id=journaled["id"],
+                    account=account,
+                    ticker=ticker,
+                    side=fill.side,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    filled_at=fill.filled_at,
+                )
+
+        broker = self.current.brokers.get(account)
+        if (
+            broker is not None
+            and not broker.capabilities.brackets
+            and (state.status.is_final or brackets.fills_a_child(journaled, state.filled_quantity))
+        ):
+            self.settle_due(account, ticker)
+        return state
+
+    async def look_up(self, broker: Broker, order: dict[str, Any]) -> dict[str, Any]:
+        """The broker's view of a journaled order, journaled; answers the row as it is now."""
+        found = await broker.get_order(order["client_order_id"], ticker=order["ticker"])
+        if found is None:
+            return order
+        self.record_state(order["account"], order["ticker"], found)
+        row = self.journal.order_by_id(order["id"])
+        assert row is not None
+        return row
+
+    def journal_order(
+        self,
+        request: OrderRequest,
+        *,
+        delivery: dict[str, Any] | None = None,
+        signal_id: int | None = None,
+        parent_id: int | None = None,
+        status: OrderStatus | None = None,
+        replaces: str | None = None,
+    ) -> int:
+        """Journal an order before the broker hears of it (an operator's has no delivery)."""
+        now = self.clock()
+        return self.journal.insert_order(
+            client_order_id=request.client_order_id,
+            delivery_id=delivery["id"] if delivery else None,
+            signal_id=signal_id,
+            subscription=delivery["subscription"] if delivery else None,
+            account=request.account,
+            ticker=request.ticker,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            trail_amount=request.trail_amount,
+            trail_percent=request.trail_percent,
+            time_in_force=request.time_in_force,
+            role=request.role,
+            extended_hours=int(request.extended_hours),
+            parent_id=parent_id,
+            status=status or OrderStatus.SUBMITTING,
+            replaces=replaces,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def send(self, broker: Broker, request: OrderRequest) -> OrderState:
+        """Send one journaled order (no bracket, no replace), on disk first. A refusal is
+        journaled rejected; any other broker error leaves its fate unknown, settled by lookup
+        (as a delivery's orders are); both are raised. Answers the state as journaled."""
+        await self.journal.durable()  # write-ahead: the order is on disk before it is sent
+        try:
+            state = await broker.submit(request)
+        except OrderRejected as e:
+            self.mark_orders([request], OrderStatus.REJECTED, str(e))
+            raise
+        except BrokerError as e:
+            self.mark_orders([request], OrderStatus.UNKNOWN, str(e))
+            raise
+        return self.record_state(request.account, request.ticker, state)
+
+    def mark_orders(self, requests: list[OrderRequest], status: OrderStatus, message: str) -> None:
+        """The broker's answer to a whole bracket (or one order) that failed as one call."""
+        with self.journal.transaction():
+            for request in requests:
+                self.journal.update_order(
+                    request.client_order_id,
+                    status=status,
+                    broker_message=message,
+                    updated_at=self.clock(),
+                )
+
+    def journal_status(self, order: dict[str, Any], status: OrderStatus, message: str) -> None:
+        self.journal.update_order(
+            order["client_order_id"], status=status, broker_message=message, updated_at=self.clock()
+        )
