@@ -57,20 +57,18 @@ from tradepipe.brokers.base import (
     InstrumentRules,
     OrderListener,
 )
-from tradepipe.brokers.ibkr import moves
+from tradepipe.brokers.ibkr import lookup, moves
 from tradepipe.brokers.ibkr.moves import UNACKNOWLEDGED, Move
 from tradepipe.brokers.ibkr.session import DISCONNECTED, STARTUP_FETCH, Session
 from tradepipe.brokers.ibkr.translation import (
     FINAL,
     canonical,
     contract_value,
-    fills_state,
     parse_number,
     parse_ticker,
     to_contract,
     to_ib_order,
     to_position,
-    trade_state,
 )
 from tradepipe.brokers.reporting import Reporter
 from tradepipe.core.model import (
@@ -173,6 +171,7 @@ class IbkrBroker:
         TradingView exchange prefix dropped; the same as the default for every ticker IB
         trades (tests/test_tickers.py), declared here so it cannot drift from `parse_ticker`."""
         return canonical(ticker)
+
     async def connect(self) -> None:
         await self._session.connect()
 
@@ -190,36 +189,6 @@ class IbkrBroker:
         if move is not None and move.error is None:
             move.error = (code, text)  # IB's answer to a modification (`replace` reads it)
 
-    async def _resync(self) -> None:
-        """After a reconnect: today's fills and the orders' states, reported where changed."""
-        asked = await self._ask_ib("re-syncing")
-        ids = {t.order.orderRef for t in (*self._ib.trades(), *asked) if t.order.orderRef}
-        ids |= {f.execution.orderRef for f in self._ib.fills() if f.execution.orderRef}
-        for client_order_id in sorted(ids | set(self._reporter.heard)):
-            state = self._known(client_order_id, asked)
-            if state is not None:
-                self._report(state)
-
-    async def _ask_ib(self, doing: str) -> list[ib_async.Trade]:
-        """Ask IB anew for the open orders of every client id, the completed orders and today's
-        executions; answers the orders (ib_async keeps the executions)."""
-        async with self._session.lock:
-            listed = await self._ask_open(doing)
-            completed = await self._ask(
-                f"{doing} completed orders", self._ib.reqCompletedOrdersAsync(True)
-            )
-            await self._ask(f"{doing} executions", self._ib.reqExecutionsAsync())
-        return [*listed, *completed]
-
-    async def _ask_open(self, doing: str) -> list[ib_async.Trade]:
-        """IB's working orders of every client id and those placed in TWS by hand (under the
-        lock). ib_async answers this client's own orders with the trades it keeps (their
-        statuses only move forward), the others with copies as of now."""
-        assert self._session.lock.locked()
-        listed = list(await self._ask(f"{doing} open orders", self._ib.reqAllOpenOrdersAsync()))
-        moves.settle(self, listed)
-        return listed
-
     # -- events --------------------------------------------------------------------------------
 
     def _on_order_event(self, trade: ib_async.Trade) -> None:
@@ -230,7 +199,7 @@ class IbkrBroker:
                 return
             moves.settle(self)
         if trade.order.orderRef:
-            self._report(self._state(trade.order.orderRef, [trade]))
+            self._report(lookup.state_of(self, trade.order.orderRef, [trade]))
 
     def _on_fill_event(self, trade: ib_async.Trade, fill: ib_async.Fill) -> None:
         self._on_order_event(trade)
@@ -241,65 +210,12 @@ class IbkrBroker:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _is_current(self, trade: ib_async.Trade) -> bool:
-        """ib_async keeps this client id's orders up to date (but for one being modified: IB
-        is asked), and a final order stays as it is; another client id's open order is a copy
-        of when IB was last asked (IB reports its changes only to the client that placed it)."""
-        if trade.order.clientId == self._client_id:
-            return moves.move_of(self, trade) is None
-        return trade.orderStatus.status in FINAL
-
-    @staticmethod
-    def _id_of(trade: ib_async.Trade) -> str:
-        """Our client order id, or for an order placed in TWS by hand (no `orderRef`) one made
-        of IB's permanent order id, the same at every call."""
-        return trade.order.orderRef or f"ib-{trade.order.permId}"
-
-    def _trades(self, client_order_id: str) -> list[ib_async.Trade]:
-        """The order's trades that ib_async keeps current."""
-        return [
-            t
-            for t in self._ib.trades()
-            if self._id_of(t) == client_order_id and self._is_current(t)
-        ]
-
-    def _known(
-        self, client_order_id: str, asked: Sequence[ib_async.Trade] = ()
-    ) -> OrderState | None:
-        """The order's state from what ib_async keeps current and what IB just answered
-        (`asked`); None if neither holds anything of it."""
-        trades = self._trades(client_order_id)
-        trades += [
-            t
-            for t in asked
-            if self._id_of(t) == client_order_id and all(t is not k for k in trades)
-        ]
-        if trades:
-            return self._state(client_order_id, trades)
-        fills = [f for f in self._ib.fills() if f.execution.orderRef == client_order_id]
-        if fills:  # executed, and no longer listed: an order from before this session
-            ticker = self._tickers.get(client_order_id)
-            return fills_state(
-                client_order_id, fills, ticker, self._quantities.get(client_order_id)
-            )
-        return None
-
-    def _state(self, client_order_id: str, trades: list[ib_async.Trade]) -> OrderState:
-        ticker = self._tickers.get(client_order_id)
-        return trade_state(client_order_id, trades, self._ib.fills(), ticker)
-
     async def _lookup(self, client_order_id: str) -> OrderState | None:
-        """Everything IB knows of an id: this session's orders, else IB is asked anew for the
-        open orders of every client id (an earlier session may have used another one), the
-        completed orders and today's executions (fills alone never settle it while IB may
-        still describe the order)."""
-        trades = self._trades(client_order_id)
-        if trades:
-            return self._state(client_order_id, trades)
-        if client_order_id in self._moved:
-            return self._moved[client_order_id]
-        asked = await self._ask_ib("looking up")
-        return self._moved.get(client_order_id) or self._known(client_order_id, asked)
+        """Everything IB knows of an id (`lookup.lookup`; a seam the tests override)."""
+        return await lookup.lookup(self, client_order_id)
+
+    async def _resync(self) -> None:
+        await lookup.resync(self)
 
     async def get_order(
         self, client_order_id: str, *, ticker: str | None = None
@@ -379,7 +295,7 @@ class IbkrBroker:
                 order.transmit = index == len(children)
                 trades.append(self._ib.placeOrder(contract, order))
         await self._acknowledged(trades, entry.client_order_id)
-        states = [self._state(t.order.orderRef, [t]) for t in trades]
+        states = [lookup.state_of(self, t.order.orderRef, [t]) for t in trades]
         if states[0].status is OrderStatus.REJECTED:
             raise OrderRejected(states[0].message or "IB rejected the order")
         for state in states:
@@ -394,9 +310,7 @@ class IbkrBroker:
             if trades[0].orderStatus.status == "Cancelled":
                 return  # the entry was refused: its children go with it (Inactive is not)
             if not self._ib.isConnected():
-                raise BrokerUnavailable(
-                    f"IB {self.name}: {self._session.down()} (placing {what})"
-                )
+                raise BrokerUnavailable(f"IB {self.name}: {self._session.down()} (placing {what})")
             if loop.time() > deadline:
                 raise BrokerUnavailable(
                     f"IB {self.name}: no answer for {what} within {self._session.timeout:g} s;"
@@ -411,15 +325,15 @@ class IbkrBroker:
 
     async def cancel(self, client_order_id: str, *, ticker: str | None = None) -> OrderState | None:
         self._link()
-        trades = self._cancelable(client_order_id)
+        trades = lookup.cancelable(self, client_order_id)
         if not trades:
             found = await self._lookup(client_order_id)  # asks IB (settles a refused move)
-            trades = self._cancelable(client_order_id)
+            trades = lookup.cancelable(self, client_order_id)
         if not trades:
-            elsewhere = self._elsewhere(client_order_id)
+            elsewhere = lookup.elsewhere(self, client_order_id)
             if found is not None and not found.status.is_final and elsewhere:
                 # IB's cancelOrder names an order id of the calling client id only.
-                raise OrderRejected(f"IB {self.name}: {self._not_ours(elsewhere[0])}")
+                raise OrderRejected(f"IB {self.name}: {lookup.not_ours(self, elsewhere[0])}")
             return found
         with self._session.errors(f"canceling {client_order_id}"):
             for trade in trades:
@@ -428,38 +342,7 @@ class IbkrBroker:
         deadline = loop.time() + self._session.timeout
         while loop.time() < deadline and any(t.orderStatus.status not in FINAL for t in trades):
             await asyncio.sleep(0.01)
-        return self._state(client_order_id, trades)
-
-    def _cancelable(self, client_order_id: str) -> list[ib_async.Trade]:
-        """This client's trades of the order that ib_async does not hold for done (also while
-        a move of it is unsettled: IB takes a cancel then too)."""
-        return [
-            t
-            for t in self._ib.trades()
-            if self._id_of(t) == client_order_id
-            and t.order.clientId == self._client_id
-            and t.orderStatus.status not in FINAL
-        ]
-
-    def _elsewhere(self, client_order_id: str) -> list[ib_async.Trade]:
-        """Another client's (or TWS's) copies of the order."""
-        return [
-            t
-            for t in self._ib.trades()
-            if self._id_of(t) == client_order_id and t.order.clientId != self._client_id
-        ]
-
-    def _not_ours(self, trade: ib_async.Trade) -> str:
-        """Why this client cannot cancel (or move) another client's working order."""
-        who = (
-            "in TWS by hand"
-            if not trade.order.orderRef and not trade.order.clientId
-            else f"by API client id {trade.order.clientId}"
-        )
-        return (
-            f"{self._id_of(trade)} was placed {who}, and IB lets only that client change or"
-            " cancel it; it stays working: change or cancel it in TWS"
-        )
+        return lookup.state_of(self, client_order_id, trades)
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
         """Every working order at the account: IB is asked anew (reqAllOpenOrders) for those
@@ -467,14 +350,14 @@ class IbkrBroker:
         self._link()
         wanted = parse_ticker(ticker).ticker if ticker else None
         async with self._session.lock:
-            listed = await self._ask_open("listing")
+            listed = await lookup.ask_open(self, "listing")
         own = [t for t in self._ib.trades() if t.order.clientId == self._client_id]
         others = [t for t in listed if all(t is not o for o in own)]
         states = []
         for trade in (*own, *others):
             if trade.orderStatus.status in FINAL:
                 continue
-            state = self._state(self._id_of(trade), [trade])
+            state = lookup.state_of(self, lookup.id_of(trade), [trade])
             if wanted is None or canonical(state.ticker or "") == wanted:
                 states.append(state)
         return states

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import ib_async
 
+from tradepipe.brokers.ibkr import lookup
 from tradepipe.brokers.ibkr.translation import FINAL, to_ib_modify
 from tradepipe.core.model import OrderRequest, OrderState, OrderStatus
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
@@ -49,7 +50,7 @@ async def replace(broker: IbkrBroker, client_order_id: str, request: OrderReques
     if existing is not None:  # moved before (a retry): answer, send nothing
         return existing
     trade = await movable(broker, client_order_id)
-    was = broker._state(client_order_id, [trade])
+    was = lookup.state_of(broker, client_order_id, [trade])
     if was.filled_quantity:
         raise OrderRejected(
             f"IB {broker.name}: {client_order_id} is partially filled ({was.filled_quantity}"
@@ -77,7 +78,7 @@ async def replace(broker: IbkrBroker, client_order_id: str, request: OrderReques
         # so IB is asked what it holds in both cases.
         await refused(broker, trade, move)
     settle(broker)
-    return broker._state(move.new_id, [trade])
+    return lookup.state_of(broker, move.new_id, [trade])
 
 
 async def movable(broker: IbkrBroker, client_order_id: str) -> ib_async.Trade:
@@ -89,14 +90,16 @@ async def movable(broker: IbkrBroker, client_order_id: str) -> ib_async.Trade:
             " with IB (no answer, or what IB holds could not be read yet); it is not moved"
             " again before IB shows where it is (check it in TWS)"
         )
-    trades = [t for t in broker._trades(client_order_id) if t.orderStatus.status not in FINAL]
+    trades = [
+        t for t in lookup.current(broker, client_order_id) if t.orderStatus.status not in FINAL
+    ]
     if not trades:
         found = await broker._lookup(client_order_id)
-        elsewhere = broker._elsewhere(client_order_id)
+        elsewhere = lookup.elsewhere(broker, client_order_id)
         if found is None:
             raise OrderRejected(f"IB {broker.name}: no order {client_order_id} to move")
         if not found.status.is_final and elsewhere:
-            raise OrderRejected(f"IB {broker.name}: {broker._not_ours(elsewhere[0])}")
+            raise OrderRejected(f"IB {broker.name}: {lookup.not_ours(broker, elsewhere[0])}")
         raise OrderRejected(
             f"IB {broker.name}: order {client_order_id} is {found.status}: nothing to move"
         )
@@ -146,7 +149,7 @@ async def refused(broker: IbkrBroker, trade: ib_async.Trade, move: Move) -> None
     code, words = move.error
     refusal = f"IB {broker.name}: IB refused to move {move.old_id} (error {code}: {words})"
     try:
-        asked = await broker._ask_ib(f"checking the refused move of {move.old_id}:")
+        asked = await lookup.ask_ib(broker, f"checking the refused move of {move.old_id}:")
     except BrokerError as e:
         # Where the order is, is not known: fate unknown (the contract), never "refused".
         raise BrokerUnavailable(
@@ -157,7 +160,7 @@ async def refused(broker: IbkrBroker, trade: ib_async.Trade, move: Move) -> None
         return  # IB moved it after all (its error was a warning): settled by the caller
     working = any(t is trade for t in asked)  # if so, settled by the asking
     broker._moves.pop(trade.order.orderId, None)
-    state = broker._known(move.old_id, asked)
+    state = lookup.known(broker, move.old_id, asked)
     if state is None:
         raise OrderRejected(f"{refusal}; IB no longer lists {move.old_id}")
     broker._report(state)
@@ -187,7 +190,7 @@ def settle(broker: IbkrBroker, listed: Sequence[ib_async.Trade] = ()) -> None:
                 if trade.orderStatus.status in (*FINAL, "ValidationError"):
                     trade.orderStatus.status = move.status
                 del broker._moves[trade.order.orderId]
-                broker._report(broker._state(move.old_id, [trade]))
+                broker._report(lookup.state_of(broker, move.old_id, [trade]))
             continue
         del broker._moves[trade.order.orderId]
         moved = dataclasses.replace(
@@ -198,7 +201,7 @@ def settle(broker: IbkrBroker, listed: Sequence[ib_async.Trade] = ()) -> None:
         )
         broker._moved[move.old_id] = moved
         broker._report(moved)
-        broker._report(broker._state(move.new_id, [trade]))
+        broker._report(lookup.state_of(broker, move.new_id, [trade]))
 
 
 def shown(state: OrderState) -> str:
