@@ -316,7 +316,7 @@ class IbkrBroker:
                     f"IB {self.name}: no answer for {what} within {self._session.timeout:g} s;"
                     " it is looked up by its id"
                 )
-            await asyncio.sleep(0.01)
+            await self._session.changed(deadline)
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
         """IB's modification in place, done only once IB answers with the new values
@@ -341,7 +341,7 @@ class IbkrBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._session.timeout
         while loop.time() < deadline and any(t.orderStatus.status not in FINAL for t in trades):
-            await asyncio.sleep(0.01)
+            await self._session.changed(deadline)
         return lookup.state_of(self, client_order_id, trades)
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:

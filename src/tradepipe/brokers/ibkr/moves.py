@@ -138,7 +138,7 @@ async def answered(broker: IbkrBroker, trade: ib_async.Trade, move: Move) -> Non
                 f"IB {broker.name}: no answer within {session.timeout:g} s to moving"
                 f" {move.old_id} to {move.new_id}; {unknown}"
             )
-        await asyncio.sleep(0.01)
+        await session.changed(deadline)
 
 
 async def refused(broker: IbkrBroker, trade: ib_async.Trade, move: Move) -> None:
