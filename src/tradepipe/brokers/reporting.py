@@ -3,10 +3,25 @@ repeat themselves (TWS resends statuses, a poll sees the same order again)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable
 
 from tradepipe.brokers.base import OrderListener
 from tradepipe.core.model import OrderState
+
+log = logging.getLogger(__name__)
+
+
+def logged(listener: OrderListener, who: str) -> OrderListener:
+    """`listener`, its failures logged instead of raised (into a stream that must go on)."""
+
+    def guarded(state: OrderState) -> None:
+        try:
+            listener(state)
+        except Exception:
+            log.exception("%s: the listener failed", who)
+
+    return guarded
 
 
 class Reporter:
