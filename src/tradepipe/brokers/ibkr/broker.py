@@ -42,6 +42,7 @@ translation without I/O (tickers, orders, statuses, fills) is `translation`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -157,6 +158,10 @@ class IbkrBroker:
     @property
     def _client_id(self) -> int:
         return self._session.client_id
+
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """IB's exceptions as ours (`Session.errors`, the adapter's one mapper)."""
+        return self._session.errors(doing)
 
     def _link(self) -> None:
         self._session.link()
@@ -282,7 +287,7 @@ class IbkrBroker:
             self._tickers[request.client_order_id] = request.ticker
             self._quantities[request.client_order_id] = request.quantity
         trades = []
-        with self._session.errors(f"placing {entry.client_order_id}"):
+        with self._errors(f"placing {entry.client_order_id}"):
             self._link()
             parent = orders[0]
             if children:
@@ -335,7 +340,7 @@ class IbkrBroker:
                 # IB's cancelOrder names an order id of the calling client id only.
                 raise OrderRejected(f"IB {self.name}: {lookup.not_ours(self, elsewhere[0])}")
             return found
-        with self._session.errors(f"canceling {client_order_id}"):
+        with self._errors(f"canceling {client_order_id}"):
             for trade in trades:
                 self._ib.cancelOrder(trade.order)
         loop = asyncio.get_running_loop()
