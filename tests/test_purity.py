@@ -21,6 +21,7 @@ PURE = [
     "brokers/alpaca/parsing",
     "brokers/alpaca/fills",
     "brokers/ibkr/translation",
+    "brokers/paper/books",
 ]
 FORBIDDEN_MODULES = {
     "aiohttp",

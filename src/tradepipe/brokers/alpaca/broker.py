@@ -39,7 +39,6 @@ from alpaca.data.requests import (
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
-from alpaca.trading.stream import TradingStream
 
 from tradepipe.brokers.alpaca.fills import FillBook
 from tradepipe.brokers.alpaca.orders import (
@@ -67,6 +66,7 @@ from tradepipe.brokers.alpaca.parsing import (
     to_position,
     trade_price,
 )
+from tradepipe.brokers.alpaca.stream import STREAM_PATH, Stream, TradeUpdates, stream_url_for
 from tradepipe.brokers.base import (
     AccountSummary,
     Capabilities,
@@ -74,11 +74,11 @@ from tradepipe.brokers.base import (
     OrderListener,
     StreamHealth,
 )
+from tradepipe.brokers.reporting import Reporter, logged
 from tradepipe.core.ids import leg_of, sibling_id
 from tradepipe.core.model import (
     OrderRequest,
     OrderState,
-    OrderStatus,
     OrderType,
     Position,
     Side,
@@ -87,6 +87,9 @@ from tradepipe.core.model import (
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
+
+_Stream = Stream  # its name before the stream moved to `stream`
+__all__ = ["CAPABILITIES", "STREAM_PATH", "AlpacaBroker", "Stream", "stream_url_for"]
 
 CAPABILITIES = Capabilities(
     order_types=frozenset(OrderType),
@@ -101,19 +104,6 @@ CAPABILITIES = Capabilities(
 
 DUPLICATE_ID = "client_order_id must be unique"
 STREAM_LIMIT = 500  # orders per page of the re-sync (Alpaca's maximum)
-STREAM_PATH = "/stream"  # trade_updates, beside the trading API (alpaca-py's BaseURL)
-
-
-def stream_url_for(base_url: str | None) -> str | None:
-    """The `trade_updates` websocket of a trading API address, as Alpaca serves it: the same
-    host and path, ws / wss, plus /stream (`https://paper-api.alpaca.markets` →
-    `wss://paper-api.alpaca.markets/stream`). None without one: alpaca-py's own."""
-    if not base_url:
-        return None
-    scheme, rest = base_url.rstrip("/").split("://", 1)
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{STREAM_PATH}"
-
-
 class _NotFound(BrokerError):
     """Alpaca answered 404: the caller decides what absence means."""
 
@@ -147,50 +137,6 @@ def _without_retries(client: Any, timeout: float) -> Any:
     return client
 
 
-class _Stream(TradingStream):
-    """alpaca-py's stream, telling us when it is listening (after every (re)connect), when it
-    is not (a connection that failed or dropped: alpaca-py reconnects with backoff, only
-    logging) and when the broker refused its credentials (it would otherwise retry forever)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        on_listening: Callable[[], None],
-        on_refused: Callable[[], None],
-        on_down: Callable[[str], None],
-        **kw: Any,
-    ) -> None:
-        super().__init__(*args, **kw)
-        self._on_listening = on_listening
-        self._on_refused = on_refused
-        self._on_down = on_down
-
-    async def _start_ws(self) -> None:
-        try:
-            await super()._start_ws()
-        except Exception as e:
-            self._on_down(f"cannot connect to {self._endpoint}: {type(e).__name__}: {e}"[:300])
-            raise
-
-    async def close(self) -> None:
-        connected = self._ws is not None and self._running  # alpaca-py closes after any error
-        await super().close()
-        if connected:
-            self._on_down(f"the connection to {self._endpoint} dropped")
-
-    async def _auth(self) -> None:
-        try:
-            await super()._auth()
-        except ValueError:
-            self._on_refused()
-            raise
-
-    async def _dispatch(self, msg: dict) -> None:
-        if msg.get("stream") == "listening":
-            self._on_listening()
-        await super()._dispatch(msg)
-
-
 class AlpacaBroker:
     def __init__(
         self,
@@ -198,7 +144,7 @@ class AlpacaBroker:
         trading: TradingClient,
         stocks: StockHistoricalDataClient,
         crypto: CryptoHistoricalDataClient,
-        stream_factory: Callable[..., _Stream],
+        stream_factory: Callable[..., Stream],
         *,
         clock: Callable[[], datetime],
         timeout: float,
@@ -208,18 +154,17 @@ class AlpacaBroker:
         self._trading = trading
         self._stocks = stocks
         self._crypto = crypto
-        self._stream_factory = stream_factory
         self._clock = clock
         self._timeout = timeout
-        self._listener: OrderListener | None = None
-        self._stream: _Stream | None = None
-        self._stream_task: asyncio.Task[None] | None = None
-        self._listening = False
-        self._refused = False
-        # The stream's health: since when it listens or not, and why not (StreamHealth).
-        self._stream_since: datetime | None = None
-        self._stream_why = "not started"
-        self._stream_news = asyncio.Event()  # the stream listens, or was refused
+        self._reporter = Reporter(key=lambda state: (state.status, state.filled_quantity))
+        self._updates = TradeUpdates(
+            name,
+            stream_factory,
+            clock=clock,
+            timeout=timeout,
+            on_update=self._on_trade_update,
+            on_listening=lambda: self._spawn(self._resync()),
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rules: dict[str, InstrumentRules] = {}
         self._books: dict[str, FillBook] = {}
@@ -227,7 +172,6 @@ class AlpacaBroker:
         self._legs: dict[str, str] = {}
         # Orders not final as last seen (alpaca id → our client id), and what was last reported.
         self._working: dict[str, str] = {}
-        self._reported: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._seen_at: datetime | None = None  # the broker's time of the latest event seen
 
     @classmethod
@@ -243,8 +187,8 @@ class AlpacaBroker:
         stocks = StockHistoricalDataClient(key, secret, raw_data=True, url_override=data)
         crypto = CryptoHistoricalDataClient(key, secret, raw_data=True, url_override=data)
 
-        def stream(**hooks: Any) -> _Stream:
-            return _Stream(
+        def stream(**hooks: Any) -> Stream:
+            return Stream(
                 key, secret, paper=account.paper, raw_data=True, url_override=stream_url, **hooks
             )
 
@@ -312,67 +256,13 @@ class AlpacaBroker:
         for it to listen. A stream that does not is no failure: it keeps trying, reports
         itself down (`stream_health`), and the engine polls the working orders meanwhile."""
         await self._call("reading the account", self._trading.get_account)
-        if self._stream_task is None or self._stream_task.done():
-            self._refused = self._listening = False
-            self._stream_news.clear()
-            self._stream_went_down("connecting")
-            self._stream = self._stream_factory(
-                on_listening=self._on_listening,
-                on_refused=self._on_refused,
-                on_down=self._on_stream_down,
-            )
-            self._stream.subscribe_trade_updates(self._on_trade_update)
-            self._stream_task = asyncio.create_task(
-                self._stream._run_forever(), name=f"alpaca stream {self.name}"
-            )
+        if self._updates.start():
             await self._recover_legs()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stream_news.wait(), timeout=self._timeout)
-        if self._refused:  # alpaca-py would retry forever, only logging
-            await self._stop_stream()
-            raise BrokerError(
-                f"alpaca account {self.name}: the trade_updates stream refused the"
-                " credentials; check the account's key and secret"
-            )
-        if not self._listening:  # REST works: orders go out, the engine polls their fate
-            log.warning(
-                "alpaca account %s: the trade_updates stream is not listening after %g s (%s);"
-                " it keeps trying, and working orders are polled over REST meanwhile",
-                self.name,
-                self._timeout,
-                self._stream_why,
-            )
+        await self._updates.wait()
 
     @property
     def stream_health(self) -> StreamHealth:
-        if self._listening:
-            return StreamHealth(up=True, since=self._stream_since)
-        return StreamHealth(up=False, since=self._stream_since, reason=self._stream_why)
-
-    def _stream_went_down(self, why: str) -> None:
-        if self._listening or self._stream_since is None:
-            self._stream_since = self._clock()
-        if self._listening:
-            log.warning("alpaca account %s: trade_updates stream down: %s", self.name, why)
-        self._listening, self._stream_why = False, why
-
-    def _on_stream_down(self, why: str) -> None:
-        if self._stream is not None:  # not a stream being stopped
-            self._stream_went_down(why)
-
-    def _on_listening(self) -> None:
-        if not self._listening:
-            self._stream_since = self._clock()
-        self._listening, self._refused = True, False
-        self._stream_news.set()
-        log.info("alpaca account %s: trade_updates stream listening; re-syncing", self.name)
-        self._spawn(self._resync())
-
-    def _on_refused(self) -> None:
-        self._stream_went_down("the broker refused the credentials")
-        self._listening, self._refused = False, True
-        self._stream_news.set()
-        log.error("alpaca account %s: the trade_updates stream refused the credentials", self.name)
+        return self._updates.health
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -380,32 +270,18 @@ class AlpacaBroker:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        await self._stop_stream()
+        await self._updates.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in (self._trading, self._stocks, self._crypto):
             client._session.close()  # pooled sockets (the session stays usable on reconnect)
 
-    async def _stop_stream(self) -> None:
-        stream, task = self._stream, self._stream_task
-        self._stream = self._stream_task = None
-        self._stream_went_down("stopped")
-        self._stream_news.clear()
-        if stream is not None:
-            await stream.stop_ws()
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.close()
-
     def on_disconnect(self, listener: Callable[[str], None]) -> None:
         """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
 
     def listen(self, listener: OrderListener) -> None:
-        self._listener = listener
+        self._reporter.listen(logged(listener, f"alpaca account {self.name}"))
 
     # -- the stream ----------------------------------------------------------------------------
 
@@ -446,15 +322,7 @@ class AlpacaBroker:
         )
 
     def _report(self, state: OrderState, *, always: bool = False) -> None:
-        seen = (state.status, state.filled_quantity)
-        changed = self._reported.get(state.client_order_id) != seen
-        self._reported[state.client_order_id] = seen
-        if self._listener is None or not (always or changed):
-            return
-        try:
-            self._listener(state)
-        except Exception:
-            log.exception("alpaca account %s: the listener failed", self.name)
+        self._reporter.report(state, always=always)
 
     async def _resync(self) -> None:
         """After a (re)connect: what changed while the stream was away, over REST. Orders

@@ -40,22 +40,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ccxt_errors
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
-from tradepipe.brokers.ccxt.budget import RequestBudget
+from tradepipe.brokers.ccxt.exchange import (
+    VERIFIED,
+    exchange_words,
+    make_exchange,
+    point_at,
+    shared_budget,
+)
 from tradepipe.brokers.ccxt.markets import (
     check_min_notional,
     check_min_quantity,
@@ -77,6 +78,7 @@ from tradepipe.brokers.ccxt.orders import (
     to_order_state,
     trades_of,
 )
+from tradepipe.brokers.reporting import Reporter
 from tradepipe.config.credentials import Credentials
 from tradepipe.core.model import (
     Fill,
@@ -87,57 +89,11 @@ from tradepipe.core.model import (
     Position,
     Side,
 )
-from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
+from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
 
-# Exchanges whose client-order-id lookup, duplicate answers and statuses are tested (stub).
-VERIFIED = frozenset({"binance"})
-
-
-# -- construction and errors (pure) -------------------------------------------------------------
-
-
-def exchange_words(error: Exception, exchange_id: str) -> str:
-    """The exchange's own message out of a ccxt error ("binance {"code":-2010,"msg":…}")."""
-    text = str(error)
-    start = text.find("{")
-    if start >= 0:
-        try:
-            body = json.loads(text[start:])
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("msg"):
-            code = body.get("code")
-            return f"{body['msg']} (code {code})" if code is not None else str(body["msg"])
-    # ccxt's network errors read "<id> GET <url>": the query string carries the signature and,
-    # at some exchanges, the key id. Keep the path only.
-    return re.sub(r"\?\S*", "", text.removeprefix(exchange_id)).strip()
-
-
-def point_at(urls: Any, base_url: str) -> Any:
-    """Every API URL with its scheme and host replaced by `base_url`'s, its path kept."""
-    if isinstance(urls, dict):
-        return {key: point_at(value, base_url) for key, value in urls.items()}
-    if isinstance(urls, str) and urls.startswith(("http://", "https://")):
-        base = urlsplit(base_url)
-        parts = urlsplit(urls)
-        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
-    return urls
-
-
-# Exchanges count request weight per IP address: one budget per exchange and API address in
-# this process, whichever accounts use it (a sandbox or a base_url override is another address).
-_BUDGETS: dict[tuple[str, str], RequestBudget] = {}
-
-
-def _shared_budget(exchange: Any) -> RequestBudget:
-    where = json.dumps(exchange.urls.get("api"), sort_keys=True, default=str)
-    key = (exchange.id, where)
-    if key not in _BUDGETS:
-        _BUDGETS[key] = RequestBudget.of_ccxt_rate_limit(exchange.rateLimit)
-    return _BUDGETS[key]
-
+__all__ = ["VERIFIED", "CcxtBroker", "exchange_words", "point_at"]
 
 class CcxtBroker:
     def __init__(
@@ -170,17 +126,20 @@ class CcxtBroker:
             quotes=True,
             lot_size=Decimal("0.00000001"),
         )
-        self._listener: OrderListener | None = None
         self._poller: asyncio.Task[None] | None = None
         self._symbols: dict[str, str] = {}  # client order id → ccxt symbol
         self._tickers: dict[str, str] = {}  # markets used: ccxt symbol → the ticker first asked
         self._watch: dict[str, str] = {}  # open orders placed or seen: client id → symbol
-        self._reported: dict[str, tuple[OrderStatus, Decimal]] = {}
+        # Reported once per change, and only once the engine listens (`poll` before that
+        # reports nothing and remembers nothing).
+        self._reporter = Reporter(
+            key=lambda state: (state.status, state.filled_quantity), remember_unheard=False
+        )
         self._fills: dict[str, tuple[Decimal, tuple[Fill, ...]]] = {}
         # ccxt awaits `exchange.throttle(cost)` before every REST request (`enableRateLimit`):
         # its own throttler makes an order wait out earlier requests however long ago they were
         # sent; this budget refills while idle (ccxt_budget.py).
-        self.budget = _shared_budget(exchange)
+        self.budget = shared_budget(exchange)
         exchange.throttle = self._throttle
 
     async def _throttle(self, cost: float | None = None) -> None:
@@ -192,57 +151,13 @@ class CcxtBroker:
     def from_config(
         cls, name: str, account: Any, credentials: Credentials | None, clock: Callable[[], datetime]
     ) -> CcxtBroker:
-        exchange_id = account.exchange
-        if exchange_id not in ccxt_async.exchanges:
-            close = difflib.get_close_matches(exchange_id, ccxt_async.exchanges, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            raise ConfigError(f'account {name}: ccxt has no exchange "{exchange_id}"{hint}')
-        if exchange_id not in VERIFIED:
-            # Lookup by client order id, duplicate answers and statuses differ per exchange;
-            # an unverified one could answer "not found" for a live order, and be sent twice.
-            raise ConfigError(
-                f'account {name}: exchange "{exchange_id}" is not verified with tradepipe yet'
-                f" (verified: {', '.join(sorted(VERIFIED))}); idempotent ordering depends on"
-                " each exchange's client-order-id lookup"
-            )
-        if account.market_type != "spot":
-            raise ConfigError(
-                f'account {name}: market_type "{account.market_type}" is not supported yet:'
-                " perpetuals route stop orders to another endpoint and count positions in"
-                ' contracts; use market_type = "spot"'
-            )
-        config: dict[str, Any] = {
-            "timeout": int(Decimal(account.timeout) * 1000),
-            "enableRateLimit": True,
-            "options": {
-                "defaultType": account.market_type,
-                # load_markets without Binance's private extra calls (currencies, margin pairs)
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-                "fetchMarkets": {"types": ["spot" if account.market_type == "spot" else "linear"]},
-                "fetchOpenOrders": {"warnWithoutSymbol": False},
-            },
-        }
-        if credentials is not None:
-            config |= {"apiKey": credentials.key, "secret": credentials.secret}
-            if credentials.passphrase:
-                config["password"] = credentials.passphrase
-        exchange = getattr(ccxt_async, exchange_id)(config)
-        if account.sandbox:
-            try:
-                exchange.set_sandbox_mode(True)
-            except ccxt_errors.NotSupported:
-                raise ConfigError(
-                    f"account {name}: {exchange_id} has no sandbox in ccxt; set sandbox = false"
-                ) from None
-        if account.base_url:
-            exchange.urls["api"] = point_at(exchange.urls["api"], str(account.base_url))
+        exchange = make_exchange(name, account, credentials)
         return cls(name, exchange, market_type=account.market_type, clock=clock)
 
     # -- errors, once ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _mapped(self) -> Iterator[None]:
+    def _errors(self) -> Iterator[None]:
         exchange_id = self.exchange.id
         try:
             yield
@@ -263,7 +178,7 @@ class CcxtBroker:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        with self._mapped():
+        with self._errors():
             await self.exchange.load_markets()
             await self.exchange.fetch_balance()  # proves the credentials
         if self._poller is None or self._poller.done():
@@ -273,7 +188,7 @@ class CcxtBroker:
         """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
 
     def listen(self, listener: OrderListener) -> None:
-        self._listener = listener
+        self._reporter.listen(listener)
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -288,7 +203,7 @@ class CcxtBroker:
     async def _market(self, ticker: str) -> dict[str, Any]:
         """The ccxt market for a TradingView ticker: "BTCUSDT", "BINANCE:BTCUSDT",
         "BTCUSDT.P" (a perpetual) or ccxt's own "BTC/USDT"."""
-        with self._mapped():
+        with self._errors():
             await self.exchange.load_markets()
         exchange = self.exchange
         market = find_market(exchange.markets, exchange.markets_by_id, ticker, self.market_type)
@@ -332,7 +247,7 @@ class CcxtBroker:
         amount = await self._checked_amount(request, market, price or params.get("triggerPrice"))
         self._watch[cid] = symbol  # a lost answer is found by the poller, or settled by id
         try:
-            with self._mapped():
+            with self._errors():
                 try:
                     order = await self.exchange.create_order(
                         symbol, kind, str(request.side), amount, price, params
@@ -357,7 +272,7 @@ class CcxtBroker:
         refused, so that what the journal holds is what was sent."""
         symbol = market["symbol"]
         try:
-            with self._mapped():
+            with self._errors():
                 if is_price:
                     written = self.exchange.price_to_precision(symbol, float(value))
                 else:
@@ -389,7 +304,7 @@ class CcxtBroker:
         return float(quantity)
 
     async def _look_up(self, cid: str, symbol: str) -> OrderState | None:
-        with self._mapped():
+        with self._errors():
             try:
                 order = await self.exchange.fetch_order("", symbol, {"clientOrderId": cid})
             except ccxt_errors.OrderNotFound:
@@ -425,7 +340,7 @@ class CcxtBroker:
         trades = trades_of(order)
         if not covers(trades, filled) and self.exchange.has.get("fetchOrderTrades"):
             # the order's answer did not carry all its trades (Binance: only a create does)
-            with self._mapped():
+            with self._errors():
                 trades = await self.exchange.fetch_order_trades(order["id"], symbol)
         fills = to_fills(
             order,
@@ -490,7 +405,7 @@ class CcxtBroker:
 
     async def _candidate_symbols(self) -> list[str]:
         symbols = list(dict.fromkeys(self._tickers))
-        with self._mapped():
+        with self._errors():
             for order in await self.exchange.fetch_open_orders():
                 symbols.append(order["symbol"])
         for position in await self.positions():
@@ -504,7 +419,7 @@ class CcxtBroker:
             if found is None:
                 return None
             symbol = self._symbols[client_order_id]
-        with self._mapped():
+        with self._errors():
             try:
                 order = await self.exchange.cancel_order(
                     "", symbol, {"clientOrderId": client_order_id}
@@ -517,7 +432,7 @@ class CcxtBroker:
 
     async def open_orders(self, ticker: str | None = None) -> list[OrderState]:
         symbol = None if ticker is None else (await self._market(ticker))["symbol"]
-        with self._mapped():
+        with self._errors():
             orders = await self.exchange.fetch_open_orders(symbol)
         states = []
         for order in orders:
@@ -530,7 +445,7 @@ class CcxtBroker:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            if not self._watch or self._listener is None:
+            if not self._watch or self._reporter.listener is None:
                 continue
             try:
                 await self.poll()
@@ -546,7 +461,7 @@ class CcxtBroker:
         stop-loss unplaced)."""
         for symbol in sorted(set(self._watch.values())):
             try:
-                with self._mapped():
+                with self._errors():
                     listed = await self.exchange.fetch_open_orders(symbol)
             except BrokerError as e:
                 log.warning("%s: polling %s: %s", self.name, symbol, e)
@@ -575,18 +490,14 @@ class CcxtBroker:
             self._report(state)
 
     def _report(self, state: OrderState) -> None:
-        seen = (state.status, state.filled_quantity)
-        if self._reported.get(state.client_order_id) == seen or self._listener is None:
-            return
-        self._reported[state.client_order_id] = seen
-        self._listener(state)
+        self._reporter.report(state)
 
     # -- account -------------------------------------------------------------------------------
 
     async def position(self, ticker: str) -> Position:
         market = await self._market(ticker)
         if self.market_type == "swap":
-            with self._mapped():
+            with self._errors():
                 found = await self.exchange.fetch_positions([market["symbol"]])
             held = [
                 swap_position(p, self._ticker(p["symbol"]))
@@ -595,14 +506,14 @@ class CcxtBroker:
             ]
             none = Position(self._ticker(market["symbol"]), Decimal(0))
             return next((p for p in held if p.quantity), none)
-        with self._mapped():
+        with self._errors():
             balance = await self.exchange.fetch_balance()
         total = decimal(balance.get(market["base"], {}).get("total")) or Decimal(0)
         # a spot holding has no entry price
         return Position(self._ticker(market["symbol"]), total, None)
 
     async def positions(self) -> list[Position]:
-        with self._mapped():
+        with self._errors():
             await self.exchange.load_markets()
             if self.market_type == "swap":
                 found = await self.exchange.fetch_positions()
@@ -617,12 +528,12 @@ class CcxtBroker:
 
     async def quote(self, ticker: str) -> Decimal | None:
         market = await self._market(ticker)
-        with self._mapped():
+        with self._errors():
             ticker_data = await self.exchange.fetch_ticker(market["symbol"])
         return price_of(ticker_data)
 
     async def account(self) -> AccountSummary:
-        with self._mapped():
+        with self._errors():
             await self.exchange.load_markets()
             balance = await self.exchange.fetch_balance()
         quote = next(iter(s.split("/")[1] for s in self._tickers), "USDT")

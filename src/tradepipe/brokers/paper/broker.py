@@ -26,13 +26,26 @@ with the canonical one (positions add up), never rewritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
+from tradepipe.brokers.paper import books
+from tradepipe.brokers.paper.books import (
+    SHORT_MARGIN,
+    WORKING,
+    buying_power,
+    buying_power_needed,
+    mark_problem,
+    order_state,
+    trail_words,
+    trailed,
+    trailing_stop_price,
+    unaffordable,
+)
 from tradepipe.core.instruments import (
     US_OPTION_MULTIPLIER,
     ContractSpec,
@@ -42,26 +55,27 @@ from tradepipe.core.instruments import (
     parse_future,
 )
 from tradepipe.core.model import (
-    Fill,
     OrderRequest,
     OrderState,
     OrderStatus,
     OrderType,
     Position,
-    Side,
     TimeInForce,
 )
-from tradepipe.core.prices import show, stock_tick
 from tradepipe.core.tickers import default_canonical_ticker
 from tradepipe.errors import BrokerUnavailable, OrderRejected
 from tradepipe.journal import Journal, dumps
 
-# Reg T initial margin on a short sale: 50 % of its value from buying power, on top of the sale's
-# proceeds, which stay in cash as collateral (so buying power is cash − 150 % of the shorts).
-SHORT_MARGIN = Decimal("0.5")
-
-# A paper order that may still fill: live at the mark, or a bracket leg held for its entry.
-WORKING = frozenset({"accepted", "partially_filled", "held"})
+__all__ = [
+    "CAPABILITIES",
+    "SHORT_MARGIN",
+    "WORKING",
+    "Fault",
+    "PaperBroker",
+    "buying_power_needed",
+    "mark_problem",
+    "trailing_stop_price",
+]
 
 
 class Fault(StrEnum):
@@ -136,7 +150,8 @@ class PaperBroker:
         return (canonical, *self._legacy.get(canonical, ()))
 
     def _held(self, ticker: str) -> tuple[Decimal, Decimal | None]:
-        return _merged(self._journal.paper_position(self.name, s) for s in self._spellings(ticker))
+        rows = (self._journal.paper_position(self.name, s) for s in self._spellings(ticker))
+        return books.merged(rows)
 
     def _mark(self, ticker: str) -> Decimal | None:
         marks = (self._journal.paper_mark(self.name, s) for s in self._spellings(ticker))
@@ -304,7 +319,7 @@ class PaperBroker:
         refused, as a broker refuses it (resting orders are checked when a mark fills them)."""
         if request.order_type is OrderType.TRAILING_STOP:
             return
-        price = _fill_price(request, self._mark(request.ticker))
+        price = books.fill_price(request, self._mark(request.ticker))
         problem = None if price is None else self._affordability(request, price)
         if problem:
             raise OrderRejected(problem)
@@ -328,7 +343,7 @@ class PaperBroker:
         if request.order_type is OrderType.TRAILING_STOP:
             self._start_trailing(request, mark, now)
             return
-        price = _fill_price(request, mark)
+        price = books.fill_price(request, mark)
         if request.order_type is OrderType.MARKET and price is None:
             self._finish(
                 request.client_order_id,
@@ -395,7 +410,7 @@ class PaperBroker:
                 if request.order_type is OrderType.TRAILING_STOP:
                     fill_price = self._trail(request, current, price, now)
                 else:
-                    fill_price = _fill_price(request, price, resting=True)
+                    fill_price = books.fill_price(request, price, resting=True)
                 if fill_price is None:
                     continue
                 problem = self._affordability(request, fill_price)
@@ -432,7 +447,7 @@ class PaperBroker:
         rows: dict[str, list[tuple[Decimal, Decimal | None]]] = {}
         for ticker, quantity, average in self._journal.paper_positions(self.name):
             rows.setdefault(self.canonical_ticker(ticker), []).append((quantity, average))
-        merged = [(ticker, *_merged(held)) for ticker, held in rows.items()]
+        merged = [(ticker, *books.merged(held)) for ticker, held in rows.items()]
         return [Position(t, q, a) for t, q, a in merged if q]
 
     def mark_problem(self, ticker: str, price: Decimal) -> str | None:
@@ -456,31 +471,14 @@ class PaperBroker:
     # -- books ---------------------------------------------------------------------------------
 
     def _affordability(self, request: OrderRequest, price: Decimal) -> str | None:
-        """Why buying power cannot carry the order at `price` (None if it can): longs are paid
-        in full, shorts need Reg T's 50 % initial margin (SHORT_MARGIN); closing needs nothing.
-        One unit is worth price × multiplier: a future is paid in full too, not on an
-        exchange's margin."""
+        """Why buying power cannot carry the order at `price` (None if it can; `books`)."""
         held, _ = self._held(request.ticker)
-        unit_value = price * self._multiplier(request.ticker)
-        need, freed, opening = buying_power_needed(request.side, held, request.quantity, unit_value)
-        if not need:
-            return None
-        available = self._buying_power() + freed
-        if need <= available:
-            return None
-        multiplier = self._multiplier(request.ticker)
-        worth = "" if multiplier == 1 else f" ×{show(multiplier)}"
-        opens = "sells short" if request.side is Side.SELL else "buys long"
-        part = "" if opening == request.quantity else f" for the {show(opening)} it {opens}"
-        why = (
-            "Reg T 50 % initial margin on shorts"
-            if request.side is Side.SELL
-            else "longs are paid in full, no margin"
-        )
-        return (
-            f"paper broker: {request.side} {show(request.quantity)} {request.ticker} at"
-            f" {show(price)}{worth} needs {need:,.2f} of buying power{part} ({why});"
-            f" {available:,.2f} available"
+        return unaffordable(
+            request,
+            price,
+            held=held,
+            multiplier=self._multiplier(request.ticker),
+            available=self._buying_power(),
         )
 
     def _buying_power(self) -> Decimal:
@@ -492,7 +490,7 @@ class PaperBroker:
             if position.quantity < 0:
                 mark = self._mark(position.ticker) or position.average_price or Decimal(0)
                 shorts -= position.quantity * mark * self._multiplier(position.ticker)
-        return cash - (1 + SHORT_MARGIN) * shorts
+        return buying_power(cash, shorts)
 
     def _fill(self, request: OrderRequest, price: Decimal, now: datetime) -> None:
         cash = self._journal.paper_cash(self.name, self._initial_cash)
@@ -543,7 +541,7 @@ class PaperBroker:
         """A trailing stop goes live: it trails from the mark of this moment (or the next)."""
         values: dict = {"trail_extreme": mark, "updated_at": now}
         if mark is not None:
-            values["message"] = _trail_words(request, mark)
+            values["message"] = trail_words(request, mark)
         self._journal.paper_update_order(self.name, request.client_order_id, **values)
 
     def _trail(
@@ -551,19 +549,16 @@ class PaperBroker:
     ) -> Decimal | None:
         """Move a live trailing stop's best mark; the fill price (the mark) if it triggers."""
         best = Decimal(row["trail_extreme"]) if row["trail_extreme"] else None
-        better = max if request.side is Side.SELL else min
-        new_best = mark if best is None else better(best, mark)
+        new_best, price = trailed(request, best, mark)
         if new_best != best:
             self._journal.paper_update_order(
                 self.name,
                 request.client_order_id,
                 trail_extreme=new_best,
-                message=_trail_words(request, new_best),
+                message=trail_words(request, new_best),
                 updated_at=now,
             )
-        stop = trailing_stop_price(request, new_best)
-        triggered = mark <= stop if request.side is Side.SELL else mark >= stop
-        return mark if triggered else None
+        return price
 
     def _finish(
         self, client_order_id: str, status: OrderStatus, message: str, now: datetime
@@ -582,135 +577,8 @@ class PaperBroker:
                 )
 
     def _state(self, row: dict) -> OrderState:
-        fills = tuple(
-            Fill(
-                fill_id=f["fill_id"],
-                client_order_id=f["client_order_id"],
-                ticker=f["ticker"],
-                side=Side(f["side"]),
-                quantity=Decimal(f["quantity"]),
-                price=Decimal(f["price"]),
-                filled_at=datetime.fromisoformat(f["filled_at"]),
-            )
-            for f in self._journal.paper_fills(self.name, row["client_order_id"])
-        )
-        held = row["status"] == "held"
-        request = OrderRequest.from_row(json.loads(row["request"]))
-        return OrderState(
-            client_order_id=row["client_order_id"],
-            # A held bracket leg is accepted by the broker, waiting for its entry to fill.
-            status=OrderStatus.ACCEPTED if held else OrderStatus(row["status"]),
-            filled_quantity=Decimal(row["filled_quantity"]),
-            average_fill_price=(
-                Decimal(row["average_fill_price"]) if row["average_fill_price"] else None
-            ),
-            broker_order_id=row["broker_order_id"],
-            message="held until the entry fills" if held else row["message"],
-            fills=fills,
-            ticker=self.canonical_ticker(request.ticker),
-            side=request.side,
-            quantity=request.quantity,
-            order_type=request.order_type,
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
-        )
-
-
-def buying_power_needed(
-    side: Side, held: Decimal, quantity: Decimal, unit_value: Decimal
-) -> tuple[Decimal, Decimal, Decimal]:
-    """What an order of `quantity` units worth `unit_value` each needs from buying power, what
-    its closing part frees first, and how many units it opens, when `held` units are held.
-
-    The part that closes the position (selling a long, buying to cover a short) needs nothing
-    and frees buying power: a long's sale its proceeds, a cover the 50 % its short held. The
-    part that opens or grows a position needs its full value for a long (no margin) and
-    SHORT_MARGIN of it for a short (the proceeds stay as collateral).
-    """
-    signed = quantity if side is Side.BUY else -quantity
-    closing = min(quantity, abs(held)) if held and (held > 0) != (signed > 0) else Decimal(0)
-    opening = quantity - closing
-    freed = closing * unit_value * (1 if held > 0 else SHORT_MARGIN)
-    need = opening * unit_value * (1 if side is Side.BUY else SHORT_MARGIN)
-    return need, freed, opening
-
-
-def mark_problem(price: Decimal, tick: Decimal | None = None) -> str | None:
-    """Why `price` cannot be a mark (None if it can): a finite number above 0, and at least
-    one tick (US stocks: $0.0001 below $1), so that an order can trade at it."""
-    if not price.is_finite() or price <= 0:
-        return "must be a number greater than 0"
-    tick = tick or stock_tick(price)
-    if price < tick:
-        return f"is below one tick ({show(tick)}): no order can trade at it"
-    return None
-
-
-def _merged(
-    rows: Iterable[tuple[Decimal, Decimal | None]],
-) -> tuple[Decimal, Decimal | None]:
-    """One position from the rows of its spellings: the quantities add up; the average price is
-    that of the rows on the side the total is on (those rows are what is still held)."""
-    held = [(quantity, average) for quantity, average in rows if quantity]
-    if len(held) <= 1:
-        return held[0] if held else (Decimal(0), None)
-    total = sum((quantity for quantity, _ in held), Decimal(0))
-    side = [(q, a) for q, a in held if a is not None and (q > 0) == (total > 0)]
-    size = sum((q for q, _ in side), Decimal(0))
-    if not total or not size:
-        return total, None
-    return total, sum((q * a for q, a in side), Decimal(0)) / size
-
-
-def _fill_price(
-    request: OrderRequest, mark: Decimal | None, *, resting: bool = False
-) -> Decimal | None:
-    """The price at which an order executes against the mark now, or None if it rests.
-
-    Marks are samples of a continuous price: a *resting* limit that a new mark crosses was
-    passed on the way and fills at its limit, never at the better jump (paper results must
-    not flatter); a new marketable limit fills at the better of mark and limit, as on an
-    exchange. A triggered stop fills at the mark: the gap is the stop's slippage.
-    """
-    if mark is None:
-        return None
-    buy = request.side is Side.BUY
-    match request.order_type:
-        case OrderType.MARKET:
-            return mark
-        case OrderType.LIMIT:
-            assert request.limit_price is not None
-            crosses = mark <= request.limit_price if buy else mark >= request.limit_price
-            if not crosses:
-                return None
-            return (
-                request.limit_price if resting else (min if buy else max)(mark, request.limit_price)
-            )
-        case OrderType.STOP:
-            assert request.stop_price is not None
-            triggered = mark >= request.stop_price if buy else mark <= request.stop_price
-            return mark if triggered else None
-        case OrderType.STOP_LIMIT:
-            assert request.stop_price is not None and request.limit_price is not None
-            triggered = mark >= request.stop_price if buy else mark <= request.stop_price
-            crosses = mark <= request.limit_price if buy else mark >= request.limit_price
-            return mark if triggered and crosses else None
-    return None
-
-
-def trailing_stop_price(request: OrderRequest, best: Decimal) -> Decimal:
-    """Where a trailing stop stands when the best mark since it went live is `best`."""
-    sign = -1 if request.side is Side.SELL else 1  # a sell trails below the high
-    if request.trail_amount is not None:
-        return best + sign * request.trail_amount
-    assert request.trail_percent is not None
-    return best * (1 + sign * request.trail_percent / 100)
-
-
-def _trail_words(request: OrderRequest, best: Decimal) -> str:
-    word = "high" if request.side is Side.SELL else "low"
-    stop = trailing_stop_price(request, best)
-    return f"trailing: stop at {stop.normalize():f} ({word} {best.normalize():f})"
+        fills = self._journal.paper_fills(self.name, row["client_order_id"])
+        return order_state(row, fills, self.canonical_ticker)
 
 
 def _request_json(request: OrderRequest) -> str:
