@@ -21,8 +21,9 @@ from tests.helpers import (
     write_config,
 )
 from tests.test_engine import Harness, run
+from tradepipe.brokers.paper.broker import Fault, PaperBroker
 from tradepipe.config import load_config
-from tradepipe.daemon.reloading import config_changes, describe_changes
+from tradepipe.daemon.reloading import Reloader, config_changes, describe_changes
 
 NEW_TOKEN = "tok_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4"
 FIXED_QUANTITY = "use_signal_quantity = false\nquantity = {}\n"
@@ -193,3 +194,84 @@ def test_config_changes_name_what_was_added_removed_and_changed(tmp_path):
         "strategies +0 -1 ~0 (-swing), subscriptions +0 -1 ~1 (-swing-paper, ~trend-paper),"
         " accounts +0 -0 ~0"
     )
+
+
+class ClosingPaper(PaperBroker):
+    """The paper broker with IB's close(): nothing answers on it afterwards."""
+
+    async def close(self) -> None:
+        self.inject(Fault.DOWN, "closed by the reload")
+
+
+class Listening:
+    """The webhook and the operator as a reload sees them: they take the new config."""
+
+    config = None
+
+    def use_config(self, config) -> None:
+        self.config = config
+
+
+REVERSAL_BY_LIMIT = (
+    'exit_order_type = "limit"\nexit_fill_timeout = 5\nuse_signal_order_type = false\n'
+)
+
+
+def test_a_reload_that_changes_only_what_the_engine_reads_keeps_the_connection(tmp_path):
+    # Adding allow_leverage replaced (closed) the account's broker under a reversal waiting for
+    # its exit fill: the delivery failed "lost paper ... no entry was sent" (review finding)
+    path = write_config(tmp_path, subscription=REVERSAL_BY_LIMIT)
+
+    async def test(h: Harness):
+        before = h.engine.brokers["paper"]
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        reversal = {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 100}
+        sending = asyncio.create_task(h.send(reversal | {"limitPrice": 120}))
+        await asyncio.sleep(0.1)  # the exit rests at 120
+        text = path.read_text().replace("cash = 100000", "cash = 100000\nallow_leverage = true")
+        path.write_text(text)
+        listening = Listening()
+        reloader = Reloader(
+            h.config,
+            journal=h.journal,
+            engine=h.engine,
+            webhook=listening,
+            actions=listening,
+            clock=h.clock,
+        )
+        assert await reloader.reload()
+        assert h.engine.brokers["paper"] is before
+        assert h.engine.config.accounts["paper"].allow_leverage is True
+        await before.observe_price("AAPL", Decimal(120))  # the exit fills
+        (sell,) = await asyncio.wait_for(sending, 5)
+        assert h.deliveries(sell)[0][0] == "submitted"
+        assert h.position() == -5
+
+    run(path, test)
+
+
+def test_queued_work_finishes_with_the_broker_it_started_with_before_a_reload_closes_it(tmp_path):
+    path = write_config(tmp_path, subscription=REVERSAL_BY_LIMIT)
+
+    async def test(h: Harness):
+        def closing() -> ClosingPaper:
+            return ClosingPaper("paper", h.journal, cash=Decimal(100000), clock=h.clock)
+
+        old = closing()
+        await old.connect()
+        h.engine.use_config(h.config, {"paper": old})
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        reversal = {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 100}
+        sending = asyncio.create_task(h.send(reversal | {"limitPrice": 120}))
+        await asyncio.sleep(0.1)  # the exit rests at 120; the delivery waits for its fill
+        replaced = h.engine.use_config(h.config, {"paper": closing()})
+        reconnecting = asyncio.create_task(h.engine.connect_replaced(replaced, ["paper"]))
+        await asyncio.sleep(0.1)
+        assert not reconnecting.done()  # the old connection stays while the reversal waits
+        await old.observe_price("AAPL", Decimal(120))
+        (sell,) = await asyncio.wait_for(sending, 5)
+        await asyncio.wait_for(reconnecting, 5)
+        assert h.deliveries(sell)[0][0] == "submitted"
+        assert h.position() == -5
+
+    run(path, test)

@@ -46,6 +46,16 @@ def config_changes(old: Any, new: Any) -> dict[str, dict[str, list[str]]]:
     return changes
 
 
+# Account keys the engine reads at each delivery and no broker is built from: changing only
+# these keeps the running connection (replacing it would close it under work in flight).
+ENGINE_READS = frozenset({"allow_leverage"})
+
+
+def _broker_settings(account: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = account.model_dump(exclude=set(ENGINE_READS))
+    return settings
+
+
 def describe_changes(changes: dict[str, dict[str, list[str]]]) -> str:
     """"strategies +1 -0 ~0 (+swing), subscriptions +0 -0 ~2 (~a, ~b), accounts +0 -0 ~0"."""
     parts = []
@@ -160,7 +170,7 @@ class Reloader:
         for name, account in new.accounts.items():
             current = self.engine.brokers.get(name)
             before = old.accounts.get(name)
-            unchanged = before is not None and before.model_dump() == account.model_dump()
+            unchanged = before is not None and _broker_settings(before) == _broker_settings(account)
             if current is not None and unchanged:
                 brokers[name] = current
                 continue

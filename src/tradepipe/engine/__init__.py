@@ -206,6 +206,7 @@ class Engine:
         accounts, changed ones: closed first, as an IB client id takes one connection at a
         time) and reconcile each in its lanes. A failed connection is retried with backoff."""
         for account, broker in replaced.items():
+            await self._finish_queued(account)
             try:
                 await broker.close()
             except Exception:  # the old connection's trouble must not stop the new one
@@ -220,6 +221,19 @@ class Engine:
                 await self.reconciler.queue_account(account)
             except BrokerError as e:
                 self.monitor.failed(account, e)
+
+    async def _finish_queued(self, account: str, timeout: float = 150.0) -> None:
+        """Let what the account's lanes hold now finish with the broker it started with (a
+        reversal waits up to its exit_fill_timeout); work queued after this uses the new one."""
+        barriers = [
+            self.lanes.in_lane(account, ticker, _nothing) for ticker in self.lanes.tickers(account)
+        ]
+        if not barriers:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*barriers), timeout)
+        except TimeoutError:
+            log.warning("broker %s: work still in flight after %.0f s; closing", account, timeout)
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self.lanes.tasks]
@@ -339,3 +353,7 @@ class Engine:
         """Cancel the open orders, then close the position, of every account + ticker in the
         scope, each in its lane; answers what was done."""
         return await self.commands.flatten(account, ticker)
+
+
+async def _nothing() -> None:
+    """A lane barrier: runs once everything queued before it has."""

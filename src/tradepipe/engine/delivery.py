@@ -94,7 +94,11 @@ class Delivery:
             await self.reconciler.settle_unknown(subscription.account, signal.ticker)
             await self.emulator.settle_brackets(subscription.account, signal.ticker)
             decision = (
-                None if resuming else await self.planner.decide(intent, subscription.account)
+                None
+                if resuming
+                else await self.planner.decide(
+                    intent, subscription.account, broker=broker, config=config
+                )
             )
         except BrokerError as e:
             return self.set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
@@ -149,7 +153,9 @@ class Delivery:
         account = delivery["account"]
         if plan.cancel_open_orders:
             try:
-                await self.cancel_ticker(account, ticker, "canceled with the open orders")
+                await self.cancel_ticker(
+                    account, ticker, "canceled with the open orders", broker=broker
+                )
             except BrokerError as e:
                 return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
         for step in plan.orders:
@@ -308,7 +314,13 @@ class Delivery:
         )
 
     async def cancel_ticker(
-        self, account: str, ticker: str, why: str, *, leave_ours: bool = False
+        self,
+        account: str,
+        ticker: str,
+        why: str,
+        *,
+        leave_ours: bool = False,
+        broker: Broker | None = None,
     ) -> tuple[list[str], list[str]]:
         """Cancel the ticker's open orders at the broker, and the emulated bracket legs only
         tradepipe holds; answers their ids, and those the broker would not cancel with its
@@ -317,7 +329,7 @@ class Delivery:
         of the ticker. One of our own that will not cancel (placed under another IB client id,
         or an exchange that refuses) raises, so no new order joins it, unless `leave_ours`
         (flatten: the operator asked to close, and is shown what is left)."""
-        broker = self.current.brokers[account]
+        broker = broker if broker is not None else self.current.brokers[account]
         canceled, left = [], []
         for order in await broker.open_orders(ticker):
             await self.journal.durable()  # write-ahead: what led to the cancel is on disk

@@ -163,6 +163,10 @@ class Lanes:
             return work
         return replace(work, signal=replace(work.signal, ticker=ticker))
 
+    def tickers(self, account: str) -> list[str]:
+        """The tickers the account has a lane for (work may be queued or running in them)."""
+        return [ticker for name, ticker in self._lanes if name == account]
+
     def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneWork]:
         # One lane per instrument: a journal row or a stream event under another spelling of it
         # (written before tickers were canonical) queues behind the same work.

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from tradepipe.brokers.base import Broker
 from tradepipe.core.model import OrderState, OrderStatus, OrderType
 from tradepipe.core.plan import Market, Plan, Reject, RestingStop, Skip, make_plan
 from tradepipe.core.reconcile import Difference
@@ -36,9 +38,18 @@ class Planner:
         self.clock = clock
         self.blocked = blocked
 
-    async def decide(self, intent: Intent, account: str) -> Plan | Skip | Reject:
-        """Plan against what the broker says now (reads only), then apply any block."""
-        broker = self.current.brokers[account]
+    async def decide(
+        self,
+        intent: Intent,
+        account: str,
+        *,
+        broker: Broker | None = None,
+        config: Any = None,
+    ) -> Plan | Skip | Reject:
+        """Plan against what the broker says now (reads only), then apply any block. A delivery
+        passes the broker and config it started with (a reload may have swapped both since)."""
+        broker = broker if broker is not None else self.current.brokers[account]
+        config = config if config is not None else self.current.config
         refused = refuse_unsupported(intent, account, broker.capabilities)
         if refused is not None:
             return refused
@@ -61,7 +72,7 @@ class Planner:
             tick_size=rules.tick_size,
             now=self.clock(),
             stops=_resting_stops(open_orders),
-            allow_leverage=self.current.config.accounts[account].allow_leverage,
+            allow_leverage=config.accounts[account].allow_leverage,
             multiplier=rules.multiplier,
             kind=rules.kind,
         )
