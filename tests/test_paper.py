@@ -560,3 +560,23 @@ def test_a_short_future_needs_reg_t_margin_on_its_whole_value(tmp_path):
     with pytest.raises(OrderRejected, match=r"needs 125,000\.00 of buying power"):
         run(broker.submit(es("f2", Side.SELL, "1")))
     journal.close()
+
+
+@pytest.mark.parametrize(
+    ("ticker", "given", "mark"),
+    [
+        ("ESZ2026", "5000.1", "5000"),  # ES trades in quarters
+        ("ESZ2026", "5000.2", "5000.25"),
+        ("AAPL", "100.005", "100.00"),  # half to even
+        ("AAPL", "100.006", "100.01"),
+        ("PENNY", "0.12345", "0.1234"),
+    ],
+)
+def test_a_mark_sits_on_the_instruments_tick(tmp_path, ticker, given, mark):
+    # A signalPrice of 5000.1 on ES set the mark between ticks and market orders filled there
+    broker, journal = futures_paper(tmp_path)
+    run(broker.observe_price(ticker, D(given)))
+    assert run(broker.quote(ticker)) == D(mark)
+    state = run(broker.submit(es(ticker=ticker)))
+    assert state.average_fill_price == D(mark)
+    journal.close()

@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
@@ -62,6 +62,7 @@ from tradepipe.core.model import (
     Position,
     TimeInForce,
 )
+from tradepipe.core.prices import stock_tick
 from tradepipe.core.tickers import default_canonical_ticker
 from tradepipe.errors import BrokerUnavailable, OrderRejected
 from tradepipe.journal import Journal, dumps
@@ -397,6 +398,7 @@ class PaperBroker:
         problem = self.mark_problem(ticker, price)
         if problem:
             raise OrderRejected(f"paper broker: mark {price} for {ticker} {problem}")
+        price = self.on_tick(ticker, price)
         now = self._clock()
         spellings = self._spellings(ticker)
         with self._journal.transaction():
@@ -452,7 +454,18 @@ class PaperBroker:
 
     def mark_problem(self, ticker: str, price: Decimal) -> str | None:
         """Why `price` cannot be the mark of `ticker` (None if it can)."""
-        return mark_problem(price)
+        return mark_problem(price, self._tick(ticker))
+
+    def _tick(self, ticker: str) -> Decimal | None:
+        """The instrument's own tick, if it has one (None: the stock rule of SPEC §7)."""
+        rules = self._rules(ticker)
+        return None if isinstance(rules, str) else rules.tick_size
+
+    def on_tick(self, ticker: str, price: Decimal) -> Decimal:
+        """`price` on the instrument's tick, to the nearest one: a mark is where the market
+        trades, and no market trades between ticks (an ES signalPrice of 5000.1 is 5000)."""
+        tick = self._tick(ticker) or stock_tick(price)
+        return (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
 
     async def quote(self, ticker: str) -> Decimal | None:
         self._link()
