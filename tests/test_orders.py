@@ -46,7 +46,7 @@ def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_onc
         SignalStatus,
     )
     from tradepipe.daemon.client import FINISHED
-    from tradepipe.engine import FINAL_DELIVERY as engine_final
+    from tradepipe.engine.lanes import FINAL_DELIVERY as engine_final
 
     assert DeliveryStatus.PENDING_APPROVAL == "pending_approval"
     assert SignalStatus.PROCESSED == "processed"

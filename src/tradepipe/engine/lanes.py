@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from tradepipe.core.model import OrderState
+from tradepipe.core.model import FINAL_DELIVERY, OrderState
 from tradepipe.core.signal import Signal
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # A delivery in one of these is done: resumed after a stop, its lane passes it by.
-FINAL_DELIVERY = frozenset({"submitted", "skipped", "rejected", "failed", "pending_approval"})
 
 
 @dataclass(frozen=True, slots=True)
