@@ -2,8 +2,7 @@
 
 The only package that uses sqlite-utils (imported through tradepipe.journal.sqlite_utils_lean). The
 daemon owns the single write connection, with group commit (tradepipe.journal.group_commit);
-the CLI's
-reading commands open their own. WAL mode lets them read while the daemon writes, and
+the CLI's reading commands open their own. WAL mode lets them read while the daemon writes, and
 `synchronous=FULL` makes a committed signal survive `kill -9` and power loss (SPEC §3).
 
 This module opens the file and owns its transactions and durability; each table's reads and
