@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -125,6 +126,17 @@ def test_fill_moves_position_once(journal):
     assert journal.record_fill(**fill) is True
     assert journal.record_fill(**fill) is False  # the same fill reported twice moves nothing
     assert journal.position("paper", "AAPL") == (D(5), D(190))
+
+
+def test_an_event_detail_may_carry_any_key_even_journal(journal):
+    # The engine records a reconciliation's `journal=` quantity as a detail keyword: the table
+    # functions take the journal positionally only, so no detail key collides with it.
+    clock = FixedClock()
+    journal.record_reconciliation("paper AAPL", clock(), kind="position", journal="5")
+    journal.record_operator_action("flatten", "paper", clock(), journal="all")
+    details = [json.loads(e["detail"]) for e in journal.events()]
+    assert details[-2] == {"kind": "position", "journal": "5"}
+    assert details[-1] == {"action": "flatten", "journal": "all"}
 
 
 def test_client_order_id_is_unique(journal):

@@ -1,0 +1,59 @@
+"""The audit trail: append-only events, each hash-chained to the one before (tradepipe.core.audit),
+written inside the transaction of the change they record; operator actions are events too."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tradepipe.core.audit import GENESIS, event_hash
+from tradepipe.journal.rows import many, to_text
+
+if TYPE_CHECKING:
+    from tradepipe.journal import Journal
+
+
+def append(
+    conn: sqlite3.Connection, kind: str, subject: str, detail: Mapping[str, Any], at: Any = None
+) -> int:
+    """Append one audit event chained to the last; call inside the write's transaction."""
+    last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    event = {
+        "id": last[0] + 1 if last else 1,
+        "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
+        "kind": kind,
+        "subject": subject,
+        "detail": json.dumps(
+            {k: v for k, v in detail.items() if v is not None},
+            default=to_text,
+            separators=(",", ":"),
+            sort_keys=True,
+        ),
+    }
+    prev = last[1] if last else GENESIS
+    conn.execute(
+        "INSERT INTO events (id, at, kind, subject, detail, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (*event.values(), prev, event_hash(prev, event)),
+    )
+    return int(event["id"])
+
+
+def record_operator_action(
+    journal: Journal, /, action: str, subject: str, at: datetime, **detail: Any
+) -> int:
+    """Journal an operator's command; its event id names what the command places."""
+    with journal.transaction():
+        return append(journal.conn, "operator", subject, {"action": action, **detail}, at)
+
+
+def record_reconciliation(journal: Journal, /, subject: str, at: datetime, **detail: Any) -> None:
+    with journal.transaction():
+        append(journal.conn, "reconciliation", subject, detail, at)
+
+
+def events(journal: Journal, *, after: int = 0) -> list[dict[str, Any]]:
+    return many(journal.conn, "SELECT * FROM events WHERE id > ? ORDER BY id", (after,))

@@ -1,0 +1,303 @@
+"""Orders, fills and positions: every order journaled before it is sent, each fill once (by the
+broker's fill id), and the position each fill moves; order and fill changes are audit events."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tradepipe.core.reconcile import WORKING
+from tradepipe.journal.events import append as append_event
+from tradepipe.journal.rows import filters, insert, many, one, to_text, update
+
+if TYPE_CHECKING:
+    from tradepipe.journal import Journal
+
+_ORDER_DETAIL = (
+    "status",
+    "account",
+    "ticker",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "trail_amount",
+    "trail_percent",
+    "time_in_force",
+    "role",
+    "signal_id",
+    "subscription",
+    "replaces",
+)
+
+# Orders that are not yet done with: held by us, on their way, working, or of unknown fate.
+_LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled', 'unknown'"
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+def insert_order(journal: Journal, /, **row: Any) -> int:
+    """Journal an order *before* it is sent, so a crash can always ask the broker about it."""
+    with journal.transaction():
+        order_id = insert(journal.conn, "orders", row)
+        detail = {k: row.get(k) for k in _ORDER_DETAIL}
+        append_event(journal.conn, "order", row["client_order_id"], detail, row.get("created_at"))
+        return order_id
+
+
+def update_order(
+    journal: Journal,
+    /,
+    client_order_id: str,
+    *,
+    row: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> None:
+    """`row`: the order's row as read in this same turn, when the caller has it (its status
+    and filled quantity decide whether this is an event); read here otherwise."""
+    conn = journal.conn
+    with journal.transaction():
+        if row is not None:
+            before = (row["status"], row["filled_quantity"])
+        else:
+            before = conn.execute(
+                "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
+                (client_order_id,),
+            ).fetchone()
+        update(conn, "orders", {"client_order_id": client_order_id}, values)
+        # A poll that finds nothing new is not an event.
+        status = str(values.get("status", before[0] if before else ""))
+        filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
+        if before is not None and (status, filled) != (before[0], before[1]):
+            detail = {
+                "status": status,
+                "filled_quantity": filled,
+                "average_fill_price": values.get("average_fill_price"),
+                "broker_message": values.get("broker_message"),
+            }
+            append_event(conn, "order", client_order_id, detail, values.get("updated_at"))
+
+
+def order_by_client_id(journal: Journal, client_order_id: str) -> dict[str, Any] | None:
+    return one(journal.conn, "SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+
+
+def orders(
+    journal: Journal,
+    *,
+    account: str | None = None,
+    signal_id: int | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    where, params = filters(account=account, signal_id=signal_id)
+    return many(
+        journal.conn, f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+    )
+
+
+def working_orders(
+    journal: Journal, account: str, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Orders the journal believes are at the broker and not done."""
+    where = f"account = ? AND status IN ({', '.join(repr(w) for w in sorted(WORKING))})"
+    if ticker is None:
+        return many(journal.conn, f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
+    return many(
+        journal.conn,
+        f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id",
+        (account, ticker),
+    )
+
+
+def known_order_ids(journal: Journal, client_order_ids: Sequence[str]) -> set[str]:
+    """Which of these client order ids the journal has."""
+    if not client_order_ids:
+        return set()
+    marks = ", ".join("?" for _ in client_order_ids)
+    rows = journal.conn.execute(
+        f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+        list(client_order_ids),
+    )
+    return {row[0] for row in rows}
+
+
+def submitting_orders(journal: Journal, account: str) -> list[dict[str, Any]]:
+    """Orders journaled for sending whose answer never came back (a stop came first)."""
+    return many(
+        journal.conn,
+        "SELECT * FROM orders WHERE status = 'submitting' AND account = ? ORDER BY id",
+        (account,),
+    )
+
+
+def unknown_orders(
+    journal: Journal, account: str, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Orders whose broker answer was lost: to be settled by looking their id up."""
+    if ticker is None:
+        return many(
+            journal.conn,
+            "SELECT * FROM orders WHERE status = 'unknown' AND account = ? ORDER BY id",
+            (account,),
+        )
+    return many(
+        journal.conn,
+        "SELECT * FROM orders WHERE status = 'unknown' AND account = ? AND ticker = ? ORDER BY id",
+        (account, ticker),
+    )
+
+
+def order_by_id(journal: Journal, order_id: int) -> dict[str, Any] | None:
+    return one(journal.conn, "SELECT * FROM orders WHERE id = ?", (order_id,))
+
+
+def bracket_children(
+    journal: Journal, account: str, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Take-profit / stop-loss children not yet done with, oldest first."""
+    where = "account = ? AND parent_id IS NOT NULL AND status IN (" + _LIVE_ORDER + ")"
+    if ticker is None:
+        return many(journal.conn, f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
+    return many(
+        journal.conn,
+        f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id",
+        (account, ticker),
+    )
+
+
+def siblings(journal: Journal, order: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The other children of an order's parent."""
+    return many(
+        journal.conn,
+        "SELECT * FROM orders WHERE parent_id = ? AND id != ? ORDER BY id",
+        (order["parent_id"], order["id"]),
+    )
+
+
+def orders_for_deliveries(journal: Journal, delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not delivery_ids:
+        return []
+    marks = ", ".join("?" for _ in delivery_ids)
+    return many(
+        journal.conn,
+        f"SELECT * FROM orders WHERE delivery_id IN ({marks}) ORDER BY id",
+        list(delivery_ids),
+    )
+
+
+# -- fills and positions -----------------------------------------------------------------------
+
+
+def record_fill(
+    journal: Journal,
+    *,
+    fill_id: str,
+    order_id: int,
+    account: str,
+    ticker: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    filled_at: datetime,
+) -> bool:
+    """Journal a fill and move the position it changes; False if it was journaled before."""
+    conn = journal.conn
+    with journal.transaction():
+        try:
+            insert(
+                conn,
+                "fills",
+                {
+                    "fill_id": fill_id,
+                    "order_id": order_id,
+                    "account": account,
+                    "ticker": ticker,
+                    "side": side,
+                    "quantity": quantity,
+                    "price": price,
+                    "filled_at": filled_at,
+                },
+            )
+        except sqlite3.IntegrityError:
+            return False
+        detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
+        detail |= {"quantity": quantity, "price": price}
+        append_event(conn, "fill", fill_id, detail, filled_at)
+        signed = quantity if side == "buy" else -quantity
+        current = position(journal, account, ticker)
+        old_qty = current[0] if current else Decimal(0)
+        old_avg = current[1] if current else None
+        new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+        conn.execute(
+            "INSERT INTO positions (account, ticker, quantity, average_price, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
+            " quantity = excluded.quantity, average_price = excluded.average_price,"
+            " updated_at = excluded.updated_at",
+            (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
+        )
+        return True
+
+
+def order_fills(journal: Journal, order_id: int) -> list[tuple[str, Decimal, Decimal]]:
+    """An order's journaled fills as (the broker's fill id, quantity, price)."""
+    rows = journal.conn.execute(
+        "SELECT account, fill_id, quantity, price FROM fills WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    ).fetchall()
+    return [
+        (
+            r["fill_id"].removeprefix(f"{r['account']}:"),
+            Decimal(r["quantity"]),
+            Decimal(r["price"]),
+        )
+        for r in rows
+    ]
+
+
+def fills(
+    journal: Journal, *, account: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    where, params = filters(account=account)
+    return many(
+        journal.conn, f"SELECT * FROM fills{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+    )
+
+
+def position(journal: Journal, account: str, ticker: str) -> tuple[Decimal, Decimal | None] | None:
+    row = journal.conn.execute(
+        "SELECT quantity, average_price FROM positions WHERE account = ? AND ticker = ?",
+        (account, ticker),
+    ).fetchone()
+    if row is None:
+        return None
+    return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+
+
+def positions(journal: Journal, *, account: str | None = None) -> list[dict[str, Any]]:
+    where, params = filters(account=account)
+    extra = " AND" if where else " WHERE"
+    return many(
+        journal.conn,
+        f"SELECT * FROM positions{where}{extra} quantity != '0' ORDER BY account, ticker",
+        params,
+    )
+
+
+def apply_fill(
+    quantity: Decimal, average: Decimal | None, signed_fill: Decimal, price: Decimal
+) -> tuple[Decimal, Decimal | None]:
+    """A position after a fill: adding moves the average, reducing keeps it, crossing resets it."""
+    new_quantity = quantity + signed_fill
+    if new_quantity == 0:
+        return Decimal(0), None
+    if quantity == 0 or (quantity > 0) != (new_quantity > 0):
+        return new_quantity, price
+    if (quantity > 0) == (signed_fill > 0):
+        assert average is not None
+        return new_quantity, (quantity * average + signed_fill * price) / new_quantity
+    return new_quantity, average

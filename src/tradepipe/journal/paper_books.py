@@ -1,0 +1,182 @@
+"""The paper broker's own books: what a broker would hold on its side of the wire (cash,
+positions, marks, orders and executions), kept apart from the journal's view of the same trades."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tradepipe.journal.orders import apply_fill
+from tradepipe.journal.rows import insert, many, one, to_text, update
+
+if TYPE_CHECKING:
+    from tradepipe.journal import Journal
+
+
+def paper_cash(journal: Journal, account: str, initial: Decimal) -> Decimal:
+    row = journal.conn.execute(
+        "SELECT cash FROM paper_accounts WHERE account = ?", (account,)
+    ).fetchone()
+    if row is not None:
+        return Decimal(row[0])
+    with journal.transaction():
+        journal.conn.execute(
+            "INSERT INTO paper_accounts (account, cash) VALUES (?, ?)",
+            (account, to_text(initial)),
+        )
+    return initial
+
+
+def paper_position(journal: Journal, account: str, ticker: str) -> tuple[Decimal, Decimal | None]:
+    row = journal.conn.execute(
+        "SELECT quantity, average_price FROM paper_positions WHERE account = ? AND ticker = ?",
+        (account, ticker),
+    ).fetchone()
+    if row is None:
+        return Decimal(0), None
+    return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+
+
+def paper_positions(journal: Journal, account: str) -> list[tuple[str, Decimal, Decimal | None]]:
+    rows = journal.conn.execute(
+        "SELECT ticker, quantity, average_price FROM paper_positions"
+        " WHERE account = ? AND quantity != '0' ORDER BY ticker",
+        (account,),
+    ).fetchall()
+    return [(r[0], Decimal(r[1]), Decimal(r[2]) if r[2] is not None else None) for r in rows]
+
+
+def paper_mark(journal: Journal, account: str, ticker: str) -> Decimal | None:
+    row = journal.conn.execute(
+        "SELECT price FROM paper_marks WHERE account = ? AND ticker = ?", (account, ticker)
+    ).fetchone()
+    return Decimal(row[0]) if row else None
+
+
+def set_paper_mark(
+    journal: Journal, account: str, ticker: str, price: Decimal, at: datetime
+) -> None:
+    with journal.transaction():
+        journal.conn.execute(
+            "INSERT INTO paper_marks (account, ticker, price, marked_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (account, ticker) DO UPDATE SET price = excluded.price,"
+            " marked_at = excluded.marked_at",
+            (account, ticker, to_text(price), at.isoformat()),
+        )
+
+
+def paper_order(journal: Journal, account: str, client_order_id: str) -> dict[str, Any] | None:
+    return one(
+        journal.conn,
+        "SELECT * FROM paper_orders WHERE account = ? AND client_order_id = ?",
+        (account, client_order_id),
+    )
+
+
+def paper_open_orders(
+    journal: Journal, account: str, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Working paper orders (held bracket legs excluded), oldest first."""
+    # The status list repeats the live index's condition word for word, so SQLite uses it.
+    live = "status IN ('accepted', 'partially_filled', 'held') AND status != 'held'"
+    if ticker is None:
+        return many(
+            journal.conn,
+            f"SELECT * FROM paper_orders WHERE account = ? AND {live} ORDER BY rowid",
+            (account,),
+        )
+    return many(
+        journal.conn,
+        f"SELECT * FROM paper_orders WHERE account = ? AND {live}"
+        " AND json_extract(request, '$.ticker') = ? ORDER BY rowid",
+        (account, ticker),
+    )
+
+
+def paper_fills(journal: Journal, account: str, client_order_id: str) -> list[dict[str, Any]]:
+    return many(
+        journal.conn,
+        "SELECT * FROM paper_fills WHERE account = ? AND client_order_id = ? ORDER BY rowid",
+        (account, client_order_id),
+    )
+
+
+def paper_ticker_orders(journal: Journal, account: str, ticker: str) -> dict[str, str]:
+    """client order id → status of every open or held paper order for the ticker."""
+    rows = journal.conn.execute(
+        "SELECT client_order_id, status FROM paper_orders WHERE account = ?"
+        " AND status IN ('accepted', 'partially_filled', 'held')"
+        " AND json_extract(request, '$.ticker') = ?",
+        (account, ticker),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str, Any]]:
+    return many(
+        journal.conn,
+        "SELECT * FROM paper_orders WHERE account = ? AND parent = ? ORDER BY rowid",
+        (account, parent),
+    )
+
+
+def paper_insert_order(journal: Journal, /, **row: Any) -> None:
+    insert(journal.conn, "paper_orders", row)
+
+
+def paper_update_order(
+    journal: Journal, /, account: str, client_order_id: str, **values: Any
+) -> None:
+    update(
+        journal.conn,
+        "paper_orders",
+        {"account": account, "client_order_id": client_order_id},
+        values,
+    )
+
+
+def paper_apply_fill(
+    journal: Journal,
+    *,
+    account: str,
+    fill_id: str,
+    client_order_id: str,
+    ticker: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    filled_at: datetime,
+    cash: Decimal,
+    multiplier: Decimal = Decimal(1),
+) -> None:
+    """Book one paper execution: the fill, the position and the cash move together. Cash
+    moves by price × quantity × multiplier (a future's point value, SPEC §12)."""
+    conn = journal.conn
+    insert(
+        conn,
+        "paper_fills",
+        {
+            "fill_id": fill_id,
+            "account": account,
+            "client_order_id": client_order_id,
+            "ticker": ticker,
+            "side": side,
+            "quantity": quantity,
+            "price": price,
+            "filled_at": filled_at,
+        },
+    )
+    signed = quantity if side == "buy" else -quantity
+    old_qty, old_avg = paper_position(journal, account, ticker)
+    new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+    conn.execute(
+        "INSERT INTO paper_positions (account, ticker, quantity, average_price)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
+        " quantity = excluded.quantity, average_price = excluded.average_price",
+        (account, ticker, to_text(new_qty), to_text(new_avg)),
+    )
+    conn.execute(
+        "UPDATE paper_accounts SET cash = ? WHERE account = ?",
+        (to_text(cash - signed * price * multiplier), account),
+    )

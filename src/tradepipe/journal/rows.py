@@ -1,0 +1,78 @@
+"""A row as the journal writes and reads it: values spelled as text (Decimals exactly, datetimes
+as ISO-8601, JSON compact), and the INSERT/UPDATE statements built once per shape and cached."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+def to_text(value: Any) -> str | None:
+    """The journal's spelling of a value: Decimals exactly, datetimes as ISO-8601."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _value(value: Any) -> Any:
+    """A parameter as the journal stores it (Decimals and datetimes as text)."""
+    return to_text(value) if isinstance(value, Decimal | datetime) else value
+
+
+# The statements insert and update build, by (table, columns…): the same few shapes recur
+# for every signal, and building their text again each time was a measurable share of a trade.
+# Table and column names come from the journal's own code, never from input.
+_SQL: dict[tuple[str, ...], str] = {}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=to_text, separators=(",", ":"), sort_keys=False)
+
+
+def one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    row = conn.execute(sql, params).fetchone()
+    return dict(row) if row is not None else None
+
+
+def many(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    return [dict(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def insert(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> int:
+    shape = (table, *row)
+    sql = _SQL.get(shape)
+    if sql is None:
+        columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+        sql = _SQL[shape] = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+    cursor = conn.execute(sql, [_value(v) for v in row.values()])
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def update(
+    conn: sqlite3.Connection, table: str, key: Mapping[str, Any], values: Mapping[str, Any]
+) -> int:
+    shape = (table, *values, "WHERE", *key)
+    sql = _SQL.get(shape)
+    if sql is None:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        where = " AND ".join(f"{column} = ?" for column in key)
+        sql = _SQL[shape] = f"UPDATE {table} SET {sets} WHERE {where}"
+    params = [_value(v) for v in values.values()]
+    return conn.execute(sql, [*params, *key.values()]).rowcount
+
+
+def filters(**filters: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause matching every filter given (None: not filtered on)."""
+    used = {k: v for k, v in filters.items() if v is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())

@@ -1,0 +1,153 @@
+"""Signals and their deliveries: every received request as it arrived, and each signal's delivery
+to a subscription with its plan and outcome; each change is an audit event in the same unit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tradepipe.journal.events import append as append_event
+from tradepipe.journal.rows import dumps, insert, many, one, update
+
+if TYPE_CHECKING:
+    from tradepipe.journal import Journal
+
+
+# -- signals -----------------------------------------------------------------------------------
+
+
+def record_signal(journal: Journal, /, **row: Any) -> int:
+    """Insert one received request and commit it durably; returns the signal id."""
+    for key in ("errors", "warnings"):
+        row[key] = dumps(row.get(key) or [])
+    with journal.transaction():
+        signal_id = insert(journal.conn, "signals", row)
+        detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
+        detail["http_status"] = row.get("http_status")
+        append_event(journal.conn, "signal", f"signal {signal_id}", detail, row.get("received_at"))
+        return signal_id
+
+
+def find_signal_by_key(
+    journal: Journal, strategy: str, dedupe_key: str, since: datetime
+) -> int | None:
+    """The accepted signal of this strategy with this idempotency key, received since then."""
+    return _find_accepted(journal, strategy, "dedupe_key", dedupe_key, since)
+
+
+def find_signal_by_body(
+    journal: Journal, strategy: str, body_hash: str, since: datetime
+) -> int | None:
+    """The accepted signal of this strategy with this very body, received since then."""
+    return _find_accepted(journal, strategy, "body_hash", body_hash, since)
+
+
+def _find_accepted(
+    journal: Journal, strategy: str, column: str, value: str, since: datetime
+) -> int | None:
+    row = journal.conn.execute(
+        f"SELECT id FROM signals WHERE strategy = ? AND {column} = ? AND received_at >= ?"
+        " AND status IN ('accepted', 'processed') ORDER BY id LIMIT 1",
+        (strategy, value, since.isoformat()),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def mark_signal_processed(journal: Journal, signal_id: int, processed_at: datetime) -> None:
+    with journal.transaction():
+        update(
+            journal.conn,
+            "signals",
+            {"id": signal_id},
+            {"status": "processed", "processed_at": processed_at},
+        )
+        append_event(
+            journal.conn, "signal", f"signal {signal_id}", {"status": "processed"}, processed_at
+        )
+
+
+def signal(journal: Journal, signal_id: int) -> dict[str, Any] | None:
+    return one(journal.conn, "SELECT * FROM signals WHERE id = ?", (signal_id,))
+
+
+def signals(
+    journal: Journal, *, limit: int = 50, status: str | None = None
+) -> list[dict[str, Any]]:
+    if status:
+        return many(
+            journal.conn,
+            "SELECT * FROM signals WHERE status = ? ORDER BY id DESC LIMIT ?",
+            (status, limit),
+        )
+    return many(journal.conn, "SELECT * FROM signals ORDER BY id DESC LIMIT ?", (limit,))
+
+
+def unprocessed_signals(journal: Journal) -> list[dict[str, Any]]:
+    """Accepted signals whose processing a stop interrupted, oldest first."""
+    return many(journal.conn, "SELECT * FROM signals WHERE status = 'accepted' ORDER BY id")
+
+
+# -- deliveries --------------------------------------------------------------------------------
+
+
+def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
+    """Create the delivery of a signal to a subscription, or return the one a restart finds."""
+    existing = one(
+        journal.conn,
+        "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
+        (row["signal_id"], row["subscription"]),
+    )
+    if existing is not None:
+        return existing
+    with journal.transaction():
+        delivery_id = insert(journal.conn, "deliveries", row)
+        detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
+        append_event(
+            journal.conn, "delivery", f"delivery {delivery_id}", detail, row.get("created_at")
+        )
+    found = one(journal.conn, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+    assert found is not None
+    return found
+
+
+def deliveries_with_status(journal: Journal, status: str) -> list[dict[str, Any]]:
+    return many(journal.conn, "SELECT * FROM deliveries WHERE status = ? ORDER BY id", (status,))
+
+
+def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> None:
+    plan = values.get("plan")
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    for key in ("plan", "provenance"):
+        if key in values and not isinstance(values[key], str | None):
+            values[key] = dumps(values[key])
+    with journal.transaction():
+        update(journal.conn, "deliveries", {"id": delivery_id}, values)
+        if "status" in values:
+            detail = {k: values.get(k) for k in ("status", "reason")}
+            if plan:
+                detail["plan"] = plan.get("summary") or plan.get("reason")
+            append_event(
+                journal.conn,
+                "delivery",
+                f"delivery {delivery_id}",
+                detail,
+                values.get("updated_at"),
+            )
+
+
+def delivery(journal: Journal, delivery_id: int) -> dict[str, Any] | None:
+    return one(journal.conn, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+
+
+def deliveries_for(journal: Journal, signal_ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not signal_ids:
+        return []
+    marks = ", ".join("?" for _ in signal_ids)
+    return many(
+        journal.conn,
+        f"SELECT * FROM deliveries WHERE signal_id IN ({marks}) ORDER BY id",
+        list(signal_ids),
+    )
