@@ -16,6 +16,7 @@ from tests.fakes.tws import SERVER_VERSION, FakeTws
 from tests.helpers import FixedClock, free_port, write_config
 from tests.test_engine import Harness as EngineHarness
 from tests.test_engine import run as run_engine
+from tradepipe.brokers.ibkr import orders as ibkr_orders
 from tradepipe.brokers.ibkr import translation as ibkr_translation
 from tradepipe.brokers.ibkr.broker import IbkrBroker
 from tradepipe.brokers.ibkr.translation import execution_revision, parse_ticker
@@ -141,6 +142,27 @@ def test_market_order_fills_with_our_order_ref_and_ibs_execution_id_without_revi
         assert fill.fill_id == fake.executions[0].exec_id.rpartition(".")[0]
         assert (fill.ticker, fill.side, fill.quantity, fill.price) == ("AAPL", Side.BUY, 5, 100)
         assert await broker.position("AAPL") == Position("AAPL", D(5), D(100))
+
+    run(fake, test)
+
+
+def test_an_order_is_acknowledged_and_canceled_as_soon_as_ib_answers_not_at_the_deadline(fake):
+    """`Session.changed` wakes on IB's next packet: placing and canceling wait for TWS's answer,
+    not for the broker's timeout (2 s here); a wake-up that never comes shows as the deadline."""
+    fake.set_price("AAPL", 100)
+
+    async def test(broker, heard):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        state = await broker.submit(order("c-quick", order_type=OrderType.LIMIT, limit_price=D(90)))
+        placed = loop.time() - started
+        assert state.status is OrderStatus.ACCEPTED
+        assert placed < 1.0, f"placing took {placed:.2f} s of a 2 s deadline"
+        started = loop.time()
+        canceled = await broker.cancel("c-quick")
+        took = loop.time() - started
+        assert canceled is not None and canceled.status is OrderStatus.CANCELED
+        assert took < 1.0, f"canceling took {took:.2f} s of a 2 s deadline"
 
     run(fake, test)
 
@@ -1007,6 +1029,22 @@ def test_the_translation_module_does_no_io():
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported & {"asyncio", "socket", "time", "os", "logging"} == set()
     assert not any(name.startswith("tradepipe.brokers.ibkr") for name in imported if name)
+    calls = {
+        n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+    }
+    assert calls & {"now", "utcnow", "today", "time", "monotonic", "sleep"} == set()
+
+
+def test_the_orders_module_does_no_io():
+    """ibkr_orders (orders, statuses, fills) is pure too: it imports only the translation."""
+    tree = ast.parse(Path(ibkr_orders.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported & {"asyncio", "socket", "time", "os", "logging"} == set()
+    ours = {name for name in imported if name.startswith("tradepipe.brokers.ibkr")}
+    assert ours == {"tradepipe.brokers.ibkr.translation"}
     calls = {
         n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
         for n in ast.walk(tree)

@@ -3,24 +3,22 @@
 `POST /webhook/{token}` checks the request, commits one signal row with `synchronous=FULL` and only
 then answers 200; planning and broker calls run after the answer (TradingView gives up after
 3 s). Every rejection is answered with one JSON shape and journaled, except unknown tokens and
-rate-limited floods. The local API under `/api/` (daemon/local_api.py) lets the CLI act through
-the daemon.
+rate-limited floods. What a request must pass is `intake`; the local API under `/api/`
+(daemon/local_api.py) lets the CLI act through the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import re
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -28,10 +26,23 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from tradepipe.core.auth import Network, client_address, is_allowed, verify_signature
+from tradepipe.core.auth import client_address, is_allowed, verify_signature
 from tradepipe.core.ratelimit import RateLimiter
-from tradepipe.core.redaction import redact_body, scrub
-from tradepipe.core.signal import FieldError, ParsedSignal, Signal, parse_signal, signal_to_json
+from tradepipe.core.redaction import scrub
+from tradepipe.core.signal import FieldError, ParsedSignal, Signal, signal_to_json
+from tradepipe.daemon.intake import (
+    AUTH_FAILURES,
+    MAX_BODY,
+    Guards,
+    Rejection,
+    check_age,
+    clock_skew_warning,
+    error_body,
+    parse_body,
+    read_body,
+    redacted,
+)
+from tradepipe.daemon.intake import cause as _cause
 from tradepipe.daemon.listener import BODY_TIMEOUT
 from tradepipe.engine import Engine
 from tradepipe.errors import JournalError
@@ -39,51 +50,14 @@ from tradepipe.journal import Journal
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
+# Imported from here by the daemon, the local API and the tests.
+__all__ = ["ENGINE", "MAX_BODY", "WEBHOOK", "Webhook", "_cause", "error_body", "make_app"]
+
 DEDUPE_KEY_TTL = timedelta(hours=24)
 
-AUTH_FAILURES = frozenset({"passphrase-required", "invalid-passphrase"})
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 
-
-class Rejection(Exception):
-    """A request we answer with a 4xx; journaled unless `journal` is False."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        errors: tuple[FieldError, ...] = (),
-        *,
-        journal: bool = True,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors
-        self.journal = journal
-
-
-def error_body(code: str, message: str, errors: tuple[FieldError, ...] = ()) -> dict[str, Any]:
-    """The one JSON shape of every webhook error."""
-    return {
-        "ok": False,
-        "code": code,
-        "message": message,
-        "errors": [{"field": e.field, "message": e.message} for e in errors],
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Guards:
-    """A strategy's optional authentication layers, parsed."""
-
-    allowed_ips: tuple[Network, ...]
-    trusted_proxies: tuple[Network, ...]
-    webhook_key: bytes | None
 
 
 class Webhook:
@@ -177,7 +151,7 @@ class Webhook:
                     self._limit(self.failed_auth[name])
                     raise Rejection(401, "invalid-signature", problem)
             try:
-                parsed = self._parse(body, strategy.passphrase)
+                parsed = parse_body(body, strategy.passphrase)
             except Rejection as rejection:
                 # A body that does not parse cannot have shown the passphrase: it spends the
                 # failed-authentication budget, not the real signals' one.
@@ -188,7 +162,7 @@ class Webhook:
             self._limit(self.limiters[name])
             signal = parsed.signal
             assert signal is not None
-            self._check_age(signal, strategy.max_signal_age, received_at)
+            check_age(signal, strategy.max_signal_age, received_at)
             skew = clock_skew_warning(signal.time, received_at)
             if skew:
                 log.warning("strategy %s: %s", name, skew)
@@ -220,7 +194,7 @@ class Webhook:
         it spends the failed-authentication budget)."""
         try:
             async with asyncio.timeout(self.body_timeout):
-                return await _read_body(request)
+                return await read_body(request)
         except TimeoutError:
             self._limit(self.failed_auth[name])
             raise Rejection(
@@ -243,50 +217,6 @@ class Webhook:
         if broken:
             raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
 
-    def _parse(self, body: bytes, passphrase: str | None) -> ParsedSignal:
-        try:
-            # UTF-8 only, as the signal parser reads it (json.loads(bytes) would also take
-            # UTF-16/32, which the parser and the redaction below do not).
-            decoded: Any = json.loads(body.decode("utf-8").removeprefix("\ufeff"))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            decoded = None
-            parsed = parse_signal(body)
-        else:
-            if passphrase is not None:
-                given = decoded.get("passphrase") if isinstance(decoded, dict) else None
-                if given is None:
-                    raise Rejection(401, "passphrase-required", "this strategy needs a passphrase")
-                if not isinstance(given, str) or not hmac.compare_digest(
-                    given.encode("utf-8", "surrogatepass"), passphrase.encode()
-                ):
-                    raise Rejection(403, "invalid-passphrase", "the passphrase does not match")
-            parsed = parse_signal(decoded)
-        if not parsed.ok:
-            code = "malformed-json" if decoded is None else "invalid-payload"
-            # A passphrase value never goes back out, not even inside an error message.
-            parsed = ParsedSignal(
-                None,
-                tuple(
-                    FieldError(e.field, "must be a string") if e.field == "passphrase" else e
-                    for e in parsed.errors
-                ),
-                parsed.warnings,
-            )
-            problems = "; ".join(f"{e.field or 'body'}: {e.message}" for e in parsed.errors)
-            raise Rejection(400, code, problems, parsed.errors)
-        return parsed
-
-    def _check_age(self, signal: Any, max_age: Decimal | None, now: datetime) -> None:
-        if max_age is None or signal.time is None:
-            return
-        age = (now - signal.time).total_seconds()
-        if age > float(max_age):
-            raise Rejection(
-                400,
-                "stale-signal",
-                f"the signal is {age:.0f} s old; max_signal_age is {max_age} s",
-                (FieldError("time", f"older than max_signal_age {max_age} s (age {age:.0f} s)"),),
-            )
 
     def _accept(
         self,
@@ -317,7 +247,7 @@ class Webhook:
             "strategy": name,
             "received_at": received_at,
             "source": source,
-            "body": _redacted(
+            "body": redacted(
                 body, strategy.passphrase, has_passphrase=signal.passphrase is not None
             ),
             "payload": json.dumps(signal_to_json(signal)),
@@ -362,7 +292,7 @@ class Webhook:
                 strategy=name,
                 received_at=received_at,
                 source=source,
-                body=_redacted(body, secret),
+                body=redacted(body, secret),
                 status="rejected",
                 http_status=rejection.status,
                 error=message,
@@ -373,41 +303,6 @@ class Webhook:
 
 
 WEBHOOK: web.AppKey[Webhook] = web.AppKey("webhook", Webhook)
-
-
-async def _read_body(request: web.Request) -> bytes:
-    """The whole body, however many segments or chunks it arrives in, up to one byte past the
-    limit (enough to know it is too large without reading a flood)."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY:
-            break
-    return b"".join(parts)
-
-
-def _redacted(body: bytes, secret: str | None, *, has_passphrase: bool | None = None) -> str:
-    """The body as text with any passphrase value blanked out: secrets never reach the journal.
-
-    One that is not UTF-8 is not stored at all (its text cannot be searched)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<{len(body)} bytes that are not UTF-8; not stored>"
-    if has_passphrase is False and secret is None:
-        return text  # parsed, and no passphrase in it: the hot path stops here
-    try:
-        decoded = json.loads(text.removeprefix("\ufeff"))
-    except (ValueError, RecursionError):
-        decoded = None
-    return redact_body(text, secret, parsed=decoded)
-
-
-def _cause(error: BaseException) -> str:
-    """The name of what broke a body (aiohttp wraps it; its message quotes raw bytes)."""
-    return type(error.__cause__ or error).__name__
 
 
 def _answer(status: int, body: dict[str, Any]) -> web.Response:
@@ -455,20 +350,3 @@ async def _error_shape(request: web.Request, handler: Any) -> web.StreamResponse
         headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         body = error_body(code, f"{e.status} {e.reason}: {request.method} {request.path}")
         return web.json_response(body, status=e.status, headers=headers)
-
-
-CLOCK_SKEW_WARNING = 5.0  # seconds a signal's time may run ahead of ours before we say so
-
-
-def clock_skew_warning(sent: datetime | None, received: datetime) -> str | None:
-    """A signal stamped in the future means one of the two clocks is wrong; max_signal_age
-    (and anyone reading the journal) depends on them agreeing."""
-    if sent is None:
-        return None
-    ahead = (sent - received).total_seconds()
-    if ahead <= CLOCK_SKEW_WARNING:
-        return None
-    return (
-        f"the signal's time is {ahead:.0f} s ahead of this server's clock; check that NTP"
-        " runs here (max_signal_age relies on the two clocks agreeing)"
-    )

@@ -31,9 +31,10 @@ What the exchange cannot do is said here once:
   per IP, not per key: accounts of one exchange at the same API address share one budget in
   the daemon (two Binance accounts together stay within Binance's 6,000 a minute).
 
-This module does the talking and the bookkeeping; the translation has no I/O and lives beside
-it: `ccxt_orders` (orders both ways), `ccxt_markets` (markets, their rules, holdings),
-`ccxt_budget` (the request weight budget).
+This module does the talking and the bookkeeping; beside it: `poller` (the order poller),
+`checks` (an order's numbers), `fills` (an order's trades as fills), `holdings` (positions,
+balances, prices), and the translation, which has no I/O: `orders` (orders both ways),
+`markets` (markets, their rules, holdings), `budget` (the request weight budget).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -50,33 +51,26 @@ from typing import Any
 from ccxt.base import errors as ccxt_errors
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
+from tradepipe.brokers.ccxt import checks, holdings, poller
 from tradepipe.brokers.ccxt.exchange import (
     VERIFIED,
+    errors,
     exchange_words,
     make_exchange,
     point_at,
     shared_budget,
 )
+from tradepipe.brokers.ccxt.fills import fills_of
 from tradepipe.brokers.ccxt.markets import (
-    check_min_notional,
-    check_min_quantity,
-    check_written,
     find_market,
     instrument_rules,
     market_ticker,
-    price_of,
-    spot_holdings,
-    swap_position,
 )
 from tradepipe.brokers.ccxt.orders import (
     TIME_IN_FORCE,
-    covers,
-    decimal,
     order_args,
     status_of,
-    to_fills,
     to_order_state,
-    trades_of,
 )
 from tradepipe.brokers.reporting import Reporter
 from tradepipe.config.credentials import Credentials
@@ -87,9 +81,8 @@ from tradepipe.core.model import (
     OrderStatus,
     OrderType,
     Position,
-    Side,
 )
-from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
+from tradepipe.errors import BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
 
@@ -156,24 +149,8 @@ class CcxtBroker:
 
     # -- errors, once ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        exchange_id = self.exchange.id
-        try:
-            yield
-        except ccxt_errors.AuthenticationError as e:  # PermissionDenied too; never the key
-            raise BrokerError(
-                f"account {self.name}: {exchange_id} refused the credentials"
-                f" ({exchange_words(e, exchange_id)})"
-            ) from e
-        except ccxt_errors.NetworkError as e:  # timeouts, 5xx, rate limits: outcome unknown
-            raise BrokerUnavailable(
-                f"{exchange_id} ({self.name}): {type(e).__name__}: {exchange_words(e, exchange_id)}"
-            ) from e
-        except ccxt_errors.ExchangeError as e:  # the exchange answered no, in its words
-            raise OrderRejected(f"{exchange_id}: {exchange_words(e, exchange_id)}") from e
-        except ccxt_errors.BaseError as e:  # an answer ccxt could not read: outcome unknown
-            raise BrokerUnavailable(f"{exchange_id} ({self.name}): {e}") from e
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors(self.name, self.exchange.id)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -182,7 +159,7 @@ class CcxtBroker:
             await self.exchange.load_markets()
             await self.exchange.fetch_balance()  # proves the credentials
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
+            self._poller = asyncio.create_task(poller.poll_forever(self), name=f"poll {self.name}")
 
     def on_disconnect(self, listener: Callable[[str], None]) -> None:
         """Nothing to watch: each call connects (a stream reconnects by itself and re-syncs)."""
@@ -242,9 +219,10 @@ class CcxtBroker:
             request,
             self.capabilities.order_types,
             self.exchange.id,
-            lambda value, field: self._on_step(value, field, market, True),
+            lambda value, field: checks.on_step(self, value, field, market, True),
         )
-        amount = await self._checked_amount(request, market, price or params.get("triggerPrice"))
+        reference = price or params.get("triggerPrice")
+        amount = await checks.checked_amount(self, request, market, reference)
         self._watch[cid] = symbol  # a lost answer is found by the poller, or settled by id
         try:
             with self._errors():
@@ -265,44 +243,6 @@ class CcxtBroker:
             raise
         return await self._state(order, cid, symbol)
 
-    def _on_step(
-        self, value: Decimal, field: str, market: dict[str, Any], is_price: bool
-    ) -> Decimal:
-        """The value as the exchange's own precision function writes it; one it would change is
-        refused, so that what the journal holds is what was sent."""
-        symbol = market["symbol"]
-        try:
-            with self._errors():
-                if is_price:
-                    written = self.exchange.price_to_precision(symbol, float(value))
-                else:
-                    written = self.exchange.amount_to_precision(symbol, float(value))
-        except OrderRejected as e:
-            raise OrderRejected(f"{field} {value} of {symbol}: {e}") from None
-        return check_written(
-            value,
-            written,
-            field=field,
-            is_price=is_price,
-            market=market,
-            precision_mode=self.exchange.precisionMode,
-            exchange_id=self.exchange.id,
-        )
-
-    async def _checked_amount(
-        self, request: OrderRequest, market: dict[str, Any], price: float | None
-    ) -> float:
-        """The quantity, checked against the market's minimums. (A spot sell beyond the free
-        balance is the exchange's to refuse: `capabilities.short_selling` keeps planning from
-        asking for one, and Binance's own words say why.)"""
-        quantity = self._on_step(request.quantity, "quantity", market, False)
-        rules = await self.instrument(request.ticker)
-        check_min_quantity(quantity, rules, market["symbol"], self.exchange.id)
-        if rules.min_notional is not None:
-            reference = decimal(price) or await self.quote(request.ticker)
-            check_min_notional(quantity, reference, rules, market, self.exchange.id)
-        return float(quantity)
-
     async def _look_up(self, cid: str, symbol: str) -> OrderState | None:
         with self._errors():
             try:
@@ -314,7 +254,7 @@ class CcxtBroker:
     async def _state(self, order: dict[str, Any], cid: str, symbol: str) -> OrderState:
         """Our view of a ccxt order (by our id: a cancel's answer names the cancel request)."""
         status, filled = status_of(order)
-        fills = await self._fills_of(order, cid, symbol, filled, status)
+        fills = await fills_of(self, order, cid, symbol, filled, status)
         if status.is_open or status is OrderStatus.ACCEPTED:
             self._watch[cid] = symbol
         else:
@@ -322,39 +262,6 @@ class CcxtBroker:
         self._symbols[cid] = symbol
         return to_order_state(order, cid, self._ticker(symbol), fills, self.exchange.id)
 
-    async def _fills_of(
-        self,
-        order: dict[str, Any],
-        cid: str,
-        symbol: str,
-        filled: Decimal,
-        status: OrderStatus,
-    ) -> tuple[Fill, ...]:
-        """The order's trades with the exchange's trade ids (the journal dedupes on them)."""
-        if filled <= 0:
-            return ()
-        cached = self._fills.get(cid)
-        if cached is not None and cached[0] == filled:
-            return cached[1]
-        side = Side(order["side"])
-        trades = trades_of(order)
-        if not covers(trades, filled) and self.exchange.has.get("fetchOrderTrades"):
-            # the order's answer did not carry all its trades (Binance: only a create does)
-            with self._errors():
-                trades = await self.exchange.fetch_order_trades(order["id"], symbol)
-        fills = to_fills(
-            order,
-            trades,
-            client_order_id=cid,
-            ticker=self._ticker(symbol),
-            side=side,
-            market_id=self.exchange.markets[symbol]["id"],
-            filled=filled,
-            status=status,
-            now=self.clock(),
-        )
-        self._fills[cid] = (filled, fills)
-        return fills
 
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]
@@ -442,108 +349,26 @@ class CcxtBroker:
 
     # -- the poller (ccxt has no order stream) -------------------------------------------------
 
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            if not self._watch or self._reporter.listener is None:
-                continue
-            try:
-                await self.poll()
-            except BrokerError as e:  # the next round tries again; nothing is lost meanwhile
-                log.warning("%s: polling orders: %s", self.name, e)
-            except Exception:
-                log.exception("%s: polling orders", self.name)
-
     async def poll(self) -> None:
-        """One round: report every watched order whose status or fills changed. A market or
-        an order that cannot be read this round is logged and tried again next round; it never
-        stops the others from being reported (an unreported entry fill leaves its emulated
-        stop-loss unplaced)."""
-        for symbol in sorted(set(self._watch.values())):
-            try:
-                with self._errors():
-                    listed = await self.exchange.fetch_open_orders(symbol)
-            except BrokerError as e:
-                log.warning("%s: polling %s: %s", self.name, symbol, e)
-                continue
-            still_open = set()
-            for order in listed:
-                cid = order.get("clientOrderId")
-                if cid in self._watch:
-                    still_open.add(cid)
-                    await self._poll_one(cid, symbol, order)
-            for cid in [c for c, s in self._watch.items() if s == symbol and c not in still_open]:
-                await self._poll_one(cid, symbol, None)
-
-    async def _poll_one(self, cid: str, symbol: str, order: dict[str, Any] | None) -> None:
-        try:
-            if order is not None:
-                self._report(await self._state(order, cid, symbol))
-                return
-            state = await self._look_up(cid, symbol)
-        except Exception as e:  # one unreadable answer must not silence the rest
-            log.warning("%s: polling order %s: %s", self.name, cid, e)
-            return
-        if state is None:  # never reached the exchange: the engine settles it by id
-            self._watch.pop(cid, None)
-        else:
-            self._report(state)
+        """One round of the poller (`poller.poll`)."""
+        await poller.poll(self)
 
     def _report(self, state: OrderState) -> None:
         self._reporter.report(state)
 
-    # -- account -------------------------------------------------------------------------------
+    # -- account (`holdings`) ------------------------------------------------------------------
 
     async def position(self, ticker: str) -> Position:
-        market = await self._market(ticker)
-        if self.market_type == "swap":
-            with self._errors():
-                found = await self.exchange.fetch_positions([market["symbol"]])
-            held = [
-                swap_position(p, self._ticker(p["symbol"]))
-                for p in found
-                if p.get("symbol") == market["symbol"]
-            ]
-            none = Position(self._ticker(market["symbol"]), Decimal(0))
-            return next((p for p in held if p.quantity), none)
-        with self._errors():
-            balance = await self.exchange.fetch_balance()
-        total = decimal(balance.get(market["base"], {}).get("total")) or Decimal(0)
-        # a spot holding has no entry price
-        return Position(self._ticker(market["symbol"]), total, None)
+        return await holdings.position(self, ticker)
 
     async def positions(self) -> list[Position]:
-        with self._errors():
-            await self.exchange.load_markets()
-            if self.market_type == "swap":
-                found = await self.exchange.fetch_positions()
-                held = [swap_position(p, self._ticker(p["symbol"])) for p in found]
-                return [p for p in held if p.quantity]
-            balance = await self.exchange.fetch_balance()
-        return self._spot_positions(balance)
-
-    def _spot_positions(self, balance: dict[str, Any]) -> list[Position]:
-        holdings = spot_holdings(balance.get("total") or {}, self._tickers, self.exchange.markets)
-        return [Position(self._ticker(symbol), total, None) for symbol, total in holdings]
+        return await holdings.positions(self)
 
     async def quote(self, ticker: str) -> Decimal | None:
-        market = await self._market(ticker)
-        with self._errors():
-            ticker_data = await self.exchange.fetch_ticker(market["symbol"])
-        return price_of(ticker_data)
+        return await holdings.quote(self, ticker)
 
     async def account(self) -> AccountSummary:
-        with self._errors():
-            await self.exchange.load_markets()
-            balance = await self.exchange.fetch_balance()
-        quote = next(iter(s.split("/")[1] for s in self._tickers), "USDT")
-        cash = decimal((balance.get(quote) or {}).get("total")) or Decimal(0)
-        free = decimal((balance.get(quote) or {}).get("free")) or Decimal(0)
-        equity = cash
-        for position in self._spot_positions(balance):  # spot only: swap is refused at start
-            price = await self.quote(position.ticker)
-            equity += position.quantity * (price or Decimal(0))
-        return AccountSummary(equity=equity, cash=cash, buying_power=free)
+        return await holdings.summary(self)
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         return []

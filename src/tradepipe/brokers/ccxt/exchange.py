@@ -1,12 +1,14 @@
 """A ccxt exchange as an account configures it: which exchanges are verified, the client built
 from the config (sandbox, base URL), the request budget shared per API address, and the
-exchange's own words out of a ccxt error."""
+exchange's own words out of a ccxt error, and its errors as ours."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -16,7 +18,7 @@ from ccxt.base import errors as ccxt_errors
 
 from tradepipe.brokers.ccxt.budget import RequestBudget
 from tradepipe.config.credentials import Credentials
-from tradepipe.errors import ConfigError
+from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError, OrderRejected
 
 # Exchanges whose client-order-id lookup, duplicate answers and statuses are tested (stub).
 VERIFIED = frozenset({"binance"})
@@ -112,3 +114,23 @@ def make_exchange(name: str, account: Any, credentials: Credentials | None) -> A
     if account.base_url:
         exchange.urls["api"] = point_at(exchange.urls["api"], str(account.base_url))
     return exchange
+
+
+@contextlib.contextmanager
+def errors(name: str, exchange_id: str) -> Iterator[None]:
+    """Every ccxt exception becomes one of ours, named for what to do."""
+    try:
+        yield
+    except ccxt_errors.AuthenticationError as e:  # PermissionDenied too; never the key
+        raise BrokerError(
+            f"account {name}: {exchange_id} refused the credentials"
+            f" ({exchange_words(e, exchange_id)})"
+        ) from e
+    except ccxt_errors.NetworkError as e:  # timeouts, 5xx, rate limits: outcome unknown
+        raise BrokerUnavailable(
+            f"{exchange_id} ({name}): {type(e).__name__}: {exchange_words(e, exchange_id)}"
+        ) from e
+    except ccxt_errors.ExchangeError as e:  # the exchange answered no, in its words
+        raise OrderRejected(f"{exchange_id}: {exchange_words(e, exchange_id)}") from e
+    except ccxt_errors.BaseError as e:  # an answer ccxt could not read: outcome unknown
+        raise BrokerUnavailable(f"{exchange_id} ({name}): {e}") from e

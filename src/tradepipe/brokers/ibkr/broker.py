@@ -35,8 +35,9 @@ Things to know (https://interactivebrokers.github.io/tws-api/):
   symbols such as `NQ1!` are refused; options as OCC symbols, `AAPL 261218C00200000`.
 - Time in force `cls` becomes a market-on-close (MOC) or limit-on-close (LOC) order.
 
-This module is the thin class; the connection is `session`, modifications `moves`, and the
-translation without I/O (tickers, orders, statuses, fills) is `translation`.
+This module is the thin class; the connection is `session`, placing `placing`, modifications
+`moves`, and the translation without I/O is `translation` (tickers, contracts) and `orders`
+(orders, statuses, fills).
 """
 
 from __future__ import annotations
@@ -58,24 +59,21 @@ from tradepipe.brokers.base import (
     InstrumentRules,
     OrderListener,
 )
-from tradepipe.brokers.ibkr import lookup, moves
-from tradepipe.brokers.ibkr.moves import UNACKNOWLEDGED, Move
+from tradepipe.brokers.ibkr import lookup, moves, placing
+from tradepipe.brokers.ibkr.moves import Move
+from tradepipe.brokers.ibkr.orders import FINAL, to_position
 from tradepipe.brokers.ibkr.session import DISCONNECTED, STARTUP_FETCH, Session
 from tradepipe.brokers.ibkr.translation import (
-    FINAL,
     canonical,
     contract_value,
     parse_number,
     parse_ticker,
     to_contract,
-    to_ib_order,
-    to_position,
 )
 from tradepipe.brokers.reporting import Reporter
 from tradepipe.core.model import (
     OrderRequest,
     OrderState,
-    OrderStatus,
     OrderType,
     Position,
     TimeInForce,
@@ -271,57 +269,8 @@ class IbkrBroker:
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]
     ) -> list[OrderState]:
-        self._link()
-        orders = [to_ib_order(r, self._account) for r in (entry, *children)]
-        existing = await self._lookup(entry.client_order_id)
-        if existing is not None:  # sent before (a retry): answer, send nothing
-            states = [existing]
-            for child in children:
-                state = await self._lookup(child.client_order_id)
-                if state is not None:
-                    states.append(state)
-            return states
-        contract = (await self._details(entry.ticker)).contract
-        assert contract is not None  # contract details always describe a contract
-        for request in (entry, *children):
-            self._tickers[request.client_order_id] = request.ticker
-            self._quantities[request.client_order_id] = request.quantity
-        trades = []
-        with self._errors(f"placing {entry.client_order_id}"):
-            self._link()
-            parent = orders[0]
-            if children:
-                parent.transmit = False  # held by TWS until the last child is sent
-            trades.append(self._ib.placeOrder(contract, parent))
-            group = f"oca-{entry.client_order_id}"
-            for index, order in enumerate(orders[1:], start=1):
-                order.parentId = parent.orderId
-                order.ocaGroup, order.ocaType = group, 2  # a partial fill reduces the other leg
-                order.transmit = index == len(children)
-                trades.append(self._ib.placeOrder(contract, order))
-        await self._acknowledged(trades, entry.client_order_id)
-        states = [lookup.state_of(self, t.order.orderRef, [t]) for t in trades]
-        if states[0].status is OrderStatus.REJECTED:
-            raise OrderRejected(states[0].message or "IB rejected the order")
-        for state in states:
-            self._reporter.heard.setdefault(state.client_order_id, state)
-        return states
-
-    async def _acknowledged(self, trades: list[ib_async.Trade], what: str) -> None:
-        """Wait until IB answered every order (or refused it); no answer → outcome unknown."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._session.timeout
-        while any(t.orderStatus.status in UNACKNOWLEDGED for t in trades):
-            if trades[0].orderStatus.status == "Cancelled":
-                return  # the entry was refused: its children go with it (Inactive is not)
-            if not self._ib.isConnected():
-                raise BrokerUnavailable(f"IB {self.name}: {self._session.down()} (placing {what})")
-            if loop.time() > deadline:
-                raise BrokerUnavailable(
-                    f"IB {self.name}: no answer for {what} within {self._session.timeout:g} s;"
-                    " it is looked up by its id"
-                )
-            await self._session.changed(deadline)
+        """An order, or a bracket held by TWS until its last child (`placing.place`)."""
+        return await placing.place(self, entry, children)
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
         """IB's modification in place, done only once IB answers with the new values

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import ib_async
 
 from tradepipe.brokers.ibkr import moves
-from tradepipe.brokers.ibkr.translation import FINAL, fills_state, trade_state
+from tradepipe.brokers.ibkr.orders import FINAL, fills_state, trade_state
 from tradepipe.core.model import OrderState
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import ib_async
 
 from tradepipe.brokers.ibkr import lookup
-from tradepipe.brokers.ibkr.translation import FINAL, to_ib_modify
+from tradepipe.brokers.ibkr.orders import FINAL, to_ib_modify
 from tradepipe.core.model import OrderRequest, OrderState, OrderStatus
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 

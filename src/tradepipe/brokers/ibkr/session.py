@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # IB's message codes (https://interactivebrokers.github.io/tws-api/message_codes.html), named by
 # what the adapter does with them. The order-level codes (202 / 10148 "Order Canceled", not a
-# rejection) are read from an order's log in `translation.CANCELED_CODES`.
+# rejection) are read from an order's log in `orders.CANCELED_CODES`.
 # 1100 "Connectivity between IB and TWS has been lost": every request waits for 1101 / 1102.
 CONNECTIVITY_LOST_CODES = frozenset({1100})
 # 1101 "Connectivity restored - data lost" (subscriptions are gone: resubscribe, then re-sync);
