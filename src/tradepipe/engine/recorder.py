@@ -38,14 +38,21 @@ class Recorder:
         self.settle_due = settle_due
 
     def record_state(
-        self, account: str, ticker: str, state: OrderState, *, streamed: bool = False
+        self,
+        account: str,
+        ticker: str,
+        state: OrderState,
+        *,
+        streamed: bool = False,
+        new: dict[str, Any] | None = None,
     ) -> OrderState:
         """Journal what the broker says of one of our orders, and every fill it reports;
         answers the state as journaled: read against the quantity sent (fills covering it
         mean filled, whatever a broker that forgot the order says). A `streamed` event may
         arrive after a poll already journaled a later state: it never moves an order back
-        from final, nor its filled quantity down."""
-        journaled = self.journal.order_by_client_id(state.client_order_id)
+        from final, nor its filled quantity down. `new`: the order's row as inserted, when
+        the caller knows no write to it since (it then has no fills yet): not read again."""
+        journaled = new or self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
             return state  # not ours: reconciliation reports such orders
         state = state.against(Decimal(journaled["quantity"]))
@@ -77,7 +84,7 @@ class Recorder:
                 fills = tuple(
                     fills_to_journal(
                         state,
-                        self.journal.order_fills(journaled["id"]),
+                        [] if new else self.journal.order_fills(journaled["id"]),
                         Side(journaled["side"]),
                         ticker,
                         self.clock(),
@@ -114,7 +121,11 @@ class Recorder:
         assert row is not None
         return row
 
-    def journal_order(
+    def journal_order(self, request: OrderRequest, **kwargs: Any) -> int:
+        """Journal an order before the broker hears of it (an operator's has no delivery)."""
+        return self.journal_order_row(request, **kwargs)["id"]
+
+    def journal_order_row(
         self,
         request: OrderRequest,
         *,
@@ -123,10 +134,10 @@ class Recorder:
         parent_id: int | None = None,
         status: OrderStatus | None = None,
         replaces: str | None = None,
-    ) -> int:
-        """Journal an order before the broker hears of it (an operator's has no delivery)."""
+    ) -> dict[str, Any]:
+        """`journal_order`, answering the row as journaled."""
         now = self.clock()
-        return self.journal.insert_order(
+        return self.journal.insert_order_row(
             client_order_id=request.client_order_id,
             delivery_id=delivery["id"] if delivery else None,
             signal_id=signal_id,

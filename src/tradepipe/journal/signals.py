@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.events import append as append_event
-from tradepipe.journal.rows import dumps, insert, many, one, update
+from tradepipe.journal.rows import as_read, dumps, insert, many, one, update
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -107,9 +107,23 @@ def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
         append_event(
             journal.conn, "delivery", f"delivery {delivery_id}", detail, row.get("created_at")
         )
-    found = one(journal.conn, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-    assert found is not None
-    return found
+    # The row as written (the columns not written are empty): not read back.
+    written = {k: as_read(v) for k, v in row.items()}
+    return {"id": delivery_id, **dict.fromkeys(_DELIVERY_COLUMNS), **written}
+
+
+_DELIVERY_COLUMNS = (
+    "signal_id",
+    "subscription",
+    "account",
+    "ticker",
+    "status",
+    "reason",
+    "plan",
+    "provenance",
+    "created_at",
+    "updated_at",
+)
 
 
 def deliveries_with_status(journal: Journal, status: str) -> list[dict[str, Any]]:
