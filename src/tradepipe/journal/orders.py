@@ -83,7 +83,8 @@ def insert_order_row(journal: Journal, /, **row: Any) -> dict[str, Any]:
     with journal.transaction():
         order_id = insert(journal.conn, "orders", row)
         detail = {k: row.get(k) for k in _ORDER_DETAIL}
-        append_event(journal.conn, "order", row["client_order_id"], detail, row.get("created_at"))
+        subject, at = row["client_order_id"], row.get("created_at")
+        append_event(journal.conn, "order", subject, detail, at, group=journal.group)
         journal.orders_written += 1
         return {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
 
@@ -119,7 +120,8 @@ def update_order(
                 "average_fill_price": values.get("average_fill_price"),
                 "broker_message": values.get("broker_message"),
             }
-            append_event(conn, "order", client_order_id, detail, values.get("updated_at"))
+            at = values.get("updated_at")
+            append_event(conn, "order", client_order_id, detail, at, group=journal.group)
 
 
 def order_by_client_id(journal: Journal, client_order_id: str) -> dict[str, Any] | None:
@@ -266,7 +268,7 @@ def record_fill(
             return False
         detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
         detail |= {"quantity": quantity, "price": price}
-        append_event(conn, "fill", fill_id, detail, filled_at)
+        append_event(conn, "fill", fill_id, detail, filled_at, group=journal.group)
         signed = quantity if side == "buy" else -quantity
         current = position(journal, account, ticker)
         old_qty = current[0] if current else Decimal(0)

@@ -26,7 +26,8 @@ def record_signal(journal: Journal, /, **row: Any) -> int:
         signal_id = insert(journal.conn, "signals", row)
         detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
         detail["http_status"] = row.get("http_status")
-        append_event(journal.conn, "signal", f"signal {signal_id}", detail, row.get("received_at"))
+        subject, at = f"signal {signal_id}", row.get("received_at")
+        append_event(journal.conn, "signal", subject, detail, at, group=journal.group)
         return signal_id
 
 
@@ -63,9 +64,9 @@ def mark_signal_processed(journal: Journal, signal_id: int, processed_at: dateti
             {"id": signal_id},
             {"status": "processed", "processed_at": processed_at},
         )
-        append_event(
-            journal.conn, "signal", f"signal {signal_id}", {"status": "processed"}, processed_at
-        )
+        detail = {"status": "processed"}
+        subject = f"signal {signal_id}"
+        append_event(journal.conn, "signal", subject, detail, processed_at, group=journal.group)
 
 
 def signal(journal: Journal, signal_id: int) -> dict[str, Any] | None:
@@ -104,9 +105,8 @@ def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
     with journal.transaction():
         delivery_id = insert(journal.conn, "deliveries", row)
         detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
-        append_event(
-            journal.conn, "delivery", f"delivery {delivery_id}", detail, row.get("created_at")
-        )
+        subject, at = f"delivery {delivery_id}", row.get("created_at")
+        append_event(journal.conn, "delivery", subject, detail, at, group=journal.group)
     # The row as written (the columns not written are empty): not read back.
     written = {k: as_read(v) for k, v in row.items()}
     return {"id": delivery_id, **dict.fromkeys(_DELIVERY_COLUMNS), **written}
@@ -149,6 +149,7 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
                 f"delivery {delivery_id}",
                 detail,
                 values.get("updated_at"),
+                group=journal.group,
             )
 
 
