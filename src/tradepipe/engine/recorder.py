@@ -161,10 +161,14 @@ class Recorder:
             updated_at=now,
         )
 
-    async def send(self, broker: Broker, request: OrderRequest) -> OrderState:
+    async def send(
+        self, broker: Broker, request: OrderRequest, *, new: dict[str, Any] | None = None
+    ) -> OrderState:
         """Send one journaled order (no bracket, no replace), on disk first. A refusal is
         journaled rejected; any other broker error leaves its fate unknown, settled by lookup
-        (as a delivery's orders are); both are raised. Answers the state as journaled."""
+        (as a delivery's orders are); both are raised. Answers the state as journaled. `new`:
+        its row as it is now, never sent before (`record_state`)."""
+        written = self.journal.orders_written
         await self.journal.durable()  # write-ahead: the order is on disk before it is sent
         try:
             state = await broker.submit(request)
@@ -174,7 +178,9 @@ class Recorder:
         except BrokerError as e:
             self.mark_orders([request], OrderStatus.UNKNOWN, str(e))
             raise
-        return self.record_state(request.account, request.ticker, state)
+        if self.journal.orders_written != written:  # an order was written meanwhile: read it
+            new = None
+        return self.record_state(request.account, request.ticker, state, new=new)
 
     def mark_orders(self, requests: list[OrderRequest], status: OrderStatus, message: str) -> None:
         """The broker's answer to a whole bracket (or one order) that failed as one call."""

@@ -95,15 +95,24 @@ def unprocessed_signals(journal: Journal) -> list[dict[str, Any]]:
 
 def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
     """Create the delivery of a signal to a subscription, or return the one a restart finds."""
-    existing = one(
-        journal.conn,
-        "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
-        (row["signal_id"], row["subscription"]),
-    )
-    if existing is not None:
-        return existing
     with journal.transaction():
-        delivery_id = insert(journal.conn, "deliveries", row)
+        # Inserted unless a restart finds it: read only then.
+        columns = ", ".join(row)
+        cursor = journal.conn.execute(
+            f"INSERT INTO deliveries ({columns}) VALUES ({', '.join('?' * len(row))})"
+            " ON CONFLICT (signal_id, subscription) DO NOTHING",
+            [as_read(v) for v in row.values()],
+        )
+        if cursor.rowcount == 0:
+            existing = one(
+                journal.conn,
+                "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
+                (row["signal_id"], row["subscription"]),
+            )
+            assert existing is not None
+            return existing
+        delivery_id = cursor.lastrowid
+        assert delivery_id is not None
         detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
         subject, at = f"delivery {delivery_id}", row.get("created_at")
         append_event(journal.conn, "delivery", subject, detail, at, group=journal.group)

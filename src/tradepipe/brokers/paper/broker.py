@@ -413,7 +413,8 @@ class PaperBroker:
         with self._journal.transaction():
             before = self._ticker_orders(spellings)
             self._journal.set_paper_mark(self.name, spellings[0], price, now)
-            for row in self._live(ticker):
+            # No working order of the ticker (the usual case): nothing to fill, nothing changed.
+            for row in self._live(ticker) if before else ():
                 request = OrderRequest.from_row(json.loads(row["request"]))
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
@@ -429,7 +430,7 @@ class PaperBroker:
                     self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
                 else:
                     self._fill(request, fill_price, now)
-            after = self._ticker_orders(spellings)
+            after = self._ticker_orders(spellings) if before else {}
         if self._faults and self._faults[0][0] is Fault.LOSE_FILLS:
             self._faults.pop(0)
             return []  # the fills happened; the events about them are lost
