@@ -125,7 +125,11 @@ class BracketEmulator:
     ) -> None:
         """`current`: `child` is the journal's row as it is now."""
         request = OrderRequest.from_row(child, quantity=quantity)
-        values = {"status": OrderStatus.SUBMITTING, "quantity": quantity, "updated_at": self.clock()}
+        values = {
+            "status": OrderStatus.SUBMITTING,
+            "quantity": quantity,
+            "updated_at": self.clock(),
+        }
         self.journal.update_order(
             child["client_order_id"], row=child if current else None, **values
         )
