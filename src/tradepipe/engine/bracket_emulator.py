@@ -19,6 +19,7 @@ from tradepipe.engine.lanes import Chore
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import Journal
+from tradepipe.journal.rows import as_read
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class BracketEmulator:
         # settle chores in them: one round at a time, each reading the journal afresh.
         async with self._settling.setdefault((account, ticker), asyncio.Lock()):
             children = self.journal.bracket_children(account, ticker)
+            rows = {child["id"]: (self.journal.orders_written, child) for child in children}
             # A lost answer first (a breakeven's move, a resized leg): until it is known, a
             # child may already have been replaced, and must be neither resized nor re-placed.
             # (Only the children's: settle_unknown, before each delivery, has the rest.)
@@ -77,15 +79,26 @@ class BracketEmulator:
                 if child["status"] == OrderStatus.UNKNOWN:
                     await self.recorder.look_up(broker, child)
             for child in children:
-                await self._settle_child(broker, child["id"])
+                await self._settle_child(broker, child["id"], rows)
 
-    async def _settle_child(self, broker: Broker, child_id: int) -> None:
-        child = self.journal.order_by_id(child_id)  # again: this round may have settled it
-        assert child is not None
+    def _order(self, order_id: int, rows: dict[int, tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        """The order's row: as this round read it while no order was written since, else
+        read again (this round may have settled it)."""
+        held = rows.get(order_id)
+        if held is not None and held[0] == self.journal.orders_written:
+            return held[1]
+        row = self.journal.order_by_id(order_id)
+        assert row is not None
+        rows[order_id] = (self.journal.orders_written, row)
+        return row
+
+    async def _settle_child(
+        self, broker: Broker, child_id: int, rows: dict[int, tuple[int, dict[str, Any]]]
+    ) -> None:
+        child = self._order(child_id, rows)
         if child["status"] not in brackets.LIVE:
             return
-        entry = self.journal.order_by_id(child["parent_id"])
-        assert entry is not None
+        entry = self._order(child["parent_id"], rows)
         unsent = child["status"] in (OrderStatus.HELD, OrderStatus.SUBMITTING)
         if unsent and entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
             # The entry's answer was lost: its fate decides the children, so ask.
@@ -102,20 +115,30 @@ class BracketEmulator:
         elif isinstance(step, brackets.Cancel):
             await self._cancel_child(broker, child, step.why)
         elif isinstance(step, brackets.Place):
-            await self._place_child(broker, child, step.quantity)
+            current = self._order(child["id"], rows) is child  # no order written since
+            await self._place_child(broker, child, step.quantity, current=current)
         elif isinstance(step, brackets.Resize):
-            await self._resize_child(broker, child, step)
+            await self._resize_child(broker, child, step, rows)
 
-    async def _place_child(self, broker: Broker, child: dict[str, Any], quantity: Decimal) -> None:
+    async def _place_child(
+        self, broker: Broker, child: dict[str, Any], quantity: Decimal, *, current: bool
+    ) -> None:
+        """`current`: `child` is the journal's row as it is now."""
         request = OrderRequest.from_row(child, quantity=quantity)
+        values = {
+            "status": OrderStatus.SUBMITTING,
+            "quantity": quantity,
+            "updated_at": self.clock(),
+        }
         self.journal.update_order(
-            child["client_order_id"],
-            status=OrderStatus.SUBMITTING,
-            quantity=quantity,
-            updated_at=self.clock(),
+            child["client_order_id"], row=child if current else None, **values
         )
+        # A held leg never reached the broker: as updated here, it has no fills.
+        new = None
+        if current and child["status"] == OrderStatus.HELD:
+            new = {**child, **{k: as_read(v) for k, v in values.items()}}
         try:
-            await self.recorder.send(broker, request)
+            await self.recorder.send(broker, request, new=new)
         except OrderRejected as e:
             log.error("%s: %s rejected the %s: %s", child["ticker"], broker.name, child["role"], e)
         except BrokerError as e:
@@ -128,7 +151,11 @@ class BracketEmulator:
             )
 
     async def _resize_child(
-        self, broker: Broker, child: dict[str, Any], step: brackets.Resize
+        self,
+        broker: Broker,
+        child: dict[str, Any],
+        step: brackets.Resize,
+        rows: dict[int, tuple[int, dict[str, Any]]],
     ) -> None:
         """Shrink a working child to what its bracket still holds: a new order takes its place
         (journaled first, under an id derived from the child's, so a restart finds it), the
@@ -155,7 +182,7 @@ class BracketEmulator:
             step.client_order_id,
         )
         await self._cancel_child(broker, child, f"resized: {step.client_order_id} takes its place")
-        await self._settle_child(broker, new_id)
+        await self._settle_child(broker, new_id, rows)
 
     async def _cancel_child(self, broker: Broker, child: dict[str, Any], why: str) -> None:
         # write-ahead: what decided it (a fill, a resize's new order) is on disk

@@ -72,9 +72,13 @@ class Delivery:
             return self.set_delivery(delivery["id"], "failed", f"{why}; nothing sent")
         signal = work.signal
         intent = resolve_signal(signal, subscription, strategy.defaults)
-        resuming = delivery["status"] == "planned" and bool(
-            self.journal.orders_for_deliveries([delivery["id"]])
+        # Orders are journaled only once the delivery is planned: no other can have any.
+        journaled = (
+            {o["client_order_id"] for o in self.journal.orders_for_deliveries([delivery["id"]])}
+            if delivery["status"] == "planned"
+            else set()
         )
+        resuming = bool(journaled)
         try:
             if (
                 work.moves_mark
@@ -111,7 +115,7 @@ class Delivery:
             # through the approval gate below like any new delivery.
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
-            outcome = await self._execute(work, delivery, intent, broker, plan)
+            outcome = await self._execute(work, delivery, intent, broker, plan, journaled)
             return await self._finish(delivery, outcome)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
@@ -129,7 +133,7 @@ class Delivery:
             return self.set_delivery(
                 delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
             )
-        outcome = await self._execute(work, delivery, intent, broker, decision)
+        outcome = await self._execute(work, delivery, intent, broker, decision, journaled)
         return await self._finish(delivery, outcome)
 
     def set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
@@ -147,8 +151,15 @@ class Delivery:
         return finished
 
     async def _execute(
-        self, work: Work, delivery: dict[str, Any], intent: Intent, broker: Broker, plan: Plan
+        self,
+        work: Work,
+        delivery: dict[str, Any],
+        intent: Intent,
+        broker: Broker,
+        plan: Plan,
+        journaled: set[str],
     ) -> Outcome:
+        """`journaled`: the client order ids of the delivery's orders in the journal."""
         ticker = work.signal.ticker
         account = delivery["account"]
         if plan.cancel_open_orders:
@@ -169,7 +180,7 @@ class Delivery:
             ]
             try:
                 state = await self._submit_once(
-                    work, delivery, broker, request, children, replaces=step.replaces
+                    work, delivery, broker, request, children, journaled, replaces=step.replaces
                 )
             except OrderRejected as e:
                 self.recorder.mark_orders([request, *children], OrderStatus.REJECTED, str(e))
@@ -216,6 +227,7 @@ class Delivery:
         broker: Broker,
         request: OrderRequest,
         children: list[OrderRequest],
+        journaled_ids: set[str],
         *,
         replaces: str | None = None,
     ) -> OrderState:
@@ -223,9 +235,10 @@ class Delivery:
         the journal shows it was sent before; then ask the broker about it instead of sending it
         again."""
         record = self.recorder
-        journaled = self.journal.order_by_client_id(request.client_order_id)
+        journaled = request.client_order_id in journaled_ids
         found = None
-        if journaled is not None:
+        rows: dict[str, dict[str, Any]] = {}  # the rows journaled here, as written
+        if journaled:
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
         if found is not None:
             states = [found]
@@ -234,27 +247,31 @@ class Delivery:
                 if child_state is not None:
                     states.append(child_state)
         else:
-            if journaled is None:
+            if not journaled:
                 with self.journal.transaction():  # the entry and its children, one commit
                     # A replacement inherits the replaced order's place in its bracket.
                     replaced = replaces and self.journal.order_by_client_id(replaces)
-                    parent_id = record.journal_order(
+                    row = record.journal_order_row(
                         request,
                         delivery=delivery,
                         signal_id=work.signal_id,
                         parent_id=replaced["parent_id"] if replaced else None,
                         replaces=replaces,
                     )
+                    rows[request.client_order_id] = row
+                    journaled_ids.add(request.client_order_id)
                     # Without native brackets the children wait here for the entry's fill.
                     held = None if broker.capabilities.brackets else OrderStatus.HELD
                     for child in children:
-                        record.journal_order(
+                        rows[child.client_order_id] = record.journal_order_row(
                             child,
                             delivery=delivery,
                             signal_id=work.signal_id,
-                            parent_id=parent_id,
+                            parent_id=row["id"],
                             status=held,
                         )
+                        journaled_ids.add(child.client_order_id)
+            written = self.journal.orders_written
             # Write-ahead: the order is on disk before the broker hears of it, so that a
             # restart can always ask the broker about it (tradepipe.journal.group_commit).
             await self.journal.durable()
@@ -266,8 +283,16 @@ class Delivery:
             else:
                 states = [await broker.submit(request)]
             await pause_point("answer")
-        # As journaled: read against what was sent (fills covering it mean filled).
-        states = [record.record_state(request.account, request.ticker, s) for s in states]
+        # As journaled: read against what was sent (fills covering it mean filled). The rows
+        # written above are still the journal's unless something wrote an order meanwhile.
+        if not rows or self.journal.orders_written != written:
+            rows = {}
+        states = [
+            record.record_state(
+                request.account, request.ticker, s, new=rows.get(s.client_order_id)
+            )
+            for s in states
+        ]
         if replaces is not None:
             try:  # the replaced order's end, for the journal; the broker has it either way
                 old = await broker.get_order(replaces, ticker=request.ticker)

@@ -38,14 +38,21 @@ class Recorder:
         self.settle_due = settle_due
 
     def record_state(
-        self, account: str, ticker: str, state: OrderState, *, streamed: bool = False
+        self,
+        account: str,
+        ticker: str,
+        state: OrderState,
+        *,
+        streamed: bool = False,
+        new: dict[str, Any] | None = None,
     ) -> OrderState:
         """Journal what the broker says of one of our orders, and every fill it reports;
         answers the state as journaled: read against the quantity sent (fills covering it
         mean filled, whatever a broker that forgot the order says). A `streamed` event may
         arrive after a poll already journaled a later state: it never moves an order back
-        from final, nor its filled quantity down."""
-        journaled = self.journal.order_by_client_id(state.client_order_id)
+        from final, nor its filled quantity down. `new`: the order's row as inserted, when
+        the caller knows no write to it since (it then has no fills yet): not read again."""
+        journaled = new or self.journal.order_by_client_id(state.client_order_id)
         if journaled is None:
             return state  # not ours: reconciliation reports such orders
         state = state.against(Decimal(journaled["quantity"]))
@@ -77,7 +84,7 @@ class Recorder:
                 fills = tuple(
                     fills_to_journal(
                         state,
-                        self.journal.order_fills(journaled["id"]),
+                        [] if new else self.journal.order_fills(journaled["id"]),
                         Side(journaled["side"]),
                         ticker,
                         self.clock(),
@@ -114,7 +121,11 @@ class Recorder:
         assert row is not None
         return row
 
-    def journal_order(
+    def journal_order(self, request: OrderRequest, **kwargs: Any) -> int:
+        """Journal an order before the broker hears of it (an operator's has no delivery)."""
+        return self.journal_order_row(request, **kwargs)["id"]
+
+    def journal_order_row(
         self,
         request: OrderRequest,
         *,
@@ -123,10 +134,10 @@ class Recorder:
         parent_id: int | None = None,
         status: OrderStatus | None = None,
         replaces: str | None = None,
-    ) -> int:
-        """Journal an order before the broker hears of it (an operator's has no delivery)."""
+    ) -> dict[str, Any]:
+        """`journal_order`, answering the row as journaled."""
         now = self.clock()
-        return self.journal.insert_order(
+        return self.journal.insert_order_row(
             client_order_id=request.client_order_id,
             delivery_id=delivery["id"] if delivery else None,
             signal_id=signal_id,
@@ -150,10 +161,14 @@ class Recorder:
             updated_at=now,
         )
 
-    async def send(self, broker: Broker, request: OrderRequest) -> OrderState:
+    async def send(
+        self, broker: Broker, request: OrderRequest, *, new: dict[str, Any] | None = None
+    ) -> OrderState:
         """Send one journaled order (no bracket, no replace), on disk first. A refusal is
         journaled rejected; any other broker error leaves its fate unknown, settled by lookup
-        (as a delivery's orders are); both are raised. Answers the state as journaled."""
+        (as a delivery's orders are); both are raised. Answers the state as journaled. `new`:
+        its row as it is now, never sent before (`record_state`)."""
+        written = self.journal.orders_written
         await self.journal.durable()  # write-ahead: the order is on disk before it is sent
         try:
             state = await broker.submit(request)
@@ -163,7 +178,9 @@ class Recorder:
         except BrokerError as e:
             self.mark_orders([request], OrderStatus.UNKNOWN, str(e))
             raise
-        return self.record_state(request.account, request.ticker, state)
+        if self.journal.orders_written != written:  # an order was written meanwhile: read it
+            new = None
+        return self.record_state(request.account, request.ticker, state, new=new)
 
     def mark_orders(self, requests: list[OrderRequest], status: OrderStatus, message: str) -> None:
         """The broker's answer to a whole bracket (or one order) that failed as one call."""

@@ -54,6 +54,9 @@ class Journal:
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self.group: GroupCommit | None = None
+        # Counts this process's writes of `orders` rows (insert_order, update_order): a row a
+        # caller holds is still the journal's while the count has not moved.
+        self.orders_written = 0
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Journal:
@@ -157,6 +160,7 @@ class Journal:
 
     # -- orders, fills and positions (orders.py) -----------------------------------------------
     insert_order = _orders.insert_order
+    insert_order_row = _orders.insert_order_row
     update_order = _orders.update_order
     order_by_client_id = _orders.order_by_client_id
     orders = _orders.orders

@@ -14,13 +14,23 @@ from tradepipe.journal.rows import many, to_text
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
+    from tradepipe.journal.group_commit import GroupCommit
 
 
 def append(
-    conn: sqlite3.Connection, kind: str, subject: str, detail: Mapping[str, Any], at: Any = None
+    conn: sqlite3.Connection,
+    kind: str,
+    subject: str,
+    detail: Mapping[str, Any],
+    at: Any = None,
+    *,
+    group: GroupCommit | None = None,
 ) -> int:
-    """Append one audit event chained to the last; call inside the write's transaction."""
-    last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    """Append one audit event chained to the last; call inside the write's transaction.
+    `group`: the journal's group commit, whose open transaction remembers the head it wrote."""
+    last = group.events_head if group is not None else None
+    if last is None:
+        last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
     event = {
         "id": last[0] + 1 if last else 1,
         "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
@@ -34,11 +44,14 @@ def append(
         ),
     }
     prev = last[1] if last else GENESIS
+    digest = event_hash(prev, event)
     conn.execute(
         "INSERT INTO events (id, at, kind, subject, detail, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (*event.values(), prev, event_hash(prev, event)),
+        (*event.values(), prev, digest),
     )
+    if group is not None and conn.in_transaction:
+        group.events_head = (int(event["id"]), digest)
     return int(event["id"])
 
 
@@ -47,12 +60,13 @@ def record_operator_action(
 ) -> int:
     """Journal an operator's command; its event id names what the command places."""
     with journal.transaction():
-        return append(journal.conn, "operator", subject, {"action": action, **detail}, at)
+        detail = {"action": action, **detail}
+        return append(journal.conn, "operator", subject, detail, at, group=journal.group)
 
 
 def record_reconciliation(journal: Journal, /, subject: str, at: datetime, **detail: Any) -> None:
     with journal.transaction():
-        append(journal.conn, "reconciliation", subject, detail, at)
+        append(journal.conn, "reconciliation", subject, detail, at, group=journal.group)
 
 
 def events(journal: Journal, *, after: int = 0) -> list[dict[str, Any]]:

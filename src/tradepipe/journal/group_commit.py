@@ -55,6 +55,10 @@ class GroupCommit:
         self._owner: asyncio.Task[Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._on_failure: list[Callable[[JournalError], None]] = []
+        # The audit chain's head (id, hash) as this open transaction last wrote it: it holds the
+        # write lock, so no other connection appends meanwhile. Forgotten at every commit and
+        # rollback (tradepipe.journal.events reads it again).
+        self.events_head: tuple[int, str] | None = None
 
     def on_failure(self, callback: Callable[[JournalError], None]) -> None:
         self._on_failure.append(callback)
@@ -93,6 +97,7 @@ class GroupCommit:
             return
         try:
             if kind is not None:
+                self.events_head = None
                 self._roll_back_unit()
             else:
                 self.conn.execute("RELEASE unit")
@@ -177,6 +182,7 @@ class GroupCommit:
                 waiter.set_result(None)
 
     def _commit(self) -> None:
+        self.events_head = None
         try:
             self.conn.commit()
         except sqlite3.Error as e:
@@ -186,6 +192,7 @@ class GroupCommit:
             self.commits += 1
 
     def _roll_back_everything(self) -> None:
+        self.events_head = None
         try:
             self.conn.rollback()
         except sqlite3.Error:

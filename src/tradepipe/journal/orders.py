@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
-from tradepipe.journal.rows import filters, insert, many, one, to_text, update
+from tradepipe.journal.rows import as_read, filters, insert, many, one, to_text, update
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -41,13 +41,52 @@ _LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled'
 # -- orders ------------------------------------------------------------------------------------
 
 
+# An order's row as SELECT * reads it, before any answer: what the columns not written hold.
+_NEW_ORDER = {
+    "id": None,
+    "client_order_id": None,
+    "delivery_id": None,
+    "signal_id": None,
+    "subscription": None,
+    "account": None,
+    "ticker": None,
+    "side": None,
+    "quantity": None,
+    "filled_quantity": "0",
+    "average_fill_price": None,
+    "order_type": None,
+    "limit_price": None,
+    "stop_price": None,
+    "trail_amount": None,
+    "trail_percent": None,
+    "time_in_force": None,
+    "role": None,
+    "parent_id": None,
+    "status": None,
+    "broker_order_id": None,
+    "broker_message": None,
+    "created_at": None,
+    "updated_at": None,
+    "replaces": None,
+    "extended_hours": 0,
+}
+
+
 def insert_order(journal: Journal, /, **row: Any) -> int:
     """Journal an order *before* it is sent, so a crash can always ask the broker about it."""
+    return insert_order_row(journal, **row)["id"]
+
+
+def insert_order_row(journal: Journal, /, **row: Any) -> dict[str, Any]:
+    """`insert_order`, answering the row as written (as `order_by_client_id` would read it): the
+    caller holds the truth and need not read it back."""
     with journal.transaction():
         order_id = insert(journal.conn, "orders", row)
         detail = {k: row.get(k) for k in _ORDER_DETAIL}
-        append_event(journal.conn, "order", row["client_order_id"], detail, row.get("created_at"))
-        return order_id
+        subject, at = row["client_order_id"], row.get("created_at")
+        append_event(journal.conn, "order", subject, detail, at, group=journal.group)
+        journal.orders_written += 1
+        return {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
 
 
 def update_order(
@@ -62,6 +101,7 @@ def update_order(
     and filled quantity decide whether this is an event); read here otherwise."""
     conn = journal.conn
     with journal.transaction():
+        journal.orders_written += 1
         if row is not None:
             before = (row["status"], row["filled_quantity"])
         else:
@@ -80,7 +120,8 @@ def update_order(
                 "average_fill_price": values.get("average_fill_price"),
                 "broker_message": values.get("broker_message"),
             }
-            append_event(conn, "order", client_order_id, detail, values.get("updated_at"))
+            at = values.get("updated_at")
+            append_event(conn, "order", client_order_id, detail, at, group=journal.group)
 
 
 def order_by_client_id(journal: Journal, client_order_id: str) -> dict[str, Any] | None:
@@ -227,7 +268,7 @@ def record_fill(
             return False
         detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
         detail |= {"quantity": quantity, "price": price}
-        append_event(conn, "fill", fill_id, detail, filled_at)
+        append_event(conn, "fill", fill_id, detail, filled_at, group=journal.group)
         signed = quantity if side == "buy" else -quantity
         current = position(journal, account, ticker)
         old_qty = current[0] if current else Decimal(0)

@@ -27,6 +27,15 @@ def _value(value: Any) -> Any:
     return to_text(value) if isinstance(value, Decimal | datetime) else value
 
 
+def as_read(value: Any) -> Any:
+    """A value as the journal reads it back: text for Decimals, datetimes and str enums."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    return _value(value)
+
+
 # The statements insert and update build, by (table, columns…): the same few shapes recur
 # for every signal, and building their text again each time was a measurable share of a trade.
 # Table and column names come from the journal's own code, never from input.

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.events import append as append_event
-from tradepipe.journal.rows import dumps, insert, many, one, update
+from tradepipe.journal.rows import as_read, dumps, insert, many, one, update
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -26,7 +26,8 @@ def record_signal(journal: Journal, /, **row: Any) -> int:
         signal_id = insert(journal.conn, "signals", row)
         detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
         detail["http_status"] = row.get("http_status")
-        append_event(journal.conn, "signal", f"signal {signal_id}", detail, row.get("received_at"))
+        subject, at = f"signal {signal_id}", row.get("received_at")
+        append_event(journal.conn, "signal", subject, detail, at, group=journal.group)
         return signal_id
 
 
@@ -63,9 +64,9 @@ def mark_signal_processed(journal: Journal, signal_id: int, processed_at: dateti
             {"id": signal_id},
             {"status": "processed", "processed_at": processed_at},
         )
-        append_event(
-            journal.conn, "signal", f"signal {signal_id}", {"status": "processed"}, processed_at
-        )
+        detail = {"status": "processed"}
+        subject = f"signal {signal_id}"
+        append_event(journal.conn, "signal", subject, detail, processed_at, group=journal.group)
 
 
 def signal(journal: Journal, signal_id: int) -> dict[str, Any] | None:
@@ -94,22 +95,44 @@ def unprocessed_signals(journal: Journal) -> list[dict[str, Any]]:
 
 def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
     """Create the delivery of a signal to a subscription, or return the one a restart finds."""
-    existing = one(
-        journal.conn,
-        "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
-        (row["signal_id"], row["subscription"]),
-    )
-    if existing is not None:
-        return existing
     with journal.transaction():
-        delivery_id = insert(journal.conn, "deliveries", row)
-        detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
-        append_event(
-            journal.conn, "delivery", f"delivery {delivery_id}", detail, row.get("created_at")
+        # Inserted unless a restart finds it: read only then.
+        columns = ", ".join(row)
+        cursor = journal.conn.execute(
+            f"INSERT INTO deliveries ({columns}) VALUES ({', '.join('?' * len(row))})"
+            " ON CONFLICT (signal_id, subscription) DO NOTHING",
+            [as_read(v) for v in row.values()],
         )
-    found = one(journal.conn, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-    assert found is not None
-    return found
+        if cursor.rowcount == 0:
+            existing = one(
+                journal.conn,
+                "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
+                (row["signal_id"], row["subscription"]),
+            )
+            assert existing is not None
+            return existing
+        delivery_id = cursor.lastrowid
+        assert delivery_id is not None
+        detail = {k: row.get(k) for k in ("signal_id", "subscription", "account", "status")}
+        subject, at = f"delivery {delivery_id}", row.get("created_at")
+        append_event(journal.conn, "delivery", subject, detail, at, group=journal.group)
+    # The row as written (the columns not written are empty): not read back.
+    written = {k: as_read(v) for k, v in row.items()}
+    return {"id": delivery_id, **dict.fromkeys(_DELIVERY_COLUMNS), **written}
+
+
+_DELIVERY_COLUMNS = (
+    "signal_id",
+    "subscription",
+    "account",
+    "ticker",
+    "status",
+    "reason",
+    "plan",
+    "provenance",
+    "created_at",
+    "updated_at",
+)
 
 
 def deliveries_with_status(journal: Journal, status: str) -> list[dict[str, Any]]:
@@ -135,6 +158,7 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
                 f"delivery {delivery_id}",
                 detail,
                 values.get("updated_at"),
+                group=journal.group,
             )
 
 

@@ -247,14 +247,15 @@ class PaperBroker:
             fault = self._next_fault()
             for request in (entry, *children):
                 self._check(request)
-            self._refuse_unaffordable(entry)
+            mark = self._mark(entry.ticker)  # no await from here to the fill: one read
+            self._refuse_unaffordable(entry, mark)
             now = self._clock()
             with self._journal.transaction():
                 self._insert(entry, now, OrderStatus.ACCEPTED)
                 for child in children:
                     # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
                     self._insert(child, now, "held", parent=entry.client_order_id)
-                self._place(entry, self._mark(entry.ticker), now)
+                self._place(entry, mark, now, affordable=True)
         self._lose_answer(fault)
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
@@ -275,7 +276,7 @@ class PaperBroker:
                 )
             self._check(request)
             if old["status"] != "held":
-                self._refuse_unaffordable(request)
+                self._refuse_unaffordable(request, self._mark(request.ticker))
             now = self._clock()
             with self._journal.transaction():
                 self._finish(
@@ -315,12 +316,12 @@ class PaperBroker:
         if isinstance(rules := self._rules(request.ticker), str):
             raise OrderRejected(rules)
 
-    def _refuse_unaffordable(self, request: OrderRequest) -> None:
+    def _refuse_unaffordable(self, request: OrderRequest, mark: Decimal | None) -> None:
         """A new order that would execute at once but that buying power cannot carry is
         refused, as a broker refuses it (resting orders are checked when a mark fills them)."""
         if request.order_type is OrderType.TRAILING_STOP:
             return
-        price = books.fill_price(request, self._mark(request.ticker))
+        price = books.fill_price(request, mark)
         problem = None if price is None else self._affordability(request, price)
         if problem:
             raise OrderRejected(problem)
@@ -339,8 +340,16 @@ class PaperBroker:
             updated_at=now,
         )
 
-    def _place(self, request: OrderRequest, mark: Decimal | None, now: datetime) -> None:
-        """A new order meets the mark: it fills, rests, or is refused."""
+    def _place(
+        self,
+        request: OrderRequest,
+        mark: Decimal | None,
+        now: datetime,
+        *,
+        affordable: bool = False,
+    ) -> None:
+        """A new order meets the mark: it fills, rests, or is refused. `affordable`: the
+        caller refused it at this mark already if buying power could not carry it."""
         if request.order_type is OrderType.TRAILING_STOP:
             self._start_trailing(request, mark, now)
             return
@@ -354,7 +363,7 @@ class PaperBroker:
                 now,
             )
         elif price is not None:
-            problem = self._affordability(request, price)
+            problem = None if affordable else self._affordability(request, price)
             if problem:
                 self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
             else:
@@ -404,7 +413,8 @@ class PaperBroker:
         with self._journal.transaction():
             before = self._ticker_orders(spellings)
             self._journal.set_paper_mark(self.name, spellings[0], price, now)
-            for row in self._live(ticker):
+            # No working order of the ticker (the usual case): nothing to fill, nothing changed.
+            for row in self._live(ticker) if before else ():
                 request = OrderRequest.from_row(json.loads(row["request"]))
                 current = self._journal.paper_order(self.name, request.client_order_id)
                 if current is None or current["status"] != row["status"]:
@@ -420,7 +430,7 @@ class PaperBroker:
                     self._finish(request.client_order_id, OrderStatus.REJECTED, problem, now)
                 else:
                     self._fill(request, fill_price, now)
-            after = self._ticker_orders(spellings)
+            after = self._ticker_orders(spellings) if before else {}
         if self._faults and self._faults[0][0] is Fault.LOSE_FILLS:
             self._faults.pop(0)
             return []  # the fills happened; the events about them are lost
