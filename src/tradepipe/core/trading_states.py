@@ -1,0 +1,213 @@
+"""Trading states (SPEC §13): `active`, `reduce_only`, `halted`, set per scope (everything, an
+account, a strategy, a subscription); the strictest one that covers an order decides it.
+
+Pure: the states, the moment and the order's legs are arguments. A state may carry the moment
+it ends (a daily-loss trip ends at the next day's start: `next_day_start`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from tradepipe.core.model import Side
+from tradepipe.core.windows import parse_minutes
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCE_ONLY = "reduce_only"
+    HALTED = "halted"
+
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCE_ONLY: 1, TradingState.HALTED: 2}
+
+
+class ScopeKind(StrEnum):
+    EVERYTHING = "everything"
+    ACCOUNT = "account"
+    STRATEGY = "strategy"
+    SUBSCRIPTION = "subscription"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: ScopeKind
+    name: str = ""  # empty for everything
+
+    @classmethod
+    def everything(cls) -> Scope:
+        return cls(ScopeKind.EVERYTHING)
+
+    @classmethod
+    def account(cls, name: str) -> Scope:
+        return cls(ScopeKind.ACCOUNT, name)
+
+    @classmethod
+    def strategy(cls, name: str) -> Scope:
+        return cls(ScopeKind.STRATEGY, name)
+
+    @classmethod
+    def subscription(cls, name: str) -> Scope:
+        return cls(ScopeKind.SUBSCRIPTION, name)
+
+    def __str__(self) -> str:
+        return "everything" if self.kind is ScopeKind.EVERYTHING else f'{self.kind} "{self.name}"'
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeState:
+    """A state set on one scope by a trip or an operator, with why and (maybe) until when."""
+
+    scope: Scope
+    state: TradingState
+    reason: str
+    until_at: datetime | None = None  # None: until `tradepipe resume`
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveState:
+    """The state that governs an order; `scope` None when nothing restricts it."""
+
+    state: TradingState
+    scope: Scope | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.scope is None:
+            return str(self.state)
+        return f"{self.scope} is {self.state} ({self.reason})"
+
+
+# Equal strictness: the broadest scope is named (the one an operator must resume).
+_BREADTH = {k: i for i, k in enumerate(ScopeKind)}
+
+
+def effective_state(
+    states: Iterable[ScopeState],
+    account: str,
+    strategy: str | None,
+    subscription: str,
+    now: datetime | None = None,
+) -> EffectiveState:
+    """The strictest state among those covering this order's scopes. With `now`, a state whose
+    `until_at` has come is over."""
+    covering = {
+        Scope.everything(),
+        Scope.account(account),
+        Scope.subscription(subscription),
+    }
+    if strategy is not None:
+        covering.add(Scope.strategy(strategy))
+    live = [
+        s
+        for s in states
+        if s.scope in covering and (now is None or s.until_at is None or now < s.until_at)
+    ]
+    if not live:
+        return EffectiveState(TradingState.ACTIVE)
+    strictest = min(live, key=lambda s: (-s.state.strictness, _BREADTH[s.scope.kind]))
+    if strictest.state is TradingState.ACTIVE:
+        return EffectiveState(TradingState.ACTIVE)
+    return EffectiveState(strictest.state, strictest.scope, strictest.reason)
+
+
+class LegKind(StrEnum):
+    """What one order does to the position, as the states judge it."""
+
+    ENTRY = "entry"  # from flat
+    ADD = "add"  # grows a position on the same side
+    REVERSAL_EXIT = "reversal_exit"  # closes the position before the reversal's entry
+    REVERSAL_ENTRY = "reversal_entry"  # opens the other side after that exit
+    EXIT = "exit"  # closes or reduces the position (a stop, a target, an exit signal)
+    CANCEL = "cancel"
+    BREAKEVEN = "breakeven"  # moves a working stop
+    FLATTEN = "flatten"
+
+
+_OPENS = frozenset({LegKind.ENTRY, LegKind.ADD, LegKind.REVERSAL_ENTRY})
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    kind: LegKind
+    side: Side
+    quantity: Decimal
+
+
+def split_order(position: Decimal, side: Side, quantity: Decimal) -> tuple[Leg, ...]:
+    """A signed position and an order on it → its legs: an entry or an add, an exit, or a
+    reversal's exit then entry (selling 15 while long 10: exit 10, then enter 5 short)."""
+    if position == 0:
+        return (Leg(LegKind.ENTRY, side, quantity),)
+    if position * side.sign > 0:
+        return (Leg(LegKind.ADD, side, quantity),)
+    held = abs(position)
+    if quantity <= held:
+        return (Leg(LegKind.EXIT, side, quantity),)
+    return (
+        Leg(LegKind.REVERSAL_EXIT, side, held),
+        Leg(LegKind.REVERSAL_ENTRY, side, quantity - held),
+    )
+
+
+def gate(state: EffectiveState, kind: LegKind, *, is_operator: bool = False) -> str | None:
+    """None when the state lets this leg through, else the reason it is rejected.
+    `reduce_only`: exits, cancels, breakeven and flatten pass; entries, adds and a reversal's
+    entry leg do not. `halted`: no new order except an operator's flatten; a cancel is not a
+    new order and passes (it can only lower risk)."""
+    if state.state is TradingState.ACTIVE:
+        return None
+    if state.state is TradingState.REDUCE_ONLY:
+        if kind in _OPENS:
+            return f"{state}: {_WORDS[kind]} rejected; exits, cancels and flatten go through"
+        return None
+    if kind is LegKind.CANCEL or (kind is LegKind.FLATTEN and is_operator):
+        return None
+    return f"{state}: {_WORDS[kind]} rejected; only an operator's flatten goes through"
+
+
+_WORDS = {
+    LegKind.ENTRY: "an entry is",
+    LegKind.ADD: "an add is",
+    LegKind.REVERSAL_EXIT: "a reversal is",
+    LegKind.REVERSAL_ENTRY: "the reversal's entry is",
+    LegKind.EXIT: "an exit is",
+    LegKind.CANCEL: "a cancel is",
+    LegKind.BREAKEVEN: "a breakeven move is",
+    LegKind.FLATTEN: "a strategy's flatten is",
+}
+
+
+def day_start(now: datetime, day_starts_at: str, timezone: str) -> datetime:
+    """The start of the trading day `now` (aware) falls in: the latest `day_starts_at`
+    ("HH:MM" in `timezone`) at or before it, in UTC-aware form as given."""
+    zone = ZoneInfo(timezone)
+    minutes = parse_minutes(day_starts_at)
+    local = now.astimezone(zone)
+    start = _local(local.date(), minutes, zone)
+    if start > now:
+        start = _local(local.date() - timedelta(days=1), minutes, zone)
+    return start.astimezone(now.tzinfo)
+
+
+def next_day_start(now: datetime, day_starts_at: str, timezone: str) -> datetime:
+    """When the trading day after the one `now` is in starts: where a daily-loss trip ends."""
+    zone = ZoneInfo(timezone)
+    start = day_start(now, day_starts_at, timezone).astimezone(zone)
+    following = start.date() + timedelta(days=1)
+    return _local(following, parse_minutes(day_starts_at), zone).astimezone(now.tzinfo)
+
+
+def _local(day: date, minutes: int, zone: ZoneInfo) -> datetime:
+    # A wall time skipped by a DST jump reads with the offset before it (fold=0), so 02:30 on
+    # a spring-forward day is 03:30: the day still starts once.
+    return datetime(day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=zone)

@@ -1,0 +1,343 @@
+"""Trading states per scope (SPEC §13): the strictest wins, what each lets through, and when
+the trading day starts. Pure tables and properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradepipe.core.model import Side
+from tradepipe.core.trading_states import (
+    EffectiveState,
+    Leg,
+    LegKind,
+    Scope,
+    ScopeKind,
+    ScopeState,
+    TradingState,
+    day_start,
+    effective_state,
+    gate,
+    next_day_start,
+    split_order,
+)
+
+D = Decimal
+ACTIVE, REDUCE_ONLY, HALTED = TradingState
+NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+
+
+def test_states_are_ordered_by_strictness():
+    assert sorted(TradingState, key=lambda s: s.strictness) == [ACTIVE, REDUCE_ONLY, HALTED]
+
+
+def test_scope_names_itself():
+    assert [str(Scope.everything()), str(Scope.account("live")), str(Scope.strategy("trend"))] == [
+        "everything",
+        'account "live"',
+        'strategy "trend"',
+    ]
+
+
+STATE_ROWS = [
+    ("nothing-set", [], "active"),
+    (
+        "account-reduce-only",
+        [ScopeState(Scope.account("live"), REDUCE_ONLY, "max_daily_loss 2,000")],
+        'account "live" is reduce_only (max_daily_loss 2,000)',
+    ),
+    (
+        "other-account-ignored",
+        [ScopeState(Scope.account("paper"), HALTED, "operator")],
+        "active",
+    ),
+    (
+        "other-subscription-ignored",
+        [ScopeState(Scope.subscription("mean-live"), HALTED, "operator")],
+        "active",
+    ),
+    (
+        "strictest-wins-over-narrower",
+        [
+            ScopeState(Scope.everything(), REDUCE_ONLY, "weekend"),
+            ScopeState(Scope.subscription("trend-live"), HALTED, "5 losses"),
+        ],
+        'subscription "trend-live" is halted (5 losses)',
+    ),
+    (
+        "strictest-wins-over-broader",
+        [
+            ScopeState(Scope.everything(), HALTED, "operator: broker outage"),
+            ScopeState(Scope.strategy("trend"), REDUCE_ONLY, "review"),
+        ],
+        "everything is halted (operator: broker outage)",
+    ),
+    (
+        "equal-strictness-names-the-broadest",
+        [
+            ScopeState(Scope.strategy("trend"), REDUCE_ONLY, "review"),
+            ScopeState(Scope.account("live"), REDUCE_ONLY, "drawdown"),
+        ],
+        'account "live" is reduce_only (drawdown)',
+    ),
+    (
+        "active-entry-changes-nothing",
+        [ScopeState(Scope.account("live"), ACTIVE, "resumed")],
+        "active",
+    ),
+    (
+        "daily-loss-trip-over-at-day-start",
+        [ScopeState(Scope.account("live"), REDUCE_ONLY, "max_daily_loss", until_at=NOW)],
+        "active",
+    ),
+    (
+        "daily-loss-trip-until-day-start",
+        [
+            ScopeState(
+                Scope.account("live"), REDUCE_ONLY, "max_daily_loss", until_at=NOW + timedelta(1)
+            )
+        ],
+        'account "live" is reduce_only (max_daily_loss)',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [row[1:] for row in STATE_ROWS],
+    ids=[row[0] for row in STATE_ROWS],
+)
+def test_effective_state(states, expected):
+    assert str(effective_state(states, "live", "trend", "trend-live", NOW)) == expected
+
+
+def test_effective_state_without_strategy_ignores_strategy_states():
+    states = [ScopeState(Scope.strategy("trend"), HALTED, "operator")]
+    assert effective_state(states, "live", None, "manual-live").state is ACTIVE
+
+
+REDUCING = EffectiveState(REDUCE_ONLY, Scope.account("live"), "max_daily_loss 2,000")
+STOPPED = EffectiveState(HALTED, Scope.everything(), "operator: broker outage")
+GATE_ROWS = [
+    (EffectiveState(ACTIVE), LegKind.ENTRY, False, None),
+    (
+        REDUCING,
+        LegKind.ENTRY,
+        False,
+        'account "live" is reduce_only (max_daily_loss 2,000): an entry is rejected; exits,'
+        " cancels and flatten go through",
+    ),
+    (
+        REDUCING,
+        LegKind.ADD,
+        False,
+        'account "live" is reduce_only (max_daily_loss 2,000): an add is rejected; exits,'
+        " cancels and flatten go through",
+    ),
+    (
+        REDUCING,
+        LegKind.REVERSAL_ENTRY,
+        False,
+        'account "live" is reduce_only (max_daily_loss 2,000): the reversal\'s entry is'
+        " rejected; exits, cancels and flatten go through",
+    ),
+    (REDUCING, LegKind.REVERSAL_EXIT, False, None),
+    (REDUCING, LegKind.EXIT, False, None),
+    (REDUCING, LegKind.CANCEL, False, None),
+    (REDUCING, LegKind.BREAKEVEN, False, None),
+    (REDUCING, LegKind.FLATTEN, False, None),
+    (STOPPED, LegKind.FLATTEN, True, None),
+    (STOPPED, LegKind.CANCEL, False, None),
+    (
+        STOPPED,
+        LegKind.FLATTEN,
+        False,
+        "everything is halted (operator: broker outage): a strategy's flatten is rejected; only"
+        " an operator's flatten goes through",
+    ),
+    (
+        STOPPED,
+        LegKind.EXIT,
+        False,
+        "everything is halted (operator: broker outage): an exit is rejected; only an"
+        " operator's flatten goes through",
+    ),
+    (
+        STOPPED,
+        LegKind.BREAKEVEN,
+        True,
+        "everything is halted (operator: broker outage): a breakeven move is rejected; only an"
+        " operator's flatten goes through",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "is_operator", "expected"),
+    GATE_ROWS,
+    ids=[f"{row[0].state}-{row[1]}{'-operator' if row[2] else ''}" for row in GATE_ROWS],
+)
+def test_gate(state, kind, is_operator, expected):
+    assert gate(state, kind, is_operator=is_operator) == expected
+
+
+@pytest.mark.parametrize(
+    ("position", "side", "quantity", "legs"),
+    [
+        ("0", Side.BUY, "10", [(LegKind.ENTRY, "10")]),
+        ("5", Side.BUY, "10", [(LegKind.ADD, "10")]),
+        ("-5", Side.SELL, "10", [(LegKind.ADD, "10")]),
+        ("10", Side.SELL, "4", [(LegKind.EXIT, "4")]),
+        ("10", Side.SELL, "10", [(LegKind.EXIT, "10")]),
+        ("10", Side.SELL, "15", [(LegKind.REVERSAL_EXIT, "10"), (LegKind.REVERSAL_ENTRY, "5")]),
+        ("-3", Side.BUY, "8", [(LegKind.REVERSAL_EXIT, "3"), (LegKind.REVERSAL_ENTRY, "5")]),
+    ],
+)
+def test_split_order(position, side, quantity, legs):
+    assert split_order(D(position), side, D(quantity)) == tuple(
+        Leg(kind, side, D(q)) for kind, q in legs
+    )
+
+
+DAY_ROWS = [
+    # 2026-12-04 is a Friday; New York is UTC−5 in December.
+    ("utc-midnight", NOW, "00:00", "UTC", "2026-12-04T00:00:00+00:00", "2026-12-05T00:00:00+00:00"),
+    (
+        "ny-17h-before-start",
+        datetime(2026, 12, 4, 21, 59, tzinfo=UTC),
+        "17:00",
+        "America/New_York",
+        "2026-12-03T22:00:00+00:00",
+        "2026-12-04T22:00:00+00:00",
+    ),
+    (
+        "ny-17h-at-start",
+        datetime(2026, 12, 4, 22, 0, tzinfo=UTC),
+        "17:00",
+        "America/New_York",
+        "2026-12-04T22:00:00+00:00",
+        "2026-12-05T22:00:00+00:00",
+    ),
+    (
+        # 2026-03-08: New York springs forward at 02:00; the next day starts an hour earlier
+        # in UTC.
+        "ny-across-dst",
+        datetime(2026, 3, 7, 23, 0, tzinfo=UTC),
+        "17:00",
+        "America/New_York",
+        "2026-03-07T22:00:00+00:00",
+        "2026-03-08T21:00:00+00:00",
+    ),
+    (
+        # 02:30 does not exist on 2026-03-08 in New York: the day starts at 03:30 EDT.
+        "ny-start-in-dst-gap",
+        datetime(2026, 3, 8, 12, 0, tzinfo=UTC),
+        "02:30",
+        "America/New_York",
+        "2026-03-08T07:30:00+00:00",
+        "2026-03-09T06:30:00+00:00",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("now", "starts_at", "zone", "start", "following"),
+    [row[1:] for row in DAY_ROWS],
+    ids=[row[0] for row in DAY_ROWS],
+)
+def test_day_start_and_next(now, starts_at, zone, start, following):
+    assert day_start(now, starts_at, zone).isoformat() == start
+    assert next_day_start(now, starts_at, zone).isoformat() == following
+
+
+# Properties.
+
+scopes = st.sampled_from(
+    [
+        Scope.everything(),
+        Scope.account("live"),
+        Scope.account("paper"),
+        Scope.strategy("trend"),
+        Scope.strategy("mean"),
+        Scope.subscription("trend-live"),
+        Scope.subscription("mean-paper"),
+    ]
+)
+scope_states = st.lists(
+    st.builds(ScopeState, scopes, st.sampled_from(TradingState), st.sampled_from(["a", "b"]))
+)
+COVERS = {
+    Scope.everything(),
+    Scope.account("live"),
+    Scope.strategy("trend"),
+    Scope.subscription("trend-live"),
+}
+
+
+@given(scope_states)
+def test_the_strictest_covering_scope_always_wins(states):
+    effective = effective_state(states, "live", "trend", "trend-live")
+    covering = [s for s in states if s.scope in COVERS]
+    strictest = max((s.state.strictness for s in covering), default=0)
+    assert effective.state.strictness == strictest
+    if effective.scope is not None:
+        assert any(
+            s.scope == effective.scope
+            and s.state is effective.state
+            and s.reason == effective.reason
+            for s in covering
+        )
+
+
+positions = st.decimals(min_value=-1_000, max_value=1_000, places=2)
+orders = st.tuples(st.sampled_from(Side), st.decimals(min_value="0.01", max_value=2_000, places=2))
+
+
+@given(positions, st.lists(orders, max_size=8), st.booleans())
+def test_reduce_only_never_lets_the_position_grow(position, sequence, is_operator):
+    # Whatever orders arrive, the legs that pass leave |position| no larger than before.
+    for side, quantity in sequence:
+        before = abs(position)
+        for leg in split_order(position, side, quantity):
+            if gate(REDUCING, leg.kind, is_operator=is_operator) is None:
+                position += leg.side.sign * leg.quantity
+            else:
+                break  # a rejected leg stops the order: its later legs wait for it
+        assert abs(position) <= before
+
+
+@given(positions, orders)
+def test_split_order_legs_add_up_to_the_order(position, order):
+    side, quantity = order
+    legs = split_order(position, side, quantity)
+    assert sum(leg.quantity for leg in legs) == quantity
+    assert all(leg.side is side and leg.quantity > 0 for leg in legs)
+
+
+@given(st.sampled_from(LegKind), st.booleans())
+def test_halted_passes_only_an_operators_flatten_and_cancels(kind, is_operator):
+    passes = gate(STOPPED, kind, is_operator=is_operator) is None
+    assert passes == (kind is LegKind.CANCEL or (kind is LegKind.FLATTEN and is_operator))
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from(["00:00", "02:30", "09:30", "17:00", "23:59"]),
+    st.sampled_from(["UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe"]),
+)
+def test_now_is_inside_its_trading_day(now, starts_at, zone):
+    start = day_start(now, starts_at, zone)
+    following = next_day_start(now, starts_at, zone)
+    assert start <= now < following
+    assert timedelta(hours=22) <= following - start <= timedelta(hours=26)
+    assert day_start(following, starts_at, zone) == following
+
+
+def test_kind_scopes_listed_broadest_first():
+    assert list(ScopeKind) == ["everything", "account", "strategy", "subscription"]
