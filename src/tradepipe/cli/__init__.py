@@ -259,15 +259,18 @@ _use_global_options(app)
 # -- entry point -----------------------------------------------------------------------------
 
 
-def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _click_exceptions() -> tuple[tuple[type[Any], ...], tuple[type[BaseException], ...]]:
     """(usage errors, aborts) of the click that Typer runs on: the copy Typer ≥ 0.24 ships, else
-    click itself (imported only then: a dozen milliseconds of every `tradepipe` run)."""
+    click itself (imported only then: a dozen milliseconds of every `tradepipe` run). A usage
+    error is either copy's ClickException (two unrelated classes): typed Any, it has `show()`
+    and `exit_code`."""
     try:
         from typer._click.exceptions import ClickException  # its Abort is typer.Abort
     except ImportError:
-        from click.exceptions import Abort, ClickException
+        from click.exceptions import Abort
+        from click.exceptions import ClickException as ClickError
 
-        return (ClickException,), (Abort, typer.Abort)
+        return (ClickError,), (Abort, typer.Abort)
     return (ClickException,), (typer.Abort,)
 
 

@@ -179,9 +179,10 @@ class Engine:
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))
-        broker.on_disconnect(
-            lambda why, account=account: self.monitor.failed(account, BrokerUnavailable(why))
-        )
+        def disconnected(why: str) -> None:
+            self.monitor.failed(account, BrokerUnavailable(why))
+
+        broker.on_disconnect(disconnected)
         try:
             await broker.connect()
         except BrokerError as e:  # reported and retried with backoff; the rest serve on

@@ -21,7 +21,7 @@ def append(
 ) -> int:
     """Append one audit event chained to the last; call inside the write's transaction."""
     last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    event = {
+    event: dict[str, Any] = {
         "id": last[0] + 1 if last else 1,
         "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
         "kind": kind,

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import requests
+from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.data.historical.crypto import CryptoHistoricalDataClient
 from alpaca.data.historical.stock import StockHistoricalDataClient
@@ -308,7 +309,7 @@ class AlpacaBroker:
             return
         book = self._book(order)
         average = decimal(order.get("filled_avg_price")) or price
-        ticker, side = str(order.get("symbol")), Side(order.get("side"))
+        ticker, side = str(order.get("symbol")), Side(str(order.get("side")))
         book.learn_event(
             order["id"],
             self._client_id(order),
@@ -371,7 +372,7 @@ class AlpacaBroker:
                 nested=True,
                 after=after,
                 # Paged forward from `after`; without it, the latest orders.
-                direction="asc" if after else "desc",
+                direction=Sort.ASC if after else Sort.DESC,
                 symbols=[ticker] if ticker else None,
             )
             page = await self._call("listing orders", self._trading.get_orders, query)
