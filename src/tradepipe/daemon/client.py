@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tradepipe.core.model import FINISHED_SIGNAL
 from tradepipe.daemon.serve import (
     daemon_holds_lock,
     journal_lock,
@@ -34,7 +35,6 @@ from tradepipe.journal import Journal
 if TYPE_CHECKING:
     from tradepipe.config import Config, StrategyConfig
 
-FINISHED = frozenset({"processed", "rejected"})
 T = TypeVar("T")
 
 
@@ -104,7 +104,7 @@ def wait_for_signal(config: Config, signal_id: int, timeout: float) -> dict[str,
         while True:
             row = journal.signal(signal_id)
             assert row is not None
-            if row["status"] in FINISHED or time.monotonic() > deadline:
+            if row["status"] in FINISHED_SIGNAL or time.monotonic() > deadline:
                 detail = signal_detail(journal, signal_id)  # built once, at the end
                 assert detail is not None
                 return detail

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from tradepipe.core.model import FINAL_DELIVERY, OrderState
+from tradepipe.core.model import FINAL_DELIVERY, DeliveryStatus, OrderState
 from tradepipe.core.signal import Signal
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
@@ -145,7 +145,7 @@ class Lanes:
                     subscription=name,
                     account=subscription.account,
                     ticker=ours.signal.ticker,
-                    status="queued",
+                    status=DeliveryStatus.QUEUED,
                     created_at=now,
                     updated_at=now,
                 )
@@ -208,7 +208,7 @@ class Lanes:
                 try:
                     self.journal.update_delivery(
                         delivery["id"],
-                        status="failed",
+                        status=DeliveryStatus.FAILED,
                         reason=f"internal error: {e!r}",
                         updated_at=self.clock(),
                     )
