@@ -259,6 +259,19 @@ def test_what_alpaca_py_itself_refuses_is_an_order_rejected():
         to_alpaca_request(order(order_type=TRAILING))  # neither a trail price nor a percent
 
 
+@pytest.mark.parametrize(
+    ("child", "field"),
+    [
+        (replace(TAKE_PROFIT, limit_price=None), "limit_price"),
+        (replace(STOP_LOSS, stop_price=None), "stop_price"),
+    ],
+)
+def test_a_bracket_leg_without_its_price_is_an_order_rejected_naming_it(child, field):
+    # Not alpaca-py's own validation error escaping: the leg and the missing field are named.
+    with pytest.raises(OrderRejected, match=f"AAPL: the {child.role} order has no {field}"):
+        to_alpaca_request(order(order_type=LIMIT, limit_price=D(100)), [child])
+
+
 def test_a_replace_becomes_alpacas_patch_under_the_new_id():
     request = OrderRequest(
         "s1-stop-2", "alpaca", "AAPL", Side.SELL, D(10), STOP, GTC, stop_price=D("96.5")

@@ -35,6 +35,7 @@ def test_an_answer_is_filled_once_its_fills_cover_the_quantity_sent(status, fill
 
 
 def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_once():
+    from tradepipe.cli import reading
     from tradepipe.core import reconcile
     from tradepipe.core.model import (
         FINAL_DELIVERY,
@@ -45,7 +46,7 @@ def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_onc
         DeliveryStatus,
         SignalStatus,
     )
-    from tradepipe.daemon.client import FINISHED
+    from tradepipe.daemon import client
     from tradepipe.engine.lanes import FINAL_DELIVERY as engine_final
 
     assert DeliveryStatus.PENDING_APPROVAL == "pending_approval"
@@ -57,7 +58,13 @@ def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_onc
     assert {str(s) for s in SignalStatus} == {"accepted", "rejected", "duplicate", "processed"}
     # The sets other folders still spell out agree with the ones here until they adopt them.
     assert engine_final == FINAL_DELIVERY
-    assert FINISHED == FINISHED_SIGNAL
+    assert client.FINISHED_SIGNAL == FINISHED_SIGNAL
+    # Adopted: the engine, the daemon's client and the CLI use these very objects, no copies.
+    assert engine_final is FINAL_DELIVERY
+    assert client.FINISHED_SIGNAL is FINISHED_SIGNAL and not hasattr(client, "FINISHED")
+    assert reading.SignalStatus is SignalStatus
+    # `signals --status` lists its choices in this order (help and error message).
+    assert list(SignalStatus) == ["accepted", "processed", "rejected", "duplicate"]
     assert reconcile.WORKING == WORKING_ORDER and reconcile.DONE == FINAL_ORDER
     assert all(type(s) is str for s in reconcile.WORKING)  # the journal writes repr() into SQL
     live = {"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"}

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradepipe.config import credentials
 
 if TYPE_CHECKING:
     from tradepipe.brokers.base import Broker
+    from tradepipe.config import Account
     from tradepipe.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ NEEDS_CREDENTIALS = frozenset({"alpaca", "ccxt"})
 
 def make_broker(
     name: str,
-    account: Any,
+    account: Account,
     journal: Journal,
     clock: Callable[[], datetime],
     environ: Mapping[str, str] | None = None,

@@ -13,11 +13,15 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tradepipe.cli.render import err, markup, out, print_json
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
+    from tradepipe.journal import Journal
 
 __all__ = ["app", "err", "main", "out", "print_json"]
 
@@ -118,7 +122,7 @@ def missing_config(path: Path) -> Exception:
     )
 
 
-def load() -> Any:
+def load() -> Config:
     from tradepipe.config import load_config
 
     path, exists = config_location()
@@ -127,13 +131,13 @@ def load() -> Any:
     return load_config(path)
 
 
-def open_journal(config: Any) -> Any:
+def open_journal(config: Config) -> Journal:
     from tradepipe.journal import Journal
 
     return Journal.open(Path(config.journal.path), create=False)
 
 
-def pick_strategy(config: Any, name: str | None) -> str:
+def pick_strategy(config: Config, name: str | None) -> str:
     from tradepipe.errors import UsageError
 
     if name is not None:
@@ -259,15 +263,18 @@ _use_global_options(app)
 # -- entry point -----------------------------------------------------------------------------
 
 
-def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _click_exceptions() -> tuple[tuple[type[Any], ...], tuple[type[BaseException], ...]]:
     """(usage errors, aborts) of the click that Typer runs on: the copy Typer ≥ 0.24 ships, else
-    click itself (imported only then: a dozen milliseconds of every `tradepipe` run)."""
+    click itself (imported only then: a dozen milliseconds of every `tradepipe` run). A usage
+    error is either copy's ClickException (two unrelated classes): typed Any, it has `show()`
+    and `exit_code`."""
     try:
         from typer._click.exceptions import ClickException  # its Abort is typer.Abort
     except ImportError:
-        from click.exceptions import Abort, ClickException
+        from click.exceptions import Abort
+        from click.exceptions import ClickException as ClickError
 
-        return (ClickException,), (Abort, typer.Abort)
+        return (ClickError,), (Abort, typer.Abort)
     return (ClickException,), (typer.Abort,)
 
 

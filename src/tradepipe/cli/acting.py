@@ -21,6 +21,7 @@ from tradepipe.cli.render import (
     render_replay,
     render_review,
 )
+from tradepipe.core.model import DeliveryStatus
 
 
 @app.command(
@@ -75,7 +76,7 @@ def _review(delivery_id: int, approve: bool, as_json: bool) -> None:
         print_json(result)
     else:
         render_review(delivery_id, result)
-    if result["status"] in ("failed",):
+    if result["status"] == DeliveryStatus.FAILED:
         raise typer.Exit(1)
 
 

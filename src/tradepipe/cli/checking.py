@@ -12,12 +12,15 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.brokers.base import Broker, Capabilities, stream_health
 from tradepipe.config import credentials
 from tradepipe.errors import BrokerError, BrokerUnavailable, ConfigError
 from tradepipe.journal import Journal
+
+if TYPE_CHECKING:
+    from tradepipe.config import Account, Config
 
 
 def capabilities_json(capabilities: Capabilities) -> dict[str, Any]:
@@ -37,7 +40,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _check_one(name: str, account: Any, journal: Journal, timeout: float) -> dict[str, Any]:
+async def _check_one(
+    name: str, account: Account, journal: Journal, timeout: float
+) -> dict[str, Any]:
     from tradepipe.brokers import NEEDS_CREDENTIALS, make_broker
 
     report: dict[str, Any] = {"account": name, "broker": account.broker, "ok": False}
@@ -76,7 +81,7 @@ async def _check_one(name: str, account: Any, journal: Journal, timeout: float) 
     return report
 
 
-async def check_accounts(config: Any) -> list[dict[str, Any]]:
+async def check_accounts(config: Config) -> list[dict[str, Any]]:
     """One report per account, connected one after the other (a broker's own timeout applies,
     and an overall one of twice it so that a silent broker cannot hang the check)."""
     path = Path(config.journal.path)

@@ -3,7 +3,6 @@ trail and the daemon's status. They read the journal (through journal/views.py) 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -32,15 +31,7 @@ from tradepipe.cli.render import (
     styled,
     when,
 )
-
-
-class SignalStatus(StrEnum):
-    """What `signals --status` takes (SPEC §10's signal statuses)."""
-
-    accepted = "accepted"
-    processed = "processed"
-    rejected = "rejected"
-    duplicate = "duplicate"
+from tradepipe.core.model import DeliveryStatus, SignalStatus
 
 
 @signals_app.callback(invoke_without_command=True)
@@ -208,7 +199,8 @@ def pending(as_json: JsonOption = False) -> None:
     from tradepipe.journal.views import pending_view
 
     journal = open_journal(load())
-    rows = [pending_view(d) for d in journal.deliveries_with_status("pending_approval")]
+    waiting = journal.deliveries_with_status(DeliveryStatus.PENDING_APPROVAL)
+    rows = [pending_view(d) for d in waiting]
     emit(
         rows,
         as_json,

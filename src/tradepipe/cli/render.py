@@ -14,12 +14,15 @@ import json
 import string
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
 
 # Characters that move the cursor, start a terminal escape sequence or reorder the text around
 # them: C0/C1 controls and DEL, the Unicode bidi embeddings, overrides, isolates and marks, and
@@ -347,7 +350,7 @@ def render_strategies(rows: list[dict[str, Any]], has_public_url: bool) -> None:
 
 
 def render_config_check(
-    config: Any, offline: bool, reports: list[dict[str, Any]], strategies: dict[str, list[str]]
+    config: Config, offline: bool, reports: list[dict[str, Any]], strategies: dict[str, list[str]]
 ) -> None:
     out.print(markup("[green]ok[/] {}", config.path))
     if offline:

@@ -126,12 +126,13 @@ FINAL_DELIVERY = frozenset(
 
 
 class SignalStatus(StrEnum):
-    """A received signal's status (SPEC §10): what `signals --status` takes."""
+    """A received signal's status (SPEC §10): what `signals --status` takes, in the order its
+    help and its error message list them."""
 
     ACCEPTED = "accepted"
+    PROCESSED = "processed"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
-    PROCESSED = "processed"
 
 
 # The webhook's answer is final: every delivery of the signal is done, or it was refused.

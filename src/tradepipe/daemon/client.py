@@ -16,8 +16,9 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from tradepipe.core.model import FINISHED_SIGNAL
 from tradepipe.daemon.serve import (
     daemon_holds_lock,
     journal_lock,
@@ -31,7 +32,9 @@ from tradepipe.engine.operator import Operator, OperatorApi
 from tradepipe.errors import DaemonUnavailable, TradepipeError
 from tradepipe.journal import Journal
 
-FINISHED = frozenset({"processed", "rejected"})
+if TYPE_CHECKING:
+    from tradepipe.config import Config, StrategyConfig
+
 T = TypeVar("T")
 
 
@@ -61,7 +64,7 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
         raise DaemonUnavailable(f"no daemon answered at {where}: {reason}") from e
 
 
-def _daemon(config: Any) -> dict[str, Any] | None:
+def _daemon(config: Config) -> dict[str, Any] | None:
     """The running daemon's address and API token, if one owns this journal."""
     journal_path = Path(config.journal.path)
     # The lock, not the pid in the file, says whether the daemon lives: a pid is reused after
@@ -72,7 +75,7 @@ def _daemon(config: Any) -> dict[str, Any] | None:
 
 
 def deliver_signal(
-    config: Any, strategy: str, body: bytes, *, wait: bool, timeout: float
+    config: Config, strategy: str, body: bytes, *, wait: bool, timeout: float
 ) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
     """Post the body to the strategy's webhook; with `wait`, also return the processed signal."""
     token = config.strategies[strategy].token
@@ -92,7 +95,7 @@ def deliver_signal(
     return status, answer, detail
 
 
-def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, Any]:
+def wait_for_signal(config: Config, signal_id: int, timeout: float) -> dict[str, Any]:
     from tradepipe.journal.views import signal_detail
 
     journal = Journal.open(Path(config.journal.path), create=False)
@@ -101,7 +104,7 @@ def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, An
         while True:
             row = journal.signal(signal_id)
             assert row is not None
-            if row["status"] in FINISHED or time.monotonic() > deadline:
+            if row["status"] in FINISHED_SIGNAL or time.monotonic() > deadline:
                 detail = signal_detail(journal, signal_id)  # built once, at the end
                 assert detail is not None
                 return detail
@@ -110,7 +113,7 @@ def wait_for_signal(config: Any, signal_id: int, timeout: float) -> dict[str, An
         journal.close()
 
 
-def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
+def _signature_headers(strategy: StrategyConfig, body: bytes) -> dict[str, str]:
     """Standard Webhooks headers when the strategy wants signed requests."""
     if not strategy.webhook_key:
         return {}
@@ -127,7 +130,7 @@ def _signature_headers(strategy: Any, body: bytes) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def standalone_engine(config: Any) -> AsyncIterator[Engine]:
+async def standalone_engine(config: Config) -> AsyncIterator[Engine]:
     """No daemon: hold the journal's lock and run the engine here, as the daemon would (it
     resumes interrupted work at start and finishes what was started before it stops)."""
     journal_path = Path(config.journal.path)
@@ -144,7 +147,7 @@ async def standalone_engine(config: Any) -> AsyncIterator[Engine]:
 
 
 async def _run_standalone(
-    config: Any, token: str, body: bytes, headers: dict[str, str]
+    config: Config, token: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
     """The very same server code, in-process on a loopback port, for one request."""
     import aiohttp
@@ -168,7 +171,7 @@ async def _run_standalone(
             await runner.cleanup()
 
 
-def act(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
+def act(config: Config, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
     """One acting command, `verb(operator)`: through the running daemon when there is one, else
     on our own under the journal lock, by the very same Operator the daemon runs."""
     daemon = _daemon(config)
@@ -177,7 +180,9 @@ def act(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T
     return asyncio.run(_act_standalone(config, verb))
 
 
-async def _act_standalone(config: Any, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]) -> T:
+async def _act_standalone(
+    config: Config, verb: Callable[[OperatorApi], Coroutine[Any, Any, T]]
+) -> T:
     async with standalone_engine(config) as engine:
         return await verb(Operator(config, engine))
 
@@ -220,7 +225,7 @@ class DaemonClient:
         return answer
 
 
-def status(config: Any) -> dict[str, Any]:
+def status(config: Config) -> dict[str, Any]:
     """The daemon's live report when one runs, else what the journal alone can say."""
     from tradepipe.journal.views import status_view
 

@@ -73,7 +73,9 @@ class BoundedRequestHandler(RequestHandler):
         response.force_close()
         return response
 
-    def eof_received(self) -> bool:
+    # asyncio's Protocol.eof_received returns bool | None (True keeps the transport half-open);
+    # aiohttp's RequestHandler declares None, so its stub narrows the protocol's contract.
+    def eof_received(self) -> bool:  # type: ignore[override]
         # A half-close: the client has sent all it will. A complete request still gets its
         # answer (aiohttp closed at once, unanswered); a body cut short fails now, not after
         # the body timeout; then the connection closes.

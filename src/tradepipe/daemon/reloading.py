@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.brokers import make_broker
 from tradepipe.brokers.base import Broker
@@ -24,12 +24,15 @@ from tradepipe.config import load_config
 from tradepipe.engine import Engine
 from tradepipe.journal import Journal
 
+if TYPE_CHECKING:
+    from tradepipe.config import Account, Config
+
 log = logging.getLogger(__name__)
 
 SECTIONS = ("strategies", "subscriptions", "accounts")
 
 
-def config_changes(old: Any, new: Any) -> dict[str, dict[str, list[str]]]:
+def config_changes(old: Config, new: Config) -> dict[str, dict[str, list[str]]]:
     """Per table (strategies, subscriptions, accounts): the names added, removed, changed."""
     changes = {}
     for section in SECTIONS:
@@ -51,7 +54,7 @@ def config_changes(old: Any, new: Any) -> dict[str, dict[str, list[str]]]:
 ENGINE_READS = frozenset({"allow_leverage"})
 
 
-def _broker_settings(account: Any) -> dict[str, Any]:
+def _broker_settings(account: Account) -> dict[str, Any]:
     settings: dict[str, Any] = account.model_dump(exclude=set(ENGINE_READS))
     return settings
 
@@ -79,7 +82,7 @@ class Reloader:
 
     def __init__(
         self,
-        config: Any,
+        config: Config,
         *,
         journal: Journal,
         engine: Engine,
@@ -162,7 +165,7 @@ class Reloader:
         await self.engine.connect_replaced(replaced, list(built))
         return True
 
-    def _brokers(self, old: Any, new: Any, built: dict[str, Broker]) -> dict[str, Broker]:
+    def _brokers(self, old: Config, new: Config, built: dict[str, Broker]) -> dict[str, Broker]:
         """The running broker of each unchanged account; a new one (not yet connected) for
         each new or changed account, added to `built`. Missing credentials raise here, before
         anything is swapped."""
@@ -178,7 +181,7 @@ class Reloader:
             built[name] = brokers[name] = broker
         return brokers
 
-    def _pin_unreloadable(self, old: Any, new: Any) -> None:
+    def _pin_unreloadable(self, old: Config, new: Config) -> None:
         """What a reload cannot move: the journal this process holds the lock of, and the
         socket it listens on. Both are said, and take effect at the next start."""
         if new.journal.path != old.journal.path:
@@ -195,7 +198,7 @@ class Reloader:
                 new.server.port,
             )
 
-    def _reschedule(self, old: Any, new: Any) -> None:
+    def _reschedule(self, old: Config, new: Config) -> None:
         interval = float(new.reconciliation.interval)
         if self.scheduler is None or interval == float(old.reconciliation.interval):
             return

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tradepipe.brokers import make_broker
 from tradepipe.brokers.base import Broker
@@ -33,6 +33,9 @@ from tradepipe.engine.operator import Operator
 from tradepipe.errors import TradepipeError
 from tradepipe.journal import Journal
 
+if TYPE_CHECKING:
+    from tradepipe.config import Config
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +46,9 @@ def utc_now() -> datetime:
 Actions = Operator  # its name before engine/operator.py; tests still import it from here
 
 
-def make_brokers(config: Any, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Broker]:
+def make_brokers(
+    config: Config, journal: Journal, clock: Callable[[], datetime]
+) -> dict[str, Broker]:
     return {
         name: make_broker(name, account, journal, clock)
         for name, account in config.accounts.items()
@@ -124,7 +129,7 @@ async def _ping_watchdog(interval: float) -> None:
 
 
 async def serve(
-    config: Any,
+    config: Config,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -217,7 +222,7 @@ async def serve(
             raise group.failure
 
 
-def _schedule_reconciliation(config: Any, engine: Engine) -> Any:
+def _schedule_reconciliation(config: Config, engine: Engine) -> Any:
     """Periodic work on apscheduler: brokers that failed are reconnected as their backoff runs
     out (1, 2, 4 … 60 s), and the journal is compared with every broker every
     `[reconciliation].interval` seconds (the first comparison ran at start). One run of each at

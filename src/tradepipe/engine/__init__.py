@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.model import OrderState
@@ -32,6 +32,9 @@ from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, BrokerUnavailable
 from tradepipe.journal import Journal
 
+if TYPE_CHECKING:
+    from tradepipe.config import Config
+
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 class Engine:
     def __init__(
         self,
-        config: Any,
+        config: Config,
         journal: Journal,
         brokers: Mapping[str, Broker],
         clock: Callable[[], datetime],
@@ -111,11 +114,11 @@ class Engine:
     # -- the config and brokers of now, and what the status reports read -----------------------
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self.current.config
 
     @config.setter
-    def config(self, config: Any) -> None:
+    def config(self, config: Config) -> None:
         self.current.config = config
 
     @property
@@ -179,15 +182,16 @@ class Engine:
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))
-        broker.on_disconnect(
-            lambda why, account=account: self.monitor.failed(account, BrokerUnavailable(why))
-        )
+        def disconnected(why: str) -> None:
+            self.monitor.failed(account, BrokerUnavailable(why))
+
+        broker.on_disconnect(disconnected)
         try:
             await broker.connect()
         except BrokerError as e:  # reported and retried with backoff; the rest serve on
             self.monitor.failed(account, e)
 
-    def use_config(self, config: Any, brokers: Mapping[str, Broker]) -> dict[str, Broker]:
+    def use_config(self, config: Config, brokers: Mapping[str, Broker]) -> dict[str, Broker]:
         """SIGHUP (SPEC §11): from now on `config` for new signals and `brokers` for every
         account, swapped in one step. Deliveries already dispatched keep the config they were
         dispatched with. Answers the brokers this replaced (`connect_replaced` next)."""

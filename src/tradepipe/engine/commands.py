@@ -12,7 +12,13 @@ from functools import partial
 from typing import Any
 
 from tradepipe.core.ids import operator_order_id
-from tradepipe.core.model import OrderRequest, OrderRole, Side
+from tradepipe.core.model import (
+    DeliveryStatus,
+    OrderRequest,
+    OrderRole,
+    Side,
+    SignalStatus,
+)
 from tradepipe.core.plan import Reject, plan_to_json
 from tradepipe.core.resolve import resolve_signal
 from tradepipe.core.signal import Signal, parse_signal
@@ -61,7 +67,7 @@ class Commands:
         )
         if not approve:
             outcome = self.delivery.set_delivery(
-                delivery_id, "rejected", "rejected by the operator"
+                delivery_id, DeliveryStatus.REJECTED, "rejected by the operator"
             )
             return {"delivery_id": delivery_id, "status": outcome.status, "reason": outcome.reason}
         row = self.journal.signal(delivery["signal_id"])
@@ -79,7 +85,7 @@ class Commands:
         delivery = self.journal.delivery(delivery_id)
         if delivery is None:
             raise UsageError(f"no delivery {delivery_id} in the journal")
-        if delivery["status"] != "pending_approval":
+        if delivery["status"] != DeliveryStatus.PENDING_APPROVAL:
             raise UsageError(
                 f"delivery {delivery_id} is {delivery['status']}, not waiting for approval"
             )
@@ -88,7 +94,7 @@ class Commands:
     async def _approve(self, work: Work, delivery_id: int) -> dict[str, Any]:
         delivery = self._pending(delivery_id)  # again: another approval may have won
         before = json.loads(delivery["plan"]).get("summary") if delivery["plan"] else None
-        outcome = await self.delivery.deliver(work, {**delivery, "status": "approved"})
+        outcome = await self.delivery.deliver(work, {**delivery, "status": DeliveryStatus.APPROVED})
         after = self.journal.delivery(delivery_id)
         assert after is not None
         now = json.loads(after["plan"]) if after["plan"] else {}
@@ -143,7 +149,7 @@ class Commands:
             payload=row["payload"],
             ticker=row["ticker"],
             action=row["action"],
-            status="accepted",
+            status=SignalStatus.ACCEPTED,
             http_status=200,
         )
         self.lanes.enqueue(new_id, row["strategy"], signal, moves_mark=False)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tradepipe.brokers.base import Broker, canonical_ticker
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
 
 
 @dataclass(slots=True)
 class Current:
-    config: Any
+    config: Config
     brokers: Mapping[str, Broker]
 
     def canonical(self, account: str, ticker: str) -> str:

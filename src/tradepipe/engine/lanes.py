@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from tradepipe.core.model import FINAL_DELIVERY, OrderState
+from tradepipe.core.model import FINAL_DELIVERY, DeliveryStatus, OrderState
 from tradepipe.core.signal import Signal
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
 from tradepipe.journal import Journal
 
 if TYPE_CHECKING:
+    from tradepipe.config import Config
     from tradepipe.engine.delivery import Outcome
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Work:
     strategy: str
     signal: Signal
     # The config the signal was dispatched under: its deliveries keep it through a reload.
-    config: Any = None
+    config: Config | None = None
     # The signal's price moves the paper mark: not for an approval or a replay, whose price is
     # old news (they plan and fill at the mark of the moment).
     moves_mark: bool = True
@@ -122,8 +123,9 @@ class Lanes:
                 self._inbox.task_done()
 
     def _dispatch(self, work: Work) -> None:
-        work = replace(work, config=self.current.config)
-        subscriptions = work.config.subscriptions_for(work.strategy)
+        config = self.current.config
+        work = replace(work, config=config)
+        subscriptions = config.subscriptions_for(work.strategy)
         if not subscriptions:
             log.warning(
                 "signal %s: strategy %s has no enabled subscription", work.signal_id, work.strategy
@@ -143,7 +145,7 @@ class Lanes:
                     subscription=name,
                     account=subscription.account,
                     ticker=ours.signal.ticker,
-                    status="queued",
+                    status=DeliveryStatus.QUEUED,
                     created_at=now,
                     updated_at=now,
                 )
@@ -206,7 +208,7 @@ class Lanes:
                 try:
                     self.journal.update_delivery(
                         delivery["id"],
-                        status="failed",
+                        status=DeliveryStatus.FAILED,
                         reason=f"internal error: {e!r}",
                         updated_at=self.clock(),
                     )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tradepipe.brokers.paper.broker import PaperBroker
 from tradepipe.core.model import OrderState, OrderStatus
 from tradepipe.core.signal import ticker_problems
 from tradepipe.engine import Engine
 from tradepipe.errors import UsageError
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
 
 
 class OperatorApi(Protocol):
@@ -52,7 +55,7 @@ _MOVED = {
 class Operator:
     """What the CLI's acting commands do, whether through the daemon or on their own."""
 
-    def __init__(self, config: Any, engine: Engine) -> None:
+    def __init__(self, config: Config, engine: Engine) -> None:
         self.config = config  # the daemon's reload swaps it
         self.engine = engine
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.model import OrderState, OrderStatus, OrderType
@@ -19,6 +19,9 @@ from tradepipe.core.signal import QuantityType
 from tradepipe.core.support import fit_to_broker, refuse_unsupported
 from tradepipe.engine.current import Current
 from tradepipe.journal import Journal
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
 
 EQUITY_TYPES = frozenset({QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT})
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
@@ -44,7 +47,7 @@ class Planner:
         account: str,
         *,
         broker: Broker | None = None,
-        config: Any = None,
+        config: Config | None = None,
     ) -> Plan | Skip | Reject:
         """Plan against what the broker says now (reads only), then apply any block. A delivery
         passes the broker and config it started with (a reload may have swapped both since)."""

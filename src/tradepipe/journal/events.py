@@ -31,7 +31,7 @@ def append(
     last = group.events_head if group is not None else None
     if last is None:
         last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    event = {
+    event: dict[str, Any] = {
         "id": last[0] + 1 if last else 1,
         "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
         "kind": kind,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from alpaca.common.enums import Sort
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
@@ -78,7 +79,7 @@ class OrderLookup:
                 nested=True,
                 after=after,
                 # Paged forward from `after`; without it, the latest orders.
-                direction="asc" if after else "desc",
+                direction=Sort.ASC if after else Sort.DESC,
                 symbols=[ticker] if ticker else None,
             )
             page = await self._call("listing orders", self._trading.get_orders, query)
@@ -154,7 +155,7 @@ class OrderLookup:
             return
         book = self.book(order)
         average = decimal(order.get("filled_avg_price")) or price
-        ticker, side = str(order.get("symbol")), Side(order.get("side"))
+        ticker, side = str(order.get("symbol")), Side(str(order.get("side")))
         book.learn_event(
             order["id"],
             self.client_id(order),

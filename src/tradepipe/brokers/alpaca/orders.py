@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.trading.enums import OrderClass
+from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
 from alpaca.trading.requests import (
     LimitOrderRequest,
     MarketOrderRequest,
@@ -191,6 +192,14 @@ def money(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
+def needed_money(request: OrderRequest, field: str) -> float:
+    """A price the order cannot go without (a take-profit's limit, a stop-loss's stop)."""
+    value = getattr(request, field)
+    if value is None:
+        raise OrderRejected(f"{request.ticker}: the {request.role} order has no {field}")
+    return float(value)
+
+
 def to_alpaca_request(
     request: OrderRequest, children: Sequence[OrderRequest] = ()
 ) -> AlpacaOrderRequest:
@@ -208,10 +217,13 @@ def to_alpaca_request(
         stop_loss = next((c for c in children if c.role is OrderRole.STOP_LOSS), None)
         fields["order_class"] = OrderClass.BRACKET if take_profit and stop_loss else OrderClass.OTO
         if take_profit is not None:
-            fields["take_profit"] = TakeProfitRequest(limit_price=money(take_profit.limit_price))
+            fields["take_profit"] = TakeProfitRequest(
+                limit_price=needed_money(take_profit, "limit_price")
+            )
         if stop_loss is not None:
             fields["stop_loss"] = StopLossRequest(
-                stop_price=money(stop_loss.stop_price), limit_price=money(stop_loss.limit_price)
+                stop_price=needed_money(stop_loss, "stop_price"),
+                limit_price=money(stop_loss.limit_price),
             )
     kind = request.order_type
     try:
@@ -241,7 +253,7 @@ def to_alpaca_replace(request: OrderRequest) -> ReplaceOrderRequest:
     in force, under the new client order id."""
     return ReplaceOrderRequest(
         qty=int(request.quantity),
-        time_in_force=str(request.time_in_force),
+        time_in_force=AlpacaTimeInForce(str(request.time_in_force)),
         limit_price=money(request.limit_price),
         stop_price=money(request.stop_price),
         trail=money(request.trail_amount or request.trail_percent),
