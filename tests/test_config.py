@@ -27,6 +27,7 @@ from tradepipe.config import (
     new_token,
     write_starter_config,
 )
+from tradepipe.core.limits import AccountLimits, Amount, SubscriptionLimits
 from tradepipe.core.signal import StopLossType
 from tradepipe.errors import ConfigError
 
@@ -940,3 +941,129 @@ def test_an_ib_account_refuses_client_id_0(tmp_path: Path) -> None:
     text = "[accounts.ib]\nbroker = 'ibkr'\nclient_id = 0\n"
     assert "accounts.ib.client_id: must be 1 or more (got 0)" in problems(tmp_path, text)
     assert load(tmp_path, "[accounts.ib]\nbroker = 'ibkr'\nclient_id = 1\n")
+
+
+# ---- risk limits (SPEC §13): parsed and validated, not yet enforced
+
+
+def test_risk_defaults_are_spec_13s(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE))
+    risk = config.accounts["paper"].risk
+    assert risk.limits() == AccountLimits()  # core's defaults: 100% per order, 60 a minute
+    assert (risk.on_trip, risk.day_starts_at, risk.timezone) == ("reduce_only", "00:00", "UTC")
+    limits = config.limits_for("trend-paper")
+    assert limits.subscription == SubscriptionLimits()
+
+
+@pytest.mark.parametrize("broker", ["paper", "alpaca", "ibkr", "ccxt"])
+def test_every_account_kind_takes_a_risk_table(tmp_path: Path, broker: str) -> None:
+    extra = 'exchange = "binance"\n' if broker == "ccxt" else ""
+    toml = BASE.replace('broker = "paper"', f'broker = "{broker}"\n{extra}') + (
+        '[accounts.paper.risk]\nmax_daily_loss = "2%"\nmax_drawdown = 5000\n'
+        'max_gross_exposure = "50,000"\nmax_order_value = 2500.5\nmax_open_positions = 3\n'
+        'max_orders_per_minute = 10\non_trip = "flatten"\nday_starts_at = "09:30"\n'
+        'timezone = "America/New_York"\n'
+    )
+    risk = load_config(write(tmp_path, toml)).accounts["paper"].risk
+    assert risk.limits() == AccountLimits(
+        max_order_value=Amount(Decimal("2500.5")),
+        max_open_positions=3,
+        max_gross_exposure=Amount(Decimal(50000)),
+        max_daily_loss=Amount(Decimal(2), is_percent=True),
+        max_drawdown=Amount(Decimal(5000)),
+        max_orders_per_minute=10,
+    )
+    assert (risk.on_trip, risk.day_starts_at, risk.timezone) == (
+        "flatten",
+        "09:30",
+        "America/New_York",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('max_daily_loss = "lots"', 'max_daily_loss: "lots" must be an amount like 50000'),
+        ("max_drawdown = 0", 'max_drawdown: "0" must be more than 0'),
+        ('max_order_value = "-5%"', 'max_order_value: "-5%" must be more than 0'),
+        ("max_gross_exposure = true", "max_gross_exposure: must be an amount like 50000 or a"
+         ' share like "2%" (got true)'),
+        ("max_open_positions = 0", "max_open_positions: must be greater than or equal to 1"),
+        ("max_orders_per_minute = 1.5", "max_orders_per_minute: must be a whole number"),
+        ('on_trip = "halt"', "on_trip: must be 'reduce_only' or 'flatten' (got \"halt\")"),
+        ('day_starts_at = "24:00"', 'day_starts_at: "24:00" must be a time "HH:MM" from 00:00'),
+        ('timezone = "Europe/Londn"', 'timezone: unknown time zone "Europe/Londn" (did you mean'
+         ' "Europe/London"?)'),
+        ("max_drawdon = 1", 'max_drawdon: unknown key "max_drawdon" (did you mean'
+         ' "max_drawdown"?)'),
+    ],
+    ids=["amount", "zero", "negative-percent", "bool", "positions", "per-minute", "on-trip",
+         "day-start", "timezone", "unknown-key"],
+)
+def test_a_bad_risk_key_is_named_with_its_value(tmp_path: Path, line: str, expected: str) -> None:
+    message = problems(tmp_path, cfg(account=f"[accounts.paper.risk]\n{line}\n"))
+    assert f"accounts.paper.risk.{expected}" in message
+
+
+def test_a_risk_key_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEPIPE_ACCOUNTS__PAPER__RISK__MAX_DAILY_LOSS", "2%")
+    risk = load_config(write(tmp_path, BASE)).accounts["paper"].risk
+    assert risk.max_daily_loss == Amount(Decimal(2), is_percent=True)
+
+
+def test_subscription_limits_resolve_subscription_then_strategy(tmp_path: Path) -> None:
+    toml = cfg(
+        strategy="[strategies.trend.defaults]\nmax_trades_per_day = 5\nloss_cooldown = 600\n"
+        'flatten_at = { time = "15:55", days = "mon-fri", tz = "America/New_York" }\n',
+        sub="max_trades_per_day = 2\nmax_consecutive_losses = 3\ncancel_after = 30\n"
+        "use_signal_delay = false\n",
+    )
+    config = load_config(write(tmp_path, toml))
+    assert config.limits_for("trend-paper").subscription == SubscriptionLimits(
+        max_trades_per_day=2, max_consecutive_losses=3, loss_cooldown=600
+    )
+    flatten_at = config.strategies["trend"].defaults.flatten_at
+    assert flatten_at is not None
+    assert (flatten_at.minutes, flatten_at.weekdays) == (15 * 60 + 55, frozenset(range(5)))
+    sub = config.subscriptions["trend-paper"]
+    assert (sub.cancel_after, sub.use_signal_delay, sub.use_signal_cancel_after) == (
+        Decimal(30),
+        False,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_trades_per_day = 0", "max_trades_per_day: must be greater than or equal to 1"),
+        ("max_consecutive_losses = -1", "max_consecutive_losses: must be greater than or equal"),
+        ("loss_cooldown = 1.5", "loss_cooldown: must be a whole number"),
+        ("cancel_after = 0", "cancel_after: must be greater than 0"),
+        ('use_signal_delay = "maybe"', "use_signal_delay: must be true or false"),
+        (
+            'flatten_at = { time = "25:00", days = "mon-fri", tz = "UTC" }',
+            'flatten_at.time: "25:00" must be a time "HH:MM"',
+        ),
+        (
+            'flatten_at = { time = "15:55", days = "weekdays", tz = "UTC" }',
+            'flatten_at.days: "weekdays" must be days like "mon-fri"',
+        ),
+        (
+            'flatten_at = { time = "15:55", days = "mon-fri", tz = "America/New_Yrok" }',
+            'flatten_at.tz: unknown time zone "America/New_Yrok"',
+        ),
+        (
+            'flatten_at = { time = "15:55", days = "mon-fri", tzz = "UTC" }',
+            'flatten_at.tzz: unknown key "tzz" (did you mean "tz"?)',
+        ),
+    ],
+    ids=["trades", "losses", "cooldown", "cancel-after", "bool", "flatten-time", "flatten-days",
+         "flatten-tz", "flatten-unknown"],
+)
+def test_a_bad_subscription_limit_is_named_with_its_value(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    assert f"subscriptions.trend-paper.{expected}" in problems(tmp_path, cfg(sub=line))

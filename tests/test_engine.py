@@ -778,3 +778,75 @@ def test_a_reversal_whose_exit_fills_are_answered_partial_still_sends_its_entry(
         }
 
     run(write_config(tmp_path, subscription="exit_fill_timeout = 1\n"), test, ForgetfulHarness)
+
+
+# ---- equity snapshots (SPEC §13)
+
+
+async def _snapshots(h: Harness, reason: str, count: int = 1) -> list:
+    """The account's snapshots with `reason`, once the equity task took `count` of them."""
+    for _ in range(200):
+        rows = [r for r in h.journal.equity_snapshots("paper") if r.reason == reason]
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.01)
+    return rows
+
+
+def test_a_paper_fill_leaves_an_equity_snapshot_of_the_paper_equity(tmp_path):
+    async def test(h: Harness):
+        (start,) = await _snapshots(h, "start")  # taken after connect
+        assert (start.equity, start.cash) == (Decimal(100000), Decimal(100000))
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        assert h.position() == 5
+        (after_fill,) = await _snapshots(h, "fill")
+        summary = await h.engine.brokers["paper"].account()
+        assert (after_fill.equity, after_fill.cash) == (summary.equity, summary.cash)
+        assert after_fill.cash == Decimal(100000) - 5 * 100
+        assert after_fill.taken_at == h.clock()
+        # The figures the limits read come from these rows.
+        assert h.journal.high_water_mark("paper") == max(start.equity, after_fill.equity)
+
+    run(write_config(tmp_path), test)
+
+
+def test_the_equity_task_snapshots_every_account_each_interval(tmp_path):
+    async def test(h: Harness):
+        await asyncio.sleep(0)  # the task starts and sets its 60 s timer
+        h.engine.equity.interval = 0.02
+        h.engine.equity._timer.cancel()  # the 60 s one started with the engine
+        h.engine.equity._round()
+        assert len(await _snapshots(h, "periodic", count=2)) >= 2
+
+    run(write_config(tmp_path), test)
+
+
+class _AccountDown(PaperBroker):
+    async def account(self):
+        raise RuntimeError("account endpoint down")
+
+
+class _FailingAccountHarness(Harness):
+    def new_engine(self) -> Engine:
+        brokers = make_brokers(self.config, self.journal, self.clock)
+        paper = brokers["paper"]
+        paper.__class__ = _AccountDown  # the same paper books; only account() fails
+        return Engine(self.config, self.journal, brokers, self.clock, fill_poll_interval=0.01)
+
+
+def test_a_failing_account_call_does_not_fail_the_delivery(tmp_path, caplog):
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100}
+        )
+        for _ in range(20):  # let the equity task try (and fail)
+            await asyncio.sleep(0.01)
+        assert h.position() == 5
+        assert h.deliveries(buy) == [("submitted", "enter long 5 (buy 5 AAPL)")]
+        assert h.journal.equity_snapshots("paper") == []
+        # The engine still serves: a second signal goes through too.
+        await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 101})
+        assert h.position() == 0
+
+    run(write_config(tmp_path), test, _FailingAccountHarness)
+    assert "equity snapshot of paper (fill) failed: account endpoint down" in caplog.text

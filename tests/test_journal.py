@@ -200,3 +200,49 @@ def test_a_new_journal_and_its_wal_and_shm_are_readable_by_the_owner_only(tmp_pa
         }
     finally:
         journal.close()
+
+
+# ---- equity snapshots (SPEC §13)
+
+
+def test_equity_snapshots_give_the_risk_figures(tmp_path):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    journal = Journal.open(tmp_path / "j.db")
+    day = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    assert journal.latest_equity("paper") is None
+    assert journal.day_start_equity("paper", day) is None
+    assert journal.high_water_mark("paper") is None
+    for minutes, equity, reason in [
+        (-90, "9500", "start"),
+        (-30, "9800.5", "periodic"),
+        (30, "10250", "fill"),  # "10250" < "9800.5" as text: the mark must compare numbers
+        (60, "9900", "periodic"),
+    ]:
+        journal.record_equity(
+            "paper", Decimal(equity), Decimal(1000), day + timedelta(minutes=minutes), reason
+        )
+    journal.record_equity("other", Decimal(99999), None, day + timedelta(minutes=90), "start")
+    journal.close()
+
+    journal = Journal.open(tmp_path / "j.db")  # read back from the file
+    latest = journal.latest_equity("paper")
+    assert (latest.equity, latest.cash, latest.reason) == (Decimal(9900), Decimal(1000), "periodic")
+    assert latest.taken_at == day + timedelta(minutes=60)
+    assert journal.day_start_equity("paper", day) == Decimal("9800.5")
+    # A day start given in another zone is the same moment.
+    new_york = timezone(timedelta(hours=-5))
+    assert journal.day_start_equity("paper", day.astimezone(new_york)) == Decimal("9800.5")
+    # Before the first snapshot: the first one after the day's start stands in for it.
+    assert journal.day_start_equity("paper", day - timedelta(days=1)) == Decimal(9500)
+    assert journal.high_water_mark("paper") == Decimal(10250)
+    assert journal.high_water_mark("paper", since=day + timedelta(minutes=45)) == Decimal(9900)
+    assert journal.high_water_mark("paper", since=day + timedelta(days=1)) is None
+    assert journal.latest_equity("other").cash is None
+    rows = journal.equity_snapshots("paper", since=day)
+    assert [(r.equity, r.reason) for r in rows] == [
+        (Decimal(10250), "fill"),
+        (Decimal(9900), "periodic"),
+    ]
+    with pytest.raises(ValueError, match="no time zone"):
+        journal.record_equity("paper", Decimal(1), None, datetime(2026, 1, 1), "start")

@@ -47,11 +47,29 @@ NOT_DEFAULT = {
     "auto_submit": ("false", False),
     "max_position_quantity": ("10", D(10)),
     "max_position_value": ("1000", D(1000)),
+    "max_trades_per_day": ("5", 5),
+    "max_consecutive_losses": ("3", 3),
+    "loss_cooldown": ("600", 600),
+    "flatten_at": ('{ time = "15:55", days = "mon-fri", tz = "America/New_York" }', None),
+    "cancel_after": ("30", D(30)),
+    "use_signal_cancel_after": ("false", False),
+    "use_signal_delay": ("false", False),
+}
+# SPEC §13's subscription limits and timing: parsed and validated (Config.limits_for), not yet
+# resolved onto the intent.
+NOT_ON_INTENT = {
+    "max_trades_per_day",
+    "max_consecutive_losses",
+    "loss_cooldown",
+    "flatten_at",
+    "cancel_after",
+    "use_signal_cancel_after",
+    "use_signal_delay",
 }
 # The use_signal_* switches decide whether a signal's field counts; they show in the intent
 # through what they switch (tested below), not as values of their own.
 SWITCHES = {k for k in NOT_DEFAULT if k.startswith("use_signal_")}
-ON_INTENT = sorted(set(NOT_DEFAULT) - SWITCHES)
+ON_INTENT = sorted(set(NOT_DEFAULT) - SWITCHES - NOT_ON_INTENT)
 
 
 def test_every_setting_key_has_a_builtin_default_and_a_row_here():

@@ -53,8 +53,14 @@ BRACKET = {
 # outcome and the signal processed in one unit (engine/lanes.py), and the paper broker's answer
 # and cash taken from what it just wrote (its `_fill` is overridden by a test double in
 # test_brackets.py, so its signature stayed).
-BUY_LIMIT = 66
-BRACKET_LIMIT = 121
+# Issue 16 added the equity snapshot after a fill (SPEC §13), taken by the engine's equity task
+# (engine/equity.py) right after the fill is journaled, so inside this window: +9 for each
+# signal below, all after the order was sent. The paper broker's account() reads cash and all
+# positions, the marks of those positions (AAPL, MSFT), then cash and positions again for buying
+# power (6 SELECTs), and the row is written in one unit (SAVEPOINT, INSERT equity_snapshots,
+# RELEASE: 3).
+BUY_LIMIT = 66 + 9
+BRACKET_LIMIT = 121 + 9
 
 
 class Counting(Harness):

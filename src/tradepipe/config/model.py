@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
+    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -23,9 +25,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tradepipe.config.messages import _cross_problems, _describe, _fail, _unknown_name
-from tradepipe.config.settings import Positive, Settings, _Table
+from tradepipe.config.messages import _cross_problems, _describe, _fail, _shown, _unknown_name
+from tradepipe.config.settings import Positive, Settings, _check_zone, _parse_minutes, _Table
 from tradepipe.core.instruments import ROOT, ContractSpec, overridden
+from tradepipe.core.limits import AccountLimits, Amount, Limits, SubscriptionLimits
+from tradepipe.core.settings import BUILTIN
 from tradepipe.errors import ConfigError
 
 MIN_TOKEN_LENGTH = 22  # 22 base64url characters carry 132 bits
@@ -100,10 +104,63 @@ class InstrumentOverride(_Table):
     lot_size: Positive | None = None
 
 
+def _amount(value: Any) -> Any:
+    if isinstance(value, Amount):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise _fail(f'must be an amount like 50000 or a share like "2%" (got {_shown(value)})')
+    try:
+        return Amount.parse(str(value))  # a TOML float goes through its shortest text, 2.5
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+
+# A limit in the account's currency (50000) or a share of the day's starting equity ("2%").
+AmountSetting = Annotated[Amount, BeforeValidator(_amount)]
+
+
+class RiskConfig(_Table):
+    """`[accounts.NAME.risk]` (SPEC §13): parsed and validated; delivery does not apply them yet."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    max_order_value: AmountSetting = Amount(Decimal(100), is_percent=True)
+    max_open_positions: Annotated[int, Field(ge=1)] | None = None
+    max_gross_exposure: AmountSetting | None = None
+    max_daily_loss: AmountSetting | None = None
+    max_drawdown: AmountSetting | None = None
+    max_orders_per_minute: Annotated[int, Field(ge=1)] = 60
+    on_trip: Literal["reduce_only", "flatten"] = "reduce_only"
+    day_starts_at: str = "00:00"
+    timezone: str = "UTC"
+
+    @field_validator("day_starts_at")
+    @classmethod
+    def _check_time(cls, value: str) -> str:
+        _parse_minutes(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, tz: str) -> str:
+        return _check_zone(tz)
+
+    def limits(self) -> AccountLimits:
+        return AccountLimits(
+            max_order_value=self.max_order_value,
+            max_open_positions=self.max_open_positions,
+            max_gross_exposure=self.max_gross_exposure,
+            max_daily_loss=self.max_daily_loss,
+            max_drawdown=self.max_drawdown,
+            max_orders_per_minute=self.max_orders_per_minute,
+        )
+
+
 class _Account(_Table):
     # Percent inputs above 100 (risk_percent, percent_of_equity, stop-loss and trail percents)
     # need margin: refused unless the account says it has it (SPEC §12).
     allow_leverage: bool = False
+    risk: RiskConfig = Field(default_factory=RiskConfig)
 
 
 class PaperAccount(_Account):
@@ -359,6 +416,28 @@ class Config(BaseSettings):
             for name, sub in self.subscriptions.items()
             if sub.strategy == strategy_name and sub.enabled
         ]
+
+    def limits_for(self, subscription_name: str) -> Limits:
+        """The account's `[risk]` limits and the subscription's own (SPEC §13), each resolved
+        subscription → strategy defaults → built-in default."""
+        sub = self.subscriptions[subscription_name]
+        strategy = self.strategies.get(sub.strategy)
+        defaults = strategy.defaults if strategy is not None else None
+
+        def setting(key: str) -> Any:
+            for layer in (sub, defaults):
+                if layer is not None and (value := getattr(layer, key)) is not None:
+                    return value
+            return BUILTIN[key]
+
+        return Limits(
+            account=self.accounts[sub.account].risk.limits(),
+            subscription=SubscriptionLimits(
+                max_trades_per_day=setting("max_trades_per_day"),
+                max_consecutive_losses=setting("max_consecutive_losses"),
+                loss_cooldown=setting("loss_cooldown"),
+            ),
+        )
 
     def strategy_by_token(self, token: str) -> tuple[str, StrategyConfig] | None:
         """The strategy whose token this is; compares against every token in constant time."""

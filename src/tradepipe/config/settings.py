@@ -117,6 +117,16 @@ def _parse_minutes(value: str, allow_24: bool = False) -> int:
         raise _fail(str(e)) from None
 
 
+def _check_zone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _fail(
+            f'unknown time zone "{tz}"{_did_you_mean(tz, sorted(available_timezones()))}'
+        ) from None
+    return tz
+
+
 class TradingWindow(_Table):
     """Entry hours; start > end crosses midnight (the session belongs to its start day)."""
 
@@ -140,13 +150,7 @@ class TradingWindow(_Table):
     @field_validator("tz")
     @classmethod
     def _check_tz(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise _fail(
-                f'unknown time zone "{tz}"{_did_you_mean(tz, sorted(available_timezones()))}'
-            ) from None
-        return tz
+        return _check_zone(tz)
 
     @model_validator(mode="after")
     def _not_empty(self) -> TradingWindow:
@@ -161,6 +165,41 @@ class TradingWindow(_Table):
     def is_open_at(self, moment: datetime) -> bool:
         """Whether the aware datetime `moment` falls inside this window."""
         return Window.of(self).is_open_at(moment)
+
+
+class FlattenAt(_Table):
+    """`flatten_at` (SPEC §13): when a subscription's orders are canceled and its positions
+    closed, e.g. `{ time = "15:55", days = "mon-fri", tz = "America/New_York" }`."""
+
+    time: str
+    days: str
+    tz: str
+
+    @field_validator("time")
+    @classmethod
+    def _check_time(cls, value: str) -> str:
+        _parse_minutes(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _check_days(cls, days: str) -> str:
+        _parse_days(days)
+        return days
+
+    @field_validator("tz")
+    @classmethod
+    def _check_tz(cls, tz: str) -> str:
+        return _check_zone(tz)
+
+    @property
+    def minutes(self) -> int:
+        """Minutes after local midnight."""
+        return parse_minutes(self.time)
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return parse_days(self.days)
 
 
 class Settings(_Table):
@@ -193,6 +232,13 @@ class Settings(_Table):
     auto_submit: bool | None = None
     max_position_quantity: Positive | None = None
     max_position_value: Positive | None = None
+    max_trades_per_day: Annotated[int, Field(ge=1)] | None = None
+    max_consecutive_losses: Annotated[int, Field(ge=1)] | None = None
+    loss_cooldown: Annotated[int, Field(ge=1)] | None = None
+    flatten_at: FlattenAt | None = None
+    cancel_after: Positive | None = None
+    use_signal_cancel_after: bool | None = None
+    use_signal_delay: bool | None = None
 
     def explicit(self) -> dict[str, Any]:
         """The settings this table sets, by name (subscription-only keys excluded)."""

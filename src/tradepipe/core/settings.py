@@ -41,6 +41,14 @@ BUILTIN: dict[str, Any] = {
     "auto_submit": True,
     "max_position_quantity": None,
     "max_position_value": None,
+    # SPEC §13, the subscription's own limits and timing: None is "no such limit".
+    "max_trades_per_day": None,
+    "max_consecutive_losses": None,
+    "loss_cooldown": None,  # seconds
+    "flatten_at": None,
+    "cancel_after": None,  # seconds
+    "use_signal_cancel_after": True,
+    "use_signal_delay": True,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(BUILTIN)

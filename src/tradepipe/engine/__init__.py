@@ -23,6 +23,7 @@ from tradepipe.engine.bracket_emulator import BracketEmulator
 from tradepipe.engine.commands import REPLAY_SOURCE, Commands
 from tradepipe.engine.current import Current
 from tradepipe.engine.delivery import Delivery, Outcome
+from tradepipe.engine.equity import EquityKeeper
 from tradepipe.engine.health import HealthMonitor
 from tradepipe.engine.lanes import Chore, Lanes, Work
 from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
@@ -31,6 +32,7 @@ from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, BrokerUnavailable
 from tradepipe.journal import Journal
+from tradepipe.journal.equity import AT_START
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
@@ -60,7 +62,9 @@ class Engine:
         self.blocked: dict[tuple[str, str], Difference] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.lanes = Lanes(journal, self.current, clock, deliver=self._deliver, chore=self._chore)
-        self.recorder = Recorder(journal, self.current, clock, settle_due=self._settle_due)
+        self.recorder = Recorder(
+            journal, self.current, clock, settle_due=self._settle_due, filled=self._filled
+        )
         self.emulator = BracketEmulator(
             journal, self.current, clock, self.recorder, queue_chore=self.lanes.queue_chore
         )
@@ -80,6 +84,9 @@ class Engine:
             blocked=self.blocked,
             stalled=self.lanes.stalled,
             streams=self.order_poller.health,
+        )
+        self.equity = EquityKeeper(
+            journal, self.current, clock, is_down=lambda account: account in self.monitor.reconnect
         )
         self.reconciler = Reconciler(
             journal,
@@ -169,8 +176,11 @@ class Engine:
                         await self.settle_brackets(account, ticker)
                     except BrokerError as e:  # retried before the ticker's next delivery
                         log.error("emulated brackets of %s %s: %s", account, ticker, e)
+        for account in self.brokers:  # taken by the equity task, off the signal path
+            self.equity.due(account, AT_START)
         self.lanes.start()
         self._tasks.append(asyncio.create_task(self.order_poller.run(), name="order poller"))
+        self._tasks.append(asyncio.create_task(self.equity.run(), name="equity snapshots"))
         for row in self.journal.unprocessed_signals():
             parsed = parse_signal(row["payload"] or "null")
             if parsed.signal is None:  # cannot happen for an accepted row; keep it visible
@@ -256,6 +266,9 @@ class Engine:
 
     async def _deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         return await self.delivery.deliver(work, delivery)
+
+    def _filled(self, account: str) -> None:
+        self.equity.due(account)
 
     def _settle_due(self, account: str, ticker: str) -> None:
         self.emulator.schedule_settle(account, ticker)

@@ -31,11 +31,13 @@ class Recorder:
         clock: Callable[[], datetime],
         *,
         settle_due: Callable[[str, str], None],
+        filled: Callable[[str], None] = lambda account: None,
     ) -> None:
         self.journal = journal
         self.current = current
         self.clock = clock
         self.settle_due = settle_due
+        self.filled = filled  # told the account once a fill is journaled (equity snapshots)
 
     def record_state(
         self,
@@ -101,6 +103,8 @@ class Recorder:
                     price=fill.price,
                     filled_at=fill.filled_at,
                 )
+        if fills:
+            self.filled(account)
 
         broker = self.current.brokers.get(account)
         if (

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tradepipe.errors import JournalError
+from tradepipe.journal import equity as _equity
 from tradepipe.journal import events as _events
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
@@ -177,6 +178,13 @@ class Journal:
     fills = _orders.fills
     position = _orders.position
     positions = _orders.positions
+
+    # -- equity snapshots (equity.py) ----------------------------------------------------------
+    record_equity = _equity.record_equity
+    latest_equity = _equity.latest_equity
+    day_start_equity = _equity.day_start_equity
+    high_water_mark = _equity.high_water_mark
+    equity_snapshots = _equity.equity_snapshots
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash

@@ -231,3 +231,22 @@ def _lookups_that_grew(db: Database) -> None:
     db.execute("CREATE INDEX paper_fills_order ON paper_fills(account, client_order_id)")
     db.execute("DROP INDEX orders_account_ticker")
     db.execute("CREATE INDEX orders_account_ticker ON orders(account, ticker, status)")
+
+
+@migrations(name="0011_equity_snapshots")
+def _equity_snapshots(db: Database) -> None:
+    # SPEC §13: each account's equity at start, after every fill and every 60 s; the risk
+    # figures (the day's starting equity, the high-water mark) are read from these rows.
+    db.executescript(
+        """
+        CREATE TABLE equity_snapshots (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            equity TEXT NOT NULL,
+            cash TEXT,
+            taken_at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX equity_snapshots_account ON equity_snapshots(account, taken_at);
+        """
+    )
