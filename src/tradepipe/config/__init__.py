@@ -2,34 +2,33 @@
 
 `load_config` reads the TOML file, lets environment variables override keys, validates, and
 raises a single `ConfigError` naming the file and every problem with its key path, value and limit.
-`Config` is the loaded configuration's type. The parts: model.py (the tables and the root),
+`Config` is the loaded configuration's type. The parts: model.py (the root and its tables),
+accounts.py (the account tables), fields.py (validated names, URLs, networks, ports),
 settings.py (the SPEC §5 setting tables), load.py (finding and loading), messages.py (what a
 problem says), starter.py (the starter file); credentials.py (broker keys) stands apart.
 """
 
 from __future__ import annotations
 
+from tradepipe.config.accounts import (
+    Account,
+    AlpacaAccount,
+    CcxtAccount,
+    IbkrAccount,
+    InstrumentOverride,
+    PaperAccount,
+)
+from tradepipe.config.fields import Name, Network, Port, Url, WsUrl
 from tradepipe.config.load import find_config_path, load_config
 from tradepipe.config.messages import BROKERS, SECRET_KEYS
 from tradepipe.config.model import (
     MIN_TOKEN_LENGTH,
-    Account,
-    AlpacaAccount,
-    CcxtAccount,
     Config,
-    IbkrAccount,
-    InstrumentOverride,
     JournalConfig,
-    Name,
-    Network,
-    PaperAccount,
-    Port,
     ReconciliationConfig,
     ServerConfig,
     StrategyConfig,
     SubscriptionConfig,
-    Url,
-    WsUrl,
 )
 from tradepipe.config.settings import (
     Positive,

@@ -11,12 +11,9 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -25,58 +22,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tradepipe.config.messages import _cross_problems, _describe, _fail, _shown, _unknown_name
-from tradepipe.config.settings import Positive, Settings, _check_zone, _parse_minutes, _Table
-from tradepipe.core.instruments import ROOT, ContractSpec, overridden
-from tradepipe.core.limits import AccountLimits, Amount, Limits, SubscriptionLimits
+from tradepipe.config.accounts import (
+    Account,
+)
+from tradepipe.config.fields import Name, Network, Port, Url
+from tradepipe.config.messages import _cross_problems, _describe, _fail, _unknown_name
+from tradepipe.config.settings import Positive, Settings, _Table
+from tradepipe.core.limits import Limits, SubscriptionLimits
 from tradepipe.core.settings import BUILTIN
 from tradepipe.errors import ConfigError
 
 MIN_TOKEN_LENGTH = 22  # 22 base64url characters carry 132 bits
 
-# No leading, trailing or doubled separators: then the credential variable derived from an
-# account name (`TRADEPIPE_<NAME>_KEY`) never contains "__" and cannot be read as a config key.
-_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
-
-def _check_name(name: str) -> str:
-    if len(name) > 40 or not _NAME.fullmatch(name):
-        raise _fail(
-            f'name "{name}" must be 1-40 letters and digits, with single "-" or "_" between them'
-        )
-    return name
-
-
-def _check_url(url: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        raise _fail(f'"{url}" must be an http:// or https:// URL')
-    return url.rstrip("/")
-
-
-def _check_ws_url(url: str) -> str:
-    if not re.fullmatch(r"wss?://[^\s/]+(/\S*)?", url):
-        raise _fail(f'"{url}" must be a ws:// or wss:// URL')
-    return url.rstrip("/")
-
-
-def _check_network(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        try:
-            network = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise _fail(f'"{value}" is not an IP address or CIDR network') from None
-        raise _fail(f'"{value}" has host bits set (did you mean "{network}"?)') from None
-    return value
-
-
-Name = Annotated[str, AfterValidator(_check_name)]
-Url = Annotated[str, AfterValidator(_check_url)]
-WsUrl = Annotated[str, AfterValidator(_check_ws_url)]
-Network = Annotated[str, AfterValidator(_check_network)]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class ServerConfig(_Table):
@@ -95,158 +54,6 @@ class ReconciliationConfig(_Table):
     block_entries_on_mismatch: bool = True
 
 
-class InstrumentOverride(_Table):
-    """What one contract of a futures root is worth on a paper account (SPEC §12); a key not
-    given keeps the value of SPEC §12's table."""
-
-    multiplier: Positive | None = None
-    tick_size: Positive | None = None
-    lot_size: Positive | None = None
-
-
-def _amount(value: Any) -> Any:
-    if isinstance(value, Amount):
-        return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise _fail(f'must be an amount like 50000 or a share like "2%" (got {_shown(value)})')
-    try:
-        return Amount.parse(str(value))  # a TOML float goes through its shortest text, 2.5
-    except ValueError as e:
-        raise _fail(str(e)) from None
-
-
-# A limit in the account's currency (50000) or a share of the day's starting equity ("2%").
-AmountSetting = Annotated[Amount, BeforeValidator(_amount)]
-
-
-class RiskConfig(_Table):
-    """`[accounts.NAME.risk]` (SPEC §13): parsed and validated; delivery does not apply them yet."""
-
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    max_order_value: AmountSetting = Amount(Decimal(100), is_percent=True)
-    max_open_positions: Annotated[int, Field(ge=1)] | None = None
-    max_gross_exposure: AmountSetting | None = None
-    max_daily_loss: AmountSetting | None = None
-    max_drawdown: AmountSetting | None = None
-    max_orders_per_minute: Annotated[int, Field(ge=1)] = 60
-    on_trip: Literal["reduce_only", "flatten"] = "reduce_only"
-    day_starts_at: str = "00:00"
-    timezone: str = "UTC"
-
-    @field_validator("day_starts_at")
-    @classmethod
-    def _check_time(cls, value: str) -> str:
-        _parse_minutes(value)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_tz(cls, tz: str) -> str:
-        return _check_zone(tz)
-
-    def limits(self) -> AccountLimits:
-        return AccountLimits(
-            max_order_value=self.max_order_value,
-            max_open_positions=self.max_open_positions,
-            max_gross_exposure=self.max_gross_exposure,
-            max_daily_loss=self.max_daily_loss,
-            max_drawdown=self.max_drawdown,
-            max_orders_per_minute=self.max_orders_per_minute,
-        )
-
-
-class _Account(_Table):
-    # Percent inputs above 100 (risk_percent, percent_of_equity, stop-loss and trail percents)
-    # need margin: refused unless the account says it has it (SPEC §12).
-    allow_leverage: bool = False
-    risk: RiskConfig = Field(default_factory=RiskConfig)
-
-
-class PaperAccount(_Account):
-    broker: Literal["paper"] = "paper"
-    cash: Positive = Decimal(100000)
-    native_brackets: bool = True
-    instruments: dict[str, InstrumentOverride] = Field(default_factory=dict)
-
-    @field_validator("instruments", mode="before")
-    @classmethod
-    def _roots(cls, tables: Any) -> Any:
-        # Environment overrides arrive lower-cased: a root is one spelling, upper case.
-        if not isinstance(tables, dict):
-            return tables
-        roots: dict[str, Any] = {}
-        for key, table in tables.items():
-            root = str(key).upper()
-            if not ROOT.fullmatch(root):
-                raise _fail(
-                    f'"{key}" is not a futures root: 1-6 letters and digits starting with a'
-                    ' letter, as in ESZ2026 (root "ES")'
-                )
-            if root in roots:
-                raise _fail(f'the root "{root}" is given twice')
-            roots[root] = table
-        return roots
-
-    @field_validator("instruments")
-    @classmethod
-    def _complete(cls, tables: dict[str, InstrumentOverride]) -> dict[str, InstrumentOverride]:
-        for root, table in tables.items():
-            spec = overridden(root, table.multiplier, table.tick_size, table.lot_size)
-            if isinstance(spec, str):
-                raise _fail(spec)
-        return tables
-
-    def contract_specs(self) -> dict[str, ContractSpec]:
-        """The configured roots' contracts, each completed from SPEC §12's table."""
-        specs = {}
-        for root, table in self.instruments.items():
-            spec = overridden(root, table.multiplier, table.tick_size, table.lot_size)
-            assert not isinstance(spec, str)  # checked when the file was read
-            specs[root] = spec
-        return specs
-
-
-class AlpacaAccount(_Account):
-    broker: Literal["alpaca"] = "alpaca"
-    paper: bool = True
-    base_url: Url | None = None
-    stream_url: WsUrl | None = None
-    data_url: Url | None = None
-    timeout: Positive = Decimal(10)
-
-
-class IbkrAccount(_Account):
-    broker: Literal["ibkr"] = "ibkr"
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: Port = 4002
-    client_id: int = Field(default=1)
-    account: str | None = Field(default=None, min_length=1)
-    timeout: Positive = Decimal(10)
-
-    @field_validator("client_id")
-    @classmethod
-    def _not_tws_own(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(
-                f"must be 1 or more (got {value}): client id 0 is TWS's own, and with it IB"
-                " hands tradepipe the orders typed into TWS by hand as if they were its own"
-            )
-        return value
-
-
-class CcxtAccount(_Account):
-    broker: Literal["ccxt"] = "ccxt"
-    exchange: str = Field(pattern=r"^[a-z0-9_]+$")
-    sandbox: bool = True
-    market_type: Literal["spot", "swap"] = "spot"
-    base_url: Url | None = None
-    timeout: Positive = Decimal(10)
-
-
-Account = Annotated[
-    PaperAccount | AlpacaAccount | IbkrAccount | CcxtAccount, Field(discriminator="broker")
-]
 
 
 # ---- strategies and subscriptions
