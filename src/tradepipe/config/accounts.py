@@ -15,7 +15,7 @@ from pydantic import (
 
 from tradepipe.config.fields import Port, Url, WsUrl
 from tradepipe.config.messages import _fail, _shown
-from tradepipe.config.settings import Positive, _check_zone, _parse_minutes, _Table
+from tradepipe.config.settings import ClockTime, Positive, TimeZone, _Table
 from tradepipe.core.instruments import ROOT, ContractSpec, overridden
 from tradepipe.core.limits import AccountLimits, Amount
 
@@ -56,19 +56,8 @@ class RiskConfig(_Table):
     max_drawdown: AmountSetting | None = None
     max_orders_per_minute: Annotated[int, Field(ge=1)] = 60
     on_trip: Literal["reduce_only", "flatten"] = "reduce_only"
-    day_starts_at: str = "00:00"
-    timezone: str = "UTC"
-
-    @field_validator("day_starts_at")
-    @classmethod
-    def _check_time(cls, value: str) -> str:
-        _parse_minutes(value)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_tz(cls, tz: str) -> str:
-        return _check_zone(tz)
+    day_starts_at: ClockTime = "00:00"
+    timezone: TimeZone = "UTC"
 
     def limits(self) -> AccountLimits:
         return AccountLimits(

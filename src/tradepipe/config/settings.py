@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -127,30 +128,36 @@ def _check_zone(tz: str) -> str:
     return tz
 
 
+def _check_days(days: str) -> str:
+    _parse_days(days)
+    return days
+
+
+def _check_clock_time(value: str) -> str:
+    _parse_minutes(value)
+    return value
+
+
+# The validated kinds of a time table's fields, shared by trading windows, `flatten_at` and the
+# risk table's trading day: one check each, one message each.
+Weekdays = Annotated[str, AfterValidator(_check_days)]
+ClockTime = Annotated[str, AfterValidator(_check_clock_time)]  # "HH:MM"
+TimeZone = Annotated[str, AfterValidator(_check_zone)]
+
+
 class TradingWindow(_Table):
     """Entry hours; start > end crosses midnight (the session belongs to its start day)."""
 
-    days: str
+    days: Weekdays
     start: str
     end: str  # exclusive; "24:00" is the end of the day
-    tz: str
-
-    @field_validator("days")
-    @classmethod
-    def _check_days(cls, days: str) -> str:
-        _parse_days(days)
-        return days
+    tz: TimeZone
 
     @field_validator("start", "end")
     @classmethod
     def _check_time(cls, value: str, info: Any) -> str:
         _parse_minutes(value, allow_24=info.field_name == "end")
         return value
-
-    @field_validator("tz")
-    @classmethod
-    def _check_tz(cls, tz: str) -> str:
-        return _check_zone(tz)
 
     @model_validator(mode="after")
     def _not_empty(self) -> TradingWindow:
@@ -171,26 +178,9 @@ class FlattenAt(_Table):
     """`flatten_at` (SPEC §13): when a subscription's orders are canceled and its positions
     closed, e.g. `{ time = "15:55", days = "mon-fri", tz = "America/New_York" }`."""
 
-    time: str
-    days: str
-    tz: str
-
-    @field_validator("time")
-    @classmethod
-    def _check_time(cls, value: str) -> str:
-        _parse_minutes(value)
-        return value
-
-    @field_validator("days")
-    @classmethod
-    def _check_days(cls, days: str) -> str:
-        _parse_days(days)
-        return days
-
-    @field_validator("tz")
-    @classmethod
-    def _check_tz(cls, tz: str) -> str:
-        return _check_zone(tz)
+    time: ClockTime
+    days: Weekdays
+    tz: TimeZone
 
     @property
     def minutes(self) -> int:
