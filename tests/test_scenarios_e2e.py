@@ -212,3 +212,24 @@ def test_refused_delivery_sends_no_order(tmp_path, payload, reason):
     assert (delivery["status"], delivery["reason"]) == ("rejected", reason)
     assert orders == [] and positions == []
     assert "rejected" in listed
+
+
+def test_a_newline_a_signal_carries_into_the_daemon_log_cannot_forge_a_line(tmp_path):
+    # The delivery's reason quotes the alert's free text (here `expiration`) and is logged at
+    # INFO: `serve` must install the escaping formatter, not only have one
+    config = write_config(tmp_path)
+    payload = {
+        "ticker": "SPY",
+        "action": "buy",
+        "optionType": "put",
+        "expiration": "+7 days\nFORGED ERROR line",
+        "quantity": 1,
+        "signalPrice": 600,
+    }
+    daemon = Daemon(config, free_port()).start()
+    try:
+        tradepipe(config, "send", json.dumps(payload), "--wait")
+    finally:
+        output = daemon.stop()
+    assert "expiration +7 days\\nFORGED ERROR line" in output
+    assert not any(line.startswith("FORGED") for line in output.splitlines())
