@@ -120,6 +120,20 @@ def effective_state(
     return EffectiveState(strictest.state, strictest.scope, strictest.reason)
 
 
+def kept_state(existing: ScopeState | None, new: ScopeState, now: datetime) -> ScopeState:
+    """What a scope's state becomes when `new` is set on it: a trip never loosens what is in
+    force (a daily-loss `reduce_only` does not replace an operator's `halted`, nor end a halt
+    that lasts until resumed at the next day's start). Of two equally strict states the one
+    lasting longer is kept; an operator's command (`tradepipe halt`) replaces it as asked."""
+    if existing is None or (existing.until_at is not None and now >= existing.until_at):
+        return new
+    if new.state.strictness != existing.state.strictness:
+        return new if new.state.strictness > existing.state.strictness else existing
+    if existing.until_at is None and new.until_at is not None:
+        return existing
+    return new
+
+
 class LegKind(StrEnum):
     """What one order does to the position, as the states judge it."""
 

@@ -30,6 +30,7 @@ from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, Orde
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
+from tradepipe.engine.trading_states import TradingStates
 from tradepipe.errors import BrokerError, BrokerUnavailable
 from tradepipe.journal import Journal
 from tradepipe.journal.equity import AT_START
@@ -61,6 +62,8 @@ class Engine:
         # account + ticker → the position difference that blocks new entries there
         self.blocked: dict[tuple[str, str], Difference] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # The trading states in force (SPEC §13), read once here and kept in memory.
+        self.states = TradingStates(journal, clock)
         self.lanes = Lanes(journal, self.current, clock, deliver=self._deliver, chore=self._chore)
         self.recorder = Recorder(
             journal, self.current, clock, settle_due=self._settle_due, filled=self._filled

@@ -27,6 +27,7 @@ from tradepipe.journal import events as _events
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
 from tradepipe.journal import signals as _signals
+from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
 from tradepipe.journal.orders import apply_fill
 from tradepipe.journal.rows import dumps, to_text
@@ -185,6 +186,11 @@ class Journal:
     day_start_equity = _equity.day_start_equity
     high_water_mark = _equity.high_water_mark
     equity_snapshots = _equity.equity_snapshots
+
+    # -- trading states (trading_states.py) ----------------------------------------------------
+    set_trading_state = _trading_states.set_trading_state
+    end_trading_state = _trading_states.end_trading_state
+    trading_states = _trading_states.trading_states
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash

@@ -250,3 +250,25 @@ def _equity_snapshots(db: Database) -> None:
         CREATE INDEX equity_snapshots_account ON equity_snapshots(account, taken_at);
         """
     )
+
+
+@migrations(name="0012_trading_states")
+def _trading_states(db: Database) -> None:
+    # SPEC §13: the state each scope is in (one row per scope; no row: active), set by a trip or
+    # an operator and surviving restarts. Its history is the audit trail (kind "trading_state").
+    db.executescript(
+        """
+        CREATE TABLE trading_states (
+            scope_kind TEXT NOT NULL,
+            scope_name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            source TEXT NOT NULL,
+            limit_name TEXT,
+            figures TEXT,
+            set_at TEXT NOT NULL,
+            until_at TEXT,
+            PRIMARY KEY (scope_kind, scope_name)
+        ) STRICT;
+        """
+    )
