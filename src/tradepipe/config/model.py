@@ -37,7 +37,6 @@ MIN_TOKEN_LENGTH = 22  # 22 base64url characters carry 132 bits
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
-
 class ServerConfig(_Table):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 8080
@@ -52,8 +51,6 @@ class JournalConfig(_Table):
 class ReconciliationConfig(_Table):
     interval: Annotated[Decimal, Field(ge=0)] = Decimal(300)
     block_entries_on_mismatch: bool = True
-
-
 
 
 # ---- strategies and subscriptions

@@ -301,7 +301,7 @@ def _entry_orders(
 
 
 def _worth(market: Market) -> str:
-    """" ×50" for an instrument whose unit is worth more than one point (a future, an option)."""
+    """ " ×50" for an instrument whose unit is worth more than one point (a future, an option)."""
     return f" ×{show(market.multiplier)}" if market.multiplier != 1 else ""
 
 

@@ -61,7 +61,6 @@ class Guards:
     webhook_key: bytes | None
 
 
-
 def parse_body(body: bytes, passphrase: str | None) -> ParsedSignal:
     """The body as a signal, the passphrase checked first; a 4xx naming every problem."""
     try:

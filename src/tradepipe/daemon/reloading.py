@@ -60,7 +60,7 @@ def _broker_settings(account: Account) -> dict[str, Any]:
 
 
 def describe_changes(changes: dict[str, dict[str, list[str]]]) -> str:
-    """"strategies +1 -0 ~0 (+swing), subscriptions +0 -0 ~2 (~a, ~b), accounts +0 -0 ~0"."""
+    """ "strategies +1 -0 ~0 (+swing), subscriptions +0 -0 ~2 (~a, ~b), accounts +0 -0 ~0"."""
     parts = []
     for section, change in changes.items():
         counts = f"+{len(change['added'])} -{len(change['removed'])} ~{len(change['changed'])}"

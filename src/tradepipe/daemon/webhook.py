@@ -59,7 +59,6 @@ DEDUPE_KEY_TTL = timedelta(hours=24)
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 
 
-
 class Webhook:
     """The handler and the per-strategy state it keeps (rate limits)."""
 
@@ -216,7 +215,6 @@ class Webhook:
         broken = limiter.allow(self.monotonic())
         if broken:
             raise Rejection(429, "too-many-requests", f"rate limit: {broken}", journal=False)
-
 
     def _accept(
         self,

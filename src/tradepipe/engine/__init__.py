@@ -28,6 +28,7 @@ from tradepipe.engine.health import HealthMonitor
 from tradepipe.engine.lanes import Chore, Lanes, Work
 from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
 from tradepipe.engine.planner import Planner
+from tradepipe.engine.pretrade import PreTrade
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
 from tradepipe.engine.trading_states import TradingStates
@@ -100,7 +101,10 @@ class Engine:
             blocked=self.blocked,
             queue_chore=self.lanes.queue_chore,
         )
-        self.planner = Planner(journal, self.current, clock, blocked=self.blocked)
+        self.pretrade = PreTrade(self.states)
+        self.planner = Planner(
+            journal, self.current, clock, blocked=self.blocked, pretrade=self.pretrade
+        )
         self.delivery = Delivery(
             journal,
             self.current,
@@ -195,6 +199,7 @@ class Engine:
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))
+
         def disconnected(why: str) -> None:
             self.monitor.failed(account, BrokerUnavailable(why))
 

@@ -124,7 +124,9 @@ class Commands:
             ticker = self.current.canonical(subscription.account, signal.ticker)
             intent = resolve_signal(replace(signal, ticker=ticker), subscription, strategy.defaults)
             try:
-                decision = await self.planner.decide(intent, subscription.account)
+                decision = await self.planner.decide(
+                    intent, subscription.account, subscription=name, strategy=row["strategy"]
+                )
             except BrokerError as e:
                 decision = Reject(f"broker {subscription.account}: {e}")
             answers.append(

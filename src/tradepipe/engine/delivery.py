@@ -101,7 +101,12 @@ class Delivery:
                 None
                 if resuming
                 else await self.planner.decide(
-                    intent, subscription.account, broker=broker, config=config
+                    intent,
+                    subscription.account,
+                    subscription=delivery["subscription"],
+                    strategy=work.strategy,
+                    broker=broker,
+                    config=config,
                 )
             )
         except BrokerError as e:
@@ -288,9 +293,7 @@ class Delivery:
         if not rows or self.journal.orders_written != written:
             rows = {}
         states = [
-            record.record_state(
-                request.account, request.ticker, s, new=rows.get(s.client_order_id)
-            )
+            record.record_state(request.account, request.ticker, s, new=rows.get(s.client_order_id))
             for s in states
         ]
         if replaces is not None:

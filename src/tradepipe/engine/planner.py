@@ -18,6 +18,7 @@ from tradepipe.core.risk import without_entries
 from tradepipe.core.signal import QuantityType
 from tradepipe.core.support import fit_to_broker, refuse_unsupported
 from tradepipe.engine.current import Current
+from tradepipe.engine.pretrade import Context, PreTrade
 from tradepipe.journal import Journal
 
 if TYPE_CHECKING:
@@ -35,22 +36,27 @@ class Planner:
         clock: Callable[[], datetime],
         *,
         blocked: Mapping[tuple[str, str], Difference],
+        pretrade: PreTrade,
     ) -> None:
         self.journal = journal
         self.current = current
         self.clock = clock
         self.blocked = blocked
+        self.pretrade = pretrade
 
     async def decide(
         self,
         intent: Intent,
         account: str,
         *,
+        subscription: str,
+        strategy: str | None,
         broker: Broker | None = None,
         config: Config | None = None,
     ) -> Plan | Skip | Reject:
-        """Plan against what the broker says now (reads only), then apply any block. A delivery
-        passes the broker and config it started with (a reload may have swapped both since)."""
+        """Plan against what the broker says now (reads only), apply any block, then the
+        pre-trade check (trading states and risk limits). A delivery passes the broker and
+        config it started with (a reload may have swapped both since)."""
         broker = broker if broker is not None else self.current.brokers[account]
         config = config if config is not None else self.current.config
         refused = refuse_unsupported(intent, account, broker.capabilities)
@@ -87,6 +93,9 @@ class Planner:
                 f" agree: {difference.describe()} (block_entries_on_mismatch)"
             )
             decision = without_entries(decision, why)
+        if isinstance(decision, Plan):
+            context = Context(account, strategy, subscription, intent, market)
+            decision = await self.pretrade.vet(decision, context)
         return decision
 
     def _holds_children(self, account: str, ticker: str) -> bool:

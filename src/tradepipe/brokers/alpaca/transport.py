@@ -24,7 +24,6 @@ class Duplicate(BrokerError):
     """Alpaca already has an order with this client order id."""
 
 
-
 class TimeoutSession(requests.Session):
     """alpaca-py calls `session.request` without a timeout: this session adds one."""
 

