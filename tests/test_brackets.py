@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import write_config
 from tests.test_engine import BRACKET, Harness, run
 from tradepipe.brokers.paper.broker import Fault, PaperBroker
+from tradepipe.brokers.paper.matching import Matching
 from tradepipe.core.brackets import (
     Cancel,
     Drop,
@@ -308,6 +309,45 @@ def test_emulated_children_keep_the_entrys_extended_hours(tmp_path):
 # -- a child that fills in part (the other is kept to what the position still holds) ----------
 
 
+class ThinMatching(Matching):
+    """The paper broker's matching, where an order named in `at_most` fills only that much of
+    itself at the next mark that crosses it (the rest keeps resting)."""
+
+    def __init__(self, ledger, at_most: dict[str, Decimal]) -> None:
+        super().__init__(ledger)
+        self.at_most = at_most
+
+    def fill(self, request: OrderRequest, price: Decimal, now) -> None:
+        cid = request.client_order_id
+        row = self.journal.paper_order(self.account, cid)
+        assert row is not None
+        done = D(row["filled_quantity"])
+        if cid not in self.at_most and done == 0:
+            super().fill(request, price, now)
+            return
+        part = min(request.quantity - done, self.at_most.pop(cid, request.quantity))
+        self.journal.paper_apply_fill(
+            account=self.account,
+            fill_id=f"{cid}-{len(self.journal.paper_fills(self.account, cid)) + 1}",
+            client_order_id=cid,
+            ticker=request.ticker,
+            side=request.side,
+            quantity=part,
+            price=price,
+            filled_at=now,
+            cash=self.ledger.cash(),
+        )
+        average = D(row["average_fill_price"] or 0)
+        self.journal.paper_update_order(
+            self.account,
+            cid,
+            status="filled" if done + part == request.quantity else "partially_filled",
+            filled_quantity=done + part,
+            average_fill_price=(average * done + price * part) / (done + part),
+            updated_at=now,
+        )
+
+
 class ThinBook(PaperBroker):
     """The paper broker where a resting order can meet too little volume: after
     `fill_at_most(id, q)` the next mark that crosses the order fills only q of it, and the rest
@@ -320,42 +360,13 @@ class ThinBook(PaperBroker):
         super().__init__(*args, **kwargs)
         self.calls = calls
         self.at_most: dict[str, Decimal] = {}
+        self.matching = ThinMatching(self.ledger, self.at_most)
         self.stall_before: str | None = None
         self.stall_after: str | None = None
         self.stalled = asyncio.Event()
 
     def fill_at_most(self, client_order_id: str, quantity) -> None:
         self.at_most[client_order_id] = D(quantity)
-
-    def _fill(self, request: OrderRequest, price: Decimal, now) -> None:
-        cid = request.client_order_id
-        row = self._journal.paper_order(self.name, cid)
-        assert row is not None
-        done = D(row["filled_quantity"])
-        if cid not in self.at_most and done == 0:
-            super()._fill(request, price, now)
-            return
-        part = min(request.quantity - done, self.at_most.pop(cid, request.quantity))
-        self._journal.paper_apply_fill(
-            account=self.name,
-            fill_id=f"{cid}-{len(self._journal.paper_fills(self.name, cid)) + 1}",
-            client_order_id=cid,
-            ticker=request.ticker,
-            side=request.side,
-            quantity=part,
-            price=price,
-            filled_at=now,
-            cash=self._journal.paper_cash(self.name, self._initial_cash),
-        )
-        average = D(row["average_fill_price"] or 0)
-        self._journal.paper_update_order(
-            self.name,
-            cid,
-            status="filled" if done + part == request.quantity else "partially_filled",
-            filled_quantity=done + part,
-            average_fill_price=(average * done + price * part) / (done + part),
-            updated_at=now,
-        )
 
     async def _stall(self, when: str, call: str) -> None:
         if getattr(self, f"stall_{when}") == call:
