@@ -8,8 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tradepipe.core.continuous import ListedFuture
 from tradepipe.core.instruments import InstrumentKind
 from tradepipe.core.model import OrderRequest, OrderState, OrderType, Position, TimeInForce
+from tradepipe.core.options import OptionContract
 from tradepipe.core.tickers import default_canonical_ticker
 
 
@@ -29,9 +31,12 @@ class Capabilities:
     # The paper broker has no market data: the prices that signals carry move its marks.
     marks_from_signals: bool = False
     lot_size: Decimal = Decimal(1)
-    # Option contract selection (SPEC §15). Off: a signal with option fields is refused, never
-    # traded as the underlying.
+    # Option contract selection (SPEC §15): `option_chain` answers the listed contracts. Off: a
+    # signal with option fields is refused, never traded as the underlying.
     options: bool = False
+    # Continuous futures tickers (`ES1!`, SPEC §15): `futures_contracts` answers a root's listed
+    # contracts, mapped to the front one by `core.continuous.front_contract`. Off: refused.
+    continuous_futures: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,26 @@ class Broker(Protocol):
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         """A price seen in a signal. Only brokers with `marks_from_signals` act on it; the
         answer lists orders that the new price filled."""
+        ...
+
+
+class OptionsBroker(Broker, Protocol):
+    """A broker with `capabilities.options` (SPEC §15): it lists an underlying's option
+    chain; its orders, positions and fills name contracts by their OCC symbol
+    (`core.options.occ_symbol`), each worth 100 units of the underlying."""
+
+    async def option_chain(self, underlying: str) -> list[OptionContract]:
+        """The underlying's listed contracts (every expiration from today on, calls and
+        puts). Raises `OrderRejected` naming the underlying if it has no options."""
+        ...
+
+
+class FuturesBroker(Broker, Protocol):
+    """A broker with `capabilities.continuous_futures` (SPEC §15)."""
+
+    async def futures_contracts(self, root: str) -> list[ListedFuture]:
+        """The root's listed dated contracts (from today on), named as this broker's
+        orders name them. Raises `OrderRejected` naming the root if it lists none."""
         ...
 
 
