@@ -2,7 +2,9 @@
 account, a strategy, a subscription); the strictest one that covers an order decides it.
 
 Pure: the states, the moment and the order's legs are arguments. A state may carry the moment
-it ends (a daily-loss trip ends at the next day's start: `next_day_start`).
+it ends (a daily-loss trip ends at the next day's start: `next_day_start`). `gate` judges one
+leg; `gate_plan` a whole plan, each order split into legs against the position it acts on
+(`order_legs`): the first step of the pre-trade check (engine/pretrade.py).
 """
 
 from __future__ import annotations
