@@ -297,3 +297,25 @@ def test_health_shows_a_halt_without_calling_it_degraded(tmp_path):
         assert (await operator(h).status())["trading_states"] == health["trading_states"]
 
     run(write_config(tmp_path), test)
+
+
+def test_a_reversal_a_crash_interrupted_looks_its_journaled_entry_up_even_while_halted(tmp_path):
+    """The entry was journaled (and maybe sent) before the crash: after the restart, halted,
+    it is looked up at the broker, never reported 'not sent'."""
+
+    async def test(h: Harness):
+        await h.send(BUY)
+        (sell,) = await h.send(
+            {"ticker": "AAPL", "action": "sell", "quantity": 3, "signalPrice": 100}
+        )
+        assert h.position() == -3
+        h.engine.states.halt(EVERYTHING, HALTED, "operator: after the crash")
+        await h.crash_and_restart(sell, orders_submitting=True)
+        assert h.deliveries(sell) == [("submitted", "exit long 5, wait for the fill, then sell 3")]
+        assert sorted(o["status"] for o in h.journal.orders(signal_id=sell)) == [
+            "filled",
+            "filled",
+        ]
+        assert h.position() == -3
+
+    run(write_config(tmp_path), test)

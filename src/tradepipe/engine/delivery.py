@@ -178,7 +178,10 @@ class Delivery:
         for step in plan.orders:
             if step.parent_leg is not None:
                 continue  # a bracket child goes with its parent
-            if waited and step.role is OrderRole.ENTRY:
+            request = self._request(work, delivery, intent, step)
+            # A reversal's entry after its exit's wait: a halt may have come meanwhile. One
+            # journaled before a crash may be at the broker already: looked up, not refused.
+            if waited and step.role is OrderRole.ENTRY and request.client_order_id not in journaled:
                 why = self.planner.pretrade.refuses_entry_after_wait(
                     account, work.strategy, delivery["subscription"]
                 )
@@ -186,7 +189,6 @@ class Delivery:
                     return Outcome(
                         "submitted", f"{plan.summary}; the {step.leg} was not sent: {why}"
                     )
-            request = self._request(work, delivery, intent, step)
             children = [
                 self._request(work, delivery, intent, child)
                 for child in plan.orders
