@@ -10,6 +10,7 @@ import tomllib
 from decimal import Decimal
 
 from tests.helpers import write_config
+from tradepipe.core.trading_states import Scope, TradingState
 from tradepipe.daemon.client import DaemonClient
 from tradepipe.daemon.local_api import api_routes
 from tradepipe.engine.operator import Operator, OperatorApi
@@ -22,7 +23,7 @@ VERBS = sorted(
 
 
 def test_the_operator_and_the_daemon_client_offer_every_verb_with_one_signature():
-    assert VERBS == ["flatten", "paper_quote", "replay", "review", "status"]
+    assert VERBS == ["flatten", "halt", "paper_quote", "replay", "resume", "review", "status"]
     for verb in VERBS:
         wanted = inspect.signature(getattr(OperatorApi, verb))
         for side in (Operator, DaemonClient):
@@ -41,12 +42,16 @@ def test_the_local_api_serves_every_verb_by_its_path():
 
     payload = {"account": "paper", "ticker": "AAPL", "price": "1.5", "signal_id": "3"}
     payload |= {"execute": True, "delivery_id": 7, "approve": False}
+    payload |= {"scope": "account", "name": "paper", "state": "reduce_only", "reason": "FOMC"}
     served = {path: asyncio.run(route(payload)) for path, route in api_routes(Recorder()).items()}
     assert {answer["verb"] for answer in served.values()} == set(VERBS)
     assert served["/api/paper/quote"]["args"] == ["paper", "AAPL", Decimal("1.5")]
     assert served["/api/replay"]["args"] == [3, True]
     assert served["/api/review"]["args"] == [7, False]
     assert served["/api/flatten"]["args"] == ["paper", "AAPL"]
+    paper = Scope.account("paper")
+    assert served["/api/halt"]["args"] == [paper, TradingState.REDUCE_ONLY, "FOMC"]
+    assert served["/api/resume"]["args"] == [paper]
 
 
 def test_test_configs_listen_on_a_free_port_not_a_shared_default(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradepipe.core.model import Side
+from tradepipe.core.decision import Plan, PlannedOrder, Reject
+from tradepipe.core.model import OrderRole, OrderType, Side
 from tradepipe.core.trading_states import (
     EffectiveState,
     Leg,
@@ -22,7 +23,9 @@ from tradepipe.core.trading_states import (
     day_start,
     effective_state,
     gate,
+    gate_plan,
     next_day_start,
+    order_legs,
     split_order,
 )
 
@@ -341,3 +344,228 @@ def test_now_is_inside_its_trading_day(now, starts_at, zone):
 
 def test_kind_scopes_listed_broadest_first():
     assert list(ScopeKind) == ["everything", "account", "strategy", "subscription"]
+
+
+# The gate on a whole plan (gate_plan): planner-shaped plans against each state.
+
+LONG_10 = D(10)
+
+
+def _order(leg, side, quantity, role, **extra):
+    return PlannedOrder(leg, side, D(quantity), role, **extra)
+
+
+BUY, SELL = Side.BUY, Side.SELL
+ENTRY_ROLE, EXIT_ROLE = OrderRole.ENTRY, OrderRole.EXIT
+ENTRY_PLAN = Plan(
+    "enter long 5",
+    (
+        _order("entry", BUY, "5", ENTRY_ROLE),
+        _order("take_profit", SELL, "5", OrderRole.TAKE_PROFIT, parent_leg="entry"),
+        _order("stop_loss", SELL, "5", OrderRole.STOP_LOSS, parent_leg="entry"),
+    ),
+)
+EXIT_PLAN = Plan("exit long 10 of 10", (_order("exit", SELL, "10", EXIT_ROLE),), True)
+PARTIAL_EXIT = Plan("partial exit of long 4 of 10", (_order("exit", SELL, "4", EXIT_ROLE),))
+REVERSAL = Plan(
+    "exit long 10, wait for the fill, then sell 5",
+    (
+        _order("exit", SELL, "10", EXIT_ROLE, wait_for_fill=True),
+        _order("entry", SELL, "5", ENTRY_ROLE),
+        _order("stop_loss", BUY, "5", OrderRole.STOP_LOSS, parent_leg="entry"),
+    ),
+    True,
+)
+BREAKEVEN = Plan(
+    "move the stop to breakeven",
+    (
+        _order(
+            "breakeven",
+            SELL,
+            "10",
+            OrderRole.STOP_LOSS,
+            order_type=OrderType.STOP,
+            stop_price=D(100),
+            replaces="tp-old-stop",
+        ),
+    ),
+)
+CANCEL_ONLY = Plan("cancel the open orders for AAPL", (), True)
+REDUCE_REASON = (
+    'account "live" is reduce_only (max_daily_loss 2,000): {} rejected; exits, cancels and'
+    " flatten go through"
+)
+HALT_REASON = (
+    "everything is halted (operator: broker outage): {} rejected; only an operator's flatten"
+    " goes through"
+)
+PLAN_ROWS = [
+    ("active-passes-an-entry", EffectiveState(ACTIVE), "0", ENTRY_PLAN, ENTRY_PLAN),
+    (
+        "reduce-only-rejects-an-entry-and-its-bracket",
+        REDUCING,
+        "0",
+        ENTRY_PLAN,
+        Reject(REDUCE_REASON.format("an entry is")),
+    ),
+    (
+        "reduce-only-rejects-an-add",
+        REDUCING,
+        "10",
+        ENTRY_PLAN,
+        Reject(REDUCE_REASON.format("an add is")),
+    ),
+    ("reduce-only-passes-an-exit", REDUCING, "10", EXIT_PLAN, EXIT_PLAN),
+    ("reduce-only-passes-a-partial-exit", REDUCING, "10", PARTIAL_EXIT, PARTIAL_EXIT),
+    ("reduce-only-passes-breakeven", REDUCING, "10", BREAKEVEN, BREAKEVEN),
+    ("reduce-only-passes-a-cancel", REDUCING, "10", CANCEL_ONLY, CANCEL_ONLY),
+    (
+        "reduce-only-keeps-only-a-reversals-exit",
+        REDUCING,
+        "10",
+        REVERSAL,
+        Plan(
+            "exit long 10, wait for the fill, then sell 5; "
+            + REDUCE_REASON.format("the reversal's entry is"),
+            (_order("exit", SELL, "10", EXIT_ROLE),),  # nothing waits for its fill now
+            True,
+        ),
+    ),
+    (
+        "reduce-only-cuts-an-exit-that-crosses-flat",
+        REDUCING,
+        "10",
+        Plan("sell 15", (_order("exit", SELL, "15", EXIT_ROLE),)),
+        Plan(
+            "sell 15; " + REDUCE_REASON.format("the reversal's entry is"),
+            (_order("exit", SELL, "10", EXIT_ROLE),),
+        ),
+    ),
+    (
+        "reduce-only-judges-an-exit-on-what-is-held-not-on-a-stripped-add",
+        REDUCING,
+        "10",
+        Plan(
+            "add then exit",
+            (_order("add", BUY, "5", ENTRY_ROLE), _order("exit", SELL, "15", EXIT_ROLE)),
+        ),
+        Plan(
+            "add then exit; "
+            + REDUCE_REASON.format("an add is")
+            + "; "
+            + REDUCE_REASON.format("the reversal's entry is"),
+            (_order("exit", SELL, "10", EXIT_ROLE),),
+        ),
+    ),
+    (
+        "reduce-only-rejects-an-entry-with-cancels-rather-than-cancel-alone",
+        REDUCING,
+        "10",
+        Plan("add long 5", (_order("entry", BUY, "5", ENTRY_ROLE),), True),
+        Reject(REDUCE_REASON.format("an add is")),
+    ),
+    (
+        "halted-rejects-an-entry",
+        STOPPED,
+        "0",
+        ENTRY_PLAN,
+        Reject(HALT_REASON.format("an entry is")),
+    ),
+    ("halted-rejects-an-exit", STOPPED, "10", EXIT_PLAN, Reject(HALT_REASON.format("an exit is"))),
+    (
+        "halted-rejects-a-reversal",
+        STOPPED,
+        "10",
+        REVERSAL,
+        Reject(HALT_REASON.format("a reversal is")),
+    ),
+    (
+        "halted-rejects-breakeven",
+        STOPPED,
+        "10",
+        BREAKEVEN,
+        Reject(HALT_REASON.format("a breakeven move is")),
+    ),
+    ("halted-passes-a-plan-that-only-cancels", STOPPED, "10", CANCEL_ONLY, CANCEL_ONLY),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "position", "plan", "expected"),
+    [row[1:] for row in PLAN_ROWS],
+    ids=[row[0] for row in PLAN_ROWS],
+)
+def test_gate_plan(state, position, plan, expected):
+    assert gate_plan(plan, D(position), state) == expected
+
+
+def test_order_legs_name_a_reversals_exit_and_entry():
+    kinds = [[leg.kind for leg in legs] for _, legs in order_legs(REVERSAL, LONG_10)]
+    assert kinds == [[LegKind.REVERSAL_EXIT], [LegKind.REVERSAL_ENTRY], [LegKind.EXIT]]
+
+
+quantities = st.decimals(min_value="0.01", max_value=50, places=2)
+
+
+@st.composite
+def plans(draw):
+    """Any plan of up to 6 orders: entries, exits, stops and targets, some of them bracket
+    children of an earlier order, some replacing a working stop."""
+    orders = []
+    for index in range(draw(st.integers(0, 6))):
+        role = draw(st.sampled_from(OrderRole))
+        parents = [o.leg for o in orders if o.parent_leg is None]
+        parent = draw(st.sampled_from([None, *parents])) if parents else None
+        replaces = draw(st.sampled_from([None, "old-stop"])) if parent is None else None
+        orders.append(
+            PlannedOrder(
+                f"leg{index}",
+                draw(st.sampled_from(Side)),
+                draw(quantities),
+                role,
+                wait_for_fill=draw(st.booleans()),
+                parent_leg=parent,
+                replaces=replaces,
+            )
+        )
+    return Plan("drawn", tuple(orders), draw(st.booleans()))
+
+
+def _grows(before: Decimal, order: PlannedOrder) -> bool:
+    after = before + order.side.sign * order.quantity
+    return abs(after) > abs(before) or after * before < 0
+
+
+@given(positions, plans())
+def test_reduce_only_never_lets_a_plan_grow_the_position(position, plan):
+    let_through = gate_plan(plan, position, REDUCING)
+    if isinstance(let_through, Reject):
+        return
+    originals = {o.leg: o for o in plan.orders}
+    running, after = position, {}
+    for order in let_through.orders:
+        assert order.quantity <= originals[order.leg].quantity  # never grows an order
+        if order.parent_leg is not None:  # rests on its parent's fill
+            assert not _grows(after[order.parent_leg], order)
+            continue
+        assert not _grows(running, order)
+        if order.replaces is None:  # a replacement takes a working stop's place
+            running += order.side.sign * order.quantity
+        after[order.leg] = running
+    assert abs(running) <= abs(position)
+    stripped = let_through != plan
+    if stripped and not any(o.role is OrderRole.ENTRY for o in let_through.orders):
+        assert not any(o.wait_for_fill for o in let_through.orders)  # nothing left to wait for
+
+
+@given(positions, plans())
+def test_halted_lets_through_nothing_but_cancels(position, plan):
+    let_through = gate_plan(plan, position, STOPPED)
+    assert isinstance(let_through, Reject) or let_through.orders == ()
+    if isinstance(let_through, Plan):
+        assert let_through == plan
+
+
+@given(positions, plans())
+def test_active_changes_no_plan(position, plan):
+    assert gate_plan(plan, position, EffectiveState(ACTIVE)) is plan

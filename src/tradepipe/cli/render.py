@@ -327,11 +327,32 @@ def render_status(report: dict[str, Any]) -> None:
     for stalled in report["stalled_signals"]:
         line = "[red]stalled[/] signal {}: {}"
         out.print(markup(line, stalled["signal_id"], stalled["reason"]))
+    states = report.get("trading_states", [])
+    if not states:
+        out.print("trading [green]active[/] everywhere")
+    for state in states:
+        out.print("trading " + state_line(state))
     pending = report["pending"]
     out.print(
         f"pending {pending['signals']} signals, {pending['approvals']} approvals,"
         f" {pending['unknown_orders']} orders of unknown state,"
         f" {pending['held_orders']} held bracket legs"
+    )
+
+
+def state_line(state: dict[str, Any]) -> str:
+    """One scope's trading state: `halted account "live": operator: holiday (operator, since
+    …)`."""
+    colour = "red" if state["state"] == "halted" else "yellow"
+    scope = state["scope"] if state["name"] is None else f'{state["scope"]} "{state["name"]}"'
+    until = f", until {state['until_at']}" if state["until_at"] else ", until resumed"
+    return coloured(state["state"], colour) + markup(
+        " {}: {} ({}, since {}{})",
+        scope,
+        state["reason"],
+        state["source"],
+        state["set_at"],
+        until,
     )
 
 

@@ -2,19 +2,22 @@
 account, a strategy, a subscription); the strictest one that covers an order decides it.
 
 Pure: the states, the moment and the order's legs are arguments. A state may carry the moment
-it ends (a daily-loss trip ends at the next day's start: `next_day_start`).
+it ends (a daily-loss trip ends at the next day's start: `next_day_start`). `gate` judges one
+leg; `gate_plan` a whole plan, each order split into legs against the position it acts on
+(`order_legs`): the first step of the pre-trade check (engine/pretrade.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from tradepipe.core.model import Side
+from tradepipe.core.decision import Plan, PlannedOrder, Reject
+from tradepipe.core.model import OrderRole, Side
 from tradepipe.core.windows import parse_minutes
 
 
@@ -199,6 +202,119 @@ _WORDS = {
     LegKind.BREAKEVEN: "a breakeven move is",
     LegKind.FLATTEN: "a strategy's flatten is",
 }
+
+
+class _Walk:
+    """The position as a plan's orders pass, and the legs each order is judged by."""
+
+    def __init__(self, position: Decimal) -> None:
+        self.running = position
+        self.after: dict[str, Decimal] = {}  # a parent's leg → the position once it filled
+        self.closed = False  # an order of this plan brought a held position to flat
+
+    def legs(self, order: PlannedOrder) -> tuple[Leg, ...]:
+        """A bracket child is judged against the position its parent leaves; an entry-role
+        order always opens (an entry, an add, or a reversal's entry once an exit of the same
+        plan closed the position); a replacement (breakeven) that exits is a breakeven move."""
+        if order.parent_leg is not None:
+            held = self.after.get(order.parent_leg, self.running)
+            return split_order(held, order.side, order.quantity)
+        if order.role is OrderRole.ENTRY:
+            if self.running == 0:
+                kind = LegKind.REVERSAL_ENTRY if self.closed else LegKind.ENTRY
+            elif self.running * order.side.sign > 0:
+                kind = LegKind.ADD
+            else:
+                kind = LegKind.REVERSAL_ENTRY
+            return (Leg(kind, order.side, order.quantity),)
+        legs = split_order(self.running, order.side, order.quantity)
+        if order.replaces is not None:
+            return tuple(_as_breakeven(leg) for leg in legs)
+        return legs
+
+    def apply(self, order: PlannedOrder, quantity: Decimal) -> None:
+        """The order went (for `quantity`): a child or a replacement moves nothing by itself
+        (a child rests on its parent's fill; a replacement takes a working stop's place)."""
+        if order.parent_leg is not None:
+            return
+        if order.replaces is not None:
+            self.after[order.leg] = self.running
+            return
+        moved = self.running + order.side.sign * quantity
+        self.closed = self.closed or (self.running != 0 and moved == 0)
+        self.running = moved
+        self.after[order.leg] = moved
+
+
+def _as_breakeven(leg: Leg) -> Leg:
+    return replace(leg, kind=LegKind.BREAKEVEN) if leg.kind is LegKind.EXIT else leg
+
+
+def order_legs(plan: Plan, position: Decimal) -> list[tuple[PlannedOrder, tuple[Leg, ...]]]:
+    """Each order of the plan with the legs the trading states judge it by, the position
+    walked as the plan's orders would move it. An exit followed by an entry of the other side
+    (a reversal) is the reversal's exit."""
+    walk = _Walk(position)
+    judged = []
+    for order in plan.orders:
+        judged.append((order, walk.legs(order)))
+        walk.apply(order, order.quantity)
+    reversing = False
+    for index in range(len(judged) - 1, -1, -1):
+        order, legs = judged[index]
+        if order.parent_leg is not None:
+            continue
+        if legs[-1].kind is LegKind.REVERSAL_ENTRY:
+            reversing = True
+        elif reversing and [leg.kind for leg in legs] == [LegKind.EXIT]:
+            judged[index] = (order, (replace(legs[0], kind=LegKind.REVERSAL_EXIT),))
+            reversing = False
+    return judged
+
+
+def gate_plan(plan: Plan, position: Decimal, state: EffectiveState) -> Plan | Reject:
+    """The plan as the trading state in force lets it through (SPEC §13), or why not.
+
+    `active`: unchanged. A plan that only cancels passes every state (a cancel lowers risk).
+    `reduce_only`: entries, adds and a reversal's entry leg are stripped (with their bracket
+    children); exits and breakeven moves stay; an order that would cross flat is cut to its
+    exit; the summary says what went and why. Nothing left: rejected (its cancels are not run
+    alone: they would take a position's stops away for nothing). `halted`: a plan with any
+    order is rejected whole (an operator's `tradepipe flatten` does not come through here)."""
+    if state.state is TradingState.ACTIVE or not plan.orders:
+        return plan
+    if state.state is TradingState.HALTED:
+        _, legs = order_legs(plan, position)[0]
+        return Reject(gate(state, legs[0].kind) or str(state))
+    walk = _Walk(position)
+    kept: list[PlannedOrder] = []
+    notes: list[str] = []
+    dropped: set[str] = set()
+    for order in plan.orders:
+        if order.parent_leg in dropped:
+            dropped.add(order.leg)  # its parent's note says why
+            continue
+        # Judged against what the orders kept so far hold, not what the whole plan would.
+        legs = walk.legs(order)
+        first = gate(state, legs[0].kind)
+        if first is not None:
+            dropped.add(order.leg)
+            notes.append(first)
+            continue
+        rest = next((r for r in (gate(state, leg.kind) for leg in legs[1:]) if r), None)
+        quantity = legs[0].quantity if rest is not None else order.quantity
+        if rest is not None:  # it crosses flat: only its exit goes
+            notes.append(rest)
+        kept.append(replace(order, quantity=quantity))
+        walk.apply(order, quantity)
+    if not notes:
+        return plan
+    why = "; ".join(dict.fromkeys(notes))
+    if not kept:
+        return Reject(why)
+    if not any(o.role is OrderRole.ENTRY for o in kept):  # nothing waits for the exit now
+        kept = [replace(o, wait_for_fill=False) for o in kept]
+    return replace(plan, orders=tuple(kept), summary=f"{plan.summary}; {why}")
 
 
 def day_start(now: datetime, day_starts_at: str, timezone: str) -> datetime:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tradepipe.core.model import FINISHED_SIGNAL
+from tradepipe.core.trading_states import Scope, TradingState
 from tradepipe.daemon.serve import (
     daemon_holds_lock,
     journal_lock,
@@ -27,7 +28,7 @@ from tradepipe.daemon.serve import (
     read_daemon_info,
     utc_now,
 )
-from tradepipe.engine import Engine
+from tradepipe.engine import Engine, halting
 from tradepipe.engine.operator import Operator, OperatorApi
 from tradepipe.errors import DaemonUnavailable, TradepipeError
 from tradepipe.journal import Journal
@@ -187,6 +188,41 @@ async def _act_standalone(
         return await verb(Operator(config, engine))
 
 
+class StandaloneStates:
+    """With no daemon, halt and resume work on the journal's states alone, under the journal
+    lock: no broker is connected (a halt must work while a broker is unreachable), and the
+    next `tradepipe serve` reads them back at start."""
+
+    def __init__(self, config: Config, journal: Journal) -> None:
+        from tradepipe.engine.trading_states import TradingStates
+
+        self.config = config
+        self.states = TradingStates(journal, utc_now)
+
+    async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]:
+        return halting.halt(self.config, self.states, scope, state, reason)
+
+    async def resume(self, scope: Scope) -> dict[str, Any]:
+        return halting.resume(self.config, self.states, scope)
+
+
+def act_on_states(
+    config: Config, verb: Callable[[StandaloneStates | DaemonClient], Coroutine[Any, Any, T]]
+) -> T:
+    """`tradepipe halt` / `resume`: through the running daemon when there is one (its
+    in-memory states must change with the journal's), else on the journal under its lock."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        return asyncio.run(verb(DaemonClient(daemon)))
+    journal_path = Path(config.journal.path)
+    with journal_lock(journal_path):
+        journal = Journal.open(journal_path)
+        try:  # without group commit every write is on disk when it returns
+            return asyncio.run(verb(StandaloneStates(config, journal)))
+        finally:
+            journal.close()
+
+
 class DaemonClient:
     """The Operator's verbs through the running daemon's local API (daemon/local_api.py): the
     same signatures, the same answers."""
@@ -209,6 +245,13 @@ class DaemonClient:
 
     async def status(self) -> dict[str, Any]:
         return self._call("/api/status", {})
+
+    async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]:
+        payload = {"scope": str(scope.kind), "name": scope.name, "state": str(state)}
+        return self._call("/api/halt", {**payload, "reason": reason})
+
+    async def resume(self, scope: Scope) -> dict[str, Any]:
+        return self._call("/api/resume", {"scope": str(scope.kind), "name": scope.name})
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         status, answer = _post(
@@ -233,6 +276,6 @@ def status(config: Config) -> dict[str, Any]:
     live = asyncio.run(DaemonClient(daemon).status()) if daemon is not None else None
     journal = Journal.open(Path(config.journal.path), create=False)
     try:
-        return status_view(config, journal, daemon, live)
+        return status_view(config, journal, daemon, live, now=utc_now())
     finally:
         journal.close()

@@ -16,7 +16,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from tradepipe.core.trading_states import TradingState
 from tradepipe.daemon.webhook import _cause, error_body
+from tradepipe.engine.halting import scope_from
 from tradepipe.engine.operator import OperatorApi
 from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
@@ -34,6 +36,10 @@ def api_routes(operator: OperatorApi) -> dict[str, Route]:
         "/api/paper/quote": lambda p: operator.paper_quote(
             p["account"], p["ticker"], Decimal(str(p["price"]))
         ),
+        "/api/halt": lambda p: operator.halt(
+            scope_from(p["scope"], p.get("name")), TradingState(p["state"]), str(p["reason"])
+        ),
+        "/api/resume": lambda p: operator.resume(scope_from(p["scope"], p.get("name"))),
     }
 
 

@@ -35,6 +35,7 @@ from tradepipe.engine.trading_states import TradingStates
 from tradepipe.errors import BrokerError, BrokerUnavailable
 from tradepipe.journal import Journal
 from tradepipe.journal.equity import AT_START
+from tradepipe.journal.trading_states import state_row_json
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
@@ -88,6 +89,7 @@ class Engine:
             blocked=self.blocked,
             stalled=self.lanes.stalled,
             streams=self.order_poller.health,
+            trading_states=lambda: [state_row_json(r) for r in self.states.in_force()],
         )
         self.equity = EquityKeeper(
             journal, self.current, clock, is_down=lambda account: account in self.monitor.reconnect

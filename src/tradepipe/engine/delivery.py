@@ -15,7 +15,7 @@ from typing import Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.ids import client_order_id
-from tradepipe.core.model import OrderRequest, OrderState, OrderStatus
+from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderStatus
 from tradepipe.core.plan import Plan, PlannedOrder, Reject, Skip, plan_from_json, plan_to_json
 from tradepipe.core.resolve import Intent, resolve_signal
 from tradepipe.engine.bracket_emulator import BracketEmulator
@@ -174,10 +174,21 @@ class Delivery:
                 )
             except BrokerError as e:
                 return Outcome("failed", f"cancelling open orders at {broker.name}: {e}")
+        waited = False
         for step in plan.orders:
             if step.parent_leg is not None:
                 continue  # a bracket child goes with its parent
             request = self._request(work, delivery, intent, step)
+            # A reversal's entry after its exit's wait: a halt may have come meanwhile. One
+            # journaled before a crash may be at the broker already: looked up, not refused.
+            if waited and step.role is OrderRole.ENTRY and request.client_order_id not in journaled:
+                why = self.planner.pretrade.refuses_entry_after_wait(
+                    account, work.strategy, delivery["subscription"]
+                )
+                if why is not None:
+                    return Outcome(
+                        "submitted", f"{plan.summary}; the {step.leg} was not sent: {why}"
+                    )
             children = [
                 self._request(work, delivery, intent, child)
                 for child in plan.orders
@@ -223,6 +234,7 @@ class Delivery:
                         f"the {step.leg} order was not filled within {timeout} s"
                         f" (status {state.status}); it stays open and no entry was sent",
                     )
+            waited = waited or step.wait_for_fill
         return Outcome("submitted", plan.summary)
 
     async def _submit_once(

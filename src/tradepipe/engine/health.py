@@ -29,6 +29,7 @@ class HealthMonitor:
         blocked: Mapping[tuple[str, str], Difference],
         stalled: Mapping[int, str],
         streams: Callable[[], Mapping[str, dict[str, Any]]],
+        trading_states: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.current = current
         self.clock = clock
@@ -36,6 +37,7 @@ class HealthMonitor:
         self.blocked = blocked
         self.stalled = stalled
         self.streams = streams
+        self.trading_states = trading_states  # shown, not a degradation: a halt is chosen
         # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
         self.broker_health: dict[str, dict[str, Any]] = {}
         # account → (loop time of the next reconnection attempt, the delay that led to it)
@@ -79,7 +81,9 @@ class HealthMonitor:
 
     def report(self) -> dict[str, Any]:
         """What /healthz and `tradepipe status` report: each broker's last check (`state`: ok,
-        degraded when REST answers but its order stream is down, down), the blocks."""
+        degraded when REST answers but its order stream is down, down), the blocks, and the
+        trading states in force (SPEC §13: a halt is shown, it does not make the daemon
+        degraded)."""
         brokers = {name: dict(detail) for name, detail in self.broker_health.items()}
         for name, stream in self.streams().items():
             brokers.setdefault(name, {})["stream"] = stream
@@ -102,4 +106,5 @@ class HealthMonitor:
                 {"account": a, "ticker": t, "reason": d.describe()}
                 for (a, t), d in sorted(self.blocked.items())
             ],
+            "trading_states": self.trading_states(),
         }

@@ -1,4 +1,5 @@
-"""The operator's verbs over the engine: approve, reject, flatten, replay, paper quote, status.
+"""The operator's verbs over the engine: approve, reject, flatten, replay, paper quote, status,
+halt and resume.
 
 One typed API: the daemon's local API (`daemon/local_api.py`) and the CLI's standalone runs call
 it alike, and the CLI's daemon client (`daemon/client.py`) mirrors it verb for verb. Each verb
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tradepipe.brokers.paper.broker import PaperBroker
 from tradepipe.core.model import OrderState, OrderStatus
 from tradepipe.core.signal import ticker_problems
-from tradepipe.engine import Engine
+from tradepipe.core.trading_states import Scope, TradingState
+from tradepipe.engine import Engine, halting
 from tradepipe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +35,10 @@ class OperatorApi(Protocol):
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]: ...
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]: ...
+
+    async def resume(self, scope: Scope) -> dict[str, Any]: ...
 
 
 def check_ticker(ticker: str) -> None:
@@ -85,6 +91,15 @@ class Operator:
     async def status(self) -> dict[str, Any]:
         """The engine's live report: brokers, blocks, work pending."""
         return self.engine.health()
+
+    async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]:
+        """Set a scope's trading state (halted or reduce_only) until `resume` (SPEC §13): the
+        next delivery it covers is gated at once (the engine's in-memory states)."""
+        return halting.halt(self.config, self.engine.states, scope, state, reason)
+
+    async def resume(self, scope: Scope) -> dict[str, Any]:
+        """End a scope's trading state; answers whether it had one, and what stays in force."""
+        return halting.resume(self.config, self.engine.states, scope)
 
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
         """Move a paper account's mark; resting orders it crosses fill."""

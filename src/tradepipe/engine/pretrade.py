@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from tradepipe.core.plan import Market, Plan, Reject
 from tradepipe.core.resolve import Intent
+from tradepipe.core.trading_states import LegKind, gate, gate_plan
 from tradepipe.engine.trading_states import TradingStates
 
 
@@ -34,4 +35,18 @@ class PreTrade:
 
     async def vet(self, plan: Plan, context: Context) -> Plan | Reject:
         """The plan as the trading states and the limits let it through, or why not."""
+        # 1. The trading states (in memory: no SQL on the signal path).
+        state = self.states.effective(context.account, context.strategy, context.subscription)
+        gated = gate_plan(plan, context.market.position, state)
+        if isinstance(gated, Reject):
+            return gated
+        plan = gated
         return plan
+
+    def refuses_entry_after_wait(
+        self, account: str, strategy: str | None, subscription: str
+    ) -> str | None:
+        """A reversal's entry goes out only once its exit has filled, seconds after the plan
+        was vetted: a halt or reduce-only set meanwhile still stops it (why), else None."""
+        state = self.states.effective(account, strategy, subscription)
+        return gate(state, LegKind.REVERSAL_ENTRY)

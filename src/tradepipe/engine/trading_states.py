@@ -100,6 +100,16 @@ class TradingStates:
             )
         return ended
 
+    def in_force(self) -> list[StateRow]:
+        """The states in force now, broadest scope first; journals nothing (what /healthz and
+        `tradepipe status` read: a state whose time came is left out, `expire` ends it)."""
+        now = self.clock()
+        order = list(ScopeKind)
+        return sorted(
+            (r for r in self.rows.values() if r.state.until_at is None or now < r.state.until_at),
+            key=lambda r: (order.index(r.state.scope.kind), r.state.scope.name),
+        )
+
     def listing(self) -> list[StateRow]:
         """The states in force now, broadest scope first."""
         self.expire()

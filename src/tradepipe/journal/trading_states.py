@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.trading_states import Scope, ScopeKind, ScopeState, TradingState
 from tradepipe.journal.events import append
@@ -135,3 +135,19 @@ def trading_states(journal: Journal) -> list[StateRow]:
     ]
     order = list(ScopeKind)
     return sorted(found, key=lambda r: (order.index(r.state.scope.kind), r.state.scope.name))
+
+
+def state_row_json(row: StateRow) -> dict[str, Any]:
+    """A scope's state as `tradepipe status --json`, `/healthz` and the halt commands show it."""
+    state = row.state
+    return {
+        "scope": str(state.scope.kind),
+        "name": state.scope.name or None,
+        "state": str(state.state),
+        "reason": state.reason,
+        "source": row.source,
+        "set_at": row.set_at.isoformat(),
+        "until_at": state.until_at.isoformat() if state.until_at is not None else None,
+        "limit": row.limit,
+        "figures": {k: to_text(v) for k, v in row.figures.items()},
+    }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from tradepipe.journal import Journal
+from tradepipe.journal.trading_states import state_row_json
 
 
 def number(text: str | None) -> int | float | None:
@@ -198,10 +200,15 @@ def _by_delivery(orders: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]
 
 
 def status_view(
-    config: Any, journal: Journal, daemon: dict[str, Any] | None, live: dict[str, Any] | None
+    config: Any,
+    journal: Journal,
+    daemon: dict[str, Any] | None,
+    live: dict[str, Any] | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """`tradepipe status`: the daemon, each account's broker health, and work still pending.
-    `live` is the running daemon's own report; without a daemon brokers are not checked."""
+    """`tradepipe status`: the daemon, each account's broker health, the trading states in
+    force, and work still pending. `live` is the running daemon's own report; without a daemon
+    brokers are not checked and the states are the journal's (those over by `now` left out)."""
 
     def count(sql: str) -> int:
         return int(journal.conn.execute(sql).fetchone()[0])
@@ -230,6 +237,15 @@ def status_view(
         ],
         "blocked": (live or {}).get("blocked", []),
         "stalled_signals": (live or {}).get("stalled_signals", []),
+        "trading_states": (
+            live["trading_states"]
+            if live and "trading_states" in live
+            else [
+                state_row_json(row)
+                for row in journal.trading_states()
+                if now is None or row.state.until_at is None or now < row.state.until_at
+            ]
+        ),
         "pending": {
             "signals": count("SELECT count(*) FROM signals WHERE status = 'accepted'"),
             "approvals": count("SELECT count(*) FROM deliveries WHERE status = 'pending_approval'"),
