@@ -48,7 +48,7 @@ class TradingStates:
             ScopeState(scope, state, reason), source=OPERATOR, at=self.clock()
         )
         self.rows[scope] = row
-        log.warning("%s is %s by the operator: %s", scope, state, reason)
+        log.warning("%s is %s (%s)", scope, state, reason)
         return row
 
     def resume(self, scope: Scope, reason: str = "tradepipe resume") -> bool:
