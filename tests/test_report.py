@@ -10,8 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradepipe.core.instruments import ContractSpec, unit_multiplier
 from tradepipe.core.model import Side
-from tradepipe.core.report import GroupBy, execution, make_report, max_drawdown, percentiles
+from tradepipe.core.report import (
+    GroupBy,
+    execution,
+    make_report,
+    max_drawdown,
+    netted_fee,
+    percentiles,
+)
 from tradepipe.core.round_trips import ReportFill, match_fills
 
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -325,3 +333,36 @@ def test_a_closed_sequence_realizes_sells_less_buys_times_multiplier_less_fees(r
     assert report.total.realized == pytest.approx(
         (sells - buys) * multiplier - fees, abs=D("1e-20")
     )
+
+
+@pytest.mark.parametrize(
+    ("ticker", "fee", "currency", "is_pair", "netted"),
+    [
+        ("AAPL", "1.25", "USD", False, "1.25"),  # IB: the account's money
+        ("AAPL", None, None, False, "0"),  # Alpaca, paper: none reported
+        ("BTC/USDT", "0.5", "USDT", True, "0.5"),
+        ("BTCUSDT", "0.5", "USDT", True, "0.5"),
+        ("BTC/USDT:USDT", "0.5", "usdt", True, "0.5"),
+        ("BTC/USDT", "0.0001", "BTC", True, None),  # in the base coin: not converted
+        ("BTCUSDT", "0.01", "BNB", True, None),
+    ],
+)
+def test_a_fee_counts_when_it_is_in_the_instruments_money(ticker, fee, currency, is_pair, netted):
+    got = netted_fee(ticker, D(fee) if fee else None, currency, is_pair=is_pair)
+    assert got == (D(netted) if netted is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("ticker", "overrides", "multiplier"),
+    [
+        ("AAPL", {}, "1"),
+        ("ESZ2026", {}, "50"),
+        ("MNQH27", {}, "2"),
+        ("ES1!", {}, "50"),
+        ("ZBZ2026", {"ZB": ContractSpec(D(1000), D("0.03125"))}, "1000"),
+        ("ZBZ2026", {}, "1"),  # a root nobody configured
+        ("SPY 261218C00600000", {}, "100"),
+    ],
+)
+def test_unit_multiplier_from_the_tickers_form(ticker, overrides, multiplier) -> None:
+    assert unit_multiplier(ticker, overrides) == D(multiplier)

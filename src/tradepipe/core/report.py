@@ -117,15 +117,15 @@ def make_report(
     trips = tuple(t for t in matched.round_trips if _within(t.closed_at, since, until))
     lots = matched.open_lots
     label = _labeller(by)
-    keys = sorted({label(t) for t in trips} | {label(lot) for lot in lots})
+    trips_of: dict[str, list[RoundTrip]] = {}
+    lots_of: dict[str, list[OpenLot]] = {}
+    for trip in trips:
+        trips_of.setdefault(label(trip), []).append(trip)
+    for lot in lots:
+        lots_of.setdefault(label(lot), []).append(lot)
     groups = tuple(
-        _figures(
-            key,
-            [t for t in trips if label(t) == key],
-            [lot for lot in lots if label(lot) == key],
-            marks,
-        )
-        for key in keys
+        _figures(key, trips_of.get(key, []), lots_of.get(key, []), marks)
+        for key in sorted(trips_of.keys() | lots_of.keys())
     )
     executions = tuple(execution(f) for f in before_until if _within(f.filled_at, since, None))
     signalled = [e for e in executions if e.slippage is not None]
@@ -281,3 +281,21 @@ def percentiles(values: Sequence[float]) -> Percentiles:
         return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
     return Percentiles(len(ordered), rank(50), rank(95))
+
+
+def netted_fee(
+    ticker: str, fee: Decimal | None, currency: str | None, *, is_pair: bool
+) -> Decimal | None:
+    """The part of a reported fee the P&L is net of, in the instrument's money. On an exchange
+    (`is_pair`, a ccxt account) a fee counts when it is in the pair's quote currency (`BTC/USDT`
+    or `BTCUSDT` → USDT); one in another coin (BNB, the base) cannot be converted here: None,
+    left out and counted apart. Elsewhere (IB's commission is in the account's currency) the
+    fee counts as it is. No fee reported: 0."""
+    if fee is None:
+        return ZERO
+    if not is_pair or currency is None:
+        return fee
+    symbol = ticker.upper().split(":", 1)[0]
+    quote = symbol.split("/", 1)[1] if "/" in symbol else None
+    matches = currency.upper() == quote if quote else symbol.endswith(currency.upper())
+    return fee if matches else None
