@@ -366,3 +366,21 @@ def test_a_fee_counts_when_it_is_in_the_instruments_money(ticker, fee, currency,
 )
 def test_unit_multiplier_from_the_tickers_form(ticker, overrides, multiplier) -> None:
     assert unit_multiplier(ticker, overrides) == D(multiplier)
+
+
+@pytest.mark.parametrize(
+    ("values", "width", "height", "lines"),
+    [
+        ([], 10, 2, []),
+        ([0.0, 1.0], 10, 1, [" █"]),
+        ([0.0, 0.5, 1.0], 10, 1, [" ▄█"]),
+        ([0.0, 1.0], 10, 2, [" █", " █"]),
+        ([0.0, 0.25, 1.0], 10, 2, ["  █", " ▄█"]),
+        ([5.0, 5.0], 10, 2, ["", "██"]),  # flat: half way up
+        ([float(v) for v in range(100)], 4, 1, [" ▃▅█"]),  # resampled to the width
+    ],
+)
+def test_the_curve_is_drawn_in_eighth_blocks_from_the_bottom(values, width, height, lines):
+    from tradepipe.cli.report_render import chart
+
+    assert chart(values, width=width, height=height) == lines

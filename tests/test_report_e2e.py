@@ -123,6 +123,9 @@ def test_report_window_and_csv(journal):
     assert report(journal, "--since", "2099-01-01")["total"]["trades"] == 0
     assert report(journal, "--until", "2000-01-01")["round_trips"] == []
     assert report(journal, "--since", "1h")["total"]["trades"] == 4
+    for by, group in (("strategy", "trend"), ("account", "paper")):
+        (only,) = report(journal, "--by", by)["groups"]
+        assert (only["group"], only["trades"], only["realized"]) == (group, 4, 1065)
     figures = rows_of(tradepipe(journal, "report", "--csv").stdout)
     assert [(r["group"], r["trades"], r["realized"]) for r in figures] == [
         ("trend-paper", "4", "1065"),
@@ -151,15 +154,22 @@ def test_report_refuses_two_formats_and_a_moment_it_cannot_read(journal):
     assert '--since: "last tuesday" is not a moment' in " ".join(wrong.stderr.split())
 
 
-@pytest.mark.parametrize("command", ["signals", "orders", "trades", "positions", "audit"])
-def test_every_listing_prints_csv_with_the_json_keys(journal, command):
+def as_cell(value: object) -> str:
+    """A JSON value as --csv writes it: nothing for null, JSON for a list or an object."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+@pytest.mark.parametrize(
+    "command", ["signals", "orders", "trades", "positions", "audit", "strategies"]
+)
+def test_every_listing_prints_csv_with_the_json_keys_and_values(journal, command):
     as_json = json.loads(tradepipe(journal, command, "--json").stdout)
     rows = rows_of(tradepipe(journal, command, "--csv").stdout)
     assert len(rows) == len(as_json) > 0
     assert list(rows[0]) == list(as_json[0])
-    assert [r["id" if "id" in r else "ticker"] for r in rows] == [
-        str(j["id" if "id" in j else "ticker"]) for j in as_json
-    ]
+    assert rows == [{k: as_cell(v) for k, v in row.items()} for row in as_json]
 
 
 def test_orders_and_trades_filter_and_say_when_cut_short(journal):
