@@ -175,6 +175,7 @@ def test_every_listing_prints_csv_with_the_json_keys_and_values(journal, command
 def test_orders_and_trades_filter_and_say_when_cut_short(journal):
     fills = rows_of(tradepipe(journal, "trades", "--csv").stdout)
     assert len(fills) == 9
+    assert {(f["fee"], f["fee_currency"]) for f in fills} == {("", "")}  # paper reports none
     cut = tradepipe(journal, "trades", "--limit", "3", "--csv")
     assert len(rows_of(cut.stdout)) == 3
     assert "showing 3 of 9 trades; use --limit N for more" in cut.stderr

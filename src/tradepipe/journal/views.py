@@ -65,6 +65,9 @@ def trade_view(row: dict[str, Any]) -> dict[str, Any]:
         "quantity": number(row["quantity"]),
         "price": number(row["price"]),
         "filled_at": row["filled_at"],
+        # What the broker charged, as it reported it; null: it reported nothing (SPEC §14).
+        "fee": number(row.get("fee")),
+        "fee_currency": row.get("fee_currency"),
     }
 
 
