@@ -71,11 +71,12 @@ def signals(
     journal = open_journal(load())
     if follow:
         from tradepipe.cli.follow import follow_signals
+        from tradepipe.errors import UsageError
 
         if as_csv:
-            from tradepipe.errors import UsageError
-
             raise UsageError("--follow prints lines or JSON lines (--json), not --csv")
+        if status is not None or since is not None:
+            raise UsageError("--follow prints every new signal: --status and --since do not apply")
         follow_signals(journal, as_json=as_json, interval=0.5)
         return
     found, total = newest(

@@ -16,7 +16,6 @@ import typer
 
 from tradepipe.cli import (
     CsvOption,
-    JsonOption,
     SinceOption,
     app,
     load,
@@ -37,7 +36,12 @@ UntilOption = Annotated[
     str | None,
     typer.Option("--until", help="Before this moment (exclusive; a date means its 00:00 UTC)."),
 ]
-ByOption = Annotated[GroupBy, typer.Option("--by", help="One line per subscription, strategy…")]
+ByOption = Annotated[
+    GroupBy, typer.Option("--by", help="One line per subscription, strategy, account or ticker.")
+]
+ReportJsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object with everything, for scripts.")
+]
 TripsOption = Annotated[
     bool, typer.Option("--trips", help="List the round trips (table or --csv) instead.")
 ]
@@ -52,7 +56,7 @@ def report(
     until: UntilOption = None,
     by: ByOption = GroupBy.SUBSCRIPTION,
     trips: TripsOption = False,
-    as_json: JsonOption = False,
+    as_json: ReportJsonOption = False,
     as_csv: CsvOption = False,
 ) -> None:
     """Performance: round trips matched first-in first-out per subscription and ticker,
