@@ -144,3 +144,23 @@ def test_a_session_on_binance_spot(tmp_path, fake):
             "MARKET",
         )
         assert tradepipe_json(config, "positions") == []
+
+
+def test_the_exchanges_commission_is_journaled_and_the_report_is_net_of_it(tmp_path, fake):
+    """0.1 % of each trade's cost, in USDT: bought 0.02 at 50,000 (fee 1), sold at 51,000
+    (fee 1.02): realized (51,000 − 50,000) × 0.02 − 2.02 = 17.98."""
+    fake.commission_rate = D("0.001")
+    config = binance_config(tmp_path, fake)
+    with Daemon(config, free_port(), env=ENV):
+        assert deliver(config, BUY | {"quantity": 0.02})["status"] == "submitted"
+        fake.set_price("BTCUSDT", 51000)
+        assert deliver(config, {"ticker": "BTCUSDT", "action": "exit"})["status"] == "submitted"
+        fills = tradepipe_json(config, "trades")
+    assert sorted((f["side"], f["fee"], f["fee_currency"]) for f in fills) == [
+        ("buy", 1, "USDT"),
+        ("sell", 1.02, "USDT"),
+    ]
+    report = tradepipe_json(config, "report")
+    (trip,) = report["round_trips"]
+    assert (trip["gross"], trip["fees"], trip["net"]) == (20, 2.02, 17.98)
+    assert report["fees"] == {"unreported_fills": 0, "not_netted": []}

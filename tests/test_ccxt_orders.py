@@ -261,3 +261,16 @@ def test_time_of_reads_milliseconds_as_utc_and_none_as_the_default(milliseconds,
 )
 def test_decimal_goes_through_the_text_of_a_float(value, expected):
     assert decimal(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("fee", "expected"),
+    [
+        ({"cost": 0.05, "currency": "USDT"}, (D("0.05"), "USDT")),
+        ({"cost": 0.0, "currency": "USDT"}, (D(0), "USDT")),  # a fee of nothing is known
+        (None, (None, None)),  # not reported: unknown
+    ],
+)
+def test_a_trades_fee_is_the_fills_fee(fee, expected):
+    (found,) = fills(ORDER, [TRADE | {"fee": fee}])
+    assert (found.fee, found.fee_currency) == expected

@@ -3,6 +3,7 @@ missed — whichever way a broker reports them (SPEC §8)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -109,3 +110,11 @@ def test_the_journal_never_holds_more_than_the_broker_filled(reported, journaled
         assert total == filled  # nothing missed, nothing twice
     else:
         assert new == []  # the journal is ahead: a late, older answer adds nothing
+
+
+def test_a_fill_cut_to_the_rest_keeps_its_share_of_the_fee():
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    reported = Fill("f2", "c", "X", Side.BUY, Decimal(10), Decimal(5), at, Decimal(2), "USD")
+    state = OrderState("c", OrderStatus.FILLED, Decimal(14), Decimal(5), fills=(reported,))
+    (added,) = fills_to_journal(state, [("f1", Decimal(10), Decimal(5))], Side.BUY, "X", at)
+    assert added == replace(reported, quantity=Decimal(4), fee=Decimal("0.8"))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import ib_async
 import pytest
 from ib_async.client import Client
 
@@ -1374,3 +1376,21 @@ def test_a_move_the_link_loss_kept_from_being_sent_does_not_block_the_next(fake)
             await broker.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("commission", "currency", "expected"),
+    [
+        (1.25, "USD", (Decimal("1.25"), "USD")),
+        (0.0, "", (None, None)),  # the report has not arrived: unknown, not free
+        (1.7976931348623157e308, "USD", (None, None)),  # IB's UNSET_DOUBLE
+    ],
+)
+def test_an_executions_commission_report_is_the_fills_fee(commission, currency, expected):
+    at = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    execution = ib_async.Execution(execId="0001.01", side="BOT", shares=2.0, price=5000.25, time=at)
+    report = ib_async.CommissionReport(execId="0001.01", commission=commission, currency=currency)
+    fill = ib_async.Fill(ib_async.Contract(symbol="ES"), execution, report, at)
+    found = ibkr_orders.to_fill("c-1", "ESZ2026", fill, "0001")
+    assert (found.fee, found.fee_currency) == expected
+    assert (found.quantity, found.price) == (2, Decimal("5000.25"))

@@ -128,6 +128,20 @@ def test_fill_moves_position_once(journal):
     assert journal.position("paper", "AAPL") == (D(5), D(190))
 
 
+@pytest.mark.parametrize(("fee", "currency"), [(D("1.25"), "USD"), (None, None)])
+def test_a_fill_keeps_the_fee_its_broker_reported_and_none_when_it_reported_none(
+    journal, fee, currency
+):
+    clock = FixedClock()
+    order_id = insert_order(journal, clock)
+    journal.record_fill(
+        fill_id="f1", order_id=order_id, account="paper", ticker="AAPL", side="buy",
+        quantity=D(5), price=D(190), filled_at=clock(), fee=fee, fee_currency=currency,
+    )  # fmt: skip
+    row = journal.conn.execute("SELECT fee, fee_currency FROM fills").fetchone()
+    assert (row[0], row[1]) == ((str(fee) if fee else None), currency)
+
+
 def test_an_event_detail_may_carry_any_key_even_journal(journal):
     # The engine records a reconciliation's `journal=` quantity as a detail keyword: the table
     # functions take the journal positionally only, so no detail key collides with it.

@@ -117,6 +117,8 @@ class FakeBinance(OwnLoop):
             k: D(v) for k, v in (balances or {"USDT": "100000"}).items()
         }
         self.locked: dict[str, Decimal] = {}
+        # Each trade's commission: this share of its cost, in the quote asset (0.001: 0.1 %).
+        self.commission_rate = D(0)
         self.orders: dict[int, Order] = {}
         self.requests: list[Logged] = []
         self.down = False
@@ -362,8 +364,8 @@ class FakeBinance(OwnLoop):
             {
                 "price": t["price"],
                 "qty": t["qty"],
-                "commission": "0.00000000",
-                "commissionAsset": symbol.quote,
+                "commission": t["commission"],
+                "commissionAsset": t["commissionAsset"],
                 "tradeId": t["id"],
             }
             for t in order.trades
@@ -440,7 +442,7 @@ class FakeBinance(OwnLoop):
                 "price": _text(price),
                 "qty": _text(quantity),
                 "quoteQty": _text(cost),
-                "commission": "0.00000000",
+                "commission": _text(cost * self.commission_rate),
                 "commissionAsset": symbol.quote,
                 "time": now,
                 "isBuyer": order.side == "BUY",

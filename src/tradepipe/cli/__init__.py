@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -64,6 +65,39 @@ AccountOption = Annotated[str | None, typer.Option("--account", "-a", help="Only
 TickerOption = Annotated[
     str | None, typer.Option("--ticker", "-t", help="Only this ticker (as the account spells it).")
 ]
+
+
+CsvOption = Annotated[
+    bool, typer.Option("--csv", help="Print CSV (a header, then one line a row) for spreadsheets.")
+]
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since", help="From this moment on: 2026-12-01, an ISO datetime (UTC), today, or 7d."
+    ),
+]
+
+
+def moment(text: str | None, option: str) -> datetime | None:
+    """A --since/--until value as an aware UTC datetime (a usage error names the forms)."""
+    if text is None:
+        return None
+    from tradepipe.core.moments import parse_moment
+    from tradepipe.errors import UsageError
+
+    try:
+        return parse_moment(text, datetime.now(UTC))
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
+
+
+def one_format(as_json: bool, as_csv: bool) -> None:
+    """--json and --csv are two answers to one question: pick one."""
+    if as_json and as_csv:
+        from tradepipe.errors import UsageError
+
+        raise UsageError("--json and --csv: give one of them")
 
 
 def limit_option(default: int) -> Any:
@@ -152,7 +186,7 @@ def pick_strategy(config: Config, name: str | None) -> str:
 
 
 # The commands register themselves on `app` when imported; the names above must exist first.
-from tradepipe.cli import acting, halting, reading, setup  # noqa: E402, F401
+from tradepipe.cli import acting, halting, reading, report, setup  # noqa: E402, F401
 
 # `tradepipe --help` lists them in the order a newcomer meets them, not by module.
 _HELP_ORDER = {
@@ -164,6 +198,7 @@ _HELP_ORDER = {
             "orders",
             "trades",
             "positions",
+            "report",
             "pending",
             "approve",
             "reject",

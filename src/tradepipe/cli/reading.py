@@ -9,12 +9,16 @@ import typer
 
 from tradepipe.cli import (
     AccountOption,
+    CsvOption,
     JsonOption,
+    SinceOption,
     TickerOption,
     app,
     audit_app,
     limit_option,
     load,
+    moment,
+    one_format,
     open_journal,
     signals_app,
 )
@@ -33,21 +37,55 @@ from tradepipe.cli.render import (
 )
 from tradepipe.core.model import DeliveryStatus, SignalStatus
 
+FollowOption = Annotated[
+    bool,
+    typer.Option(
+        "--follow",
+        "-f",
+        help="Print new signals and each change of their outcome as they happen (Ctrl-C ends);"
+        " with --json one JSON object a line.",
+    ),
+]
 
-@signals_app.callback(invoke_without_command=True)
+
+@signals_app.callback(
+    invoke_without_command=True,
+    epilog="Examples: `tradepipe signals --status rejected`, `tradepipe signals --csv > s.csv`,"
+    " `tradepipe signals --follow`",
+)
 def signals(
     ctx: typer.Context,
     limit: Annotated[int, limit_option(50)] = 50,
     status: Annotated[SignalStatus | None, typer.Option(help="Only this status.")] = None,
+    since: SinceOption = None,
+    follow: FollowOption = False,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
     """The signal log with each subscription's outcome. `tradepipe signals show ID` drills down."""
     if ctx.invoked_subcommand is not None:
         return
     from tradepipe.journal.views import newest, signal_views
 
+    one_format(as_json, as_csv)
     journal = open_journal(load())
-    found, total = newest(journal, "signals", limit=limit, status=status and status.value)
+    if follow:
+        from tradepipe.cli.follow import follow_signals
+        from tradepipe.errors import UsageError
+
+        if as_csv:
+            raise UsageError("--follow prints lines or JSON lines (--json), not --csv")
+        if status is not None or since is not None:
+            raise UsageError("--follow prints every new signal: --status and --since do not apply")
+        follow_signals(journal, as_json=as_json, interval=0.5)
+        return
+    found, total = newest(
+        journal,
+        "signals",
+        limit=limit,
+        status=status and status.value,
+        since=moment(since, "--since"),
+    )
     say_if_cut_short(len(found), total, "signals")
     rows = signal_views(journal, found)
 
@@ -72,6 +110,7 @@ def signals(
             status_cell(r["status"]),
             outcome(r),
         ),
+        as_csv,
     )
 
 
@@ -93,19 +132,30 @@ def signals_show(signal_id: int, as_json: JsonOption = False) -> None:
 
 
 @app.command(
-    epilog="Examples: `tradepipe orders --ticker AAPL`, `tradepipe orders --limit 1000 --json`"
+    epilog="Examples: `tradepipe orders --ticker AAPL --since 7d`,"
+    " `tradepipe orders --limit 1000 --csv > orders.csv`"
 )
 def orders(
     account: AccountOption = None,
     ticker: TickerOption = None,
+    since: SinceOption = None,
     limit: Annotated[int, limit_option(200)] = 200,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
-    """Orders tradepipe sent, newest first."""
+    """Orders tradepipe sent, newest first (a notice on stderr when --limit cuts the list)."""
     from tradepipe.journal.views import newest, order_view
 
+    one_format(as_json, as_csv)
     journal = open_journal(load())
-    found, total = newest(journal, "orders", limit=limit, account=account, ticker=ticker)
+    found, total = newest(
+        journal,
+        "orders",
+        limit=limit,
+        account=account,
+        ticker=ticker,
+        since=moment(since, "--since"),
+    )
     say_if_cut_short(len(found), total, "orders")
     rows = [order_view(r) for r in found]
     columns = (
@@ -137,23 +187,36 @@ def orders(
             r["order_type"],
             status_cell(r["status"]),
         ),
+        as_csv,
     )
 
 
 @app.command(
-    epilog="Examples: `tradepipe trades --account paper`, `tradepipe trades --limit 5000 --json`"
+    epilog="Examples: `tradepipe trades --account paper --since 2026-12-01`,"
+    " `tradepipe trades --limit 5000 --csv > fills.csv`"
 )
 def trades(
     account: AccountOption = None,
     ticker: TickerOption = None,
+    since: SinceOption = None,
     limit: Annotated[int, limit_option(200)] = 200,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
-    """Fills, newest first."""
+    """Fills, newest first (a notice on stderr when --limit cuts the list). Round trips and
+    P&L: `tradepipe report`."""
     from tradepipe.journal.views import newest, trade_view
 
+    one_format(as_json, as_csv)
     journal = open_journal(load())
-    found, total = newest(journal, "fills", limit=limit, account=account, ticker=ticker)
+    found, total = newest(
+        journal,
+        "fills",
+        limit=limit,
+        account=account,
+        ticker=ticker,
+        since=moment(since, "--since"),
+    )
     say_if_cut_short(len(found), total, "trades")
     rows = [trade_view(r) for r in found]
     emit(
@@ -171,14 +234,18 @@ def trades(
             r["price"],
             when(r["filled_at"]),
         ),
+        as_csv,
     )
 
 
 @app.command()
-def positions(account: AccountOption = None, as_json: JsonOption = False) -> None:
+def positions(
+    account: AccountOption = None, as_json: JsonOption = False, as_csv: CsvOption = False
+) -> None:
     """Open positions per account (signed: short < 0)."""
     from tradepipe.journal.views import position_view
 
+    one_format(as_json, as_csv)
     rows = [position_view(r) for r in open_journal(load()).positions(account=account)]
 
     def signed(quantity: Any) -> Any:
@@ -190,14 +257,16 @@ def positions(account: AccountOption = None, as_json: JsonOption = False) -> Non
         "positions",
         ("account", "ticker", "quantity", "average price"),
         lambda r: (r["account"], r["ticker"], signed(r["quantity"]), r["average_price"]),
+        as_csv,
     )
 
 
 @app.command()
-def pending(as_json: JsonOption = False) -> None:
+def pending(as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
     """Deliveries waiting for `tradepipe approve` (subscriptions with auto_submit = false)."""
     from tradepipe.journal.views import pending_view
 
+    one_format(as_json, as_csv)
     journal = open_journal(load())
     waiting = journal.deliveries_with_status(DeliveryStatus.PENDING_APPROVAL)
     rows = [pending_view(d) for d in waiting]
@@ -214,6 +283,7 @@ def pending(as_json: JsonOption = False) -> None:
             r["plan"],
             when(r["created_at"]),
         ),
+        as_csv,
     )
 
 
@@ -243,10 +313,12 @@ def audit(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest last.")] = 50,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
     """What happened, in order: signals, plans, orders, fills and operator actions."""
     if ctx.invoked_subcommand is not None:
         return
+    one_format(as_json, as_csv)
     from tradepipe.journal.views import newest_events
 
     journal = open_journal(load())
@@ -258,7 +330,7 @@ def audit(
         detail = ", ".join(f"{k} {v}" for k, v in row["detail"].items())
         return row["id"], when(row["at"]), row["kind"], row["subject"], detail
 
-    emit(rows, as_json, "audit events", columns, cells)
+    emit(rows, as_json, "audit events", columns, cells, as_csv)
 
 
 @audit_app.command("verify", epilog="Example: `tradepipe audit verify` (exit 1 if broken)")

@@ -10,6 +10,7 @@ show one command's answer; the commands only fetch it.
 
 from __future__ import annotations
 
+import csv
 import json
 import string
 import sys
@@ -106,10 +107,15 @@ def emit(
     title: str,
     columns: tuple[str, ...],
     cells: Callable[[dict[str, Any]], tuple[Any, ...]],
+    as_csv: bool = False,
 ) -> None:
-    """A listing: one JSON array with --json, else a table of `cells(row)` under `columns`."""
+    """A listing: one JSON array with --json, CSV with --csv (the JSON's keys as its header),
+    else a table of `cells(row)` under `columns`."""
     if as_json:
         print_json(rows)
+        return
+    if as_csv:
+        print_csv(rows)
         return
     if not rows:
         out.print(f"[dim]no {title}[/]")
@@ -120,6 +126,20 @@ def emit(
     for row in rows:
         table.add_row(*(cell(value) for value in cells(row)))
     out.print(table)
+
+
+def print_csv(rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """What --csv prints: a header of the JSON keys, then one line a row; a list or an object
+    in a cell (a signal's deliveries) is its JSON. Nothing at all for no rows and no fields."""
+    fields = fields or (list(rows[0]) if rows else [])
+    if not fields:
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+        )
 
 
 def say_if_cut_short(shown: int, total: int, what: str) -> None:

@@ -11,12 +11,14 @@ from typing import Annotated
 import typer
 
 from tradepipe.cli import (
+    CsvOption,
     JsonOption,
     app,
     config_app,
     config_location,
     load,
     missing_config,
+    one_format,
     secrets_app,
     state,
 )
@@ -24,6 +26,7 @@ from tradepipe.cli.render import (
     err,
     markup,
     out,
+    print_csv,
     print_json,
     render_config_check,
     render_strategies,
@@ -81,14 +84,15 @@ def serve(
 
 
 @app.command()
-def strategies(as_json: JsonOption = False) -> None:
+def strategies(as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
     """Webhook URLs and a ready-to-paste TradingView alert message per strategy."""
     from tradepipe.config.alerts import strategy_alerts
 
+    one_format(as_json, as_csv)
     config = load()
     rows = strategy_alerts(config)
-    if as_json:
-        print_json(rows)
+    if as_json or as_csv:
+        (print_json if as_json else print_csv)(rows)
         return
     render_strategies(rows, has_public_url=bool(config.server.public_url))
 

@@ -42,7 +42,10 @@ def fills_to_journal(
         if fill.fill_id in seen or remaining <= 0:
             continue
         quantity = min(fill.quantity, remaining)
-        new.append(fill if quantity == fill.quantity else replace(fill, quantity=quantity))
+        if quantity != fill.quantity:  # cut to the rest: its fee with it, pro rata
+            fee = fill.fee * quantity / fill.quantity if fill.fee is not None else None
+            fill = replace(fill, quantity=quantity, fee=fee)
+        new.append(fill)
         seen.add(fill.fill_id)
         remaining -= quantity
         value += quantity * fill.price

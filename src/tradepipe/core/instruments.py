@@ -122,3 +122,15 @@ def overridden(
     return ContractSpec(
         multiplier or known.multiplier, tick_size or known.tick_size, lot_size or known.lot_size
     )
+
+
+def unit_multiplier(ticker: str, overrides: Mapping[str, ContractSpec] | None = None) -> Decimal:
+    """What one unit of `ticker` is worth per point, read from its form (SPEC §12): a future's
+    root from the account's overrides or the table, 100 for a US option, else 1. The paper
+    broker's rule; for other brokers a best reading without their contract data (a future of a
+    root nobody configured counts 1)."""
+    future = parse_future(ticker)
+    if future is not None:
+        spec = contract_spec(future.root, overrides)
+        return spec.multiplier if spec is not None else Decimal(1)
+    return US_OPTION_MULTIPLIER if is_us_option(ticker) else Decimal(1)

@@ -188,6 +188,10 @@ class Fill:
     quantity: Decimal
     price: Decimal
     filled_at: datetime
+    # The fee or commission the broker charged for it, when it says (ccxt's trade `fee`, IB's
+    # commission report); None: not reported (Alpaca's and the paper broker's fills).
+    fee: Decimal | None = None
+    fee_currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

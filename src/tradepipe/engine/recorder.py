@@ -102,6 +102,8 @@ class Recorder:
                     quantity=fill.quantity,
                     price=fill.price,
                     filled_at=fill.filled_at,
+                    fee=fill.fee,
+                    fee_currency=fill.fee_currency,
                 )
         if fills:
             self.filled(account)

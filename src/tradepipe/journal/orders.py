@@ -245,25 +245,26 @@ def record_fill(
     quantity: Decimal,
     price: Decimal,
     filled_at: datetime,
+    fee: Decimal | None = None,
+    fee_currency: str | None = None,
 ) -> bool:
     """Journal a fill and move the position it changes; False if it was journaled before."""
     conn = journal.conn
+    row = {
+        "fill_id": fill_id,
+        "order_id": order_id,
+        "account": account,
+        "ticker": ticker,
+        "side": side,
+        "quantity": quantity,
+        "price": price,
+        "filled_at": filled_at,
+    }
+    if fee is not None:  # the same statement shape as before for brokers that report none
+        row |= {"fee": fee, "fee_currency": fee_currency}
     with journal.transaction():
         try:
-            insert(
-                conn,
-                "fills",
-                {
-                    "fill_id": fill_id,
-                    "order_id": order_id,
-                    "account": account,
-                    "ticker": ticker,
-                    "side": side,
-                    "quantity": quantity,
-                    "price": price,
-                    "filled_at": filled_at,
-                },
-            )
+            insert(conn, "fills", row)
         except sqlite3.IntegrityError:
             return False
         detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}

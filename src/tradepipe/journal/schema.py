@@ -272,3 +272,10 @@ def _trading_states(db: Database) -> None:
         ) STRICT;
         """
     )
+
+
+@migrations(name="0016_fill_fees")
+def _fill_fees(db: Database) -> None:
+    # SPEC §14: the report's P&L is net of the fees the broker reports. NULL: none reported.
+    db.execute("ALTER TABLE fills ADD COLUMN fee TEXT")
+    db.execute("ALTER TABLE fills ADD COLUMN fee_currency TEXT")

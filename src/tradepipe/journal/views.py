@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -66,6 +66,9 @@ def trade_view(row: dict[str, Any]) -> dict[str, Any]:
         "quantity": number(row["quantity"]),
         "price": number(row["price"]),
         "filled_at": row["filled_at"],
+        # What the broker charged, as it reported it; null: it reported nothing (SPEC §14).
+        "fee": number(row.get("fee")),
+        "fee_currency": row.get("fee_currency"),
     }
 
 
@@ -83,6 +86,9 @@ def pending_view(delivery: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_TIME_OF = {"orders": "created_at", "fills": "filled_at", "signals": "received_at"}
+
+
 def newest(
     journal: Journal,
     table: str,
@@ -91,11 +97,16 @@ def newest(
     account: str | None = None,
     ticker: str | None = None,
     status: str | None = None,
+    since: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The newest `limit` rows of `table` (orders, fills, signals) that match, newest first,
-    and how many match in all, so a listing can say it was cut short."""
+    and how many match in all, so a listing can say it was cut short. `since`: made at or
+    after it (an order's creation, a fill's time, a signal's receipt)."""
     assert table in ("orders", "fills", "signals")
     conditions, params = [], []
+    if since is not None:  # times are journaled as ISO-8601 in UTC: text order is time order
+        conditions.append(f"{_TIME_OF[table]} >= ?")
+        params.append(since.astimezone(UTC).isoformat())
     for column, value in (("account", account), ("status", status)):
         if value is not None:
             conditions.append(f"{column} = ?")

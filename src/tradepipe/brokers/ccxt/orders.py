@@ -173,6 +173,8 @@ def to_fills(
                 trade.get("timestamp") or order.get("lastTradeTimestamp") or order.get("timestamp"),
                 now,
             ),
+            fee=decimal((trade.get("fee") or {}).get("cost")),
+            fee_currency=(trade.get("fee") or {}).get("currency"),
         )
         for trade in trades
     )

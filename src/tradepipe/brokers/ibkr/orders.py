@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import ib_async
 
@@ -289,7 +290,18 @@ def to_fill(client_order_id: str, ticker: str, fill: ib_async.Fill, fill_id: str
         quantity=parse_quantity(execution.shares),
         price=parse_quantity(execution.price),
         filled_at=execution.time if isinstance(execution.time, datetime) else fill.time,
+        **commission(fill.commissionReport),
     )
+
+
+def commission(report: ib_async.CommissionReport | None) -> dict[str, Any]:
+    """IB's commission for an execution, when its report has arrived (it follows the execution
+    and may come after the fill is journaled: then the fill's fee stays unknown). An unset
+    commission is 0 or IB's UNSET_DOUBLE (1.8e308)."""
+    amount = getattr(report, "commission", None)
+    if not isinstance(amount, int | float) or not 0 < amount < 1e300:
+        return {}
+    return {"fee": parse_quantity(amount), "fee_currency": getattr(report, "currency", "") or None}
 
 
 # -- positions ---------------------------------------------------------------------------------
