@@ -9,6 +9,7 @@ from decimal import Decimal as D
 
 from tests.helpers import write_config
 from tests.test_engine import Harness, run
+from tradepipe.brokers.paper.broker import Fault
 from tradepipe.config import load_config
 
 LIMIT = {
@@ -318,3 +319,40 @@ def test_a_reload_that_changes_flatten_at_arms_the_new_time(tmp_path):
         assert [r["status"] for r in schedules(h, "flatten_at")] == ["canceled", "canceled"]
 
     run(write_config(tmp_path, subscription=FLATTEN_1530), test)
+
+
+def test_a_flatten_at_the_broker_cuts_off_is_missed_and_never_sent_twice(tmp_path):
+    async def test(h: Harness):
+        await h.send(MARKET)
+        h.engine.brokers["paper"].inject(Fault.DROP, "connection reset")
+        h.clock.advance(30 * 60)
+        await settle(h)
+        missed, following = schedules(h, "flatten_at")
+        assert missed["status"] == "missed"
+        assert missed["reason"].startswith("failed at the broker: ")
+        assert missed["reason"].endswith("not retried, check account paper")
+        h.clock.advance(15)
+        await settle(h)  # nothing tried again
+        (close,) = [o for o in h.journal.orders() if o["signal_id"] is None]
+        assert close["status"] == "unknown" and following["status"] == "pending"
+        assert h.position() == 5
+
+    run(write_config(tmp_path, subscription=FLATTEN_1530), test)
+
+
+def test_a_cancel_the_broker_cannot_reach_is_tried_again(tmp_path):
+    async def test(h: Harness):
+        await h.send(LIMIT | {"cancelAfter": 30})
+        broker = h.engine.brokers["paper"]
+        broker.inject(Fault.DOWN, "connection reset")
+        h.clock.advance(30)
+        await settle(h)
+        (item,) = schedules(h)
+        assert item["status"] == "pending" and orders(h) == [("entry", "accepted")]
+        broker.heal()
+        h.clock.advance(10)  # the retry's wait
+        await settle(h)
+        (item,) = schedules(h)
+        assert (item["status"], orders(h)) == ("done", [("entry", "canceled")])
+
+    run(write_config(tmp_path), test)

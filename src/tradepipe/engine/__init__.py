@@ -57,6 +57,7 @@ class Engine:
         reconnect_backoff: tuple[float, float] = (1.0, 60.0),
         stream_poll_interval: float = POLL_INTERVAL,
         stream_poll_lookups: int = LOOKUPS_PER_ROUND,
+        run_schedules: bool = True,
     ) -> None:
         self.current = Current(config, brokers)
         self.journal = journal
@@ -136,6 +137,9 @@ class Engine:
             recorder=self.recorder,
         )
         self.delivery.scheduler = self.scheduler
+        # A one-shot CLI run (no daemon) journals scheduled work but leaves running it, and
+        # judging what is late, to the daemon: it stops as soon as its own work is done.
+        self.run_schedules = run_schedules
 
     # -- the config and brokers of now, and what the status reports read -----------------------
 
@@ -210,7 +214,8 @@ class Engine:
             self.enqueue(row["id"], row["strategy"], parsed.signal, moves_mark=not replayed)
         # Last: a delayed delivery or a cancel that came due while stopped runs after the
         # recovery above, and after the signals resumed here in its lane.
-        self.scheduler.start()
+        if self.run_schedules:
+            self.scheduler.start()
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tradepipe.core.model import DeliveryStatus, OrderRequest, OrderStatus
 from tradepipe.core.resolve import Intent, Source
@@ -32,20 +32,17 @@ from tradepipe.core.schedules import (
     ScheduleStatus,
     late_by,
     missed_reason,
-    next_firing,
     seconds_text,
 )
 from tradepipe.core.signal import parse_signal
 from tradepipe.engine.commands import REPLAY_SOURCE, Commands
 from tradepipe.engine.current import Current
 from tradepipe.engine.delivery import Delivery, Outcome
+from tradepipe.engine.flatten_at import FlattenTimes
 from tradepipe.engine.lanes import Lanes, Work
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import Journal
-
-if TYPE_CHECKING:
-    from tradepipe.config.settings import FlattenAt
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,6 @@ log = logging.getLogger(__name__)
 # noticed within this, and an item that failed is retried after RETRY.
 MAX_SLEEP = 30.0
 RETRY = timedelta(seconds=10)
-# Firings of one flatten_at journaled as missed after a long stop, at most (a week of them).
-MAX_MISSED_FIRINGS = 7
 
 
 class Scheduler:
@@ -82,6 +77,7 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.flattens = FlattenTimes(self, journal, current, clock, commands=commands)
 
     # -- arming --------------------------------------------------------------------------------
 
@@ -90,7 +86,7 @@ class Scheduler:
         self._started = True
         for row in self.journal.pending_schedules():
             self._pending[row["id"]] = row
-        self.plan_flattens()
+        self.flattens.plan()
         self._wake()
 
     def stop(self) -> None:
@@ -106,6 +102,17 @@ class Scheduler:
         if row["status"] == ScheduleStatus.PENDING:
             self._pending[row["id"]] = row
             self._wake()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def running(self, schedule_id: int) -> bool:
+        return schedule_id in self._running
+
+    def plan_flattens(self) -> None:
+        """After a reload: each subscription's flatten_at as the config now says."""
+        self.flattens.plan()
 
     def pending(self) -> list[dict[str, Any]]:
         """The pending items as armed now, soonest first."""
@@ -169,7 +176,7 @@ class Scheduler:
             elif kind is ScheduleKind.CANCEL_AFTER:
                 await self._run_cancel(row)
             else:
-                await self._run_flatten(row)
+                await self.flattens.run(row)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # kept pending, tried again: never silently dropped
@@ -181,7 +188,7 @@ class Scheduler:
         finally:
             self._running.discard(schedule_id)
 
-    def _finish(self, row: dict[str, Any], status: ScheduleStatus, reason: str) -> None:
+    def finish(self, row: dict[str, Any], status: ScheduleStatus, reason: str) -> None:
         self.journal.finish_schedule(row["id"], status, reason, self.clock())
         self._pending.pop(row["id"], None)
         self._retry_at.pop(row["id"], None)
@@ -237,14 +244,14 @@ class Scheduler:
             DeliveryStatus.PLANNED,
         ):
             status = delivery["status"] if delivery else "gone"
-            self._finish(row, ScheduleStatus.CANCELED, f"the delivery is {status}: nothing to do")
+            self.finish(row, ScheduleStatus.CANCELED, f"the delivery is {status}: nothing to do")
             return
         if delivery["subscription"] not in self.current.config.subscriptions:
             why = f"subscription {delivery['subscription']} was removed from the config"
             self.delivery.set_delivery(
                 delivery["id"], DeliveryStatus.FAILED, f"{why}; nothing sent"
             )
-            self._finish(row, ScheduleStatus.CANCELED, why)
+            self.finish(row, ScheduleStatus.CANCELED, why)
             return
         signal_row = self.journal.signal(delivery["signal_id"])
         assert signal_row is not None
@@ -254,7 +261,7 @@ class Scheduler:
             self.delivery.set_delivery(
                 delivery["id"], DeliveryStatus.FAILED, f"{why}; nothing sent"
             )
-            self._finish(row, ScheduleStatus.CANCELED, why)
+            self.finish(row, ScheduleStatus.CANCELED, why)
             return
         replayed = (signal_row["source"] or "").startswith(REPLAY_SOURCE)
         work = Work(signal_row["id"], signal_row["strategy"], signal, moves_mark=not replayed)
@@ -274,15 +281,15 @@ class Scheduler:
                 self.delivery.set_delivery(
                     delivery["id"], DeliveryStatus.REJECTED, f"{why}; nothing sent"
                 )
-                self._finish(row, ScheduleStatus.MISSED, why)
+                self.finish(row, ScheduleStatus.MISSED, why)
                 return
         elif status != DeliveryStatus.PLANNED:  # carried out meanwhile (resumed at start)
-            self._finish(row, ScheduleStatus.DONE, f"the delivery is {status}")
+            self.finish(row, ScheduleStatus.DONE, f"the delivery is {status}")
             return
         # A planned one was interrupted while sending: its journaled plan is finished, whatever
         # the time (the broker is asked about each order by its id; nothing is sent twice).
         outcome = await self.delivery.deliver(work, delivery)
-        self._finish(row, ScheduleStatus.DONE, f"delivery {outcome.status}: {outcome.reason}")
+        self.finish(row, ScheduleStatus.DONE, f"delivery {outcome.status}: {outcome.reason}")
 
     # -- cancel_after: an order left unfilled is canceled --------------------------------------
 
@@ -315,16 +322,16 @@ class Scheduler:
         cid = row["client_order_id"]
         order = self.journal.order_by_client_id(cid)
         if order is None:
-            self._finish(row, ScheduleStatus.CANCELED, f"order {cid} is not in the journal")
+            self.finish(row, ScheduleStatus.CANCELED, f"order {cid} is not in the journal")
             return
         if OrderStatus(order["status"]).is_final:
             why = f"{order['status']} before its cancel after {rule}: nothing sent"
-            self._finish(row, ScheduleStatus.DONE, why)
+            self.finish(row, ScheduleStatus.DONE, why)
             return
         broker = self.current.brokers.get(row["account"])
         if broker is None:
             why = f'account "{row["account"]}" was removed from the config; order {cid} left'
-            self._finish(row, ScheduleStatus.CANCELED, why)
+            self.finish(row, ScheduleStatus.CANCELED, why)
             return
         ticker = order["ticker"]
         found = await broker.get_order(cid, ticker=ticker)
@@ -332,7 +339,7 @@ class Scheduler:
             state = self.recorder.record_state(row["account"], ticker, found)
             if state.status.is_final:
                 why = f"{state.status} before its cancel after {rule}: nothing sent"
-                self._finish(row, ScheduleStatus.DONE, why)
+                self.finish(row, ScheduleStatus.DONE, why)
                 return
         await self.journal.durable()  # write-ahead: what led to the cancel is on disk
         try:
@@ -343,10 +350,10 @@ class Scheduler:
                 found = self.recorder.record_state(row["account"], ticker, found)
             if found is not None and found.status.is_final:
                 why = f"{found.status} before its cancel after {rule}: nothing sent"
-                self._finish(row, ScheduleStatus.DONE, why)
+                self.finish(row, ScheduleStatus.DONE, why)
             else:
                 why = f"{broker.name} would not cancel order {cid}: {e}; it stays working"
-                self._finish(row, ScheduleStatus.DONE, why)
+                self.finish(row, ScheduleStatus.DONE, why)
             return
         if answer is not None:
             self.recorder.record_state(row["account"], ticker, answer)
@@ -355,115 +362,7 @@ class Scheduler:
         why = f"canceled: unfilled after {rule}"
         if filled:
             why += f"; {filled} of {Decimal(order['quantity'])} had filled"
-        self._finish(row, ScheduleStatus.DONE, why)
-
-    # -- flatten_at: a subscription's positions closed at a time of day ------------------------
-
-    def plan_flattens(self) -> None:
-        """Arm each subscription's next flatten_at firing (at start, and after a reload: a
-        pending firing whose flatten_at changed or went away is canceled)."""
-        if not self._started:
-            return  # start() reads what is journaled first, then plans
-        wanted = self.current.config.flatten_times()
-        now = self.clock()
-        for schedule_id, row in list(self._pending.items()):
-            if row["kind"] != ScheduleKind.FLATTEN_AT or schedule_id in self._running:
-                continue
-            spec = wanted.get(row["subscription"])
-            if spec is None or _spec(spec, self._account(row["subscription"])) != row["detail"]:
-                why = "flatten_at changed by a reload" if spec else "flatten_at is no longer set"
-                self._finish(row, ScheduleStatus.CANCELED, why)
-        armed = {
-            r["subscription"]
-            for r in self._pending.values()
-            if r["kind"] == ScheduleKind.FLATTEN_AT
-        }
-        for name, spec in wanted.items():
-            if name not in armed:
-                self._plan_flatten(name, spec, after=now)
-
-    def _account(self, subscription: str) -> str | None:
-        sub = self.current.config.subscriptions.get(subscription)
-        return sub.account if sub is not None else None
-
-    def _plan_flatten(self, name: str, spec: FlattenAt, *, after: datetime) -> None:
-        """Journal the subscription's next firing after `after` and arm it; firings already
-        more than GRACE past (tradepipe was stopped through them) are journaled as missed."""
-        account = self._account(name)
-        detail = _spec(spec, account)
-        now = self.clock()
-        firing = next_firing(after, spec.minutes, spec.weekdays, spec.tz)
-        skipped = 0
-        while (late := late_by(firing, now)) is not None:
-            if skipped < MAX_MISSED_FIRINGS:
-                why = f"{missed_reason(late)} while tradepipe was not running: not run late"
-                self.journal.add_schedule(
-                    kind=ScheduleKind.FLATTEN_AT,
-                    subscription=name,
-                    account=account,
-                    detail=detail,
-                    due_at=firing,
-                    at=now,
-                    status=ScheduleStatus.MISSED,
-                    reason=why,
-                )
-                log.warning("flatten_at of %s at %s: %s", name, firing.isoformat(), why)
-            skipped += 1
-            firing = next_firing(firing, spec.minutes, spec.weekdays, spec.tz)
-        row, _ = self.journal.add_schedule(
-            kind=ScheduleKind.FLATTEN_AT,
-            subscription=name,
-            account=account,
-            detail=detail,
-            due_at=firing,
-            at=now,
-        )
-        self.arm(row)
-
-    async def _run_flatten(self, row: dict[str, Any]) -> None:
-        name = row["subscription"]
-        due = datetime.fromisoformat(row["due_at"])
-        late = late_by(due, self.clock())
-        if late is not None:
-            why = f"{missed_reason(late)}: not run late"
-            self._finish(row, ScheduleStatus.MISSED, why)
-        else:
-            account = row["account"]
-            results = await self.commands.flatten_subscription(
-                name, account, f"flatten_at {due.isoformat()}"
-            )
-            self._finish(row, ScheduleStatus.DONE, _flattened(account, results))
-        spec = self.current.config.flatten_times().get(name)
-        if spec is not None and _spec(spec, self._account(name)) == row["detail"]:
-            self._plan_flatten(name, spec, after=due)
-        else:  # a reload changed it while this ran: armed anew from the config
-            self.plan_flattens()
-
-
-def _spec(spec: FlattenAt, account: str | None) -> str:
-    """The flatten_at a firing was armed for (a reload that changes it cancels the firing)."""
-    return json.dumps(
-        {"time": spec.time, "days": spec.days, "tz": spec.tz, "account": account},
-        sort_keys=True,
-    )
-
-
-def _flattened(account: str, results: list[dict[str, Any]]) -> str:
-    """What a flatten_at did, in one line."""
-    if not results:
-        return f"nothing held on {account}: nothing sent"
-    parts = []
-    for result in results:
-        closed = result.get("closed")
-        did = []
-        if closed:
-            did.append(f"{closed['side']} {closed['quantity']} ({closed['status']})")
-        if result.get("canceled"):
-            did.append(f"{len(result['canceled'])} order(s) canceled")
-        if result.get("left_working"):
-            did.append(f"{len(result['left_working'])} left working")
-        parts.append(f"{result['ticker']}: {', '.join(did) or 'nothing to do'}")
-    return f"flattened {account}: " + "; ".join(parts)
+        self.finish(row, ScheduleStatus.DONE, why)
 
 
 __all__ = ["GRACE", "Scheduler"]
