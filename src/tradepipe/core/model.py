@@ -127,8 +127,6 @@ FINAL_DELIVERY = frozenset(
         DeliveryStatus.DELAYED,
     }
 )
-# Not done with: each waits for something outside its lane (the operator, or its time).
-WAITING_DELIVERY = frozenset({DeliveryStatus.PENDING_APPROVAL, DeliveryStatus.DELAYED})
 
 
 class SignalStatus(StrEnum):
