@@ -55,16 +55,14 @@ NOT_DEFAULT = {
     "use_signal_cancel_after": ("false", False),
     "use_signal_delay": ("false", False),
 }
-# SPEC §13's subscription limits and timing: parsed and validated (Config.limits_for), not yet
-# resolved onto the intent.
+# SPEC §13's subscription limits (Config.limits_for) and its flatten_at (Config.flatten_times,
+# the engine's scheduler): the subscription's, not one signal's, so not on the intent.
+# cancel_after is on it; use_signal_delay and use_signal_cancel_after are switches.
 NOT_ON_INTENT = {
     "max_trades_per_day",
     "max_consecutive_losses",
     "loss_cooldown",
     "flatten_at",
-    "cancel_after",
-    "use_signal_cancel_after",
-    "use_signal_delay",
 }
 # The use_signal_* switches decide whether a signal's field counts; they show in the intent
 # through what they switch (tested below), not as values of their own.
@@ -143,6 +141,7 @@ SIGNAL = Signal(
     time_in_force=TimeInForce.IOC,
     take_profit=TakeProfit(amount=D(9)),
     stop_loss=StopLoss(percent=D(1)),
+    cancel_after=D(60),
 )
 
 
@@ -166,6 +165,7 @@ SIGNAL_FIELDS = [
         "{ amount = 2 }",
         StopLoss(amount=D(2)),
     ),
+    ("cancel_after", "use_signal_cancel_after", D(60), "30", D(30)),
 ]
 
 
@@ -228,6 +228,35 @@ def test_the_signals_breakeven_offset_overrides_the_setting(tmp_path):
     intent = intent_for(tmp_path, subscription="breakeven_offset = 2\n", signal=signal)
     assert intent.breakeven_offset == D("0.1")
     assert intent.provenance["breakeven_offset"].source is Source.SIGNAL
+
+
+@pytest.mark.parametrize(
+    ("subscription", "delay", "explained"),
+    [
+        ("", D(30), "delay 30 ← signal"),
+        (
+            "use_signal_delay = false\n",
+            None,
+            "delay none ← subscription trend-paper (signal's value ignored: use_signal_delay"
+            " = false)",
+        ),
+    ],
+    ids=["honoured", "switched-off"],
+)
+def test_the_signals_delay_applies_unless_use_signal_delay_is_off(
+    tmp_path, subscription, delay, explained
+):
+    signal = Signal(ticker="AAPL", action=Action.BUY, delay=D(30))
+    intent = intent_for(tmp_path, subscription=subscription, signal=signal)
+    assert intent.delay == delay
+    assert explained in intent.explain("trend-paper", "trend")
+
+
+def test_no_delay_asked_none_applies_and_none_is_explained(tmp_path):
+    for signal in (SIGNAL, Signal(ticker="AAPL", action=Action.BUY, delay=D(0))):
+        intent = intent_for(tmp_path, signal=signal)
+        assert intent.delay is None
+    assert "delay" not in intent_for(tmp_path, signal=SIGNAL).provenance
 
 
 def test_explain_names_the_subscription_and_the_switch(tmp_path):

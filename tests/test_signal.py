@@ -67,6 +67,11 @@ COERCIONS = [
     ("sentiment-flat", {"sentiment": " flat"}, "sentiment", Sentiment.FLAT),
     ("order-type-mixed-case", {"orderType": "Limit"}, "order_type", OrderType.LIMIT),
     ("time-in-force-upper", {"timeInForce": "GTC"}, "time_in_force", TimeInForce.GTC),
+    ("delay-string", {"delay": "30"}, "delay", Decimal(30)),
+    ("delay-zero", {"delay": 0}, "delay", Decimal(0)),
+    ("delay-the-limit", {"delay": 3600}, "delay", Decimal(3600)),
+    ("delay-fraction", {"delay": 1.5}, "delay", Decimal("1.5")),
+    ("cancel-after-string", {"cancelAfter": " 60 "}, "cancel_after", Decimal(60)),
     (
         "quantity-type-upper",
         {"quantityType": "DOLLAR_AMOUNT", "quantity": "500"},
@@ -163,6 +168,10 @@ def test_parse_signal_minimal_payload_leaves_everything_else_unset() -> None:
 # --- single-field errors -----------------------------------------------------------------------
 
 FIELD_ERRORS = [
+    ("delay-past-the-limit", {"delay": 7200}, "delay", "must be at most 3600 seconds (got 7200)"),
+    ("delay-negative", {"delay": "-5"}, "delay", 'must be 0 or more seconds (got "-5")'),
+    ("delay-word", {"delay": "soon"}, "delay", 'must be a number (got "soon")'),
+    ("cancel-after-zero", {"cancelAfter": 0}, "cancelAfter", "must be greater than 0 (got 0)"),
     ("ticker-empty", {"ticker": "  "}, "ticker", "must not be empty"),
     ("ticker-number", {"ticker": 5}, "ticker", "must be a string (got 5)"),
     ("ticker-placeholder", {"ticker": "{{tickr}}"}, "ticker", '"{{tickr}}"'),
@@ -515,12 +524,16 @@ WARNINGS = [
         {"stopLoss": {"amount": 2, "stopPrise": 9}},
         ['unknown field "stopLoss.stopPrise" ignored (did you mean "stopLoss.stopPrice"?)'],
     ),
-    ("unsupported-delay", {"delay": 5}, ['field "delay" not supported by tradepipe, ignored']),
+    (
+        "unsupported-spread-filter",
+        {"bidAskSpreadFilter": 5},
+        ['field "bidAskSpreadFilter" not supported by tradepipe, ignored'],
+    ),
     (
         "unsupported-several",
-        {"cancelAfter": 60, "expiresAt": "+5 minutes", "marketPriceType": "mark"},
+        {"cancelOrderType": "limit", "expiresAt": "+5 minutes", "marketPriceType": "mark"},
         [
-            'field "cancelAfter" not supported by tradepipe, ignored',
+            'field "cancelOrderType" not supported by tradepipe, ignored',
             'field "expiresAt" not supported by tradepipe, ignored',
             'field "marketPriceType" not supported by tradepipe, ignored',
         ],
@@ -584,9 +597,9 @@ def test_parse_signal_caps_unknown_field_warnings() -> None:
 
 
 def test_parse_signal_keeps_warnings_when_rejecting() -> None:
-    parsed = parse(quantity=0, delay=3)
+    parsed = parse(quantity=0, expiresAt="+5 minutes")
     assert parsed.errors and parsed.signal is None
-    assert parsed.warnings == ('field "delay" not supported by tradepipe, ignored',)
+    assert parsed.warnings == ('field "expiresAt" not supported by tradepipe, ignored',)
 
 
 # --- the body ----------------------------------------------------------------------------------
@@ -740,12 +753,13 @@ def test_signal_module_imports_only_pure_modules(module: str) -> None:
     allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "decimal", "difflib"}
     allowed |= {"enum", "json", "re", "typing", "tradepipe.core.model"}
     allowed |= {"tradepipe.core.payload", "tradepipe.core.signal_fields"}
+    allowed |= {"tradepipe.core.schedules"}  # MAX_DELAY, SPEC §13
     assert imported <= allowed
 
 
 # --- properties --------------------------------------------------------------------------------
 
-KNOWN_FIELDS = [*signal_module._SIGNAL_FIELDS, "interval", "delay"]
+KNOWN_FIELDS = [*signal_module._SIGNAL_FIELDS, "interval", "expiresAt"]
 NESTED_FIELDS = {
     "takeProfit": set(signal_module._TAKE_PROFIT_FIELDS),
     "stopLoss": set(signal_module._STOP_LOSS_FIELDS),

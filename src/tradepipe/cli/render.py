@@ -91,6 +91,10 @@ STATUS_COLOURS = {
     "skipped": "yellow",
     "duplicate": "yellow",
     "pending_approval": "magenta",
+    "delayed": "cyan",
+    "pending": "cyan",
+    "done": "green",
+    "missed": "red",
     "canceled": "yellow",
     "unknown": "red",
 }
@@ -219,6 +223,13 @@ def render_signal_detail(detail: dict[str, Any]) -> None:
                 + markup(" {} {} → {}", o["quantity"], o["order_type"], o["status"])
                 + (markup(" at {}", price) if price is not None else "")
                 + (markup(" — broker: {}", o["broker_message"]) if o["broker_message"] else "")
+            )
+        for item in delivery.get("schedules", []):
+            what = f" order {item['client_order_id']}" if item["client_order_id"] else ""
+            out.print(
+                markup("  scheduled {}{} at {}: ", item["kind"], what, item["due_at"])
+                + coloured_status(item["status"])
+                + (markup(" — {}", item["reason"]) if item["reason"] else "")
             )
 
 

@@ -27,7 +27,7 @@ from tradepipe.config.accounts import (
 )
 from tradepipe.config.fields import Name, Network, Port, Url
 from tradepipe.config.messages import _cross_problems, _describe, _fail, _unknown_name
-from tradepipe.config.settings import Positive, Settings, _Table
+from tradepipe.config.settings import FlattenAt, Positive, Settings, _Table
 from tradepipe.core.limits import Limits, SubscriptionLimits
 from tradepipe.core.settings import BUILTIN
 from tradepipe.errors import ConfigError
@@ -242,6 +242,18 @@ class Config(BaseSettings):
                 loss_cooldown=setting("loss_cooldown"),
             ),
         )
+
+    def flatten_times(self) -> dict[str, FlattenAt]:
+        """Each enabled subscription's `flatten_at` (SPEC §13), the subscription's own or its
+        strategy's default; subscriptions without one are left out."""
+        found = {}
+        for name, sub in self.subscriptions.items():
+            strategy = self.strategies.get(sub.strategy)
+            defaults = strategy.defaults if strategy is not None else None
+            flatten_at = sub.flatten_at or (defaults.flatten_at if defaults is not None else None)
+            if sub.enabled and flatten_at is not None:
+                found[name] = flatten_at
+        return found
 
     def strategy_by_token(self, token: str) -> tuple[str, StrategyConfig] | None:
         """The strategy whose token this is; compares against every token in constant time."""

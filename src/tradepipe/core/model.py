@@ -103,6 +103,8 @@ class DeliveryStatus(StrEnum):
     APPROVED = "approved"
     PLANNED = "planned"
     PENDING_APPROVAL = "pending_approval"
+    # The signal's `delay` postpones it: the scheduler carries it out at its time (SPEC §13).
+    DELAYED = "delayed"
     SUBMITTED = "submitted"
     SKIPPED = "skipped"
     REJECTED = "rejected"
@@ -113,7 +115,8 @@ class DeliveryStatus(StrEnum):
         return self in FINAL_DELIVERY
 
 
-# Nothing more happens to the delivery without the operator (a pending one waits for approval).
+# Nothing more happens to the delivery in its lane: it is done, waits for the operator's approval,
+# or waits for its time (a delayed one: the scheduler queues it in its lane then).
 FINAL_DELIVERY = frozenset(
     {
         DeliveryStatus.SUBMITTED,
@@ -121,6 +124,7 @@ FINAL_DELIVERY = frozenset(
         DeliveryStatus.REJECTED,
         DeliveryStatus.FAILED,
         DeliveryStatus.PENDING_APPROVAL,
+        DeliveryStatus.DELAYED,
     }
 )
 

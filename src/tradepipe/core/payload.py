@@ -91,6 +91,8 @@ class Signal:
     strikes_away: int | None = None
     strike_price: Decimal | None = None
     breakeven_offset: Decimal | None = None
+    delay: Decimal | None = None  # seconds
+    cancel_after: Decimal | None = None  # seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,10 @@ class Intent:
     max_position_quantity: Decimal | None
     max_position_value: Decimal | None
     provenance: dict[str, Provenance]
+    # SPEC §13: seconds the delivery waits before it is planned (the signal's `delay`), and
+    # seconds its entry or exit order may rest unfilled before it is canceled.
+    delay: Decimal | None = None
+    cancel_after: Decimal | None = None
     # The option contract the signal asks for instead of the ticker (`optionType put`, ...).
     option_fields: tuple[str, ...] = ()
 
@@ -171,6 +175,17 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
     )
     take_profit = from_signal("take_profit", signal.take_profit, "use_signal_take_profit")
     stop_loss = from_signal("stop_loss", signal.stop_loss, "use_signal_stop_loss")
+    cancel_after = from_signal("cancel_after", signal.cancel_after, "use_signal_cancel_after")
+    # `delay` has no setting of its own: only the signal asks for one, where allowed.
+    delay = None
+    if signal.delay is not None:
+        allowed = settings.get("use_signal_delay")
+        if allowed.value:
+            delay = signal.delay
+            provenance["delay"] = Provenance(signal.delay, Source.SIGNAL)
+        else:
+            note = "signal's value ignored: use_signal_delay = false"
+            provenance["delay"] = Provenance(None, allowed.source, note)
 
     return Intent(
         action=signal.action,
@@ -209,6 +224,8 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         max_position_value=setting("max_position_value"),
         provenance=provenance,
         option_fields=option_fields(signal),
+        delay=Decimal(delay) if delay else None,
+        cancel_after=Decimal(cancel_after) if cancel_after is not None else None,
     )
 
 

@@ -27,6 +27,7 @@ from tradepipe.core.payload import (
     StopLossType,
     TakeProfit,
 )
+from tradepipe.core.schedules import MAX_DELAY
 from tradepipe.core.signal_fields import (
     _SMART_QUOTES,
     _STOP_LOSS_FIELDS,
@@ -51,6 +52,7 @@ from tradepipe.core.signal_fields import (
     _positive,
     _read_fields,
     _Reader,
+    _seconds,
     _show,
     _stop_loss,
     _take_profit,
@@ -113,14 +115,14 @@ _SIGNAL_FIELDS: dict[str, tuple[str, _Reader]] = {
     "strikesAway": ("strikes_away", _integer(0)),
     "strikePrice": ("strike_price", _positive),
     "breakevenOffset": ("breakeven_offset", _decimal),
+    # SPEC §13: seconds to postpone the delivery, and to let its order rest unfilled.
+    "delay": ("delay", _seconds(MAX_DELAY)),
+    "cancelAfter": ("cancel_after", _positive),
 }
 # TradingView templates commonly carry these; TradersPost itself only logs them.
 _SILENT = frozenset({"interval", "test"})
 # TradersPost fields whose behaviour tradepipe does not reproduce: said out loud, never acted on.
-_UNSUPPORTED = frozenset(
-    {"delay", "cancelAfter", "cancelOrderType", "bidAskSpreadFilter"}
-    | {"marketPriceType", "expiresAt"}
-)
+_UNSUPPORTED = frozenset({"cancelOrderType", "bidAskSpreadFilter", "marketPriceType", "expiresAt"})
 _EXAMPLE = '{"ticker": "AAPL", "action": "buy"}'
 # These act on orders or the whole position, so a share of the position means nothing to them.
 _NO_PERCENT_OF_POSITION = frozenset({Action.REVERSE, Action.CANCEL, Action.BREAKEVEN})

@@ -103,6 +103,24 @@ def _above_zero(below: int | None = None) -> _Reader:
 _positive = _above_zero()
 
 
+def _seconds(most: int | None) -> _Reader:
+    """Seconds from 0 (`most`: the upper limit, named in the error), e.g. `delay`."""
+
+    def read(value: Any, path: str, ctx: _Context) -> Decimal | None:
+        number = _decimal(value, path, ctx)
+        if number is None:
+            return None
+        if number < 0:
+            ctx.fail(path, f"must be 0 or more seconds {_got(value)}")
+            return None
+        if most is not None and number > most:
+            ctx.fail(path, f"must be at most {most} seconds {_got(value)}")
+            return None
+        return number
+
+    return read
+
+
 def _integer(minimum: int) -> _Reader:
     def read(value: Any, path: str, ctx: _Context) -> int | None:
         number = _decimal(value, path, ctx)

@@ -137,7 +137,9 @@ async def standalone_engine(config: Config) -> AsyncIterator[Engine]:
     journal_path = Path(config.journal.path)
     with journal_lock(journal_path):
         journal = Journal.open(journal_path)
-        engine = Engine(config, journal, make_brokers(config, journal, utc_now), utc_now)
+        brokers = make_brokers(config, journal, utc_now)
+        # Scheduled work (SPEC §13) is journaled here and carried out by the next `serve`.
+        engine = Engine(config, journal, brokers, utc_now, run_schedules=False)
         try:
             await engine.start()
             yield engine

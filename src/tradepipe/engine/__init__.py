@@ -31,6 +31,7 @@ from tradepipe.engine.planner import Planner
 from tradepipe.engine.pretrade import PreTrade
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
+from tradepipe.engine.scheduler import Scheduler
 from tradepipe.engine.trading_states import TradingStates
 from tradepipe.errors import BrokerError, BrokerUnavailable
 from tradepipe.journal import Journal
@@ -57,6 +58,7 @@ class Engine:
         reconnect_backoff: tuple[float, float] = (1.0, 60.0),
         stream_poll_interval: float = POLL_INTERVAL,
         stream_poll_lookups: int = LOOKUPS_PER_ROUND,
+        run_schedules: bool = True,
     ) -> None:
         self.current = Current(config, brokers)
         self.journal = journal
@@ -126,6 +128,20 @@ class Engine:
             planner=self.planner,
             recorder=self.recorder,
         )
+        # delay, cancel_after and flatten_at (SPEC §13): journaled, armed again at start.
+        self.scheduler = Scheduler(
+            journal,
+            self.current,
+            clock,
+            lanes=self.lanes,
+            delivery=self.delivery,
+            commands=self.commands,
+            recorder=self.recorder,
+        )
+        self.delivery.scheduler = self.scheduler
+        # A one-shot CLI run (no daemon) journals scheduled work but leaves running it, and
+        # judging what is late, to the daemon: it stops as soon as its own work is done.
+        self.run_schedules = run_schedules
 
     # -- the config and brokers of now, and what the status reports read -----------------------
 
@@ -198,6 +214,10 @@ class Engine:
             log.info("resuming signal %s interrupted by a stop", row["id"])
             replayed = (row["source"] or "").startswith(REPLAY_SOURCE)
             self.enqueue(row["id"], row["strategy"], parsed.signal, moves_mark=not replayed)
+        # Last: a delayed delivery or a cancel that came due while stopped runs after the
+        # recovery above, and after the signals resumed here in its lane.
+        if self.run_schedules:
+            self.scheduler.start()
 
     async def _attach(self, account: str, broker: Broker) -> None:
         broker.listen(self._listener(account))
@@ -217,6 +237,7 @@ class Engine:
         dispatched with. Answers the brokers this replaced (`connect_replaced` next)."""
         old = self.brokers
         self.current.config, self.current.brokers = config, brokers
+        self.scheduler.plan_flattens()  # a flatten_at the reload changed is armed anew
         self.order_poller.brokers = brokers  # the poller watches the accounts of now
         for account in set(old) - set(brokers):
             # Its journal rows stay (open orders included); nothing watches them any more.
@@ -260,7 +281,8 @@ class Engine:
             log.warning("broker %s: work still in flight after %.0f s; closing", account, timeout)
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self.lanes.tasks]
+        self.scheduler.stop()
+        tasks = [*self._tasks, *self.lanes.tasks, *self.scheduler.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -170,23 +170,50 @@ class Commands:
         action = self.journal.record_operator_action(
             "flatten", f"{account or 'every account'} {ticker or 'every ticker'}", self.clock()
         )
-        canonical = self.current.canonical
         results = []
         for name in [account] if account else list(brokers):
-            broker = brokers[name]
-            tickers = {p.ticker for p in await broker.positions() if p.quantity}
-            tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
-            tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
-            # One instrument, one close: a journal row under an older spelling is the same one
-            # (two closes, each for the whole position, would sell it twice).
-            tickers = {canonical(name, t) for t in tickers}
-            wanted = None if ticker is None else canonical(name, ticker)
-            for symbol in sorted(t for t in tickers if wanted in (None, t)):
+            wanted = None if ticker is None else self.current.canonical(name, ticker)
+            keep = partial(_wanted, wanted)
+            results += await self._flatten_account(name, action, keep)
+        return results
 
-                async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
-                    return await self._flatten_one(name, symbol, action)
+    async def flatten_subscription(
+        self, subscription: str, account: str, why: str
+    ) -> list[dict[str, Any]]:
+        """A subscription's `flatten_at` (SPEC §13): the operator's flatten, for the tickers of
+        the subscription's account that it traded and that hold a position or open orders
+        now. The position is the account's (SPEC §6): another subscription trading the same
+        account + ticker is closed with it."""
+        if account not in self.current.brokers:
+            raise UsageError(f'no account "{account}" for subscription {subscription}')
+        canonical = self.current.canonical
+        traded = {
+            canonical(account, t) for t in self.journal.subscription_tickers(account, subscription)
+        }
+        action = self.journal.record_operator_action(
+            "flatten_at", f"subscription {subscription}", self.clock(), account=account, why=why
+        )
+        return await self._flatten_account(account, action, traded.__contains__)
 
-                results.append(await self.lanes.in_lane(name, symbol, close))
+    async def _flatten_account(
+        self, name: str, action: int, keep: Callable[[str], bool]
+    ) -> list[dict[str, Any]]:
+        """Flatten each ticker of the account that holds something and that `keep` wants."""
+        broker = self.current.brokers[name]
+        canonical = self.current.canonical
+        tickers = {p.ticker for p in await broker.positions() if p.quantity}
+        tickers |= {o.ticker for o in await broker.open_orders() if o.ticker}
+        tickers |= {c["ticker"] for c in self.journal.bracket_children(name)}
+        # One instrument, one close: a journal row under an older spelling is the same one
+        # (two closes, each for the whole position, would sell it twice).
+        tickers = {canonical(name, t) for t in tickers}
+        results = []
+        for symbol in sorted(t for t in tickers if keep(t)):
+
+            async def close(name: str = name, symbol: str = symbol) -> dict[str, Any]:
+                return await self._flatten_one(name, symbol, action)
+
+            results.append(await self.lanes.in_lane(name, symbol, close))
         return results
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
@@ -217,6 +244,10 @@ class Commands:
             "message": state.message,
         }
         return result | {"closed": closed}
+
+
+def _wanted(wanted: str | None, ticker: str) -> bool:
+    return wanted in (None, ticker)
 
 
 def _journaled_signal(signal_id: int, payload: str) -> Signal:

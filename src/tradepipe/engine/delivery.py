@@ -11,11 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.ids import client_order_id
-from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderStatus
+from tradepipe.core.model import (
+    WORKING_ORDER,
+    DeliveryStatus,
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+)
 from tradepipe.core.plan import Plan, PlannedOrder, Reject, Skip, plan_from_json, plan_to_json
 from tradepipe.core.resolve import Intent, resolve_signal
 from tradepipe.engine.bracket_emulator import BracketEmulator
@@ -27,6 +34,9 @@ from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import Journal
+
+if TYPE_CHECKING:
+    from tradepipe.engine.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,8 @@ class Delivery:
         self.emulator = emulator
         self.reconciler = reconciler
         self.fill_poll_interval = fill_poll_interval
+        # delay and cancel_after (SPEC §13) are journaled and armed by the scheduler.
+        self.scheduler: Scheduler | None = None
 
     async def deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         config = work.config if work.config is not None else self.current.config
@@ -72,6 +84,10 @@ class Delivery:
             return self.set_delivery(delivery["id"], "failed", f"{why}; nothing sent")
         signal = work.signal
         intent = resolve_signal(signal, subscription, strategy.defaults)
+        if intent.delay and delivery["status"] == DeliveryStatus.QUEUED and self.scheduler:
+            postponed = self.scheduler.postpone(work, delivery, intent)
+            if postponed is not None:
+                return postponed
         # Orders are journaled only once the delivery is planned: no other can have any.
         journaled = (
             {o["client_order_id"] for o in self.journal.orders_for_deliveries([delivery["id"]])}
@@ -218,6 +234,13 @@ class Delivery:
             if state.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
                 message = f": {state.message}" if state.message else ""
                 return Outcome("failed", f"the {step.leg} order was {state.status}{message}")
+            if (
+                intent.cancel_after is not None
+                and self.scheduler is not None
+                and state.status in WORKING_ORDER
+                and step.role in (OrderRole.ENTRY, OrderRole.EXIT)
+            ):
+                self.scheduler.cancel_later(delivery, request, intent)
             if step.wait_for_fill and state.status is not OrderStatus.FILLED:
                 timeout = intent.exit_fill_timeout
                 try:

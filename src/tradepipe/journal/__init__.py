@@ -26,6 +26,7 @@ from tradepipe.journal import equity as _equity
 from tradepipe.journal import events as _events
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
+from tradepipe.journal import schedules as _schedules
 from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
@@ -179,6 +180,7 @@ class Journal:
     fills = _orders.fills
     position = _orders.position
     positions = _orders.positions
+    subscription_tickers = _orders.subscription_tickers
 
     # -- equity snapshots (equity.py) ----------------------------------------------------------
     record_equity = _equity.record_equity
@@ -191,6 +193,13 @@ class Journal:
     set_trading_state = _trading_states.set_trading_state
     end_trading_state = _trading_states.end_trading_state
     trading_states = _trading_states.trading_states
+
+    # -- scheduled work (schedules.py) ---------------------------------------------------------
+    add_schedule = _schedules.add_schedule
+    finish_schedule = _schedules.finish_schedule
+    schedule = _schedules.schedule
+    pending_schedules = _schedules.pending_schedules
+    schedules = _schedules.schedules
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash

@@ -343,3 +343,12 @@ def apply_fill(
         assert average is not None
         return new_quantity, (quantity * average + signed_fill * price) / new_quantity
     return new_quantity, average
+
+
+def subscription_tickers(journal: Journal, account: str, subscription: str) -> list[str]:
+    """The tickers a subscription has placed orders for on an account (its `flatten_at`)."""
+    rows = journal.conn.execute(
+        "SELECT DISTINCT ticker FROM orders WHERE account = ? AND subscription = ?",
+        (account, subscription),
+    ).fetchall()
+    return sorted(str(row[0]) for row in rows)

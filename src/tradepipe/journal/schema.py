@@ -274,6 +274,40 @@ def _trading_states(db: Database) -> None:
     )
 
 
+@migrations(name="0013_schedules")
+def _schedules(db: Database) -> None:
+    # SPEC §13: scheduled work — a delivery postponed by the signal's delay, the cancel of an
+    # order left unfilled cancel_after seconds, a subscription's flatten_at firing. The rows are
+    # the truth (a timer only wakes the engine; every pending row is armed again at start), and
+    # each item exists once: one delay per delivery, one cancel per order, one firing per time.
+    db.executescript(
+        """
+        CREATE TABLE schedules (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subscription TEXT,
+            account TEXT,
+            ticker TEXT,
+            delivery_id INTEGER REFERENCES deliveries(id),
+            client_order_id TEXT,
+            detail TEXT,
+            due_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX schedules_pending ON schedules(status) WHERE status = 'pending';
+        CREATE INDEX schedules_delivery ON schedules(delivery_id) WHERE delivery_id IS NOT NULL;
+        CREATE UNIQUE INDEX schedules_one_delay ON schedules(delivery_id) WHERE kind = 'delay';
+        CREATE UNIQUE INDEX schedules_one_cancel ON schedules(client_order_id)
+            WHERE kind = 'cancel_after';
+        CREATE UNIQUE INDEX schedules_one_firing ON schedules(subscription, due_at)
+            WHERE kind = 'flatten_at';
+        """
+    )
+
+
 @migrations(name="0016_fill_fees")
 def _fill_fees(db: Database) -> None:
     # SPEC §14: the report's P&L is net of the fees the broker reports. NULL: none reported.

@@ -148,6 +148,9 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
         return None
     deliveries = journal.deliveries_for([signal_id])
     orders = _by_delivery(journal.orders_for_deliveries([d["id"] for d in deliveries]))
+    scheduled: dict[int, list[dict[str, Any]]] = {}
+    for item in journal.schedules(delivery_ids=[d["id"] for d in deliveries]):
+        scheduled.setdefault(item["delivery_id"], []).append(schedule_view(item))
     view = _signal_view(
         row,
         [
@@ -159,6 +162,8 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
                 "plan": json.loads(d["plan"]) if d["plan"] else None,
                 "provenance": json.loads(d["provenance"]) if d["provenance"] else [],
                 "orders": [order_view(o) for o in orders.get(d["id"], [])],
+                # Its delay, and the cancel of an order left unfilled (SPEC §13).
+                "schedules": scheduled.get(d["id"], []),
                 "updated_at": d["updated_at"],
             }
             for d in deliveries
@@ -172,6 +177,24 @@ def signal_detail(journal: Journal, signal_id: int) -> dict[str, Any] | None:
         processed_at=row["processed_at"],
     )
     return view
+
+
+def schedule_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One scheduled item (SPEC §13) as the CLI shows it."""
+    return {
+        key: row[key]
+        for key in (
+            "id",
+            "kind",
+            "subscription",
+            "account",
+            "ticker",
+            "client_order_id",
+            "due_at",
+            "status",
+            "reason",
+        )
+    } | {"detail": json.loads(row["detail"]) if row["detail"] else None}
 
 
 def _signal_view(row: dict[str, Any], deliveries: list[dict[str, Any]]) -> dict[str, Any]:
