@@ -34,6 +34,9 @@ def api_routes(operator: OperatorApi) -> dict[str, Route]:
         "/api/paper/quote": lambda p: operator.paper_quote(
             p["account"], p["ticker"], Decimal(str(p["price"]))
         ),
+        "/api/paper/chain": lambda p: operator.paper_chain(
+            p["account"], p["underlying"], str(p["text"])
+        ),
     }
 
 

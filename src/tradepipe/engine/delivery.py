@@ -328,7 +328,8 @@ class Delivery:
                 self.journal.instance, work.signal_id, delivery["subscription"], step.leg
             ),
             account=delivery["account"],
-            ticker=work.signal.ticker,
+            # An option contract or a continuous future's dated contract (SPEC §15).
+            ticker=step.ticker or work.signal.ticker,
             side=step.side,
             quantity=step.quantity,
             order_type=step.order_type,

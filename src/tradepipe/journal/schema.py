@@ -272,3 +272,22 @@ def _trading_states(db: Database) -> None:
         ) STRICT;
         """
     )
+
+
+@migrations(name="0017_paper_chains")
+def _paper_chains(db: Database) -> None:
+    # SPEC §15: the option chain an operator gave a paper account for an underlying (`tradepipe
+    # paper chain`), one row per listed contract; without rows the paper broker generates one.
+    db.executescript(
+        """
+        CREATE TABLE paper_chains (
+            account TEXT NOT NULL,
+            underlying TEXT NOT NULL,
+            expiration TEXT NOT NULL,
+            option_right TEXT NOT NULL,
+            strike TEXT NOT NULL,
+            given_at TEXT NOT NULL,
+            PRIMARY KEY (account, underlying, expiration, option_right, strike)
+        ) STRICT;
+        """
+    )
