@@ -80,3 +80,159 @@ def test_call_entry_reversal_to_a_put_and_exit(tmp_path):
         assert h.deliveries(exit_)[0][0] == "submitted"
 
     run(write_config(tmp_path), test)
+
+
+def test_no_contract_fits_rejects_the_delivery_with_the_selectors_reason(tmp_path):
+    async def test(h: Harness):
+        await given_chain(h)
+        (late,) = await h.send(spy("buy", expiration="2027-06-01"))
+        assert h.deliveries(late) == [
+            (
+                "rejected",
+                "no SPY option contract fits: no call expires on or after 2027-06-01"
+                " (expiration 2027-06-01); the last listed is 2027-01-15",
+            )
+        ]
+        (far,) = await h.send(spy("buy", strikesAway=9))
+        status, reason = h.deliveries(far)[0]
+        assert status == "rejected"
+        assert "strikesAway 9 out of the money" in reason and "list only 2 strikes" in reason
+        assert h.journal.orders(signal_id=far) == []
+
+    run(write_config(tmp_path), test)
+
+
+def test_options_are_never_sold_short_and_never_take_the_underlyings_prices(tmp_path):
+    async def test(h: Harness):
+        await given_chain(h)
+        (sell,) = await h.send(spy("sell", "call"))
+        assert h.deliveries(sell) == [
+            (
+                "skipped",
+                "sell with optionType call: no call of SPY is held to sell, and options are"
+                " never sold short",
+            )
+        ]
+        (limit,) = await h.send(spy("buy", orderType="limit", limitPrice=600))
+        status, reason = h.deliveries(limit)[0]
+        assert status == "rejected"
+        assert "market orders only (limit entries" in reason
+        (bracket,) = await h.send(spy("buy", stopLoss={"percent": 5}))
+        assert h.deliveries(bracket)[0][0] == "rejected"
+        assert h.journal.orders() == []
+
+    run(write_config(tmp_path), test)
+
+
+def test_money_sizing_counts_the_contracts_price_times_100(tmp_path):
+    """$1,000 at 4.00 a contract (×100) is 2 contracts, never 250."""
+
+    async def test(h: Harness):
+        await given_chain(h)
+        (buy,) = await h.send(spy("buy", quantity=1000, quantityType="dollar_amount"))
+        assert h.position(CALL_605) == 2
+        assert h.deliveries(buy)[0][0] == "submitted"
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_generated_chain_around_the_mark_and_a_contract_without_a_mark(tmp_path):
+    """No chain given: the paper broker lists one around the underlying's mark (SPY at 600:
+    strikes by 5, Fridays); the contract it picks has no mark yet, so the market order is
+    rejected as a stock's would be."""
+
+    async def test(h: Harness):
+        (buy,) = await h.send(spy("buy", expiration="+7 days", strikesAway=0))
+        status, reason = h.deliveries(buy)[0]
+        assert status == "rejected"
+        assert "paper rejected the entry order: no price for SPY 261127C00600000" in reason
+        facts = plan(h, buy).get("facts") or []
+        assert facts and facts[0].startswith("contract SPY 261127C00600000: call 600")
+        chain = await h.engine.brokers["paper"].option_chain("SPY")
+        strikes = sorted({c.strike for c in chain})
+        assert (strikes[0], strikes[1] - strikes[0], strikes[-1]) == (D(500), D(5), D(700))
+        assert date(2026, 11, 20) in {c.expiration for c in chain}  # today is a Friday
+        assert date(2027, 5, 21) in {c.expiration for c in chain}  # a monthly 6 months out
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_continuous_future_trades_its_front_contract(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {"ticker": "MES1!", "action": "buy", "quantity": 1, "signalPrice": 5000}
+        )
+        assert h.deliveries(buy) == [("submitted", "enter long 1 (buy 1 MESZ2026 ×5)")]
+        assert h.position("MESZ2026") == 1
+        assert plan(h, buy)["facts"] == [
+            "MES1! → MESZ2026 (expires 2026-12-18; roll 2 days before expiry)"
+        ]
+        (sell,) = await h.send({"ticker": "MES1!", "action": "exit", "signalPrice": 5010})
+        assert h.position("MESZ2026") == 0
+        assert h.deliveries(sell)[0][0] == "submitted"
+
+    run(write_config(tmp_path), test)
+
+
+def test_the_roll_setting_moves_to_the_next_contract(tmp_path):
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {"ticker": "MES1!", "action": "buy", "quantity": 1, "signalPrice": 5000}
+        )
+        assert h.position("MESH2027") == 1
+        (fact,) = plan(h, buy)["facts"]
+        assert fact.startswith("MES1! → MESH2027 (expires 2027-03-19; MESZ2026 rolled on")
+
+    run(write_config(tmp_path, account="roll_days_before_expiry = 30\n"), test)
+
+
+def test_a_broker_that_cannot_map_continuous_futures_refuses_them(tmp_path):
+    import dataclasses
+
+    async def test(h: Harness):
+        broker = h.engine.brokers["paper"]
+        broker.capabilities = dataclasses.replace(broker.capabilities, continuous_futures=False)
+        (buy,) = await h.send({"ticker": "ES1!", "action": "buy", "quantity": 1})
+        assert h.deliveries(buy) == [
+            (
+                "rejected",
+                'ES1! is a continuous futures ticker, and account "paper" (broker paper) cannot'
+                " map it to a dated contract: send the contract itself, e.g. ESZ2026; nothing"
+                " was sent",
+            )
+        ]
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_burst_reads_the_chain_once_until_it_is_old_or_replaced():
+    """The chain is kept 5 minutes per account + underlying; `paper chain` forgets it."""
+    import asyncio
+
+    from tradepipe.engine.contracts import ContractLists
+
+    class Lister:  # a broker's chain endpoint, counting its calls
+        name = "counting"
+        calls = 0
+
+        async def option_chain(self, underlying):
+            self.calls += 1
+            return [underlying, self.calls]
+
+    now = [0.0]
+    lists = ContractLists(ttl=300, monotonic=lambda: now[0])
+    broker = Lister()
+
+    async def burst():
+        return [await lists.chain("paper", broker, "SPY") for _ in range(5)]
+
+    assert asyncio.run(burst()) == [["SPY", 1]] * 5
+    asyncio.run(lists.chain("other", broker, "SPY"))  # another account: its own
+    assert broker.calls == 2
+    now[0] = 299.0
+    asyncio.run(lists.chain("paper", broker, "SPY"))
+    assert broker.calls == 2
+    now[0] = 300.0
+    assert asyncio.run(lists.chain("paper", broker, "SPY")) == ["SPY", 3]
+    lists.forget("paper", "SPY")
+    assert asyncio.run(lists.chain("paper", broker, "SPY")) == ["SPY", 4]

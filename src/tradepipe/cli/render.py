@@ -199,7 +199,7 @@ def render_signal_detail(detail: dict[str, Any]) -> None:
             out.print(
                 markup("  order {} {}: {} {}", o["id"], o["client_order_id"], o["role"], o["side"])
                 + markup(" {}", o["quantity"])
-                + (markup(" {}", o["ticker"]) if o.get("ticker") != delivery["ticker"] else "")
+                + (markup(" {}", o["ticker"]) if o.get("ticker") not in (None, d["ticker"]) else "")
                 + markup(" {} → {}", o["order_type"], o["status"])
                 + (markup(" at {}", price) if price is not None else "")
                 + (markup(" — broker: {}", o["broker_message"]) if o["broker_message"] else "")
