@@ -236,3 +236,29 @@ def test_a_burst_reads_the_chain_once_until_it_is_old_or_replaced():
     assert asyncio.run(lists.chain("paper", broker, "SPY")) == ["SPY", 3]
     lists.forget("paper", "SPY")
     assert asyncio.run(lists.chain("paper", broker, "SPY")) == ["SPY", 4]
+
+
+def test_an_emulated_bracket_of_a_continuous_future_protects_the_dated_contract(tmp_path):
+    """Without native brackets the stop is placed once the entry fills: on MESZ2026, the
+    contract the orders are for, though the signal said MES1!."""
+
+    async def test(h: Harness):
+        (buy,) = await h.send(
+            {
+                "ticker": "MES1!",
+                "action": "buy",
+                "quantity": 1,
+                "signalPrice": 5000,
+                "stopLoss": {"amount": 10},
+            }
+        )
+        orders = {o["role"]: o for o in h.journal.orders(signal_id=buy)}
+        assert (orders["entry"]["ticker"], orders["entry"]["status"]) == ("MESZ2026", "filled")
+        stop = orders["stop_loss"]
+        assert (stop["ticker"], stop["status"], D(stop["stop_price"])) == (
+            "MESZ2026",
+            "accepted",
+            D(4990),
+        )
+
+    run(write_config(tmp_path, account="native_brackets = false\n"), test)
