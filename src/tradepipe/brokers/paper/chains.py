@@ -102,7 +102,7 @@ def parse_chain_file(text: str) -> list[tuple[date, OptionRight, Decimal]] | str
     else:
         reader = csv.DictReader(io.StringIO(stripped))
         names = [n.strip().lower() for n in reader.fieldnames or []]
-        if set(names) < {"expiration", "right", "strike"}:
+        if not {"expiration", "right", "strike"} <= set(names):
             return f"the chain CSV needs a header expiration,right,strike (got {','.join(names)})"
         rows = [{k.strip().lower(): v for k, v in row.items() if k} for row in reader]
     out: list[tuple[date, OptionRight, Decimal]] = []
