@@ -262,3 +262,65 @@ def test_an_emulated_bracket_of_a_continuous_future_protects_the_dated_contract(
         )
 
     run(write_config(tmp_path, account="native_brackets = false\n"), test)
+
+
+def test_a_reversal_a_crash_interrupted_resumes_on_its_contracts_sending_nothing_twice(tmp_path):
+    """The journaled plan keeps each order's contract: a restart asks the broker about the
+    close and the put by client order id instead of sending either again (or sending them for
+    SPY itself)."""
+
+    async def test(h: Harness):
+        await given_chain(h)
+        await h.send(spy("buy"))
+        (sell,) = await h.send(spy("sell"))
+        await h.crash_and_restart(sell, orders_submitting=True)
+        rows = h.journal.conn.execute("SELECT request FROM paper_orders ORDER BY rowid")
+        tickers = [json.loads(r[0])["ticker"] for r in rows]
+        assert tickers == [CALL_605, CALL_605, PUT_595]  # buy call; close it; buy the put
+        assert h.position(PUT_595) == 2 and h.position(CALL_605) == 0
+        statuses = sorted((o["ticker"], o["status"]) for o in h.journal.orders(signal_id=sell))
+        assert statuses == [(CALL_605, "filled"), (PUT_595, "filled")]
+
+    run(write_config(tmp_path), test)
+
+
+def test_options_are_for_equity_underlyings_only(tmp_path):
+    async def test(h: Harness):
+        (future,) = await h.send({**spy("buy"), "ticker": "MESZ2026", "signalPrice": 5000})
+        (crypto,) = await h.send({**spy("buy"), "ticker": "BTC/USD", "signalPrice": 90000})
+        for signal_id, name in ((future, "MESZ2026"), (crypto, "BTC/USD")):
+            status, reason = h.deliveries(signal_id)[0]
+            assert status == "rejected"
+            assert f"options are traded for US equity underlyings only ({name}" in reason
+        assert h.journal.orders() == []
+
+    run(write_config(tmp_path), test)
+
+
+def test_a_journaled_plan_reads_back_with_its_contracts_and_facts():
+    """What a restart resumes from: each order's own ticker and the choosing facts survive the
+    journal's JSON; a stock plan's record is unchanged (no ticker, no facts keys)."""
+    from tradepipe.core.decision import Plan, PlannedOrder, Reject, plan_from_json, plan_to_json
+    from tradepipe.core.model import OrderRole, Side
+
+    plan = Plan(
+        "close the call, then buy a put",
+        (
+            PlannedOrder(
+                "exit", Side.SELL, D(2), OrderRole.EXIT, wait_for_fill=True, ticker=CALL_605
+            ),
+            PlannedOrder("entry", Side.BUY, D(2), OrderRole.ENTRY, ticker=PUT_595),
+        ),
+        facts=(f"contract {PUT_595}: put 595", "strikesAway 1"),
+    )
+    stored = json.loads(json.dumps(plan_to_json(plan)))
+    assert plan_from_json(stored) == plan
+    stock = plan_to_json(
+        Plan("enter long 1", (PlannedOrder("entry", Side.BUY, D(1), OrderRole.ENTRY),))
+    )
+    assert "facts" not in stock and "ticker" not in stock["orders"][0]
+    assert plan_to_json(Reject("no", ("ES1! → ESZ2026",))) == {
+        "kind": "reject",
+        "reason": "no",
+        "facts": ["ES1! → ESZ2026"],
+    }

@@ -10,12 +10,14 @@ contract order would trade something the signal did not ask for.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradepipe.brokers.base import Broker, canonical_ticker
 from tradepipe.core.decision import Decision, Plan, PlannedOrder, Reject
+from tradepipe.core.instruments import parse_future
 from tradepipe.core.model import OrderType
 from tradepipe.core.option_positions import Held, OptionMoves, option_moves, parse_occ
 from tradepipe.core.options import NoContract, OptionRight, select_contract
@@ -32,6 +34,8 @@ from tradepipe.errors import OrderRejected
 if TYPE_CHECKING:
     from tradepipe.config import Config
     from tradepipe.engine.planner import Planner
+
+_EQUITY = re.compile(r"[A-Z]{1,6}")
 
 Planned = tuple[Decision, Context | None, tuple[str, ...]]
 
@@ -76,6 +80,16 @@ async def plan_options(
     ask = intent.option_ask
     assert ask is not None
     underlying = default_canonical_ticker(intent.ticker)
+    if not _EQUITY.fullmatch(underlying) or parse_future(underlying) is not None:
+        # Its contracts would not be OCC symbols, so nothing would know they are worth 100.
+        return (
+            Reject(
+                f"options are traded for US equity underlyings only ({underlying} is not one:"
+                " OCC roots are 1-6 letters); nothing was sent"
+            ),
+            None,
+            (),
+        )
     held = tuple(
         Held(p.ticker, occ.right, p.quantity)
         for p in await broker.positions()
