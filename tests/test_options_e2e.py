@@ -107,3 +107,20 @@ def test_a_continuous_future_buys_its_front_contract_through_serve(tmp_path):
     assert (expires - date.today()).days > 2  # the roll: never within 2 days of expiry
     assert expires.weekday() == 4 and 15 <= expires.day <= 21  # a third Friday
     assert f"buy 1 {contract} ×5" in bought["reason"]
+
+
+def test_a_bad_chain_file_is_refused_naming_the_row_and_changes_nothing(tmp_path):
+    """Without a daemon the command runs in-process, with the same verb and the same words."""
+    config = write_config(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("expiration,right,strike\n2028-03-17,call,200\n2028-03-17,straddle,200\n")
+    refused = tradepipe(config, "paper", "chain", "paper", "AAPL", str(bad), check=False)
+    assert refused.returncode == 2, refused
+    assert "paper chain paper AAPL: contract 2: right 'straddle' is not call or put" in (
+        refused.stdout + refused.stderr
+    )
+    missing = tradepipe(config, "paper", "chain", "paper", "AAPL", "nope.csv", check=False)
+    assert missing.returncode == 2
+    assert "cannot read the chain file nope.csv" in missing.stdout + missing.stderr
+    stock = tradepipe(config, "paper", "chain", "nobody", "AAPL", str(bad), check=False)
+    assert '"nobody" is not a paper account' in stock.stdout + stock.stderr
