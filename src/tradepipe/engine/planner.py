@@ -18,7 +18,7 @@ from tradepipe.core.resolve import Intent
 from tradepipe.core.risk import without_entries
 from tradepipe.core.signal import QuantityType
 from tradepipe.core.support import fit_to_broker, refuse_unsupported
-from tradepipe.engine.contracts import ContractLists, exchange_date
+from tradepipe.engine.contracts import ContractLists, exchange_date, parse_continuous
 from tradepipe.engine.current import Current
 from tradepipe.engine.option_planner import plan_options
 from tradepipe.engine.pretrade import Context, PreTrade
@@ -68,18 +68,19 @@ class Planner:
             return refused
         asked = intent.ticker
         facts: tuple[str, ...] = ()
-        mapped = await self.contracts.map_continuous(
-            asked,
-            account,
-            broker,
-            exchange_date(self.clock()),
-            config.accounts[account].roll_days_before_expiry,
-        )
-        if isinstance(mapped, Reject):
-            return mapped
-        if mapped is not None:  # ES1! trades the dated contract: its position, its orders
-            intent = replace(intent, ticker=canonical_ticker(broker, mapped.contract.symbol))
-            facts = (mapped.fact,)
+        if parse_continuous(asked) is not None:  # ES1! trades the dated contract it maps to
+            mapped = await self.contracts.map_continuous(
+                asked,
+                account,
+                broker,
+                exchange_date(self.clock()),
+                config.accounts[account].roll_days_before_expiry,
+            )
+            if isinstance(mapped, Reject):
+                return mapped
+            if mapped is not None:  # its position, its orders; the lane stays ES1!'s
+                intent = replace(intent, ticker=canonical_ticker(broker, mapped.contract.symbol))
+                facts = (mapped.fact,)
         if intent.option_fields:
             decision, context, tickers = await plan_options(
                 self, intent, account, broker, config, strategy, subscription
