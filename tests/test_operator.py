@@ -23,7 +23,16 @@ VERBS = sorted(
 
 
 def test_the_operator_and_the_daemon_client_offer_every_verb_with_one_signature():
-    assert VERBS == ["flatten", "halt", "paper_quote", "replay", "resume", "review", "status"]
+    assert VERBS == [
+        "flatten",
+        "halt",
+        "paper_chain",
+        "paper_quote",
+        "replay",
+        "resume",
+        "review",
+        "status",
+    ]
     for verb in VERBS:
         wanted = inspect.signature(getattr(OperatorApi, verb))
         for side in (Operator, DaemonClient):
@@ -43,10 +52,12 @@ def test_the_local_api_serves_every_verb_by_its_path():
     payload = {"account": "paper", "ticker": "AAPL", "price": "1.5", "signal_id": "3"}
     payload |= {"execute": True, "delivery_id": 7, "approve": False}
     payload |= {"scope": "account", "name": "paper", "state": "reduce_only", "reason": "FOMC"}
+    payload |= {"underlying": "SPY", "text": "expiration,right,strike"}
     served = {path: asyncio.run(route(payload)) for path, route in api_routes(Recorder()).items()}
     assert {answer["verb"] for answer in served.values()} == set(VERBS)
     assert served["/api/paper/quote"]["args"] == ["paper", "AAPL", Decimal("1.5")]
     assert served["/api/replay"]["args"] == [3, True]
+    assert served["/api/paper/chain"]["args"] == ["paper", "SPY", "expiration,right,strike"]
     assert served["/api/review"]["args"] == [7, False]
     assert served["/api/flatten"]["args"] == ["paper", "AAPL"]
     paper = Scope.account("paper")

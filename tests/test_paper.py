@@ -470,7 +470,6 @@ def es(cid="f1", side=Side.BUY, quantity="1", ticker="ESZ2026") -> OrderRequest:
         ("mesh2027", "future", "5", "0.25", "1"),
         ("MYMM26", "future", "0.5", "1", "1"),
         ("CLF27", "future", "1000", "0.01", "1"),
-        ("ES1!", "future", "50", "0.25", "1"),
         ("SPY 261218C00600000", "option", "100", None, None),
         ("AAPL", "stock", "1", None, None),
         ("BTC/USD", "stock", "1", None, None),

@@ -23,6 +23,7 @@ PURE = [
     "brokers/ibkr/translation",
     "brokers/ibkr/orders",
     "brokers/paper/books",
+    "brokers/paper/chains",
 ]
 # A pure broker module may import a pure sibling, and nothing else of tradepipe.brokers.
 PURE_SIBLINGS = {"brokers/ibkr/orders": {"tradepipe.brokers.ibkr.translation"}}

@@ -188,8 +188,11 @@ def test_option_fields_refuse_the_delivery_where_the_account_cannot_select_contr
         'options are not supported for account "paper" yet: optionType put,'
         " expiration +7 days, strikesAway 1; nothing was sent"
     )
-    for capabilities in (paper.CAPABILITIES, alpaca.CAPABILITIES, ibkr.CAPABILITIES, Can()):
-        assert refuse_unsupported(resolved, "paper", capabilities) == refused
+    for capabilities in (alpaca.CAPABILITIES, ibkr.CAPABILITIES, Can()):
+        if not capabilities.options:  # the adapters gain option selection one by one
+            assert refuse_unsupported(resolved, "paper", capabilities) == refused
     assert refuse_unsupported(resolved, "paper", Can(options=True)) is None
+    assert paper.CAPABILITIES.options  # the paper broker selects contracts (SPEC §15)
+    assert refuse_unsupported(resolved, "paper", paper.CAPABILITIES) is None
     stock = resolve_signal(parse_signal({"ticker": "SPY", "action": "buy"}).signal, None, None)
     assert refuse_unsupported(stock, "paper", Can()) is None

@@ -48,6 +48,7 @@ def make_broker(
             clock=clock,
             native_brackets=account.native_brackets,
             instruments=account.contract_specs(),
+            roll_days=account.roll_days_before_expiry,
         )
     if secrets is None and account.broker in NEEDS_CREDENTIALS:
         secrets = credentials.require(name, environ)

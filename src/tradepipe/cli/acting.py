@@ -17,6 +17,7 @@ from tradepipe.cli.render import (
     render_answer,
     render_deliveries,
     render_flattened,
+    render_paper_chain,
     render_paper_quote,
     render_replay,
     render_review,
@@ -118,6 +119,36 @@ def paper_quote(
         print_json(result)
         return
     render_paper_quote(account, result)
+
+
+@paper_app.command(
+    "chain",
+    epilog="Example: `tradepipe paper chain paper AAPL aapl-chain.csv` with a CSV like"
+    " `expiration,right,strike` / `2026-12-18,call,200` (or JSON: a list of"
+    ' {"expiration": "2026-12-18", "right": "put", "strike": 190})',
+)
+def paper_chain(
+    account: str,
+    underlying: str,
+    file: Annotated[Path, typer.Argument(help="CSV or JSON: expiration, right, strike.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Give the paper account the option chain of UNDERLYING, in place of the one it generates
+    around the mark (strikes around it, weekly and monthly expirations). Option signals for
+    UNDERLYING then pick their contract from it; price a contract with `paper quote ACCOUNT
+    OCC_SYMBOL PRICE`."""
+    from tradepipe.daemon.client import act
+    from tradepipe.errors import UsageError
+
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the chain file {file}: {e}") from None
+    result = act(load(), lambda operator: operator.paper_chain(account, underlying, text))
+    if as_json:
+        print_json(result)
+        return
+    render_paper_chain(account, result)
 
 
 @app.command(

@@ -214,13 +214,17 @@ def render_signal_detail(detail: dict[str, Any]) -> None:
         plan = delivery["plan"]
         if plan and plan.get("kind") == "plan":
             out.print(markup("  plan: {}", plan["summary"]))
+        for fact in (plan or {}).get("facts", ()):  # the contract chosen and why (SPEC §15)
+            out.print(markup("  [cyan]instrument:[/] {}", fact))
         for line in delivery["provenance"]:
             out.print(markup("    {}", line))
         for o in delivery["orders"]:
             price = o["average_fill_price"]
             out.print(
                 markup("  order {} {}: {} {}", o["id"], o["client_order_id"], o["role"], o["side"])
-                + markup(" {} {} → {}", o["quantity"], o["order_type"], o["status"])
+                + markup(" {}", o["quantity"])
+                + (markup(" {}", o["ticker"]) if o.get("ticker") not in (None, d["ticker"]) else "")
+                + markup(" {} → {}", o["order_type"], o["status"])
                 + (markup(" at {}", price) if price is not None else "")
                 + (markup(" — broker: {}", o["broker_message"]) if o["broker_message"] else "")
             )
@@ -298,6 +302,22 @@ def render_paper_quote(account: str, result: dict[str, Any]) -> None:
     done = "[green]ok[/] {} {} mark {} ({})"
     summary = "; ".join(moved) if moved else "no order filled or canceled"
     out.print(markup(done, account, result["ticker"], result["price"], summary))
+
+
+def render_paper_chain(account: str, result: dict[str, Any]) -> None:
+    expirations, strikes = result["expirations"], result["strikes"]
+    out.print(
+        markup(
+            "[green]ok[/] {} {}: {} contracts, expirations {}–{}, strikes {}–{}",
+            account,
+            result["underlying"],
+            result["contracts"],
+            expirations[0],
+            expirations[-1],
+            strikes[0],
+            strikes[-1],
+        )
+    )
 
 
 def render_flattened(result: dict[str, Any]) -> None:

@@ -74,6 +74,9 @@ class _Account(_Table):
     # Percent inputs above 100 (risk_percent, percent_of_equity, stop-loss and trail percents)
     # need margin: refused unless the account says it has it (SPEC §12).
     allow_leverage: bool = False
+    # A continuous futures ticker (ES1!) trades the front contract until this many calendar
+    # days before its expiry, then the next one (SPEC §15; TradersPost rolls 2 days before).
+    roll_days_before_expiry: Annotated[int, Field(ge=0, le=60)] = 2
     risk: RiskConfig = Field(default_factory=RiskConfig)
 
 

@@ -10,13 +10,38 @@ today are arguments; the answer carries the facts to journal, or why there is no
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tradepipe.core.instruments import MONTH_CODES
+from tradepipe.core.tickers import default_canonical_ticker
 
 ROLL_DAYS_BEFORE_EXPIRY = 2
+EXCHANGE_TIME = ZoneInfo("America/New_York")
+
+
+def exchange_date(now: datetime) -> date:
+    """Today where US options and CME futures expire: an option expiring today is still
+    today's until midnight in New York, not UTC."""
+    return now.astimezone(EXCHANGE_TIME).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Continuous:
+    root: str  # ES
+    nth: int  # 1: the front contract
+
+
+_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]{0,5}?)(?P<nth>[1-9])!$")
+
+
+def parse_continuous(ticker: str) -> Continuous | None:
+    """TradingView's continuous contract (`ES1!`, `CME_MINI:MNQ2!`), or None."""
+    match = _CONTINUOUS.match(default_canonical_ticker(ticker))
+    return Continuous(match["root"], int(match["nth"])) if match else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,9 @@ class PlannedOrder:
     parent_leg: str | None = None
     # Takes the place of this working order (breakeven): its bracket link passes to this one.
     replaces: str | None = None
+    # What the order is for when it is not the signal's ticker (SPEC §15): the option contract
+    # chosen for the underlying, the dated contract a continuous future maps to.
+    ticker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +76,22 @@ class Plan:
     summary: str
     orders: tuple[PlannedOrder, ...] = ()
     cancel_open_orders: bool = False
+    # How the instrument was chosen (SPEC §15): the option contract and the chain facts that
+    # picked it, the dated contract a continuous future maps to. Journaled, shown by
+    # `signals show`.
+    facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Skip:
     reason: str
+    facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
     reason: str
+    facts: tuple[str, ...] = ()
 
 
 Decision = Plan | Skip | Reject
@@ -110,9 +119,11 @@ def plan_from_json(data: dict) -> Plan:
                 wait_for_fill=o["wait_for_fill"],
                 parent_leg=o.get("parent_leg"),
                 replaces=o.get("replaces"),
+                ticker=o.get("ticker"),
             )
             for o in data["orders"]
         ),
+        facts=tuple(data.get("facts", ())),
     )
 
 
@@ -124,6 +135,9 @@ def plan_to_json(decision: Decision) -> dict:
     """The journal's record of a decision, as plain JSON values (Decimals as plain-notation
     strings, as `signal_to_json` spells them): what the journal stores, `replay` shows and
     `plan_from_json` reads back."""
+    # Facts and an order's own ticker only where there are some: the common plan's record is
+    # unchanged.
+    facts = {"facts": list(decision.facts)} if decision.facts else {}
     if isinstance(decision, Plan):
         return {
             "kind": "plan",
@@ -132,11 +146,17 @@ def plan_to_json(decision: Decision) -> dict:
             # Flat fields of immutable values: no deep copy needed (asdict's was a share of
             # every traded signal's cost).
             "orders": [
-                {f: _json_value(getattr(order, f)) for f in _ORDER_FIELDS}
+                {
+                    f: _json_value(getattr(order, f))
+                    for f in _ORDER_FIELDS
+                    if f != "ticker" or order.ticker is not None
+                }
                 for order in decision.orders
             ],
+            **facts,
         }
-    return {"kind": "skip" if isinstance(decision, Skip) else "reject", "reason": decision.reason}
+    kind = "skip" if isinstance(decision, Skip) else "reject"
+    return {"kind": kind, "reason": decision.reason, **facts}
 
 
 def _json_value(value: object) -> object:

@@ -34,6 +34,10 @@ class OptionRight(StrEnum):
     CALL = "call"
     PUT = "put"
 
+    @property
+    def other(self) -> OptionRight:
+        return OptionRight.PUT if self is OptionRight.CALL else OptionRight.CALL
+
 
 @dataclass(frozen=True, slots=True)
 class OptionContract:

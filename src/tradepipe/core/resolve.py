@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from tradepipe.core.model import OrderType, TimeInForce
+from tradepipe.core.options import OptionAsk
 from tradepipe.core.settings import BUILTIN
 from tradepipe.core.signal import (
     Action,
@@ -95,6 +96,8 @@ class Intent:
     cancel_after: Decimal | None = None
     # The option contract the signal asks for instead of the ticker (`optionType put`, ...).
     option_fields: tuple[str, ...] = ()
+    # The same, for the chain selector (SPEC §15); None without an optionType.
+    option_ask: OptionAsk | None = None
 
     def explain(self, subscription: str, strategy: str) -> list[str]:
         return [p.describe(k, subscription, strategy) for k, p in self.provenance.items()]
@@ -226,6 +229,19 @@ def resolve_signal(signal: Signal, subscription: Any, defaults: Any) -> Intent:
         option_fields=option_fields(signal),
         delay=Decimal(delay) if delay else None,
         cancel_after=Decimal(cancel_after) if cancel_after is not None else None,
+        option_ask=_option_ask(signal),
+    )
+
+
+def _option_ask(signal: Signal) -> OptionAsk | None:
+    if signal.option_type is None:
+        return None
+    return OptionAsk(
+        option_type=str(signal.option_type),
+        expiration=signal.expiration,
+        strike_price=signal.strike_price,
+        strikes_away=signal.strikes_away,
+        intrinsic_value=str(signal.intrinsic_value or "otm"),
     )
 
 

@@ -245,6 +245,10 @@ class DaemonClient:
         payload = {"account": account, "ticker": ticker, "price": str(price)}
         return self._call("/api/paper/quote", payload)
 
+    async def paper_chain(self, account: str, underlying: str, text: str) -> dict[str, Any]:
+        payload = {"account": account, "underlying": underlying, "text": text}
+        return self._call("/api/paper/chain", payload)
+
     async def status(self) -> dict[str, Any]:
         return self._call("/api/status", {})
 

@@ -40,6 +40,9 @@ def api_routes(operator: OperatorApi) -> dict[str, Route]:
             scope_from(p["scope"], p.get("name")), TradingState(p["state"]), str(p["reason"])
         ),
         "/api/resume": lambda p: operator.resume(scope_from(p["scope"], p.get("name"))),
+        "/api/paper/chain": lambda p: operator.paper_chain(
+            p["account"], p["underlying"], str(p["text"])
+        ),
     }
 
 

@@ -137,7 +137,7 @@ class Delivery:
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan, journaled)
-            return await self._finish(delivery, outcome)
+            return await self._finish(delivery, outcome, plan)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
             delivery["id"],
@@ -155,7 +155,7 @@ class Delivery:
                 delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
             )
         outcome = await self._execute(work, delivery, intent, broker, decision, journaled)
-        return await self._finish(delivery, outcome)
+        return await self._finish(delivery, outcome, decision)
 
     def set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
         self.journal.update_delivery(
@@ -163,12 +163,15 @@ class Delivery:
         )
         return Outcome(status, reason)
 
-    async def _finish(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
+    async def _finish(self, delivery: dict[str, Any], outcome: Outcome, plan: Plan) -> Outcome:
         finished = self.set_delivery(delivery["id"], outcome.status, outcome.reason)
-        try:  # an entry that filled at once gets its emulated bracket before the next signal
-            await self.emulator.settle_brackets(delivery["account"], delivery["ticker"])
-        except BrokerError as e:  # retried before the ticker's next delivery
-            log.error("emulated brackets of %s %s: %s", delivery["account"], delivery["ticker"], e)
+        # The orders' own tickers too: an option contract's, a continuous future's dated one.
+        tickers = dict.fromkeys([delivery["ticker"], *(o.ticker for o in plan.orders if o.ticker)])
+        for ticker in tickers:
+            try:  # an entry that filled at once gets its emulated bracket before the next signal
+                await self.emulator.settle_brackets(delivery["account"], ticker)
+            except BrokerError as e:  # retried before the ticker's next delivery
+                log.error("emulated brackets of %s %s: %s", delivery["account"], ticker, e)
         return finished
 
     async def _execute(
@@ -363,7 +366,8 @@ class Delivery:
                 self.journal.instance, work.signal_id, delivery["subscription"], step.leg
             ),
             account=delivery["account"],
-            ticker=work.signal.ticker,
+            # An option contract or a continuous future's dated contract (SPEC §15).
+            ticker=step.ticker or work.signal.ticker,
             side=step.side,
             quantity=step.quantity,
             order_type=step.order_type,

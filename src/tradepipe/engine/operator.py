@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.brokers.paper.chains import parse_chain_file
 from tradepipe.core.model import OrderState, OrderStatus
 from tradepipe.core.signal import ticker_problems
 from tradepipe.core.trading_states import Scope, TradingState
@@ -33,6 +34,8 @@ class OperatorApi(Protocol):
     async def replay(self, signal_id: int, execute: bool) -> dict[str, Any]: ...
 
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]: ...
+
+    async def paper_chain(self, account: str, underlying: str, text: str) -> dict[str, Any]: ...
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -101,14 +104,40 @@ class Operator:
         """End a scope's trading state; answers whether it had one, and what stays in force."""
         return halting.resume(self.config, self.engine.states, scope)
 
-    async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
-        """Move a paper account's mark; resting orders it crosses fill."""
+    def _paper(self, account: str) -> PaperBroker:
         broker = self.engine.brokers.get(account)
         if broker is None or not isinstance(broker, PaperBroker):
             paper = [n for n, a in self.config.accounts.items() if a.broker == "paper"]
             raise UsageError(
                 f'"{account}" is not a paper account (paper accounts: {", ".join(paper) or "none"})'
             )
+        return broker
+
+    async def paper_chain(self, account: str, underlying: str, text: str) -> dict[str, Any]:
+        """Give a paper account the option chain of an underlying (CSV or JSON of expiration,
+        right, strike), in place of the generated one (SPEC §15)."""
+        broker = self._paper(account)
+        check_ticker(underlying)
+        contracts = parse_chain_file(text)
+        if isinstance(contracts, str):
+            raise UsageError(f"paper chain {account} {underlying}: {contracts}")
+        underlying = broker.give_chain(underlying, contracts)
+        self.engine.planner.contracts.forget(account, underlying)  # the next signal sees it
+        self.engine.journal.record_operator_action(
+            "paper chain", f"{account} {underlying}", self.engine.clock(), contracts=len(contracts)
+        )
+        expirations = sorted({e for e, _, _ in contracts})
+        return {
+            "account": account,
+            "underlying": underlying,
+            "contracts": len(contracts),
+            "expirations": [e.isoformat() for e in expirations],
+            "strikes": [str(k) for k in sorted({k for _, _, k in contracts})],
+        }
+
+    async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
+        """Move a paper account's mark; resting orders it crosses fill."""
+        broker = self._paper(account)
         check_ticker(ticker)
         ticker = broker.canonical_ticker(ticker)  # its fills are journaled under the instrument's
         problem = broker.mark_problem(ticker, price)

@@ -5,11 +5,12 @@ only: a delivery and a dry run (`tradepipe replay ID`) decide the same way."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradepipe.brokers.base import Broker
+from tradepipe.brokers.base import Broker, canonical_ticker
 from tradepipe.core.model import OrderState, OrderStatus, OrderType
 from tradepipe.core.plan import Market, Plan, Reject, RestingStop, Skip, make_plan
 from tradepipe.core.reconcile import Difference
@@ -17,7 +18,9 @@ from tradepipe.core.resolve import Intent
 from tradepipe.core.risk import without_entries
 from tradepipe.core.signal import QuantityType
 from tradepipe.core.support import fit_to_broker, refuse_unsupported
+from tradepipe.engine.contracts import ContractLists, exchange_date, parse_continuous
 from tradepipe.engine.current import Current
+from tradepipe.engine.option_planner import plan_options
 from tradepipe.engine.pretrade import Context, PreTrade
 from tradepipe.journal import Journal
 
@@ -43,6 +46,7 @@ class Planner:
         self.clock = clock
         self.blocked = blocked
         self.pretrade = pretrade
+        self.contracts = ContractLists()
 
     async def decide(
         self,
@@ -62,6 +66,54 @@ class Planner:
         refused = refuse_unsupported(intent, account, broker.capabilities)
         if refused is not None:
             return refused
+        asked = intent.ticker
+        facts: tuple[str, ...] = ()
+        if parse_continuous(asked) is not None:  # ES1! trades the dated contract it maps to
+            mapped = await self.contracts.map_continuous(
+                asked,
+                account,
+                broker,
+                exchange_date(self.clock()),
+                config.accounts[account].roll_days_before_expiry,
+            )
+            if isinstance(mapped, Reject):
+                return mapped
+            if mapped is not None:  # its position, its orders; the lane stays ES1!'s
+                intent = replace(intent, ticker=canonical_ticker(broker, mapped.contract.symbol))
+                facts = (mapped.fact,)
+        if intent.option_fields:
+            decision, context, tickers = await plan_options(
+                self, intent, account, broker, config, strategy, subscription
+            )
+            facts += decision.facts
+        else:
+            market = await self.market(intent, account, broker, config)
+            decision = fit_to_broker(
+                make_plan(intent, market), intent, account, broker.capabilities
+            )
+            context, tickers = (
+                Context(account, strategy, subscription, intent, market),
+                (intent.ticker,),
+            )
+        for ticker in tickers:
+            difference = self.blocked.get((account, ticker))
+            if difference is not None and isinstance(decision, Plan):
+                why = (
+                    f"new entries on {ticker} are blocked until the journal and the broker"
+                    f" agree: {difference.describe()} (block_entries_on_mismatch)"
+                )
+                decision = without_entries(decision, why)
+        if isinstance(decision, Plan) and context is not None:
+            decision = await self.pretrade.vet(decision, context)
+        if intent.ticker != asked and isinstance(decision, Plan):
+            orders = tuple(replace(o, ticker=o.ticker or intent.ticker) for o in decision.orders)
+            decision = replace(decision, orders=orders)
+        if facts:
+            decision = replace(decision, facts=facts)
+        return decision
+
+    async def market(self, intent: Intent, account: str, broker: Broker, config: Config) -> Market:
+        """What the broker says now of the intent's ticker."""
         ticker = intent.ticker
         position = await broker.position(ticker)
         quote = await broker.quote(ticker) if broker.capabilities.quotes else None
@@ -71,7 +123,7 @@ class Planner:
             equity = (await broker.account()).equity
         rules = await broker.instrument(ticker)
         lot_size = rules.lot_size or broker.capabilities.lot_size
-        market = Market(
+        return Market(
             position=position.quantity,
             average_price=position.average_price,
             reference_price=quote or intent.signal_price,
@@ -85,18 +137,6 @@ class Planner:
             multiplier=rules.multiplier,
             kind=rules.kind,
         )
-        decision = fit_to_broker(make_plan(intent, market), intent, account, broker.capabilities)
-        difference = self.blocked.get((account, ticker))
-        if difference is not None and isinstance(decision, Plan):
-            why = (
-                f"new entries on {ticker} are blocked until the journal and the broker"
-                f" agree: {difference.describe()} (block_entries_on_mismatch)"
-            )
-            decision = without_entries(decision, why)
-        if isinstance(decision, Plan):
-            context = Context(account, strategy, subscription, intent, market)
-            decision = await self.pretrade.vet(decision, context)
-        return decision
 
     def _holds_children(self, account: str, ticker: str) -> bool:
         return any(

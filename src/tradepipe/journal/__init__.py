@@ -207,6 +207,8 @@ class Journal:
     paper_positions = _paper_books.paper_positions
     paper_mark = _paper_books.paper_mark
     set_paper_mark = _paper_books.set_paper_mark
+    paper_chain = _paper_books.paper_chain
+    set_paper_chain = _paper_books.set_paper_chain
     paper_order = _paper_books.paper_order
     paper_open_orders = _paper_books.paper_open_orders
     paper_fills = _paper_books.paper_fills

@@ -180,3 +180,36 @@ def paper_apply_fill(
         "UPDATE paper_accounts SET cash = ? WHERE account = ?",
         (to_text(cash - signed * price * multiplier), account),
     )
+
+
+def set_paper_chain(
+    journal: Journal,
+    account: str,
+    underlying: str,
+    contracts: list[tuple[str, str, Decimal]],
+    at: datetime,
+) -> None:
+    """The chain an operator gives a paper account for an underlying: (expiration ISO date,
+    "call"/"put", strike) rows, in place of any chain given before."""
+    with journal.transaction():
+        journal.conn.execute(
+            "DELETE FROM paper_chains WHERE account = ? AND underlying = ?", (account, underlying)
+        )
+        journal.conn.executemany(
+            "INSERT OR IGNORE INTO paper_chains"
+            " (account, underlying, expiration, option_right, strike, given_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (account, underlying, expiration, right, to_text(strike), at.isoformat())
+                for expiration, right, strike in contracts
+            ],
+        )
+
+
+def paper_chain(journal: Journal, account: str, underlying: str) -> list[tuple[str, str, Decimal]]:
+    rows = journal.conn.execute(
+        "SELECT expiration, option_right, strike FROM paper_chains"
+        " WHERE account = ? AND underlying = ?",
+        (account, underlying),
+    ).fetchall()
+    return [(r[0], r[1], Decimal(r[2])) for r in rows]

@@ -313,3 +313,22 @@ def _fill_fees(db: Database) -> None:
     # SPEC §14: the report's P&L is net of the fees the broker reports. NULL: none reported.
     db.execute("ALTER TABLE fills ADD COLUMN fee TEXT")
     db.execute("ALTER TABLE fills ADD COLUMN fee_currency TEXT")
+
+
+@migrations(name="0017_paper_chains")
+def _paper_chains(db: Database) -> None:
+    # SPEC §15: the option chain an operator gave a paper account for an underlying (`tradepipe
+    # paper chain`), one row per listed contract; without rows the paper broker generates one.
+    db.executescript(
+        """
+        CREATE TABLE paper_chains (
+            account TEXT NOT NULL,
+            underlying TEXT NOT NULL,
+            expiration TEXT NOT NULL,
+            option_right TEXT NOT NULL,
+            strike TEXT NOT NULL,
+            given_at TEXT NOT NULL,
+            PRIMARY KEY (account, underlying, expiration, option_right, strike)
+        ) STRICT;
+        """
+    )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from tradepipe.brokers.base import AccountSummary, Capabilities, InstrumentRules, OrderListener
@@ -39,11 +39,21 @@ from tradepipe.brokers.paper.books import (
     mark_problem,
     trailing_stop_price,
 )
+from tradepipe.brokers.paper.chains import chain_of, generated_chain
 from tradepipe.brokers.paper.faults import Fault, Faults
 from tradepipe.brokers.paper.instruments import PaperInstruments
 from tradepipe.brokers.paper.ledger import Ledger
 from tradepipe.brokers.paper.matching import Matching
-from tradepipe.core.instruments import ContractSpec
+from tradepipe.core.continuous import (
+    ROLL_DAYS_BEFORE_EXPIRY,
+    ListedFuture,
+    Mapped,
+    exchange_date,
+    front_contract,
+    parse_continuous,
+    quarterly_contracts,
+)
+from tradepipe.core.instruments import ContractSpec, contract_spec
 from tradepipe.core.model import (
     OrderRequest,
     OrderState,
@@ -52,6 +62,7 @@ from tradepipe.core.model import (
     Position,
     TimeInForce,
 )
+from tradepipe.core.options import OptionContract, OptionRight
 from tradepipe.errors import OrderRejected
 from tradepipe.journal import Journal
 
@@ -84,6 +95,8 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=True,
     lot_size=Decimal("0.000001"),
+    options=True,
+    continuous_futures=True,
 )
 
 
@@ -97,6 +110,7 @@ class PaperBroker:
         clock: Callable[[], datetime],
         native_brackets: bool = True,
         instruments: Mapping[str, ContractSpec] | None = None,
+        roll_days: int = ROLL_DAYS_BEFORE_EXPIRY,
     ) -> None:
         self.name = name
         # Without native brackets it plays a broker that has none: the engine emulates them.
@@ -108,6 +122,7 @@ class PaperBroker:
         self.ledger = Ledger(name, journal, cash, self.instruments)
         self.matching = Matching(self.ledger)
         self.faults = Faults(name)
+        self.roll_days = roll_days
 
     def canonical_ticker(self, ticker: str) -> str:
         return self.ledger.canonical(ticker)
@@ -243,8 +258,10 @@ class PaperBroker:
         return [self.ledger.state(r) for r in self.ledger.live(ticker)]
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
-        """Move the mark and fill every resting order the new price crosses."""
+        """Move the mark and fill every resting order the new price crosses. A continuous
+        future's price (`ES1!`'s signalPrice) is the mark of the contract it maps to."""
         self.faults.link()
+        ticker = self.dated(ticker)
         problem = self.mark_problem(ticker, price)
         if problem:
             raise OrderRejected(f"paper broker: mark {price} for {ticker} {problem}")
@@ -263,6 +280,57 @@ class PaperBroker:
         changed = [cid for cid, status in before.items() if after.get(cid) != status]
         states = [await self.get_order(client_order_id) for client_order_id in changed]
         return [state for state in states if state is not None]
+
+    # -- options and futures (SPEC §15) --------------------------------------------------------
+
+    async def option_chain(self, underlying: str) -> list[OptionContract]:
+        """The chain `paper chain` gave for the underlying, else one generated around its
+        mark (chains.py)."""
+        self.faults.link()
+        underlying = self.canonical_ticker(underlying)
+        today = exchange_date(self._clock())
+        given = self._journal.paper_chain(self.name, underlying)
+        if given:
+            rows = [(date.fromisoformat(e), OptionRight(r), k) for e, r, k in given]
+            return chain_of(underlying, rows)
+        mark = self.ledger.mark(underlying)
+        if mark is None:
+            raise OrderRejected(
+                f"paper broker: no chain was given for {underlying} (tradepipe paper chain) and"
+                f" it has no mark to generate one around (tradepipe paper quote)"
+            )
+        return generated_chain(underlying, mark, today)
+
+    def give_chain(
+        self, underlying: str, contracts: list[tuple[date, OptionRight, Decimal]]
+    ) -> str:
+        """Journal the chain the operator gives for an underlying; answers its canonical name."""
+        underlying = self.canonical_ticker(underlying)
+        rows = [(e.isoformat(), str(r), k) for e, r, k in contracts]
+        self._journal.set_paper_chain(self.name, underlying, rows, self._clock())
+        return underlying
+
+    async def futures_contracts(self, root: str) -> list[ListedFuture]:
+        """The quarterly contracts of a root the paper broker knows."""
+        if contract_spec(root, self.instruments.instruments) is None:
+            raise OrderRejected(
+                f"paper broker: {root} is not a futures root it knows; give multiplier and"
+                f" tick_size in accounts.{self.name}.instruments.{root}"
+            )
+        return quarterly_contracts(root, exchange_date(self._clock()))
+
+    def dated(self, ticker: str) -> str:
+        """The dated contract a continuous futures ticker maps to today (itself otherwise)."""
+        continuous = parse_continuous(ticker)
+        if (
+            continuous is None
+            or contract_spec(continuous.root, self.instruments.instruments) is None
+        ):
+            return ticker
+        today = exchange_date(self._clock())
+        listed = quarterly_contracts(continuous.root, today)
+        mapped = front_contract(ticker, continuous.nth, listed, today, self.roll_days)
+        return mapped.contract.symbol if isinstance(mapped, Mapped) else ticker
 
     # -- account -------------------------------------------------------------------------------
 

@@ -28,6 +28,11 @@ class PaperInstruments:
     def rules(self, ticker: str) -> InstrumentRules | str:
         """What one unit of the ticker is worth, or why the paper broker cannot know."""
         future = parse_future(ticker)
+        if future is not None and future.month is None:
+            return (
+                f"paper broker: {ticker} is a continuous futures ticker, not a contract: the"
+                " engine maps it to the dated contract it trades (SPEC §15)"
+            )
         if future is not None:
             spec = contract_spec(future.root, self.instruments)
             if spec is None:
