@@ -93,6 +93,7 @@ def to_contract(instrument: Instrument) -> ib_async.Contract:
             float(instrument.strike),
             instrument.right,
             "SMART",
+            multiplier="100",  # a US equity option: 100 shares (OCC symbols name no other)
             currency="USD",
         )
     return ib_async.Stock(instrument.symbol, "SMART", "USD")
