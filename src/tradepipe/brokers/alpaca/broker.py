@@ -38,8 +38,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 
 from tradepipe.brokers.alpaca.lookup import OrderLookup
+from tradepipe.brokers.alpaca.options import fetch_chain, fetch_contract
 from tradepipe.brokers.alpaca.orders import (
-    OPTION_RULES,
     asset_rules,
     check_bracket,
     check_order,
@@ -78,6 +78,7 @@ from tradepipe.core.model import (
     Position,
     TimeInForce,
 )
+from tradepipe.core.options import OptionContract
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=False,
     lot_size=Decimal(1),
+    options=True,  # its options API; no futures at Alpaca
 )
 
 
@@ -268,10 +270,12 @@ class AlpacaBroker:
         )
 
     async def instrument(self, ticker: str) -> InstrumentRules:
-        """Crypto: the asset's increments; stocks and options: the rules of SPEC §7, and an
-        option contract is worth 100 shares (SPEC §12)."""
+        """Crypto: the asset's increments; stocks: the rules of SPEC §7; an option contract:
+        whole contracts worth its `size` in shares (100, SPEC §12), once Alpaca lists it."""
+        if is_option(ticker) and ticker not in self._rules:
+            self._rules[ticker] = await fetch_contract(self._call, self._trading, ticker)
         if is_option(ticker):
-            return OPTION_RULES
+            return self._rules[ticker]
         if not is_crypto(ticker):
             return InstrumentRules()
         if ticker not in self._rules:
@@ -312,6 +316,15 @@ class AlpacaBroker:
         except (BrokerError, ValueError) as e:
             log.warning("alpaca account %s: no quote for %s: %s", self.name, ticker, e)
             return None
+
+    async def option_chain(self, underlying: str) -> list[OptionContract]:
+        """The underlying's tradable contracts expiring today or later (every page of
+        `/v2/options/contracts`); what each is worth is kept for `instrument`."""
+        contracts, rules = await fetch_chain(
+            self._call, self._trading, alpaca_ticker(underlying), self._clock().date()
+        )
+        self._rules.update(rules)
+        return contracts
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         return []  # Alpaca's marks are its own
