@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
 from tests.test_alpaca import order, run
-from tradepipe.brokers.alpaca.broker import CAPABILITIES
+from tradepipe.brokers.alpaca.broker import CAPABILITIES, AlpacaBroker
 from tradepipe.brokers.alpaca.options import CHAIN_PAGE, chain_request, to_option_contract
 from tradepipe.core.instruments import InstrumentKind
 from tradepipe.core.model import OrderRole, OrderStatus, OrderType, Position, Side, TimeInForce
@@ -51,8 +51,10 @@ def contract_json(**fields) -> dict:
     return raw | fields
 
 
-def test_alpaca_declares_options_and_no_futures():
-    assert CAPABILITIES.options and not CAPABILITIES.continuous_futures
+def test_alpaca_lists_chains_and_no_futures():
+    assert callable(AlpacaBroker.option_chain)
+    assert not hasattr(AlpacaBroker, "futures_contracts")
+    assert not CAPABILITIES.continuous_futures  # Alpaca has no futures
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.tws import FakeTws
 from tests.test_ibkr import last_heard, order, run, until
-from tradepipe.brokers.ibkr.broker import CAPABILITIES, IbkrBroker
+from tradepipe.brokers.ibkr.broker import IbkrBroker
 from tradepipe.brokers.ibkr.chains import chain_contracts, futures_probe, listed_future
 from tradepipe.brokers.ibkr.translation import parse_ticker, ticker_of, to_contract
 from tradepipe.core.continuous import ListedFuture, front_contract
@@ -29,8 +29,7 @@ def fake():
         yield tws
 
 
-def test_ib_declares_options_and_continuous_futures():
-    assert CAPABILITIES.options and CAPABILITIES.continuous_futures
+def test_ib_lists_chains_and_futures():
     for method in ("option_chain", "futures_contracts"):
         assert callable(getattr(IbkrBroker, method))
 

@@ -12,9 +12,9 @@ them under the ids the engine gave the take-profit and stop-loss (see
 Replacing a bracket leg is Alpaca's own PATCH, which keeps the leg's one-cancels-other link.
 
 This module does the talking; beside it: `transport` (calls, their deadline and errors),
-`lookup` (orders read and found again, the bookkeeping), and the translation, which has no
-I/O: `orders` (an order as Alpaca takes it), `parsing` (its answers read as ours), `fills`
-(fills out of its cumulative quantities).
+`lookup` (orders read and found again, the bookkeeping), `options` (option chains and
+contracts), and the translation, which has no I/O: `orders` (an order as Alpaca takes it),
+`parsing` (its answers read as ours), `fills` (fills out of its cumulative quantities).
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
 
-_Stream = Stream  # its name before the stream moved to `stream`
 __all__ = ["CAPABILITIES", "STREAM_PATH", "AlpacaBroker", "Stream", "stream_url_for"]
 
 CAPABILITIES = Capabilities(
@@ -95,7 +94,10 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=False,
     lot_size=Decimal(1),
-    options=True,  # its options API; no futures at Alpaca
+    # `option_chain` is ready, but on only when the engine selects contracts (SPEC §15): the
+    # engine refuses option fields for an account without `options`, and with it, before
+    # selection exists, would trade the underlying (tests/test_support.py). No futures here.
+    options=False,
 )
 
 
@@ -270,8 +272,8 @@ class AlpacaBroker:
         )
 
     async def instrument(self, ticker: str) -> InstrumentRules:
-        """Crypto: the asset's increments; stocks: the rules of SPEC §7; an option contract:
-        whole contracts worth its `size` in shares (100, SPEC §12), once Alpaca lists it."""
+        """Crypto: the asset's increments; stocks: SPEC §7; an option: whole contracts worth
+        its `size` in shares (100, SPEC §12), refused unless Alpaca lists it."""
         if is_option(ticker) and ticker not in self._rules:
             self._rules[ticker] = await fetch_contract(self._call, self._trading, ticker)
         if is_option(ticker):
@@ -318,8 +320,7 @@ class AlpacaBroker:
             return None
 
     async def option_chain(self, underlying: str) -> list[OptionContract]:
-        """The underlying's tradable contracts expiring today or later (every page of
-        `/v2/options/contracts`); what each is worth is kept for `instrument`."""
+        """Tradable contracts expiring from today (`options.fetch_chain`), sizes kept."""
         contracts, rules = await fetch_chain(
             self._call, self._trading, alpaca_ticker(underlying), self._clock().date()
         )

@@ -96,8 +96,11 @@ CAPABILITIES = Capabilities(
     short_selling=True,
     quotes=False,
     lot_size=Decimal(1),
-    options=True,
-    continuous_futures=True,
+    # `option_chain` and `futures_contracts` are ready, but on only when the engine selects
+    # contracts and maps `ES1!` (SPEC §15): until then option fields must stay refused, not
+    # trade the underlying (tests/test_support.py).
+    options=False,
+    continuous_futures=False,
 )
 
 
