@@ -243,6 +243,8 @@ def test_futures_contracts_of_es_by_expiry_and_the_front_one_trades(fake):
         assert await broker.positions() == [Position("ESH2027", D(1), D(6000))]
         placed = fake.logged("placeOrder")[-1]
         assert (placed["symbol"], placed["secType"]) == ("ES", "FUT")
+        qualified = fake.logged("reqContractDetails")[-1]  # ESH2027 named without its exchange
+        assert (qualified["month"], qualified["exchange"]) == ("202703", "CME")
 
     run(fake, test)
 

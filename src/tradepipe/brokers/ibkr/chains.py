@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING
 
 import ib_async
 
-from tradepipe.brokers.ibkr.translation import MONTH_CODES, parse_number, parse_ticker
+from tradepipe.brokers.ibkr.translation import (
+    FUTURES_EXCHANGES,
+    MONTH_CODES,
+    parse_number,
+    parse_ticker,
+)
 from tradepipe.core.continuous import ListedFuture
 from tradepipe.core.options import OptionContract, OptionRight, occ_symbol
 from tradepipe.core.tickers import default_canonical_ticker
@@ -33,13 +38,6 @@ from tradepipe.errors import OrderRejected
 if TYPE_CHECKING:
     from tradepipe.brokers.ibkr.broker import IbkrBroker
 
-# The exchange of the common futures roots (SPEC §12's table), for a root named without one.
-FUTURES_EXCHANGES = {
-    **dict.fromkeys(("ES", "MES", "NQ", "MNQ", "RTY", "M2K"), "CME"),
-    **dict.fromkeys(("YM", "MYM"), "CBOT"),
-    **dict.fromkeys(("CL", "MCL"), "NYMEX"),
-    **dict.fromkeys(("GC", "MGC"), "COMEX"),
-}
 SMART = "SMART"
 
 
