@@ -59,6 +59,10 @@ def order(ticker: str = "AAPL", quantity: str = "10", side=Side.BUY, **fields) -
         (order("BTC/USD", "0.0003", time_in_force=GTC), BTC),
         (order("BTC/USD", "1", order_type=LIMIT, limit_price=D("60000.5"), time_in_force=IOC), BTC),
         (order(OPTION, "2", order_type=LIMIT, limit_price=D("3.15")), InstrumentRules()),
+        (
+            order(OPTION, "2", order_type=STOP, stop_price=D("1.05"), time_in_force=GTC),
+            InstrumentRules(),
+        ),
         (order(order_type=LIMIT, limit_price=D(100), extended_hours=True), InstrumentRules()),
         (order(order_type=TRAILING, trail_amount=D("0.5")), InstrumentRules()),
     ],
@@ -121,7 +125,16 @@ def test_what_alpaca_takes_passes(request_, rules):
             InstrumentRules(),
             "options take no trailing stops",
         ),
-        (order(OPTION, "1", time_in_force=GTC), InstrumentRules(), "options take time in force"),
+        (
+            order(OPTION, "1", time_in_force=IOC),
+            InstrumentRules(),
+            "options take time in force day or gtc (not ioc)",
+        ),
+        (
+            order(OPTION, "1", order_type=LIMIT, limit_price=D(2), extended_hours=True),
+            InstrumentRules(),
+            "options trade in regular hours only",
+        ),
         (
             order(extended_hours=True),
             InstrumentRules(),

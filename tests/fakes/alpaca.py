@@ -8,6 +8,13 @@ each other. It answers as Alpaca does — string decimals, 422 for a reused clie
 sub-penny price, 403 for buying power — and misbehaves on demand: a rejection with a message, a
 stalled answer, a 504, a dropped stream during which events are lost.
 
+Options: `list_options(underlying, expirations, strikes)` lists a chain on
+`GET /v2/options/contracts` (paged: `max_option_page` contracts a page, then `next_page_token`)
+and `GET /v2/options/contracts/{symbol}`; an underlying without a listed chain has every
+well-formed OCC contract. Orders for OCC symbols trade whole contracts (100 shares each: cash
+and buying power count ×100), simple orders only, day or gtc, regular hours; prices are per
+share, at most 2 decimals. Refusals name the rule, in words modelled on Alpaca's, unverified.
+
 Runs in its own thread and event loop; every change happens on that loop, so tests may call
 it from any thread. Shapes follow /work/shared/research/brokers-offline.md §1.
 """
@@ -15,7 +22,9 @@ it from any thread. Shapes follow /work/shared/research/brokers-offline.md §1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -32,6 +41,12 @@ KEY = "PKFAKEKEY0000000000"
 SECRET = "fake-secret-0000000000000000000000000000"
 WORKING = frozenset({"new", "accepted", "pending_new", "partially_filled", "held"})
 UNAUTHORIZED = {"code": 40110000, "message": "request is not authorized"}
+OCC = re.compile(r"^(?P<root>[A-Z]{1,6})(?P<date>\d{6})(?P<right>[CP])(?P<strike>\d{8})$")
+
+
+def _multiplier(symbol: str) -> Decimal:
+    """Shares one unit stands for: an option contract 100, anything else 1."""
+    return Decimal(100) if OCC.match(symbol) else Decimal(1)
 
 
 def _now() -> str:
@@ -94,6 +109,8 @@ class Order:
 
     @property
     def asset_class(self) -> str:
+        if OCC.match(self.symbol):
+            return "us_option"
         return "crypto" if "/" in self.symbol else "us_equity"
 
     def json(self, legs: list[dict] | None = None) -> dict[str, Any]:
@@ -146,6 +163,9 @@ class FakeAlpaca(OwnLoop):
         self.prices: dict[str, Decimal] = {}
         self.quotes: dict[str, tuple[Decimal, Decimal]] = {}
         self.assets: dict[str, dict[str, Any]] = {}
+        self.option_contracts: dict[str, dict[str, Any]] = {}  # OCC symbol → contract JSON
+        self.option_underlyings: set[str] = set()  # those with a listed chain (no others)
+        self.max_option_page = 10_000  # Alpaca's cap on `limit`; a test lowers it to page
         self.requests: list[Logged] = []
         self.events: list[dict] = []  # every trade update sent (or lost while the stream was down)
         self.stream_attempts = 0  # websocket connections asked for, refused ones included
@@ -203,6 +223,33 @@ class FakeAlpaca(OwnLoop):
             "min_trade_increment": min_trade_increment,
             "price_increment": price_increment,
         }
+
+    def list_options(
+        self,
+        underlying: str,
+        expirations: list[str],
+        strikes: list[str],
+        *,
+        size: str = "100",
+        inactive: frozenset[str] = frozenset(),
+    ) -> list[str]:
+        """The underlying's chain: expirations (YYYY-MM-DD) × strikes × call/put; the OCC
+        symbols in `inactive` are listed but inactive. Answers the symbols listed."""
+        listed = []
+        for expiration in expirations:
+            for strike in strikes:
+                for kind in ("call", "put"):
+                    thousandths = int(Decimal(strike) * 1000)
+                    symbol = (
+                        f"{underlying}{expiration[2:4]}{expiration[5:7]}{expiration[8:10]}"
+                        f"{kind[0].upper()}{thousandths:08d}"
+                    )
+                    self.option_contracts[symbol] = self._contract_json(
+                        symbol, underlying, expiration, kind, strike, size, symbol not in inactive
+                    )
+                    listed.append(symbol)
+        self.option_underlyings.add(underlying)
+        return listed
 
     def reject_next(self, message: str, *, status: int = 422, code: int = 42210000) -> None:
         """The next new order is refused with this message."""
@@ -369,6 +416,10 @@ account = "alpaca"
             return self._close(self._position_symbol(rest[0]))
         if route == ("GET", "assets"):
             return self._asset(rest[0]), 200
+        if route == ("GET", "options") and rest == ["contracts"]:
+            return self._option_contracts(query), 200
+        if route == ("GET", "options") and len(rest) == 2 and rest[0] == "contracts":
+            return self._option_contract(rest[1]), 200
         raise AlpacaError(404, 40410000, f"fake Alpaca has no route {method} {path}")
 
     def _known(self, order_id: str | None) -> Order:
@@ -405,7 +456,8 @@ account = "alpaca"
 
     def _account(self) -> dict:
         equity = self.cash + sum(
-            qty * self.prices.get(symbol, avg) for symbol, (qty, avg) in self.positions.items()
+            qty * self.prices.get(symbol, avg) * _multiplier(symbol)
+            for symbol, (qty, avg) in self.positions.items()
         )
         return {
             "id": "c5a4c2b4-0000-4000-8000-000000000001",
@@ -440,6 +492,100 @@ account = "alpaca"
             "fractionable": True,
         }
 
+    # -- options -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _contract_json(
+        symbol: str, underlying: str, expiration: str, kind: str, strike: str, size: str, active
+    ) -> dict[str, Any]:
+        """An option contract as `/v2/options/contracts` answers it."""
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+            "symbol": symbol,
+            "name": f"{underlying} {expiration} {kind.title()} {strike}",
+            "status": "active" if active else "inactive",
+            "tradable": bool(active),
+            "expiration_date": expiration,
+            "root_symbol": underlying,
+            "underlying_symbol": underlying,
+            "underlying_asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, underlying)),
+            "type": kind,
+            "style": "american",
+            "strike_price": _text(Decimal(strike)),
+            "size": size,
+            "open_interest": "100",
+            "open_interest_date": expiration,
+            "close_price": "1.5",
+            "close_price_date": expiration,
+        }
+
+    def _contract(self, symbol: str) -> dict[str, Any] | None:
+        """A listed contract; for an underlying without a listed chain, any OCC symbol."""
+        if symbol in self.option_contracts:
+            return self.option_contracts[symbol]
+        found = OCC.match(symbol)
+        if found is None or found["root"] in self.option_underlyings:
+            return None
+        day = found["date"]
+        return self._contract_json(
+            symbol,
+            found["root"],
+            f"20{day[:2]}-{day[2:4]}-{day[4:]}",
+            "call" if found["right"] == "C" else "put",
+            _text(Decimal(found["strike"]) / 1000) or "0",
+            "100",
+            True,
+        )
+
+    def _option_contracts(self, query: dict) -> dict:
+        underlyings = set(query.get("underlying_symbols", "").split(",")) - {""}
+        status = query.get("status")
+        after, before = query.get("expiration_date_gte"), query.get("expiration_date_lte")
+        found = [
+            c
+            for _, c in sorted(self.option_contracts.items())
+            if (not underlyings or c["underlying_symbol"] in underlyings)
+            and (status is None or c["status"] == status)
+            and (after is None or c["expiration_date"] >= after)
+            and (before is None or c["expiration_date"] <= before)
+            and query.get("type") in (None, c["type"])
+        ]
+        limit = min(int(query.get("limit", 100)), self.max_option_page)
+        start = int(base64.b64decode(query["page_token"])) if query.get("page_token") else 0
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        token = base64.b64encode(str(start + limit).encode()).decode() if more else None
+        return {"option_contracts": page, "next_page_token": token}
+
+    def _option_contract(self, symbol: str) -> dict:
+        contract = self._contract(symbol)
+        if contract is None:
+            raise AlpacaError(404, 40410000, f"option contract {symbol} not found")
+        return contract
+
+    def _check_option(self, body: dict, qty: Decimal) -> None:
+        """What Alpaca refuses of an option order (words modelled on its, unverified)."""
+        symbol = body["symbol"]
+        contract = self._contract(symbol)
+        if contract is None or not contract["tradable"]:
+            raise AlpacaError(422, 40010001, f'asset "{symbol}" is not tradable')
+        if qty != qty.to_integral_value():
+            raise AlpacaError(422, 40010001, "qty must be integer for options")
+        if (body.get("order_class") or "simple") not in ("simple", "mleg"):
+            raise AlpacaError(
+                422, 40010001, f"order_class {body['order_class']} is not supported for options"
+            )
+        if body["time_in_force"] not in ("day", "gtc"):
+            raise AlpacaError(
+                422, 40010001, f"time_in_force {body['time_in_force']} is not supported for options"
+            )
+        if body.get("extended_hours"):
+            raise AlpacaError(422, 40010001, "extended hours are not supported for options")
+        if body["type"] not in ("market", "limit", "stop", "stop_limit"):
+            raise AlpacaError(
+                422, 40010001, f"order type {body['type']} is not supported for options"
+            )
+
     def _latest(self, kind: str, query: dict) -> dict:
         symbols = query.get("symbols", "").split(",")
         if kind == "quotes":
@@ -471,6 +617,8 @@ account = "alpaca"
         symbol, side, qty = body["symbol"], body["side"], _decimal(body.get("qty"))
         if qty is None or qty <= 0:
             raise AlpacaError(422, 40010001, "qty must be > 0")
+        if OCC.match(symbol):
+            self._check_option(body, qty)
         order = Order(
             id=str(uuid.uuid4()),
             client_order_id=client_id,
@@ -531,7 +679,18 @@ account = "alpaca"
         self.by_client[order.client_order_id] = order.id
 
     def _check_prices(self, order: Order) -> None:
-        """Alpaca's sub-penny rule for stocks (≥ $1: 2 decimals, < $1: 4 decimals)."""
+        """Alpaca's sub-penny rule for stocks (≥ $1: 2 decimals, < $1: 4 decimals); options
+        2 decimals."""
+        if order.asset_class == "us_option":
+            for name in ("limit_price", "stop_price"):
+                price = getattr(order, name)
+                if price is not None and price != round(price, 2):
+                    raise AlpacaError(
+                        422,
+                        42210000,
+                        f"{name.split('_')[0]} price must be limited to 2 decimal places",
+                    )
+            return
         if order.asset_class != "us_equity":
             return
         for name in ("limit_price", "stop_price", "trail_price"):
@@ -551,7 +710,7 @@ account = "alpaca"
         if order.side != "buy":
             return
         price = order.limit_price or self.prices.get(order.symbol) or order.stop_price
-        if price is not None and order.qty * price > self.cash:
+        if price is not None and order.qty * price * _multiplier(order.symbol) > self.cash:
             raise AlpacaError(403, 40310000, "insufficient buying power")
 
     def _place(self, order: Order) -> None:
@@ -627,7 +786,7 @@ account = "alpaca"
         order.status = "partially_filled" if partial else "filled"
         order.filled_at = order.updated_at = _now()
         signed = quantity if order.side == "buy" else -quantity
-        self.cash -= signed * price
+        self.cash -= signed * price * _multiplier(order.symbol)
         held, average = self.positions.get(order.symbol, (Decimal(0), Decimal(0)))
         new = held + signed
         if new == 0:
@@ -739,19 +898,21 @@ account = "alpaca"
         qty, average = self.positions[symbol]
         price = self.prices.get(symbol, average)
         crypto = "/" in symbol
+        option = OCC.match(symbol) is not None
+        m = _multiplier(symbol)  # an option's prices are per share, its values per contract
         return {
             "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
             "symbol": symbol.replace("/", ""),  # Alpaca: BTCUSD in positions
-            "exchange": "CRYPTO" if crypto else "NASDAQ",
-            "asset_class": "crypto" if crypto else "us_equity",
+            "exchange": "CRYPTO" if crypto else ("" if option else "NASDAQ"),
+            "asset_class": "us_option" if option else ("crypto" if crypto else "us_equity"),
             "avg_entry_price": _text(average),
             "qty": _text(qty),
             "qty_available": _text(qty),
             "side": "long" if qty > 0 else "short",
-            "cost_basis": _text(qty * average),
-            "market_value": _text(qty * price),
+            "cost_basis": _text(qty * average * m),
+            "market_value": _text(qty * price * m),
             "current_price": _text(price),
-            "unrealized_pl": _text(qty * (price - average)),
+            "unrealized_pl": _text(qty * (price - average) * m),
         }
 
     def _close(self, symbol: str) -> tuple[dict, int]:

@@ -24,6 +24,12 @@ nothing else), `stall_next_modify(apply)` leaves the next one unanswered (applie
 unanswered, once, after answering `n` more of them.
 `place_manual(...)` adds an order typed into TWS by hand (order id 0, client id 0, no orderRef:
 an API client tells it apart only by its permId).
+`list_options(symbol, expirations, strikes, missing=…)` lists an underlying's option chain:
+`reqSecDefOptParams` answers its expirations × strikes (on SMART and on one exchange more, as IB
+does), and `reqContractDetails` then knows only the listed contracts that are not `missing` (IB's
+params are a cross product: not every pair exists). `list_futures(root, exchange, months)` lists a
+root's dated contracts: a `reqContractDetails` without a month answers all of them, as IB does.
+Options are priced by their local symbol (`set_price("AAPL  261218C00200000", …)`).
 `requests` logs every request the client sent, decoded, for assertions.
 """
 
@@ -61,6 +67,12 @@ class Contract:
     local_symbol: str = ""
     trading_class: str = ""
     min_tick: str = "0.01"
+    contract_month: str = ""  # futures: YYYYMM (CL's December trades its last in November)
+
+    @property
+    def price_key(self) -> str:
+        """What `set_price` names: an option by its local symbol, the rest by their symbol."""
+        return self.local_symbol if self.sec_type == "OPT" else self.symbol
 
     def fields(self, exchange: str | None = None) -> list[Any]:
         """conId … tradingClass as position, execDetails and openOrder carry them."""
@@ -138,6 +150,11 @@ def _decimal(text: str) -> Decimal | None:
     return Decimal(text)
 
 
+def _strike(value: str) -> str:
+    """A strike as the fake keys it: "200", "202.5" (never "200.0")."""
+    return f"{Decimal(value).normalize():f}"
+
+
 def _num(value: Decimal | None) -> str:
     return "" if value is None else f"{value.normalize():f}"
 
@@ -156,6 +173,11 @@ class FakeTws(OwnLoop):
         self.sessions: list[Session] = []
         self.contracts: dict[tuple[str, str, str], Contract] = {}
         self.unknown_symbols: set[str] = set()
+        # Listed option chains: symbol → [(exchange, trading class, multiplier, expirations,
+        # strikes)], and the (expiry, strike) pairs of those params that IB does not list.
+        self.option_params: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {}
+        self.missing_options: dict[str, set[tuple[str, str]]] = {}
+        self.futures: dict[str, list[Contract]] = {}  # root → its listed dated contracts
         self.is_down = False
         self._rejections: list[str] = []
         self._holds: list[tuple[int, str]] = []
@@ -315,6 +337,60 @@ class FakeTws(OwnLoop):
 
         self._call(repeat)
 
+    def list_options(
+        self,
+        symbol: str,
+        expirations: list[str],
+        strikes: list[str],
+        *,
+        missing: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+        multiplier: str = "100",
+        other_exchange: str = "CBOE",
+    ) -> None:
+        """The underlying's chain: expirations YYYYMMDD × strikes, but for `missing` pairs."""
+
+        def add() -> None:
+            entry = (symbol, multiplier, sorted(expirations), [_strike(k) for k in strikes])
+            self.option_params[symbol] = [
+                ("SMART", *entry),
+                (other_exchange, *entry),
+            ]
+            self.missing_options[symbol] = {(e, _strike(k)) for e, k in missing}
+
+        self._call(add)
+
+    def list_futures(
+        self,
+        root: str,
+        exchange: str,
+        months: list[tuple[str, str]],
+        *,
+        multiplier: str = "50",
+        min_tick: str = "0.25",
+    ) -> None:
+        """The root's dated contracts: (contract month YYYYMM, last trade date YYYYMMDD)."""
+
+        def add() -> None:
+            listed = []
+            for month, last_trade in months:
+                contract = Contract(
+                    next(self._con_ids),
+                    root,
+                    "FUT",
+                    expiry=last_trade,
+                    multiplier=multiplier,
+                    exchange=exchange,
+                    local_symbol=f"{root}{MONTH_CODES[int(month[4:6]) - 1]}{month[3]}",
+                    trading_class=root,
+                    min_tick=min_tick,
+                    contract_month=month,
+                )
+                self.contracts[("FUT", root, month)] = contract
+                listed.append(contract)
+            self.futures[root] = listed
+
+        self._call(add)
+
     def add_position(self, symbol: str, quantity: Decimal, average: Decimal) -> None:
         def add() -> None:
             contract = self._stock(symbol)
@@ -444,6 +520,7 @@ class FakeTws(OwnLoop):
             62: self._req_account_summary,
             7: self._req_executions,
             9: self._req_contract_details,
+            78: self._req_sec_def_opt_params,
             3: self._place_order,
             4: self._cancel_order,
             8: self._req_ids,
@@ -563,6 +640,16 @@ class FakeTws(OwnLoop):
             return None
         if sec_type == "STK":
             return self._stock(symbol)
+        if sec_type == "FUT" and symbol in self.futures:
+            return next(
+                (c for c in self.futures[symbol] if month[:6] in (c.contract_month, c.expiry[:6])),
+                None,
+            )
+        if sec_type == "OPT" and symbol in self.option_params:
+            _, _, _, expirations, strikes = self.option_params[symbol][0]
+            listed = month in expirations and strike and _strike(strike) in strikes
+            if not listed or (month, _strike(strike)) in self.missing_options[symbol]:
+                return None
         if sec_type == "FUT" and len(month) >= 6:
             key = ("FUT", symbol, month[:6])
             if key not in self.contracts:
@@ -590,7 +677,8 @@ class FakeTws(OwnLoop):
                     strike=f"{Decimal(strike).normalize():f}",
                     right=right,
                     multiplier="100",
-                    local_symbol=f"{symbol} {month[2:]}{right}{int(Decimal(strike) * 1000):08d}",
+                    # IB's local symbol of an option is the OCC one, the root padded to 6.
+                    local_symbol=f"{symbol:<6}{month[2:]}{right}{int(Decimal(strike) * 1000):08d}",
                     trading_class=symbol,
                 )
             return self.contracts[key]
@@ -598,64 +686,115 @@ class FakeTws(OwnLoop):
 
     def _req_contract_details(self, session: Session, fields: list[str]) -> None:
         request_id = fields[2]
-        _, symbol, sec_type, month, strike, right = fields[3:9]
+        _, symbol, sec_type, month, strike, right, multiplier, exchange = fields[3:11]
         self.requests.append(
-            ("reqContractDetails", {"symbol": symbol, "secType": sec_type, "month": month})
+            (
+                "reqContractDetails",
+                {
+                    "symbol": symbol,
+                    "secType": sec_type,
+                    "month": month,
+                    "strike": strike,
+                    "right": right,
+                    "multiplier": multiplier,
+                    "exchange": exchange,
+                },
+            )
         )
         right = {"CALL": "C", "PUT": "P"}.get(right, right)
         strike = "" if strike in ("", "0", "0.0") else strike
-        contract = self._resolve(sec_type, symbol, month, right, strike)
-        if contract is None:
+        if sec_type == "FUT" and not month and symbol in self.futures:
+            listed = [c for c in self.futures[symbol] if exchange in ("", c.exchange)]
+        else:
+            contract = self._resolve(sec_type, symbol, month, right, strike)
+            listed = [] if contract is None else [contract]
+        if not listed:
             message = "No security definition has been found for the request"
             self._write(session, [4, 2, request_id, 200, message, ""])
             return
-        c = contract
-        self._write(
-            session,
-            [
-                10,
-                request_id,
-                c.symbol,
-                c.sec_type,
-                c.expiry,
-                c.strike or "0",
-                c.right,
-                c.exchange,
-                c.currency,
-                c.local_symbol,
-                c.trading_class,  # marketName
-                c.trading_class,
-                c.con_id,
-                c.min_tick,
-                c.multiplier,
-                "ACTIVETIM,LMT,MKT,STP,STPLMT,TRAIL",
-                "SMART,NASDAQ,CME",
-                1,  # priceMagnifier
-                0,  # underConId
-                c.symbol,  # longName
-                "NASDAQ" if c.sec_type == "STK" else "",
-                c.expiry[:6],  # contractMonth
-                "",
-                "",
-                "",
-                "US/Eastern",
-                "",
-                "",
-                "",
-                "",
-                0,  # numSecIds
-                1,  # aggGroup
-                "",
-                "",
-                "26",  # marketRuleIds
-                c.expiry,
-                "COMMON" if c.sec_type == "STK" else "",
-                "1",
-                "1",
-                "1",
-            ],
-        )
+        for contract in listed:
+            self._write(session, self._details_fields(request_id, contract))
         self._write(session, [52, 1, request_id])
+
+    def _req_sec_def_opt_params(self, session: Session, fields: list[str]) -> None:
+        """IB's option chain parameters: per exchange and trading class, the expirations and
+        the strikes (a cross product: `reqContractDetails` says which pairs exist)."""
+        request_id, symbol, fut_fop_exchange, sec_type, con_id = fields[1:6]
+        self.requests.append(
+            (
+                "reqSecDefOptParams",
+                {
+                    "symbol": symbol,
+                    "exchange": fut_fop_exchange,
+                    "secType": sec_type,
+                    "conId": con_id,
+                },
+            )
+        )
+        for exchange, trading_class, multiplier, expirations, strikes in self.option_params.get(
+            symbol, []
+        ):
+            self._write(
+                session,
+                [
+                    75,
+                    request_id,
+                    exchange,
+                    con_id,
+                    trading_class,
+                    multiplier,
+                    len(expirations),
+                    *expirations,
+                    len(strikes),
+                    *strikes,
+                ],
+            )
+        self._write(session, [76, request_id])
+
+    def _details_fields(self, request_id: str, c: Contract) -> list[Any]:
+        """One contractDetails message (msg 10) at SERVER_VERSION."""
+        return [
+            10,
+            request_id,
+            c.symbol,
+            c.sec_type,
+            c.expiry,
+            c.strike or "0",
+            c.right,
+            c.exchange,
+            c.currency,
+            c.local_symbol,
+            c.trading_class,  # marketName
+            c.trading_class,
+            c.con_id,
+            c.min_tick,
+            c.multiplier,
+            "ACTIVETIM,LMT,MKT,STP,STPLMT,TRAIL",
+            "SMART,NASDAQ,CME",
+            1,  # priceMagnifier
+            0,  # underConId
+            c.symbol,  # longName
+            "NASDAQ" if c.sec_type == "STK" else "",
+            c.contract_month or c.expiry[:6],  # contractMonth
+            "",
+            "",
+            "",
+            "US/Eastern",
+            "",
+            "",
+            "",
+            "",
+            0,  # numSecIds
+            1,  # aggGroup
+            "",
+            "",
+            "26",  # marketRuleIds
+            c.expiry,
+            "COMMON" if c.sec_type == "STK" else "",
+            "1",
+            "1",
+            "1",
+        ]
 
     # -- orders ----------------------------------------------------------------------------
 
@@ -807,7 +946,7 @@ class FakeTws(OwnLoop):
     def _set_price(self, symbol: str, price: Decimal) -> None:
         self.prices[symbol] = price
         for order in list(self.orders.values()):
-            if order.contract.symbol == symbol and order.status == "Submitted":
+            if order.contract.price_key == symbol and order.status == "Submitted":
                 self._try_fill(order)
         for session in self.sessions:
             if session.account_updates:
@@ -848,7 +987,7 @@ class FakeTws(OwnLoop):
     def _try_fill(self, order: Order) -> None:
         if order.status != "Submitted":
             return
-        price = self.prices.get(order.contract.symbol)
+        price = self.prices.get(order.contract.price_key)
         fill_price = None if price is None else self._fill_price(order, price)
         if fill_price is None:
             if order.tif in ("IOC", "FOK"):

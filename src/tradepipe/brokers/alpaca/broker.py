@@ -12,9 +12,9 @@ them under the ids the engine gave the take-profit and stop-loss (see
 Replacing a bracket leg is Alpaca's own PATCH, which keeps the leg's one-cancels-other link.
 
 This module does the talking; beside it: `transport` (calls, their deadline and errors),
-`lookup` (orders read and found again, the bookkeeping), and the translation, which has no
-I/O: `orders` (an order as Alpaca takes it), `parsing` (its answers read as ours), `fills`
-(fills out of its cumulative quantities).
+`lookup` (orders read and found again, the bookkeeping), `options` (option chains and
+contracts), and the translation, which has no I/O: `orders` (an order as Alpaca takes it),
+`parsing` (its answers read as ours), `fills` (fills out of its cumulative quantities).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 
 from tradepipe.brokers.alpaca.lookup import OrderLookup
+from tradepipe.brokers.alpaca.options import fetch_chain, fetch_contract
 from tradepipe.brokers.alpaca.orders import (
-    OPTION_RULES,
     asset_rules,
     check_bracket,
     check_order,
@@ -78,11 +78,11 @@ from tradepipe.core.model import (
     Position,
     TimeInForce,
 )
+from tradepipe.core.options import OptionContract
 from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
 
-_Stream = Stream  # its name before the stream moved to `stream`
 __all__ = ["CAPABILITIES", "STREAM_PATH", "AlpacaBroker", "Stream", "stream_url_for"]
 
 CAPABILITIES = Capabilities(
@@ -94,6 +94,10 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=False,
     lot_size=Decimal(1),
+    # `option_chain` is ready, but on only when the engine selects contracts (SPEC §15): the
+    # engine refuses option fields for an account without `options`, and with it, before
+    # selection exists, would trade the underlying (tests/test_support.py). No futures here.
+    options=False,
 )
 
 
@@ -268,10 +272,12 @@ class AlpacaBroker:
         )
 
     async def instrument(self, ticker: str) -> InstrumentRules:
-        """Crypto: the asset's increments; stocks and options: the rules of SPEC §7, and an
-        option contract is worth 100 shares (SPEC §12)."""
+        """Crypto: the asset's increments; stocks: SPEC §7; an option: whole contracts worth
+        its `size` in shares (100, SPEC §12), refused unless Alpaca lists it."""
+        if is_option(ticker) and ticker not in self._rules:
+            self._rules[ticker] = await fetch_contract(self._call, self._trading, ticker)
         if is_option(ticker):
-            return OPTION_RULES
+            return self._rules[ticker]
         if not is_crypto(ticker):
             return InstrumentRules()
         if ticker not in self._rules:
@@ -312,6 +318,14 @@ class AlpacaBroker:
         except (BrokerError, ValueError) as e:
             log.warning("alpaca account %s: no quote for %s: %s", self.name, ticker, e)
             return None
+
+    async def option_chain(self, underlying: str) -> list[OptionContract]:
+        """Tradable contracts expiring from today (`options.fetch_chain`), sizes kept."""
+        contracts, rules = await fetch_chain(
+            self._call, self._trading, alpaca_ticker(underlying), self._clock().date()
+        )
+        self._rules.update(rules)
+        return contracts
 
     async def observe_price(self, ticker: str, price: Decimal) -> list[OrderState]:
         return []  # Alpaca's marks are its own

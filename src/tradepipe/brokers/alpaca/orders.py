@@ -25,7 +25,7 @@ from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 
 from tradepipe.brokers.alpaca.parsing import decimal, is_crypto, is_option
 from tradepipe.brokers.base import InstrumentRules
-from tradepipe.core.instruments import US_OPTION_MULTIPLIER, InstrumentKind
+from tradepipe.core.instruments import InstrumentKind
 from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderType, TimeInForce
 from tradepipe.core.prices import stock_tick
 from tradepipe.errors import OrderRejected
@@ -43,10 +43,6 @@ def asset_rules(asset: dict[str, Any]) -> InstrumentRules:
         min_quantity=decimal(asset.get("min_order_size")),
         kind=InstrumentKind.CRYPTO if crypto else InstrumentKind.STOCK,
     )
-
-
-# An option contract is for 100 shares (SPEC §12): its price is per share.
-OPTION_RULES = InstrumentRules(kind=InstrumentKind.OPTION, multiplier=US_OPTION_MULTIPLIER)
 
 
 def check_prices(request: OrderRequest, rules: InstrumentRules) -> None:
@@ -127,17 +123,28 @@ def check_order(request: OrderRequest, rules: InstrumentRules) -> None:
                 f" (not {request.time_in_force})"
             )
     if is_option(request.ticker):
+        # Alpaca's options: market, limit, stop, stop_limit; day or gtc (its TimeInForce
+        # schema, documented for options since 2026-08-28); regular hours only.
         if request.order_type is OrderType.TRAILING_STOP:
             raise OrderRejected(f"{request.ticker}: options take no trailing stops")
-        if request.time_in_force is not TimeInForce.DAY:
+        if request.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
             raise OrderRejected(
-                f"{request.ticker}: options take time in force day (not {request.time_in_force})"
+                f"{request.ticker}: options take time in force day or gtc"
+                f" (not {request.time_in_force})"
             )
+        if request.extended_hours:
+            raise OrderRejected(f"{request.ticker}: options trade in regular hours only")
 
 
 def check_bracket(entry: OrderRequest, children: Sequence[OrderRequest]) -> None:
     """Alpaca's bracket: one take-profit (limit) and/or one stop-loss (stop or stop-limit), for
     the entry's whole quantity, on the other side, day or gtc."""
+    if is_option(entry.ticker):
+        # Alpaca's order classes for options are simple and mleg: no bracket, no OTO.
+        raise OrderRejected(
+            f"{entry.ticker}: Alpaca takes no bracket for an option (simple orders only):"
+            " send the take-profit and stop-loss as their own orders"
+        )
     roles = [c.role for c in children]
     if len(set(roles)) != len(roles) or not set(roles) <= {
         OrderRole.TAKE_PROFIT,

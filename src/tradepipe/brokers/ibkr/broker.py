@@ -32,7 +32,9 @@ Things to know (https://interactivebrokers.github.io/tws-api/):
   the order's start, and only the placing client may modify).
 - Tickers: stocks `AAPL` or `NASDAQ:AAPL` (SMART-routed, USD); futures only with their contract
   month, `ESZ2026` (root, month code, year; `CME:ESZ2026` to name the exchange) — continuous
-  symbols such as `NQ1!` are refused; options as OCC symbols, `AAPL 261218C00200000`.
+  symbols such as `NQ1!` are refused here (the engine maps them to a dated contract through
+  `futures_contracts`, SPEC §15); options as OCC symbols, `AAPL 261218C00200000`, and
+  `option_chain` lists them (`tradepipe.brokers.ibkr.chains`).
 - Time in force `cls` becomes a market-on-close (MOC) or limit-on-close (LOC) order.
 
 This module is the thin class; the connection is `session`, placing `placing`, modifications
@@ -59,7 +61,7 @@ from tradepipe.brokers.base import (
     InstrumentRules,
     OrderListener,
 )
-from tradepipe.brokers.ibkr import lookup, moves, placing
+from tradepipe.brokers.ibkr import chains, lookup, moves, placing
 from tradepipe.brokers.ibkr.moves import Move
 from tradepipe.brokers.ibkr.orders import FINAL, to_position
 from tradepipe.brokers.ibkr.session import DISCONNECTED, STARTUP_FETCH, Session
@@ -71,6 +73,7 @@ from tradepipe.brokers.ibkr.translation import (
     to_contract,
 )
 from tradepipe.brokers.reporting import Reporter
+from tradepipe.core.continuous import ListedFuture
 from tradepipe.core.model import (
     OrderRequest,
     OrderState,
@@ -78,6 +81,7 @@ from tradepipe.core.model import (
     Position,
     TimeInForce,
 )
+from tradepipe.core.options import OptionContract
 from tradepipe.errors import BrokerUnavailable, OrderRejected
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,11 @@ CAPABILITIES = Capabilities(
     short_selling=True,
     quotes=False,
     lot_size=Decimal(1),
+    # `option_chain` and `futures_contracts` are ready, but on only when the engine selects
+    # contracts and maps `ES1!` (SPEC §15): until then option fields must stay refused, not
+    # trade the underlying (tests/test_support.py).
+    options=False,
+    continuous_futures=False,
 )
 
 
@@ -232,11 +241,23 @@ class IbkrBroker:
         instrument = parse_ticker(ticker)
         if instrument.ticker in self._contracts:
             return self._contracts[instrument.ticker]
-        found = await self._ask(
-            f"looking up {ticker}", self._ib.reqContractDetailsAsync(to_contract(instrument))
-        )
+        probe = to_contract(instrument)
+        said: list[str] = []
+
+        def heard(request_id: int, code: int, text: str, contract: Any) -> None:
+            if contract is probe:  # IB's answer to this very request (error 200 …)
+                said.append(f"IB error {code}: {text}")
+
+        self._ib.errorEvent += heard
+        try:
+            found = await self._ask(f"looking up {ticker}", self._ib.reqContractDetailsAsync(probe))
+        finally:
+            self._ib.errorEvent -= heard
         if not found:
-            raise OrderRejected(f"IB {self.name}: IB knows no contract for {ticker}")
+            # An option picked from a chain's cross product of expirations × strikes that IB
+            # does not list ends here, before any order is sent.
+            why = f" ({'; '.join(said)})" if said else ""
+            raise OrderRejected(f"IB {self.name}: IB knows no contract for {ticker}{why}")
         if len(found) > 1:
             where = ", ".join(sorted({d.contract.exchange for d in found if d.contract}))
             raise OrderRejected(
@@ -259,6 +280,15 @@ class IbkrBroker:
             kind=kind,
             multiplier=multiplier,
         )
+
+    async def option_chain(self, underlying: str) -> list[OptionContract]:
+        """The stock's listed contracts from today on (`chains.option_chain`): expirations ×
+        strikes of IB's chain parameters; one IB does not list is refused when qualified."""
+        return await chains.option_chain(self, underlying)
+
+    async def futures_contracts(self, root: str) -> list[ListedFuture]:
+        """The root's dated contracts from today on, named as orders name them (`ESZ2026`)."""
+        return await chains.futures_contracts(self, root)
 
     # -- orders --------------------------------------------------------------------------------
 

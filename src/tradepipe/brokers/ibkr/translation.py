@@ -21,6 +21,13 @@ _FUTURE = re.compile(r"^(?P<root>[A-Z0-9]{1,6})(?P<month>[FGHJKMNQUVXZ])(?P<year
 _OPTION = re.compile(r"^(?P<root>[A-Z]{1,6})\s*(?P<expiry>\d{6})(?P<right>[CP])(?P<strike>\d{8})$")
 _STOCK = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 MONTH_CODES = "FGHJKMNQUVXZ"
+# The exchange of the common futures roots (SPEC §12's table), for a future named without one.
+FUTURES_EXCHANGES = {
+    **dict.fromkeys(("ES", "MES", "NQ", "MNQ", "RTY", "M2K"), "CME"),
+    **dict.fromkeys(("YM", "MYM"), "CBOT"),
+    **dict.fromkeys(("CL", "MCL"), "NYMEX"),
+    **dict.fromkeys(("GC", "MGC"), "COMEX"),
+}
 
 
 # -- tickers and contracts --------------------------------------------------------------------
@@ -82,9 +89,8 @@ def canonical(ticker: str) -> str:
 
 def to_contract(instrument: Instrument) -> ib_async.Contract:
     if instrument.kind == "FUT":
-        return ib_async.Future(
-            instrument.symbol, instrument.month, instrument.exchange, currency="USD"
-        )
+        exchange = instrument.exchange or FUTURES_EXCHANGES.get(instrument.symbol, "")
+        return ib_async.Future(instrument.symbol, instrument.month, exchange, currency="USD")
     if instrument.kind == "OPT":
         assert instrument.strike is not None
         return ib_async.Option(
@@ -93,6 +99,7 @@ def to_contract(instrument: Instrument) -> ib_async.Contract:
             float(instrument.strike),
             instrument.right,
             "SMART",
+            multiplier="100",  # a US equity option: 100 shares (OCC symbols name no other)
             currency="USD",
         )
     return ib_async.Stock(instrument.symbol, "SMART", "USD")
