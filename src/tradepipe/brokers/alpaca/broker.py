@@ -94,10 +94,8 @@ CAPABILITIES = Capabilities(
     quotes=True,
     marks_from_signals=False,
     lot_size=Decimal(1),
-    # `option_chain` is ready, but on only when the engine selects contracts (SPEC §15): the
-    # engine refuses option fields for an account without `options`, and with it, before
-    # selection exists, would trade the underlying (tests/test_support.py). No futures here.
-    options=False,
+    # `option_chain` lists the contracts the engine selects from (SPEC §15). No futures here.
+    options=True,
 )
 
 

@@ -96,11 +96,10 @@ CAPABILITIES = Capabilities(
     short_selling=True,
     quotes=False,
     lot_size=Decimal(1),
-    # `option_chain` and `futures_contracts` are ready, but on only when the engine selects
-    # contracts and maps `ES1!` (SPEC §15): until then option fields must stay refused, not
-    # trade the underlying (tests/test_support.py).
-    options=False,
-    continuous_futures=False,
+    # `option_chain` lists the contracts the engine selects from; `futures_contracts` the dated
+    # contracts it maps `ES1!` to (SPEC §15).
+    options=True,
+    continuous_futures=True,
 )
 
 
