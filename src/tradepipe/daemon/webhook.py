@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from tradepipe.core.auth import client_address, is_allowed, verify_signature
+from tradepipe.core.notify import NotifyKind
 from tradepipe.core.ratelimit import RateLimiter
 from tradepipe.core.redaction import scrub
 from tradepipe.core.signal import FieldError, ParsedSignal, Signal, signal_to_json
@@ -174,6 +175,8 @@ class Webhook:
             accepted = None
             if not rejection.journal:  # nothing written (a flood's 429): nothing to wait for
                 return response
+        # Something for this strategy was journaled: its silence alarm starts again.
+        self.engine.notifier.heard(name, received_at)
         # An answer is only given for what is on disk, and only then may the engine trade on
         # it: handed over when the commit lands, even if this request is cancelled meanwhile.
         committed = self.journal.committed()
@@ -286,16 +289,23 @@ class Webhook:
         )
         answer = error_body(rejection.code, message, errors)
         if rejection.journal:
-            answer["signal_id"] = self.journal.record_signal(
-                strategy=name,
-                received_at=received_at,
-                source=source,
-                body=redacted(body, secret),
-                status="rejected",
-                http_status=rejection.status,
-                error=message,
-                errors=[{"field": e.field, "message": e.message} for e in errors],
-            )
+            with self.journal.transaction():  # the rejection and its notification together
+                signal_id = self.journal.record_signal(
+                    strategy=name,
+                    received_at=received_at,
+                    source=source,
+                    body=redacted(body, secret),
+                    status="rejected",
+                    http_status=rejection.status,
+                    error=message,
+                    errors=[{"field": e.field, "message": e.message} for e in errors],
+                )
+                text = (
+                    f'strategy "{name}": signal {signal_id} rejected at the webhook'
+                    f" ({rejection.status} {rejection.code}): {message}"
+                )
+                self.engine.notifier.notify(NotifyKind.FAILURE, f"signal {signal_id}", text)
+            answer["signal_id"] = signal_id
         log.warning("signal for %s rejected (%s): %s", name, rejection.status, message)
         return _answer(rejection.status, answer)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.ids import client_order_id
-from tradepipe.core.model import OrderRequest, OrderState, OrderStatus
+from tradepipe.core.model import DeliveryStatus, OrderRequest, OrderState, OrderStatus
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.plan import Plan, PlannedOrder, Reject, Skip, plan_from_json, plan_to_json
 from tradepipe.core.resolve import Intent, resolve_signal
 from tradepipe.engine.bracket_emulator import BracketEmulator
@@ -52,6 +53,7 @@ class Delivery:
         emulator: BracketEmulator,
         reconciler: Reconciler,
         fill_poll_interval: float,
+        notify: Notify = no_notify,
     ) -> None:
         self.journal = journal
         self.current = current
@@ -61,6 +63,7 @@ class Delivery:
         self.emulator = emulator
         self.reconciler = reconciler
         self.fill_poll_interval = fill_poll_interval
+        self.notify = notify
 
     async def deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         config = work.config if work.config is not None else self.current.config
@@ -69,7 +72,7 @@ class Delivery:
         broker = self.current.brokers.get(subscription.account)
         if broker is None:
             why = f'account "{subscription.account}" was removed from the config by a reload'
-            return self.set_delivery(delivery["id"], "failed", f"{why}; nothing sent")
+            return self.set_delivery(delivery, "failed", f"{why}; nothing sent")
         signal = work.signal
         intent = resolve_signal(signal, subscription, strategy.defaults)
         # Orders are journaled only once the delivery is planned: no other can have any.
@@ -89,7 +92,7 @@ class Delivery:
                     moved = await broker.observe_price(signal.ticker, signal.signal_price)
                 except OrderRejected as e:  # a signalPrice that is no price: not ours to retry
                     why = f"signalPrice {signal.signal_price} is not a usable mark: {e}"
-                    return self.set_delivery(delivery["id"], "rejected", why)
+                    return self.set_delivery(delivery, "rejected", why)
                 for state in moved:
                     self.recorder.record_state(subscription.account, signal.ticker, state)
             # What earlier deliveries left unsettled is settled before this one is planned:
@@ -110,7 +113,7 @@ class Delivery:
                 )
             )
         except BrokerError as e:
-            return self.set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
+            return self.set_delivery(delivery, "failed", f"broker {broker.name}: {e}")
         if decision is None:
             # A stop interrupted this delivery while it was sending (orders are journaled before
             # the broker hears of them): carry out the journaled plan, each leg settled by its
@@ -131,24 +134,32 @@ class Delivery:
             updated_at=self.clock(),
         )
         if isinstance(decision, Skip):
-            return self.set_delivery(delivery["id"], "skipped", decision.reason)
+            return self.set_delivery(delivery, "skipped", decision.reason)
         if isinstance(decision, Reject):
-            return self.set_delivery(delivery["id"], "rejected", decision.reason)
+            return self.set_delivery(delivery, "rejected", decision.reason)
         if not intent.auto_submit and delivery["status"] != "approved":
             return self.set_delivery(
-                delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
+                delivery, "pending_approval", f"{decision.summary}; waiting for approval"
             )
         outcome = await self._execute(work, delivery, intent, broker, decision, journaled)
         return await self._finish(delivery, outcome)
 
-    def set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
-        self.journal.update_delivery(
-            delivery_id, status=status, reason=reason, updated_at=self.clock()
-        )
+    def set_delivery(
+        self, delivery: dict[str, Any], status: str, reason: str, *, notify: bool = True
+    ) -> Outcome:
+        """Journal the delivery's outcome, and in the same transaction the notification it
+        calls for (SPEC §14): a rejection or failure, a wait for approval (with the command).
+        `notify=False`: the operator's own doing, told to no one."""
+        with self.journal.transaction():
+            self.journal.update_delivery(
+                delivery["id"], status=status, reason=reason, updated_at=self.clock()
+            )
+            if notify:
+                tell_delivery(self.notify, delivery, status, reason)
         return Outcome(status, reason)
 
     async def _finish(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
-        finished = self.set_delivery(delivery["id"], outcome.status, outcome.reason)
+        finished = self.set_delivery(delivery, outcome.status, outcome.reason)
         try:  # an entry that filled at once gets its emulated bracket before the next signal
             await self.emulator.settle_brackets(delivery["account"], delivery["ticker"])
         except BrokerError as e:  # retried before the ticker's next delivery
@@ -379,3 +390,18 @@ class Delivery:
                 self.recorder.journal_status(child, OrderStatus.CANCELED, why)
                 canceled.append(child["client_order_id"])
         return canceled, left
+
+
+def tell_delivery(notify: Notify, delivery: dict[str, Any], status: str, reason: str) -> None:
+    """The notification a delivery's outcome calls for, if any (inside its transaction)."""
+    where = f"{delivery['subscription']} {delivery['ticker']} (signal {delivery['signal_id']})"
+    subject = f"delivery {delivery['id']}"
+    if status == DeliveryStatus.PENDING_APPROVAL:
+        text = (
+            f"delivery {delivery['id']} {where} waits for approval: {reason}."
+            f" Approve: tradepipe approve {delivery['id']}"
+            f" · reject: tradepipe reject {delivery['id']}"
+        )
+        notify(NotifyKind.APPROVAL, subject, text)
+    elif status in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED):
+        notify(NotifyKind.FAILURE, subject, f"delivery {delivery['id']} {where} {status}: {reason}")

@@ -78,8 +78,11 @@ class Lanes:
         *,
         deliver: Callable[[Work, dict[str, Any]], Awaitable[Outcome]],
         chore: Callable[[Chore], Awaitable[None]],
+        fail: Callable[[dict[str, Any], str], object] | None = None,
     ) -> None:
         self.journal = journal
+        # Journals a delivery a bug stopped as failed (the engine's also tells the trader).
+        self._fail = fail or self._journal_failure
         self.current = current
         self.clock = clock
         self._deliver = deliver
@@ -206,15 +209,15 @@ class Lanes:
             except Exception as e:  # a bug must not stop the lane; journal it, carry on
                 log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
                 try:
-                    self.journal.update_delivery(
-                        delivery["id"],
-                        status=DeliveryStatus.FAILED,
-                        reason=f"internal error: {e!r}",
-                        updated_at=self.clock(),
-                    )
+                    self._fail(delivery, f"internal error: {e!r}")
                 except Exception:
                     log.exception("delivery %s: could not journal the failure", delivery["id"])
             self._count_down(work.signal_id)
+
+    def _journal_failure(self, delivery: dict[str, Any], reason: str) -> None:
+        self.journal.update_delivery(
+            delivery["id"], status=DeliveryStatus.FAILED, reason=reason, updated_at=self.clock()
+        )
 
     def _count_down(self, signal_id: int) -> None:
         """One delivery of the signal is done; the last one marks the signal processed."""
