@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +38,7 @@ from tradepipe.core.notify import (
     silence_due,
 )
 from tradepipe.engine.current import Current
+from tradepipe.engine.drill import pause_point
 from tradepipe.journal import Journal
 
 if TYPE_CHECKING:
@@ -129,7 +130,9 @@ class Notifier:
     def heard(self, strategy: str, at: datetime) -> None:
         """A request for `strategy` was journaled: the silence alarm starts again."""
         self._heard[strategy] = at
-        self._alerted.discard(strategy)
+        if strategy in self._alerted:  # re-armed: the sender has no deadline for it yet
+            self._alerted.discard(strategy)
+            self._wake.set()
 
     def load_silence(self) -> None:
         """At start: the alarms as the journal left them (last request, last alert)."""
@@ -172,7 +175,7 @@ class Notifier:
             while True:
                 self._wake.clear()
                 try:
-                    wait = await self._round()
+                    wait = await self.send_due()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the journal failing stops the daemon; anything else: next
@@ -185,8 +188,9 @@ class Notifier:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _round(self) -> float:
-        """One round: silence, then every due burst sent. Answers seconds until the next."""
+    async def send_due(self) -> float:
+        """One round: the silence alarms, then every due burst sent. Answers the seconds until
+        something may be due next (a new row wakes `run` sooner)."""
         now = self.clock()
         wake_at = now + timedelta(seconds=IDLE)
         silence = self._check_silence(now)
@@ -215,6 +219,7 @@ class Notifier:
         if sends:
             # Nothing is told before its cause is on disk.
             await self.journal.durable()
+            await pause_point("notify")
             results = await asyncio.gather(
                 *(
                     self._send(target, merge(kind, [n for n, _ in burst]), kind)
@@ -223,9 +228,9 @@ class Notifier:
             )
             now = self.clock()
             for (key, kind, index, target, burst), error in zip(sends, results, strict=True):
-                self._settle(key, kind, label(index, target), burst, error, now)
-                if error is None:
-                    wake_at = min(wake_at, now + timedelta(seconds=IDLE))
+                retry_at = self._settle(key, kind, label(index, target), burst, error, now)
+                if retry_at is not None:
+                    wake_at = min(wake_at, retry_at)
         return max((wake_at - self.clock()).total_seconds(), 0.0)
 
     def _settle(
@@ -236,12 +241,13 @@ class Notifier:
         burst: list[tuple[Note, int]],
         error: str | None,
         now: datetime,
-    ) -> None:
+    ) -> datetime | None:
+        """Journal a send's outcome; answers when the burst's rows are tried again, if ever."""
         if error is None:
             self.sent += 1
             self._last_sent[(key, kind)] = now
             self.journal.mark_notifications_sent([n.id for n, _ in burst], now)
-            return
+            return None
         self.failed += 1
         log.warning("notification to %s failed: %s", name, error)
         retry: dict[datetime, list[int]] = {}
@@ -258,6 +264,7 @@ class Notifier:
             why = f"not sent within 24 h: {error}"
             self.journal.give_up_notifications(lost, why, now)
             log.error("notifications %s to %s given up: %s", lost, name, why)
+        return min(retry, default=None)
 
     async def _send(self, target: NotifyTarget, message: Message, kind: NotifyKind) -> str | None:
         if self._pool is None:
@@ -271,26 +278,38 @@ class Notifier:
     # -- `tradepipe notify test` ---------------------------------------------------------------
 
     async def test(self, config: Config | None = None) -> list[TestResult]:
-        """Send a test message to every target now (not through the outbox: the answer is the
-        result); each target's outcome with the reason it failed."""
-        config = config or self.current.config
-        message = Message(
-            "tradepipe: test",
-            "A test message from tradepipe (`tradepipe notify test`): this target works.",
-            (),
-        )
-        results = await asyncio.gather(
-            *(self._send(target, message, NotifyKind.TEST) for target in config.notify)
-        )
-        return [
-            TestResult(label(i, target), error is None, error)
-            for i, (target, error) in enumerate(zip(config.notify, results, strict=True))
-        ]
+        """Send a test message to every target now, from the daemon's sender threads."""
+        return await test_targets(config or self.current.config, self._send)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+async def test_targets(
+    config: Config,
+    send: Callable[[NotifyTarget, Message, NotifyKind], Awaitable[str | None]] | None = None,
+) -> list[TestResult]:
+    """Send a test message to every target now (not through the outbox: the answer is the
+    result); each target's outcome, with the reason it failed."""
+    if send is None:
+
+        async def send(target: NotifyTarget, message: Message, kind: NotifyKind) -> str | None:
+            return await asyncio.to_thread(send_now, target, message, kind)
+
+    message = Message(
+        "tradepipe: test",
+        "A test message from tradepipe (`tradepipe notify test`): this target works.",
+        (),
+    )
+    results = await asyncio.gather(
+        *(send(target, message, NotifyKind.TEST) for target in config.notify)
+    )
+    return [
+        TestResult(label(i, target), error is None, error)
+        for i, (target, error) in enumerate(zip(config.notify, results, strict=True))
+    ]
 
 
 def _duration(span: timedelta) -> str:

@@ -8,6 +8,7 @@ answers a JSON-ready dict: the very answer the local API sends (less its `"ok": 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +34,8 @@ class OperatorApi(Protocol):
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]: ...
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def notify_test(self) -> dict[str, Any]: ...
 
 
 def check_ticker(ticker: str) -> None:
@@ -85,6 +88,11 @@ class Operator:
     async def status(self) -> dict[str, Any]:
         """The engine's live report: brokers, blocks, work pending."""
         return self.engine.health()
+
+    async def notify_test(self) -> dict[str, Any]:
+        """Send a test message to every `[[notify]]` target now; each one's outcome."""
+        results = await self.engine.notifier.test(self.config)
+        return {"targets": [asdict(r) for r in results]}
 
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
         """Move a paper account's mark; resting orders it crosses fill."""
