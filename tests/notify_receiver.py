@@ -14,6 +14,9 @@ from aiohttp import web
 
 from tests.helpers import free_port
 
+# A secret in the target's path: it must appear in no log line, no answer, no error.
+SECRET_PATH = "CANARY-s3cr3t-path"
+
 
 class Receiver:
     def __init__(self, *, hang: bool = False, status: int = 200) -> None:
@@ -29,7 +32,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
+        return f"json://127.0.0.1:{self.port}/hook-{SECRET_PATH}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

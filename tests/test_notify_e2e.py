@@ -18,7 +18,7 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-from tests.notify_receiver import Receiver, notify_table
+from tests.notify_receiver import SECRET_PATH, Receiver, notify_table
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
@@ -41,7 +41,8 @@ def rows(journal, sql: str, *params: object) -> list[tuple]:
 def test_a_rejected_webhook_is_told_with_its_reason_and_the_row_is_marked_sent(tmp_path):
     with Receiver() as receiver:
         config = write_config(tmp_path, extra=notify_table(receiver))
-        with Daemon(config, free_port()) as daemon:
+        daemon = Daemon(config, free_port()).start()
+        try:
             status, _ = post(f"{daemon.url}/webhook/{TOKEN}", b'{"ticker": "AAPL",')
             assert status == 400
             (message,) = receiver.wait(1)
@@ -50,6 +51,12 @@ def test_a_rejected_webhook_is_told_with_its_reason_and_the_row_is_marked_sent(t
                 lambda: rows(journal, "SELECT status FROM notifications") == [("sent",)],
                 what="the row marked sent",
             )
+        finally:
+            log = daemon.stop()
+    assert f"notification 1 sent to notify[0] json://127.0.0.1:{receiver.port}" in log
+    # The target's URL is a secret: not in the log, not in the journal's outbox.
+    assert SECRET_PATH not in log
+    assert SECRET_PATH.encode() not in journal.read_bytes()
     assert message["title"] == "tradepipe: failure: signal 1"
     assert message["type"] == "failure"
     assert message["message"].startswith(
@@ -117,7 +124,7 @@ def test_notify_test_reports_each_target_directly_and_through_the_daemon(tmp_pat
         assert answer["through"] == "direct"
         good, bad = answer["targets"]
         assert good == {
-            "target": f"notify[0] json://127.0.0.1:{receiver.port}/hook",
+            "target": f"notify[0] json://127.0.0.1:{receiver.port}",
             "ok": True,
             "error": None,
         }
@@ -136,6 +143,7 @@ def test_notify_test_reports_each_target_directly_and_through_the_daemon(tmp_pat
         assert "ok     notify[0] json://127.0.0.1:" in shown.stdout
         assert "failed notify[1] json://127.0.0.1:" in shown.stdout
         assert len(receiver.wait(3)) == 3
+    assert SECRET_PATH not in direct.stdout + direct.stderr + shown.stdout + shown.stderr
 
 
 def test_notify_test_without_a_target_is_a_usage_error(tmp_path):

@@ -28,11 +28,15 @@ def apprise_service(url: str) -> Any:
 
 
 def masked_url(url: str) -> str:
-    """What a person may see of a target's URL: Apprise's privacy form, without its query."""
+    """What a person may see of a target's URL: the scheme and the first part of Apprise's
+    privacy form (`tgram://1...p`, `json://127.0.0.1:9000`); never a path or query, which
+    may carry a token Apprise does not know to mask (a JSON webhook's path)."""
+    scheme = url.split("://", 1)[0]
     service = apprise_service(url)
     if service is None:
-        return url.split("://", 1)[0] + "://…"
-    return str(service.url(privacy=True)).split("?", 1)[0]
+        return f"{scheme}://…"
+    shown = str(service.url(privacy=True)).split("://", 1)[-1]
+    return f"{scheme}://{shown.split('/', 1)[0].split('?', 1)[0]}"
 
 
 class NotifyTarget(_Table):

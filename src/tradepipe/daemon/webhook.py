@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradepipe.core.auth import client_address, is_allowed, verify_signature
 from tradepipe.core.notify import NotifyKind
@@ -109,8 +111,11 @@ class Webhook:
         }
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = self.monotonic()
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
+            self.engine.metrics.ack_seconds.observe(self.monotonic() - started)
+            return response
         except (sqlite3.Error, JournalError) as e:
             # Not committed, so not acknowledged: the sender must retry (TradingView does not,
             # so the log says loudly what was refused and why).
@@ -258,6 +263,7 @@ class Webhook:
             "dedupe_key": dedupe_key,
             "body_hash": body_hash,
         }
+        self.engine.metrics.signals.labels(name, "duplicate" if original else "accepted").inc()
         if original is not None:
             self.journal.record_signal(
                 **row, status="duplicate", http_status=200, duplicate_of=original
@@ -288,6 +294,7 @@ class Webhook:
             FieldError(scrub(e.field), scrub(e.message, secret)) for e in rejection.errors
         )
         answer = error_body(rejection.code, message, errors)
+        self.engine.metrics.signals.labels(name, "rejected").inc()
         if rejection.journal:
             with self.journal.transaction():  # the rejection and its notification together
                 signal_id = self.journal.record_signal(
@@ -339,11 +346,30 @@ def make_app(
 
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
+    engine.metrics.watch(engine)
+    app.router.add_get("/metrics", partial(_metrics, webhook))
     if api_token is not None and actions is not None:
         from tradepipe.daemon.local_api import add_local_api  # it uses this module's error shape
 
         add_local_api(app, api_token, actions, journal, body_timeout)
     return app
+
+
+async def _metrics(webhook: Webhook, request: web.Request) -> web.Response:
+    """Prometheus' text (SPEC §14): only for `Authorization: Bearer <[server].metrics_token>`,
+    and not served at all (404) while no token is configured; never readable by someone who
+    knows only a webhook URL. The token of now: a reload may set, change or remove it."""
+    token = webhook.config.server.metrics_token
+    if token is None:  # the very answer of a path that does not exist (_error_shape's)
+        raise web.HTTPNotFound()
+    given = request.headers.get("Authorization", "")
+    # Header text arrives with undecodable bytes as surrogates: compare it as bytes.
+    expected = f"Bearer {token}".encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+        body = error_body("unauthorized", "GET /metrics needs Authorization: Bearer <token>")
+        return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+    text = webhook.engine.metrics.text()
+    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

@@ -26,6 +26,7 @@ from tradepipe.engine.delivery import Delivery, Outcome
 from tradepipe.engine.equity import EquityKeeper
 from tradepipe.engine.health import HealthMonitor
 from tradepipe.engine.lanes import Chore, Lanes, Work
+from tradepipe.engine.metrics import Metrics
 from tradepipe.engine.notifier import Notifier
 from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
 from tradepipe.engine.planner import Planner
@@ -68,14 +69,9 @@ class Engine:
         self.states = TradingStates(journal, clock)
         # The outbox (SPEC §14): components write in their causes' transactions, a task sends.
         self.notifier = Notifier(journal, self.current, clock)
-        self.lanes = Lanes(
-            journal,
-            self.current,
-            clock,
-            deliver=self._deliver,
-            chore=self._chore,
-            fail=lambda delivery, why: self.delivery.set_delivery(delivery, "failed", why),
-        )
+        self.metrics = Metrics()  # its own registry: one per engine, never the global one
+        self.lanes = Lanes(journal, self.current, clock, deliver=self._deliver, chore=self._chore)
+        self.lanes.fail = lambda delivery, why: self.delivery.set_delivery(delivery, "failed", why)
         self.recorder = Recorder(
             journal, self.current, clock, settle_due=self._settle_due, filled=self._filled
         )
@@ -127,6 +123,7 @@ class Engine:
             reconciler=self.reconciler,
             fill_poll_interval=fill_poll_interval,
             notify=self.notifier.notify,
+            metrics=self.metrics,
         )
         self.commands = Commands(
             journal,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from tradepipe.engine.bracket_emulator import BracketEmulator
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
 from tradepipe.engine.lanes import Work
+from tradepipe.engine.metrics import Metrics
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
@@ -54,6 +56,7 @@ class Delivery:
         reconciler: Reconciler,
         fill_poll_interval: float,
         notify: Notify = no_notify,
+        metrics: Metrics | None = None,
     ) -> None:
         self.journal = journal
         self.current = current
@@ -64,6 +67,7 @@ class Delivery:
         self.reconciler = reconciler
         self.fill_poll_interval = fill_poll_interval
         self.notify = notify
+        self.metrics = metrics or Metrics()
 
     async def deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         config = work.config if work.config is not None else self.current.config
@@ -124,7 +128,7 @@ class Delivery:
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan, journaled)
-            return await self._finish(delivery, outcome)
+            return await self._finish(work, delivery, outcome)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
             delivery["id"],
@@ -142,7 +146,7 @@ class Delivery:
                 delivery, "pending_approval", f"{decision.summary}; waiting for approval"
             )
         outcome = await self._execute(work, delivery, intent, broker, decision, journaled)
-        return await self._finish(delivery, outcome)
+        return await self._finish(work, delivery, outcome)
 
     def set_delivery(
         self, delivery: dict[str, Any], status: str, reason: str, *, notify: bool = True
@@ -156,10 +160,13 @@ class Delivery:
             )
             if notify:
                 tell_delivery(self.notify, delivery, status, reason)
+        self.metrics.deliveries.labels(str(status)).inc()
         return Outcome(status, reason)
 
-    async def _finish(self, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
+    async def _finish(self, work: Work, delivery: dict[str, Any], outcome: Outcome) -> Outcome:
         finished = self.set_delivery(delivery, outcome.status, outcome.reason)
+        if outcome.status == DeliveryStatus.SUBMITTED:
+            self.metrics.submit_seconds.observe(time.monotonic() - work.handed_at)
         try:  # an entry that filled at once gets its emulated bracket before the next signal
             await self.emulator.settle_brackets(delivery["account"], delivery["ticker"])
         except BrokerError as e:  # retried before the ticker's next delivery

@@ -72,6 +72,8 @@ def send_now(target: NotifyTarget, message: Message, kind: NotifyKind) -> str | 
     sent, else why not, in Apprise's words without the target's secrets."""
     import apprise
 
+    # Apprise's INFO and DEBUG lines may name what a URL holds; its warnings are captured.
+    logging.getLogger("apprise").setLevel(logging.WARNING)
     service = apprise_service(target.url)
     if service is None:
         return "Apprise cannot use this URL"
@@ -247,6 +249,7 @@ class Notifier:
             self.sent += 1
             self._last_sent[(key, kind)] = now
             self.journal.mark_notifications_sent([n.id for n, _ in burst], now)
+            log.info("notification %s sent to %s", ", ".join(str(n.id) for n, _ in burst), name)
             return None
         self.failed += 1
         log.warning("notification to %s failed: %s", name, error)

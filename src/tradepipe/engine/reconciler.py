@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -169,7 +170,8 @@ class Reconciler:
         drift = position_drift(account, ticker, held, at_broker)
         differences += drift
         key = (account, ticker)
-        with self.journal.transaction():  # the differences and their notification together
+        with self.journal.transaction() if differences else nullcontext():
+            # The differences and their notification together.
             for difference in differences:
                 log.warning("reconciliation: %s", difference.describe())
                 self.journal.record_reconciliation(
