@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import FixedClock, free_port, write_config
 from tests.notify_receiver import Receiver, notify_table
+from tests.test_engine import Harness, run
+from tradepipe.brokers.paper.broker import Fault
 from tradepipe.config import load_config
+from tradepipe.core.model import OrderRequest, OrderType, Side
 from tradepipe.core.notify import (
     MERGED_LINES,
     Note,
@@ -252,3 +256,63 @@ def test_rows_of_a_target_a_reload_removed_are_given_up_and_no_target_means_no_r
     asyncio.run(main())
     assert statuses(journal) == [(1, "given_up", 1)]
     journal.close()
+
+
+# ---- causes found by the engine (reconciliation, broker health), against the paper broker
+
+
+def broker_notes(journal: Journal) -> list[str]:
+    return [
+        r["text"]
+        for r in journal.conn.execute(
+            "SELECT text FROM notifications WHERE kind = 'broker' ORDER BY id"
+        )
+    ]
+
+
+def test_a_position_out_of_step_is_told_once_until_it_agrees_again(tmp_path):
+    closed = f'[[notify]]\nurl = "json://127.0.0.1:{free_port()}/x"\nevents = ["broker"]\n'
+
+    async def test(h: Harness) -> None:
+        await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
+        manual = OrderRequest("manual-1", "paper", "AAPL", Side.SELL, Decimal(2))
+        await h.engine.brokers["paper"].submit(manual)
+        for _ in range(3):  # the periodic check finds it again and again: told once
+            assert len(await h.engine.reconcile_account("paper")) == 1
+        assert broker_notes(h.journal) == [
+            "out of step: paper position AAPL: journal 5, broker 3; new entries blocked"
+        ]
+        squared = OrderRequest("manual-2", "paper", "AAPL", Side.BUY, Decimal(2), OrderType.MARKET)
+        await h.engine.brokers["paper"].submit(squared)
+        assert await h.engine.reconcile_account("paper") == []
+        again = OrderRequest("manual-3", "paper", "AAPL", Side.SELL, Decimal(1))
+        await h.engine.brokers["paper"].submit(again)
+        await h.engine.reconcile_account("paper")
+        assert len(broker_notes(h.journal)) == 2  # agreed in between: a new difference
+
+    run(write_config(tmp_path, extra=closed), test)
+
+
+def test_a_broker_down_is_told_once_and_back_up_once(tmp_path):
+    closed = f'[[notify]]\nurl = "json://127.0.0.1:{free_port()}/x"\nevents = ["broker"]\n'
+
+    async def test(h: Harness) -> None:
+        await h.engine.stop()
+        h.engine = h.new_engine()
+        h.engine.reconnect_backoff = (0.02, 0.08)
+        broker = h.engine.brokers["paper"]
+        broker.inject(Fault.DOWN, "connection refused")
+        await h.engine.start()
+        await asyncio.sleep(0.1)
+        await h.engine.reconnect_due()  # still down: not told again
+        broker.heal()
+        await asyncio.sleep(0.1)
+        await h.engine.reconnect_due()
+        await h.engine.drain()
+        notes = broker_notes(h.journal)
+        assert len(notes) == 2, notes
+        assert notes[0].startswith('account "paper": the broker is down: ')
+        assert "connection refused" in notes[0]
+        assert notes[1] == 'account "paper": the broker is back up (reconnected and reconciled)'
+
+    run(write_config(tmp_path, extra=closed), test)

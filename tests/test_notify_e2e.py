@@ -53,6 +53,7 @@ def test_a_rejected_webhook_is_told_with_its_reason_and_the_row_is_marked_sent(t
             )
         finally:
             log = daemon.stop()
+    assert daemon.process is not None and daemon.process.returncode == 0, log  # SIGTERM: clean
     assert f"notification 1 sent to notify[0] json://127.0.0.1:{receiver.port}" in log
     # The target's URL is a secret: not in the log, not in the journal's outbox.
     assert SECRET_PATH not in log

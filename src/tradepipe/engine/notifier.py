@@ -184,8 +184,11 @@ class Notifier:
                     log.exception("notifications: a round failed; trying again in 5 s")
                     wait = 5.0
                 if not self._wake.is_set():
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                    # cancellation that stops the engine, and this loop would never end.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), max(wait, 0.05))
+                        async with asyncio.timeout(max(wait, 0.05)):
+                            await self._wake.wait()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
