@@ -32,6 +32,7 @@ from tradepipe.engine.current import Current
 from tradepipe.engine.notifier import Notifier
 from tradepipe.errors import ConfigError
 from tradepipe.journal import Journal
+from tradepipe.journal.views import status_view
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
@@ -239,6 +240,8 @@ def test_a_failing_target_is_retried_with_back_off_then_given_up_after_24_h(tmp_
     (event,) = [e for e in journal.events() if e["kind"] == "notification"]
     assert event["subject"] == "notification 1"
     assert json.loads(event["detail"])["error"].startswith("not sent within 24 h: ")
+    pending = status_view(notifier.current.config, journal, None, None)["pending"]
+    assert (pending["notifications"], pending["notifications_given_up"]) == (0, 1)
     journal.close()
 
 
