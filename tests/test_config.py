@@ -156,7 +156,8 @@ def test_unknown_key_names_path_and_closest_key(
 def test_unknown_key_without_close_match_lists_valid_keys(tmp_path: Path) -> None:
     message = problems(tmp_path, BASE + "[server]\nzzz = 1\n")
     assert (
-        'server.zzz: unknown key "zzz" (valid: host, port, public_url, shutdown_grace)' in message
+        'server.zzz: unknown key "zzz"'
+        " (valid: host, port, public_url, shutdown_grace, metrics_token)" in message
     )
 
 

@@ -26,6 +26,7 @@ def test_the_operator_and_the_daemon_client_offer_every_verb_with_one_signature(
     assert VERBS == [
         "flatten",
         "halt",
+        "notify_test",
         "paper_chain",
         "paper_quote",
         "replay",

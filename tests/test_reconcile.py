@@ -292,6 +292,8 @@ def test_status_reports_the_daemon_brokers_blocks_and_pending_work(tmp_path):
         "approvals": 1,
         "unknown_orders": 0,
         "held_orders": 0,
+        "notifications": 0,
+        "notifications_given_up": 0,
     }
     with Daemon(config, free_port()):
         live = json.loads(tradepipe(config, "status", "--json").stdout)

@@ -39,6 +39,7 @@ app = typer.Typer(
 signals_app = typer.Typer(help="The signal log, and one signal in detail.")
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 paper_app = typer.Typer(help="The built-in paper broker.", no_args_is_help=True)
+notify_app = typer.Typer(help="Notifications ([[notify]] targets).", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail: list it, verify its hash chain.")
 secrets_app = typer.Typer(
     help="Broker credentials, kept in the system keyring.", no_args_is_help=True
@@ -47,6 +48,7 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 app.add_typer(paper_app, name="paper")
+app.add_typer(notify_app, name="notify")
 app.add_typer(secrets_app, name="secrets")
 
 

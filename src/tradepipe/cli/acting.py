@@ -11,8 +11,18 @@ from typing import Annotated
 
 import typer
 
-from tradepipe.cli import AccountOption, JsonOption, app, load, paper_app, pick_strategy
+from tradepipe.cli import (
+    AccountOption,
+    JsonOption,
+    app,
+    load,
+    notify_app,
+    paper_app,
+    pick_strategy,
+)
 from tradepipe.cli.render import (
+    markup,
+    out,
     print_json,
     render_answer,
     render_deliveries,
@@ -200,3 +210,28 @@ def replay(
         print_json(result)
         return
     render_replay(signal_id, result, execute)
+
+
+@notify_app.command(
+    "test", epilog="Examples: `tradepipe notify test`, `tradepipe notify test --json`"
+)
+def notify_test(as_json: JsonOption = False) -> None:
+    """Send a test message to every [[notify]] target now and say, per target, whether it
+    arrived and why not (through the running daemon when there is one). Exit 1 if any failed."""
+    from tradepipe.daemon.client import notify_test as run_test
+    from tradepipe.errors import UsageError
+
+    config = load()
+    if not config.notify:
+        raise UsageError(f"{config.path}: no [[notify]] target to test (see config.example.toml)")
+    result = run_test(config)
+    if as_json:
+        print_json(result)
+    else:
+        for target in result["targets"]:
+            if target["ok"]:
+                out.print(markup("[green]ok[/]     {}", target["target"]))
+            else:
+                out.print(markup("[red]failed[/] {}: {}", target["target"], target["error"]))
+    if not all(target["ok"] for target in result["targets"]):
+        raise typer.Exit(1)

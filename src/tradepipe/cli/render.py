@@ -387,8 +387,12 @@ def render_status(report: dict[str, Any]) -> None:
     out.print(
         f"pending {pending['signals']} signals, {pending['approvals']} approvals,"
         f" {pending['unknown_orders']} orders of unknown state,"
-        f" {pending['held_orders']} held bracket legs"
+        f" {pending['held_orders']} held bracket legs,"
+        f" {pending['notifications']} notifications"
     )
+    if pending["notifications_given_up"]:
+        line = "[red]notifications given up[/] {} (not sent within 24 h; `tradepipe audit`)"
+        out.print(markup(line, pending["notifications_given_up"]))
 
 
 def state_line(state: dict[str, Any]) -> str:

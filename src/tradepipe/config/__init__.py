@@ -30,6 +30,7 @@ from tradepipe.config.model import (
     StrategyConfig,
     SubscriptionConfig,
 )
+from tradepipe.config.notify import NotifyTarget
 from tradepipe.config.settings import (
     Positive,
     Settings,
@@ -52,6 +53,7 @@ __all__ = [
     "JournalConfig",
     "Name",
     "Network",
+    "NotifyTarget",
     "PaperAccount",
     "Port",
     "Positive",

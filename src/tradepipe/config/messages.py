@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 # Values of these keys are secrets: error messages never echo them.
-SECRET_KEYS = frozenset({"token", "passphrase", "webhook_secret"})
+SECRET_KEYS = frozenset({"token", "passphrase", "webhook_secret", "metrics_token", "url"})
 
 BROKERS = ("paper", "alpaca", "ibkr", "ccxt")
 _CAMEL = {

@@ -27,6 +27,7 @@ from tradepipe.config.accounts import (
 )
 from tradepipe.config.fields import Name, Network, Port, Url
 from tradepipe.config.messages import _cross_problems, _describe, _fail, _unknown_name
+from tradepipe.config.notify import NotifyTarget
 from tradepipe.config.settings import FlattenAt, Positive, Settings, _Table
 from tradepipe.core.limits import Limits, SubscriptionLimits
 from tradepipe.core.settings import BUILTIN
@@ -37,11 +38,37 @@ MIN_TOKEN_LENGTH = 22  # 22 base64url characters carry 132 bits
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _strong_token(token: str) -> str:
+    # The token is the URL's only credential: demand ~128 bits, never echo it back.
+    hint = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    if "REPLACE-ME" in token.upper():  # config.example.toml's, which anyone can read
+        raise _fail(f"the example's placeholder token; {hint}")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise _fail(
+            f"too weak: {len(token)} characters, at least {MIN_TOKEN_LENGTH} needed "
+            f"(about 128 bits; {hint})"
+        )
+    if not _TOKEN.fullmatch(token):
+        raise _fail(f"must use only the URL-safe characters A-Z a-z 0-9 _ - ({hint})")
+    if len(set(token)) < 8:
+        raise _fail(f"too weak: fewer than 8 distinct characters ({hint})")
+    return token
+
+
 class ServerConfig(_Table):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 8080
     public_url: Url | None = None
     shutdown_grace: Annotated[Decimal, Field(ge=0)] = Decimal(10)
+    # GET /metrics answers only `Authorization: Bearer <metrics_token>`; unset: not served.
+    metrics_token: str | None = Field(default=None, repr=False)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, token: str | None) -> str | None:
+        if token is not None:
+            _strong_token(token)  # the same strength as a webhook token
+        return token
 
 
 class JournalConfig(_Table):
@@ -65,6 +92,8 @@ class StrategyConfig(_Table):
     rate_limit_per_hour: int = Field(default=500, ge=1)
     dedupe_window: Decimal = Field(default=Decimal(5), ge=0)
     max_signal_age: Positive | None = None
+    # SPEC §14: no signal for this many seconds sends one `silence` notification.
+    silence_alert: Positive | None = None
     allowed_ips: list[Network] = Field(default_factory=list)
     trusted_proxies: list[Network] = Field(default_factory=list)
     defaults: Settings = Field(default_factory=Settings)
@@ -72,20 +101,7 @@ class StrategyConfig(_Table):
     @field_validator("token")
     @classmethod
     def _check_token(cls, token: str) -> str:
-        # The token is the URL's only credential: demand ~128 bits, never echo it back.
-        hint = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
-        if "REPLACE-ME" in token.upper():  # config.example.toml's, which anyone can read
-            raise _fail(f"the example's placeholder token; {hint}")
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise _fail(
-                f"too weak: {len(token)} characters, at least {MIN_TOKEN_LENGTH} needed "
-                f"(about 128 bits; {hint})"
-            )
-        if not _TOKEN.fullmatch(token):
-            raise _fail(f"must use only the URL-safe characters A-Z a-z 0-9 _ - ({hint})")
-        if len(set(token)) < 8:
-            raise _fail(f"too weak: fewer than 8 distinct characters ({hint})")
-        return token
+        return _strong_token(token)
 
     @field_validator("webhook_secret")
     @classmethod
@@ -174,6 +190,7 @@ class Config(BaseSettings):
     accounts: dict[Name, Account] = {}
     strategies: dict[Name, StrategyConfig] = {}
     subscriptions: dict[Name, SubscriptionConfig] = {}
+    notify: list[NotifyTarget] = []
 
     _path: Path = PrivateAttr(default=Path("tradepipe.toml"))
 

@@ -259,6 +259,9 @@ class DaemonClient:
     async def resume(self, scope: Scope) -> dict[str, Any]:
         return self._call("/api/resume", {"scope": str(scope.kind), "name": scope.name})
 
+    async def notify_test(self) -> dict[str, Any]:
+        return self._call("/api/notify/test", {})
+
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         status, answer = _post(
             f"{self.daemon['url']}{path}",
@@ -285,3 +288,17 @@ def status(config: Config) -> dict[str, Any]:
         return status_view(config, journal, daemon, live, now=utc_now())
     finally:
         journal.close()
+
+
+def notify_test(config: Config) -> dict[str, Any]:
+    """`tradepipe notify test`: through the daemon when one runs (its config, its sender), else
+    straight from here; no engine is started for it (nothing else needs the brokers)."""
+    from dataclasses import asdict
+
+    from tradepipe.engine.notifier import test_targets
+
+    daemon = _daemon(config)
+    if daemon is not None:
+        return {"through": "daemon", **asyncio.run(DaemonClient(daemon).notify_test())}
+    results = asyncio.run(test_targets(config))
+    return {"through": "direct", "targets": [asdict(r) for r in results]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -25,8 +26,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradepipe.core.auth import client_address, is_allowed, verify_signature
+from tradepipe.core.notify import NotifyKind
 from tradepipe.core.ratelimit import RateLimiter
 from tradepipe.core.redaction import scrub
 from tradepipe.core.signal import FieldError, ParsedSignal, Signal, signal_to_json
@@ -108,8 +111,11 @@ class Webhook:
         }
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = self.monotonic()
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
+            self.engine.metrics.ack_seconds.observe(self.monotonic() - started)
+            return response
         except (sqlite3.Error, JournalError) as e:
             # Not committed, so not acknowledged: the sender must retry (TradingView does not,
             # so the log says loudly what was refused and why).
@@ -174,6 +180,8 @@ class Webhook:
             accepted = None
             if not rejection.journal:  # nothing written (a flood's 429): nothing to wait for
                 return response
+        # Something for this strategy was journaled: its silence alarm starts again.
+        self.engine.notifier.heard(name, received_at)
         # An answer is only given for what is on disk, and only then may the engine trade on
         # it: handed over when the commit lands, even if this request is cancelled meanwhile.
         committed = self.journal.committed()
@@ -255,6 +263,7 @@ class Webhook:
             "dedupe_key": dedupe_key,
             "body_hash": body_hash,
         }
+        self.engine.metrics.signals.labels(name, "duplicate" if original else "accepted").inc()
         if original is not None:
             self.journal.record_signal(
                 **row, status="duplicate", http_status=200, duplicate_of=original
@@ -285,17 +294,25 @@ class Webhook:
             FieldError(scrub(e.field), scrub(e.message, secret)) for e in rejection.errors
         )
         answer = error_body(rejection.code, message, errors)
+        self.engine.metrics.signals.labels(name, "rejected").inc()
         if rejection.journal:
-            answer["signal_id"] = self.journal.record_signal(
-                strategy=name,
-                received_at=received_at,
-                source=source,
-                body=redacted(body, secret),
-                status="rejected",
-                http_status=rejection.status,
-                error=message,
-                errors=[{"field": e.field, "message": e.message} for e in errors],
-            )
+            with self.journal.transaction():  # the rejection and its notification together
+                signal_id = self.journal.record_signal(
+                    strategy=name,
+                    received_at=received_at,
+                    source=source,
+                    body=redacted(body, secret),
+                    status="rejected",
+                    http_status=rejection.status,
+                    error=message,
+                    errors=[{"field": e.field, "message": e.message} for e in errors],
+                )
+                text = (
+                    f'strategy "{name}": signal {signal_id} rejected at the webhook'
+                    f" ({rejection.status} {rejection.code}): {message}"
+                )
+                self.engine.notifier.notify(NotifyKind.FAILURE, f"signal {signal_id}", text)
+            answer["signal_id"] = signal_id
         log.warning("signal for %s rejected (%s): %s", name, rejection.status, message)
         return _answer(rejection.status, answer)
 
@@ -329,11 +346,30 @@ def make_app(
 
     app.router.add_post("/webhook/{token}", webhook.handle)
     app.router.add_get("/healthz", healthz)
+    engine.metrics.watch(engine)
+    app.router.add_get("/metrics", partial(_metrics, webhook))
     if api_token is not None and actions is not None:
         from tradepipe.daemon.local_api import add_local_api  # it uses this module's error shape
 
         add_local_api(app, api_token, actions, journal, body_timeout)
     return app
+
+
+async def _metrics(webhook: Webhook, request: web.Request) -> web.Response:
+    """Prometheus' text (SPEC §14): only for `Authorization: Bearer <[server].metrics_token>`,
+    and not served at all (404) while no token is configured; never readable by someone who
+    knows only a webhook URL. The token of now: a reload may set, change or remove it."""
+    token = webhook.config.server.metrics_token
+    if token is None:  # the very answer of a path that does not exist (_error_shape's)
+        raise web.HTTPNotFound()
+    given = request.headers.get("Authorization", "")
+    # Header text arrives with undecodable bytes as surrogates: compare it as bytes.
+    expected = f"Bearer {token}".encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+        body = error_body("unauthorized", "GET /metrics needs Authorization: Bearer <token>")
+        return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+    text = webhook.engine.metrics.text()
+    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

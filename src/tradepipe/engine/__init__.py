@@ -26,6 +26,8 @@ from tradepipe.engine.delivery import Delivery, Outcome
 from tradepipe.engine.equity import EquityKeeper
 from tradepipe.engine.health import HealthMonitor
 from tradepipe.engine.lanes import Chore, Lanes, Work
+from tradepipe.engine.metrics import Metrics
+from tradepipe.engine.notifier import Notifier
 from tradepipe.engine.order_poller import LOOKUPS_PER_ROUND, POLL_INTERVAL, OrderPoller
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.pretrade import PreTrade
@@ -68,7 +70,11 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         # The trading states in force (SPEC §13), read once here and kept in memory.
         self.states = TradingStates(journal, clock)
+        # The outbox (SPEC §14): components write in their causes' transactions, a task sends.
+        self.notifier = Notifier(journal, self.current, clock)
+        self.metrics = Metrics()  # its own registry: one per engine, never the global one
         self.lanes = Lanes(journal, self.current, clock, deliver=self._deliver, chore=self._chore)
+        self.lanes.fail = lambda delivery, why: self.delivery.set_delivery(delivery, "failed", why)
         self.recorder = Recorder(
             journal, self.current, clock, settle_due=self._settle_due, filled=self._filled
         )
@@ -92,6 +98,7 @@ class Engine:
             stalled=self.lanes.stalled,
             streams=self.order_poller.health,
             trading_states=lambda: [state_row_json(r) for r in self.states.in_force()],
+            notify=self.notifier.notify,
         )
         self.equity = EquityKeeper(
             journal, self.current, clock, is_down=lambda account: account in self.monitor.reconnect
@@ -104,6 +111,7 @@ class Engine:
             self.monitor,
             blocked=self.blocked,
             queue_chore=self.lanes.queue_chore,
+            notify=self.notifier.notify,
         )
         self.pretrade = PreTrade(self.states)
         self.planner = Planner(
@@ -118,6 +126,8 @@ class Engine:
             emulator=self.emulator,
             reconciler=self.reconciler,
             fill_poll_interval=fill_poll_interval,
+            notify=self.notifier.notify,
+            metrics=self.metrics,
         )
         self.commands = Commands(
             journal,
@@ -206,6 +216,7 @@ class Engine:
         self.lanes.start()
         self._tasks.append(asyncio.create_task(self.order_poller.run(), name="order poller"))
         self._tasks.append(asyncio.create_task(self.equity.run(), name="equity snapshots"))
+        self._tasks.append(asyncio.create_task(self.notifier.run(), name="notifications"))
         for row in self.journal.unprocessed_signals():
             parsed = parse_signal(row["payload"] or "null")
             if parsed.signal is None:  # cannot happen for an accepted row; keep it visible
@@ -288,6 +299,7 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self.lanes.tasks.clear()
+        self.notifier.close()
         for broker in self.brokers.values():
             await broker.close()
 

@@ -67,7 +67,7 @@ class Commands:
         )
         if not approve:
             outcome = self.delivery.set_delivery(
-                delivery_id, DeliveryStatus.REJECTED, "rejected by the operator"
+                delivery, DeliveryStatus.REJECTED, "rejected by the operator", notify=False
             )
             return {"delivery_id": delivery_id, "status": outcome.status, "reason": outcome.reason}
         row = self.journal.signal(delivery["signal_id"])

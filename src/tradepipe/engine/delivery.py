@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,12 +24,14 @@ from tradepipe.core.model import (
     OrderState,
     OrderStatus,
 )
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.plan import Plan, PlannedOrder, Reject, Skip, plan_from_json, plan_to_json
 from tradepipe.core.resolve import Intent, resolve_signal
 from tradepipe.engine.bracket_emulator import BracketEmulator
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
 from tradepipe.engine.lanes import Work
+from tradepipe.engine.metrics import Metrics
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
@@ -62,6 +65,8 @@ class Delivery:
         emulator: BracketEmulator,
         reconciler: Reconciler,
         fill_poll_interval: float,
+        notify: Notify = no_notify,
+        metrics: Metrics | None = None,
     ) -> None:
         self.journal = journal
         self.current = current
@@ -73,6 +78,8 @@ class Delivery:
         self.fill_poll_interval = fill_poll_interval
         # delay and cancel_after (SPEC §13) are journaled and armed by the scheduler.
         self.scheduler: Scheduler | None = None
+        self.notify = notify
+        self.metrics = metrics or Metrics()
 
     async def deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
         config = work.config if work.config is not None else self.current.config
@@ -81,7 +88,7 @@ class Delivery:
         broker = self.current.brokers.get(subscription.account)
         if broker is None:
             why = f'account "{subscription.account}" was removed from the config by a reload'
-            return self.set_delivery(delivery["id"], "failed", f"{why}; nothing sent")
+            return self.set_delivery(delivery, "failed", f"{why}; nothing sent")
         signal = work.signal
         intent = resolve_signal(signal, subscription, strategy.defaults)
         if intent.delay and delivery["status"] == DeliveryStatus.QUEUED and self.scheduler:
@@ -105,7 +112,7 @@ class Delivery:
                     moved = await broker.observe_price(signal.ticker, signal.signal_price)
                 except OrderRejected as e:  # a signalPrice that is no price: not ours to retry
                     why = f"signalPrice {signal.signal_price} is not a usable mark: {e}"
-                    return self.set_delivery(delivery["id"], "rejected", why)
+                    return self.set_delivery(delivery, "rejected", why)
                 for state in moved:
                     self.recorder.record_state(subscription.account, signal.ticker, state)
             # What earlier deliveries left unsettled is settled before this one is planned:
@@ -126,7 +133,7 @@ class Delivery:
                 )
             )
         except BrokerError as e:
-            return self.set_delivery(delivery["id"], "failed", f"broker {broker.name}: {e}")
+            return self.set_delivery(delivery, "failed", f"broker {broker.name}: {e}")
         if decision is None:
             # A stop interrupted this delivery while it was sending (orders are journaled before
             # the broker hears of them): carry out the journaled plan, each leg settled by its
@@ -137,7 +144,7 @@ class Delivery:
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan, journaled)
-            return await self._finish(delivery, outcome, plan)
+            return await self._finish(work, delivery, outcome, plan)
         explained = intent.explain(delivery["subscription"], work.strategy)
         self.journal.update_delivery(
             delivery["id"],
@@ -147,24 +154,37 @@ class Delivery:
             updated_at=self.clock(),
         )
         if isinstance(decision, Skip):
-            return self.set_delivery(delivery["id"], "skipped", decision.reason)
+            return self.set_delivery(delivery, "skipped", decision.reason)
         if isinstance(decision, Reject):
-            return self.set_delivery(delivery["id"], "rejected", decision.reason)
+            return self.set_delivery(delivery, "rejected", decision.reason)
         if not intent.auto_submit and delivery["status"] != "approved":
             return self.set_delivery(
-                delivery["id"], "pending_approval", f"{decision.summary}; waiting for approval"
+                delivery, "pending_approval", f"{decision.summary}; waiting for approval"
             )
         outcome = await self._execute(work, delivery, intent, broker, decision, journaled)
-        return await self._finish(delivery, outcome, decision)
+        return await self._finish(work, delivery, outcome, decision)
 
-    def set_delivery(self, delivery_id: int, status: str, reason: str) -> Outcome:
-        self.journal.update_delivery(
-            delivery_id, status=status, reason=reason, updated_at=self.clock()
-        )
+    def set_delivery(
+        self, delivery: dict[str, Any], status: str, reason: str, *, notify: bool = True
+    ) -> Outcome:
+        """Journal the delivery's outcome, and in the same transaction the notification it
+        calls for (SPEC §14): a rejection or failure, a wait for approval (with the command).
+        `notify=False`: the operator's own doing, told to no one."""
+        with self.journal.transaction():
+            self.journal.update_delivery(
+                delivery["id"], status=status, reason=reason, updated_at=self.clock()
+            )
+            if notify:
+                tell_delivery(self.notify, delivery, status, reason)
+        self.metrics.deliveries.labels(str(status)).inc()
         return Outcome(status, reason)
 
-    async def _finish(self, delivery: dict[str, Any], outcome: Outcome, plan: Plan) -> Outcome:
-        finished = self.set_delivery(delivery["id"], outcome.status, outcome.reason)
+    async def _finish(
+        self, work: Work, delivery: dict[str, Any], outcome: Outcome, plan: Plan
+    ) -> Outcome:
+        finished = self.set_delivery(delivery, outcome.status, outcome.reason)
+        if outcome.status == DeliveryStatus.SUBMITTED:
+            self.metrics.submit_seconds.observe(time.monotonic() - work.handed_at)
         # The orders' own tickers too: an option contract's, a continuous future's dated one.
         tickers = dict.fromkeys([delivery["ticker"], *(o.ticker for o in plan.orders if o.ticker)])
         for ticker in tickers:
@@ -418,3 +438,18 @@ class Delivery:
                 self.recorder.journal_status(child, OrderStatus.CANCELED, why)
                 canceled.append(child["client_order_id"])
         return canceled, left
+
+
+def tell_delivery(notify: Notify, delivery: dict[str, Any], status: str, reason: str) -> None:
+    """The notification a delivery's outcome calls for, if any (inside its transaction)."""
+    where = f"{delivery['subscription']} {delivery['ticker']} (signal {delivery['signal_id']})"
+    subject = f"delivery {delivery['id']}"
+    if status == DeliveryStatus.PENDING_APPROVAL:
+        text = (
+            f"delivery {delivery['id']} {where} waits for approval: {reason}."
+            f" Approve: tradepipe approve {delivery['id']}"
+            f" · reject: tradepipe reject {delivery['id']}"
+        )
+        notify(NotifyKind.APPROVAL, subject, text)
+    elif status in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED):
+        notify(NotifyKind.FAILURE, subject, f"delivery {delivery['id']} {where} {status}: {reason}")

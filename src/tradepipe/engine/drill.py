@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 # dispatch: a signal is acknowledged, no delivery made yet
 # submit:   the plan and the order are journaled, the broker has not been called
 # answer:   the broker has the order, its answer is not journaled yet
-POINTS = ("dispatch", "submit", "answer")
+# notify:   a notification is journaled with its cause and on disk, not sent yet
+POINTS = ("dispatch", "submit", "answer", "notify")
 PAUSE_AT = os.environ.get("TRADEPIPE_DRILL_PAUSE_AT")
 if PAUSE_AT is not None and PAUSE_AT not in POINTS:  # a typo must not make a drill pass
     raise ValueError(f"TRADEPIPE_DRILL_PAUSE_AT={PAUSE_AT!r} is not one of {', '.join(POINTS)}")

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.reconcile import Difference
 from tradepipe.engine.current import Current
 from tradepipe.errors import BrokerError
@@ -30,6 +31,7 @@ class HealthMonitor:
         stalled: Mapping[int, str],
         streams: Callable[[], Mapping[str, dict[str, Any]]],
         trading_states: Callable[[], list[dict[str, Any]]] = list,
+        notify: Notify = no_notify,
     ) -> None:
         self.current = current
         self.clock = clock
@@ -38,6 +40,7 @@ class HealthMonitor:
         self.stalled = stalled
         self.streams = streams
         self.trading_states = trading_states  # shown, not a degradation: a halt is chosen
+        self.notify = notify
         # account → {"ok", "checked_at", "error", "differences"} of the last reconciliation
         self.broker_health: dict[str, dict[str, Any]] = {}
         # account → (loop time of the next reconnection attempt, the delay that led to it)
@@ -51,6 +54,9 @@ class HealthMonitor:
 
     def failed(self, account: str, error: BrokerError) -> None:
         log.error("broker %s: %s", account, error)
+        if account not in self.reconnect:  # it was up: told once, not at every retry
+            text = f'account "{account}": the broker is down: {error}; retrying with back-off'
+            self.notify(NotifyKind.BROKER, f"account {account}", text)
         health = self.broker_health.setdefault(account, {"differences": []})
         health.update(ok=False, error=str(error), checked_at=self.clock().isoformat())
         first, longest = self.backoff
@@ -78,6 +84,8 @@ class HealthMonitor:
                 continue
             log.info("broker %s: reconnected", account)
             del self.reconnect[account]
+            text = f'account "{account}": the broker is back up (reconnected and reconciled)'
+            self.notify(NotifyKind.BROKER, f"account {account}", text)
 
     def report(self) -> dict[str, Any]:
         """What /healthz and `tradepipe status` report: each broker's last check (`state`: ok,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,8 @@ class Work:
     # The signal's price moves the paper mark: not for an approval or a replay, whose price is
     # old news (they plan and fill at the mark of the moment).
     moves_mark: bool = True
+    # When it was handed to the engine (monotonic): the metrics' handover → submit latency.
+    handed_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class Lanes:
         chore: Callable[[Chore], Awaitable[None]],
     ) -> None:
         self.journal = journal
+        # Journals a delivery a bug stopped as failed (the engine's also tells the trader).
+        self.fail: Callable[[dict[str, Any], str], object] = self._journal_failure
         self.current = current
         self.clock = clock
         self._deliver = deliver
@@ -206,15 +211,15 @@ class Lanes:
             except Exception as e:  # a bug must not stop the lane; journal it, carry on
                 log.exception("signal %s: delivery %s failed", work.signal_id, delivery["id"])
                 try:
-                    self.journal.update_delivery(
-                        delivery["id"],
-                        status=DeliveryStatus.FAILED,
-                        reason=f"internal error: {e!r}",
-                        updated_at=self.clock(),
-                    )
+                    self.fail(delivery, f"internal error: {e!r}")
                 except Exception:
                     log.exception("delivery %s: could not journal the failure", delivery["id"])
             self._count_down(work.signal_id)
+
+    def _journal_failure(self, delivery: dict[str, Any], reason: str) -> None:
+        self.journal.update_delivery(
+            delivery["id"], status=DeliveryStatus.FAILED, reason=reason, updated_at=self.clock()
+        )
 
     def _count_down(self, signal_id: int) -> None:
         """One delivery of the signal is done; the last one marks the signal processed."""

@@ -9,6 +9,7 @@ answers a JSON-ready dict: the very answer the local API sends (less its `"ok": 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +43,7 @@ class OperatorApi(Protocol):
     async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]: ...
 
     async def resume(self, scope: Scope) -> dict[str, Any]: ...
+    async def notify_test(self) -> dict[str, Any]: ...
 
 
 def check_ticker(ticker: str) -> None:
@@ -103,6 +105,11 @@ class Operator:
     async def resume(self, scope: Scope) -> dict[str, Any]:
         """End a scope's trading state; answers whether it had one, and what stays in force."""
         return halting.resume(self.config, self.engine.states, scope)
+
+    async def notify_test(self) -> dict[str, Any]:
+        """Send a test message to every `[[notify]]` target now; each one's outcome."""
+        results = await self.engine.notifier.test(self.config)
+        return {"targets": [asdict(r) for r in results]}
 
     def _paper(self, account: str) -> PaperBroker:
         broker = self.engine.brokers.get(account)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradepipe.core.model import OrderStatus
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.reconcile import (
     Difference,
     foreign_orders,
@@ -43,6 +45,7 @@ class Reconciler:
         *,
         blocked: dict[tuple[str, str], Difference],
         queue_chore: Callable[[Chore], None],
+        notify: Notify = no_notify,
     ) -> None:
         self.journal = journal
         self.current = current
@@ -51,6 +54,9 @@ class Reconciler:
         self.monitor = monitor
         self.blocked = blocked
         self.queue_chore = queue_chore
+        self.notify = notify
+        # account + ticker whose position differs from the broker's: told once when it starts
+        self.drifting: set[tuple[str, str]] = set()
 
     # -- settling by lookup (SPEC §8) ---------------------------------------------------------
 
@@ -163,17 +169,29 @@ class Reconciler:
         at_broker = (await broker.position(ticker)).quantity
         drift = position_drift(account, ticker, held, at_broker)
         differences += drift
-        for difference in differences:
-            log.warning("reconciliation: %s", difference.describe())
-            self.journal.record_reconciliation(
-                f"{account} {ticker}",
-                now,
-                kind=difference.kind,
-                about=difference.subject,
-                journal=difference.journal,
-                broker=difference.broker,
-            )
         key = (account, ticker)
+        with self.journal.transaction() if differences else nullcontext():
+            # The differences and their notification together.
+            for difference in differences:
+                log.warning("reconciliation: %s", difference.describe())
+                self.journal.record_reconciliation(
+                    f"{account} {ticker}",
+                    now,
+                    kind=difference.kind,
+                    about=difference.subject,
+                    journal=difference.journal,
+                    broker=difference.broker,
+                )
+            if drift and key not in self.drifting:
+                blocks = self.current.config.reconciliation.block_entries_on_mismatch
+                text = f"out of step: {drift[0].describe()}" + (
+                    "; new entries blocked" if blocks else ""
+                )
+                self.notify(NotifyKind.BROKER, f"{account} {ticker}", text)
+        if drift:
+            self.drifting.add(key)
+        else:
+            self.drifting.discard(key)
         if drift and self.current.config.reconciliation.block_entries_on_mismatch:
             self.blocked[key] = drift[0]
         elif self.blocked.pop(key, None) is not None:

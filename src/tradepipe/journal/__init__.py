@@ -24,6 +24,7 @@ from typing import Any
 from tradepipe.errors import JournalError
 from tradepipe.journal import equity as _equity
 from tradepipe.journal import events as _events
+from tradepipe.journal import notifications as _notifications
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
 from tradepipe.journal import schedules as _schedules
@@ -200,6 +201,15 @@ class Journal:
     schedule = _schedules.schedule
     pending_schedules = _schedules.pending_schedules
     schedules = _schedules.schedules
+    # -- the notification outbox (notifications.py) --------------------------------------------
+    add_notifications = _notifications.add_notifications
+    pending_notifications = _notifications.pending_notifications
+    mark_notifications_sent = _notifications.mark_notifications_sent
+    retry_notifications = _notifications.retry_notifications
+    give_up_notifications = _notifications.give_up_notifications
+    notifications = _notifications.notifications
+    notification_backlog = _notifications.notification_backlog
+    last_heard = _notifications.last_heard
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash

@@ -308,6 +308,32 @@ def _schedules(db: Database) -> None:
     )
 
 
+@migrations(name="0015_notifications")
+def _notifications(db: Database) -> None:
+    # SPEC §14: the outbox. One row per notification and target (a digest of its URL, never
+    # the URL), written in the transaction of its cause and sent after, off the signal path:
+    # a crash between the two leaves a pending row the next start sends.
+    db.executescript(
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            sent_at TEXT,
+            error TEXT
+        ) STRICT;
+        CREATE INDEX notifications_pending ON notifications(next_at) WHERE status = 'pending';
+        CREATE INDEX notifications_kind ON notifications(kind, subject, created_at);
+        """
+    )
+
+
 @migrations(name="0016_fill_fees")
 def _fill_fees(db: Database) -> None:
     # SPEC §14: the report's P&L is net of the fees the broker reports. NULL: none reported.

@@ -285,6 +285,11 @@ def status_view(
             "approvals": count("SELECT count(*) FROM deliveries WHERE status = 'pending_approval'"),
             "unknown_orders": count("SELECT count(*) FROM orders WHERE status = 'unknown'"),
             "held_orders": count("SELECT count(*) FROM orders WHERE status = 'held'"),
+            # SPEC §14: the outbox not yet sent, and what was given up after 24 h of failures
+            "notifications": count("SELECT count(*) FROM notifications WHERE status = 'pending'"),
+            "notifications_given_up": count(
+                "SELECT count(*) FROM notifications WHERE status = 'given_up'"
+            ),
         },
     }
 
