@@ -213,7 +213,7 @@ class Scheduler:
             if late is None:
                 return None
             why = f"{missed_reason(late)}; nothing sent"
-            return self.delivery.set_delivery(delivery["id"], DeliveryStatus.REJECTED, why)
+            return self.delivery.set_delivery(delivery, DeliveryStatus.REJECTED, why)
         shown = seconds_text(intent.delay)
         reason = f"waits for its delay of {shown} s: due at {due.astimezone(UTC):%H:%M:%S} UTC"
         with self.journal.transaction():
@@ -248,9 +248,7 @@ class Scheduler:
             return
         if delivery["subscription"] not in self.current.config.subscriptions:
             why = f"subscription {delivery['subscription']} was removed from the config"
-            self.delivery.set_delivery(
-                delivery["id"], DeliveryStatus.FAILED, f"{why}; nothing sent"
-            )
+            self.delivery.set_delivery(delivery, DeliveryStatus.FAILED, f"{why}; nothing sent")
             self.finish(row, ScheduleStatus.CANCELED, why)
             return
         signal_row = self.journal.signal(delivery["signal_id"])
@@ -258,9 +256,7 @@ class Scheduler:
         signal = parse_signal(signal_row["payload"] or "null").signal
         if signal is None:  # cannot happen for an accepted signal; keep it visible
             why = "its journaled payload no longer parses"
-            self.delivery.set_delivery(
-                delivery["id"], DeliveryStatus.FAILED, f"{why}; nothing sent"
-            )
+            self.delivery.set_delivery(delivery, DeliveryStatus.FAILED, f"{why}; nothing sent")
             self.finish(row, ScheduleStatus.CANCELED, why)
             return
         replayed = (signal_row["source"] or "").startswith(REPLAY_SOURCE)
@@ -279,7 +275,7 @@ class Scheduler:
             if late is not None:
                 why = missed_reason(late)
                 self.delivery.set_delivery(
-                    delivery["id"], DeliveryStatus.REJECTED, f"{why}; nothing sent"
+                    delivery, DeliveryStatus.REJECTED, f"{why}; nothing sent"
                 )
                 self.finish(row, ScheduleStatus.MISSED, why)
                 return
