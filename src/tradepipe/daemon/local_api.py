@@ -28,6 +28,7 @@ def api_routes(operator: OperatorApi) -> dict[str, Route]:
     """The operator's verbs by API path, each reading the JSON payload DaemonClient sends."""
     return {
         "/api/status": lambda p: operator.status(),
+        "/api/risk": lambda p: operator.risk(),
         "/api/replay": lambda p: operator.replay(int(p["signal_id"]), bool(p["execute"])),
         "/api/flatten": lambda p: operator.flatten(p.get("account"), p.get("ticker")),
         "/api/review": lambda p: operator.review(int(p["delivery_id"]), bool(p["approve"])),

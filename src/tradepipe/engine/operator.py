@@ -1,4 +1,5 @@
-"""The operator's verbs over the engine: approve, reject, flatten, replay, paper quote, status.
+"""The operator's verbs over the engine: approve, reject, flatten, replay, paper quote, status,
+risk.
 
 One typed API: the daemon's local API (`daemon/local_api.py`) and the CLI's standalone runs call
 it alike, and the CLI's daemon client (`daemon/client.py`) mirrors it verb for verb. Each verb
@@ -33,6 +34,8 @@ class OperatorApi(Protocol):
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]: ...
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def risk(self) -> dict[str, Any]: ...
 
 
 def check_ticker(ticker: str) -> None:
@@ -85,6 +88,10 @@ class Operator:
     async def status(self) -> dict[str, Any]:
         """The engine's live report: brokers, blocks, work pending."""
         return self.engine.health()
+
+    async def risk(self) -> dict[str, Any]:
+        """Each scope's trading state, the risk limits and their current use (SPEC §13)."""
+        return self.engine.risk_report()
 
     async def paper_quote(self, account: str, ticker: str, price: Decimal) -> dict[str, Any]:
         """Move a paper account's mark; resting orders it crosses fill."""

@@ -26,6 +26,7 @@ from tradepipe.journal import equity as _equity
 from tradepipe.journal import events as _events
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
+from tradepipe.journal import risk as _risk
 from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
@@ -191,6 +192,13 @@ class Journal:
     set_trading_state = _trading_states.set_trading_state
     end_trading_state = _trading_states.end_trading_state
     trading_states = _trading_states.trading_states
+
+    # -- where the risk limits' counts start (risk.py) -----------------------------------------
+    orders_sent_since = _risk.orders_sent_since
+    entries_since = _risk.entries_since
+    booked_fills = _risk.booked_fills
+    last_fill_prices = _risk.last_fill_prices
+    last_resumed_at = _risk.last_resumed_at
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash
