@@ -22,7 +22,7 @@ VERBS = sorted(
 
 
 def test_the_operator_and_the_daemon_client_offer_every_verb_with_one_signature():
-    assert VERBS == ["flatten", "paper_quote", "replay", "review", "status"]
+    assert VERBS == ["flatten", "paper_quote", "replay", "review", "risk", "status"]
     for verb in VERBS:
         wanted = inspect.signature(getattr(OperatorApi, verb))
         for side in (Operator, DaemonClient):

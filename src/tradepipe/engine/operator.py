@@ -17,6 +17,7 @@ from tradepipe.core.model import OrderState, OrderStatus
 from tradepipe.core.signal import ticker_problems
 from tradepipe.engine import Engine
 from tradepipe.errors import UsageError
+from tradepipe.journal.equity import AFTER_MARK
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
@@ -118,6 +119,8 @@ class Operator:
 
         # In the lane: a fill must not land between a delivery's planning and its orders.
         changed = await self.engine.in_lane(account, ticker, move_mark)
+        # The mark moved the account's equity: snapshot it (the risk limits may trip on it).
+        self.engine.equity.due(account, AFTER_MARK)
         return {
             "account": account,
             "ticker": ticker,

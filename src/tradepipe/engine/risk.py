@@ -147,6 +147,8 @@ class RiskLimits:
             name: self.journal.last_resumed_at(Scope.subscription(name))
             for name in self.subscriptions
         }
+        for key in [k for k in self.books if k[0] in counted]:  # rebuilt by the replay
+            del self.books[key]
         for fill in self.journal.booked_fills(counted):
             closed = self._book(fill)
             if closed is None or closed.subscription not in self.subscriptions:
@@ -257,12 +259,25 @@ class RiskLimits:
         if price is not None:
             self.prices[key] = price
         limits = self.limits_for(context.subscription)
-        figures = Figures(
-            await self._account_figures(context, plan, limits),
-            self.subscription_figures(context.subscription),
-        )
-        now = market.now or self.clock()
         notes = []
+        account_figures = await self._account_figures(context, plan, limits)
+        if account_figures is None:
+            # Without the equity a share of it means nothing, nor does a loss from it: those
+            # limits are left out (and said so); the amounts, counts and the rate still hold.
+            limits, left_out = _without_equity(limits)
+            if left_out:
+                notes.append(f"{', '.join(left_out)} not checked: the equity is unknown")
+            account_figures = AccountFigures(
+                equity=Decimal(0),
+                day_start_equity=Decimal(0),
+                high_water_mark=Decimal(0),
+                positions=self.position_values(context.account),
+                orders_last_minute=last_minute(
+                    self.account_tally(context.account, self.clock()).sent, self.clock()
+                ),
+            )
+        figures = Figures(account_figures, self.subscription_figures(context.subscription))
+        now = market.now or self.clock()
         for entry in entries:
             check = OrderCheck(
                 ticker=context.intent.ticker,
@@ -289,12 +304,18 @@ class RiskLimits:
 
     async def _account_figures(
         self, context: Context, plan: Plan, limits: Limits
-    ) -> AccountFigures:
+    ) -> AccountFigures | None:
+        """The account's figures now; None when its equity is unknown (no snapshot yet and
+        the broker would not say)."""
         account = context.account
         now = self.clock()
         tally = self.account_tally(account, now)
         if tally.equity is None:  # no snapshot yet: ask the broker once
-            summary = await self.current.brokers[account].account()
+            try:
+                summary = await self.current.brokers[account].account()
+            except Exception as e:  # the limits that need no equity still hold
+                log.warning("risk limits of %s: the equity is unknown: %s", account, e)
+                return None
             tally.equity, tally.equity_at = summary.equity, now
             tally.high_water_mark = max(tally.high_water_mark or summary.equity, summary.equity)
             if tally.day_start_equity is None:
@@ -456,6 +477,24 @@ class RiskLimits:
         """Wait for the flattens that trips started (tests; the engine's stop)."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+
+def _without_equity(limits: Limits) -> tuple[Limits, list[str]]:
+    """The limits that mean something without the account's equity, and the names of those
+    left out (a share of the equity, the day's loss, the drawdown)."""
+    mine = limits.account
+    left_out = []
+    kept = {}
+    for name in ("max_order_value", "max_gross_exposure", "max_daily_loss", "max_drawdown"):
+        amount = getattr(mine, name)
+        drop = amount is not None and (amount.is_percent or name in _FROM_EQUITY)
+        kept[name] = None if drop else amount
+        if drop:
+            left_out.append(name)
+    return replace(limits, account=replace(mine, **kept)), left_out
+
+
+_FROM_EQUITY = frozenset({"max_daily_loss", "max_drawdown"})
 
 
 def _resized(plan: Plan, leg: str, quantity: Decimal) -> Plan:
