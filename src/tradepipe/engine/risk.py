@@ -194,6 +194,28 @@ class RiskLimits:
         else:
             tally.day_start_equity = self.journal.day_start_equity(account, tally.day_start)
 
+    def subscription_tally(self, subscription: str | None) -> SubscriptionTally | None:
+        """The counts of a subscription with limits of its own (None: it has none). One a
+        reload gave limits starts from the journal's entries today (its losses from now)."""
+        if subscription is None:
+            return None
+        tally = self.subscriptions.get(subscription)
+        if tally is not None:
+            return tally
+        config = self.current.config
+        if subscription not in config.subscriptions:
+            return None
+        limits = self.limits_for(subscription).subscription
+        if limits.max_trades_per_day is None and limits.max_consecutive_losses is None:
+            return None
+        account = config.subscriptions[subscription].account
+        start = self.account_tally(account, self.clock()).day_start
+        assert start is not None
+        tally = self.subscriptions[subscription] = SubscriptionTally(
+            trades=DayCount(start, self.journal.entries_since(subscription, start))
+        )
+        return tally
+
     def limits_for(self, subscription: str) -> Limits:
         config = self.current.config
         if config is not self._limits_of:  # a reload: resolve again
@@ -221,9 +243,9 @@ class RiskLimits:
         now = self.clock()
         tally = self.account_tally(account, now)
         tally.sent.append(now)
-        if role is OrderRole.ENTRY and subscription in self.subscriptions:
+        sub = self.subscription_tally(subscription) if role is OrderRole.ENTRY else None
+        if sub is not None:
             assert tally.day_start is not None
-            sub = self.subscriptions[subscription]
             sub.trades = sub.trades.plus_one(tally.day_start)
         rate = self.current.config.accounts[account].risk.max_orders_per_minute
         if last_minute(tally.sent, now) >= rate:
@@ -232,9 +254,9 @@ class RiskLimits:
     def fill_booked(self, fill: FillBooked) -> None:
         """A fill was journaled: its position's round trip moves; a closed loss counts."""
         closed = self._book(fill)
-        if closed is None or closed.subscription not in self.subscriptions:
+        tally = self.subscription_tally(closed.subscription) if closed is not None else None
+        if closed is None or closed.subscription is None or tally is None:
             return
-        tally = self.subscriptions[closed.subscription]
         tally.losses = after_close(tally.losses, closed)
         self._trip_on_losses(closed.subscription)
 
@@ -341,7 +363,7 @@ class RiskLimits:
         )
 
     def subscription_figures(self, subscription: str) -> SubscriptionFigures:
-        tally = self.subscriptions.get(subscription)
+        tally = self.subscription_tally(subscription)
         if tally is None:
             return SubscriptionFigures()
         if tally.blocked and Scope.subscription(subscription) not in self.states.rows:
