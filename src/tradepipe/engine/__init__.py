@@ -274,7 +274,7 @@ class Engine:
             log.warning("broker %s: work still in flight after %.0f s; closing", account, timeout)
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self.lanes.tasks, *self.risk.tasks]
+        tasks = [*self._tasks, *self.lanes.tasks, *self.risk.trips.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

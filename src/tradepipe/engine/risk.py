@@ -12,22 +12,16 @@ daemon); a day's start is read again once, when the day turns.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.decision import reference_price
-from tradepipe.core.instruments import (
-    US_OPTION_MULTIPLIER,
-    contract_spec,
-    is_us_option,
-    parse_future,
-)
+from tradepipe.core.instruments import listed_multiplier
 from tradepipe.core.limits import (
     AccountFigures,
     Deny,
@@ -36,13 +30,12 @@ from tradepipe.core.limits import (
     OrderCheck,
     Reduce,
     SubscriptionFigures,
-    Trip,
     check_order,
-    trips,
+    without_equity,
 )
 from tradepipe.core.model import OrderRole
 from tradepipe.core.plan import Plan, Reject
-from tradepipe.core.risk import without_entries
+from tradepipe.core.risk import resize_entry, without_entries
 from tradepipe.core.tally import (
     MINUTE,
     Book,
@@ -55,13 +48,12 @@ from tradepipe.core.tally import (
 )
 from tradepipe.core.trading_states import (
     Scope,
-    ScopeState,
-    TradingState,
     day_start,
     next_day_start,
 )
 from tradepipe.engine.current import Current
 from tradepipe.engine.trading_states import TradingStates
+from tradepipe.engine.trips import Trips
 from tradepipe.journal import Journal
 from tradepipe.journal.trading_states import StateRow
 
@@ -110,7 +102,7 @@ class RiskLimits:
         self.current = current
         self.clock = clock
         self.states = states
-        self.flatten = flatten  # on_trip = "flatten": close everything on the account
+        self.trips = Trips(states, clock, flatten)
         self.accounts: dict[str, AccountTally] = {}
         self.subscriptions: dict[str, SubscriptionTally] = {}
         self.books: dict[tuple[str, str], Book] = {}  # account + ticker → its round trip
@@ -118,7 +110,6 @@ class RiskLimits:
         self.multipliers: dict[tuple[str, str], Decimal] = {}
         self._limits: dict[str, Limits] = {}
         self._limits_of: Config | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
 
     # -- the start: from the journal, once -----------------------------------------------------
 
@@ -286,7 +277,7 @@ class RiskLimits:
         if account_figures is None:
             # Without the equity a share of it means nothing, nor does a loss from it: those
             # limits are left out (and said so); the amounts, counts and the rate still hold.
-            limits, left_out = _without_equity(limits)
+            limits, left_out = without_equity(limits)
             if left_out:
                 notes.append(f"{', '.join(left_out)} not checked: the equity is unknown")
             account_figures = AccountFigures(
@@ -315,7 +306,7 @@ class RiskLimits:
                 left = without_entries(plan, decision.reason)
                 return left if isinstance(left, Plan) else Reject(decision.reason)
             if isinstance(decision, Reduce):
-                plan = _resized(plan, entry.leg, decision.quantity)
+                plan = resize_entry(plan, entry.leg, decision.quantity)
                 notes.append(decision.reason)
         valued = limits.account.max_order_value or limits.account.max_gross_exposure
         if price is None and valued is not None:
@@ -394,18 +385,10 @@ class RiskLimits:
         known = self.multipliers.get((account, ticker))
         if known is not None:
             return known
-        if is_us_option(ticker):
-            return US_OPTION_MULTIPLIER
-        future = parse_future(ticker)
-        if future is not None:
-            settings = self.current.config.accounts.get(account)
-            specs = getattr(settings, "contract_specs", None)
-            spec = contract_spec(future.root, specs() if specs else None)
-            if spec is not None:
-                return spec.multiplier
-        return Decimal(1)
+        specs = getattr(self.current.config.accounts.get(account), "contract_specs", None)
+        return listed_multiplier(ticker, specs() if specs else None)
 
-    # -- trips ---------------------------------------------------------------------------------
+    # -- trips (engine/trips.py sets the states) -----------------------------------------------
 
     def check_trips(self, account: str) -> list[StateRow]:
         """Trip the account on each limit its figures reach now (per its `on_trip`); the rows
@@ -413,122 +396,25 @@ class RiskLimits:
         settings = self.current.config.accounts.get(account)
         if settings is None:
             return []
-        risk = settings.risk
-        limits = risk.limits()
         now = self.clock()
         tally = self.account_tally(account, now)
         equity, start = tally.equity, tally.day_start_equity
-        if equity is None or start is None:  # no equity yet: only the order rate can trip
-            limits = replace(limits, max_daily_loss=None, max_drawdown=None)
-            equity = start = Decimal(0)
-        figures = AccountFigures(
-            equity=equity,
-            day_start_equity=start,
-            high_water_mark=max(tally.high_water_mark or equity, equity),
-            orders_last_minute=last_minute(tally.sent, now),
-        )
-        changed = []
-        for trip in trips(figures, limits):
-            state = TradingState.HALTED if risk.on_trip == "flatten" else TradingState.REDUCE_ONLY
-            until = None
-            if trip.ends_at_day_start:
-                until = next_day_start(now, risk.day_starts_at, risk.timezone)
-            scope = Scope.account(account)
-            in_force = self.states.rows.get(scope)
-            if (
-                in_force is not None
-                and in_force.limit == trip.limit
-                and in_force.state.state is state
-                and in_force.state.until_at == until
-            ):
-                continue  # tripped already: one journal row and one notice per trip
-            row = self.states.trip(
-                ScopeState(scope, state, trip.reason, until), limit=trip.limit, figures=trip.figures
+        figures = None
+        if equity is not None and start is not None:
+            figures = AccountFigures(
+                equity=equity,
+                day_start_equity=start,
+                high_water_mark=max(tally.high_water_mark or equity, equity),
+                orders_last_minute=last_minute(tally.sent, now),
             )
-            if row is None:
-                continue
-            changed.append(row)
-            self.tripped(account, trip, row)
-            if state is TradingState.HALTED and self.flatten is not None:
-                self._spawn(self.flatten(account, f"{trip.limit} trip"))
-        return changed
+        return self.trips.account(account, settings.risk, figures, last_minute(tally.sent, now))
 
     def _trip_on_losses(self, subscription: str) -> None:
-        """Losses in a row at the limit without a cooldown: the subscription is reduce-only
-        until `tradepipe resume --subscription` (with a cooldown, `vet` denies until it ends)."""
-        limits = self.limits_for(subscription).subscription
         tally = self.subscriptions[subscription]
-        most = limits.max_consecutive_losses
-        if most is None or limits.loss_cooldown is not None or tally.losses.in_a_row < most:
-            return
-        scope = Scope.subscription(subscription)
-        in_force = self.states.rows.get(scope)
-        tally.blocked = True
-        if in_force is not None and in_force.limit == CONSECUTIVE_LOSSES:
-            return
-        reason = (
-            f"max_consecutive_losses {most}: {tally.losses.in_a_row} losses in a row"
-            " (entries resume with `tradepipe resume`)"
-        )
-        figures = {"limit": Decimal(most), "consecutive_losses": Decimal(tally.losses.in_a_row)}
-        row = self.states.trip(
-            ScopeState(scope, TradingState.REDUCE_ONLY, reason),
-            limit=CONSECUTIVE_LOSSES,
-            figures=figures,
-        )
-        if row is not None:
-            self.tripped(subscription, Trip(CONSECUTIVE_LOSSES, reason, figures), row)
-
-    def tripped(self, name: str, trip: Trip, row: StateRow) -> None:
-        """A trip changed what is in force (journaled with its figures by TradingStates): the
-        one place a notification (SPEC §14) goes out from."""
-        log.error("risk limit %s reached on %s: %s", trip.limit, name, trip.reason)
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception:  # logged, never lost: the account stays halted either way
-                log.exception("flatten after a trip")
-
-        task = asyncio.get_running_loop().create_task(run(), name="flatten on trip")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        limits = self.limits_for(subscription).subscription
+        if self.trips.losses(subscription, tally.losses.in_a_row, limits):
+            tally.blocked = True
 
     async def settle(self) -> None:
-        """Wait for the flattens that trips started (tests; the engine's stop)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-
-def _without_equity(limits: Limits) -> tuple[Limits, list[str]]:
-    """The limits that mean something without the account's equity, and the names of those
-    left out (a share of the equity, the day's loss, the drawdown)."""
-    mine = limits.account
-    left_out = []
-    kept = {}
-    for name in ("max_order_value", "max_gross_exposure", "max_daily_loss", "max_drawdown"):
-        amount = getattr(mine, name)
-        drop = amount is not None and (amount.is_percent or name in _FROM_EQUITY)
-        kept[name] = None if drop else amount
-        if drop:
-            left_out.append(name)
-    return replace(limits, account=replace(mine, **kept)), left_out
-
-
-_FROM_EQUITY = frozenset({"max_daily_loss", "max_drawdown"})
-
-
-def _resized(plan: Plan, leg: str, quantity: Decimal) -> Plan:
-    """The plan with the entry `leg` and its bracket legs at `quantity`."""
-    orders = tuple(
-        replace(o, quantity=quantity) if o.leg == leg or o.parent_leg == leg else o
-        for o in plan.orders
-    )
-    return replace(plan, orders=orders)
-
-
-def cooldown_ends_at(losses: Losses, cooldown: int | None) -> datetime | None:
-    if cooldown is None or losses.last_loss_at is None:
-        return None
-    return losses.last_loss_at + timedelta(seconds=cooldown)
+        """Wait for the flattens that trips started (tests)."""
+        await self.trips.settle()

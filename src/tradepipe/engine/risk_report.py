@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tradepipe.core.limits import Amount
+from tradepipe.core.limits import Amount, cooldown_ends_at
 from tradepipe.core.tally import last_minute
 from tradepipe.core.trading_states import ScopeKind
-from tradepipe.engine.risk import RiskLimits, cooldown_ends_at
+from tradepipe.engine.risk import RiskLimits
 from tradepipe.journal.trading_states import StateRow
 
 
@@ -120,7 +120,7 @@ def risk_report(risk: RiskLimits, states: list[StateRow]) -> dict[str, Any]:
             }
         )
     subscriptions = []
-    for name, counts in risk.subscriptions.items():
+    for name in list(risk.subscriptions):
         if name not in config.subscriptions:
             continue
         mine = risk.limits_for(name).subscription
@@ -138,7 +138,7 @@ def risk_report(risk: RiskLimits, states: list[StateRow]) -> dict[str, Any]:
                     "trades_today": figures.trades_today,
                     "consecutive_losses": figures.consecutive_losses,
                     "last_loss_at": _when(figures.last_loss_at),
-                    "cooldown_ends_at": _when(cooldown_ends_at(counts.losses, mine.loss_cooldown)),
+                    "cooldown_ends_at": _when(cooldown_ends_at(figures, mine.loss_cooldown)),
                 },
             }
         )
