@@ -250,3 +250,16 @@ def test_the_counts_are_seeded_from_the_journal_at_start(tmp_path):
         assert after["accounts"] == before["accounts"]
 
     run(config, test)
+
+
+def test_a_dry_run_is_checked_by_the_same_limits(tmp_path):
+    config = write_config(tmp_path, account=risk("max_order_value = 1000\n"))
+
+    async def test(h: Harness):
+        (big,) = await h.send(buy(20))
+        reason = "max_order_value 1,000: this order is worth 2,000 (20 × 100)"
+        assert only(h, big) == ("rejected", reason)
+        (plan,) = await h.engine.preview(big)  # `tradepipe replay ID`
+        assert (plan["kind"], plan["reason"]) == ("reject", reason)
+
+    run(config, test)
