@@ -59,6 +59,7 @@ from tradepipe.journal.trading_states import StateRow
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
+    from tradepipe.config.accounts import RiskConfig
     from tradepipe.engine.pretrade import Context
 
 log = logging.getLogger(__name__)
@@ -177,9 +178,12 @@ class RiskLimits:
 
     def _turn_day(self, account: str, tally: AccountTally, now: datetime) -> None:
         """A new trading day: its start and the equity then (read once a day)."""
-        risk = self.current.config.accounts[account].risk
-        tally.day_start = day_start(now, risk.day_starts_at, risk.timezone)
-        tally.next_day_start = next_day_start(now, risk.day_starts_at, risk.timezone)
+        # An account a reload removed (a delivery still sending with the old config) keeps
+        # the defaults' day.
+        settings = self.current.config.accounts.get(account)
+        starts_at, zone = ("00:00", "UTC") if settings is None else _day_of(settings.risk)
+        tally.day_start = day_start(now, starts_at, zone)
+        tally.next_day_start = next_day_start(now, starts_at, zone)
         if tally.equity_at is not None and tally.equity_at <= tally.day_start:
             tally.day_start_equity = tally.equity
         else:
@@ -238,8 +242,11 @@ class RiskLimits:
         if sub is not None:
             assert tally.day_start is not None
             sub.trades = sub.trades.plus_one(tally.day_start)
-        rate = self.current.config.accounts[account].risk.max_orders_per_minute
-        if last_minute(tally.sent, now) >= rate:
+        settings = self.current.config.accounts.get(account)
+        if (
+            settings is not None
+            and last_minute(tally.sent, now) >= settings.risk.max_orders_per_minute
+        ):
             self.check_trips(account)
 
     def fill_booked(self, fill: FillBooked) -> None:
@@ -418,3 +425,7 @@ class RiskLimits:
     async def settle(self) -> None:
         """Wait for the flattens that trips started (tests)."""
         await self.trips.settle()
+
+
+def _day_of(risk: RiskConfig) -> tuple[str, str]:
+    return risk.day_starts_at, risk.timezone
