@@ -98,7 +98,9 @@ def json_value(rng: random.Random, depth: int = 0) -> str:
 
 
 def json_object(rng: random.Random, depth: int = 0) -> str:
-    items = [f'"{rng.choice(FIELDS)}":{json_value(rng, depth)}' for _ in range(rng.randint(0, 6))]
+    items = [
+        f'"{rng.choice(FIELDS)}":{json_value(rng, depth)}' for _ in range(rng.randint(0, 6))
+    ]
     if rng.random() < 0.5:
         items.append('"ticker":"AAPL"')
         items.append(f'"action":"{rng.choice(["buy", "sell", "exit", "hold"])}"')
@@ -192,7 +194,9 @@ def request_bytes(rng: random.Random) -> bytes:
 async def send(port: int, data: bytes, timeout: float, half_close: bool) -> str:
     """The answer's status code as text, or "hang" / "closed" / "reset"."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout
+        )
     except (OSError, TimeoutError):
         return "connect-failed"
     try:

@@ -986,35 +986,19 @@ def test_every_account_kind_takes_a_risk_table(tmp_path: Path, broker: str) -> N
         ('max_daily_loss = "lots"', 'max_daily_loss: "lots" must be an amount like 50000'),
         ("max_drawdown = 0", 'max_drawdown: "0" must be more than 0'),
         ('max_order_value = "-5%"', 'max_order_value: "-5%" must be more than 0'),
-        (
-            "max_gross_exposure = true",
-            'max_gross_exposure: must be an amount like 50000 or a share like "2%" (got true)',
-        ),
+        ("max_gross_exposure = true", "max_gross_exposure: must be an amount like 50000 or a"
+         ' share like "2%" (got true)'),
         ("max_open_positions = 0", "max_open_positions: must be greater than or equal to 1"),
         ("max_orders_per_minute = 1.5", "max_orders_per_minute: must be a whole number"),
         ('on_trip = "halt"', "on_trip: must be 'reduce_only' or 'flatten' (got \"halt\")"),
         ('day_starts_at = "24:00"', 'day_starts_at: "24:00" must be a time "HH:MM" from 00:00'),
-        (
-            'timezone = "Europe/Londn"',
-            'timezone: unknown time zone "Europe/Londn" (did you mean "Europe/London"?)',
-        ),
-        (
-            "max_drawdon = 1",
-            'max_drawdon: unknown key "max_drawdon" (did you mean "max_drawdown"?)',
-        ),
+        ('timezone = "Europe/Londn"', 'timezone: unknown time zone "Europe/Londn" (did you mean'
+         ' "Europe/London"?)'),
+        ("max_drawdon = 1", 'max_drawdon: unknown key "max_drawdon" (did you mean'
+         ' "max_drawdown"?)'),
     ],
-    ids=[
-        "amount",
-        "zero",
-        "negative-percent",
-        "bool",
-        "positions",
-        "per-minute",
-        "on-trip",
-        "day-start",
-        "timezone",
-        "unknown-key",
-    ],
+    ids=["amount", "zero", "negative-percent", "bool", "positions", "per-minute", "on-trip",
+         "day-start", "timezone", "unknown-key"],
 )
 def test_a_bad_risk_key_is_named_with_its_value(tmp_path: Path, line: str, expected: str) -> None:
     message = problems(tmp_path, cfg(account=f"[accounts.paper.risk]\n{line}\n"))
@@ -1076,17 +1060,8 @@ def test_subscription_limits_resolve_subscription_then_strategy(tmp_path: Path) 
             'flatten_at.tzz: unknown key "tzz" (did you mean "tz"?)',
         ),
     ],
-    ids=[
-        "trades",
-        "losses",
-        "cooldown",
-        "cancel-after",
-        "bool",
-        "flatten-time",
-        "flatten-days",
-        "flatten-tz",
-        "flatten-unknown",
-    ],
+    ids=["trades", "losses", "cooldown", "cancel-after", "bool", "flatten-time", "flatten-days",
+         "flatten-tz", "flatten-unknown"],
 )
 def test_a_bad_subscription_limit_is_named_with_its_value(
     tmp_path: Path, line: str, expected: str

@@ -61,9 +61,8 @@ def test_a_future_the_paper_broker_cannot_value_is_never_traded(tmp_path):
         assert tradepipe_json(config, "positions") == []
         shown = tradepipe(config, "signals", "show", "1").stdout
     assert delivery["status"] == "failed", delivery
-    assert (
-        "ZBZ2026 is a future of ZB, whose multiplier the paper broker does not know"
-        in (delivery["reason"])
+    assert "ZBZ2026 is a future of ZB, whose multiplier the paper broker does not know" in (
+        delivery["reason"]
     )
     assert "config table accounts.paper.instruments.ZB" in shown
 

@@ -130,7 +130,9 @@ def test_a_flood_of_idle_and_slowloris_connections_leaves_the_daemon_answering(t
         process.wait(20)
         log.close()
     output = (tmp_path / "serve.log").read_text()
-    assert all(status == 200 and seconds < 1.0 for status, seconds in latencies.values()), latencies
+    assert all(status == 200 and seconds < 1.0 for status, seconds in latencies.values()), (
+        latencies
+    )
     assert "out of system resource" not in output and "Too many open files" not in output
     assert " ERROR " not in output, output[-3000:]
     print("flood latencies (status, s):", latencies)

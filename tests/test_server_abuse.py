@@ -273,10 +273,7 @@ def test_every_x_forwarded_for_line_is_read_before_the_allowlist(tmp_path):
         '{"ticker":"AAPL","pass\\u0070hrase":"' + SECRET + '",}',
         '{"ticker":"AAPL","passphrase":"s3\\u0063ret-Pass",}',
         '{"ticker":"AAPL","comment":"' + SECRET + '","x":}',
-        '{"ticker":"AAPL","action":"buy","passphrase":"'
-        + SECRET
-        + '","quantity":"'
-        + SECRET
+        '{"ticker":"AAPL","action":"buy","passphrase":"' + SECRET + '","quantity":"' + SECRET
         + '"}',
     ],
     ids=["single-quotes", "smart-quotes", "escaped-key", "escaped-value", "elsewhere", "echoed"],

@@ -76,7 +76,9 @@ class Counting(Harness):
             signal = parse_signal(payload).signal
             assert signal is not None
             # The webhook's dedupe look-up (a body without `id` is deduplicated by its hash).
-            self.journal.find_signal_by_body("trend", "0" * 64, self.clock() - timedelta(seconds=5))
+            self.journal.find_signal_by_body(
+                "trend", "0" * 64, self.clock() - timedelta(seconds=5)
+            )
             signal_id, signal = self.journal_signal(payload)
             await self.journal.durable()  # the webhook answers once the signal is on disk
             self.engine.enqueue(signal_id, "trend", signal)

@@ -261,6 +261,7 @@ def test_status_and_healthz_name_the_stream_down_while_fills_are_still_journaled
         assert "HTTP 503" in text
 
 
+
 def test_config_check_fails_an_account_whose_stream_does_not_listen(tmp_path, fake):
     """REST answering is not enough for `config check`: a stream that cannot connect (a wrong
     `stream_url`, a proxy without websockets) is named, with why."""
