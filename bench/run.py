@@ -8,7 +8,9 @@ directory and journal) and measures:
    JSON body and does one INSERT + commit into a WAL, synchronous=FULL SQLite file per request);
    tradepipe with its subscription disabled (the ack path only) and enabled (paper trading);
 2. signal to submit: a signal's `received_at` to its entry order's `created_at` (the order row
-   is journaled just before the broker's submit call), with 1 and with 50 subscriptions;
+   is journaled just before the broker's submit call), with 1 and with 50 subscriptions, and
+   with 1 subscription again with every SPEC §13 risk limit set (none reached): the pre-trade
+   check's cost;
 3. drain: 2,000 reversal signals over 20 tickers posted at concurrency 64, from the first POST
    until every signal is 'processed' in the journal;
 4. footprint: RSS idle and after the drain, `tradepipe --help` wall time, start to /healthz.
@@ -16,6 +18,7 @@ directory and journal) and measures:
     .venv/bin/python bench/run.py            # full run, under 5 minutes
     .venv/bin/python bench/run.py --quick    # about a minute, smaller samples
     .venv/bin/python bench/run.py --json /tmp/figures.json
+    .venv/bin/python bench/run.py --submit-only   # part 2 alone: without and with limits
 
 Targets are printed beside the figures as met/missed; they are a report, never an assertion.
 """
@@ -57,6 +60,7 @@ TARGETS = {
     "ack_p99_c1": ("ack p99 ≤ 2 ms at concurrency 1", "<=", 2.0, "ms"),
     "submit_p99_1": ("signal→submit p99 ≤ 5 ms, 1 subscription", "<=", 5.0, "ms"),
     "submit_p99_50": ("signal→submit p99 ≤ 50 ms, 50 subscriptions", "<=", 50.0, "ms"),
+    "limits_ratio": ("signal→submit p99 with every risk limit ≤ 1.1× without", "<=", 1.1, "×"),
     "drain_rate": ("drain ≥ 1,000 signals/s", ">=", 1000.0, "/s"),
     "rss": ("RSS ≤ 120 MB", "<=", 120.0, "MB"),
     "help_time": ("`tradepipe --help` ≤ 0.3 s", "<=", 0.3, "s"),
@@ -214,12 +218,14 @@ def stop_all() -> None:
 
 @contextlib.contextmanager
 def tradepipe(
-    accounts: int = 1, subscriptions: int = 1, *, enabled: bool = True
+    accounts: int = 1, subscriptions: int = 1, *, enabled: bool = True, limits: bool = False
 ) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="tradepipe-bench-") as name:
         directory = Path(name)
         port = free_port()
-        config = write_config(directory, port, accounts, subscriptions, enabled=enabled)
+        config = write_config(
+            directory, port, accounts, subscriptions, enabled=enabled, limits=limits
+        )
         server = start(
             [*tradepipe_command(), "--config", str(config), "serve"],
             port,
@@ -246,8 +252,30 @@ def floor() -> Iterator[Server]:
             stop(server.process)
 
 
+# Every SPEC §13 limit set, none reached by the bench's buys of 1 at 100 on a 1e9 account.
+ALL_LIMITS = [
+    'max_order_value = "50%"',
+    "max_open_positions = 1000",
+    'max_gross_exposure = "1000%"',
+    'max_daily_loss = "50%"',
+    'max_drawdown = "50%"',
+    "max_orders_per_minute = 1000000000",
+]
+SUBSCRIPTION_LIMITS = [
+    "max_trades_per_day = 100000000",
+    "max_consecutive_losses = 1000",
+    "loss_cooldown = 60",
+]
+
+
 def write_config(
-    directory: Path, port: int, accounts: int, subscriptions: int, *, enabled: bool
+    directory: Path,
+    port: int,
+    accounts: int,
+    subscriptions: int,
+    *,
+    enabled: bool,
+    limits: bool = False,
 ) -> Path:
     lines = [
         "[server]",
@@ -264,6 +292,10 @@ def write_config(
     ]
     for n in range(accounts):
         lines += [f"[accounts.paper{n}]", 'broker = "paper"', "cash = 1000000000", ""]
+        # The bench posts thousands of signals a minute: the runaway-alert guard's default
+        # (60 orders a minute) would trip the account, so it is raised out of the way.
+        risk = ALL_LIMITS if limits else ["max_orders_per_minute = 1000000000"]
+        lines += [f"[accounts.paper{n}.risk]", *risk, ""]
     lines += [
         "[strategies.bench]",
         f'token = "{TOKEN}"',
@@ -278,6 +310,7 @@ def write_config(
             f'account = "paper{n % accounts}"',
             f"enabled = {'true' if enabled else 'false'}",
             "allow_add = true",
+            *(SUBSCRIPTION_LIMITS if limits else []),
             "",
         ]
     path = directory / "tradepipe.toml"
@@ -446,10 +479,12 @@ def wait_processed(db: Path, count: int, timeout: float, poll: float = 0.01) -> 
 # -- 2. signal to submit ------------------------------------------------------------------------
 
 
-def signal_to_submit(subscriptions: int, signals: int, say: Callable[[str], None]) -> dict:
+def signal_to_submit(
+    subscriptions: int, signals: int, say: Callable[[str], None], *, limits: bool = False
+) -> dict:
     """One signal at a time: each is posted once the previous one is processed, so the figure
-    is the pipeline's own latency, not a queue's."""
-    with tradepipe(accounts=subscriptions, subscriptions=subscriptions) as server:
+    is the pipeline's own latency, not a queue's. `limits`: every risk limit set."""
+    with tradepipe(accounts=subscriptions, subscriptions=subscriptions, limits=limits) as server:
         ids: list[int] = []
         with contextlib.closing(read_only(server.db)) as conn:
 
@@ -495,6 +530,7 @@ def signal_to_submit(subscriptions: int, signals: int, say: Callable[[str], None
     last = list(last_per_signal.values())
     result = {
         "subscriptions": subscriptions,
+        "limits": limits,
         "signals": len(ids),
         "entry_orders": len(per_order),
         "entry_orders_expected": len(ids) * subscriptions,
@@ -504,9 +540,11 @@ def signal_to_submit(subscriptions: int, signals: int, say: Callable[[str], None
         "max_ms": max(per_order),
         "last_order_p50_ms": percentile(last, 0.50),
         "last_order_p99_ms": percentile(last, 0.99),
+        "samples": per_order,
     }
     say(
-        f"  signal→submit subs={subscriptions:<3} p50 {result['p50_ms']:.2f} ms"
+        f"  signal→submit subs={subscriptions:<3}{' limits' if limits else ''}"
+        f" p50 {result['p50_ms']:.2f} ms"
         f"  p99 {result['p99_ms']:.2f} ms  ({len(per_order)} orders)"
     )
     return result
@@ -610,12 +648,31 @@ def verdict(key: str, value: float) -> dict[str, Any]:
     }
 
 
+def add_submit(results: dict[str, Any], add: Callable[[str, str, float], None]) -> None:
+    submit = {(r["subscriptions"], r["limits"]): r for r in results["signal_to_submit"]}
+    add("signal→submit p99 ms, 1 subscription", "submit_p99_1", submit[1, False]["p99_ms"])
+    if (50, False) in submit:
+        add("signal→submit p99 ms, 50 subscriptions", "submit_p99_50", submit[50, False]["p99_ms"])
+    if (1, True) in submit:
+        add(
+            "signal→submit p99 ms, 1 subscription, every risk limit",
+            "submit_p99_1",
+            submit[1, True]["p99_ms"],
+        )
+        ratio = submit[1, True]["p99_ms"] / submit[1, False]["p99_ms"]
+        add("signal→submit p99 with limits / without", "limits_ratio", ratio)
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
-    by = {(r["server"], r["concurrency"]): r for r in results["ingest"]}
     rows = []
 
     def add(name: str, key: str, value: float) -> None:
         rows.append({"figure": name, **verdict(key, value)})
+
+    if "ingest" not in results:  # --submit-only
+        add_submit(results, add)
+        return rows
+    by = {(r["server"], r["concurrency"]): r for r in results["ingest"]}
 
     add(
         "ingest/floor, c=8, subscription disabled",
@@ -629,9 +686,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     add("ack p99 ms, c=1, subscription disabled", "ack_p99_c1", by["ack_only", 1]["p99_ms"])
     add("ack p99 ms, c=1, subscription enabled", "ack_p99_c1", by["trading", 1]["p99_ms"])
-    submit = {r["subscriptions"]: r for r in results["signal_to_submit"]}
-    add("signal→submit p99 ms, 1 subscription", "submit_p99_1", submit[1]["p99_ms"])
-    add("signal→submit p99 ms, 50 subscriptions", "submit_p99_50", submit[50]["p99_ms"])
+    add_submit(results, add)
+    if "drain" not in results:  # --submit-only
+        return rows
     drained = results["drain"]
     add(
         f"drain signals/s ({drained['signals']:,} reversals, c=64)",
@@ -705,6 +762,7 @@ def report(results: dict[str, Any]) -> str:
         table(
             [
                 "subscriptions",
+                "limits",
                 "signals",
                 "entry orders",
                 "p50 ms",
@@ -716,6 +774,7 @@ def report(results: dict[str, Any]) -> str:
             [
                 [
                     str(r["subscriptions"]),
+                    "all" if r["limits"] else "defaults",
                     str(r["signals"]),
                     f"{r['entry_orders']}/{r['entry_orders_expected']}",
                     f"{r['p50_ms']:.2f}",
@@ -765,6 +824,11 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=HERE.parent / "results.json", help="where to write figures"
     )
+    parser.add_argument(
+        "--submit-only",
+        action="store_true",
+        help="only signal→submit, 1 subscription, without then with every risk limit (twice)",
+    )
     parser.add_argument("--floor-serve", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_serve:
@@ -785,13 +849,20 @@ def main() -> None:
         "sizes": sizes.__dict__,
     }
     try:
+        if args.submit_only:
+            say("2. signal to submit, without and with every risk limit")
+            results["signal_to_submit"] = submit_with_and_without_limits(sizes, say)
+            return finish(results, began, args.json, submit_only=True)
         say("1. ingest")
         results["ingest"] = ingest(sizes, say)
         say("2. signal to submit")
         results["signal_to_submit"] = [
             signal_to_submit(1, sizes.submit_signals_1, say),
+            signal_to_submit(1, sizes.submit_signals_1, say, limits=True),
             signal_to_submit(50, sizes.submit_signals_50, say),
         ]
+        for row in results["signal_to_submit"]:
+            row.pop("samples")
         say("3. drain")
         results["drain"] = drain(sizes.drain_signals, say)
         say("4. footprint")
@@ -799,12 +870,55 @@ def main() -> None:
         results["startup"] = startup_time(sizes.startup_runs)
     finally:
         stop_all()
+    finish(results, began, args.json)
+
+
+def submit_with_and_without_limits(sizes: Sizes, say: Callable[[str], None]) -> list[dict]:
+    """Signal→submit with 1 subscription, without then with every limit, twice in turn (drift
+    on the machine hits both alike); each pair's samples pooled."""
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(2):
+        for limits in (False, True):
+            runs[limits].append(signal_to_submit(1, sizes.submit_signals_1, say, limits=limits))
+    pooled = []
+    for found in runs.values():
+        samples = [ms for run in found for ms in run.pop("samples")]
+        pooled.append(
+            {
+                **found[0],
+                "signals": sum(r["signals"] for r in found),
+                "entry_orders": sum(r["entry_orders"] for r in found),
+                "entry_orders_expected": sum(r["entry_orders_expected"] for r in found),
+                "p50_ms": percentile(samples, 0.50),
+                "p99_ms": percentile(samples, 0.99),
+                "max_ms": max(samples),
+            }
+        )
+    return pooled
+
+
+def finish(results: dict[str, Any], began: float, path: Path, *, submit_only: bool = False) -> None:
     results["duration_s"] = time.perf_counter() - began
     results["targets"] = evaluate(results)
-    print(report(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nfigures written to {args.json}")
+    print(submit_report(results) if submit_only else report(results))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures written to {path}")
+
+
+def submit_report(results: dict[str, Any]) -> str:
+    out = ["signal → submit, 1 subscription (received_at → entry order created_at)"]
+    for r in results["signal_to_submit"]:
+        words = "every risk limit set" if r["limits"] else "default limits"
+        out.append(
+            f"  {words:<22} {r['entry_orders']} orders  p50 {r['p50_ms']:.2f} ms"
+            f"  p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms"
+        )
+    for t in results["targets"]:
+        out.append(
+            f"  {t['figure']}: {t['value']:.3g} ({t['target']}: {'met' if t['met'] else 'missed'})"
+        )
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

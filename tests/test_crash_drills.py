@@ -91,7 +91,14 @@ def test_kill_9_at_each_step_then_restart_settles_with_one_order_per_leg(
 def test_burst_of_four_senders_killed_mid_burst_processes_every_acknowledged_signal_once(
     tmp_path,
 ):
-    config = write_config(tmp_path, strategy=UNLIMITED, subscription="allow_add = true\n")
+    config = write_config(
+        tmp_path,
+        strategy=UNLIMITED,
+        subscription="allow_add = true\n",
+        # A burst of hundreds of orders a minute: the runaway-alert guard (default 60) would
+        # trip the account and reject the entries this drill counts.
+        account="[accounts.paper.risk]\nmax_orders_per_minute = 1000000\n",
+    )
     journal = tmp_path / "journal.db"
     port = free_port()
     daemon = Daemon(config, port).start()

@@ -162,7 +162,8 @@ def test_broker_rejection_is_journaled_in_the_brokers_words(tmp_path):
         assert order["status"] == "rejected"
         assert "needs 500,000.00 of buying power" in order["broker_message"]
 
-    run(write_config(tmp_path), test)
+    # Above the fat-finger default (100 % of the day's equity): the broker's own check is shown.
+    run(write_config(tmp_path, account="[accounts.paper.risk]\nmax_order_value = 1000000\n"), test)
 
 
 def test_reversal_fails_when_the_exit_does_not_fill_in_time_and_sends_no_entry(tmp_path):
@@ -842,7 +843,13 @@ def test_a_failing_account_call_does_not_fail_the_delivery(tmp_path, caplog):
         for _ in range(20):  # let the equity task try (and fail)
             await asyncio.sleep(0.01)
         assert h.position() == 5
-        assert h.deliveries(buy) == [("submitted", "enter long 5 (buy 5 AAPL)")]
+        # The fat-finger default is a share of the equity nobody could read: said, not hidden.
+        assert h.deliveries(buy) == [
+            (
+                "submitted",
+                "enter long 5 (buy 5 AAPL); max_order_value not checked: the equity is unknown",
+            )
+        ]
         assert h.journal.equity_snapshots("paper") == []
         # The engine still serves: a second signal goes through too.
         await h.send({"ticker": "AAPL", "action": "exit", "signalPrice": 101})

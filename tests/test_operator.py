@@ -32,6 +32,7 @@ def test_the_operator_and_the_daemon_client_offer_every_verb_with_one_signature(
         "replay",
         "resume",
         "review",
+        "risk",
         "status",
     ]
     for verb in VERBS:

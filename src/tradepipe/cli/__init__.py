@@ -188,7 +188,7 @@ def pick_strategy(config: Config, name: str | None) -> str:
 
 
 # The commands register themselves on `app` when imported; the names above must exist first.
-from tradepipe.cli import acting, halting, reading, report, setup  # noqa: E402, F401
+from tradepipe.cli import acting, halting, reading, report, risk, setup  # noqa: E402, F401
 
 # `tradepipe --help` lists them in the order a newcomer meets them, not by module.
 _HELP_ORDER = {

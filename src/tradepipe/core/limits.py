@@ -9,7 +9,7 @@ its value and the figure: `max_gross_exposure 50,000: this entry would bring it 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -346,3 +346,29 @@ def _quantity(quantity: Decimal) -> str:
 
 def _times(multiplier: Decimal) -> str:
     return "" if multiplier == 1 else f" × {_quantity(multiplier)}"
+
+
+def without_equity(limits: Limits) -> tuple[Limits, list[str]]:
+    """The limits that mean something without the account's equity (no snapshot yet and the
+    broker would not say), and the names of those left out: a share of the equity, the day's
+    loss, the drawdown. Amounts, counts and the order rate still hold."""
+    mine = limits.account
+    left_out = []
+    kept = {}
+    for name in ("max_order_value", "max_gross_exposure", "max_daily_loss", "max_drawdown"):
+        amount = getattr(mine, name)
+        drop = amount is not None and (amount.is_percent or name in _FROM_EQUITY)
+        kept[name] = None if drop else amount
+        if drop:
+            left_out.append(name)
+    return replace(limits, account=replace(mine, **kept)), left_out
+
+
+_FROM_EQUITY = frozenset({"max_daily_loss", "max_drawdown"})
+
+
+def cooldown_ends_at(figures: SubscriptionFigures, cooldown: int | None) -> datetime | None:
+    """When a `loss_cooldown` after the last loss ends (None: no cooldown, or no loss)."""
+    if cooldown is None or figures.last_loss_at is None:
+        return None
+    return figures.last_loss_at + timedelta(seconds=cooldown)

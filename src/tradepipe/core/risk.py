@@ -114,3 +114,12 @@ def without_entries(
     if not kept and not plan.cancel_open_orders:
         return (nothing_left or Reject)(reason)
     return replace(plan, orders=kept, summary=f"{plan.summary}; entry dropped: {reason}")
+
+
+def resize_entry(plan: Plan, leg: str, quantity: Decimal) -> Plan:
+    """The plan with the entry `leg` and its bracket legs at `quantity` (a risk limit's reduce)."""
+    orders = tuple(
+        replace(o, quantity=quantity) if o.leg == leg or o.parent_leg == leg else o
+        for o in plan.orders
+    )
+    return replace(plan, orders=orders)

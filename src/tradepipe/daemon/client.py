@@ -262,6 +262,9 @@ class DaemonClient:
     async def notify_test(self) -> dict[str, Any]:
         return self._call("/api/notify/test", {})
 
+    async def risk(self) -> dict[str, Any]:
+        return self._call("/api/risk", {})
+
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         status, answer = _post(
             f"{self.daemon['url']}{path}",
@@ -302,3 +305,25 @@ def notify_test(config: Config) -> dict[str, Any]:
         return {"through": "daemon", **asyncio.run(DaemonClient(daemon).notify_test())}
     results = asyncio.run(test_targets(config))
     return {"through": "direct", "targets": [asdict(r) for r in results]}
+
+
+def risk(config: Config) -> dict[str, Any]:
+    """`tradepipe risk`: the daemon's figures when one runs, else the same report from the
+    journal alone (the counts seeded as a start would seed them; nothing is written)."""
+    daemon = _daemon(config)
+    if daemon is not None:
+        return {**asyncio.run(DaemonClient(daemon).risk()), "daemon": True}
+    from tradepipe.engine.current import Current
+    from tradepipe.engine.risk import RiskLimits
+    from tradepipe.engine.risk_report import in_force, risk_report
+    from tradepipe.engine.trading_states import TradingStates
+
+    journal = Journal.open(Path(config.journal.path), create=False)
+    try:
+        states = TradingStates(journal, utc_now)
+        limits = RiskLimits(journal, Current(config, {}), utc_now, states)
+        limits.seed(trip=False)
+        rows = in_force(states.rows.values(), utc_now())
+        return {**risk_report(limits, rows), "daemon": False}
+    finally:
+        journal.close()

@@ -31,6 +31,7 @@ def api_routes(operator: OperatorApi) -> dict[str, Route]:
     return {
         "/api/status": lambda p: operator.status(),
         "/api/notify/test": lambda p: operator.notify_test(),
+        "/api/risk": lambda p: operator.risk(),
         "/api/replay": lambda p: operator.replay(int(p["signal_id"]), bool(p["execute"])),
         "/api/flatten": lambda p: operator.flatten(p.get("account"), p.get("ticker")),
         "/api/review": lambda p: operator.review(int(p["delivery_id"]), bool(p["approve"])),

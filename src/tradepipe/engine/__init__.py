@@ -33,6 +33,7 @@ from tradepipe.engine.planner import Planner
 from tradepipe.engine.pretrade import PreTrade
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
+from tradepipe.engine.risk import RiskLimits
 from tradepipe.engine.scheduler import Scheduler
 from tradepipe.engine.trading_states import TradingStates
 from tradepipe.errors import BrokerError, BrokerUnavailable
@@ -73,10 +74,20 @@ class Engine:
         # The outbox (SPEC §14): components write in their causes' transactions, a task sends.
         self.notifier = Notifier(journal, self.current, clock)
         self.metrics = Metrics()  # its own registry: one per engine, never the global one
+        # The risk limits' figures, in memory (seeded at start), and their trips.
+        self.risk = RiskLimits(
+            journal, self.current, clock, self.states, flatten=self._flatten_tripped
+        )
         self.lanes = Lanes(journal, self.current, clock, deliver=self._deliver, chore=self._chore)
         self.lanes.fail = lambda delivery, why: self.delivery.set_delivery(delivery, "failed", why)
         self.recorder = Recorder(
-            journal, self.current, clock, settle_due=self._settle_due, filled=self._filled
+            journal,
+            self.current,
+            clock,
+            settle_due=self._settle_due,
+            filled=self._filled,
+            fill_booked=self.risk.fill_booked,
+            order_sent=self.risk.order_sent,
         )
         self.emulator = BracketEmulator(
             journal, self.current, clock, self.recorder, queue_chore=self.lanes.queue_chore
@@ -101,7 +112,11 @@ class Engine:
             notify=self.notifier.notify,
         )
         self.equity = EquityKeeper(
-            journal, self.current, clock, is_down=lambda account: account in self.monitor.reconnect
+            journal,
+            self.current,
+            clock,
+            is_down=lambda account: account in self.monitor.reconnect,
+            recorded=self.risk.equity_recorded,
         )
         self.reconciler = Reconciler(
             journal,
@@ -113,7 +128,8 @@ class Engine:
             queue_chore=self.lanes.queue_chore,
             notify=self.notifier.notify,
         )
-        self.pretrade = PreTrade(self.states)
+        self.risk.trips.notify = self.notifier.notify
+        self.pretrade = PreTrade(self.states, self.risk)
         self.planner = Planner(
             journal, self.current, clock, blocked=self.blocked, pretrade=self.pretrade
         )
@@ -192,6 +208,7 @@ class Engine:
     # -- life cycle: start (the order of recovery), reload, stop -------------------------------
 
     async def start(self) -> None:
+        self.risk.seed()  # the risk limits' counts, from the journal, before any signal
         for account, broker in self.brokers.items():
             await self._attach(account, broker)
         for account, broker in self.brokers.items():
@@ -293,7 +310,7 @@ class Engine:
 
     async def stop(self) -> None:
         self.scheduler.stop()
-        tasks = [*self._tasks, *self.lanes.tasks, *self.scheduler.tasks]
+        tasks = [*self._tasks, *self.lanes.tasks, *self.scheduler.tasks, *self.risk.trips.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -313,6 +330,10 @@ class Engine:
 
     def _filled(self, account: str) -> None:
         self.equity.due(account)
+
+    async def _flatten_tripped(self, account: str, why: str) -> None:
+        """on_trip = "flatten": close everything on the account (the operator's flatten path)."""
+        await self.commands.flatten(account, why=why)
 
     def _settle_due(self, account: str, ticker: str) -> None:
         self.emulator.schedule_settle(account, ticker)
@@ -414,6 +435,12 @@ class Engine:
         """Cancel the open orders, then close the position, of every account + ticker in the
         scope, each in its lane; answers what was done."""
         return await self.commands.flatten(account, ticker)
+
+    def risk_report(self) -> dict[str, Any]:
+        """What `tradepipe risk` shows: the states in force, the limits and their use."""
+        from tradepipe.engine.risk_report import risk_report
+
+        return risk_report(self.risk, self.states.listing())
 
 
 async def _nothing() -> None:

@@ -160,15 +160,19 @@ class Commands:
     # -- flatten -------------------------------------------------------------------------------
 
     async def flatten(
-        self, account: str | None = None, ticker: str | None = None
+        self, account: str | None = None, ticker: str | None = None, *, why: str | None = None
     ) -> list[dict[str, Any]]:
         """Cancel the open orders, then close the position, of every account + ticker in the
-        scope; each in its lane, after the work queued there. Answers what was done."""
+        scope; each in its lane, after the work queued there. Answers what was done. `why`:
+        journaled with the action when it is not the operator's own (a risk limit's trip)."""
         brokers = self.current.brokers
         if account is not None and account not in brokers:
             raise UsageError(f'no account "{account}" (accounts: {", ".join(brokers)})')
         action = self.journal.record_operator_action(
-            "flatten", f"{account or 'every account'} {ticker or 'every ticker'}", self.clock()
+            "flatten",
+            f"{account or 'every account'} {ticker or 'every ticker'}",
+            self.clock(),
+            why=why,
         )
         results = []
         for name in [account] if account else list(brokers):

@@ -339,6 +339,8 @@ class Delivery:
             # restart can always ask the broker about it (tradepipe.journal.group_commit).
             await self.journal.durable()
             await pause_point("submit")
+            # One call to the broker, one order towards the rate (a bracket goes as one).
+            record.order_sent(request.account, request.role, delivery["subscription"])
             if replaces is not None:
                 states = [await broker.replace(replaces, request)]
             elif children and broker.capabilities.brackets:

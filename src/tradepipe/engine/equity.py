@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
 from tradepipe.engine.current import Current
 from tradepipe.journal import Journal
@@ -29,12 +30,15 @@ class EquityKeeper:
         *,
         interval: float = 60.0,
         is_down: Callable[[str], bool] = lambda account: False,
+        recorded: Callable[[str, Decimal, datetime], None] = lambda account, equity, at: None,
     ) -> None:
         self.journal = journal
         self.current = current
         self.clock = clock
         self.interval = interval
         self.is_down = is_down  # a broker being reconnected: no call until it is back
+        # Told each snapshot once journaled: the risk limits' figures, and their trips.
+        self.recorded = recorded
         self.pending: dict[str, str] = {}  # account → why its next snapshot is due
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -71,9 +75,13 @@ class EquityKeeper:
             return None
         try:
             summary = await broker.account()
-            return self.journal.record_equity(
-                account, summary.equity, summary.cash, self.clock(), reason
-            )
+            at = self.clock()
+            row = self.journal.record_equity(account, summary.equity, summary.cash, at, reason)
         except Exception as e:  # a snapshot is a figure for later, never worth a failure now
             log.warning("equity snapshot of %s (%s) failed: %s", account, reason, e)
             return None
+        try:
+            self.recorded(account, summary.equity, at)
+        except Exception:  # a trip that failed is logged; the next snapshot checks again
+            log.exception("risk limits after the equity snapshot of %s", account)
+        return row

@@ -1,5 +1,5 @@
 """The operator's verbs over the engine: approve, reject, flatten, replay, paper quote, status,
-halt and resume.
+halt, resume and risk.
 
 One typed API: the daemon's local API (`daemon/local_api.py`) and the CLI's standalone runs call
 it alike, and the CLI's daemon client (`daemon/client.py`) mirrors it verb for verb. Each verb
@@ -20,6 +20,7 @@ from tradepipe.core.signal import ticker_problems
 from tradepipe.core.trading_states import Scope, TradingState
 from tradepipe.engine import Engine, halting
 from tradepipe.errors import UsageError
+from tradepipe.journal.equity import AFTER_MARK
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
@@ -44,6 +45,7 @@ class OperatorApi(Protocol):
 
     async def resume(self, scope: Scope) -> dict[str, Any]: ...
     async def notify_test(self) -> dict[str, Any]: ...
+    async def risk(self) -> dict[str, Any]: ...
 
 
 def check_ticker(ticker: str) -> None:
@@ -111,6 +113,10 @@ class Operator:
         results = await self.engine.notifier.test(self.config)
         return {"targets": [asdict(r) for r in results]}
 
+    async def risk(self) -> dict[str, Any]:
+        """Each scope's trading state, the risk limits and their current use (SPEC §13)."""
+        return self.engine.risk_report()
+
     def _paper(self, account: str) -> PaperBroker:
         broker = self.engine.brokers.get(account)
         if broker is None or not isinstance(broker, PaperBroker):
@@ -162,6 +168,8 @@ class Operator:
 
         # In the lane: a fill must not land between a delivery's planning and its orders.
         changed = await self.engine.in_lane(account, ticker, move_mark)
+        # The mark moved the account's equity: snapshot it (the risk limits may trip on it).
+        self.engine.equity.due(account, AFTER_MARK)
         return {
             "account": account,
             "ticker": ticker,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tradepipe.core.plan import Market, Plan, Reject
 from tradepipe.core.resolve import Intent
 from tradepipe.core.trading_states import LegKind, gate, gate_plan
+from tradepipe.engine.risk import RiskLimits
 from tradepipe.engine.trading_states import TradingStates
 
 
@@ -30,8 +31,9 @@ class Context:
 
 
 class PreTrade:
-    def __init__(self, states: TradingStates) -> None:
+    def __init__(self, states: TradingStates, limits: RiskLimits | None = None) -> None:
         self.states = states
+        self.limits = limits
 
     async def vet(self, plan: Plan, context: Context) -> Plan | Reject:
         """The plan as the trading states and the limits let it through, or why not."""
@@ -41,6 +43,8 @@ class PreTrade:
         if isinstance(gated, Reject):
             return gated
         plan = gated
+        if self.limits is not None:  # the risk limits (engine/risk.py)
+            return await self.limits.vet(plan, context)
         return plan
 
     def refuses_entry_after_wait(

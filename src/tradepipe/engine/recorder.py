@@ -12,7 +12,8 @@ from typing import Any
 from tradepipe.brokers.base import Broker
 from tradepipe.core import brackets
 from tradepipe.core.fills import fills_to_journal
-from tradepipe.core.model import OrderRequest, OrderState, OrderStatus, Side
+from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderStatus, Side
+from tradepipe.core.tally import FillBooked
 from tradepipe.engine.current import Current
 from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import Journal
@@ -32,12 +33,17 @@ class Recorder:
         *,
         settle_due: Callable[[str, str], None],
         filled: Callable[[str], None] = lambda account: None,
+        fill_booked: Callable[[FillBooked], None] = lambda fill: None,
+        order_sent: Callable[[str, OrderRole, str | None], None] = lambda a, r, s: None,
     ) -> None:
         self.journal = journal
         self.current = current
         self.clock = clock
         self.settle_due = settle_due
         self.filled = filled  # told the account once a fill is journaled (equity snapshots)
+        self.fill_booked = fill_booked  # each new fill, once journaled (the risk limits' tallies)
+        # Each order about to reach the broker: account, role, subscription (the order rate).
+        self.order_sent = order_sent
 
     def record_state(
         self,
@@ -92,8 +98,18 @@ class Recorder:
                         self.clock(),
                     )
                 )
-            for fill in fills:
-                self.journal.record_fill(
+            booked = [
+                FillBooked(
+                    account,
+                    ticker,
+                    Side(fill.side),
+                    fill.quantity,
+                    fill.price,
+                    fill.filled_at,
+                    journaled["subscription"],
+                )
+                for fill in fills
+                if self.journal.record_fill(
                     fill_id=f"{account}:{fill.fill_id}",
                     order_id=journaled["id"],
                     account=account,
@@ -105,6 +121,9 @@ class Recorder:
                     fee=fill.fee,
                     fee_currency=fill.fee_currency,
                 )
+            ]
+        for booked_fill in booked:  # once committed with its order
+            self.fill_booked(booked_fill)
         if fills:
             self.filled(account)
 
@@ -176,6 +195,8 @@ class Recorder:
         its row as it is now, never sent before (`record_state`)."""
         written = self.journal.orders_written
         await self.journal.durable()  # write-ahead: the order is on disk before it is sent
+        subscription = new["subscription"] if new else None
+        self.order_sent(request.account, request.role, subscription)
         try:
             state = await broker.submit(request)
         except OrderRejected as e:

@@ -27,6 +27,7 @@ from tradepipe.journal import events as _events
 from tradepipe.journal import notifications as _notifications
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
+from tradepipe.journal import risk as _risk
 from tradepipe.journal import schedules as _schedules
 from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
@@ -210,6 +211,12 @@ class Journal:
     notifications = _notifications.notifications
     notification_backlog = _notifications.notification_backlog
     last_heard = _notifications.last_heard
+    # -- where the risk limits' counts start (risk.py) -----------------------------------------
+    orders_sent_since = _risk.orders_sent_since
+    entries_since = _risk.entries_since
+    booked_fills = _risk.booked_fills
+    last_fill_prices = _risk.last_fill_prices
+    last_resumed_at = _risk.last_resumed_at
 
     # -- the paper broker's books (paper_books.py) ---------------------------------------------
     paper_cash = _paper_books.paper_cash

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 AT_START = "start"
 AFTER_FILL = "fill"
 PERIODIC = "periodic"
+AFTER_MARK = "mark"  # an operator moved a paper account's mark (`tradepipe paper quote`)
 
 
 @dataclass(frozen=True, slots=True)
