@@ -53,7 +53,7 @@ def test_statuses_are_the_strings_the_journal_stores_and_each_set_is_defined_onc
     assert SignalStatus.PROCESSED == "processed"
     assert {str(s) for s in DeliveryStatus} == {
         "queued", "approved", "planned", "pending_approval",
-        "submitted", "skipped", "rejected", "failed",
+        "submitted", "skipped", "rejected", "failed", "delayed",
     }  # fmt: skip
     assert {str(s) for s in SignalStatus} == {"accepted", "rejected", "duplicate", "processed"}
     # The sets other folders still spell out agree with the ones here until they adopt them.

@@ -49,9 +49,12 @@ def test_a_daily_loss_trip_from_a_paper_quote_then_only_exits(tmp_path):
         assert state["until_at"] is not None  # ends at the next day's start
         assert state["figures"]["loss"] == "160"
         entry = deliver(config, buy(1, 84, "MSFT"))
+        # The trip's state is in force: the state gate (first in the pre-trade check) says so.
         assert (entry["status"], entry["reason"]) == (
             "rejected",
-            "max_daily_loss 150: the day's loss is 160",
+            'account "paper" is reduce_only (max_daily_loss 150: the day\'s loss is 160 (equity'
+            " 99,840, 100,000 at the day's start)): an entry is rejected; exits, cancels and"
+            " flatten go through",
         )
         out = deliver(config, exit_(84))
         assert out["status"] == "submitted", out
@@ -100,7 +103,8 @@ def test_an_order_rate_trip(tmp_path):
         third = deliver(config, buy(1, ticker="NVDA"))
         assert (third["status"], third["reason"]) == (
             "rejected",
-            "max_orders_per_minute 2: 2 orders were sent in the last minute",
+            'account "paper" is reduce_only (max_orders_per_minute 2: 2 orders were sent in the'
+            " last minute): an entry is rejected; exits, cancels and flatten go through",
         )
         state = account_state(config)
         assert state is not None

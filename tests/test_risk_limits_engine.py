@@ -132,7 +132,8 @@ def test_the_order_rate_trips_the_account_and_denies_entries(tmp_path):
         (fourth,) = await h.send(buy(1, ticker="D"))
         assert only(h, fourth) == (
             "rejected",
-            "max_orders_per_minute 3: 3 orders were sent in the last minute",
+            'account "paper" is reduce_only (max_orders_per_minute 3: 3 orders were sent in the'
+            " last minute): an entry is rejected; exits, cancels and flatten go through",
         )
         (out,) = await h.send(exit_(100, ticker="A"))  # exits always pass
         assert only(h, out)[0] == "submitted"
@@ -162,7 +163,12 @@ def test_a_daily_loss_trip_from_a_snapshot_until_the_next_day(tmp_path):
         assert row.figures["loss"] == 160
         assert "max_daily_loss 150: the day's loss is 160" in row.state.reason
         (entry,) = await h.send(buy(1, 84, ticker="MSFT"))
-        assert only(h, entry) == ("rejected", "max_daily_loss 150: the day's loss is 160")
+        assert only(h, entry) == (
+            "rejected",
+            'account "paper" is reduce_only (max_daily_loss 150: the day\'s loss is 160 (equity'
+            " 99,840, 100,000 at the day's start)): an entry is rejected; exits, cancels and"
+            " flatten go through",
+        )
         (out,) = await h.send(exit_(84))
         assert only(h, out)[0] == "submitted"
         report = h.engine.risk_report()
@@ -203,7 +209,9 @@ def test_losses_in_a_row_block_until_resumed(tmp_path):
         row = h.engine.states.rows[scope]
         assert (row.state.state, row.limit) == (TradingState.REDUCE_ONLY, "max_consecutive_losses")
         (blocked,) = await h.send(buy(1))
-        assert only(h, blocked)[1].startswith("max_consecutive_losses 2: 2 losses in a row")
+        assert only(h, blocked)[1].startswith(
+            'subscription "trend-paper" is reduce_only (max_consecutive_losses 2: 2 losses in a row'
+        )
         h.engine.states.resume(scope)
         (after,) = await h.send(buy(1))
         assert only(h, after)[0] == "submitted"
