@@ -134,16 +134,3 @@ def unit_multiplier(ticker: str, overrides: Mapping[str, ContractSpec] | None = 
         spec = contract_spec(future.root, overrides)
         return spec.multiplier if spec is not None else Decimal(1)
     return US_OPTION_MULTIPLIER if is_us_option(ticker) else Decimal(1)
-
-
-def listed_multiplier(ticker: str, overrides: Mapping[str, ContractSpec] | None = None) -> Decimal:
-    """What one unit of `ticker` is worth per point by its spelling alone: an OCC option 100, a
-    future of a known root (or an override) its point value, anything else 1."""
-    if is_us_option(ticker):
-        return US_OPTION_MULTIPLIER
-    future = parse_future(ticker)
-    if future is not None:
-        spec = contract_spec(future.root, overrides)
-        if spec is not None:
-            return spec.multiplier
-    return Decimal(1)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.decision import reference_price
-from tradepipe.core.instruments import listed_multiplier
+from tradepipe.core.instruments import unit_multiplier
 from tradepipe.core.limits import (
     AccountFigures,
     Deny,
@@ -393,7 +393,7 @@ class RiskLimits:
         if known is not None:
             return known
         specs = getattr(self.current.config.accounts.get(account), "contract_specs", None)
-        return listed_multiplier(ticker, specs() if specs else None)
+        return unit_multiplier(ticker, specs() if specs else None)
 
     # -- trips (engine/trips.py sets the states) -----------------------------------------------
 

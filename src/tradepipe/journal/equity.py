@@ -8,11 +8,11 @@ order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradepipe.journal.rows import to_text
+from tradepipe.journal.rows import to_text, utc_text
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -32,12 +32,6 @@ class EquitySnapshot:
     cash: Decimal | None
     taken_at: datetime
     reason: str
-
-
-def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment} has no time zone: snapshot times are aware")
-    return moment.astimezone(UTC).isoformat()
 
 
 def _row(row: tuple[object, ...]) -> EquitySnapshot:
@@ -67,7 +61,7 @@ def record_equity(
         cursor = journal.conn.execute(
             "INSERT INTO equity_snapshots (account, equity, cash, taken_at, reason)"
             " VALUES (?, ?, ?, ?, ?)",
-            (account, to_text(equity), to_text(cash), _utc(taken_at), reason),
+            (account, to_text(equity), to_text(cash), utc_text(taken_at), reason),
         )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
@@ -87,7 +81,7 @@ def latest_equity(
         row = journal.conn.execute(
             f"SELECT {_COLUMNS} FROM equity_snapshots WHERE account = ? AND taken_at <= ?"
             " ORDER BY taken_at DESC, id DESC LIMIT 1",
-            (account, _utc(at_or_before)),
+            (account, utc_text(at_or_before)),
         ).fetchone()
     return _row(row) if row is not None else None
 
@@ -101,7 +95,7 @@ def day_start_equity(journal: Journal, account: str, day_start: datetime) -> Dec
     row = journal.conn.execute(
         "SELECT equity FROM equity_snapshots WHERE account = ? AND taken_at > ?"
         " ORDER BY taken_at, id LIMIT 1",
-        (account, _utc(day_start)),
+        (account, utc_text(day_start)),
     ).fetchone()
     return Decimal(row[0]) if row is not None else None
 
@@ -112,7 +106,7 @@ def high_water_mark(
     """The highest equity snapshotted (since `since` when given); None: no snapshot."""
     rows = journal.conn.execute(
         "SELECT equity FROM equity_snapshots WHERE account = ? AND taken_at >= ?",
-        (account, _utc(since) if since is not None else ""),
+        (account, utc_text(since) if since is not None else ""),
     ).fetchall()
     # Compared as Decimals in Python: TEXT would order "9" above "10", REAL would round.
     return max((Decimal(r[0]) for r in rows), default=None)
@@ -125,6 +119,6 @@ def equity_snapshots(
     rows = journal.conn.execute(
         f"SELECT {_COLUMNS} FROM equity_snapshots WHERE account = ? AND taken_at >= ?"
         " ORDER BY taken_at, id LIMIT ?",
-        (account, _utc(since) if since is not None else "", limit),
+        (account, utc_text(since) if since is not None else "", limit),
     ).fetchall()
     return [_row(r) for r in rows]

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradepipe.core.model import OrderRole, OrderStatus, Side
 from tradepipe.core.tally import FillBooked
 from tradepipe.core.trading_states import Scope, TradingState
+from tradepipe.journal.rows import utc_text
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
 
 
 def orders_sent_since(journal: Journal, account: str, since: datetime) -> list[datetime]:
@@ -32,7 +29,7 @@ def orders_sent_since(journal: Journal, account: str, since: datetime) -> list[d
     rows = journal.conn.execute(
         "SELECT created_at FROM orders WHERE account = ? AND created_at >= ?"
         " AND parent_id IS NULL AND status != ? ORDER BY created_at",
-        (account, _utc(since), str(OrderStatus.HELD)),
+        (account, utc_text(since), str(OrderStatus.HELD)),
     ).fetchall()
     return [datetime.fromisoformat(str(r[0])) for r in rows]
 
@@ -41,7 +38,7 @@ def entries_since(journal: Journal, subscription: str, since: datetime) -> int:
     """Entry orders (a reversal's entry included) the subscription sent since `since`."""
     row = journal.conn.execute(
         "SELECT count(*) FROM orders WHERE subscription = ? AND role = ? AND created_at >= ?",
-        (subscription, str(OrderRole.ENTRY), _utc(since)),
+        (subscription, str(OrderRole.ENTRY), utc_text(since)),
     ).fetchone()
     return int(row[0])
 

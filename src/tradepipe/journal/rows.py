@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -85,3 +85,10 @@ def filters(**filters: Any) -> tuple[str, list[Any]]:
     if not used:
         return "", []
     return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware moment as the journal stores it: ISO-8601 in UTC, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment} has no time zone: journaled times are aware")
+    return moment.astimezone(UTC).isoformat()

@@ -10,12 +10,12 @@ Times are ISO-8601 in UTC, so that they order as text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.schedules import ScheduleStatus
 from tradepipe.journal.events import append
-from tradepipe.journal.rows import as_read, many, one
+from tradepipe.journal.rows import as_read, many, one, utc_text
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -36,12 +36,6 @@ _COLUMNS = (
 )
 
 
-def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment} has no time zone: schedule times are aware")
-    return moment.astimezone(UTC).isoformat()
-
-
 def add_schedule(
     journal: Journal,
     /,
@@ -60,11 +54,11 @@ def add_schedule(
         **{k: what.get(k) for k in ("subscription", "account", "ticker", "delivery_id")},
         "client_order_id": what.get("client_order_id"),
         "detail": what.get("detail"),
-        "due_at": _utc(due_at),
+        "due_at": utc_text(due_at),
         "status": str(status),
         "reason": reason,
-        "created_at": _utc(at),
-        "updated_at": _utc(at),
+        "created_at": utc_text(at),
+        "updated_at": utc_text(at),
     }
     unknown = set(what) - set(_COLUMNS)
     if unknown:
@@ -110,7 +104,7 @@ def finish_schedule(
         cursor = journal.conn.execute(
             "UPDATE schedules SET status = ?, reason = ?, updated_at = ?"
             " WHERE id = ? AND status = 'pending'",
-            (str(status), reason, _utc(at), schedule_id),
+            (str(status), reason, utc_text(at), schedule_id),
         )
         if cursor.rowcount == 0:
             return False

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.trading_states import Scope, ScopeKind, ScopeState, TradingState
 from tradepipe.journal.events import append
-from tradepipe.journal.rows import to_text
+from tradepipe.journal.rows import to_text, utc_text
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -35,12 +35,6 @@ class StateRow:
     set_at: datetime
     limit: str | None = None  # the limit a trip reached
     figures: Mapping[str, Decimal] = field(default_factory=dict)
-
-
-def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment} has no time zone: state times are aware")
-    return moment.astimezone(UTC).isoformat()
 
 
 def set_trading_state(
@@ -68,8 +62,8 @@ def set_trading_state(
                 source,
                 limit,
                 json.dumps(figures, default=to_text, sort_keys=True) if figures else None,
-                _utc(at),
-                _utc(state.until_at) if state.until_at is not None else None,
+                utc_text(at),
+                utc_text(state.until_at) if state.until_at is not None else None,
             ),
         )
         append(
