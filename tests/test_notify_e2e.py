@@ -12,6 +12,7 @@ import urllib.request
 from tests.helpers import (
     TOKEN,
     Daemon,
+    deliver,
     free_port,
     on_disk,
     tradepipe,
@@ -247,3 +248,48 @@ def test_silence_alert_tells_once_and_the_next_signal_rearms_it(tmp_path):
     assert first["title"] == "tradepipe: silence: strategy trend"
     assert first["type"] == "warning"
     assert first["message"].startswith('strategy "trend" received no signal for 1 s')
+
+
+def test_a_risk_trip_reaches_the_target_and_a_halt_and_resume_are_journaled_for_it(tmp_path):
+    with Receiver() as receiver:
+        config = write_config(
+            tmp_path,
+            account="[accounts.paper.risk]\nmax_orders_per_minute = 1\n",
+            extra=notify_table(receiver, events=["risk"]),
+        )
+        journal = tmp_path / "journal.db"
+        with Daemon(config, free_port()):
+            assert deliver(config, json.loads(signal_body(signalPrice=100)))["status"] == (
+                "submitted"
+            )
+            second = deliver(config, json.loads(signal_body(ticker="MSFT", signalPrice=50)))
+            assert second["status"] == "rejected"
+            (trip,) = receiver.wait(1)
+            tradepipe(config, "halt", "--reason", "fomc")
+            tradepipe(config, "resume")
+            # Held for one merged message at the end of the minute: journaled now.
+            wait_for(
+                lambda: len(rows(journal, "SELECT id FROM notifications")) == 3,
+                what="the halt and the resume in the outbox",
+            )
+            told = rows(journal, "SELECT kind, text FROM notifications ORDER BY id")
+    assert trip["title"] == 'tradepipe: risk: account "paper"'
+    assert trip["type"] == "warning"
+    assert trip["message"] == (
+        'account "paper" is reduce_only: max_orders_per_minute 1: 1 orders were sent in the'
+        " last minute"
+    )
+    assert told[1:] == [
+        ("risk", "everything is halted: operator: fomc"),
+        ("risk", "everything is active again: tradepipe resume"),
+    ]
+
+
+def test_a_halt_without_a_daemon_is_told_when_the_daemon_starts(tmp_path):
+    with Receiver() as receiver:
+        config = write_config(tmp_path, extra=notify_table(receiver, events=["risk"]))
+        tradepipe(config, "halt", "--account", "paper", "--reason", "broker maintenance")
+        assert receiver.messages == []
+        with Daemon(config, free_port()):
+            (message,) = receiver.wait(1)
+    assert message["message"] == 'account "paper" is halted: operator: broker maintenance'

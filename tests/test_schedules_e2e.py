@@ -84,15 +84,17 @@ def test_a_delay_across_a_kill_9_and_a_restart_sends_exactly_one_order(tmp_path)
     port = free_port()
     daemon = Daemon(config, port).start()
     try:
+        # Long enough that the checks below (four CLI runs) end well before it, on a busy
+        # machine too: the kill must come while the delivery waits.
         signal_id, delivery = send(
-            config, {"ticker": "AAPL", "action": "buy", "quantity": 5, "delay": 3, "price": 100}
+            config, {"ticker": "AAPL", "action": "buy", "quantity": 5, "delay": 10, "price": 100}
         )
         assert delivery["status"] == "delayed"
-        assert delivery["reason"].startswith("waits for its delay of 3 s: due at ")
+        assert delivery["reason"].startswith("waits for its delay of 10 s: due at ")
         listed = tradepipe(config, "signals").stdout
         assert "delayed" in tradepipe(config, "signals", "show", str(signal_id)).stdout
         assert "processed" in listed  # the signal is answered; its delivery waits
-        assert "delay 3 ← signal" in shown(config, signal_id)["provenance"]
+        assert "delay 10 ← signal" in shown(config, signal_id)["provenance"]
     finally:
         daemon.stop(signal.SIGKILL)  # while it waits
     assert on_disk(journal, "SELECT count(*) FROM paper_orders") == [(0,)]
@@ -102,7 +104,7 @@ def test_a_delay_across_a_kill_9_and_a_restart_sends_exactly_one_order(tmp_path)
     with Daemon(config, port):
         wait_for(
             lambda: shown(config, signal_id)["status"] == "submitted",
-            timeout=15,
+            timeout=25,
             what="the delayed delivery carried out after the restart",
         )
         (order,) = tradepipe_json(config, "orders")

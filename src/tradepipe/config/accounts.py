@@ -45,7 +45,8 @@ AmountSetting = Annotated[Amount, BeforeValidator(_amount)]
 
 
 class RiskConfig(_Table):
-    """`[accounts.NAME.risk]` (SPEC §13): parsed and validated; delivery does not apply them yet."""
+    """`[accounts.NAME.risk]` (SPEC §13): the account's limits, what a trip does, and when its
+    trading day starts (daily loss, the daily summary of SPEC §14)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tradepipe.core.report import Figures
 
 
 class NotifyKind(StrEnum):
@@ -116,3 +121,46 @@ def merge(kind: NotifyKind, notes: Sequence[Note]) -> Message:
 def silence_due(last_heard_at: datetime, alerted: bool, after: timedelta, now: datetime) -> bool:
     """A strategy heard nothing for `after`: alert once (re-armed by its next signal)."""
     return not alerted and now - last_heard_at >= after
+
+
+def daily_text(
+    account: str,
+    since: datetime,
+    until: datetime,
+    total: Figures,
+    fills: int,
+    equity: tuple[Decimal, Decimal] | None,
+    in_force: Sequence[str] = (),
+) -> str:
+    """The daily summary of one account (SPEC §14): its day [since, until) — round trips closed,
+    realized P&L net of fees, what is open at the last marks, fills, equity from the day's
+    first snapshot to its last — and the trading states still in force."""
+    day = f"{_minute(since)} to {_minute(until)}"
+    if total.trades:
+        won = f"{total.wins} won, {total.losses} lost"
+        lines = [
+            f"{account}, {day}: {total.trades} round trip{'s' * (total.trades != 1)} closed"
+            f" ({won}), realized {_money(total.realized, signed=True)}"
+            f" net of {_money(total.fees)} fees"
+        ]
+    else:
+        lines = [f"{account}, {day}: no round trip closed"]
+    lines.append(f"fills: {fills}")
+    if total.open_quantity or total.unrealized:
+        lines.append(f"open: unrealized {_money(total.unrealized, signed=True)} at the last marks")
+    if equity is not None:
+        first, last = equity
+        lines.append(
+            f"equity: {_money(last)} ({_money(last - first, signed=True)} since {_money(first)})"
+        )
+    lines.extend(f"in force: {state}" for state in in_force)
+    return "\n".join(lines)
+
+
+def _minute(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def _money(value: Decimal, *, signed: bool = False) -> str:
+    text = f"{value:,.2f}"
+    return f"+{text}" if signed and value > 0 else text

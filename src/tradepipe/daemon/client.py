@@ -196,10 +196,13 @@ class StandaloneStates:
     next `tradepipe serve` reads them back at start."""
 
     def __init__(self, config: Config, journal: Journal) -> None:
+        from tradepipe.engine.notifier import outbox
         from tradepipe.engine.trading_states import TradingStates
 
         self.config = config
         self.states = TradingStates(journal, utc_now)
+        # Told at the daemon's next start: its sender sends what the outbox holds.
+        self.states.notify = outbox(journal, lambda: config, utc_now)
 
     async def halt(self, scope: Scope, state: TradingState, reason: str) -> dict[str, Any]:
         return halting.halt(self.config, self.states, scope, state, reason)

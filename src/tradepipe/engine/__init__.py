@@ -88,6 +88,7 @@ class Engine:
             filled=self._filled,
             fill_booked=self.risk.fill_booked,
             order_sent=self.risk.order_sent,
+            notify=self.notifier.notify,
         )
         self.emulator = BracketEmulator(
             journal, self.current, clock, self.recorder, queue_chore=self.lanes.queue_chore
@@ -128,7 +129,10 @@ class Engine:
             queue_chore=self.lanes.queue_chore,
             notify=self.notifier.notify,
         )
-        self.risk.trips.notify = self.notifier.notify
+        self.states.notify = self.notifier.notify
+        self.notifier.daily.in_force = lambda: [
+            f"{r.state.scope} is {r.state.state}: {r.state.reason}" for r in self.states.in_force()
+        ]
         self.pretrade = PreTrade(self.states, self.risk)
         self.planner = Planner(
             journal, self.current, clock, blocked=self.blocked, pretrade=self.pretrade

@@ -13,7 +13,8 @@ At least once: a row is marked sent after its send, so a crash in between sends 
 the next start; in the normal path each row is sent once.
 
 The silence alarm (a strategy with `silence_alert`) is kept here too: `heard` re-arms it for
-every journaled request, from memory (no SQL on the webhook's path).
+every journaled request, from memory (no SQL on the webhook's path); the daily summary is
+engine/daily.py's, written from this task's rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tradepipe.config.notify import NotifyTarget, apprise_service, masked_url
 from tradepipe.core.notify import (
     Message,
     Note,
+    Notify,
     NotifyKind,
     hold_until,
     merge,
@@ -38,6 +40,7 @@ from tradepipe.core.notify import (
     silence_due,
 )
 from tradepipe.engine.current import Current
+from tradepipe.engine.daily import DailySummary
 from tradepipe.engine.drill import pause_point
 from tradepipe.journal import Journal
 
@@ -97,6 +100,18 @@ def _without_secret(text: str, url: str) -> str:
     return text.replace(rest, "<url>") if len(rest) >= 8 else text
 
 
+def outbox(journal: Journal, config: Callable[[], Config], clock: Callable[[], datetime]) -> Notify:
+    """The outbox's writer: a notification journaled for every target of the config of now
+    that takes its kind (nothing written when none does), inside the caller's transaction. A
+    CLI run without the daemon uses it alone: the daemon's sender sends the rows at its start."""
+
+    def notify(kind: NotifyKind, subject: str, text: str) -> int:
+        targets = [t.key for t in config().notify if kind in t.kinds]
+        return journal.add_notifications(targets, kind, subject, text, clock())
+
+    return notify
+
+
 class Notifier:
     """The outbox's writer (`notify`, any component, inside its cause's transaction), its
     sender (`run`, a task) and the silence alarm."""
@@ -111,7 +126,9 @@ class Notifier:
         # strategy → when a request for it was last journaled; strategies alerted since
         self._heard: dict[str, datetime] = {}
         self._alerted: set[str] = set()
+        self.daily = DailySummary(journal, current, clock, self.notify)
         self._pool: ThreadPoolExecutor | None = None
+        self._write = outbox(journal, lambda: current.config, clock)
         self.sent = 0  # messages sent by this process (the metrics read it)
         self.failed = 0
 
@@ -121,8 +138,7 @@ class Notifier:
         """Journal a notification for every target that takes `kind`; call it inside the
         transaction of its cause (it joins it). Nothing is written when no target takes the
         kind. Answers how many rows were written; the sender is woken."""
-        targets = [t.key for t in self.current.config.notify if kind in t.kinds]
-        written = self.journal.add_notifications(targets, kind, subject, text, self.clock())
+        written = self._write(kind, subject, text)
         if written:
             self._wake.set()
         return written
@@ -173,6 +189,7 @@ class Notifier:
     async def run(self) -> None:
         """Send what the outbox holds, round after round, until cancelled."""
         self.load_silence()
+        self.daily.load()
         try:
             while True:
                 self._wake.clear()
@@ -201,6 +218,9 @@ class Notifier:
         silence = self._check_silence(now)
         if silence is not None:
             wake_at = min(wake_at, silence)
+        daily = self.daily.check(now)
+        if daily is not None:
+            wake_at = min(wake_at, daily)
         targets = {t.key: (i, t) for i, t in enumerate(self.current.config.notify)}
         bursts: dict[tuple[str, NotifyKind], list[tuple[Note, int]]] = {}
         for key, note, next_at, attempts in self.journal.pending_notifications():

@@ -13,6 +13,7 @@ from tradepipe.brokers.base import Broker
 from tradepipe.core import brackets
 from tradepipe.core.fills import fills_to_journal
 from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderStatus, Side
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.tally import FillBooked
 from tradepipe.engine.current import Current
 from tradepipe.errors import BrokerError, OrderRejected
@@ -35,6 +36,7 @@ class Recorder:
         filled: Callable[[str], None] = lambda account: None,
         fill_booked: Callable[[FillBooked], None] = lambda fill: None,
         order_sent: Callable[[str, OrderRole, str | None], None] = lambda a, r, s: None,
+        notify: Notify = no_notify,
     ) -> None:
         self.journal = journal
         self.current = current
@@ -44,6 +46,7 @@ class Recorder:
         self.fill_booked = fill_booked  # each new fill, once journaled (the risk limits' tallies)
         # Each order about to reach the broker: account, role, subscription (the order rate).
         self.order_sent = order_sent
+        self.notify = notify  # a new fill is told (SPEC §14 kind `fill`) with its order
 
     def record_state(
         self,
@@ -122,6 +125,12 @@ class Recorder:
                     fee_currency=fill.fee_currency,
                 )
             ]
+            if booked:
+                self.notify(
+                    NotifyKind.FILL,
+                    f"{account} {ticker}",
+                    fill_text(journaled, booked, state.filled_quantity),
+                )
         for booked_fill in booked:  # once committed with its order
             self.fill_booked(booked_fill)
         if fills:
@@ -224,3 +233,24 @@ class Recorder:
         self.journal.update_order(
             order["client_order_id"], status=status, broker_message=message, updated_at=self.clock()
         )
+
+
+def fill_text(order: dict[str, Any], booked: list[FillBooked], filled: Decimal) -> str:
+    """A fill notification: what traded, at what average price, for whom, and how much of the
+    order is done (`filled`: the order's filled quantity now)."""
+    quantity = sum((f.quantity for f in booked), Decimal(0))
+    value = sum((f.quantity * f.price for f in booked), Decimal(0))
+    first = booked[0]
+    verb = "bought" if first.side is Side.BUY else "sold"
+    price = value / quantity if quantity else first.price
+    whose = f"subscription {first.subscription}" if first.subscription else "the operator"
+    return (
+        f"{first.account}: {verb} {_plain(quantity)} {first.ticker} at {_plain(price)}"
+        f" ({order['role']} order {order['client_order_id']} of {whose};"
+        f" {_plain(filled)} of {_plain(Decimal(order['quantity']))} filled)"
+    )
+
+
+def _plain(value: Decimal) -> str:
+    """A quantity or price as a person writes it: no exponent, no trailing zeros."""
+    return format(value.quantize(Decimal("0.0001")).normalize(), "f")

@@ -5,6 +5,10 @@ A trip (`trip`) never loosens what is in force (`core.trading_states.kept_state`
 `halt` sets exactly what was asked and `resume` ends a scope's state. A state whose `until_at`
 came (a daily-loss trip at the next day's start) is over: `effective` ignores it at once and
 `expire` journals its end.
+
+Every change is told (SPEC §14 kind `risk`: a trip, a halt, a resume, a trip's end) through
+`notify`, in the transaction that journals it: the notice and its cause land together or not at
+all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.trading_states import (
     EffectiveState,
     Scope,
@@ -34,6 +39,9 @@ class TradingStates:
         self.journal = journal
         self.clock = clock
         self.rows: dict[Scope, StateRow] = {r.state.scope: r for r in journal.trading_states()}
+        # The outbox (SPEC §14): the engine sets its notifier's; a CLI run without the daemon
+        # sets one that writes the rows for the daemon's sender to send at its next start.
+        self.notify: Notify = no_notify
 
     def effective(self, account: str, strategy: str | None, subscription: str) -> EffectiveState:
         """The strictest state covering an order of this subscription, now."""
@@ -44,9 +52,11 @@ class TradingStates:
 
     def halt(self, scope: Scope, state: TradingState, reason: str) -> StateRow:
         """An operator's `tradepipe halt` (`state` halted or reduce_only): set as asked."""
-        row = self.journal.set_trading_state(
-            ScopeState(scope, state, reason), source=OPERATOR, at=self.clock()
-        )
+        with self.journal.transaction():
+            row = self.journal.set_trading_state(
+                ScopeState(scope, state, reason), source=OPERATOR, at=self.clock()
+            )
+            self.notify(NotifyKind.RISK, str(scope), f"{scope} is {state}: {reason}")
         self.rows[scope] = row
         log.warning("%s is %s (%s)", scope, state, reason)
         return row
@@ -54,9 +64,12 @@ class TradingStates:
     def resume(self, scope: Scope, reason: str = "tradepipe resume") -> bool:
         """The scope goes back to active; False when it was active already."""
         self.rows.pop(scope, None)
-        ended = self.journal.end_trading_state(
-            scope, source=OPERATOR, at=self.clock(), reason=reason
-        )
+        with self.journal.transaction():
+            ended = self.journal.end_trading_state(
+                scope, source=OPERATOR, at=self.clock(), reason=reason
+            )
+            if ended:
+                self.notify(NotifyKind.RISK, str(scope), f"{scope} is active again: {reason}")
         if ended:
             log.warning("%s resumed: %s", scope, reason)
         return ended
@@ -75,9 +88,13 @@ class TradingStates:
         kept = kept_state(existing.state if existing else None, state, now)
         if existing is not None and kept is existing.state:
             return None
-        row = self.journal.set_trading_state(
-            kept, source=TRIP, at=now, limit=limit, figures=figures
-        )
+        with self.journal.transaction():
+            row = self.journal.set_trading_state(
+                kept, source=TRIP, at=now, limit=limit, figures=figures
+            )
+            self.notify(
+                NotifyKind.RISK, str(state.scope), f"{state.scope} is {kept.state}: {kept.reason}"
+            )
         self.rows[state.scope] = row
         log.error("%s is %s: %s", state.scope, kept.state, kept.reason)
         return row
@@ -92,12 +109,10 @@ class TradingStates:
         ]
         for scope in ended:
             row = self.rows.pop(scope)
-            self.journal.end_trading_state(
-                scope,
-                source=TRIP,
-                at=now,
-                reason=f"{row.limit or 'the trip'} ended at the day's start",
-            )
+            reason = f"{row.limit or 'the trip'} ended at the day's start"
+            with self.journal.transaction():
+                self.journal.end_trading_state(scope, source=TRIP, at=now, reason=reason)
+                self.notify(NotifyKind.RISK, str(scope), f"{scope} is active again: {reason}")
         return ended
 
     def in_force(self) -> list[StateRow]:

@@ -1,6 +1,6 @@
 """Trips (SPEC §13): a reached risk limit sets a trading state through `TradingStates.trip`,
-which journals it with the figures that reached it; each one is logged, and `tripped` is the one
-place a notification (SPEC §14) goes out from. An account trips per its `on_trip`: `reduce_only`,
+which journals it with the figures that reached it and tells it (SPEC §14 kind `risk`) in the same
+transaction; each one is logged here. An account trips per its `on_trip`: `reduce_only`,
 or `flatten` (halted at once, then everything on the account canceled and closed by the
 operator's flatten path). A daily-loss trip ends at the next day's start; the others only with
 `tradepipe resume`. A subscription whose losses in a row reach `max_consecutive_losses` without
@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.limits import AccountFigures, SubscriptionLimits, Trip, trips
-from tradepipe.core.notify import NotifyKind
 from tradepipe.core.trading_states import Scope, ScopeState, TradingState, next_day_start
 from tradepipe.engine.trading_states import TradingStates
 from tradepipe.journal.trading_states import StateRow
@@ -42,8 +41,6 @@ class Trips:
         self.clock = clock
         self.flatten = flatten  # on_trip = "flatten": close everything on the account
         self.tasks: set[asyncio.Task[Any]] = set()
-        # The notification outbox (SPEC §14 kind "risk"); the engine sets its notifier's.
-        self.notify: Callable[[NotifyKind, str, str], int] = lambda kind, subject, text: 0
 
     def account(
         self,
@@ -112,11 +109,9 @@ class Trips:
         return True
 
     def tripped(self, name: str, trip: Trip, row: StateRow) -> None:
-        """A trip changed what is in force (journaled with its figures by TradingStates): the
-        one place a notification (SPEC §14) goes out from."""
+        """A trip changed what is in force (journaled with its figures, and told, by
+        TradingStates.trip)."""
         log.error("risk limit %s reached on %s: %s", trip.limit, name, trip.reason)
-        scope = row.state.scope
-        self.notify(NotifyKind.RISK, str(scope), f"{scope} is {row.state.state}: {trip.reason}")
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         async def run() -> None:

@@ -211,6 +211,7 @@ class Journal:
     notifications = _notifications.notifications
     notification_backlog = _notifications.notification_backlog
     last_heard = _notifications.last_heard
+    last_told = _notifications.last_told
     # -- where the risk limits' counts start (risk.py) -----------------------------------------
     orders_sent_since = _risk.orders_sent_since
     entries_since = _risk.entries_since

@@ -140,3 +140,13 @@ def last_heard(journal: Journal, strategy: str) -> tuple[datetime | None, dateti
         datetime.fromisoformat(signal) if signal else None,
         datetime.fromisoformat(alert) if alert else None,
     )
+
+
+def last_told(journal: Journal, kind: NotifyKind, subject: str) -> datetime | None:
+    """When the last notification of `kind` about `subject` was written (the daily summary
+    after a restart: a day's summary is written once)."""
+    at = journal.conn.execute(
+        "SELECT max(created_at) FROM notifications WHERE kind = ? AND subject = ?",
+        (str(kind), subject),
+    ).fetchone()[0]
+    return datetime.fromisoformat(at) if at else None
