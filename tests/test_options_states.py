@@ -80,3 +80,17 @@ def test_reduce_only_lets_an_option_exit_through_and_rejects_a_new_contract(tmp_
         assert h.position(PUT_595) == 0
 
     run(write_config(tmp_path), test)
+
+
+def test_gross_exposure_counts_the_put_a_reversal_closes_as_closed(tmp_path):
+    """The risk limits after the states: the call is valued after the put's close (2 × 3.00 ×
+    100 = 600 gone), not as if the close were a sale of the call (a short of 2 calls)."""
+    config = write_config(tmp_path, account="[accounts.paper.risk]\nmax_gross_exposure = 1000\n")
+
+    async def test(h: Harness):
+        await hold_a_put(h)  # 600 of 1,000
+        (reversal,) = await h.send(spy("buy"))  # the call: 2 × 4.00 × 100 = 800
+        assert h.deliveries(reversal) == [("submitted", PLANNED)]
+        assert (h.position(PUT_595), h.position(CALL_605)) == (0, 2)
+
+    run(config, test)
