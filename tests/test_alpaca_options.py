@@ -13,12 +13,15 @@ from alpaca.trading.models import OptionContractsResponse
 from pydantic import TypeAdapter
 
 from tests.fakes.alpaca import KEY, SECRET, FakeAlpaca
-from tests.test_alpaca import order, run
+from tests.test_alpaca import make_broker, order, run
+from tests.test_engine import Harness
+from tests.test_engine import run as run_engine
 from tradepipe.brokers.alpaca.broker import CAPABILITIES, AlpacaBroker
 from tradepipe.brokers.alpaca.options import CHAIN_PAGE, chain_request, to_option_contract
 from tradepipe.core.instruments import InstrumentKind
 from tradepipe.core.model import OrderRole, OrderStatus, OrderType, Position, Side, TimeInForce
 from tradepipe.core.options import OptionContract, OptionRight
+from tradepipe.engine import Engine
 from tradepipe.errors import OrderRejected
 
 D = Decimal
@@ -263,3 +266,58 @@ def test_the_fake_refuses_option_orders_as_alpaca_would(fake):
     for fields, words in cases:
         answer = requests.post(f"{fake.url}/v2/orders", json=base | fields, headers=headers)
         assert answer.status_code == 422 and words in answer.json()["message"], answer.text
+
+
+# -- through the engine ------------------------------------------------------------------------
+
+
+def test_an_option_signal_through_the_engine_orders_the_occ_symbol_at_alpaca(fake, tmp_path):
+    """A signal with option fields, delivered by the engine to the real adapter: the contract
+    is chosen from Alpaca's chain around AAPL's quote, and the order Alpaca receives is for the
+    OCC symbol, the signal's quantity in contracts; a reversal closes it and buys the put."""
+    fake.list_options("AAPL", ["2026-11-27", "2026-12-18"], ["195", "200", "205"])
+    put = "AAPL261218P00195000"
+    fake.set_price(CALL, "3.10")
+    fake.set_price(put, "2.40")
+
+    class AtAlpaca(Harness):
+        def new_engine(self) -> Engine:
+            broker = make_broker(fake)
+            return Engine(self.config, self.journal, {"alpaca": broker}, self.clock)
+
+    def signal(action: str, option_type: str) -> dict:
+        return {
+            "ticker": "AAPL",
+            "action": action,
+            "optionType": option_type,
+            "expiration": "2026-12-18",
+            "strikesAway": 0 if option_type == "call" else 1,
+            "quantity": 2,
+        }
+
+    async def test(h: Harness):
+        posts = len(fake.sent())
+        (buy,) = await h.send(signal("buy", "call"))
+        assert h.deliveries(buy) == [
+            ("submitted", f"enter long 2 (buy 2 {CALL} ×100) (buy a call)")
+        ]
+        (sent,) = [r.body for r in fake.sent()[posts:]]
+        assert (sent["symbol"], sent["qty"], sent["side"], sent["type"]) == (
+            CALL,
+            2.0,
+            "buy",
+            "market",
+        )
+        (journaled,) = h.journal.orders(signal_id=buy)
+        assert (journaled["ticker"], D(journaled["quantity"])) == (CALL, 2)
+        assert fake.order(journaled["client_order_id"]) is not None  # under our id
+        assert fake.position(CALL) == 2
+        (sell,) = await h.send(signal("sell", "both"))  # close the call, then buy a put
+        assert h.deliveries(sell)[0][0] == "submitted"
+        assert [(r.body["symbol"], r.body["side"], r.body["qty"]) for r in fake.sent()[-2:]] == [
+            (CALL, "sell", 2.0),
+            (put, "buy", 2.0),
+        ]
+        assert (fake.position(CALL), fake.position(put)) == (0, 2)
+
+    run_engine(fake.config(tmp_path), test, AtAlpaca)

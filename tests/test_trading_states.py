@@ -508,15 +508,17 @@ quantities = st.decimals(min_value="0.01", max_value=50, places=2)
 
 
 @st.composite
-def plans(draw):
+def plans(draw, tickers: tuple[str | None, ...] = (None,)):
     """Any plan of up to 6 orders: entries, exits, stops and targets, some of them bracket
-    children of an earlier order, some replacing a working stop."""
+    children of an earlier order, some replacing a working stop; each on one of `tickers` (a
+    bracket child on its parent's)."""
     orders = []
     for index in range(draw(st.integers(0, 6))):
         role = draw(st.sampled_from(OrderRole))
-        parents = [o.leg for o in orders if o.parent_leg is None]
+        parents = [o for o in orders if o.parent_leg is None]
         parent = draw(st.sampled_from([None, *parents])) if parents else None
         replaces = draw(st.sampled_from([None, "old-stop"])) if parent is None else None
+        ticker = parent.ticker if parent is not None else draw(st.sampled_from(tickers))
         orders.append(
             PlannedOrder(
                 f"leg{index}",
@@ -524,8 +526,9 @@ def plans(draw):
                 draw(quantities),
                 role,
                 wait_for_fill=draw(st.booleans()),
-                parent_leg=parent,
+                parent_leg=parent.leg if parent is not None else None,
                 replaces=replaces,
+                ticker=ticker,
             )
         )
     return Plan("drawn", tuple(orders), draw(st.booleans()))
@@ -569,3 +572,127 @@ def test_halted_lets_through_nothing_but_cancels(position, plan):
 @given(positions, plans())
 def test_active_changes_no_plan(position, plan):
     assert gate_plan(plan, position, EffectiveState(ACTIVE)) is plan
+
+
+# An option plan (SPEC §15): its orders are on different contracts (each names its ticker), and
+# each is judged against the position of its own contract.
+
+PUT, CALL, PUT_2 = "SPY 261218P00595000", "SPY 261218C00605000", "SPY 270115P00590000"
+OPTION_REVERSAL = Plan(
+    f"exit long 2 of 2 ({PUT}); enter long 2 ({CALL})",
+    (
+        _order("exit", SELL, "2", EXIT_ROLE, wait_for_fill=True, ticker=PUT),
+        _order("entry", BUY, "2", ENTRY_ROLE, ticker=CALL),
+    ),
+)
+OPTION_EXITS = Plan(
+    "exit both puts",
+    (
+        _order("exit", SELL, "2", EXIT_ROLE, ticker=PUT),
+        _order("exit2", SELL, "1", EXIT_ROLE, ticker=PUT_2),
+    ),
+)
+OPTION_ADD = Plan("add a call", (_order("entry", BUY, "1", ENTRY_ROLE, ticker=CALL),))
+HELD_PUTS = {PUT: D(2), PUT_2: D(1)}
+OPTION_ROWS = [
+    (
+        "reduce-only-closes-the-put-and-strips-the-call",
+        REDUCING,
+        HELD_PUTS,
+        OPTION_REVERSAL,
+        Plan(
+            f"{OPTION_REVERSAL.summary}; " + REDUCE_REASON.format("the reversal's entry is"),
+            (_order("exit", SELL, "2", EXIT_ROLE, ticker=PUT),),  # nothing waits for it now
+        ),
+    ),
+    (
+        "active-passes-an-option-reversal",
+        EffectiveState(ACTIVE),
+        HELD_PUTS,
+        OPTION_REVERSAL,
+        OPTION_REVERSAL,
+    ),
+    ("reduce-only-passes-closes-of-two-contracts", REDUCING, HELD_PUTS, OPTION_EXITS, OPTION_EXITS),
+    (
+        "reduce-only-rejects-adding-to-a-held-call",
+        REDUCING,
+        {CALL: D(1)},
+        OPTION_ADD,
+        Reject(REDUCE_REASON.format("an add is")),
+    ),
+    (
+        "reduce-only-rejects-a-call-bought-while-only-a-put-is-held",
+        REDUCING,
+        HELD_PUTS,
+        OPTION_ADD,
+        Reject(REDUCE_REASON.format("an entry is")),
+    ),
+    (
+        "reduce-only-counts-an-unlisted-contract-flat",
+        REDUCING,
+        {},
+        OPTION_EXITS,
+        Reject(REDUCE_REASON.format("an entry is")),
+    ),
+    (
+        "halted-rejects-an-option-reversal-naming-it",
+        STOPPED,
+        HELD_PUTS,
+        OPTION_REVERSAL,
+        Reject(HALT_REASON.format("a reversal is")),
+    ),
+    (
+        "halted-rejects-the-close-of-a-put",
+        STOPPED,
+        HELD_PUTS,
+        OPTION_EXITS,
+        Reject(HALT_REASON.format("an exit is")),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "held", "plan", "expected"),
+    [row[1:] for row in OPTION_ROWS],
+    ids=[row[0] for row in OPTION_ROWS],
+)
+def test_gate_plan_judges_each_contract_on_its_own_position(state, held, plan, expected):
+    # The planner's own position is the last leg's contract's (the call's: flat): it is not
+    # what the put's close is judged by.
+    assert gate_plan(plan, D(0), state, positions=held) == expected
+
+
+def test_order_legs_of_an_option_reversal():
+    judged = order_legs(OPTION_REVERSAL, D(0), positions=HELD_PUTS)
+    kinds = [[leg.kind for leg in legs] for _, legs in judged]
+    assert kinds == [[LegKind.REVERSAL_EXIT], [LegKind.REVERSAL_ENTRY]]
+
+
+def test_orders_naming_no_ticker_act_on_the_plans_own_position():
+    # A stock plan names no ticker on its orders: `positions` does not change how it is judged.
+    for plan in (ENTRY_PLAN, EXIT_PLAN, REVERSAL, BREAKEVEN):
+        for state in (REDUCING, STOPPED):
+            assert gate_plan(plan, LONG_10, state, positions={PUT: D(3)}) == gate_plan(
+                plan, LONG_10, state
+            )
+
+
+CONTRACTS = (PUT, CALL, PUT_2)
+
+
+@given(st.fixed_dictionaries({t: positions for t in CONTRACTS}), plans(CONTRACTS))
+def test_reduce_only_never_lets_an_option_plan_grow_any_contract(held, plan):
+    let_through = gate_plan(plan, D(0), REDUCING, positions=held)
+    if isinstance(let_through, Reject):
+        return
+    running, after = dict(held), {}
+    for order in let_through.orders:
+        assert order.ticker is not None
+        if order.parent_leg is not None:
+            assert not _grows(after[order.parent_leg], order)
+            continue
+        assert not _grows(running[order.ticker], order)
+        if order.replaces is None:
+            running[order.ticker] += order.side.sign * order.quantity
+        after[order.leg] = running[order.ticker]
+    assert all(abs(running[t]) <= abs(held[t]) for t in CONTRACTS)

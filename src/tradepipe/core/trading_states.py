@@ -9,7 +9,7 @@ leg; `gate_plan` a whole plan, each order split into legs against the position i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -205,29 +205,36 @@ _WORDS = {
 
 
 class _Walk:
-    """The position as a plan's orders pass, and the legs each order is judged by."""
+    """The positions as a plan's orders pass, and the legs each order is judged by. Each order
+    acts on its own ticker's position: an option plan's orders are on different contracts (the
+    put it closes, the call it buys); an order naming no ticker acts on the plan's own."""
 
-    def __init__(self, position: Decimal) -> None:
-        self.running = position
-        self.after: dict[str, Decimal] = {}  # a parent's leg → the position once it filled
+    def __init__(self, position: Decimal, positions: Mapping[str, Decimal] | None) -> None:
+        self.running: dict[str | None, Decimal] = dict((positions or {}).items())
+        self.running[None] = position
+        self.after: dict[str, Decimal] = {}  # a parent's leg → its position once it filled
         self.closed = False  # an order of this plan brought a held position to flat
+
+    def held(self, order: PlannedOrder) -> Decimal:
+        return self.running.get(order.ticker, Decimal(0))  # a contract not listed is flat
 
     def legs(self, order: PlannedOrder) -> tuple[Leg, ...]:
         """A bracket child is judged against the position its parent leaves; an entry-role
         order always opens (an entry, an add, or a reversal's entry once an exit of the same
-        plan closed the position); a replacement (breakeven) that exits is a breakeven move."""
+        plan closed a position: closing the put before buying the call is a reversal too); a
+        replacement (breakeven) that exits is a breakeven move."""
+        held = self.held(order)
         if order.parent_leg is not None:
-            held = self.after.get(order.parent_leg, self.running)
-            return split_order(held, order.side, order.quantity)
+            return split_order(self.after.get(order.parent_leg, held), order.side, order.quantity)
         if order.role is OrderRole.ENTRY:
-            if self.running == 0:
+            if held == 0:
                 kind = LegKind.REVERSAL_ENTRY if self.closed else LegKind.ENTRY
-            elif self.running * order.side.sign > 0:
+            elif held * order.side.sign > 0:
                 kind = LegKind.ADD
             else:
                 kind = LegKind.REVERSAL_ENTRY
             return (Leg(kind, order.side, order.quantity),)
-        legs = split_order(self.running, order.side, order.quantity)
+        legs = split_order(held, order.side, order.quantity)
         if order.replaces is not None:
             return tuple(_as_breakeven(leg) for leg in legs)
         return legs
@@ -237,12 +244,13 @@ class _Walk:
         (a child rests on its parent's fill; a replacement takes a working stop's place)."""
         if order.parent_leg is not None:
             return
+        held = self.held(order)
         if order.replaces is not None:
-            self.after[order.leg] = self.running
+            self.after[order.leg] = held
             return
-        moved = self.running + order.side.sign * quantity
-        self.closed = self.closed or (self.running != 0 and moved == 0)
-        self.running = moved
+        moved = held + order.side.sign * quantity
+        self.closed = self.closed or (held != 0 and moved == 0)
+        self.running[order.ticker] = moved
         self.after[order.leg] = moved
 
 
@@ -250,11 +258,14 @@ def _as_breakeven(leg: Leg) -> Leg:
     return replace(leg, kind=LegKind.BREAKEVEN) if leg.kind is LegKind.EXIT else leg
 
 
-def order_legs(plan: Plan, position: Decimal) -> list[tuple[PlannedOrder, tuple[Leg, ...]]]:
-    """Each order of the plan with the legs the trading states judge it by, the position
-    walked as the plan's orders would move it. An exit followed by an entry of the other side
-    (a reversal) is the reversal's exit."""
-    walk = _Walk(position)
+def order_legs(
+    plan: Plan, position: Decimal, positions: Mapping[str, Decimal] | None = None
+) -> list[tuple[PlannedOrder, tuple[Leg, ...]]]:
+    """Each order of the plan with the legs the trading states judge it by, the positions
+    walked as the plan's orders would move them: `position` for orders naming no ticker,
+    `positions` (ticker → position) for orders that name theirs (an option plan's contracts).
+    An exit followed by an entry of the other side (a reversal) is the reversal's exit."""
+    walk = _Walk(position, positions)
     judged = []
     for order in plan.orders:
         judged.append((order, walk.legs(order)))
@@ -272,8 +283,14 @@ def order_legs(plan: Plan, position: Decimal) -> list[tuple[PlannedOrder, tuple[
     return judged
 
 
-def gate_plan(plan: Plan, position: Decimal, state: EffectiveState) -> Plan | Reject:
-    """The plan as the trading state in force lets it through (SPEC §13), or why not.
+def gate_plan(
+    plan: Plan,
+    position: Decimal,
+    state: EffectiveState,
+    positions: Mapping[str, Decimal] | None = None,
+) -> Plan | Reject:
+    """The plan as the trading state in force lets it through (SPEC §13), or why not. Each
+    order is judged against its own ticker's position (`order_legs`).
 
     `active`: unchanged. A plan that only cancels passes every state (a cancel lowers risk).
     `reduce_only`: entries, adds and a reversal's entry leg are stripped (with their bracket
@@ -284,9 +301,9 @@ def gate_plan(plan: Plan, position: Decimal, state: EffectiveState) -> Plan | Re
     if state.state is TradingState.ACTIVE or not plan.orders:
         return plan
     if state.state is TradingState.HALTED:
-        _, legs = order_legs(plan, position)[0]
+        _, legs = order_legs(plan, position, positions)[0]
         return Reject(gate(state, legs[0].kind) or str(state))
-    walk = _Walk(position)
+    walk = _Walk(position, positions)
     kept: list[PlannedOrder] = []
     notes: list[str] = []
     dropped: set[str] = set()

@@ -115,6 +115,7 @@ async def plan_options(
     orders: list[PlannedOrder] = []
     summaries: list[str] = []
     context: Context | None = None
+    positions: dict[str, Decimal] = {}  # each contract's, for the trading states
     tickers = [intent.ticker]
     for i, contract in enumerate(moves.closes):
         closing = replace(
@@ -131,7 +132,8 @@ async def plan_options(
         leg = "exit" if i == 0 else f"exit{i + 1}"
         orders += [replace(o, leg=leg, ticker=contract.symbol) for o in decided.orders]
         summaries.append(decided.summary)
-        context = Context(account, strategy, subscription, closing, market)
+        positions[contract.symbol] = market.position
+        context = Context(account, strategy, subscription, closing, market, positions)
         tickers.append(contract.symbol)
     facts: list[str] = []
     if moves.open_right is not None:
@@ -147,7 +149,8 @@ async def plan_options(
                 orders[-1] = replace(orders[-1], wait_for_fill=True)
             orders += [replace(o, ticker=symbol) for o in decided.orders]
             summaries.append(decided.summary)
-            context = Context(account, strategy, subscription, entry, market)
+            positions[symbol] = market.position
+            context = Context(account, strategy, subscription, entry, market, positions)
             tickers.append(symbol)
         elif orders:
             summaries.append(f"no {symbol} bought: {decided.reason}")

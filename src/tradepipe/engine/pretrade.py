@@ -10,7 +10,9 @@ on the signal→submit path and must stay cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from tradepipe.core.plan import Market, Plan, Reject
 from tradepipe.core.resolve import Intent
@@ -21,13 +23,17 @@ from tradepipe.engine.trading_states import TradingStates
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What one plan was decided for, and against what the broker said."""
+    """What one plan was decided for, and against what the broker said. An option plan's
+    orders each name their contract: `positions` holds what the broker said of each (the put
+    it closes, the call it buys), which the trading states judge each order against; `market`
+    is its last leg's."""
 
     account: str
     strategy: str | None  # None: an operator's command outside any strategy
     subscription: str
     intent: Intent
     market: Market
+    positions: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 class PreTrade:
@@ -39,7 +45,7 @@ class PreTrade:
         """The plan as the trading states and the limits let it through, or why not."""
         # 1. The trading states (in memory: no SQL on the signal path).
         state = self.states.effective(context.account, context.strategy, context.subscription)
-        gated = gate_plan(plan, context.market.position, state)
+        gated = gate_plan(plan, context.market.position, state, context.positions)
         if isinstance(gated, Reject):
             return gated
         plan = gated

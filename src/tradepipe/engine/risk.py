@@ -345,13 +345,7 @@ class RiskLimits:
         positions: dict[str, Decimal] = {}
         if limits.account.max_gross_exposure or limits.account.max_open_positions:
             positions = self.position_values(account)
-            # This ticker after the plan's exits (a reversal's exit fills before its entry).
-            held = context.market.position + sum(
-                (o.quantity * o.side.sign for o in plan.orders if o.role is OrderRole.EXIT),
-                Decimal(0),
-            )
-            price = self.prices.get((account, context.intent.ticker), Decimal(0))
-            positions[context.intent.ticker] = held * price * context.market.multiplier
+            positions.update(self._after_exits(context, plan))
         return AccountFigures(
             equity=equity,
             day_start_equity=tally.day_start_equity,
@@ -359,6 +353,24 @@ class RiskLimits:
             positions=positions,
             orders_last_minute=last_minute(tally.sent, now),
         )
+
+    def _after_exits(self, context: Context, plan: Plan) -> dict[str, Decimal]:
+        """The value of this ticker, and of each one the plan exits, once its exits filled (a
+        reversal's exit fills before its entry). Each exit moves its own ticker: an option
+        plan closes the put before it buys the call."""
+        account, own = context.account, context.intent.ticker
+        held = {own: context.market.position}
+        for order in plan.orders:
+            if order.role is OrderRole.EXIT:
+                ticker = order.ticker or own
+                before = held.get(ticker, context.positions.get(ticker, Decimal(0)))
+                held[ticker] = before + order.quantity * order.side.sign
+        return {
+            ticker: quantity
+            * self.prices.get((account, ticker), Decimal(0))
+            * self.multiplier(account, ticker)
+            for ticker, quantity in held.items()
+        }
 
     def subscription_figures(self, subscription: str) -> SubscriptionFigures:
         tally = self.subscription_tally(subscription)
