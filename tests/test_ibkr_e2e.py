@@ -133,3 +133,20 @@ def test_flatten_cancels_and_closes_at_ib(fake, config):
         assert wait_for(lambda: held(config) == 0)
     assert fake_position(fake) == 0
     assert not [o for o in fake.orders.values() if o.is_working]
+
+
+def test_the_commission_ib_reports_after_the_execution_is_the_fills_fee(fake, config):
+    """IB sends an execution's commission report after the execution (and its status): the
+    fill is journaled first, its fee when the report comes (an audit event says so)."""
+    fake.commission_delay = 0.5
+    with Daemon(config, free_port()):
+        assert deliver(config, buy(5))["status"] == "submitted"
+        wait_for(
+            lambda: [f["fee"] for f in tradepipe_json(config, "trades")] == [1],
+            what="the commission journaled as the fill's fee",
+        )
+        (fill,) = tradepipe_json(config, "trades")
+        audit = tradepipe_json(config, "audit")
+    assert fill["fee_currency"] == "USD"
+    (event,) = [e for e in audit if e["kind"] == "fill_fee"]
+    assert event["subject"].startswith("ib:") and event["detail"]["fee"] in (1, "1")

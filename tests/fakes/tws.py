@@ -179,6 +179,7 @@ class FakeTws(OwnLoop):
         self.missing_options: dict[str, set[tuple[str, str]]] = {}
         self.futures: dict[str, list[Contract]] = {}  # root → its listed dated contracts
         self.is_down = False
+        self.commission_delay = 0.0  # seconds between an execution and its commission report
         self._rejections: list[str] = []
         self._holds: list[tuple[int, str]] = []
         self._modify_faults: list[tuple[str, int, str]] = []  # ("refuse", code, text) | stall
@@ -1018,7 +1019,13 @@ class FakeTws(OwnLoop):
         # Live reports (a client that is away learns this from the replay after reconnecting).
         self._send_to(order.client_id, self._exec_fields(-1, execution))
         self._send_status(order)
-        self._send_to(order.client_id, [59, 1, execution.exec_id, "1.0", "USD", "0", "", ""])
+        commission = [59, 1, execution.exec_id, "1.0", "USD", "0", "", ""]
+        if self.commission_delay:  # as IB may: the report well after the execution
+            asyncio.get_running_loop().call_later(
+                self.commission_delay, self._send_to, order.client_id, commission
+            )
+        else:
+            self._send_to(order.client_id, commission)
         if order.status != "Filled":
             return  # a partial fill: the order keeps working, its bracket waits
         for child in self._children(order):  # the bracket goes live

@@ -37,6 +37,9 @@ class Capabilities:
     # Continuous futures tickers (`ES1!`, SPEC §15): `futures_contracts` answers a root's listed
     # contracts, mapped to the front one by `core.continuous.front_contract`. Off: refused.
     continuous_futures: bool = False
+    # A fill's fee may be reported after the fill (IB's commission report follows its
+    # execution): the recorder keeps the fills journaled without one and adds it when it comes.
+    fees_follow_fills: bool = False
 
 
 @dataclass(frozen=True, slots=True)

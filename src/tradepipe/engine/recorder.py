@@ -47,6 +47,9 @@ class Recorder:
         # Each order about to reach the broker: account, role, subscription (the order rate).
         self.order_sent = order_sent
         self.notify = notify  # a new fill is told (SPEC §14 kind `fill`) with its order
+        # client order id → its fills journaled without a fee, at brokers whose fees follow
+        # their fills (`Capabilities.fees_follow_fills`); emptied as the fees come.
+        self.feeless: dict[str, set[str]] = {}
 
     def record_state(
         self,
@@ -78,6 +81,8 @@ class Recorder:
             and journaled["broker_order_id"] == state.broker_order_id
             and journaled["broker_message"] == state.message
         ):
+            if state.client_order_id in self.feeless:
+                self._late_fees(account, state)
             return state  # a poll that learned nothing: no write, no fsync on the shared loop
         with self.journal.transaction():  # one commit for the order and its fills
             self.journal.update_order(
@@ -131,12 +136,18 @@ class Recorder:
                     f"{account} {ticker}",
                     fill_text(journaled, booked, state.filled_quantity),
                 )
+        broker = self.current.brokers.get(account)
+        if broker is not None and broker.capabilities.fees_follow_fills:
+            feeless = {f"{account}:{f.fill_id}" for f in fills if f.fee is None}
+            if feeless:
+                self.feeless.setdefault(state.client_order_id, set()).update(feeless)
+            if state.client_order_id in self.feeless:  # fills journaled before, fees now
+                self._late_fees(account, state)
         for booked_fill in booked:  # once committed with its order
             self.fill_booked(booked_fill)
         if fills:
             self.filled(account)
 
-        broker = self.current.brokers.get(account)
         if (
             broker is not None
             and not broker.capabilities.brackets
@@ -144,6 +155,17 @@ class Recorder:
         ):
             self.settle_due(account, ticker)
         return state
+
+    def _late_fees(self, account: str, state: OrderState) -> None:
+        """Journal the fees the broker now reports for fills journaled without one."""
+        waiting = self.feeless[state.client_order_id]
+        for fill in state.fills:
+            fill_id = f"{account}:{fill.fill_id}"
+            if fill.fee is not None and fill_id in waiting:
+                self.journal.set_fill_fee(fill_id, fill.fee, fill.fee_currency, self.clock())
+                waiting.discard(fill_id)
+        if not waiting:
+            del self.feeless[state.client_order_id]
 
     async def look_up(self, broker: Broker, order: dict[str, Any]) -> dict[str, Any]:
         """The broker's view of a journaled order, journaled; answers the row as it is now."""

@@ -178,6 +178,7 @@ class Journal:
     siblings = _orders.siblings
     orders_for_deliveries = _orders.orders_for_deliveries
     record_fill = _orders.record_fill
+    set_fill_fee = _orders.set_fill_fee
     order_fills = _orders.order_fills
     fills = _orders.fills
     position = _orders.position

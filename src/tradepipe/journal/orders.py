@@ -265,7 +265,9 @@ def record_fill(
     with journal.transaction():
         try:
             insert(conn, "fills", row)
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError:  # journaled before: its fee may have come since
+            if fee is not None:
+                set_fill_fee(journal, fill_id, fee, fee_currency, filled_at)
             return False
         detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
         detail |= {"quantity": quantity, "price": price}
@@ -283,6 +285,23 @@ def record_fill(
             (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
         )
         return True
+
+
+def set_fill_fee(
+    journal: Journal, fill_id: str, fee: Decimal, fee_currency: str | None, at: datetime
+) -> bool:
+    """The fee of a fill journaled without one (IB reports an execution's commission after the
+    execution), with a `fill_fee` audit event; False when the fill has a fee already (a fee,
+    once journaled, is never changed) or is not journaled."""
+    with journal.transaction():
+        changed = journal.conn.execute(
+            "UPDATE fills SET fee = ?, fee_currency = ? WHERE fill_id = ? AND fee IS NULL",
+            (to_text(fee), fee_currency, fill_id),
+        ).rowcount
+        if changed:
+            detail = {"fee": fee, "fee_currency": fee_currency}
+            append_event(journal.conn, "fill_fee", fill_id, detail, at, group=journal.group)
+    return bool(changed)
 
 
 def order_fills(journal: Journal, order_id: int) -> list[tuple[str, Decimal, Decimal]]:

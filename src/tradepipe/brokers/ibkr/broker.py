@@ -100,6 +100,7 @@ CAPABILITIES = Capabilities(
     # contracts it maps `ES1!` to (SPEC §15).
     options=True,
     continuous_futures=True,
+    fees_follow_fills=True,  # an execution's commission report comes after it
 )
 
 
@@ -136,6 +137,7 @@ class IbkrBroker:
         self._moved: dict[str, OrderState] = {}  # a moved order's old id → its end
         self._ib.orderStatusEvent += self._on_order_event
         self._ib.execDetailsEvent += self._on_fill_event
+        self._ib.commissionReportEvent += self._on_commission
         self._ib.errorEvent += self._on_error
 
     @classmethod
@@ -213,6 +215,12 @@ class IbkrBroker:
             self._report(lookup.state_of(self, trade.order.orderRef, [trade]))
 
     def _on_fill_event(self, trade: ib_async.Trade, fill: ib_async.Fill) -> None:
+        self._on_order_event(trade)
+
+    def _on_commission(
+        self, trade: ib_async.Trade, fill: ib_async.Fill, report: ib_async.CommissionReport
+    ) -> None:
+        """An execution's commission, which IB sends after the execution: the fill's fee."""
         self._on_order_event(trade)
 
     def _report(self, state: OrderState) -> None:
