@@ -857,3 +857,19 @@ def test_a_failing_account_call_does_not_fail_the_delivery(tmp_path, caplog):
 
     run(write_config(tmp_path), test, _FailingAccountHarness)
     assert "equity snapshot of paper (fill) failed: account endpoint down" in caplog.text
+
+
+def test_a_continuous_future_and_its_dated_contract_share_one_lane(tmp_path):
+    """`ES1!` becomes `ESZ2026` at a broker that maps it: an alert naming either must queue
+    behind the other, or two deliveries could plan against one position at once."""
+
+    async def test(h: Harness):
+        await h.send(
+            {"ticker": "ESZ2026", "action": "buy", "quantity": 1, "signalPrice": 5000},
+            {"ticker": "ES1!", "action": "buy", "quantity": 1, "signalPrice": 5000},
+            {"ticker": "AAPL 261218C00200000", "action": "buy", "quantity": 1, "signalPrice": 2},
+            {"ticker": "AAPL", "action": "buy", "quantity": 1, "signalPrice": 100},
+        )
+        assert sorted(h.engine.lanes.tickers("paper")) == ["AAPL 261218C00200000", "ESZ2026"]
+
+    run(write_config(tmp_path), test)

@@ -15,6 +15,7 @@ from tradepipe.core.instruments import (
     FuturesTicker,
     contract_spec,
     is_us_option,
+    lane_key,
     overridden,
     parse_future,
 )
@@ -141,3 +142,29 @@ def test_a_config_table_completes_from_the_table_or_says_what_is_missing(root, g
 )
 def test_an_occ_symbol_is_a_us_option(ticker, option):
     assert is_us_option(ticker) is option
+
+
+@pytest.mark.parametrize(
+    ("ticker", "key"),
+    [
+        ("AAPL", "AAPL"),
+        ("AAPL 261218C00200000", "AAPL"),  # an option contract: with its underlying
+        ("AAPL261218P00195000", "AAPL"),
+        ("SPY 261218C00600000", "SPY"),
+        ("ES1!", "ES!"),  # a continuous future and its dated contracts: one lane
+        ("ES2!", "ES!"),
+        ("ESZ2026", "ES!"),
+        ("ESH27", "ES!"),
+        ("MNQH2027", "MNQ!"),
+        ("BTCUSDT", "BTCUSDT"),
+        ("BTC/USDT:USDT", "BTC/USDT:USDT"),
+        ("EURUSD", "EURUSD"),
+    ],
+)
+def test_lane_key_puts_every_name_of_one_underlying_in_one_lane(ticker, key):
+    assert lane_key(ticker) == key
+
+
+@given(st.from_regex(r"[A-Z]{1,5}", fullmatch=True))
+def test_a_plain_stock_ticker_is_its_own_lane(ticker):
+    assert lane_key(ticker) == ticker

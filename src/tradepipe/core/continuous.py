@@ -10,13 +10,12 @@ today are arguments; the answer carries the facts to journal, or why there is no
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tradepipe.core.instruments import MONTH_CODES
+from tradepipe.core.instruments import CONTINUOUS, MONTH_CODES
 from tradepipe.core.tickers import default_canonical_ticker
 
 ROLL_DAYS_BEFORE_EXPIRY = 2
@@ -35,12 +34,9 @@ class Continuous:
     nth: int  # 1: the front contract
 
 
-_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]{0,5}?)(?P<nth>[1-9])!$")
-
-
 def parse_continuous(ticker: str) -> Continuous | None:
     """TradingView's continuous contract (`ES1!`, `CME_MINI:MNQ2!`), or None."""
-    match = _CONTINUOUS.match(default_canonical_ticker(ticker))
+    match = CONTINUOUS.match(default_canonical_ticker(ticker))
     return Continuous(match["root"], int(match["nth"])) if match else None
 
 

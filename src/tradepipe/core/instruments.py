@@ -61,7 +61,7 @@ ROOT = re.compile(r"[A-Z][A-Z0-9]{0,5}")
 _DATED = re.compile(r"^(?P<root>[A-Z][A-Z0-9]{0,5})(?P<month>[FGHJKMNQUVXZ])(?P<year>(?:20)?\d\d)$")
 # TradingView's continuous contract ("ES1!", "MNQ2!"): which month it is, is decided elsewhere
 # (SPEC §15), but what one contract is worth is already the root's.
-_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]{0,5}?)(?P<nth>[1-9])!$")
+CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]{0,5}?)(?P<nth>[1-9])!$")
 _OCC_OPTION = re.compile(r"^[A-Z]{1,6} ?[0-9]{6}[CP][0-9]{8}$")
 US_OPTION_MULTIPLIER = Decimal(100)
 
@@ -80,9 +80,23 @@ def parse_future(ticker: str) -> FuturesTicker | None:
     if match := _DATED.match(text):
         year, month = int(match["year"]), MONTH_CODES.index(match["month"]) + 1
         return FuturesTicker(match["root"], month, year if year >= 100 else 2000 + year)
-    if match := _CONTINUOUS.match(text):
+    if match := CONTINUOUS.match(text):
         return FuturesTicker(match["root"], None, None)
     return None
+
+
+def lane_key(ticker: str) -> str:
+    """What one lane of work serializes (a canonical ticker in): the underlying of every way to
+    name positions in it. An option contract goes with its underlying (`AAPL 261218C00200000`
+    and an `AAPL` alert with option fields trade the same contracts), a dated future with its
+    continuous ticker (`ES1!` is mapped to `ESZ2026`, which an alert may also name). Anything
+    else is its own key. Two names that only look alike share a lane: they wait for each
+    other, nothing worse."""
+    if _OCC_OPTION.match(ticker):
+        return ticker[: len(ticker) - 15].strip()
+    if (future := parse_future(ticker)) is not None:
+        return f"{future.root}!"
+    return ticker
 
 
 def is_us_option(ticker: str) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from tradepipe.core.instruments import lane_key
 from tradepipe.core.model import FINAL_DELIVERY, DeliveryStatus, OrderState
 from tradepipe.core.signal import Signal
 from tradepipe.engine.current import Current
@@ -90,7 +91,9 @@ class Lanes:
         self._deliver = deliver
         self._chore = chore
         self._inbox: asyncio.Queue[Work] = asyncio.Queue()
+        # (account, lane_key) → its lane, and the ticker that opened it
         self._lanes: dict[tuple[str, str], asyncio.Queue[LaneWork]] = {}
+        self._named: dict[tuple[str, str], str] = {}
         self.tasks: list[asyncio.Task[None]] = []
         # signal id → why it waits for the next start (never silently)
         self.stalled: dict[int, str] = {}
@@ -171,14 +174,17 @@ class Lanes:
 
     def tickers(self, account: str) -> list[str]:
         """The tickers the account has a lane for (work may be queued or running in them)."""
-        return [ticker for name, ticker in self._lanes if name == account]
+        return [ticker for (name, _), ticker in self._named.items() if name == account]
 
     def _lane(self, account: str, ticker: str) -> asyncio.Queue[LaneWork]:
         # One lane per instrument: a journal row or a stream event under another spelling of it
-        # (written before tickers were canonical) queues behind the same work.
-        key = (account, self.current.canonical(account, ticker))
+        # (written before tickers were canonical) queues behind the same work; option contracts
+        # queue with their underlying, dated futures with their continuous ticker (lane_key).
+        canonical = self.current.canonical(account, ticker)
+        key = (account, lane_key(canonical))
         lane = self._lanes.get(key)
         if lane is None:
+            self._named[key] = canonical  # the ticker that opened it, for `tickers`
             lane = self._lanes[key] = asyncio.Queue()
             self.tasks.append(asyncio.create_task(self._run_lane(lane), name=f"lane {key}"))
         return lane
