@@ -99,3 +99,28 @@ def test_cancel_then_flatten(tmp_path, fake):
         assert fake.position("AAPL") == 0
         assert not [o for o in fake.orders.values() if o.status in ("new", "held")]
         assert held(config) == 0
+
+
+def test_an_order_alpaca_refuses_after_taking_it_is_told_as_a_failure(tmp_path, fake):
+    from tests.notify_receiver import Receiver, notify_table
+
+    with Receiver() as receiver:
+        config = fake.config(tmp_path)
+        config.write_text(config.read_text() + notify_table(receiver, events=["failure"]))
+        with Daemon(config, free_port(), env=fake.env):
+            entry = signal("buy", 3, orderType="limit", limitPrice=90)
+            assert deliver(config, env=fake.env, payload=entry)["status"] == "submitted"
+            (order,) = tradepipe_json(config, "orders")
+            assert order["status"] == "accepted"  # resting at 90
+            assert receiver.messages == []  # a delivery submitted: nothing to tell
+            fake.refuse_working(order["client_order_id"])
+            (message,) = receiver.wait(1)
+            wait_for(
+                lambda: tradepipe_json(config, "orders")[0]["status"] == "rejected",
+                what="the refusal journaled",
+            )
+    assert message["title"] == f"tradepipe: failure: order {order['client_order_id']}"
+    assert message["message"].startswith(
+        f"alpaca: the broker refused entry order {order['client_order_id']} (buy 3 AAPL) after"
+        " taking it: "
+    )

@@ -196,6 +196,15 @@ class FakeAlpaca(OwnLoop):
         """The market moves: resting orders that the new price crosses fill."""
         self._call(self._move, symbol, Decimal(str(price)))
 
+    def refuse_working(self, client_order_id: str) -> None:
+        """Alpaca refuses an order it had accepted (as an exchange may, hours later)."""
+
+        def refuse() -> None:
+            (order,) = [o for o in self.orders.values() if o.client_order_id == client_order_id]
+            self._finish(order, "rejected")
+
+        self._call(refuse)
+
     def set_quote(self, symbol: str, bid: float | str, ask: float | str) -> None:
         self._call(self.quotes.__setitem__, symbol, (Decimal(str(bid)), Decimal(str(ask))))
 

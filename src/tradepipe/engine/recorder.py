@@ -21,6 +21,9 @@ from tradepipe.journal import Journal
 
 log = logging.getLogger(__name__)
 
+# An order the broker had taken: refused now, it is told as a failure (not as its delivery's).
+_TAKEN = frozenset({OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
+
 
 class Recorder:
     """Journals broker answers. `settle_due(account, ticker)` is told when an order of a broker
@@ -130,6 +133,14 @@ class Recorder:
                     fee_currency=fill.fee_currency,
                 )
             ]
+            if state.status is OrderStatus.REJECTED and journaled["status"] in _TAKEN:
+                # Refused after the broker took it (a submit refused at once is its delivery's
+                # failure, told there): a working order, a bracket's leg, a held child.
+                self.notify(
+                    NotifyKind.FAILURE,
+                    f"order {state.client_order_id}",
+                    refusal_text(journaled, state),
+                )
             if booked:
                 self.notify(
                     NotifyKind.FILL,
@@ -255,6 +266,15 @@ class Recorder:
         self.journal.update_order(
             order["client_order_id"], status=status, broker_message=message, updated_at=self.clock()
         )
+
+
+def refusal_text(order: dict[str, Any], state: OrderState) -> str:
+    """A failure notice for an order the broker refused after it had taken it."""
+    return (
+        f"{order['account']}: the broker refused {order['role']} order"
+        f" {order['client_order_id']} ({order['side']} {_plain(Decimal(order['quantity']))}"
+        f" {order['ticker']}) after taking it: {state.message or 'it gave no reason'}"
+    )
 
 
 def fill_text(order: dict[str, Any], booked: list[FillBooked], filled: Decimal) -> str:
