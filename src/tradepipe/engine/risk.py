@@ -15,27 +15,19 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradepipe.core.decision import reference_price
 from tradepipe.core.instruments import unit_multiplier
 from tradepipe.core.limits import (
     AccountFigures,
-    Deny,
-    Figures,
     Limits,
-    OrderCheck,
-    Reduce,
     SubscriptionFigures,
-    check_order,
-    without_equity,
 )
 from tradepipe.core.model import OrderRole
 from tradepipe.core.plan import Plan, Reject
-from tradepipe.core.risk import resize_entry, without_entries
 from tradepipe.core.tally import (
     MINUTE,
     Book,
@@ -52,6 +44,7 @@ from tradepipe.core.trading_states import (
     next_day_start,
 )
 from tradepipe.engine.current import Current
+from tradepipe.engine.risk_check import vet
 from tradepipe.engine.trading_states import TradingStates
 from tradepipe.engine.trips import Trips
 from tradepipe.journal import Journal
@@ -264,113 +257,12 @@ class RiskLimits:
         self.prices[key] = fill.price
         return closed
 
-    # -- the pre-trade check -------------------------------------------------------------------
+    # -- the pre-trade check (engine/risk_check.py) -----------------------------------------
 
     async def vet(self, plan: Plan, context: Context) -> Plan | Reject:
         """The plan with each entry allowed, reduced (with its bracket legs) or dropped by the
         limits; a Reject naming the limit when nothing is left. Exits always pass."""
-        entries = [o for o in plan.orders if o.role is OrderRole.ENTRY]
-        if not entries:
-            return plan
-        market = context.market
-        key = (context.account, context.intent.ticker)
-        self.multipliers[key] = market.multiplier
-        price = reference_price(context.intent, market) or context.intent.signal_price
-        if price is not None:
-            self.prices[key] = price
-        limits = self.limits_for(context.subscription)
-        notes = []
-        account_figures = await self._account_figures(context, plan, limits)
-        if account_figures is None:
-            # Without the equity a share of it means nothing, nor does a loss from it: those
-            # limits are left out (and said so); the amounts, counts and the rate still hold.
-            limits, left_out = without_equity(limits)
-            if left_out:
-                notes.append(f"{', '.join(left_out)} not checked: the equity is unknown")
-            account_figures = AccountFigures(
-                equity=Decimal(0),
-                day_start_equity=Decimal(0),
-                high_water_mark=Decimal(0),
-                positions=self.position_values(context.account),
-                orders_last_minute=last_minute(
-                    self.account_tally(context.account, self.clock()).sent, self.clock()
-                ),
-            )
-        figures = Figures(account_figures, self.subscription_figures(context.subscription))
-        now = market.now or self.clock()
-        for entry in entries:
-            check = OrderCheck(
-                ticker=context.intent.ticker,
-                side=entry.side,
-                quantity=entry.quantity,
-                price=price if price is not None else Decimal(0),
-                is_entry=True,
-                multiplier=market.multiplier,
-                lot_size=market.lot_size,
-            )
-            decision = check_order(check, figures, limits, now)
-            if isinstance(decision, Deny):  # a reversal keeps its exit
-                left = without_entries(plan, decision.reason)
-                return left if isinstance(left, Plan) else Reject(decision.reason)
-            if isinstance(decision, Reduce):
-                plan = resize_entry(plan, entry.leg, decision.quantity)
-                notes.append(decision.reason)
-        valued = limits.account.max_order_value or limits.account.max_gross_exposure
-        if price is None and valued is not None:
-            notes.append("the order's value was not checked: no price to value it at")
-        if notes:
-            plan = replace(plan, summary=f"{plan.summary}; {'; '.join(notes)}")
-        return plan
-
-    async def _account_figures(
-        self, context: Context, plan: Plan, limits: Limits
-    ) -> AccountFigures | None:
-        """The account's figures now; None when its equity is unknown (no snapshot yet and
-        the broker would not say)."""
-        account = context.account
-        now = self.clock()
-        tally = self.account_tally(account, now)
-        if tally.equity is None:  # no snapshot yet: ask the broker once
-            try:
-                summary = await self.current.brokers[account].account()
-            except Exception as e:  # the limits that need no equity still hold
-                log.warning("risk limits of %s: the equity is unknown: %s", account, e)
-                return None
-            tally.equity, tally.equity_at = summary.equity, now
-            tally.high_water_mark = max(tally.high_water_mark or summary.equity, summary.equity)
-            if tally.day_start_equity is None:
-                tally.day_start_equity = summary.equity
-        equity = tally.equity
-        assert equity is not None and tally.day_start_equity is not None
-        positions: dict[str, Decimal] = {}
-        if limits.account.max_gross_exposure or limits.account.max_open_positions:
-            positions = self.position_values(account)
-            positions.update(self._after_exits(context, plan))
-        return AccountFigures(
-            equity=equity,
-            day_start_equity=tally.day_start_equity,
-            high_water_mark=max(tally.high_water_mark or equity, equity),
-            positions=positions,
-            orders_last_minute=last_minute(tally.sent, now),
-        )
-
-    def _after_exits(self, context: Context, plan: Plan) -> dict[str, Decimal]:
-        """The value of this ticker, and of each one the plan exits, once its exits filled (a
-        reversal's exit fills before its entry). Each exit moves its own ticker: an option
-        plan closes the put before it buys the call."""
-        account, own = context.account, context.intent.ticker
-        held = {own: context.market.position}
-        for order in plan.orders:
-            if order.role is OrderRole.EXIT:
-                ticker = order.ticker or own
-                before = held.get(ticker, context.positions.get(ticker, Decimal(0)))
-                held[ticker] = before + order.quantity * order.side.sign
-        return {
-            ticker: quantity
-            * self.prices.get((account, ticker), Decimal(0))
-            * self.multiplier(account, ticker)
-            for ticker, quantity in held.items()
-        }
+        return await vet(self, plan, context)
 
     def subscription_figures(self, subscription: str) -> SubscriptionFigures:
         tally = self.subscription_tally(subscription)
