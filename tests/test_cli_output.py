@@ -124,7 +124,7 @@ def test_flatten_reports_every_position_whatever_its_ticker_holds(tmp_path):
 
 def test_a_stream_reason_from_the_broker_is_shown_as_text():
     # the reason and the polling error are exception text from a websocket or a broker
-    from tradepipe.cli.render import stream_line
+    from tradepipe.cli.render_health import stream_line
 
     stream = {
         "up": False,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tradepipe.cli import app, load, print_json
-from tradepipe.cli.render import markup, out, state_line
+from tradepipe.cli.render import markup, out
+from tradepipe.cli.render_health import state_line
 
 if TYPE_CHECKING:
     from tradepipe.config import Config

@@ -29,12 +29,12 @@ from tradepipe.cli.render import (
     out,
     print_json,
     render_signal_detail,
-    render_status,
     say_if_cut_short,
     status_cell,
     styled,
     when,
 )
+from tradepipe.cli.render_health import render_status
 from tradepipe.core.model import DeliveryStatus, SignalStatus
 
 FollowOption = Annotated[

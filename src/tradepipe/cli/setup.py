@@ -28,9 +28,8 @@ from tradepipe.cli.render import (
     out,
     print_csv,
     print_json,
-    render_config_check,
-    render_strategies,
 )
+from tradepipe.cli.render_health import render_config_check, render_strategies
 
 
 @app.command(
