@@ -255,3 +255,54 @@ def test_a_root_ib_does_not_list_is_refused(fake):
             await broker.futures_contracts("NQ")
 
     run(fake, test)
+
+
+# -- through tradepipe serve ---------------------------------------------------------------------
+
+
+def test_a_call_entry_and_its_exit_through_serve_trade_the_contract_at_ib(fake, tmp_path):
+    """An alert on the stock with option fields, as TradersPost takes it: the daemon picks the
+    contract from IB's chain, buys it, and the exit sells the contract it holds."""
+    from datetime import timedelta
+
+    from tests.helpers import Daemon, deliver, free_port, tradepipe_json, write_config
+    from tests.test_ibkr_e2e import IB_ACCOUNT
+
+    expiry = date.today() + timedelta(days=30)  # the daemon's clock is the real one
+    fake.set_price("AAPL", 200)
+    fake.list_options("AAPL", [expiry.strftime("%Y%m%d")], ["195", "200", "205"])
+    occ = f"AAPL {expiry:%y%m%d}C00200000"
+    fake.set_price(f"AAPL  {expiry:%y%m%d}C00200000", "4.10")  # IB's local symbol: padded
+    config = write_config(
+        tmp_path, IB_ACCOUNT.format(port=fake.port), subscription="enabled = false\n"
+    )
+    entry = {
+        "ticker": "AAPL",
+        "action": "buy",
+        "quantity": 2,
+        "signalPrice": 200,
+        "optionType": "call",
+        "expiration": expiry.isoformat(),
+        "strikePrice": 200,
+    }
+    with Daemon(config, free_port()):
+        bought = deliver(config, entry)
+        assert bought["status"] == "submitted", bought
+        assert [(p["ticker"], p["quantity"]) for p in tradepipe_json(config, "positions")] == [
+            (occ, 2)
+        ]
+        # The alert template carries the option fields on every alert, the exit's too.
+        exit_ = {k: v for k, v in entry.items() if k != "quantity"} | {"action": "exit"}
+        closed = deliver(config, exit_)
+        assert closed["status"] == "submitted", closed
+        assert tradepipe_json(config, "positions") == []
+        orders = tradepipe_json(config, "orders")
+    placed = fake.logged("placeOrder")
+    assert [(p["symbol"], p["secType"], p["action"], D(p["totalQuantity"])) for p in placed] == [
+        ("AAPL", "OPT", "BUY", 2),
+        ("AAPL", "OPT", "SELL", 2),
+    ]
+    assert [(o["ticker"], o["side"], o["status"]) for o in orders] == [
+        (occ, "sell", "filled"),
+        (occ, "buy", "filled"),
+    ]
