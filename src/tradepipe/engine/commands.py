@@ -222,7 +222,7 @@ class Commands:
 
     async def _flatten_one(self, account: str, ticker: str, action: int) -> dict[str, Any]:
         broker = self.current.brokers[account]
-        canceled, left = await self.delivery.cancel_ticker(
+        canceled, left = await self.delivery.sending.cancel_ticker(
             account, ticker, "canceled by flatten", leave_ours=True
         )
         result: dict[str, Any] = {"account": account, "ticker": ticker, "canceled": canceled}
