@@ -210,3 +210,22 @@ def test_daily_text_without_trades_and_with_a_state_in_force():
         "equity: 99,000.50 (-999.50 since 100,000.00)",
         "in force: account ib is reduce_only: max_daily_loss",
     ]
+
+
+def test_a_resume_that_fails_to_journal_leaves_the_halt_in_force_in_memory_too(tmp_path):
+    states, journal = states_with_outbox(tmp_path)
+    scope = Scope.account("paper")
+    states.halt(scope, TradingState.HALTED, "operator: broker maintenance")
+    told = states.notify
+
+    def fails(kind: NotifyKind, subject: str, text: str) -> int:
+        told(kind, subject, text)
+        raise RuntimeError("disk full")
+
+    states.notify = fails
+    with pytest.raises(RuntimeError):
+        states.resume(scope)
+    # The journal still holds the halt: so must the gate the delivery path reads.
+    assert [r.state.scope for r in journal.trading_states()] == [scope]
+    assert states.effective("paper", "trend", "trend-paper").state is TradingState.HALTED
+    journal.close()

@@ -63,13 +63,14 @@ class TradingStates:
 
     def resume(self, scope: Scope, reason: str = "tradepipe resume") -> bool:
         """The scope goes back to active; False when it was active already."""
-        self.rows.pop(scope, None)
         with self.journal.transaction():
             ended = self.journal.end_trading_state(
                 scope, source=OPERATOR, at=self.clock(), reason=reason
             )
             if ended:
                 self.notify(NotifyKind.RISK, str(scope), f"{scope} is active again: {reason}")
+        # Only once journaled: a resume that failed leaves the state in force, here as there.
+        self.rows.pop(scope, None)
         if ended:
             log.warning("%s resumed: %s", scope, reason)
         return ended
