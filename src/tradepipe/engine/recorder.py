@@ -12,7 +12,14 @@ from typing import Any
 from tradepipe.brokers.base import Broker
 from tradepipe.core import brackets
 from tradepipe.core.fills import fills_to_journal
-from tradepipe.core.model import OrderRequest, OrderRole, OrderState, OrderStatus, Side
+from tradepipe.core.model import (
+    WORKING_ORDER,
+    OrderRequest,
+    OrderRole,
+    OrderState,
+    OrderStatus,
+    Side,
+)
 from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.tally import FillBooked
 from tradepipe.engine.current import Current
@@ -20,9 +27,6 @@ from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import Journal
 
 log = logging.getLogger(__name__)
-
-# An order the broker had taken: refused now, it is told as a failure (not as its delivery's).
-_TAKEN = frozenset({OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 
 
 class Recorder:
@@ -133,7 +137,7 @@ class Recorder:
                     fee_currency=fill.fee_currency,
                 )
             ]
-            if state.status is OrderStatus.REJECTED and journaled["status"] in _TAKEN:
+            if state.status is OrderStatus.REJECTED and journaled["status"] in WORKING_ORDER:
                 # Refused after the broker took it (a submit refused at once is its delivery's
                 # failure, told there): a working order, a bracket's leg, a held child.
                 self.notify(

@@ -265,9 +265,7 @@ def record_fill(
     with journal.transaction():
         try:
             insert(conn, "fills", row)
-        except sqlite3.IntegrityError:  # journaled before: its fee may have come since
-            if fee is not None:
-                set_fill_fee(journal, fill_id, fee, fee_currency, filled_at)
+        except sqlite3.IntegrityError:
             return False
         detail = {"order_id": order_id, "account": account, "ticker": ticker, "side": side}
         detail |= {"quantity": quantity, "price": price}
