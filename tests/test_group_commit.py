@@ -17,6 +17,7 @@ from tests.helpers import on_disk, write_config
 from tests.test_engine import Harness, run
 from tests.test_server import post, scenario
 from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.audit import verify_chain
 from tradepipe.core.model import OrderRequest, OrderState
 from tradepipe.daemon.serve import Actions
 from tradepipe.errors import JournalError
@@ -102,6 +103,33 @@ def test_a_failed_unit_is_rolled_back_alone(tmp_path):
         journal.record_operator_action("note", "kept after", NOW)
         await journal.durable()
         assert operator_events(journal.path) == ["kept before", "kept after"]
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_first_unit_of_a_transaction_commits_nothing_and_the_next_units_hold(tmp_path):
+    """A unit's savepoint opens the transaction when none is open, and units that end well are
+    not released until the commit: rolling back the first one must neither commit on its own
+    nor lose the units after it."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        before = group.commits
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.record_operator_action("note", "lost first", NOW)
+            raise RuntimeError("boom")
+        assert group.commits == before and operator_events(journal.path) == []
+        journal.record_operator_action("note", "kept", NOW)
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.record_operator_action("note", "lost later", NOW)
+            raise RuntimeError("boom")
+        journal.record_operator_action("note", "kept too", NOW)
+        await journal.durable()
+        assert operator_events(journal.path) == ["kept", "kept too"]
+        assert group.commits - before == 1
+        assert verify_chain(journal.events()).ok
         journal.close()
 
     asyncio.run(main())

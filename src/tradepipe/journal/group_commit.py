@@ -83,11 +83,10 @@ class GroupCommit:
                 self._check()
             self._depth += 1
             return
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
         self._schedule(urgent=False)
         # One name: units do not nest (an inner one is part of its outer one), and a constant
-        # text keeps the three statements in sqlite3's prepared-statement cache.
+        # text keeps the two statements in sqlite3's prepared-statement cache. Outside a
+        # transaction, SAVEPOINT opens one (deferred, as BEGIN does): no BEGIN of its own.
         self.conn.execute("SAVEPOINT unit")
         self._depth, self._owner = 1, asyncio.current_task(self.loop)
 
@@ -95,12 +94,13 @@ class GroupCommit:
         if self._depth > 1:
             self._depth -= 1
             return
+        # A unit that ends well is not released: its savepoint stays on the stack until the
+        # commit (COMMIT releases them all), one statement fewer per unit. What a later unit
+        # rolls back to is its own savepoint, the newest named `unit`.
         try:
             if kind is not None:
                 self.events_head = None
                 self._roll_back_unit()
-            else:
-                self.conn.execute("RELEASE unit")
         finally:
             self._depth, self._owner = 0, None
 
@@ -109,8 +109,9 @@ class GroupCommit:
             self._fail("SQLite rolled back the open transaction after an error")
             return
         try:
+            # Back to this unit's savepoint, which stays (empty) on the stack: releasing it
+            # would commit when it is the one that opened the transaction.
             self.conn.execute("ROLLBACK TO unit")
-            self.conn.execute("RELEASE unit")
         except sqlite3.Error as e:  # the unit's half must never reach the next commit
             self._fail(f"a failed unit could not be rolled back: {e}")
             self._roll_back_everything()
