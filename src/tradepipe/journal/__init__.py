@@ -16,7 +16,8 @@ import asyncio
 import os
 import secrets
 import sqlite3
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class Journal:
         # Counts this process's writes of `orders` rows (insert_order, update_order): a row a
         # caller holds is still the journal's while the count has not moved.
         self.orders_written = 0
+        # The paper books this process keeps in memory as written (paper_books.py).
+        self.paper_memo: dict[str, Any] = {}
+        self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Journal:
@@ -103,7 +107,14 @@ class Journal:
         """Commit what is pending and go back to one commit per transaction."""
         if self.group is not None:
             self.group.flush()
+            self._rollbacks += self.group.rollbacks
             self.group = None
+
+    @property
+    def rollbacks(self) -> int:
+        """How many times writes of this connection were undone so far (a failed transaction or
+        unit): what is kept in memory as written is read again after one."""
+        return self._rollbacks + (self.group.rollbacks if self.group is not None else 0)
 
     async def durable(self) -> None:
         """Return once every write made so far is on disk (at once without group commit)."""
@@ -137,7 +148,16 @@ class Journal:
         """An atomic group of writes; committed at its end, or with the loop's group commit."""
         if self.group is not None:
             return self.group.unit()
-        return self.db.atomic()
+        return self._atomic()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self.db.atomic():
+            try:
+                yield
+            except BaseException:
+                self._rollbacks += 1
+                raise
 
     # Each table's reads and writes: functions of the journal in their own module, named here as
     # methods (a function stored on the class binds like a method; no wrapper, no extra call).
@@ -234,3 +254,4 @@ class Journal:
     paper_insert_order = _paper_books.paper_insert_order
     paper_update_order = _paper_books.paper_update_order
     paper_apply_fill = _paper_books.paper_apply_fill
+    forget_paper_books = _paper_books.forget_paper_books

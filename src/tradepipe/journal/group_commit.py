@@ -59,6 +59,9 @@ class GroupCommit:
         # write lock, so no other connection appends meanwhile. Forgotten at every commit and
         # rollback (tradepipe.journal.events reads it again).
         self.events_head: tuple[int, str] | None = None
+        # How many times writes of this connection were undone (a unit rolled back, or the
+        # whole open transaction): what is kept in memory as written is read again after one.
+        self.rollbacks = 0
 
     def on_failure(self, callback: Callable[[JournalError], None]) -> None:
         self._on_failure.append(callback)
@@ -105,6 +108,7 @@ class GroupCommit:
             self._depth, self._owner = 0, None
 
     def _roll_back_unit(self) -> None:
+        self.rollbacks += 1
         if not self.conn.in_transaction:  # SQLite rolled back the whole transaction
             self._fail("SQLite rolled back the open transaction after an error")
             return
@@ -194,6 +198,7 @@ class GroupCommit:
 
     def _roll_back_everything(self) -> None:
         self.events_head = None
+        self.rollbacks += 1
         try:
             self.conn.rollback()
         except sqlite3.Error:

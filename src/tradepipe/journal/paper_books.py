@@ -1,5 +1,18 @@
 """The paper broker's own books: what a broker would hold on its side of the wire (cash,
-positions, marks, orders and executions), kept apart from the journal's view of the same trades."""
+positions, marks, orders and executions), kept apart from the journal's view of the same trades.
+
+An account's cash, positions and marks are read once and then kept in memory as the truth
+(issue 15): every write of them goes through this module, which writes the row and the memory
+together, so they are never read back. Only the process holding the journal's lock writes the
+paper books (the CLI goes through the running daemon, or runs alone under the lock), and all
+its paper brokers share one memory per journal. The memory is read again from the file:
+
+- after any rollback on the journal's connection (`Journal.rollbacks` moved), which may have
+  undone a write the memory holds;
+- when the paper broker connects, and when it lists all its positions (`forget_paper_books`):
+  that is what reconciliation starts from, so a change made to the file by hand (a test's
+  "trade at the broker") is seen there, as a remote broker's would be.
+"""
 
 from __future__ import annotations
 
@@ -14,44 +27,91 @@ if TYPE_CHECKING:
     from tradepipe.journal import Journal
 
 
+class _Books:
+    """One paper account's cash, positions (ticker → quantity as stored, quantity, average) and
+    marks, as this process last read or wrote them; None: not read yet."""
+
+    __slots__ = ("cash", "epoch", "marks", "positions")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.cash: Decimal | None = None
+        self.positions: dict[str, tuple[str, Decimal, Decimal | None]] | None = None
+        self.marks: dict[str, Decimal] | None = None
+
+
+def _books(journal: Journal, account: str) -> _Books:
+    books = journal.paper_memo.get(account)
+    if books is None or books.epoch != journal.rollbacks:
+        books = journal.paper_memo[account] = _Books(journal.rollbacks)
+    return books
+
+
+def _as_read(value: Decimal) -> Decimal:
+    """The value as a read of the row would give it back (its stored spelling)."""
+    text = to_text(value)
+    assert text is not None
+    return Decimal(text)
+
+
+def forget_paper_books(journal: Journal, account: str) -> None:
+    """Read the account's cash, positions and marks from the file again at their next use."""
+    journal.paper_memo.pop(account, None)
+
+
 def paper_cash(journal: Journal, account: str, initial: Decimal) -> Decimal:
+    books = _books(journal, account)
+    if books.cash is not None:
+        return books.cash
     row = journal.conn.execute(
         "SELECT cash FROM paper_accounts WHERE account = ?", (account,)
     ).fetchone()
     if row is not None:
-        return Decimal(row[0])
+        books.cash = Decimal(row[0])
+        return books.cash
     with journal.transaction():
         journal.conn.execute(
             "INSERT INTO paper_accounts (account, cash) VALUES (?, ?)",
             (account, to_text(initial)),
         )
+    _books(journal, account).cash = _as_read(initial)
     return initial
 
 
+def _positions(journal: Journal, account: str) -> dict[str, tuple[str, Decimal, Decimal | None]]:
+    books = _books(journal, account)
+    if books.positions is None:
+        rows = journal.conn.execute(
+            "SELECT ticker, quantity, average_price FROM paper_positions WHERE account = ?",
+            (account,),
+        ).fetchall()
+        books.positions = {
+            r[0]: (r[1], Decimal(r[1]), Decimal(r[2]) if r[2] is not None else None) for r in rows
+        }
+    return books.positions
+
+
 def paper_position(journal: Journal, account: str, ticker: str) -> tuple[Decimal, Decimal | None]:
-    row = journal.conn.execute(
-        "SELECT quantity, average_price FROM paper_positions WHERE account = ? AND ticker = ?",
-        (account, ticker),
-    ).fetchone()
-    if row is None:
+    held = _positions(journal, account).get(ticker)
+    if held is None:
         return Decimal(0), None
-    return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+    return held[1], held[2]
 
 
 def paper_positions(journal: Journal, account: str) -> list[tuple[str, Decimal, Decimal | None]]:
-    rows = journal.conn.execute(
-        "SELECT ticker, quantity, average_price FROM paper_positions"
-        " WHERE account = ? AND quantity != '0' ORDER BY ticker",
-        (account,),
-    ).fetchall()
-    return [(r[0], Decimal(r[1]), Decimal(r[2]) if r[2] is not None else None) for r in rows]
+    """The positions not flat, by ticker (as `quantity != '0' ORDER BY ticker` reads them)."""
+    held = _positions(journal, account)
+    return [(t, q, a) for t, (text, q, a) in sorted(held.items()) if text != "0"]
 
 
 def paper_mark(journal: Journal, account: str, ticker: str) -> Decimal | None:
-    row = journal.conn.execute(
-        "SELECT price FROM paper_marks WHERE account = ? AND ticker = ?", (account, ticker)
-    ).fetchone()
-    return Decimal(row[0]) if row else None
+    books = _books(journal, account)
+    if books.marks is None:
+        rows = journal.conn.execute(
+            "SELECT ticker, price FROM paper_marks WHERE account = ?", (account,)
+        ).fetchall()
+        books.marks = {r[0]: Decimal(r[1]) for r in rows}
+    return books.marks.get(ticker)
 
 
 def set_paper_mark(
@@ -64,6 +124,9 @@ def set_paper_mark(
             " marked_at = excluded.marked_at",
             (account, ticker, to_text(price), at.isoformat()),
         )
+        books = _books(journal, account)
+        if books.marks is not None:
+            books.marks[ticker] = _as_read(price)
 
 
 def paper_order(journal: Journal, account: str, client_order_id: str) -> dict[str, Any] | None:
@@ -170,16 +233,23 @@ def paper_apply_fill(
     signed = quantity if side == "buy" else -quantity
     old_qty, old_avg = paper_position(journal, account, ticker)
     new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+    quantity_text = to_text(new_qty)
+    assert quantity_text is not None
     conn.execute(
         "INSERT INTO paper_positions (account, ticker, quantity, average_price)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
         " quantity = excluded.quantity, average_price = excluded.average_price",
-        (account, ticker, to_text(new_qty), to_text(new_avg)),
+        (account, ticker, quantity_text, to_text(new_avg)),
     )
-    conn.execute(
-        "UPDATE paper_accounts SET cash = ? WHERE account = ?",
-        (to_text(cash - signed * price * multiplier), account),
-    )
+    new_cash = cash - signed * price * multiplier
+    moved = conn.execute(
+        "UPDATE paper_accounts SET cash = ? WHERE account = ?", (to_text(new_cash), account)
+    ).rowcount
+    books = _books(journal, account)
+    if books.positions is not None:
+        average = _as_read(new_avg) if new_avg is not None else None
+        books.positions[ticker] = (quantity_text, _as_read(new_qty), average)
+    books.cash = _as_read(new_cash) if moved else None
 
 
 def set_paper_chain(

@@ -142,6 +142,8 @@ class PaperBroker:
 
     async def connect(self) -> None:
         self.faults.link()
+        # The books kept in memory are read from the file again (journal/paper_books.py).
+        self._journal.forget_paper_books(self.name)
         self.ledger.cash()
 
     async def close(self) -> None:
@@ -340,7 +342,10 @@ class PaperBroker:
         return Position(self.canonical_ticker(ticker), quantity, average)
 
     async def positions(self) -> list[Position]:
+        """Every position, read from the file: reconciliation starts here, so what was changed
+        there by hand is seen (and kept in memory from then on)."""
         self.faults.link()
+        self._journal.forget_paper_books(self.name)
         return self.ledger.positions()
 
     def mark_problem(self, ticker: str, price: Decimal) -> str | None:

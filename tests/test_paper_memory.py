@@ -1,0 +1,109 @@
+"""The paper books kept in memory as written (journal/paper_books.py, issue 15): cash, positions
+and marks are read once and then never read back, so what memory holds must be what the file
+holds — after trades, after a rolled-back write, across two brokers on one journal — and a
+change made to the file by hand is seen where reconciliation starts (`positions()`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime
+from decimal import Decimal as D
+
+import pytest
+
+from tests.helpers import FixedClock
+from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.model import OrderRequest, Side
+from tradepipe.journal import Journal
+
+NOW = datetime.fromisoformat("2026-11-20T15:00:00+00:00")
+
+
+def order(cid: str, side: Side = Side.BUY, quantity: str = "5", ticker="AAPL") -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid, account="paper", ticker=ticker, side=side, quantity=D(quantity)
+    )
+
+
+def as_read_anew(path) -> tuple:
+    """What a new process reads from the file: cash, positions and marks."""
+    journal = Journal.open(path)
+    try:
+        broker = PaperBroker("paper", journal, cash=D(1), clock=FixedClock())
+        asyncio.run(broker.connect())
+        books = asyncio.run(books_of(broker))
+    finally:
+        journal.close()
+    return books
+
+
+async def books_of(broker: PaperBroker) -> tuple:
+    account = await broker.account()
+    held = [(p.ticker, p.quantity, p.average_price) for p in broker.ledger.positions()]
+    marks = {t: await broker.quote(t) for t in ("AAPL", "MSFT")}
+    return account.cash, account.equity, held, marks
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["group commit", "plain"])
+def test_memory_holds_what_the_file_holds_after_trades_and_a_rolled_back_fill(tmp_path, grouped):
+    async def main():
+        journal = Journal.open(tmp_path / "j.db")
+        if grouped:
+            journal.group_commits()
+        broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+        await broker.connect()
+        await broker.observe_price("AAPL", D("100.50"))
+        await broker.observe_price("MSFT", D(50))
+        await broker.submit(order("a"))
+        await broker.submit(order("m", ticker="MSFT", side=Side.SELL, quantity="3"))
+        await broker.observe_price("AAPL", D(101))
+        await broker.submit(order("b", side=Side.SELL, quantity="2"))
+        before = await books_of(broker)
+        # A fill booked inside a unit that then fails is undone in the file: memory follows.
+        with pytest.raises(RuntimeError), journal.transaction():
+            broker.matching.fill(order("lost"), D(101), NOW)
+            journal.set_paper_mark("paper", "AAPL", D(999), NOW)
+            raise RuntimeError("boom")
+        assert await books_of(broker) == before
+        await journal.durable()
+        journal.close()
+        return before
+
+    before = asyncio.run(main())
+    cash, equity, held, marks = before
+    assert held == [("AAPL", D(3), D("100.50")), ("MSFT", D(-3), D(50))]
+    assert cash == D(10000) - 5 * D("100.50") + 2 * D(101) + 3 * 50
+    assert equity == cash + 3 * 101 - 3 * 50
+    assert marks == {"AAPL": D(101), "MSFT": D(50)}
+    assert as_read_anew(tmp_path / "j.db") == before
+
+
+def test_two_paper_brokers_on_one_journal_see_each_others_fills(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    one = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    other = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    asyncio.run(one.connect())
+    asyncio.run(other.connect())
+    asyncio.run(one.observe_price("AAPL", D(100)))
+    assert asyncio.run(other.quote("AAPL")) == D(100)
+    asyncio.run(other.submit(order("x")))
+    assert asyncio.run(one.position("AAPL")).quantity == D(5)
+    assert asyncio.run(one.account()).cash == D(9500)
+    journal.close()
+
+
+def test_a_change_made_in_the_file_by_hand_is_seen_when_all_positions_are_listed(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    asyncio.run(broker.connect())
+    asyncio.run(broker.observe_price("AAPL", D(100)))
+    asyncio.run(broker.submit(order("x")))
+    by_hand = sqlite3.connect(tmp_path / "j.db")
+    by_hand.execute("UPDATE paper_positions SET quantity = '3' WHERE ticker = 'AAPL'")
+    by_hand.commit()
+    by_hand.close()
+    # Reconciliation lists every position first: the file is read again there.
+    assert [p.quantity for p in asyncio.run(broker.positions())] == [D(3)]
+    assert asyncio.run(broker.position("AAPL")).quantity == D(3)
+    journal.close()
