@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal as D
 
@@ -14,7 +15,7 @@ import pytest
 
 from tests.helpers import FixedClock
 from tradepipe.brokers.paper.broker import PaperBroker
-from tradepipe.core.model import OrderRequest, Side
+from tradepipe.core.model import OrderRequest, OrderStatus, OrderType, Side
 from tradepipe.journal import Journal
 
 NOW = datetime.fromisoformat("2026-11-20T15:00:00+00:00")
@@ -106,4 +107,45 @@ def test_a_change_made_in_the_file_by_hand_is_seen_when_all_positions_are_listed
     # Reconciliation lists every position first: the file is read again there.
     assert [p.quantity for p in asyncio.run(broker.positions())] == [D(3)]
     assert asyncio.run(broker.position("AAPL")).quantity == D(3)
+    journal.close()
+
+
+def test_a_new_orders_answer_is_what_reading_it_back_answers(tmp_path):
+    """submit_bracket and replace answer a new order from the rows they wrote (no read back):
+    the same states a later get_order reads, for a filled entry that releases its legs, a
+    rejected one whose legs are cancelled, a resting one, and a replacement."""
+    journal = Journal.open(tmp_path / "j.db")
+    journal_broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+    asyncio.run(journal_broker.connect())
+    asyncio.run(journal_broker.observe_price("AAPL", D(100)))
+
+    def legs(prefix: str, ticker: str = "AAPL") -> tuple[OrderRequest, ...]:
+        take = OrderRequest(
+            client_order_id=f"{prefix}-t", account="paper", ticker=ticker, side=Side.SELL,
+            quantity=D(5), order_type=OrderType.LIMIT, limit_price=D(110),
+        )  # fmt: skip
+        trail = OrderRequest(
+            client_order_id=f"{prefix}-s", account="paper", ticker=ticker, side=Side.SELL,
+            quantity=D(5), order_type=OrderType.TRAILING_STOP, trail_amount=D(2),
+        )  # fmt: skip
+        return take, trail
+
+    async def answers_and_reads(entry: OrderRequest, children) -> tuple[list, list]:
+        answered = await journal_broker.submit_bracket(entry, children)
+        ids = [entry.client_order_id, *(c.client_order_id for c in children)]
+        return answered, [await journal_broker.get_order(cid) for cid in ids]
+
+    filled, read = asyncio.run(answers_and_reads(order("f"), legs("f")))
+    assert filled == read and filled[0].status is OrderStatus.FILLED and filled[0].fills
+    # No mark for MSFT: the market entry is rejected and takes its held legs along.
+    rejected, read = asyncio.run(answers_and_reads(order("r", ticker="MSFT"), legs("r", "MSFT")))
+    assert rejected == read and rejected[0].status is OrderStatus.REJECTED
+    assert rejected[1].status is OrderStatus.CANCELED
+    resting = replace(order("w"), order_type=OrderType.LIMIT, limit_price=D(90))
+    rests, read = asyncio.run(answers_and_reads(resting, ()))
+    assert rests == read and rests[0].status is OrderStatus.ACCEPTED
+    moved = replace(resting, client_order_id="w2", limit_price=D(101))
+    answered = asyncio.run(journal_broker.replace("w", moved))
+    assert answered == asyncio.run(journal_broker.get_order("w2"))
+    assert answered.status is OrderStatus.FILLED
     journal.close()

@@ -65,6 +65,7 @@ class Journal:
         self.orders_written = 0
         # The paper books this process keeps in memory as written (paper_books.py).
         self.paper_memo: dict[str, Any] = {}
+        self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod
@@ -255,3 +256,4 @@ class Journal:
     paper_update_order = _paper_books.paper_update_order
     paper_apply_fill = _paper_books.paper_apply_fill
     forget_paper_books = _paper_books.forget_paper_books
+    watch_paper_rows = _paper_books.watch_paper_rows

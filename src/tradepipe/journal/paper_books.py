@@ -16,12 +16,14 @@ its paper brokers share one memory per journal. The memory is read again from th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.orders import apply_fill
-from tradepipe.journal.rows import insert, many, one, to_text, update
+from tradepipe.journal.rows import insert_returning, many, one, to_text, update_returning
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -52,6 +54,27 @@ def _as_read(value: Decimal) -> Decimal:
     text = to_text(value)
     assert text is not None
     return Decimal(text)
+
+
+class Written:
+    """The paper orders and fills written while it is watched (`watch_paper_rows`), each row as
+    the write gave it back: a broker answers a new order from these, not by reading it again."""
+
+    __slots__ = ("fills", "orders")
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fills: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+
+@contextmanager
+def watch_paper_rows(journal: Journal) -> Iterator[Written]:
+    """The paper order and fill rows written inside the block (never awaited in)."""
+    written = journal.paper_written = Written()
+    try:
+        yield written
+    finally:
+        journal.paper_written = None
 
 
 def forget_paper_books(journal: Journal, account: str) -> None:
@@ -185,18 +208,26 @@ def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str
 
 
 def paper_insert_order(journal: Journal, /, **row: Any) -> None:
-    insert(journal.conn, "paper_orders", row)
+    written = insert_returning(journal.conn, "paper_orders", row)
+    if journal.paper_written is not None:
+        journal.paper_written.orders[(written["account"], written["client_order_id"])] = written
 
 
 def paper_update_order(
     journal: Journal, /, account: str, client_order_id: str, **values: Any
-) -> None:
-    update(
+) -> dict[str, Any] | None:
+    """Change an order's row; answers the row as written (None: there is no such order)."""
+    rows = update_returning(
         journal.conn,
         "paper_orders",
         {"account": account, "client_order_id": client_order_id},
         values,
     )
+    if not rows:
+        return None
+    if journal.paper_written is not None:
+        journal.paper_written.orders[(account, client_order_id)] = rows[0]
+    return rows[0]
 
 
 def paper_apply_fill(
@@ -216,7 +247,7 @@ def paper_apply_fill(
     """Book one paper execution: the fill, the position and the cash move together. Cash
     moves by price × quantity × multiplier (a future's point value, SPEC §12)."""
     conn = journal.conn
-    insert(
+    fill = insert_returning(
         conn,
         "paper_fills",
         {
@@ -230,6 +261,8 @@ def paper_apply_fill(
             "filled_at": filled_at,
         },
     )
+    if journal.paper_written is not None:
+        journal.paper_written.fills.setdefault((account, client_order_id), []).append(fill)
     signed = quantity if side == "buy" else -quantity
     old_qty, old_avg = paper_position(journal, account, ticker)
     new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)

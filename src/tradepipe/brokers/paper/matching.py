@@ -120,7 +120,7 @@ class Matching:
             cash=self.ledger.cash(),
             multiplier=self.instruments.multiplier(request.ticker),
         )
-        self.journal.paper_update_order(
+        row = self.journal.paper_update_order(
             self.account,
             request.client_order_id,
             status=OrderStatus.FILLED,
@@ -129,7 +129,6 @@ class Matching:
             updated_at=now,
         )
         self.release_children(request.client_order_id, price, now)
-        row = self.journal.paper_order(self.account, request.client_order_id)
         if row is not None and row["parent"]:
             for sibling in self.journal.paper_children(self.account, row["parent"]):
                 if sibling["status"] in books.WORKING:
