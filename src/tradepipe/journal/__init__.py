@@ -101,6 +101,7 @@ class Journal:
         process.
         Without this (the CLI's own runs), every transaction commits at its end."""
         if self.group is None:
+            _events.chain_functions(self.conn)
             self.group = GroupCommit(self.conn, asyncio.get_running_loop())
         return self.group
 
