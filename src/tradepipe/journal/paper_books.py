@@ -60,11 +60,24 @@ class Written:
     """The paper orders and fills written while it is watched (`watch_paper_rows`), each row as
     the write gave it back: a broker answers a new order from these, not by reading it again."""
 
-    __slots__ = ("fills", "orders")
+    __slots__ = ("fills", "inserted", "orders")
 
     def __init__(self) -> None:
-        self.orders: dict[tuple[str, str], dict[str, Any]] = {}
+        self.orders: dict[tuple[str, str], dict[str, Any]] = {}  # in the order first written
         self.fills: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.inserted: set[tuple[str, str]] = set()
+
+    def children(self, account: str, parent: str) -> list[dict[str, Any]] | None:
+        """The rows of an order's children if the order was created while watched (None if
+        not): a child names a parent that exists, and ids are never created twice, so each
+        of its children was created after it, here too, in this order."""
+        if (account, parent) not in self.inserted:
+            return None
+        return [
+            row
+            for (owner, _), row in self.orders.items()
+            if owner == account and row["parent"] == parent
+        ]
 
 
 @contextmanager
@@ -210,7 +223,9 @@ def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str
 def paper_insert_order(journal: Journal, /, **row: Any) -> None:
     written = insert_returning(journal.conn, "paper_orders", row)
     if journal.paper_written is not None:
-        journal.paper_written.orders[(written["account"], written["client_order_id"])] = written
+        key = (written["account"], written["client_order_id"])
+        journal.paper_written.orders[key] = written
+        journal.paper_written.inserted.add(key)
 
 
 def paper_update_order(

@@ -139,9 +139,18 @@ class Matching:
                         now,
                     )
 
+    def children(self, client_order_id: str) -> list[dict]:
+        """The order's bracket legs, oldest first; from what this call wrote when it created
+        the order (journal/paper_books.py `Written.children`), else read."""
+        written = self.journal.paper_written
+        known = written.children(self.account, client_order_id) if written else None
+        if known is not None:
+            return known
+        return self.journal.paper_children(self.account, client_order_id)
+
     def release_children(self, client_order_id: str, price: Decimal, now: datetime) -> None:
         """The entry filled at `price`: its held bracket legs go live."""
-        for child in self.journal.paper_children(self.account, client_order_id):
+        for child in self.children(client_order_id):
             if child["status"] == "held":
                 self.journal.paper_update_order(
                     self.account,
@@ -183,7 +192,7 @@ class Matching:
         self.journal.paper_update_order(
             self.account, client_order_id, status=status, message=message, updated_at=now
         )
-        for child in self.journal.paper_children(self.account, client_order_id):
+        for child in self.children(client_order_id):
             if child["status"] == "held":  # an entry that will never fill takes its bracket along
                 self.journal.paper_update_order(
                     self.account,
