@@ -66,6 +66,8 @@ class Journal:
         # The paper books this process keeps in memory as written (paper_books.py).
         self.paper_memo: dict[str, Any] = {}
         self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
+        # The journaled positions as written, with the `rollbacks` they were read at (orders.py).
+        self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod

@@ -271,16 +271,23 @@ def record_fill(
         detail |= {"quantity": quantity, "price": price}
         append_event(conn, "fill", fill_id, detail, filled_at, group=journal.group)
         signed = quantity if side == "buy" else -quantity
-        current = position(journal, account, ticker)
+        held = _held(journal)
+        current = held.get((account, ticker))
         old_qty = current[0] if current else Decimal(0)
         old_avg = current[1] if current else None
         new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+        quantity_text, average_text = to_text(new_qty), to_text(new_avg)
         conn.execute(
             "INSERT INTO positions (account, ticker, quantity, average_price, updated_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
             " quantity = excluded.quantity, average_price = excluded.average_price,"
             " updated_at = excluded.updated_at",
-            (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
+            (account, ticker, quantity_text, average_text, filled_at.isoformat()),
+        )
+        # As a read of the row would give it back (its stored spelling).
+        held[(account, ticker)] = (
+            Decimal(str(quantity_text)),
+            Decimal(average_text) if average_text is not None else None,
         )
         return True
 
@@ -310,17 +317,31 @@ def fills(
     )
 
 
+def _held(journal: Journal) -> dict[tuple[str, str], tuple[Decimal, Decimal | None]]:
+    """Every journaled position, (account, ticker) → (quantity, average price), kept in memory
+    as written (issue 15): `record_fill` is the one writer of positions, and writes the row and
+    the memory together. Read again from the file after any rollback on the journal's
+    connection (`Journal.rollbacks`), and when all positions are listed (`positions`), where
+    reconciliation reads them."""
+    memo = journal.positions_memo
+    if memo is None or memo[0] != journal.rollbacks:
+        rows = journal.conn.execute(
+            "SELECT account, ticker, quantity, average_price FROM positions"
+        ).fetchall()
+        held = {
+            (r[0], r[1]): (Decimal(r[2]), Decimal(r[3]) if r[3] is not None else None)
+            for r in rows
+        }
+        memo = journal.positions_memo = (journal.rollbacks, held)
+    return memo[1]
+
+
 def position(journal: Journal, account: str, ticker: str) -> tuple[Decimal, Decimal | None] | None:
-    row = journal.conn.execute(
-        "SELECT quantity, average_price FROM positions WHERE account = ? AND ticker = ?",
-        (account, ticker),
-    ).fetchone()
-    if row is None:
-        return None
-    return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+    return _held(journal).get((account, ticker))
 
 
 def positions(journal: Journal, *, account: str | None = None) -> list[dict[str, Any]]:
+    journal.positions_memo = None  # read from the file here; memory again from it
     where, params = filters(account=account)
     extra = " AND" if where else " WHERE"
     return many(

@@ -1,7 +1,8 @@
-"""The paper books kept in memory as written (journal/paper_books.py, issue 15): cash, positions
-and marks are read once and then never read back, so what memory holds must be what the file
-holds — after trades, after a rolled-back write, across two brokers on one journal — and a
-change made to the file by hand is seen where reconciliation starts (`positions()`)."""
+"""What is kept in memory as written (issue 15): the paper books' cash, positions and marks
+(journal/paper_books.py), the journal's own positions (journal/orders.py), and a new paper
+order's answer. They are read once and then never read back, so what memory holds must be what
+the file holds — after trades, after a rolled-back write, across two brokers on one journal —
+and a change made to the file by hand is seen where reconciliation starts (`positions()`)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,44 @@ def test_a_new_orders_answer_is_what_reading_it_back_answers(tmp_path):
     assert answered == asyncio.run(journal_broker.get_order("w2"))
     assert answered.status is OrderStatus.FILLED
     journal.close()
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["group commit", "plain"])
+def test_the_journaled_positions_in_memory_follow_a_rolled_back_fill(tmp_path, grouped):
+    """The journal's own positions are kept in memory as `record_fill` writes them; a fill
+    undone by its unit's rollback is undone in memory too."""
+
+    async def main():
+        journal = Journal.open(tmp_path / "j.db")
+        if grouped:
+            journal.group_commits()
+        signal_id = journal.record_signal(
+            strategy="s", received_at=NOW, source="test", body="{}", payload="{}",
+            ticker="AAPL", action="buy", status="accepted", http_status=200,
+        )  # fmt: skip
+        order_id = journal.insert_order(
+            client_order_id="c1", signal_id=signal_id, account="paper", ticker="AAPL",
+            side="buy", quantity=D(5), order_type="market", time_in_force="day",
+            role="entry", status="submitted", created_at=NOW, updated_at=NOW,
+        )  # fmt: skip
+
+        def fill(n: int, quantity: str, price: str) -> bool:
+            return journal.record_fill(
+                fill_id=f"f{n}", order_id=order_id, account="paper", ticker="AAPL",
+                side="buy", quantity=D(quantity), price=D(price), filled_at=NOW,
+            )  # fmt: skip
+
+        assert fill(1, "2", "100.00") and journal.position("paper", "AAPL") == (D(2), D(100))
+        with pytest.raises(RuntimeError), journal.transaction():
+            fill(2, "3", "110")
+            assert journal.position("paper", "AAPL") == (D(5), D(106))
+            raise RuntimeError("boom")
+        assert journal.position("paper", "AAPL") == (D(2), D(100))
+        assert fill(3, "1", "103") and journal.position("paper", "AAPL") == (D(3), D(101))
+        await journal.durable()
+        journal.close()
+
+    asyncio.run(main())
+    again = Journal.open(tmp_path / "j.db")
+    assert again.position("paper", "AAPL") == (D(3), D(101))
+    again.close()
