@@ -8,6 +8,7 @@ sees it (it sees committed rows only).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -129,6 +130,30 @@ def test_a_failed_first_unit_of_a_transaction_commits_nothing_and_the_next_units
         await journal.durable()
         assert operator_events(journal.path) == ["kept", "kept too"]
         assert group.commits - before == 1
+        assert verify_chain(journal.events()).ok
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_a_single_statement_write_that_fails_inside_the_transaction_undoes_only_itself(tmp_path):
+    """execute_one takes no savepoint inside an open transaction: SQLite undoes the failed
+    statement alone, the units before it stay, and the group goes on."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        journal.record_operator_action("note", "kept before", NOW)
+        assert journal.conn.in_transaction
+        insert = "INSERT INTO meta (key, value) VALUES (?, ?)"
+        journal.execute_one(insert, ("one", "1"))
+        with pytest.raises(sqlite3.IntegrityError):
+            journal.execute_one(insert, ("one", "again"))
+        assert group.failure is None and journal.conn.in_transaction
+        journal.record_operator_action("note", "kept after", NOW)
+        await journal.durable()
+        assert operator_events(journal.path) == ["kept before", "kept after"]
+        assert on_disk(journal.path, "SELECT value FROM meta WHERE key = 'one'") == [("1",)]
         assert verify_chain(journal.events()).ok
         journal.close()
 

@@ -154,6 +154,15 @@ class Journal:
             return self.group.unit()
         return self._atomic()
 
+    def execute_one(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """One write statement, atomic by itself: with group commit, inside the open
+        transaction it takes no savepoint (GroupCommit.execute_one); else its own
+        transaction."""
+        if self.group is not None:
+            return self.group.execute_one(sql, params)
+        with self.transaction():
+            return self.conn.execute(sql, params)
+
     @contextmanager
     def _atomic(self) -> Iterator[None]:
         with self.db.atomic():

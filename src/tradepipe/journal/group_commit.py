@@ -107,6 +107,27 @@ class GroupCommit:
         finally:
             self._depth, self._owner = 0, None
 
+    def execute_one(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """One write statement as a unit of its own. Inside an open transaction it needs no
+        savepoint: SQLite undoes a failed statement by itself and leaves the transaction as it
+        was, which is all a unit's rollback would do; if the error took the whole transaction
+        instead (a full disk, an I/O error), the journal fails as after a failed unit. Inside a
+        unit it is part of that unit; with no transaction open, it is a unit (whose savepoint
+        opens the transaction, as BEGIN would)."""
+        self._check()
+        if self._depth or not self.conn.in_transaction:
+            with self:
+                return self.conn.execute(sql, params)
+        self._schedule(urgent=False)
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error:
+            if not self.conn.in_transaction:
+                self.events_head = None
+                self.rollbacks += 1
+                self._fail("SQLite rolled back the open transaction after an error")
+            raise
+
     def _roll_back_unit(self) -> None:
         self.rollbacks += 1
         if not self.conn.in_transaction:  # SQLite rolled back the whole transaction

@@ -329,8 +329,7 @@ def _held(journal: Journal) -> dict[tuple[str, str], tuple[Decimal, Decimal | No
             "SELECT account, ticker, quantity, average_price FROM positions"
         ).fetchall()
         held = {
-            (r[0], r[1]): (Decimal(r[2]), Decimal(r[3]) if r[3] is not None else None)
-            for r in rows
+            (r[0], r[1]): (Decimal(r[2]), Decimal(r[3]) if r[3] is not None else None) for r in rows
         }
         memo = journal.positions_memo = (journal.rollbacks, held)
     return memo[1]

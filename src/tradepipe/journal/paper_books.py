@@ -153,16 +153,15 @@ def paper_mark(journal: Journal, account: str, ticker: str) -> Decimal | None:
 def set_paper_mark(
     journal: Journal, account: str, ticker: str, price: Decimal, at: datetime
 ) -> None:
-    with journal.transaction():
-        journal.conn.execute(
-            "INSERT INTO paper_marks (account, ticker, price, marked_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (account, ticker) DO UPDATE SET price = excluded.price,"
-            " marked_at = excluded.marked_at",
-            (account, ticker, to_text(price), at.isoformat()),
-        )
-        books = _books(journal, account)
-        if books.marks is not None:
-            books.marks[ticker] = _as_read(price)
+    journal.execute_one(
+        "INSERT INTO paper_marks (account, ticker, price, marked_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (account, ticker) DO UPDATE SET price = excluded.price,"
+        " marked_at = excluded.marked_at",
+        (account, ticker, to_text(price), at.isoformat()),
+    )
+    books = _books(journal, account)
+    if books.marks is not None:
+        books.marks[ticker] = _as_read(price)
 
 
 def paper_order(journal: Journal, account: str, client_order_id: str) -> dict[str, Any] | None:

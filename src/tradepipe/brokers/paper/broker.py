@@ -281,13 +281,17 @@ class PaperBroker:
         price = self.on_tick(ticker, price)
         now = self._clock()
         spellings = self.ledger.spellings(ticker)
-        with self._journal.transaction():
-            before = self.ledger.ticker_orders(spellings)
-            self._journal.set_paper_mark(self.name, spellings[0], price, now)
-            # No working order of the ticker (the usual case): nothing to fill, nothing changed.
-            if before:
+        before = self.ledger.ticker_orders(spellings)  # no await from here to the writes
+        if before:
+            with self._journal.transaction():
+                self._journal.set_paper_mark(self.name, spellings[0], price, now)
                 self.matching.match(ticker, price, now)
-            after = self.ledger.ticker_orders(spellings) if before else {}
+                after = self.ledger.ticker_orders(spellings)
+        else:
+            # No working order of the ticker (the usual case): nothing to fill, nothing changed;
+            # the mark is one statement, atomic by itself.
+            self._journal.set_paper_mark(self.name, spellings[0], price, now)
+            after = {}
         if self.faults.lose_fills():
             return []  # the fills happened; the events about them are lost
         changed = [cid for cid, status in before.items() if after.get(cid) != status]
