@@ -191,3 +191,42 @@ def test_the_journaled_positions_in_memory_follow_a_rolled_back_fill(tmp_path, g
     again = Journal.open(tmp_path / "j.db")
     assert again.position("paper", "AAPL") == (D(3), D(101))
     again.close()
+
+
+def test_working_paper_orders_in_memory_are_what_the_file_holds(tmp_path):
+    """Working orders are kept as their writes give them back: resting, held bracket legs
+    released by a fill, one-cancels-other, a trailing stop's best mark, a rolled-back cancel."""
+
+    def limit(cid, side, price, **extra) -> OrderRequest:
+        return replace(order(cid, side), order_type=OrderType.LIMIT, limit_price=D(price), **extra)
+
+    async def main():
+        journal = Journal.open(tmp_path / "j.db")
+        journal.group_commits()
+        broker = PaperBroker("paper", journal, cash=D(10000), clock=FixedClock())
+        await broker.connect()
+        await broker.observe_price("AAPL", D(100))
+        trail = replace(order("e-s", Side.SELL), order_type=OrderType.TRAILING_STOP)
+        trail = replace(trail, trail_amount=D(3))
+        await broker.submit_bracket(limit("e", Side.BUY, 99), (limit("e-t", Side.SELL, 110), trail))
+        await broker.submit(limit("r", Side.BUY, 90))
+        await broker.observe_price("AAPL", D(98))  # the entry fills: its legs go live
+        await broker.observe_price("AAPL", D(104))  # the trailing stop follows to 101
+        with pytest.raises(RuntimeError), journal.transaction():
+            broker.matching.finish("r", OrderStatus.CANCELED, "lost", NOW)
+            raise RuntimeError("boom")
+        kept = {s.client_order_id: s for s in await broker.open_orders()}
+        assert set(kept) == {"e-t", "e-s", "r"}
+        assert "stop at 101" in (kept["e-s"].message or "")
+        await journal.durable()
+        journal.close()
+        return kept
+
+    kept = asyncio.run(main())
+    again = Journal.open(tmp_path / "j.db")
+    fresh = PaperBroker("paper", again, cash=D(1), clock=FixedClock())
+    assert {s.client_order_id: s for s in asyncio.run(fresh.open_orders())} == kept
+    moved = {s.client_order_id: s.status for s in asyncio.run(fresh.observe_price("AAPL", D(100)))}
+    assert moved == {"e-s": OrderStatus.FILLED, "e-t": OrderStatus.CANCELED}
+    assert {s.client_order_id for s in asyncio.run(fresh.open_orders())} == {"r"}
+    again.close()

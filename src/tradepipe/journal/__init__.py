@@ -260,6 +260,7 @@ class Journal:
     paper_chain = _paper_books.paper_chain
     set_paper_chain = _paper_books.set_paper_chain
     paper_order = _paper_books.paper_order
+    paper_working_order = _paper_books.paper_working_order
     paper_open_orders = _paper_books.paper_open_orders
     paper_fills = _paper_books.paper_fills
     paper_ticker_orders = _paper_books.paper_ticker_orders

@@ -1,11 +1,12 @@
 """The paper broker's own books: what a broker would hold on its side of the wire (cash,
 positions, marks, orders and executions), kept apart from the journal's view of the same trades.
 
-An account's cash, positions and marks are read once and then kept in memory as the truth
-(issue 15): every write of them goes through this module, which writes the row and the memory
-together, so they are never read back. Only the process holding the journal's lock writes the
-paper books (the CLI goes through the running daemon, or runs alone under the lock), and all
-its paper brokers share one memory per journal. The memory is read again from the file:
+An account's cash, positions, marks and working orders are read once and then kept in memory
+as the truth (issue 15): every write of them goes through this module, which writes the row and
+the memory together (an order's row as its write gives it back), so they are never read back.
+Only the process holding the journal's lock writes the paper books (the CLI goes through the
+running daemon, or runs alone under the lock), and all its paper brokers share one memory per
+journal. The memory is read again from the file:
 
 - after any rollback on the journal's connection (`Journal.rollbacks` moved), which may have
   undone a write the memory holds;
@@ -16,6 +17,7 @@ its paper brokers share one memory per journal. The memory is read again from th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,16 +32,23 @@ if TYPE_CHECKING:
 
 
 class _Books:
-    """One paper account's cash, positions (ticker → quantity as stored, quantity, average) and
-    marks, as this process last read or wrote them; None: not read yet."""
+    """One paper account's cash, positions (ticker → quantity as stored, quantity, average),
+    marks and working orders (client order id → ticker, row; oldest first), as this process
+    last read or wrote them; None: not read yet."""
 
-    __slots__ = ("cash", "epoch", "marks", "positions")
+    __slots__ = ("cash", "epoch", "marks", "positions", "working")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         self.cash: Decimal | None = None
         self.positions: dict[str, tuple[str, Decimal, Decimal | None]] | None = None
         self.marks: dict[str, Decimal] | None = None
+        self.working: dict[str, tuple[str, dict[str, Any]]] | None = None
+
+
+# A paper order that may still fill (brokers/paper/books.py WORKING), as the live index says it.
+_WORKING_SQL = "status IN ('accepted', 'partially_filled', 'held')"
+_WORKING = frozenset({"accepted", "partially_filled", "held"})
 
 
 def _books(journal: Journal, account: str) -> _Books:
@@ -164,6 +173,44 @@ def set_paper_mark(
         books.marks[ticker] = _as_read(price)
 
 
+def _working(journal: Journal, account: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The account's working orders (held bracket legs too), kept as written: every write of
+    an order gives its row back (RETURNING) and `_note` keeps it or lets it go."""
+    books = _books(journal, account)
+    if books.working is None:
+        rows = many(
+            journal.conn,
+            f"SELECT * FROM paper_orders WHERE account = ? AND {_WORKING_SQL} ORDER BY rowid",
+            (account,),
+        )
+        books.working = {
+            r["client_order_id"]: (json.loads(r["request"])["ticker"], r) for r in rows
+        }
+    return books.working
+
+
+def _note(journal: Journal, row: dict[str, Any]) -> None:
+    """An order's row as just written: still working, or no longer."""
+    working = _books(journal, row["account"]).working
+    if working is None:
+        return
+    cid = row["client_order_id"]
+    if row["status"] in _WORKING:
+        kept = working.get(cid)
+        ticker = kept[0] if kept else json.loads(row["request"])["ticker"]
+        working[cid] = (ticker, row)
+    else:
+        working.pop(cid, None)
+
+
+def paper_working_order(
+    journal: Journal, account: str, client_order_id: str
+) -> dict[str, Any] | None:
+    """The order's row if it is working (held legs too), else None."""
+    kept = _working(journal, account).get(client_order_id)
+    return dict(kept[1]) if kept else None
+
+
 def paper_order(journal: Journal, account: str, client_order_id: str) -> dict[str, Any] | None:
     return one(
         journal.conn,
@@ -175,21 +222,13 @@ def paper_order(journal: Journal, account: str, client_order_id: str) -> dict[st
 def paper_open_orders(
     journal: Journal, account: str, ticker: str | None = None
 ) -> list[dict[str, Any]]:
-    """Working paper orders (held bracket legs excluded), oldest first."""
-    # The status list repeats the live index's condition word for word, so SQLite uses it.
-    live = "status IN ('accepted', 'partially_filled', 'held') AND status != 'held'"
-    if ticker is None:
-        return many(
-            journal.conn,
-            f"SELECT * FROM paper_orders WHERE account = ? AND {live} ORDER BY rowid",
-            (account,),
-        )
-    return many(
-        journal.conn,
-        f"SELECT * FROM paper_orders WHERE account = ? AND {live}"
-        " AND json_extract(request, '$.ticker') = ? ORDER BY rowid",
-        (account, ticker),
-    )
+    """Working paper orders (held bracket legs excluded), oldest first; of the ticker as its
+    request spells it, when given."""
+    return [
+        dict(row)
+        for spelled, row in _working(journal, account).values()
+        if row["status"] != "held" and (ticker is None or spelled == ticker)
+    ]
 
 
 def paper_fills(journal: Journal, account: str, client_order_id: str) -> list[dict[str, Any]]:
@@ -202,13 +241,8 @@ def paper_fills(journal: Journal, account: str, client_order_id: str) -> list[di
 
 def paper_ticker_orders(journal: Journal, account: str, ticker: str) -> dict[str, str]:
     """client order id → status of every open or held paper order for the ticker."""
-    rows = journal.conn.execute(
-        "SELECT client_order_id, status FROM paper_orders WHERE account = ?"
-        " AND status IN ('accepted', 'partially_filled', 'held')"
-        " AND json_extract(request, '$.ticker') = ?",
-        (account, ticker),
-    ).fetchall()
-    return {r[0]: r[1] for r in rows}
+    working = _working(journal, account)
+    return {cid: row["status"] for cid, (spelled, row) in working.items() if spelled == ticker}
 
 
 def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str, Any]]:
@@ -221,6 +255,7 @@ def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str
 
 def paper_insert_order(journal: Journal, /, **row: Any) -> None:
     written = insert_returning(journal.conn, "paper_orders", row)
+    _note(journal, written)
     if journal.paper_written is not None:
         key = (written["account"], written["client_order_id"])
         journal.paper_written.orders[key] = written
@@ -239,6 +274,7 @@ def paper_update_order(
     )
     if not rows:
         return None
+    _note(journal, rows[0])
     if journal.paper_written is not None:
         journal.paper_written.orders[(account, client_order_id)] = rows[0]
     return rows[0]

@@ -92,7 +92,7 @@ class Matching:
         """A new mark: fill every working order of the ticker it crosses, oldest first."""
         for row in self.ledger.live(ticker):
             request = OrderRequest.from_row(json.loads(row["request"]))
-            current = self.journal.paper_order(self.account, request.client_order_id)
+            current = self.journal.paper_working_order(self.account, request.client_order_id)
             if current is None or current["status"] != row["status"]:
                 continue  # a sibling's fill cancelled it a moment ago (OCO)
             if request.order_type is OrderType.TRAILING_STOP:
