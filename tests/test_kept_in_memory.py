@@ -230,3 +230,60 @@ def test_working_paper_orders_in_memory_are_what_the_file_holds(tmp_path):
     assert moved == {"e-s": OrderStatus.FILLED, "e-t": OrderStatus.CANCELED}
     assert {s.client_order_id for s in asyncio.run(fresh.open_orders())} == {"r"}
     again.close()
+
+
+def test_live_journal_orders_in_memory_are_what_the_file_holds(tmp_path):
+    """The journal's orders not yet done with are kept as written: a new one, one that ends,
+    one that comes back among the live (an id older than the newest), a rolled-back update;
+    the lists read from memory are the lists a fresh read of the file gives."""
+
+    def lists(journal: Journal) -> tuple:
+        return (
+            journal.working_orders("paper"),
+            journal.working_orders("paper", "MSFT"),
+            journal.unknown_orders("paper", "AAPL"),
+            journal.submitting_orders("paper"),
+            journal.bracket_children("paper"),
+            journal.bracket_children("paper", "AAPL"),
+        )
+
+    async def main():
+        journal = Journal.open(tmp_path / "j.db")
+        journal.group_commits()
+        assert lists(journal) == ([], [], [], [], [], [])  # read once, empty
+
+        def new(cid: str, ticker: str = "AAPL", **extra) -> int:
+            row = dict(
+                client_order_id=cid, account="paper", ticker=ticker, side="buy",
+                quantity=D(1), order_type="market", time_in_force="day", role="entry",
+                status="submitting", created_at=NOW, updated_at=NOW,
+            )  # fmt: skip
+            return journal.insert_order(**(row | extra))
+
+        entry = new("e")
+        new("t", parent_id=entry, status="held", role="take_profit")
+        new("s", parent_id=entry, status="held", role="stop_loss")
+        new("m", "MSFT")
+        journal.update_order("e", status="filled", filled_quantity=D(1), updated_at=NOW)
+        journal.update_order("m", status="accepted", updated_at=NOW)
+        new("x")
+        journal.update_order("t", status="canceled", updated_at=NOW)
+        journal.update_order("t", status="unknown", updated_at=NOW)  # back, older than "x"
+        children = journal.bracket_children("paper")
+        assert [o["client_order_id"] for o in children] == ["t", "s"]  # oldest first
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.update_order("x", status="rejected", updated_at=NOW)
+            raise RuntimeError("boom")
+        kept = lists(journal)
+        assert [o["client_order_id"] for o in kept[0]] == ["m"]
+        assert [o["client_order_id"] for o in kept[2]] == ["t"]
+        assert [o["client_order_id"] for o in kept[3]] == ["x"]
+        assert [o["client_order_id"] for o in kept[4]] == ["t", "s"]  # oldest first
+        await journal.durable()
+        journal.close()
+        return kept
+
+    kept = asyncio.run(main())
+    again = Journal.open(tmp_path / "j.db")
+    assert lists(again) == kept
+    again.close()

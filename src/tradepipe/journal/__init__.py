@@ -68,6 +68,7 @@ class Journal:
         self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
         # The journaled positions as written, with the `rollbacks` they were read at (orders.py).
         self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
+        self.live_orders_memo: tuple[int, dict[int, dict[str, Any]]] | None = None  # orders.py
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod
@@ -113,6 +114,12 @@ class Journal:
             self.group.flush()
             self._rollbacks += self.group.rollbacks
             self.group = None
+
+    def forget_memory(self) -> None:
+        """Read what is kept in memory as written (positions, live orders, paper books) from
+        the file again at its next use: where an engine starts, as a restarted process would."""
+        self.positions_memo = self.live_orders_memo = None
+        self.paper_memo.clear()
 
     @property
     def rollbacks(self) -> int:
