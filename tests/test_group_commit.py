@@ -23,6 +23,7 @@ from tradepipe.core.model import OrderRequest, OrderState
 from tradepipe.daemon.serve import Actions
 from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
+from tradepipe.journal.group_commit import STACK
 
 NOW = "2026-11-21T12:00:00+00:00"
 
@@ -129,6 +130,33 @@ def test_a_failed_first_unit_of_a_transaction_commits_nothing_and_the_next_units
         journal.record_operator_action("note", "kept too", NOW)
         await journal.durable()
         assert operator_events(journal.path) == ["kept", "kept too"]
+        assert group.commits - before == 1
+        assert verify_chain(journal.events()).ok
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_many_units_in_one_transaction_each_roll_back_alone_across_the_folds(tmp_path):
+    """Units keep their savepoints until the commit, folded every STACK of them: a unit that
+    fails rolls back alone wherever it falls (the first, around a fold, after one), and every
+    other one of the same commit is kept."""
+    failing = {0, 1, STACK - 1, STACK, STACK + 1, 2 * STACK, 3 * STACK + 5}
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        before = group.commits
+        for n in range(4 * STACK):
+            if n in failing:
+                with pytest.raises(RuntimeError), journal.transaction():
+                    journal.record_operator_action("note", f"lost {n}", NOW)
+                    raise RuntimeError("boom")
+            else:
+                journal.record_operator_action("note", f"write {n}", NOW)
+        await journal.durable()
+        kept = [f"write {n}" for n in range(4 * STACK) if n not in failing]
+        assert operator_events(journal.path) == kept
         assert group.commits - before == 1
         assert verify_chain(journal.events()).ok
         journal.close()
