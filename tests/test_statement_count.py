@@ -44,8 +44,9 @@ BRACKET = {
 # fill): buy 75 (21 SELECTs, 10 SAVEPOINT + 10 RELEASE, 2 BEGIN), bracket 130. Now: buy 36,
 # bracket 68. What went:
 # - transaction control (journal/group_commit.py): a unit's savepoint opens the transaction (no
-#   BEGIN) and is not released when the unit ends well (COMMIT releases them all), and a write
-#   that is one statement takes no savepoint inside the open transaction (execute_one);
+#   BEGIN) and is not released when the unit ends well (COMMIT releases them all; a long
+#   transaction folds them every 16, one signal's never), and a write that is one statement
+#   takes no savepoint inside the open transaction (execute_one);
 # - reads of what this process wrote: the paper books' cash, positions, marks and working
 #   orders (journal/paper_books.py), the journal's positions and its orders not yet done with
 #   (journal/orders.py) are kept in memory as written, read again after any rollback, where an
