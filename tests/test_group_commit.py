@@ -8,6 +8,7 @@ sees it (it sees committed rows only).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from tests.helpers import on_disk, write_config
 from tests.test_engine import Harness, run
 from tests.test_server import post, scenario
 from tradepipe.brokers.paper.broker import PaperBroker
+from tradepipe.core.audit import verify_chain
 from tradepipe.core.model import OrderRequest, OrderState
 from tradepipe.daemon.serve import Actions
 from tradepipe.errors import JournalError
 from tradepipe.journal import Journal
+from tradepipe.journal.group_commit import STACK
 
 NOW = "2026-11-21T12:00:00+00:00"
 
@@ -102,6 +105,84 @@ def test_a_failed_unit_is_rolled_back_alone(tmp_path):
         journal.record_operator_action("note", "kept after", NOW)
         await journal.durable()
         assert operator_events(journal.path) == ["kept before", "kept after"]
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_first_unit_of_a_transaction_commits_nothing_and_the_next_units_hold(tmp_path):
+    """A unit's savepoint opens the transaction when none is open, and units that end well are
+    not released until the commit: rolling back the first one must neither commit on its own
+    nor lose the units after it."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        before = group.commits
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.record_operator_action("note", "lost first", NOW)
+            raise RuntimeError("boom")
+        assert group.commits == before and operator_events(journal.path) == []
+        journal.record_operator_action("note", "kept", NOW)
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.record_operator_action("note", "lost later", NOW)
+            raise RuntimeError("boom")
+        journal.record_operator_action("note", "kept too", NOW)
+        await journal.durable()
+        assert operator_events(journal.path) == ["kept", "kept too"]
+        assert group.commits - before == 1
+        assert verify_chain(journal.events()).ok
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_many_units_in_one_transaction_each_roll_back_alone_across_the_folds(tmp_path):
+    """Units keep their savepoints until the commit, folded every STACK of them: a unit that
+    fails rolls back alone wherever it falls (the first, around a fold, after one), and every
+    other one of the same commit is kept."""
+    failing = {0, 1, STACK - 1, STACK, STACK + 1, 2 * STACK, 3 * STACK + 5}
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        before = group.commits
+        for n in range(4 * STACK):
+            if n in failing:
+                with pytest.raises(RuntimeError), journal.transaction():
+                    journal.record_operator_action("note", f"lost {n}", NOW)
+                    raise RuntimeError("boom")
+            else:
+                journal.record_operator_action("note", f"write {n}", NOW)
+        await journal.durable()
+        kept = [f"write {n}" for n in range(4 * STACK) if n not in failing]
+        assert operator_events(journal.path) == kept
+        assert group.commits - before == 1
+        assert verify_chain(journal.events()).ok
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_a_single_statement_write_that_fails_inside_the_transaction_undoes_only_itself(tmp_path):
+    """execute_one takes no savepoint inside an open transaction: SQLite undoes the failed
+    statement alone, the units before it stay, and the group goes on."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        group = journal.group_commits()
+        journal.record_operator_action("note", "kept before", NOW)
+        assert journal.conn.in_transaction
+        insert = "INSERT INTO meta (key, value) VALUES (?, ?)"
+        journal.execute_one(insert, ("one", "1"))
+        with pytest.raises(sqlite3.IntegrityError):
+            journal.execute_one(insert, ("one", "again"))
+        assert group.failure is None and journal.conn.in_transaction
+        journal.record_operator_action("note", "kept after", NOW)
+        await journal.durable()
+        assert operator_events(journal.path) == ["kept before", "kept after"]
+        assert on_disk(journal.path, "SELECT value FROM meta WHERE key = 'one'") == [("1",)]
+        assert verify_chain(journal.events()).ok
         journal.close()
 
     asyncio.run(main())

@@ -212,6 +212,7 @@ class Engine:
     # -- life cycle: start (the order of recovery), reload, stop -------------------------------
 
     async def start(self) -> None:
+        self.journal.forget_memory()  # what a start reads is the file
         self.risk.seed()  # the risk limits' counts, from the journal, before any signal
         for account, broker in self.brokers.items():
             await self._attach(account, broker)

@@ -16,7 +16,8 @@ import asyncio
 import os
 import secrets
 import sqlite3
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,13 @@ class Journal:
         # Counts this process's writes of `orders` rows (insert_order, update_order): a row a
         # caller holds is still the journal's while the count has not moved.
         self.orders_written = 0
+        # The paper books this process keeps in memory as written (paper_books.py).
+        self.paper_memo: dict[str, Any] = {}
+        self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
+        # The journaled positions as written, with the `rollbacks` they were read at (orders.py).
+        self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
+        self.live_orders_memo: tuple[int, dict[int, dict[str, Any]]] | None = None  # orders.py
+        self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Journal:
@@ -96,6 +104,11 @@ class Journal:
         process.
         Without this (the CLI's own runs), every transaction commits at its end."""
         if self.group is None:
+            _events.chain_functions(self.conn)
+            # Units keep their savepoints until the commit (group_commit.py): the page images
+            # SQLite keeps for them (its statement journal) stay in memory, not a temp file,
+            # which made every write of a long transaction about twice as slow.
+            self.conn.execute("PRAGMA temp_store=MEMORY")
             self.group = GroupCommit(self.conn, asyncio.get_running_loop())
         return self.group
 
@@ -103,7 +116,20 @@ class Journal:
         """Commit what is pending and go back to one commit per transaction."""
         if self.group is not None:
             self.group.flush()
+            self._rollbacks += self.group.rollbacks
             self.group = None
+
+    def forget_memory(self) -> None:
+        """Read what is kept in memory as written (positions, live orders, paper books) from
+        the file again at its next use: where an engine starts, as a restarted process would."""
+        self.positions_memo = self.live_orders_memo = None
+        self.paper_memo.clear()
+
+    @property
+    def rollbacks(self) -> int:
+        """How many times writes of this connection were undone so far (a failed transaction or
+        unit): what is kept in memory as written is read again after one."""
+        return self._rollbacks + (self.group.rollbacks if self.group is not None else 0)
 
     async def durable(self) -> None:
         """Return once every write made so far is on disk (at once without group commit)."""
@@ -137,7 +163,25 @@ class Journal:
         """An atomic group of writes; committed at its end, or with the loop's group commit."""
         if self.group is not None:
             return self.group.unit()
-        return self.db.atomic()
+        return self._atomic()
+
+    def execute_one(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """One write statement, atomic by itself: with group commit, inside the open
+        transaction it takes no savepoint (GroupCommit.execute_one); else its own
+        transaction."""
+        if self.group is not None:
+            return self.group.execute_one(sql, params)
+        with self.transaction():
+            return self.conn.execute(sql, params)
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self.db.atomic():
+            try:
+                yield
+            except BaseException:
+                self._rollbacks += 1
+                raise
 
     # Each table's reads and writes: functions of the journal in their own module, named here as
     # methods (a function stored on the class binds like a method; no wrapper, no extra call).
@@ -229,6 +273,7 @@ class Journal:
     paper_chain = _paper_books.paper_chain
     set_paper_chain = _paper_books.set_paper_chain
     paper_order = _paper_books.paper_order
+    paper_working_order = _paper_books.paper_working_order
     paper_open_orders = _paper_books.paper_open_orders
     paper_fills = _paper_books.paper_fills
     paper_ticker_orders = _paper_books.paper_ticker_orders
@@ -236,3 +281,5 @@ class Journal:
     paper_insert_order = _paper_books.paper_insert_order
     paper_update_order = _paper_books.paper_update_order
     paper_apply_fill = _paper_books.paper_apply_fill
+    forget_paper_books = _paper_books.forget_paper_books
+    watch_paper_rows = _paper_books.watch_paper_rows

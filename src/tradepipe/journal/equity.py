@@ -57,12 +57,11 @@ def record_equity(
     reason: str,
 ) -> int:
     """Record one snapshot in its own transaction; its id."""
-    with journal.transaction():
-        cursor = journal.conn.execute(
-            "INSERT INTO equity_snapshots (account, equity, cash, taken_at, reason)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (account, to_text(equity), to_text(cash), utc_text(taken_at), reason),
-        )
+    cursor = journal.execute_one(
+        "INSERT INTO equity_snapshots (account, equity, cash, taken_at, reason)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (account, to_text(equity), to_text(cash), utc_text(taken_at), reason),
+    )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
 

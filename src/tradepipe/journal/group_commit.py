@@ -28,6 +28,7 @@ daemon stops so that systemd restarts it onto the last committed state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -38,6 +39,11 @@ from tradepipe.errors import JournalError
 log = logging.getLogger(__name__)
 
 LATER = 0.005  # seconds a commit nobody waits for may wait for company
+# Savepoints open in one transaction before they are folded: each write costs SQLite a look
+# at every open one.
+STACK = 16
+_SAVEPOINT = {"unit": "SAVEPOINT unit", "base": "SAVEPOINT base"}
+_ROLLBACK_TO = {"unit": "ROLLBACK TO unit", "base": "ROLLBACK TO base"}
 
 
 class GroupCommit:
@@ -59,6 +65,12 @@ class GroupCommit:
         # write lock, so no other connection appends meanwhile. Forgotten at every commit and
         # rollback (tradepipe.journal.events reads it again).
         self.events_head: tuple[int, str] | None = None
+        # How many times writes of this connection were undone (a unit rolled back, or the
+        # whole open transaction): what is kept in memory as written is read again after one.
+        self.rollbacks = 0
+        self._open = 0  # savepoints open in this transaction
+        self._base: int | None = None  # how many were open below `base`, if it is open
+        self._name = "unit"  # the open unit's savepoint
 
     def on_failure(self, callback: Callable[[JournalError], None]) -> None:
         self._on_failure.append(callback)
@@ -83,34 +95,73 @@ class GroupCommit:
                 self._check()
             self._depth += 1
             return
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
         self._schedule(urgent=False)
-        # One name: units do not nest (an inner one is part of its outer one), and a constant
-        # text keeps the three statements in sqlite3's prepared-statement cache.
-        self.conn.execute("SAVEPOINT unit")
+        # Outside a transaction, SAVEPOINT opens one (deferred, as BEGIN does): no BEGIN of its
+        # own. Inside, the first unit's savepoint is `base`, the next ones' `unit` (constant
+        # texts stay in sqlite3's prepared-statement cache); once STACK are open, releasing
+        # `base` folds it and every later one into what is below (never the one that opened
+        # the transaction: releasing that one would commit).
+        if not self.conn.in_transaction:
+            self._open, self._base = 0, None
+            name = "unit"
+        else:
+            if self._base is not None and self._open >= STACK:
+                # (gone already if a commit from outside took it: tests commit by hand)
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self.conn.execute("RELEASE base")
+                self._open, self._base = self._base, None
+            name = "unit"
+            if self._base is None:
+                name, self._base = "base", self._open
+        self.conn.execute(_SAVEPOINT[name])
+        self._open += 1
+        self._name = name
         self._depth, self._owner = 1, asyncio.current_task(self.loop)
 
     def __exit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> None:
         if self._depth > 1:
             self._depth -= 1
             return
+        # A unit that ends well is not released: its savepoint stays on the stack until the
+        # commit (COMMIT releases them all) or the next fold, one statement fewer per unit.
+        # A failed unit rolls back to its own savepoint: the newest of its name.
         try:
             if kind is not None:
                 self.events_head = None
                 self._roll_back_unit()
-            else:
-                self.conn.execute("RELEASE unit")
         finally:
             self._depth, self._owner = 0, None
 
+    def execute_one(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """One write statement as a unit of its own. Inside an open transaction it needs no
+        savepoint: SQLite undoes a failed statement by itself and leaves the transaction as it
+        was, which is all a unit's rollback would do; if the error took the whole transaction
+        instead (a full disk, an I/O error), the journal fails as after a failed unit. Inside a
+        unit it is part of that unit; with no transaction open, it is a unit (whose savepoint
+        opens the transaction, as BEGIN would)."""
+        self._check()
+        if self._depth or not self.conn.in_transaction:
+            with self:
+                return self.conn.execute(sql, params)
+        self._schedule(urgent=False)
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error:
+            if not self.conn.in_transaction:
+                self.events_head = None
+                self.rollbacks += 1
+                self._fail("SQLite rolled back the open transaction after an error")
+            raise
+
     def _roll_back_unit(self) -> None:
+        self.rollbacks += 1
         if not self.conn.in_transaction:  # SQLite rolled back the whole transaction
             self._fail("SQLite rolled back the open transaction after an error")
             return
         try:
-            self.conn.execute("ROLLBACK TO unit")
-            self.conn.execute("RELEASE unit")
+            # Back to this unit's savepoint, which stays (empty) on the stack: releasing it
+            # would commit when it is the one that opened the transaction.
+            self.conn.execute(_ROLLBACK_TO[self._name])
         except sqlite3.Error as e:  # the unit's half must never reach the next commit
             self._fail(f"a failed unit could not be rolled back: {e}")
             self._roll_back_everything()
@@ -183,6 +234,7 @@ class GroupCommit:
 
     def _commit(self) -> None:
         self.events_head = None
+        self._open, self._base = 0, None
         try:
             self.conn.commit()
         except sqlite3.Error as e:
@@ -193,6 +245,8 @@ class GroupCommit:
 
     def _roll_back_everything(self) -> None:
         self.events_head = None
+        self._open, self._base = 0, None
+        self.rollbacks += 1
         try:
             self.conn.rollback()
         except sqlite3.Error:

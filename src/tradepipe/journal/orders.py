@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
-from tradepipe.journal.rows import as_read, filters, insert, many, one, to_text, update
+from tradepipe.journal.rows import (
+    as_read,
+    filters,
+    insert,
+    many,
+    one,
+    to_text,
+    update_returning,
+)
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -36,6 +44,46 @@ _ORDER_DETAIL = (
 
 # Orders that are not yet done with: held by us, on their way, working, or of unknown fate.
 _LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled', 'unknown'"
+_LIVE = frozenset({"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"})
+
+
+def _live(journal: Journal) -> dict[int, dict[str, Any]]:
+    """Every order not yet done with, id → row, oldest first, kept in memory as written
+    (issue 15): `insert_order_row` and `update_order` are the one writer of orders, and keep
+    each row they write (as a read would give it back) or let it go once it is done. Read again
+    from the file after any rollback on the journal's connection (`Journal.rollbacks`) and when
+    an engine starts (`Journal.forget_memory`: what a restart reads)."""
+    memo = journal.live_orders_memo
+    if memo is None or memo[0] != journal.rollbacks:
+        rows = many(
+            journal.conn, f"SELECT * FROM orders WHERE status IN ({_LIVE_ORDER}) ORDER BY id"
+        )
+        memo = journal.live_orders_memo = (journal.rollbacks, {r["id"]: r for r in rows})
+    return memo[1]
+
+
+def _note(journal: Journal, row: dict[str, Any]) -> None:
+    """An order's row as just written: kept while it is live, let go once done."""
+    memo = journal.live_orders_memo
+    if memo is None or memo[0] != journal.rollbacks:
+        return  # read again at its next use
+    live = memo[1]
+    order_id = row["id"]
+    if row["status"] not in _LIVE:
+        live.pop(order_id, None)
+        return
+    known, newest = order_id in live, next(reversed(live), None)
+    live[order_id] = row
+    if not known and newest is not None and order_id < newest:  # back among the live
+        journal.live_orders_memo = (memo[0], dict(sorted(live.items())))
+
+
+def _live_rows(journal: Journal, account: str, ticker: str | None, keep: Any) -> list[dict]:
+    return [
+        dict(row)
+        for row in _live(journal).values()
+        if row["account"] == account and (ticker is None or row["ticker"] == ticker) and keep(row)
+    ]
 
 
 # -- orders ------------------------------------------------------------------------------------
@@ -86,7 +134,9 @@ def insert_order_row(journal: Journal, /, **row: Any) -> dict[str, Any]:
         subject, at = row["client_order_id"], row.get("created_at")
         append_event(journal.conn, "order", subject, detail, at, group=journal.group)
         journal.orders_written += 1
-        return {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
+        written = {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
+        _note(journal, dict(written))
+        return written
 
 
 def update_order(
@@ -109,7 +159,9 @@ def update_order(
                 "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
                 (client_order_id,),
             ).fetchone()
-        update(conn, "orders", {"client_order_id": client_order_id}, values)
+        written = update_returning(conn, "orders", {"client_order_id": client_order_id}, values)
+        if written:
+            _note(journal, written[0])
         # A poll that finds nothing new is not an event.
         status = str(values.get("status", before[0] if before else ""))
         filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
@@ -145,14 +197,7 @@ def working_orders(
     journal: Journal, account: str, ticker: str | None = None
 ) -> list[dict[str, Any]]:
     """Orders the journal believes are at the broker and not done."""
-    where = f"account = ? AND status IN ({', '.join(repr(w) for w in sorted(WORKING))})"
-    if ticker is None:
-        return many(journal.conn, f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
-    return many(
-        journal.conn,
-        f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id",
-        (account, ticker),
-    )
+    return _live_rows(journal, account, ticker, lambda row: row["status"] in WORKING)
 
 
 def known_order_ids(journal: Journal, client_order_ids: Sequence[str]) -> set[str]:
@@ -169,28 +214,14 @@ def known_order_ids(journal: Journal, client_order_ids: Sequence[str]) -> set[st
 
 def submitting_orders(journal: Journal, account: str) -> list[dict[str, Any]]:
     """Orders journaled for sending whose answer never came back (a stop came first)."""
-    return many(
-        journal.conn,
-        "SELECT * FROM orders WHERE status = 'submitting' AND account = ? ORDER BY id",
-        (account,),
-    )
+    return _live_rows(journal, account, None, lambda row: row["status"] == "submitting")
 
 
 def unknown_orders(
     journal: Journal, account: str, ticker: str | None = None
 ) -> list[dict[str, Any]]:
     """Orders whose broker answer was lost: to be settled by looking their id up."""
-    if ticker is None:
-        return many(
-            journal.conn,
-            "SELECT * FROM orders WHERE status = 'unknown' AND account = ? ORDER BY id",
-            (account,),
-        )
-    return many(
-        journal.conn,
-        "SELECT * FROM orders WHERE status = 'unknown' AND account = ? AND ticker = ? ORDER BY id",
-        (account, ticker),
-    )
+    return _live_rows(journal, account, ticker, lambda row: row["status"] == "unknown")
 
 
 def order_by_id(journal: Journal, order_id: int) -> dict[str, Any] | None:
@@ -201,14 +232,7 @@ def bracket_children(
     journal: Journal, account: str, ticker: str | None = None
 ) -> list[dict[str, Any]]:
     """Take-profit / stop-loss children not yet done with, oldest first."""
-    where = "account = ? AND parent_id IS NOT NULL AND status IN (" + _LIVE_ORDER + ")"
-    if ticker is None:
-        return many(journal.conn, f"SELECT * FROM orders WHERE {where} ORDER BY id", (account,))
-    return many(
-        journal.conn,
-        f"SELECT * FROM orders WHERE {where} AND ticker = ? ORDER BY id",
-        (account, ticker),
-    )
+    return _live_rows(journal, account, ticker, lambda row: row["parent_id"] is not None)
 
 
 def siblings(journal: Journal, order: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -271,16 +295,23 @@ def record_fill(
         detail |= {"quantity": quantity, "price": price}
         append_event(conn, "fill", fill_id, detail, filled_at, group=journal.group)
         signed = quantity if side == "buy" else -quantity
-        current = position(journal, account, ticker)
+        held = _held(journal)
+        current = held.get((account, ticker))
         old_qty = current[0] if current else Decimal(0)
         old_avg = current[1] if current else None
         new_qty, new_avg = apply_fill(old_qty, old_avg, signed, price)
+        quantity_text, average_text = to_text(new_qty), to_text(new_avg)
         conn.execute(
             "INSERT INTO positions (account, ticker, quantity, average_price, updated_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, ticker) DO UPDATE SET"
             " quantity = excluded.quantity, average_price = excluded.average_price,"
             " updated_at = excluded.updated_at",
-            (account, ticker, to_text(new_qty), to_text(new_avg), filled_at.isoformat()),
+            (account, ticker, quantity_text, average_text, filled_at.isoformat()),
+        )
+        # As a read of the row would give it back (its stored spelling).
+        held[(account, ticker)] = (
+            Decimal(str(quantity_text)),
+            Decimal(average_text) if average_text is not None else None,
         )
         return True
 
@@ -327,17 +358,30 @@ def fills(
     )
 
 
+def _held(journal: Journal) -> dict[tuple[str, str], tuple[Decimal, Decimal | None]]:
+    """Every journaled position, (account, ticker) → (quantity, average price), kept in memory
+    as written (issue 15): `record_fill` is the one writer of positions, and writes the row and
+    the memory together. Read again from the file after any rollback on the journal's
+    connection (`Journal.rollbacks`), and when all positions are listed (`positions`), where
+    reconciliation reads them."""
+    memo = journal.positions_memo
+    if memo is None or memo[0] != journal.rollbacks:
+        rows = journal.conn.execute(
+            "SELECT account, ticker, quantity, average_price FROM positions"
+        ).fetchall()
+        held = {
+            (r[0], r[1]): (Decimal(r[2]), Decimal(r[3]) if r[3] is not None else None) for r in rows
+        }
+        memo = journal.positions_memo = (journal.rollbacks, held)
+    return memo[1]
+
+
 def position(journal: Journal, account: str, ticker: str) -> tuple[Decimal, Decimal | None] | None:
-    row = journal.conn.execute(
-        "SELECT quantity, average_price FROM positions WHERE account = ? AND ticker = ?",
-        (account, ticker),
-    ).fetchone()
-    if row is None:
-        return None
-    return Decimal(row[0]), Decimal(row[1]) if row[1] is not None else None
+    return _held(journal).get((account, ticker))
 
 
 def positions(journal: Journal, *, account: str | None = None) -> list[dict[str, Any]]:
+    journal.positions_memo = None  # read from the file here; memory again from it
     where, params = filters(account=account)
     extra = " AND" if where else " WHERE"
     return many(

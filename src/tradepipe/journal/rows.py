@@ -79,6 +79,33 @@ def update(
     return conn.execute(sql, [*params, *key.values()]).rowcount
 
 
+def update_returning(
+    conn: sqlite3.Connection, table: str, key: Mapping[str, Any], values: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """`update`, answering the rows as written (`RETURNING *`: what a read would answer)."""
+    shape = (table, *values, "WHERE", *key, "RETURNING")
+    sql = _SQL.get(shape)
+    if sql is None:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        where = " AND ".join(f"{column} = ?" for column in key)
+        sql = _SQL[shape] = f"UPDATE {table} SET {sets} WHERE {where} RETURNING *"
+    params = [_value(v) for v in values.values()]
+    return [dict(row) for row in conn.execute(sql, [*params, *key.values()]).fetchall()]
+
+
+def insert_returning(
+    conn: sqlite3.Connection, table: str, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`insert`, answering the row as written (`RETURNING *`, defaults filled in)."""
+    shape = (table, *row, "RETURNING")
+    sql = _SQL.get(shape)
+    if sql is None:
+        columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+        sql = _SQL[shape] = f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING *"
+    (written,) = conn.execute(sql, [_value(v) for v in row.values()]).fetchall()
+    return dict(written)
+
+
 def filters(**filters: Any) -> tuple[str, list[Any]]:
     """A WHERE clause matching every filter given (None: not filtered on)."""
     used = {k: v for k, v in filters.items() if v is not None}

@@ -65,6 +65,7 @@ from tradepipe.core.model import (
 from tradepipe.core.options import OptionContract, OptionRight
 from tradepipe.errors import OrderRejected
 from tradepipe.journal import Journal
+from tradepipe.journal.paper_books import Written
 
 __all__ = [
     "CAPABILITIES",
@@ -142,6 +143,8 @@ class PaperBroker:
 
     async def connect(self) -> None:
         self.faults.link()
+        # The books kept in memory are read from the file again (journal/paper_books.py).
+        self._journal.forget_paper_books(self.name)
         self.ledger.cash()
 
     async def close(self) -> None:
@@ -179,16 +182,24 @@ class PaperBroker:
             mark = self.ledger.mark(entry.ticker)  # no await from here to the fill: one read
             self.matching.refuse_unaffordable(entry, mark)
             now = self._clock()
-            with self._journal.transaction():
+            with self._journal.watch_paper_rows() as written, self._journal.transaction():
                 self.matching.insert(entry, now, OrderStatus.ACCEPTED)
                 for child in children:
                     # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
                     self.matching.insert(child, now, "held", parent=entry.client_order_id)
                 self.matching.place(entry, mark, now, affordable=True)
+            self.faults.lose_answer(fault)
+            # New orders: their rows and all their fills were written just now.
+            return [self._answer(written, r.client_order_id) for r in (entry, *children)]
         self.faults.lose_answer(fault)
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
         return [state for state in states if state is not None]
+
+    def _answer(self, written: Written, client_order_id: str) -> OrderState:
+        """A new order's state from the rows written for it in this call (no read back)."""
+        key = (self.name, client_order_id)
+        return self.ledger.state_of(written.orders[key], written.fills.get(key, []))
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
         self.faults.link()
@@ -207,7 +218,7 @@ class PaperBroker:
             if old["status"] != "held":
                 self.matching.refuse_unaffordable(request, self.ledger.mark(request.ticker))
             now = self._clock()
-            with self._journal.transaction():
+            with self._journal.watch_paper_rows() as written, self._journal.transaction():
                 self.matching.finish(
                     client_order_id,
                     OrderStatus.CANCELED,
@@ -217,6 +228,8 @@ class PaperBroker:
                 self.matching.insert(request, now, old["status"], parent=old["parent"])
                 if old["status"] != "held":
                     self.matching.place(request, self.ledger.mark(request.ticker), now)
+            self.faults.lose_answer(fault)
+            return self._answer(written, request.client_order_id)
         self.faults.lose_answer(fault)
         state = await self.get_order(request.client_order_id)
         assert state is not None
@@ -268,13 +281,17 @@ class PaperBroker:
         price = self.on_tick(ticker, price)
         now = self._clock()
         spellings = self.ledger.spellings(ticker)
-        with self._journal.transaction():
-            before = self.ledger.ticker_orders(spellings)
-            self._journal.set_paper_mark(self.name, spellings[0], price, now)
-            # No working order of the ticker (the usual case): nothing to fill, nothing changed.
-            if before:
+        before = self.ledger.ticker_orders(spellings)  # no await from here to the writes
+        if before:
+            with self._journal.transaction():
+                self._journal.set_paper_mark(self.name, spellings[0], price, now)
                 self.matching.match(ticker, price, now)
-            after = self.ledger.ticker_orders(spellings) if before else {}
+                after = self.ledger.ticker_orders(spellings)
+        else:
+            # No working order of the ticker (the usual case): nothing to fill, nothing changed;
+            # the mark is one statement, atomic by itself.
+            self._journal.set_paper_mark(self.name, spellings[0], price, now)
+            after = {}
         if self.faults.lose_fills():
             return []  # the fills happened; the events about them are lost
         changed = [cid for cid, status in before.items() if after.get(cid) != status]
@@ -340,7 +357,10 @@ class PaperBroker:
         return Position(self.canonical_ticker(ticker), quantity, average)
 
     async def positions(self) -> list[Position]:
+        """Every position, read from the file: reconciliation starts here, so what was changed
+        there by hand is seen (and kept in memory from then on)."""
         self.faults.link()
+        self._journal.forget_paper_books(self.name)
         return self.ledger.positions()
 
     def mark_problem(self, ticker: str, price: Decimal) -> str | None:

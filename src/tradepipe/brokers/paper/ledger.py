@@ -112,3 +112,7 @@ class Ledger:
     def state(self, row: dict) -> OrderState:
         fills = self.journal.paper_fills(self.account, row["client_order_id"])
         return order_state(row, fills, self.canonical)
+
+    def state_of(self, row: dict, fills: list[dict]) -> OrderState:
+        """The order's state from its row and all its fills' rows as they were written."""
+        return order_state(row, fills, self.canonical)

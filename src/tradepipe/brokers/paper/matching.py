@@ -92,7 +92,7 @@ class Matching:
         """A new mark: fill every working order of the ticker it crosses, oldest first."""
         for row in self.ledger.live(ticker):
             request = OrderRequest.from_row(json.loads(row["request"]))
-            current = self.journal.paper_order(self.account, request.client_order_id)
+            current = self.journal.paper_working_order(self.account, request.client_order_id)
             if current is None or current["status"] != row["status"]:
                 continue  # a sibling's fill cancelled it a moment ago (OCO)
             if request.order_type is OrderType.TRAILING_STOP:
@@ -120,7 +120,7 @@ class Matching:
             cash=self.ledger.cash(),
             multiplier=self.instruments.multiplier(request.ticker),
         )
-        self.journal.paper_update_order(
+        row = self.journal.paper_update_order(
             self.account,
             request.client_order_id,
             status=OrderStatus.FILLED,
@@ -129,7 +129,6 @@ class Matching:
             updated_at=now,
         )
         self.release_children(request.client_order_id, price, now)
-        row = self.journal.paper_order(self.account, request.client_order_id)
         if row is not None and row["parent"]:
             for sibling in self.journal.paper_children(self.account, row["parent"]):
                 if sibling["status"] in books.WORKING:
@@ -140,9 +139,18 @@ class Matching:
                         now,
                     )
 
+    def children(self, client_order_id: str) -> list[dict]:
+        """The order's bracket legs, oldest first; from what this call wrote when it created
+        the order (journal/paper_books.py `Written.children`), else read."""
+        written = self.journal.paper_written
+        known = written.children(self.account, client_order_id) if written else None
+        if known is not None:
+            return known
+        return self.journal.paper_children(self.account, client_order_id)
+
     def release_children(self, client_order_id: str, price: Decimal, now: datetime) -> None:
         """The entry filled at `price`: its held bracket legs go live."""
-        for child in self.journal.paper_children(self.account, client_order_id):
+        for child in self.children(client_order_id):
             if child["status"] == "held":
                 self.journal.paper_update_order(
                     self.account,
@@ -184,7 +192,7 @@ class Matching:
         self.journal.paper_update_order(
             self.account, client_order_id, status=status, message=message, updated_at=now
         )
-        for child in self.journal.paper_children(self.account, client_order_id):
+        for child in self.children(client_order_id):
             if child["status"] == "held":  # an entry that will never fill takes its bracket along
                 self.journal.paper_update_order(
                     self.account,
