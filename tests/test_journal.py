@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import FixedClock
 from tradepipe.errors import JournalError
-from tradepipe.journal import Journal, apply_fill, migrations
+from tradepipe.journal import Journal, apply_fill, migrations, require_sqlite
 
 D = Decimal
 
@@ -72,6 +72,24 @@ def test_migrations_apply_once(tmp_path):
 def test_reading_a_missing_journal_names_the_path(tmp_path):
     with pytest.raises(JournalError, match=r"no journal at .*missing\.db"):
         Journal.open(tmp_path / "missing.db", create=False)
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("3.34.1", True), ("3.8.10", True), ("2.9.0", True), ("3.35.0", False), ("3.45.1", False),
+     ("4.0.0", False)],
+)
+def test_an_sqlite_too_old_for_returning_is_refused_naming_both_versions(version, refused):
+    if refused:
+        with pytest.raises(JournalError, match=rf"SQLite {version} is too old.*3\.35\.0"):
+            require_sqlite(version)
+    else:
+        require_sqlite(version)
+
+
+def test_this_machines_sqlite_opens_a_journal(tmp_path):
+    require_sqlite(sqlite3.sqlite_version)
+    assert Journal.open(tmp_path / "j.db").conn.execute("SELECT 1").fetchone()[0] == 1
 
 
 def test_instance_id_is_stable_across_opens(tmp_path):

@@ -52,6 +52,22 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+# RETURNING (3.35) answers a write with its row instead of a read back.
+SQLITE_MINIMUM = (3, 35, 0)
+
+
+def require_sqlite(version: str) -> None:
+    """Refuse an SQLite library older than SQLITE_MINIMUM, naming both versions."""
+    found = tuple(int(part) for part in version.split(".")[:3])
+    if found < SQLITE_MINIMUM:
+        need = ".".join(map(str, SQLITE_MINIMUM))
+        raise JournalError(
+            f"SQLite {version} is too old: the journal needs SQLite {need} or newer "
+            "(Python's sqlite3 module links the system library; use a Python built with a "
+            "newer one)"
+        )
+
+
 class Journal:
     """A tradepipe journal file. Not thread-safe: one Journal per thread or event loop."""
 
@@ -74,6 +90,7 @@ class Journal:
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Journal:
         path = Path(path)
+        require_sqlite(sqlite3.sqlite_version)
         if not create and not path.exists():
             raise JournalError(
                 f"no journal at {path}: start `tradepipe serve` once, or check [journal].path"
