@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import FixedClock
 from tradepipe.errors import JournalError
-from tradepipe.journal import Journal, apply_fill, migrations, require_sqlite
+from tradepipe.journal import Journal, apply_fill, migrations, require_sqlite, to_text
 
 D = Decimal
 
@@ -278,3 +278,22 @@ def test_equity_snapshots_give_the_risk_figures(tmp_path):
     ]
     with pytest.raises(ValueError, match="no time zone"):
         journal.record_equity("paper", Decimal(1), None, datetime(2026, 1, 1), "start")
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.integers(-(10**30), 10**30).map(Decimal)
+    | st.tuples(st.integers(-(10**12), 10**12), st.integers(-12, 12)).map(
+        lambda t: Decimal(t[0]).scaleb(t[1])
+    )
+)
+def test_a_decimal_is_spelled_whole_without_exponent_and_a_fraction_exactly(value):
+    """The journal's spelling of a Decimal: a whole number plainly (no exponent, no ".0"), any
+    other exactly as str() spells it (its trailing zeros kept), whatever path is taken."""
+    text = to_text(value)
+    assert Decimal(text) == value
+    if value == value.to_integral():
+        assert text == format(value.normalize(), "f")
+        assert "." not in text and "E" not in text
+    else:
+        assert text == str(value)

@@ -16,7 +16,10 @@ def to_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        text = str(value)
+        if "." not in text and "E" not in text:  # a whole number already spelled plainly
+            return text
+        return format(value.normalize(), "f") if value == value.to_integral() else text
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)

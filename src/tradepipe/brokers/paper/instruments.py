@@ -24,9 +24,18 @@ class PaperInstruments:
     def __init__(self, account: str, instruments: Mapping[str, ContractSpec]) -> None:
         self.account = account
         self.instruments = dict(instruments)  # futures root → the account's override
+        # ticker → its rules: fixed by the ticker and the table above, and asked for every
+        # position at every order (buying power values them all)
+        self._rules: dict[str, InstrumentRules | str] = {}
 
     def rules(self, ticker: str) -> InstrumentRules | str:
         """What one unit of the ticker is worth, or why the paper broker cannot know."""
+        rules = self._rules.get(ticker)
+        if rules is None:
+            rules = self._rules[ticker] = self._rules_of(ticker)
+        return rules
+
+    def _rules_of(self, ticker: str) -> InstrumentRules | str:
         future = parse_future(ticker)
         if future is not None and future.month is None:
             return (
