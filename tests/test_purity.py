@@ -92,3 +92,38 @@ def test_core_module_imports_at_the_top_only(module):
         if isinstance(node, ast.Import | ast.ImportFrom)
     ]
     assert late == []
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_journal_imports_sqlite():
+    """journal/ is the only room that speaks SQL (STYLE.md, issue 15): others catch its errors
+    as tradepipe.journal.STORAGE_ERRORS."""
+    speaking = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if path.relative_to(SRC).parts[0] != "journal"
+        and _imported(ast.parse(path.read_text())) & {"sqlite3", "sqlite_utils"}
+    )
+    assert speaking == []
+
+
+def test_no_function_takes_an_untyped_config():
+    """The config crosses every seam typed (tradepipe.config.model.Config), never as Any."""
+    untyped = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    annotation = ast.unparse(arg.annotation) if arg.annotation else None
+                    if arg.arg == "config" and annotation in (None, "Any"):
+                        untyped.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}")
+    assert untyped == []

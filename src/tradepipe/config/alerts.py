@@ -4,7 +4,10 @@ webhook URL and subscriptions (pure: built from the config alone)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradepipe.config.model import Config
 
 
 def tradingview_message(has_passphrase: bool) -> dict[str, Any]:
@@ -22,7 +25,7 @@ def tradingview_message(has_passphrase: bool) -> dict[str, Any]:
     return message
 
 
-def strategy_alerts(config: Any) -> list[dict[str, Any]]:
+def strategy_alerts(config: Config) -> list[dict[str, Any]]:
     """Per strategy: its webhook URL, subscriptions and a ready-to-paste alert message."""
     return [
         {

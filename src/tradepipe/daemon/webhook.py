@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tradepipe.config.model import Config, StrategyConfig
 from tradepipe.core.auth import client_address, is_allowed, verify_signature
 from tradepipe.core.notify import NotifyKind
 from tradepipe.core.ratelimit import RateLimiter
@@ -48,8 +48,8 @@ from tradepipe.daemon.intake import (
 from tradepipe.daemon.intake import cause as _cause
 from tradepipe.daemon.listener import BODY_TIMEOUT
 from tradepipe.engine import Engine
-from tradepipe.errors import JournalError
-from tradepipe.journal import Journal
+from tradepipe.engine.operator import OperatorApi
+from tradepipe.journal import STORAGE_ERRORS, Journal
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Webhook:
 
     def __init__(
         self,
-        config: Any,
+        config: Config,
         journal: Journal,
         engine: Engine,
         clock: Callable[[], datetime],
@@ -83,12 +83,14 @@ class Webhook:
         self.failed_auth: dict[str, RateLimiter] = {}
         self.use_config(config)
 
-    def use_config(self, config: Any) -> None:
+    def use_config(self, config: Config) -> None:
         """Answer with `config`'s strategies from now on (at start, and on SIGHUP). One step
         for the event loop: no request sees half of it. A strategy whose limits did not change
         keeps its limiters, so a reload hands no flood a fresh budget."""
 
-        def limiter(kept: dict[str, RateLimiter], name: str, strategy: Any) -> RateLimiter:
+        def limiter(
+            kept: dict[str, RateLimiter], name: str, strategy: StrategyConfig
+        ) -> RateLimiter:
             old = kept.get(name)
             limits = (strategy.rate_limit_per_minute, strategy.rate_limit_per_hour)
             if old is not None and (old.per_minute, old.per_hour) == limits:
@@ -116,7 +118,7 @@ class Webhook:
             response = await self._handle(request)
             self.engine.metrics.ack_seconds.observe(self.monotonic() - started)
             return response
-        except (sqlite3.Error, JournalError) as e:
+        except STORAGE_ERRORS as e:
             # Not committed, so not acknowledged: the sender must retry (TradingView does not,
             # so the log says loudly what was refused and why).
             log.exception("journal write failed; the signal was NOT accepted")
@@ -227,7 +229,7 @@ class Webhook:
     def _accept(
         self,
         name: str,
-        strategy: Any,
+        strategy: StrategyConfig,
         body: bytes,
         parsed: ParsedSignal,
         source: str,
@@ -281,7 +283,7 @@ class Webhook:
     def _reject(
         self,
         name: str,
-        strategy: Any,
+        strategy: StrategyConfig,
         body: bytes,
         source: str,
         received_at: datetime,
@@ -325,13 +327,13 @@ def _answer(status: int, body: dict[str, Any]) -> web.Response:
 
 
 def make_app(
-    config: Any,
+    config: Config,
     journal: Journal,
     engine: Engine,
     clock: Callable[[], datetime],
     *,
     api_token: str | None = None,
-    actions: Any = None,
+    actions: OperatorApi | None = None,
     body_timeout: float = BODY_TIMEOUT,
 ) -> web.Application:
     """The app factory: webhook, health and (with an api token) the CLI's local API."""

@@ -38,7 +38,11 @@ from tradepipe.journal.rows import dumps, to_text
 from tradepipe.journal.schema import migrations
 from tradepipe.journal.sqlite_utils_lean import Database
 
-__all__ = ["Journal", "apply_fill", "dumps", "migrations", "to_text"]
+__all__ = ["STORAGE_ERRORS", "Journal", "apply_fill", "dumps", "migrations", "to_text"]
+
+# What a journal write can raise: SQLite's own errors (this package is the only one that
+# imports sqlite3) and the journal's.
+STORAGE_ERRORS = (sqlite3.Error, JournalError)
 
 
 def _create_private(path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal import Journal
 from tradepipe.journal.trading_states import state_row_json
+
+if TYPE_CHECKING:
+    from tradepipe.config.model import Config
 
 
 def number(text: str | None) -> int | float | None:
@@ -234,7 +237,7 @@ def _by_delivery(orders: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]
 
 
 def status_view(
-    config: Any,
+    config: Config,
     journal: Journal,
     daemon: dict[str, Any] | None,
     live: dict[str, Any] | None,
