@@ -94,7 +94,7 @@ class Delivery:
         # Orders are journaled only once the delivery is planned: no other can have any.
         journaled = (
             {o["client_order_id"] for o in self.journal.orders_for_deliveries([delivery["id"]])}
-            if delivery["status"] == "planned"
+            if delivery["status"] == DeliveryStatus.PLANNED
             else set()
         )
         resuming = bool(journaled)

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradepipe.core.model import OrderStatus
 from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
 from tradepipe.journal.rows import (
@@ -214,14 +215,14 @@ def known_order_ids(journal: Journal, client_order_ids: Sequence[str]) -> set[st
 
 def submitting_orders(journal: Journal, account: str) -> list[dict[str, Any]]:
     """Orders journaled for sending whose answer never came back (a stop came first)."""
-    return _live_rows(journal, account, None, lambda row: row["status"] == "submitting")
+    return _live_rows(journal, account, None, lambda row: row["status"] == OrderStatus.SUBMITTING)
 
 
 def unknown_orders(
     journal: Journal, account: str, ticker: str | None = None
 ) -> list[dict[str, Any]]:
     """Orders whose broker answer was lost: to be settled by looking their id up."""
-    return _live_rows(journal, account, ticker, lambda row: row["status"] == "unknown")
+    return _live_rows(journal, account, ticker, lambda row: row["status"] == OrderStatus.UNKNOWN)
 
 
 def order_by_id(journal: Journal, order_id: int) -> dict[str, Any] | None:

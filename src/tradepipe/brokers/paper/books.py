@@ -180,7 +180,7 @@ def order_state(
 ) -> OrderState:
     """A journaled paper order (its row and its fills' rows) as the broker answers it, its
     ticker spelled by `canonical`."""
-    held = row["status"] == "held"
+    held = row["status"] == OrderStatus.HELD
     request = OrderRequest.from_row(json.loads(row["request"]))
     return OrderState(
         client_order_id=row["client_order_id"],

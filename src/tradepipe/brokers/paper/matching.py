@@ -151,7 +151,7 @@ class Matching:
     def release_children(self, client_order_id: str, price: Decimal, now: datetime) -> None:
         """The entry filled at `price`: its held bracket legs go live."""
         for child in self.children(client_order_id):
-            if child["status"] == "held":
+            if child["status"] == OrderStatus.HELD:
                 self.journal.paper_update_order(
                     self.account,
                     child["client_order_id"],
@@ -193,7 +193,9 @@ class Matching:
             self.account, client_order_id, status=status, message=message, updated_at=now
         )
         for child in self.children(client_order_id):
-            if child["status"] == "held":  # an entry that will never fill takes its bracket along
+            if (
+                child["status"] == OrderStatus.HELD
+            ):  # an entry that will never fill takes its bracket along
                 self.journal.paper_update_order(
                     self.account,
                     child["client_order_id"],
