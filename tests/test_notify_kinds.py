@@ -148,11 +148,11 @@ def test_the_daily_summary_goes_at_the_day_start_with_the_days_trips_and_equity(
                 {"ticker": "MSFT", "action": "buy", "quantity": 2, "signalPrice": 50},
             )
             daily = h.engine.notifier.daily
-            assert daily.check(h.clock()) == datetime(2026, 11, 21, tzinfo=UTC)
+            assert await daily.check(h.clock()) == datetime(2026, 11, 21, tzinfo=UTC)
             assert notes(h.journal) == []  # not before the day's end
             h.clock.now = datetime(2026, 11, 21, 0, 0, 30, tzinfo=UTC)
-            assert daily.check(h.clock()) == datetime(2026, 11, 22, tzinfo=UTC)
-            assert daily.check(h.clock()) == datetime(2026, 11, 22, tzinfo=UTC)  # once
+            assert await daily.check(h.clock()) == datetime(2026, 11, 22, tzinfo=UTC)
+            assert await daily.check(h.clock()) == datetime(2026, 11, 22, tzinfo=UTC)  # once
             (message,) = await asyncio.to_thread(receiver.wait, 1)
             assert message["title"] == "tradepipe: daily summary: account paper"
             lines = message["message"].splitlines()
@@ -171,24 +171,28 @@ def test_a_day_that_ended_while_stopped_is_summarized_once_at_the_start(tmp_path
     config = load_config(write_config(tmp_path, extra=extra))
     journal = Journal.open(tmp_path / "journal.db")
     clock = FixedClock(T0)
-    notifier = Notifier(journal, Current(config, {}), clock)
-    notifier.daily.load()  # never summarized: the first is at the next day start
-    assert notifier.daily.check(clock()) == datetime(2026, 11, 21, tzinfo=UTC)
-    clock.now = datetime(2026, 11, 21, 0, 1, tzinfo=UTC)
-    notifier.daily.check(clock())
-    assert [n[1] for n in notes(journal)] == ["account paper"]
-    # Stopped over the next day start; started again mid-morning the day after.
-    clock.now = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
-    restarted = Notifier(journal, Current(config, {}), clock)
-    restarted.daily.load()
-    assert restarted.daily.check(clock()) == datetime(2026, 11, 23, tzinfo=UTC)
-    texts = [n[2] for n in notes(journal)]
-    assert len(texts) == 2
-    assert texts[1].startswith("paper, 2026-11-21 00:00 UTC to 2026-11-22 00:00 UTC:")
-    again = Notifier(journal, Current(config, {}), clock)  # a second restart the same day
-    again.daily.load()
-    again.daily.check(clock())
-    assert len(notes(journal)) == 2
+
+    async def test() -> None:
+        notifier = Notifier(journal, Current(config, {}), clock)
+        notifier.daily.load()  # never summarized: the first is at the next day start
+        assert await notifier.daily.check(clock()) == datetime(2026, 11, 21, tzinfo=UTC)
+        clock.now = datetime(2026, 11, 21, 0, 1, tzinfo=UTC)
+        await notifier.daily.check(clock())
+        assert [n[1] for n in notes(journal)] == ["account paper"]
+        # Stopped over the next day start; started again mid-morning the day after.
+        clock.now = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+        restarted = Notifier(journal, Current(config, {}), clock)
+        restarted.daily.load()
+        assert await restarted.daily.check(clock()) == datetime(2026, 11, 23, tzinfo=UTC)
+        texts = [n[2] for n in notes(journal)]
+        assert len(texts) == 2
+        assert texts[1].startswith("paper, 2026-11-21 00:00 UTC to 2026-11-22 00:00 UTC:")
+        again = Notifier(journal, Current(config, {}), clock)  # a second restart the same day
+        again.daily.load()
+        await again.daily.check(clock())
+        assert len(notes(journal)) == 2
+
+    asyncio.run(test())
     journal.close()
 
 

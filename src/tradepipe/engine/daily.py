@@ -2,18 +2,41 @@
 realized P&L, fills, equity, the states in force — written to the outbox at the account's next
 day start (`[accounts.NAME.risk] day_starts_at` in its `timezone`), from the notifier's rounds. A
 day that ended while the daemon was stopped is summarized once, at the next start; an account
-that never had one starts with its next day."""
+that never had one starts with its next day.
+
+The report behind a summary reads every journaled fill (a round trip closed today may have
+opened any day before): seconds on a big journal. It is built in a worker thread on its own read
+connection to the journal file (WAL lets it read while the daemon writes), so the event loop
+keeps acknowledging webhooks meanwhile; the outbox row is written back on the loop. A build that
+fails is logged and tried again RETRY seconds later: the day is not lost."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tradepipe.core.notify import Notify, NotifyKind, daily_text
 from tradepipe.core.report import GroupBy, make_report
 from tradepipe.core.trading_states import day_start, next_day_start
 from tradepipe.engine.current import Current
 from tradepipe.journal import Journal
+
+if TYPE_CHECKING:
+    from tradepipe.config import Config
+    from tradepipe.core.report import Figures
+
+log = logging.getLogger(__name__)
+
+RETRY = 60.0  # seconds before a summary whose build failed is tried again
+
+# One account's day as the report figures it: its total, its fills, its first and last equity.
+DayFigures = tuple["Figures", int, tuple[Decimal, Decimal] | None]
 
 
 class DailySummary:
@@ -27,6 +50,7 @@ class DailySummary:
         self._due: dict[str, datetime] = {}  # account → when its next summary is due
         # The trading states in force, as sentences (the engine sets its states').
         self.in_force: Callable[[], list[str]] = list
+        self._checking = asyncio.Lock()  # one check at a time: each summary written once
 
     def wanted(self) -> bool:
         return any(NotifyKind.DAILY in t.kinds for t in self.current.config.notify)
@@ -46,42 +70,83 @@ class DailySummary:
                 now if missed else next_day_start(now, risk.day_starts_at, risk.timezone)
             )
 
-    def check(self, now: datetime) -> datetime | None:
-        """Write the summaries due; answers when the next one is."""
+    async def check(self, now: datetime) -> datetime | None:
+        """Write the summaries due; answers when the next one is. Each report is built in a
+        worker thread (the loop keeps serving); calls overlapping one another write each
+        summary once."""
         if not self.wanted():
             return None
-        soonest: datetime | None = None
-        for name, account in self.current.config.accounts.items():
-            risk = account.risk
-            due = self._due.setdefault(  # an account a reload added
-                name, next_day_start(now, risk.day_starts_at, risk.timezone)
-            )
-            if now >= due:
-                until = day_start(now, risk.day_starts_at, risk.timezone)
-                since = day_start(until - timedelta(seconds=1), risk.day_starts_at, risk.timezone)
-                self.notify(NotifyKind.DAILY, f"account {name}", self.text(name, since, until))
-                due = self._due[name] = next_day_start(now, risk.day_starts_at, risk.timezone)
-            soonest = due if soonest is None else min(soonest, due)
-        return soonest
+        async with self._checking:
+            soonest: datetime | None = None
+            for name, account in list(self.current.config.accounts.items()):
+                risk = account.risk
+                due = self._due.setdefault(  # an account a reload added
+                    name, next_day_start(now, risk.day_starts_at, risk.timezone)
+                )
+                if now >= due:
+                    until = day_start(now, risk.day_starts_at, risk.timezone)
+                    since = day_start(
+                        until - timedelta(seconds=1), risk.day_starts_at, risk.timezone
+                    )
+                    # The worker's connection sees only what is committed; the daemon's
+                    # journal failing here stops it as any other write would.
+                    await self.journal.durable()
+                    try:
+                        text = await self.text(name, since, until)
+                    except asyncio.CancelledError:
+                        raise  # not written: the next start summarizes the day (load)
+                    except Exception:
+                        log.exception(
+                            "daily summary of account %s failed; trying again in %d s",
+                            name,
+                            RETRY,
+                        )
+                        due = self._due[name] = now + timedelta(seconds=RETRY)
+                    else:
+                        self.notify(NotifyKind.DAILY, f"account {name}", text)
+                        due = self._due[name] = next_day_start(
+                            now, risk.day_starts_at, risk.timezone
+                        )
+                soonest = due if soonest is None else min(soonest, due)
+            return soonest
 
-    def text(self, account: str, since: datetime, until: datetime) -> str:
-        """The summary of one account's day [since, until)."""
-        from tradepipe.engine.performance import build_report
+    async def text(self, account: str, since: datetime, until: datetime) -> str:
+        """The summary of one account's day [since, until) as committed to the journal file: its
+        figures built in a worker thread, the states in force read on the loop."""
+        config = self.current.config
+        total, fills, equity = await asyncio.to_thread(
+            day_figures, config, self.journal.path, account, since, until
+        )
+        return daily_text(account, since, until, total, fills, equity, self.in_force())
 
-        built, extras = build_report(
-            self.current.config, self.journal, GroupBy.ACCOUNT, since, until
-        )
-        total = next((g for g in built.groups if g.group == account), None)
-        if total is None:
-            total = make_report((), {}).total
-        equity = next(
-            (
-                (a["equity_first"], a["equity_last"])
-                for a in extras["accounts"]
-                if a["account"] == account
-            ),
-            None,
-        )
-        return daily_text(
-            account, since, until, total, extras["fills"][account], equity, self.in_force()
-        )
+
+def day_figures(
+    config: Config, path: Path, account: str, since: datetime, until: datetime
+) -> DayFigures:
+    """One account's day [since, until) as `tradepipe report` figures it, read on a connection
+    of its own (for a worker thread: a Journal belongs to one thread)."""
+    from tradepipe.engine.performance import build_report
+
+    started = time.perf_counter()
+    journal = Journal.open(path, create=False)
+    try:
+        built, extras = build_report(config, journal, GroupBy.ACCOUNT, since, until)
+    finally:
+        journal.close()
+    total = next((g for g in built.groups if g.group == account), None)
+    if total is None:
+        total = make_report((), {}).total
+    equity = next(
+        (
+            (a["equity_first"], a["equity_last"])
+            for a in extras["accounts"]
+            if a["account"] == account
+        ),
+        None,
+    )
+    log.info(
+        "daily summary of account %s: its report built in %.2f s",
+        account,
+        time.perf_counter() - started,
+    )
+    return total, extras["fills"][account], equity

@@ -218,9 +218,10 @@ class Notifier:
         silence = self._check_silence(now)
         if silence is not None:
             wake_at = min(wake_at, silence)
-        daily = self.daily.check(now)
+        daily = await self.daily.check(now)  # its reports are built off the loop
         if daily is not None:
             wake_at = min(wake_at, daily)
+            now = self.clock()  # a build takes seconds on a big journal
         targets = {t.key: (i, t) for i, t in enumerate(self.current.config.notify)}
         bursts: dict[tuple[str, NotifyKind], list[tuple[Note, int]]] = {}
         for key, note, next_at, attempts in self.journal.pending_notifications():
