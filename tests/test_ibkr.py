@@ -1244,7 +1244,7 @@ def test_reconciliation_reports_an_order_placed_in_tws_by_hand_under_one_id(fake
             assert [(d.kind, d.subject, d.broker) for d in differences] == [
                 ("foreign-order", f"ib-{perm_id}", "accepted")
             ]
-        assert "AAPL" in await h.engine._tickers("ib")
+        assert "AAPL" in await h.engine.reconciler.tickers("ib")
 
     run_engine(ib_config(fake, tmp_path), test)
 

@@ -1,5 +1,5 @@
 """What is kept in memory as written (issue 15): the paper books' cash, positions and marks
-(journal/paper_books.py), the journal's own positions (journal/orders.py), and a new paper
+(journal/paper_books.py), the journal's own positions (journal/positions.py), and a new paper
 order's answer. They are read once and then never read back, so what memory holds must be what
 the file holds — after trades, after a rolled-back write, across two brokers on one journal —
 and a change made to the file by hand is seen where reconciliation starts (`positions()`)."""

@@ -140,7 +140,7 @@ def test_deliveries_dispatched_before_a_reload_keep_the_config_they_started_with
             await asyncio.sleep(0.01)
 
         write_config(tmp_path, subscription=FIXED_QUANTITY.format(7))
-        h.engine.use_config(load_config(path), h.engine.brokers)
+        h.engine.reload.use_config(load_config(path), h.engine.brokers)
         second_id, second = h.journal_signal(buy("MSFT"))
         h.engine.enqueue(second_id, "trend", second)
         gate.set()
@@ -167,7 +167,7 @@ def test_a_delivery_for_an_account_a_reload_removed_fails_saying_so(tmp_path):
         h.engine.enqueue(signal_id, "trend", parsed)
         while not h.journal.deliveries_for([signal_id]):
             await asyncio.sleep(0.01)
-        replaced = h.engine.use_config(h.config, {})
+        replaced = h.engine.reload.use_config(h.config, {})
         assert list(replaced) == ["paper"]
         gate.set()
         await held
@@ -259,13 +259,13 @@ def test_queued_work_finishes_with_the_broker_it_started_with_before_a_reload_cl
 
         old = closing()
         await old.connect()
-        h.engine.use_config(h.config, {"paper": old})
+        h.engine.reload.use_config(h.config, {"paper": old})
         await h.send({"ticker": "AAPL", "action": "buy", "quantity": 5, "signalPrice": 100})
         reversal = {"ticker": "AAPL", "action": "sell", "quantity": 5, "signalPrice": 100}
         sending = asyncio.create_task(h.send(reversal | {"limitPrice": 120}))
         await asyncio.sleep(0.1)  # the exit rests at 120; the delivery waits for its fill
-        replaced = h.engine.use_config(h.config, {"paper": closing()})
-        reconnecting = asyncio.create_task(h.engine.connect_replaced(replaced, ["paper"]))
+        replaced = h.engine.reload.use_config(h.config, {"paper": closing()})
+        reconnecting = asyncio.create_task(h.engine.reload.connect_replaced(replaced, ["paper"]))
         await asyncio.sleep(0.1)
         assert not reconnecting.done()  # the old connection stays while the reversal waits
         await old.observe_price("AAPL", Decimal(120))

@@ -311,11 +311,11 @@ def test_a_reload_that_changes_flatten_at_arms_the_new_time(tmp_path):
         changed = write_config(
             tmp_path, subscription='flatten_at = { time = "16:00", days = "mon-fri", tz = "UTC" }\n'
         )
-        h.engine.use_config(load_config(changed), h.engine.brokers)
+        h.engine.reload.use_config(load_config(changed), h.engine.brokers)
         old, new = schedules(h, "flatten_at")
         assert (old["status"], old["reason"]) == ("canceled", "flatten_at changed by a reload")
         assert (new["status"], new["due_at"]) == ("pending", "2026-11-20T16:00:00+00:00")
-        h.engine.use_config(load_config(write_config(tmp_path)), h.engine.brokers)
+        h.engine.reload.use_config(load_config(write_config(tmp_path)), h.engine.brokers)
         assert [r["status"] for r in schedules(h, "flatten_at")] == ["canceled", "canceled"]
 
     run(write_config(tmp_path, subscription=FLATTEN_1530), test)

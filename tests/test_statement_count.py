@@ -48,11 +48,12 @@ BRACKET = {
 #   transaction folds them every 16, one signal's never), and a write that is one statement
 #   takes no savepoint inside the open transaction (execute_one);
 # - reads of what this process wrote: the paper books' cash, positions, marks and working
-#   orders (journal/paper_books.py), the journal's positions and its orders not yet done with
-#   (journal/orders.py) are kept in memory as written, read again after any rollback, where an
-#   engine starts, and where reconciliation lists all positions; a new paper order is answered
-#   from the rows its writes gave back (RETURNING); the audit chain's head is read inside the
-#   first event's INSERT of each transaction (journal/events.py).
+#   orders (journal/paper_books.py), the journal's positions (journal/positions.py) and its
+#   orders not yet done with (journal/orders.py) are kept in memory as written, read again
+#   after any rollback, where an engine starts, and where reconciliation lists all positions;
+#   a new paper order is answered from the rows its writes gave back (RETURNING); the audit
+#   chain's head is read inside the first event's INSERT of each transaction
+#   (journal/events.py).
 # The buy's 36 are 24 writes, 8 SAVEPOINTs, 2 COMMITs and 2 reads. The writes: the signal, its
 # delivery and the delivery's 2 updates (planned, submitted), the order and its update (filled),
 # the fill and the position it moves, the signal marked processed, the equity snapshot, 8 audit

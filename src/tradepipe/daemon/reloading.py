@@ -144,7 +144,7 @@ class Reloader:
         self._pin_unreloadable(old, new)
         changes = config_changes(old, new)
         # The swap: no await between these, so no request or delivery sees half of it.
-        replaced = self.engine.use_config(new, brokers)
+        replaced = self.engine.reload.use_config(new, brokers)
         self.webhook.use_config(new)
         self.actions.config = new
         self.config = new
@@ -162,7 +162,7 @@ class Reloader:
                 working,
             )
         self._reschedule(old, new)
-        await self.engine.connect_replaced(replaced, list(built))
+        await self.engine.reload.connect_replaced(replaced, list(built))
         return True
 
     def _brokers(self, old: Config, new: Config, built: dict[str, Broker]) -> dict[str, Broker]:

@@ -2,9 +2,9 @@
 
 The only package that sequences I/O. `Engine` is the wiring: it builds one component per job
 (lanes.py sequences, delivery.py carries a signal out through planner.py, recorder.py journals
-what brokers answer, bracket_emulator.py, reconciler.py, health.py, commands.py), owns start,
-stop and the order of recovery at start, and keeps the public methods the daemon, the CLI and
-the tests call. See docs/architecture.md for the walk of one signal through them.
+what brokers answer, bracket_emulator.py, reconciler.py, health.py, commands.py, reload.py),
+owns start, stop and the order of recovery at start, and keeps the public methods the daemon,
+the CLI and the tests call. See docs/architecture.md for the walk of one signal through them.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from tradepipe.engine.planner import Planner
 from tradepipe.engine.pretrade import PreTrade
 from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
+from tradepipe.engine.reload import Reload
 from tradepipe.engine.risk import RiskLimits
 from tradepipe.engine.scheduler import Scheduler
 from tradepipe.engine.trading_states import TradingStates
-from tradepipe.errors import BrokerError, BrokerUnavailable
+from tradepipe.errors import BrokerError
 from tradepipe.journal import Journal
 from tradepipe.journal.equity import AT_START
 from tradepipe.journal.trading_states import state_row_json
@@ -169,6 +170,15 @@ class Engine:
             recorder=self.recorder,
         )
         self.delivery.scheduler = self.scheduler
+        # Brokers connected (at start, after a reload) and SIGHUP's swap (SPEC §11).
+        self.reload = Reload(
+            self.current,
+            lanes=self.lanes,
+            scheduler=self.scheduler,
+            order_poller=self.order_poller,
+            monitor=self.monitor,
+            reconciler=self.reconciler,
+        )
         # A one-shot CLI run (no daemon) journals scheduled work but leaves running it, and
         # judging what is late, to the daemon: it stops as soon as its own work is done.
         self.run_schedules = run_schedules
@@ -209,13 +219,13 @@ class Engine:
     def reconnect_backoff(self, backoff: tuple[float, float]) -> None:
         self.monitor.backoff = backoff
 
-    # -- life cycle: start (the order of recovery), reload, stop -------------------------------
+    # -- life cycle: start (the order of recovery), stop (a reload: reload.py) ----------------
 
     async def start(self) -> None:
         self.journal.forget_memory()  # what a start reads is the file
         self.risk.seed()  # the risk limits' counts, from the journal, before any signal
         for account, broker in self.brokers.items():
-            await self._attach(account, broker)
+            await self.reload.attach(account, broker)
         for account, broker in self.brokers.items():
             try:  # orders whose answer a crash or a timeout lost: ask the broker by id
                 await self.reconciler.look_up_interrupted(account)
@@ -251,67 +261,6 @@ class Engine:
         # recovery above, and after the signals resumed here in its lane.
         if self.run_schedules:
             self.scheduler.start()
-
-    async def _attach(self, account: str, broker: Broker) -> None:
-        broker.listen(self._listener(account))
-
-        def disconnected(why: str) -> None:
-            self.monitor.failed(account, BrokerUnavailable(why))
-
-        broker.on_disconnect(disconnected)
-        try:
-            await broker.connect()
-        except BrokerError as e:  # reported and retried with backoff; the rest serve on
-            self.monitor.failed(account, e)
-
-    def use_config(self, config: Config, brokers: Mapping[str, Broker]) -> dict[str, Broker]:
-        """SIGHUP (SPEC §11): from now on `config` for new signals and `brokers` for every
-        account, swapped in one step. Deliveries already dispatched keep the config they were
-        dispatched with. Answers the brokers this replaced (`connect_replaced` next)."""
-        old = self.brokers
-        self.current.config, self.current.brokers = config, brokers
-        self.scheduler.plan_flattens()  # a flatten_at the reload changed is armed anew
-        self.order_poller.brokers = brokers  # the poller watches the accounts of now
-        for account in set(old) - set(brokers):
-            # Its journal rows stay (open orders included); nothing watches them any more.
-            self.monitor.forget(account)
-            for key in [key for key in self.blocked if key[0] == account]:
-                del self.blocked[key]
-        return {name: broker for name, broker in old.items() if brokers.get(name) is not broker}
-
-    async def connect_replaced(self, replaced: Mapping[str, Broker], fresh: list[str]) -> None:
-        """Close the brokers a reload replaced or removed, then connect the `fresh` ones (new
-        accounts, changed ones: closed first, as an IB client id takes one connection at a
-        time) and reconcile each in its lanes. A failed connection is retried with backoff."""
-        for account, broker in replaced.items():
-            await self._finish_queued(account)
-            try:
-                await broker.close()
-            except Exception:  # the old connection's trouble must not stop the new one
-                log.exception("broker %s: closing the replaced connection", account)
-        for account in fresh:
-            broker = self.brokers[account]
-            self.monitor.reconnect.pop(account, None)
-            await self._attach(account, broker)
-            if account in self.monitor.reconnect:
-                continue  # failed: reconnect_due retries it
-            try:
-                await self.reconciler.queue_account(account)
-            except BrokerError as e:
-                self.monitor.failed(account, e)
-
-    async def _finish_queued(self, account: str, timeout: float = 150.0) -> None:
-        """Let what the account's lanes hold now finish with the broker it started with (a
-        reversal waits up to its exit_fill_timeout); work queued after this uses the new one."""
-        barriers = [
-            self.lanes.in_lane(account, ticker, _nothing) for ticker in self.lanes.tickers(account)
-        ]
-        if not barriers:
-            return
-        try:
-            await asyncio.wait_for(asyncio.gather(*barriers), timeout)
-        except TimeoutError:
-            log.warning("broker %s: work still in flight after %.0f s; closing", account, timeout)
 
     async def stop(self) -> None:
         self.scheduler.stop()
@@ -408,9 +357,6 @@ class Engine:
             except BrokerError as e:
                 self.monitor.failed(account, e)
 
-    async def _tickers(self, account: str) -> list[str]:
-        return await self.reconciler.tickers(account)
-
     async def reconnect_due(self) -> None:
         """Reconnect the brokers whose backoff has run out; a success reconciles them at once
         (what happened while they were away), a failure doubles the wait."""
@@ -446,7 +392,3 @@ class Engine:
         from tradepipe.engine.risk_report import risk_report
 
         return risk_report(self.risk, self.states.listing())
-
-
-async def _nothing() -> None:
-    """A lane barrier: runs once everything queued before it has."""

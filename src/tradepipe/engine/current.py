@@ -1,5 +1,5 @@
-"""The config and the brokers of now: a reload swaps both in one step (`Engine.use_config`), and
-every engine component reads them here rather than keeping a copy of its own."""
+"""The config and the brokers of now: a reload swaps both in one step (`Reload.use_config`,
+reload.py), and every engine component reads them here rather than keeping a copy of its own."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ the CLI's reading commands open their own. WAL mode lets them read while the dae
 `synchronous=FULL` makes a committed signal survive `kill -9` and power loss (SPEC §3).
 
 This module opens the file and owns its transactions and durability; each table's reads and
-writes live in one module (schema, signals, orders, events, paper_books; rows: how a value is
-spelled), as functions taking the Journal, which `Journal` names as its methods.
+writes live in one module (schema, signals, orders, positions, events, paper_books; rows: how a
+value is spelled), as functions taking the Journal, which `Journal` names as its methods.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from tradepipe.journal import events as _events
 from tradepipe.journal import notifications as _notifications
 from tradepipe.journal import orders as _orders
 from tradepipe.journal import paper_books as _paper_books
+from tradepipe.journal import positions as _positions
 from tradepipe.journal import risk as _risk
 from tradepipe.journal import schedules as _schedules
 from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
-from tradepipe.journal.orders import apply_fill
+from tradepipe.journal.positions import apply_fill
 from tradepipe.journal.rows import dumps, to_text
 from tradepipe.journal.schema import migrations
 from tradepipe.journal.sqlite_utils_lean import Database
@@ -86,7 +87,7 @@ class Journal:
         # The paper books this process keeps in memory as written (paper_books.py).
         self.paper_memo: dict[str, Any] = {}
         self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
-        # The journaled positions as written, with the `rollbacks` they were read at (orders.py).
+        # The journaled positions as written, with the `rollbacks` they were read at (positions.py).
         self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
         self.live_orders_memo: tuple[int, dict[int, dict[str, Any]]] | None = None  # orders.py
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
@@ -228,7 +229,7 @@ class Journal:
     delivery = _signals.delivery
     deliveries_for = _signals.deliveries_for
 
-    # -- orders, fills and positions (orders.py) -----------------------------------------------
+    # -- orders and fills (orders.py) ----------------------------------------------------------
     insert_order = _orders.insert_order
     insert_order_row = _orders.insert_order_row
     update_order = _orders.update_order
@@ -246,9 +247,11 @@ class Journal:
     set_fill_fee = _orders.set_fill_fee
     order_fills = _orders.order_fills
     fills = _orders.fills
-    position = _orders.position
-    positions = _orders.positions
     subscription_tickers = _orders.subscription_tickers
+
+    # -- positions, moved by each fill (positions.py) ------------------------------------------
+    position = _positions.position
+    positions = _positions.positions
 
     # -- equity snapshots (equity.py) ----------------------------------------------------------
     record_equity = _equity.record_equity

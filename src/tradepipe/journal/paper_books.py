@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradepipe.journal.orders import apply_fill
+from tradepipe.journal.positions import apply_fill
 from tradepipe.journal.rows import insert_returning, many, one, to_text, update_returning
 
 if TYPE_CHECKING:

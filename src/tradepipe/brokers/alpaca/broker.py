@@ -54,7 +54,6 @@ from tradepipe.brokers.alpaca.parsing import (
     decimal,
     is_crypto,
     is_option,
-    leg_role,
     parse_time,
     position_symbol,
     quote_mid,
@@ -79,7 +78,7 @@ from tradepipe.core.model import (
     TimeInForce,
 )
 from tradepipe.core.options import OptionContract
-from tradepipe.errors import BrokerError, BrokerUnavailable, OrderRejected
+from tradepipe.errors import BrokerError, OrderRejected
 
 log = logging.getLogger(__name__)
 
@@ -348,22 +347,10 @@ class AlpacaBroker:
             )
         except Duplicate:
             # Sent before (a retry, a restart): answer what the broker has; send nothing.
-            placed = await self._lookup.find(entry.client_order_id)
-            if placed is None:
-                raise BrokerUnavailable(
-                    f"alpaca account {self.name}: {entry.client_order_id} is a duplicate"
-                    " but cannot be found"
-                ) from None
+            placed = await self._lookup.found_again(entry.client_order_id, self.name)
         except NotFound as e:
             raise OrderRejected(str(e)) from None
-        legs = {leg_role(leg): leg for leg in placed.get("legs") or ()}
-        for child in children:
-            leg = legs.get(child.role)
-            if leg is not None:
-                self._lookup.legs[leg["id"]] = child.client_order_id
-        states = [self._lookup.state(placed)]
-        states += [self._lookup.state(legs[c.role]) for c in children if c.role in legs]
-        return states
+        return self._lookup.placed(placed, children)
 
     async def replace(self, client_order_id: str, request: OrderRequest) -> OrderState:
         """Alpaca's PATCH: a new order (our new id) in the old one's place, bracket link kept.
@@ -382,12 +369,7 @@ class AlpacaBroker:
                 "replacing an order", self._trading.replace_order_by_id, old["id"], patch
             )
         except Duplicate:
-            new = await self._lookup.find(request.client_order_id)
-            if new is None:
-                raise BrokerUnavailable(
-                    f"alpaca account {self.name}: {request.client_order_id} is a duplicate"
-                    " but cannot be found"
-                ) from None
+            new = await self._lookup.found_again(request.client_order_id, self.name)
         except NotFound:
             raise OrderRejected(f"alpaca: no order {client_order_id} to replace") from None
         return self._lookup.state(new)

@@ -1,9 +1,10 @@
 """Reading Alpaca's orders as ours: listing and looking them up (a bracket leg through its
-entry), the ids of the legs Alpaca named itself, and the fills and working orders seen so far."""
+entry, a duplicate found again), the ids of the legs Alpaca named itself, and the fills and
+working orders seen so far."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,8 @@ from tradepipe.brokers.alpaca.parsing import (
 )
 from tradepipe.brokers.alpaca.transport import NotFound
 from tradepipe.core.ids import leg_of, sibling_id
-from tradepipe.core.model import OrderState, Side
+from tradepipe.core.model import OrderRequest, OrderState, Side
+from tradepipe.errors import BrokerUnavailable
 
 STREAM_LIMIT = 500  # orders per page of the re-sync (Alpaca's maximum)
 
@@ -123,6 +125,28 @@ class OrderLookup:
         else:
             self.working[order["id"]] = cid
         return state
+
+    def placed(self, placed: dict, children: Sequence[OrderRequest]) -> list[OrderState]:
+        """A bracket as Alpaca placed it: the legs it named, known by our children's ids from
+        now on; the entry's state, then each leg's."""
+        legs = {leg_role(leg): leg for leg in placed.get("legs") or ()}
+        for child in children:
+            leg = legs.get(child.role)
+            if leg is not None:
+                self.legs[leg["id"]] = child.client_order_id
+        states = [self.state(placed)]
+        states += [self.state(legs[c.role]) for c in children if c.role in legs]
+        return states
+
+    async def found_again(self, client_order_id: str, account: str) -> dict:
+        """An order Alpaca refused as a duplicate (sent before: a retry, a restart), found by
+        its id; BrokerUnavailable when it cannot be (nothing is sent again)."""
+        found = await self.find(client_order_id)
+        if found is None:
+            raise BrokerUnavailable(
+                f"alpaca account {account}: {client_order_id} is a duplicate but cannot be found"
+            ) from None
+        return found
 
     async def find(self, client_order_id: str) -> dict | None:
         """The Alpaca order behind one of our ids (a bracket leg through its entry)."""
