@@ -34,11 +34,20 @@ from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
 from tradepipe.journal.orders import apply_fill
-from tradepipe.journal.rows import dumps, to_text
+from tradepipe.journal.rows import DeliveryRow, OrderRow, dumps, to_text
 from tradepipe.journal.schema import migrations
 from tradepipe.journal.sqlite_utils_lean import Database
 
-__all__ = ["STORAGE_ERRORS", "Journal", "apply_fill", "dumps", "migrations", "to_text"]
+__all__ = [
+    "STORAGE_ERRORS",
+    "DeliveryRow",
+    "Journal",
+    "OrderRow",
+    "apply_fill",
+    "dumps",
+    "migrations",
+    "to_text",
+]
 
 # What a journal write can raise: SQLite's own errors (this package is the only one that
 # imports sqlite3) and the journal's.
