@@ -97,7 +97,7 @@ class Journal:
         self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
         # The journaled positions as written, with the `rollbacks` they were read at (orders.py).
         self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
-        self.live_orders_memo: tuple[int, dict[int, dict[str, Any]]] | None = None  # orders.py
+        self.live_orders_memo: tuple[int, dict[int, OrderRow]] | None = None  # orders.py
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod
