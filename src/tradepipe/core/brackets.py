@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from tradepipe.core.ids import MAX_LENGTH, base36
 from tradepipe.core.model import LIVE_ORDER, WORKING_ORDER, OrderStatus
@@ -32,7 +32,8 @@ WORKING = WORKING_ORDER
 LIVE = LIVE_ORDER
 UNSENT = frozenset({OrderStatus.HELD, OrderStatus.SUBMITTING})
 # The journal columns a resized child's new order keeps of the child it takes the place of.
-KEPT_BY_RESIZE = (
+# Final: its names keep their literal types, so a name that is no column is a type error.
+KEPT_BY_RESIZE: Final = (
     "delivery_id",
     "signal_id",
     "subscription",

@@ -38,7 +38,7 @@ from tradepipe.engine.risk import RiskLimits
 from tradepipe.engine.scheduler import Scheduler
 from tradepipe.engine.trading_states import TradingStates
 from tradepipe.errors import BrokerError
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal
 from tradepipe.journal.equity import AT_START
 from tradepipe.journal.trading_states import state_row_json
 
@@ -279,7 +279,7 @@ class Engine:
     def _listener(self, account: str) -> Callable[[OrderState], None]:
         return self.lanes.listener(account)
 
-    async def _deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
+    async def _deliver(self, work: Work, delivery: DeliveryRow) -> Outcome:
         return await self.delivery.deliver(work, delivery)
 
     def _filled(self, account: str) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core import brackets
@@ -18,8 +17,8 @@ from tradepipe.engine.current import Current
 from tradepipe.engine.lanes import Chore
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
-from tradepipe.journal import Journal
-from tradepipe.journal.rows import as_read
+from tradepipe.journal import Journal, OrderRow
+from tradepipe.journal.rows import as_read, typed
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class BracketEmulator:
             for child in children:
                 await self._settle_child(broker, child["id"], rows)
 
-    def _order(self, order_id: int, rows: dict[int, tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    def _order(self, order_id: int, rows: dict[int, tuple[int, OrderRow]]) -> OrderRow:
         """The order's row: as this round read it while no order was written since, else
         read again (this round may have settled it)."""
         held = rows.get(order_id)
@@ -93,11 +92,12 @@ class BracketEmulator:
         return row
 
     async def _settle_child(
-        self, broker: Broker, child_id: int, rows: dict[int, tuple[int, dict[str, Any]]]
+        self, broker: Broker, child_id: int, rows: dict[int, tuple[int, OrderRow]]
     ) -> None:
         child = self._order(child_id, rows)
         if child["status"] not in brackets.LIVE:
             return
+        assert child["parent_id"] is not None  # a bracket child (bracket_children, a resize)
         entry = self._order(child["parent_id"], rows)
         unsent = child["status"] in (OrderStatus.HELD, OrderStatus.SUBMITTING)
         if unsent and entry["status"] in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
@@ -121,7 +121,7 @@ class BracketEmulator:
             await self._resize_child(broker, child, step, rows)
 
     async def _place_child(
-        self, broker: Broker, child: dict[str, Any], quantity: Decimal, *, current: bool
+        self, broker: Broker, child: OrderRow, quantity: Decimal, *, current: bool
     ) -> None:
         """`current`: `child` is the journal's row as it is now."""
         request = OrderRequest.from_row(child, quantity=quantity)
@@ -136,7 +136,7 @@ class BracketEmulator:
         # A held leg never reached the broker: as updated here, it has no fills.
         new = None
         if current and child["status"] == OrderStatus.HELD:
-            new = {**child, **{k: as_read(v) for k, v in values.items()}}
+            new = typed(OrderRow, {**child, **{k: as_read(v) for k, v in values.items()}})
         try:
             await self.recorder.send(broker, request, new=new)
         except OrderRejected as e:
@@ -153,9 +153,9 @@ class BracketEmulator:
     async def _resize_child(
         self,
         broker: Broker,
-        child: dict[str, Any],
+        child: OrderRow,
         step: brackets.Resize,
-        rows: dict[int, tuple[int, dict[str, Any]]],
+        rows: dict[int, tuple[int, OrderRow]],
     ) -> None:
         """Shrink a working child to what its bracket still holds: a new order takes its place
         (journaled first, under an id derived from the child's, so a restart finds it), the
@@ -184,7 +184,7 @@ class BracketEmulator:
         await self._cancel_child(broker, child, f"resized: {step.client_order_id} takes its place")
         await self._settle_child(broker, new_id, rows)
 
-    async def _cancel_child(self, broker: Broker, child: dict[str, Any], why: str) -> None:
+    async def _cancel_child(self, broker: Broker, child: OrderRow, why: str) -> None:
         # write-ahead: what decided it (a fill, a resize's new order) is on disk
         await self.journal.durable()
         state = await broker.cancel(child["client_order_id"], ticker=child["ticker"])

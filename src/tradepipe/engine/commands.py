@@ -28,7 +28,7 @@ from tradepipe.engine.lanes import Lanes, Work
 from tradepipe.engine.planner import Planner
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, UsageError
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal
 
 REPLAY_SOURCE = "replay of signal"  # the journaled source of a `tradepipe replay --execute`
 
@@ -81,7 +81,7 @@ class Commands:
             delivery["account"], delivery["ticker"], partial(self._approve, work, delivery_id)
         )
 
-    def _pending(self, delivery_id: int) -> dict[str, Any]:
+    def _pending(self, delivery_id: int) -> DeliveryRow:
         delivery = self.journal.delivery(delivery_id)
         if delivery is None:
             raise UsageError(f"no delivery {delivery_id} in the journal")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.model import (
@@ -31,7 +31,7 @@ from tradepipe.engine.reconciler import Reconciler
 from tradepipe.engine.recorder import Recorder
 from tradepipe.engine.sending import Sending
 from tradepipe.errors import BrokerError, OrderRejected
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal
 
 if TYPE_CHECKING:
     from tradepipe.engine.scheduler import Scheduler
@@ -77,7 +77,7 @@ class Delivery:
         self.notify = notify
         self.metrics = metrics or Metrics()
 
-    async def deliver(self, work: Work, delivery: dict[str, Any]) -> Outcome:
+    async def deliver(self, work: Work, delivery: DeliveryRow) -> Outcome:
         config = work.config if work.config is not None else self.current.config
         subscription = config.subscriptions[delivery["subscription"]]
         strategy = config.strategies[work.strategy]
@@ -138,6 +138,7 @@ class Delivery:
             # Without journaled orders nothing was sent: planning again is safe, and it goes
             # through the approval gate below like any new delivery.
             log.info("delivery %s: resuming its journaled plan", delivery["id"])
+            assert delivery["plan"] is not None  # journaled with the status planned
             plan = replace(plan_from_json(json.loads(delivery["plan"])), cancel_open_orders=False)
             outcome = await self._execute(work, delivery, intent, broker, plan, journaled)
             return await self._finish(work, delivery, outcome, plan)
@@ -161,7 +162,7 @@ class Delivery:
         return await self._finish(work, delivery, outcome, decision)
 
     def set_delivery(
-        self, delivery: dict[str, Any], status: str, reason: str, *, notify: bool = True
+        self, delivery: DeliveryRow, status: str, reason: str, *, notify: bool = True
     ) -> Outcome:
         """Journal the delivery's outcome, and in the same transaction the notification it
         calls for (SPEC §14): a rejection or failure, a wait for approval (with the command).
@@ -176,7 +177,7 @@ class Delivery:
         return Outcome(status, reason)
 
     async def _finish(
-        self, work: Work, delivery: dict[str, Any], outcome: Outcome, plan: Plan
+        self, work: Work, delivery: DeliveryRow, outcome: Outcome, plan: Plan
     ) -> Outcome:
         finished = self.set_delivery(delivery, outcome.status, outcome.reason)
         if outcome.status == DeliveryStatus.SUBMITTED:
@@ -193,7 +194,7 @@ class Delivery:
     async def _execute(
         self,
         work: Work,
-        delivery: dict[str, Any],
+        delivery: DeliveryRow,
         intent: Intent,
         broker: Broker,
         plan: Plan,
@@ -280,7 +281,7 @@ class Delivery:
         return Outcome("submitted", plan.summary)
 
 
-def tell_delivery(notify: Notify, delivery: dict[str, Any], status: str, reason: str) -> None:
+def tell_delivery(notify: Notify, delivery: DeliveryRow, status: str, reason: str) -> None:
     """The notification a delivery's outcome calls for, if any (inside its transaction)."""
     where = f"{delivery['subscription']} {delivery['ticker']} (signal {delivery['signal_id']})"
     subject = f"delivery {delivery['id']}"

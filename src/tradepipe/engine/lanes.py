@@ -17,7 +17,7 @@ from tradepipe.core.model import FINAL_DELIVERY, DeliveryStatus, OrderState
 from tradepipe.core.signal import Signal
 from tradepipe.engine.current import Current
 from tradepipe.engine.drill import pause_point
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal
 
 if TYPE_CHECKING:
     from tradepipe.config import Config
@@ -45,7 +45,7 @@ class Work:
 @dataclass(frozen=True, slots=True)
 class LaneItem:
     work: Work
-    delivery: dict[str, Any]
+    delivery: DeliveryRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +80,12 @@ class Lanes:
         current: Current,
         clock: Callable[[], datetime],
         *,
-        deliver: Callable[[Work, dict[str, Any]], Awaitable[Outcome]],
+        deliver: Callable[[Work, DeliveryRow], Awaitable[Outcome]],
         chore: Callable[[Chore], Awaitable[None]],
     ) -> None:
         self.journal = journal
         # Journals a delivery a bug stopped as failed (the engine's also tells the trader).
-        self.fail: Callable[[dict[str, Any], str], object] = self._journal_failure
+        self.fail: Callable[[DeliveryRow, str], object] = self._journal_failure
         self.current = current
         self.clock = clock
         self._deliver = deliver
@@ -222,7 +222,7 @@ class Lanes:
                     log.exception("delivery %s: could not journal the failure", delivery["id"])
             self._count_down(work.signal_id)
 
-    def _journal_failure(self, delivery: dict[str, Any], reason: str) -> None:
+    def _journal_failure(self, delivery: DeliveryRow, reason: str) -> None:
         self.journal.update_delivery(
             delivery["id"], status=DeliveryStatus.FAILED, reason=reason, updated_at=self.clock()
         )

@@ -136,13 +136,13 @@ class Reconciler:
             for o in self.journal.working_orders(account)
             if canonical(account, o["ticker"]) == ticker
         ]
-        was = {o["client_order_id"]: o["status"] for o in working}
+        was = {o["client_order_id"]: o for o in working}
         for cid in orders_to_look_up(working, broker_open):
             found = await broker.get_order(cid, ticker=ticker)
             if found is None:
                 # The broker does not know it: settled as unknown, by lookup, after a grace.
                 self.recorder.journal_status(
-                    {"client_order_id": cid},
+                    was[cid],
                     OrderStatus.UNKNOWN,
                     "the broker no longer lists this order (reconciliation)",
                 )
@@ -150,7 +150,7 @@ class Reconciler:
             else:
                 self.recorder.record_state(account, ticker, found)
                 seen = str(found.status)
-            differences.append(Difference("order", account, ticker, cid, was[cid], seen))
+            differences.append(Difference("order", account, ticker, cid, was[cid]["status"], seen))
         journaled = {
             o.client_order_id: row
             for o in broker_open

@@ -24,7 +24,7 @@ from tradepipe.core.notify import Notify, NotifyKind, no_notify
 from tradepipe.core.tally import FillBooked
 from tradepipe.engine.current import Current
 from tradepipe.errors import BrokerError, OrderRejected
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal, OrderRow
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Recorder:
         state: OrderState,
         *,
         streamed: bool = False,
-        new: dict[str, Any] | None = None,
+        new: OrderRow | None = None,
     ) -> OrderState:
         """Journal what the broker says of one of our orders, and every fill it reports;
         answers the state as journaled: read against the quantity sent (fills covering it
@@ -182,7 +182,7 @@ class Recorder:
         if not waiting:
             del self.feeless[state.client_order_id]
 
-    async def look_up(self, broker: Broker, order: dict[str, Any]) -> dict[str, Any]:
+    async def look_up(self, broker: Broker, order: OrderRow) -> OrderRow:
         """The broker's view of a journaled order, journaled; answers the row as it is now."""
         found = await broker.get_order(order["client_order_id"], ticker=order["ticker"])
         if found is None:
@@ -200,12 +200,12 @@ class Recorder:
         self,
         request: OrderRequest,
         *,
-        delivery: dict[str, Any] | None = None,
+        delivery: DeliveryRow | None = None,
         signal_id: int | None = None,
         parent_id: int | None = None,
         status: OrderStatus | None = None,
         replaces: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> OrderRow:
         """`journal_order`, answering the row as journaled."""
         now = self.clock()
         return self.journal.insert_order_row(
@@ -233,7 +233,7 @@ class Recorder:
         )
 
     async def send(
-        self, broker: Broker, request: OrderRequest, *, new: dict[str, Any] | None = None
+        self, broker: Broker, request: OrderRequest, *, new: OrderRow | None = None
     ) -> OrderState:
         """Send one journaled order (no bracket, no replace), on disk first. A refusal is
         journaled rejected; any other broker error leaves its fate unknown, settled by lookup
@@ -266,13 +266,13 @@ class Recorder:
                     updated_at=self.clock(),
                 )
 
-    def journal_status(self, order: dict[str, Any], status: OrderStatus, message: str) -> None:
+    def journal_status(self, order: OrderRow, status: OrderStatus, message: str) -> None:
         self.journal.update_order(
             order["client_order_id"], status=status, broker_message=message, updated_at=self.clock()
         )
 
 
-def refusal_text(order: dict[str, Any], state: OrderState) -> str:
+def refusal_text(order: OrderRow, state: OrderState) -> str:
     """A failure notice for an order the broker refused after it had taken it."""
     return (
         f"{order['account']}: the broker refused {order['role']} order"
@@ -281,7 +281,7 @@ def refusal_text(order: dict[str, Any], state: OrderState) -> str:
     )
 
 
-def fill_text(order: dict[str, Any], booked: list[FillBooked], filled: Decimal) -> str:
+def fill_text(order: OrderRow, booked: list[FillBooked], filled: Decimal) -> str:
     """A fill notification: what traded, at what average price, for whom, and how much of the
     order is done (`filled`: the order's filled quantity now)."""
     quantity = sum((f.quantity for f in booked), Decimal(0))

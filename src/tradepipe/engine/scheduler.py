@@ -42,7 +42,7 @@ from tradepipe.engine.flatten_at import FlattenTimes
 from tradepipe.engine.lanes import Lanes, Work
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Scheduler:
 
     # -- delay: a delivery carried out at its time ---------------------------------------------
 
-    def postpone(self, work: Work, delivery: dict[str, Any], intent: Intent) -> Outcome | None:
+    def postpone(self, work: Work, delivery: DeliveryRow, intent: Intent) -> Outcome | None:
         """The signal's `delay` (SPEC §13): the delivery waits, journaled with its due time
         (received + delay), and the scheduler carries it out in this lane then. None: its time
         has come already (a restart that resumed it), so it runs now; more than GRACE past it
@@ -289,7 +289,7 @@ class Scheduler:
 
     # -- cancel_after: an order left unfilled is canceled --------------------------------------
 
-    def cancel_later(self, delivery: dict[str, Any], request: OrderRequest, intent: Intent) -> None:
+    def cancel_later(self, delivery: DeliveryRow, request: OrderRequest, intent: Intent) -> None:
         """`cancel_after` / `cancelAfter` (SPEC §13): an entry or exit order accepted unfilled
         is canceled that long after, if it is still open then (engine/scheduler.py)."""
         assert intent.cancel_after is not None

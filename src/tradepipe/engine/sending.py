@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from decimal import Decimal
-from typing import Any
 
 from tradepipe.brokers.base import Broker
 from tradepipe.core.ids import client_order_id
@@ -19,7 +18,7 @@ from tradepipe.engine.drill import pause_point
 from tradepipe.engine.lanes import Work
 from tradepipe.engine.recorder import Recorder
 from tradepipe.errors import BrokerError, OrderRejected
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal, OrderRow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class Sending:
     async def submit_once(
         self,
         work: Work,
-        delivery: dict[str, Any],
+        delivery: DeliveryRow,
         broker: Broker,
         request: OrderRequest,
         children: list[OrderRequest],
@@ -50,7 +49,7 @@ class Sending:
         record = self.recorder
         journaled = request.client_order_id in journaled_ids
         found = None
-        rows: dict[str, dict[str, Any]] = {}  # the rows journaled here, as written
+        rows: dict[str, OrderRow] = {}  # the rows journaled here, as written
         if journaled:
             found = await broker.get_order(request.client_order_id, ticker=request.ticker)
         if found is not None:
@@ -131,7 +130,7 @@ class Sending:
         return state
 
     def request(
-        self, work: Work, delivery: dict[str, Any], intent: Intent, step: PlannedOrder
+        self, work: Work, delivery: DeliveryRow, intent: Intent, step: PlannedOrder
     ) -> OrderRequest:
         return OrderRequest(
             client_order_id=client_order_id(

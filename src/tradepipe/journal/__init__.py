@@ -35,11 +35,20 @@ from tradepipe.journal import signals as _signals
 from tradepipe.journal import trading_states as _trading_states
 from tradepipe.journal.group_commit import GroupCommit
 from tradepipe.journal.positions import apply_fill
-from tradepipe.journal.rows import dumps, to_text
+from tradepipe.journal.rows import DeliveryRow, OrderRow, dumps, to_text
 from tradepipe.journal.schema import migrations
 from tradepipe.journal.sqlite_utils_lean import Database
 
-__all__ = ["STORAGE_ERRORS", "Journal", "apply_fill", "dumps", "migrations", "to_text"]
+__all__ = [
+    "STORAGE_ERRORS",
+    "DeliveryRow",
+    "Journal",
+    "OrderRow",
+    "apply_fill",
+    "dumps",
+    "migrations",
+    "to_text",
+]
 
 # What a journal write can raise: SQLite's own errors (this package is the only one that
 # imports sqlite3) and the journal's.
@@ -89,7 +98,7 @@ class Journal:
         self.paper_written: _paper_books.Written | None = None  # watch_paper_rows
         # The journaled positions as written, with the `rollbacks` they were read at (positions.py).
         self.positions_memo: tuple[int, dict[tuple[str, str], Any]] | None = None
-        self.live_orders_memo: tuple[int, dict[int, dict[str, Any]]] | None = None  # orders.py
+        self.live_orders_memo: tuple[int, dict[int, OrderRow]] | None = None  # orders.py
         self._rollbacks = 0  # transactions rolled back without group commit (and before it)
 
     @classmethod

@@ -5,7 +5,7 @@ audit events."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -15,12 +15,15 @@ from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
 from tradepipe.journal.positions import move_position
 from tradepipe.journal.rows import (
+    OrderRow,
     as_read,
     filters,
     insert,
     many,
-    one,
+    many_rows,
+    one_row,
     to_text,
+    typed,
     update_returning,
 )
 
@@ -50,7 +53,7 @@ _LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled'
 _LIVE = frozenset({"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"})
 
 
-def _live(journal: Journal) -> dict[int, dict[str, Any]]:
+def _live(journal: Journal) -> dict[int, OrderRow]:
     """Every order not yet done with, id → row, oldest first, kept in memory as written
     (issue 15): `insert_order_row` and `update_order` are the one writer of orders, and keep
     each row they write (as a read would give it back) or let it go once it is done. Read again
@@ -58,14 +61,13 @@ def _live(journal: Journal) -> dict[int, dict[str, Any]]:
     an engine starts (`Journal.forget_memory`: what a restart reads)."""
     memo = journal.live_orders_memo
     if memo is None or memo[0] != journal.rollbacks:
-        rows = many(
-            journal.conn, f"SELECT * FROM orders WHERE status IN ({_LIVE_ORDER}) ORDER BY id"
-        )
+        sql = f"SELECT * FROM orders WHERE status IN ({_LIVE_ORDER}) ORDER BY id"
+        rows = many_rows(OrderRow, journal.conn, sql)
         memo = journal.live_orders_memo = (journal.rollbacks, {r["id"]: r for r in rows})
     return memo[1]
 
 
-def _note(journal: Journal, row: dict[str, Any]) -> None:
+def _note(journal: Journal, row: OrderRow) -> None:
     """An order's row as just written: kept while it is live, let go once done."""
     memo = journal.live_orders_memo
     if memo is None or memo[0] != journal.rollbacks:
@@ -81,9 +83,9 @@ def _note(journal: Journal, row: dict[str, Any]) -> None:
         journal.live_orders_memo = (memo[0], dict(sorted(live.items())))
 
 
-def _live_rows(journal: Journal, account: str, ticker: str | None, keep: Any) -> list[dict]:
+def _live_rows(journal: Journal, account: str, ticker: str | None, keep: Any) -> list[OrderRow]:
     return [
-        dict(row)
+        row.copy()
         for row in _live(journal).values()
         if row["account"] == account and (ticker is None or row["ticker"] == ticker) and keep(row)
     ]
@@ -128,7 +130,7 @@ def insert_order(journal: Journal, /, **row: Any) -> int:
     return insert_order_row(journal, **row)["id"]
 
 
-def insert_order_row(journal: Journal, /, **row: Any) -> dict[str, Any]:
+def insert_order_row(journal: Journal, /, **row: Any) -> OrderRow:
     """`insert_order`, answering the row as written (as `order_by_client_id` would read it): the
     caller holds the truth and need not read it back."""
     with journal.transaction():
@@ -138,8 +140,8 @@ def insert_order_row(journal: Journal, /, **row: Any) -> dict[str, Any]:
         append_event(journal.conn, "order", subject, detail, at, group=journal.group)
         journal.orders_written += 1
         written = {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
-        _note(journal, dict(written))
-        return written
+        _note(journal, typed(OrderRow, dict(written)))
+        return typed(OrderRow, written)
 
 
 def update_order(
@@ -147,7 +149,7 @@ def update_order(
     /,
     client_order_id: str,
     *,
-    row: Mapping[str, Any] | None = None,
+    row: OrderRow | None = None,
     **values: Any,
 ) -> None:
     """`row`: the order's row as read in this same turn, when the caller has it (its status
@@ -164,7 +166,7 @@ def update_order(
             ).fetchone()
         written = update_returning(conn, "orders", {"client_order_id": client_order_id}, values)
         if written:
-            _note(journal, written[0])
+            _note(journal, typed(OrderRow, written[0]))
         # A poll that finds nothing new is not an event.
         status = str(values.get("status", before[0] if before else ""))
         filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
@@ -179,8 +181,9 @@ def update_order(
             append_event(conn, "order", client_order_id, detail, at, group=journal.group)
 
 
-def order_by_client_id(journal: Journal, client_order_id: str) -> dict[str, Any] | None:
-    return one(journal.conn, "SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+def order_by_client_id(journal: Journal, client_order_id: str) -> OrderRow | None:
+    sql = "SELECT * FROM orders WHERE client_order_id = ?"
+    return one_row(OrderRow, journal.conn, sql, (client_order_id,))
 
 
 def orders(
@@ -189,16 +192,13 @@ def orders(
     account: str | None = None,
     signal_id: int | None = None,
     limit: int = 200,
-) -> list[dict[str, Any]]:
+) -> list[OrderRow]:
     where, params = filters(account=account, signal_id=signal_id)
-    return many(
-        journal.conn, f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?", [*params, limit]
-    )
+    sql = f"SELECT * FROM orders{where} ORDER BY id DESC LIMIT ?"
+    return many_rows(OrderRow, journal.conn, sql, [*params, limit])
 
 
-def working_orders(
-    journal: Journal, account: str, ticker: str | None = None
-) -> list[dict[str, Any]]:
+def working_orders(journal: Journal, account: str, ticker: str | None = None) -> list[OrderRow]:
     """Orders the journal believes are at the broker and not done."""
     return _live_rows(journal, account, ticker, lambda row: row["status"] in WORKING)
 
@@ -215,43 +215,41 @@ def known_order_ids(journal: Journal, client_order_ids: Sequence[str]) -> set[st
     return {row[0] for row in rows}
 
 
-def submitting_orders(journal: Journal, account: str) -> list[dict[str, Any]]:
+def submitting_orders(journal: Journal, account: str) -> list[OrderRow]:
     """Orders journaled for sending whose answer never came back (a stop came first)."""
     return _live_rows(journal, account, None, lambda row: row["status"] == OrderStatus.SUBMITTING)
 
 
-def unknown_orders(
-    journal: Journal, account: str, ticker: str | None = None
-) -> list[dict[str, Any]]:
+def unknown_orders(journal: Journal, account: str, ticker: str | None = None) -> list[OrderRow]:
     """Orders whose broker answer was lost: to be settled by looking their id up."""
     return _live_rows(journal, account, ticker, lambda row: row["status"] == OrderStatus.UNKNOWN)
 
 
-def order_by_id(journal: Journal, order_id: int) -> dict[str, Any] | None:
-    return one(journal.conn, "SELECT * FROM orders WHERE id = ?", (order_id,))
+def order_by_id(journal: Journal, order_id: int) -> OrderRow | None:
+    return one_row(OrderRow, journal.conn, "SELECT * FROM orders WHERE id = ?", (order_id,))
 
 
-def bracket_children(
-    journal: Journal, account: str, ticker: str | None = None
-) -> list[dict[str, Any]]:
+def bracket_children(journal: Journal, account: str, ticker: str | None = None) -> list[OrderRow]:
     """Take-profit / stop-loss children not yet done with, oldest first."""
     return _live_rows(journal, account, ticker, lambda row: row["parent_id"] is not None)
 
 
-def siblings(journal: Journal, order: Mapping[str, Any]) -> list[dict[str, Any]]:
+def siblings(journal: Journal, order: OrderRow) -> list[OrderRow]:
     """The other children of an order's parent."""
-    return many(
+    return many_rows(
+        OrderRow,
         journal.conn,
         "SELECT * FROM orders WHERE parent_id = ? AND id != ? ORDER BY id",
         (order["parent_id"], order["id"]),
     )
 
 
-def orders_for_deliveries(journal: Journal, delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
+def orders_for_deliveries(journal: Journal, delivery_ids: Sequence[int]) -> list[OrderRow]:
     if not delivery_ids:
         return []
     marks = ", ".join("?" for _ in delivery_ids)
-    return many(
+    return many_rows(
+        OrderRow,
         journal.conn,
         f"SELECT * FROM orders WHERE delivery_id IN ({marks}) ORDER BY id",
         list(delivery_ids),

@@ -1,5 +1,6 @@
 """A row as the journal writes and reads it: values spelled as text (Decimals exactly, datetimes
-as ISO-8601, JSON compact), and the INSERT/UPDATE statements built once per shape and cached."""
+as ISO-8601, JSON compact), and the INSERT/UPDATE statements built once per shape and cached;
+the types of the rows that cross the engine's seams (`OrderRow`, `DeliveryRow`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,69 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, TypeVar, cast
+
+# -- the rows that cross the engine's seams ----------------------------------------------------
+# One key per column of the table after every migration (tests/test_row_types.py keeps them to
+# the schema), each as the journal reads it back: STRICT tables hold Decimals and datetimes as
+# TEXT, so a quantity is a str; a nullable column may be None. They are the plain dicts a read
+# gives (`one`, `many`); the type only names their keys.
+
+
+class OrderRow(TypedDict):
+    """A row of `orders`."""
+
+    id: int
+    client_order_id: str
+    delivery_id: int | None
+    signal_id: int | None
+    subscription: str | None
+    account: str
+    ticker: str
+    side: str
+    quantity: str
+    filled_quantity: str
+    average_fill_price: str | None
+    order_type: str
+    limit_price: str | None
+    stop_price: str | None
+    trail_amount: str | None
+    trail_percent: str | None
+    time_in_force: str
+    role: str
+    parent_id: int | None
+    status: str
+    broker_order_id: str | None
+    broker_message: str | None
+    created_at: str
+    updated_at: str
+    replaces: str | None  # 0007_order_replaces
+    extended_hours: int  # 0008_order_extended_hours: 0 or 1
+
+
+class DeliveryRow(TypedDict):
+    """A row of `deliveries`."""
+
+    id: int
+    signal_id: int
+    subscription: str
+    account: str
+    ticker: str
+    status: str
+    reason: str | None
+    plan: str | None  # JSON
+    provenance: str | None  # JSON
+    created_at: str
+    updated_at: str
+
+
+Row = TypeVar("Row", OrderRow, DeliveryRow)
+
+
+def typed(kind: type[Row], row: dict[str, Any]) -> Row:
+    """A row of `kind`'s table as read or as written, named as its type (the dict itself, not
+    a copy): with `one_row` and `many_rows`, the one place a dict becomes a typed row."""
+    return cast(Row, row)
 
 
 def to_text(value: Any) -> str | None:
@@ -56,6 +119,20 @@ def one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[
 
 def many(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def one_row(
+    kind: type[Row], conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()
+) -> Row | None:
+    """`one`, of `kind`'s table (`SELECT *`)."""
+    return cast("Row | None", one(conn, sql, params))
+
+
+def many_rows(
+    kind: type[Row], conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()
+) -> list[Row]:
+    """`many`, of `kind`'s table (`SELECT *`)."""
+    return cast("list[Row]", many(conn, sql, params))
 
 
 def insert(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> int:

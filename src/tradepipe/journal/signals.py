@@ -9,7 +9,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.events import append as append_event
-from tradepipe.journal.rows import as_read, dumps, insert, many, one, update
+from tradepipe.journal.rows import (
+    DeliveryRow,
+    as_read,
+    dumps,
+    insert,
+    many,
+    many_rows,
+    one,
+    one_row,
+    typed,
+    update,
+)
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -93,7 +104,7 @@ def unprocessed_signals(journal: Journal) -> list[dict[str, Any]]:
 # -- deliveries --------------------------------------------------------------------------------
 
 
-def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
+def ensure_delivery(journal: Journal, /, **row: Any) -> DeliveryRow:
     """Create the delivery of a signal to a subscription, or return the one a restart finds."""
     with journal.transaction():
         # Inserted unless a restart finds it: read only then.
@@ -104,7 +115,8 @@ def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
             [as_read(v) for v in row.values()],
         )
         if cursor.rowcount == 0:
-            existing = one(
+            existing = one_row(
+                DeliveryRow,
                 journal.conn,
                 "SELECT * FROM deliveries WHERE signal_id = ? AND subscription = ?",
                 (row["signal_id"], row["subscription"]),
@@ -118,7 +130,7 @@ def ensure_delivery(journal: Journal, /, **row: Any) -> dict[str, Any]:
         append_event(journal.conn, "delivery", subject, detail, at, group=journal.group)
     # The row as written (the columns not written are empty): not read back.
     written = {k: as_read(v) for k, v in row.items()}
-    return {"id": delivery_id, **dict.fromkeys(_DELIVERY_COLUMNS), **written}
+    return typed(DeliveryRow, {"id": delivery_id, **dict.fromkeys(_DELIVERY_COLUMNS), **written})
 
 
 _DELIVERY_COLUMNS = (
@@ -135,8 +147,9 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def deliveries_with_status(journal: Journal, status: str) -> list[dict[str, Any]]:
-    return many(journal.conn, "SELECT * FROM deliveries WHERE status = ? ORDER BY id", (status,))
+def deliveries_with_status(journal: Journal, status: str) -> list[DeliveryRow]:
+    sql = "SELECT * FROM deliveries WHERE status = ? ORDER BY id"
+    return many_rows(DeliveryRow, journal.conn, sql, (status,))
 
 
 def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> None:
@@ -162,15 +175,17 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
             )
 
 
-def delivery(journal: Journal, delivery_id: int) -> dict[str, Any] | None:
-    return one(journal.conn, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+def delivery(journal: Journal, delivery_id: int) -> DeliveryRow | None:
+    sql = "SELECT * FROM deliveries WHERE id = ?"
+    return one_row(DeliveryRow, journal.conn, sql, (delivery_id,))
 
 
-def deliveries_for(journal: Journal, signal_ids: Sequence[int]) -> list[dict[str, Any]]:
+def deliveries_for(journal: Journal, signal_ids: Sequence[int]) -> list[DeliveryRow]:
     if not signal_ids:
         return []
     marks = ", ".join("?" for _ in signal_ids)
-    return many(
+    return many_rows(
+        DeliveryRow,
         journal.conn,
         f"SELECT * FROM deliveries WHERE signal_id IN ({marks}) ORDER BY id",
         list(signal_ids),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradepipe.journal import Journal
+from tradepipe.journal import DeliveryRow, Journal, OrderRow
 from tradepipe.journal.trading_states import state_row_json
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def position_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def order_view(row: dict[str, Any]) -> dict[str, Any]:
+def order_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "client_order_id": row["client_order_id"],
@@ -75,7 +76,7 @@ def trade_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def pending_view(delivery: dict[str, Any]) -> dict[str, Any]:
+def pending_view(delivery: DeliveryRow) -> dict[str, Any]:
     """A delivery waiting for approval, with the plan it had when the signal arrived."""
     plan = json.loads(delivery["plan"]) if delivery["plan"] else {}
     return {
@@ -229,8 +230,8 @@ def _sent(row: dict[str, Any], field: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _by_delivery(orders: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    grouped: dict[int, list[dict[str, Any]]] = {}
+def _by_delivery(orders: list[OrderRow]) -> dict[int | None, list[OrderRow]]:
+    grouped: dict[int | None, list[OrderRow]] = {}
     for order in orders:
         grouped.setdefault(order["delivery_id"], []).append(order)
     return grouped
