@@ -82,7 +82,12 @@ def to_text(value: Any) -> str | None:
         text = str(value)
         if "." not in text and "E" not in text:  # a whole number already spelled plainly
             return text
-        return format(value.normalize(), "f") if value == value.to_integral() else text
+        if value != value.to_integral_value():
+            return text
+        # A whole number spelled with an exponent or zero decimals: its digits, exactly (not
+        # normalize(), which rounds to the context's 28 digits).
+        whole = format(value, "f")
+        return whole.rstrip("0").rstrip(".") if "." in whole else whole
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
