@@ -42,6 +42,7 @@ def serve(
 ) -> None:
     """Run the daemon in the foreground: webhook listener, engine and brokers."""
     import asyncio
+    import gc
 
     from tradepipe.config import load_config, new_token, write_starter_config
     from tradepipe.daemon.logs import configure_logging
@@ -78,6 +79,11 @@ def serve(
         config_flag = f" --config {path}" if state.config_path else ""
         err.print(markup("  try: tradepipe{} send '{}'", config_flag, example))
         sys.stderr.flush()
+        # What start-up built (modules, config, the brokers' SDKs) lives as long as the
+        # process: out of the collector's way, so that a full collection walks only what
+        # trading allocated since, not a 20-40 ms pause inside whichever signal it falls on.
+        gc.collect()
+        gc.freeze()
 
     asyncio.run(run(config, host=host, port=port, on_ready=ready))
 
