@@ -305,3 +305,28 @@ def test_a_decimal_is_spelled_whole_without_exponent_and_a_fraction_exactly(valu
             assert text == format(value.normalize(), "f")
     else:
         assert text == str(value)
+
+
+def test_the_status_sets_the_journal_queries_by_are_the_models(tmp_path):
+    """Status sets live in core.model once (issue 15): the journal's live orders are LIVE_ORDER,
+    and the paper books' resting orders are RESTING_ORDER, spelled word for word as the partial
+    index that serves them (SQLite uses it only for the same terms)."""
+    from tradepipe.core.model import LIVE_ORDER, RESTING_ORDER
+    from tradepipe.journal import orders, paper_books
+
+    def listed(sql: str) -> set[str]:
+        return set(re.findall(r"'([a-z_]+)'", sql))
+
+    assert listed(orders._LIVE_ORDER) == set(LIVE_ORDER)
+    assert listed(paper_books._WORKING_SQL) == set(RESTING_ORDER)
+    journal = Journal.open(tmp_path / "j.db")
+    (index,) = journal.conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'paper_orders_live'"
+    ).fetchone()
+    assert paper_books._WORKING_SQL in index
+    plan = journal.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM paper_orders WHERE account = ?"
+        f" AND {paper_books._WORKING_SQL} ORDER BY rowid",
+        ("paper",),
+    ).fetchall()
+    assert any("paper_orders_live" in str(tuple(row)) for row in plan), plan

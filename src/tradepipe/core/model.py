@@ -93,6 +93,9 @@ WORKING_ORDER = frozenset(
 
 # Not done with: working, on its way, held until its entry fills, or of unknown state.
 LIVE_ORDER = WORKING_ORDER | {OrderStatus.HELD, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN}
+# Resting in the paper broker's books: it may still fill (a held bracket leg once its entry
+# fills). The paper broker answers at once, so its orders are never submitted-not-accepted.
+RESTING_ORDER = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.HELD})
 
 
 class DeliveryStatus(StrEnum):

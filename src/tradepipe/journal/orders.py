@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradepipe.core.model import OrderStatus
+from tradepipe.core.model import LIVE_ORDER, OrderStatus
 from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
 from tradepipe.journal.positions import move_position
@@ -22,6 +22,7 @@ from tradepipe.journal.rows import (
     many,
     many_rows,
     one_row,
+    sql_in,
     to_text,
     typed,
     update_returning,
@@ -49,8 +50,7 @@ _ORDER_DETAIL = (
 )
 
 # Orders that are not yet done with: held by us, on their way, working, or of unknown fate.
-_LIVE_ORDER = "'held', 'submitting', 'submitted', 'accepted', 'partially_filled', 'unknown'"
-_LIVE = frozenset({"held", "submitting", "submitted", "accepted", "partially_filled", "unknown"})
+_LIVE_ORDER = sql_in(LIVE_ORDER)
 
 
 def _live(journal: Journal) -> dict[int, OrderRow]:
@@ -74,7 +74,7 @@ def _note(journal: Journal, row: OrderRow) -> None:
         return  # read again at its next use
     live = memo[1]
     order_id = row["id"]
-    if row["status"] not in _LIVE:
+    if row["status"] not in LIVE_ORDER:
         live.pop(order_id, None)
         return
     known, newest = order_id in live, next(reversed(live), None)

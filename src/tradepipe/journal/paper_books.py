@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradepipe.core.model import RESTING_ORDER
 from tradepipe.journal.positions import apply_fill
 from tradepipe.journal.rows import insert_returning, many, one, to_text, update_returning
 
@@ -46,9 +47,9 @@ class _Books:
         self.working: dict[str, tuple[str, dict[str, Any]]] | None = None
 
 
-# A paper order that may still fill (brokers/paper/books.py WORKING), as the live index says it.
+# A paper order that may still fill (core.model.RESTING_ORDER), spelled as the partial index
+# paper_orders_live says it, word for word: SQLite uses that index only for the same terms.
 _WORKING_SQL = "status IN ('accepted', 'partially_filled', 'held')"
-_WORKING = frozenset({"accepted", "partially_filled", "held"})
 
 
 def _books(journal: Journal, account: str) -> _Books:
@@ -195,7 +196,7 @@ def _note(journal: Journal, row: dict[str, Any]) -> None:
     if working is None:
         return
     cid = row["client_order_id"]
-    if row["status"] in _WORKING:
+    if row["status"] in RESTING_ORDER:
         kept = working.get(cid)
         ticker = kept[0] if kept else json.loads(row["request"])["ticker"]
         working[cid] = (ticker, row)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, TypedDict, TypeVar, cast
 
 # -- the rows that cross the engine's seams ----------------------------------------------------
@@ -111,6 +112,11 @@ def as_read(value: Any) -> Any:
 # for every signal, and building their text again each time was a measurable share of a trade.
 # Table and column names come from the journal's own code, never from input.
 _SQL: dict[tuple[str, ...], str] = {}
+
+
+def sql_in(statuses: Iterable[StrEnum]) -> str:
+    """Statuses as the list of an SQL `IN (…)`, in a stable order (the members' own values)."""
+    return ", ".join(f"'{status.value}'" for status in sorted(statuses))
 
 
 def dumps(value: Any) -> str:

@@ -13,7 +13,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tradepipe.core.model import Fill, OrderRequest, OrderState, OrderStatus, OrderType, Side
+from tradepipe.core.model import (
+    RESTING_ORDER,
+    Fill,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Side,
+)
 from tradepipe.core.prices import show, stock_tick
 
 # Reg T initial margin on a short sale: 50 % of its value from buying power, on top of the sale's
@@ -21,7 +29,7 @@ from tradepipe.core.prices import show, stock_tick
 SHORT_MARGIN = Decimal("0.5")
 
 # A paper order that may still fill: live at the mark, or a bracket leg held for its entry.
-WORKING = frozenset({"accepted", "partially_filled", "held"})
+WORKING = RESTING_ORDER
 
 
 def buying_power_needed(
