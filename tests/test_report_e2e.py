@@ -214,7 +214,7 @@ def follow(config, *args: str, env: dict[str, str] | None = None) -> subprocess.
 def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
     """Ctrl-C: its exit code and what it said on stderr after."""
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=10)
+    _, stderr = process.communicate(timeout=30)  # (CI's four workers share two cores)
     return process.returncode, stderr
 
 
@@ -252,3 +252,17 @@ def test_signals_follow_for_people_prints_a_line_per_outcome(tmp_path):
             code, _ = interrupt(follower)
     assert "AAPL exit" in line and "trend-paper: rejected" in line
     assert code == 0
+
+
+def test_signals_follow_ends_at_ctrl_c_even_when_started_with_sigint_ignored(tmp_path):
+    """A parent that ignores SIGINT passes that on (a shell's background job, a supervisor):
+    the follower must still end at Ctrl-C, not run on forever."""
+    config = write_config(tmp_path)
+    with Daemon(config, free_port()):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            follower = follow(config, "--json")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        code, stderr = interrupt(follower)
+    assert code == 0, stderr

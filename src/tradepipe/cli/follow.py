@@ -8,6 +8,7 @@ are final and none waits for approval). Ctrl-C ends it with exit 0.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ def follow_signals(journal: Journal, *, as_json: bool, interval: float) -> None:
     then each change of its outcome; until Ctrl-C."""
     from tradepipe.journal.views import signal_views
 
+    # Ctrl-C ends it even when started with SIGINT ignored (a parent may pass that on, and
+    # Python then installs no KeyboardInterrupt of its own): it would otherwise never end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     newest = journal.conn.execute("SELECT coalesce(max(id), 0) FROM signals").fetchone()[0]
     err.print(f"following signals after {newest} (Ctrl-C ends)")
     printed: dict[int, Any] = {}  # signal id → the outcome last printed, while it may change
