@@ -214,7 +214,12 @@ def follow(config, *args: str, env: dict[str, str] | None = None) -> subprocess.
 def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
     """Ctrl-C: its exit code and what it said on stderr after."""
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)  # (CI's four workers share two cores)
+    try:
+        _, stderr = process.communicate(timeout=30)  # (CI's four workers share two cores)
+    except subprocess.TimeoutExpired:
+        process.kill()  # not left running after the test
+        process.communicate()
+        raise
     return process.returncode, stderr
 
 
