@@ -150,3 +150,28 @@ def test_a_failed_build_is_logged_and_tried_again_and_the_day_is_not_lost(tmp_pa
     (text,) = summaries(journal)
     assert text.startswith("paper, 2026-11-03 00:00 UTC to 2026-11-04 00:00 UTC:")
     journal.close()
+
+
+def test_accounts_whose_days_end_together_share_one_build_of_the_report(tmp_path, caplog):
+    """Each account's summary, from one read of the fills per day window (it reads them all)."""
+    extra = DAILY + '\n[accounts.other]\nbroker = "paper"\ncash = 5000\n'
+    config_path = write_config(tmp_path, extra=extra)
+    config = load_config(config_path)
+    build(Path(config.journal.path), 200)  # fills of account "paper" only
+    journal = Journal.open(Path(config.journal.path))
+    clock = FixedClock(MIDDAY)
+    notifier = Notifier(journal, Current(config, {}), clock)
+    caplog.set_level(logging.INFO, logger="tradepipe.engine.daily")
+
+    async def test() -> None:
+        await notifier.daily.check(clock())
+        clock.now = DAY + timedelta(seconds=30)
+        assert await notifier.daily.check(clock()) == DAY + timedelta(days=1)
+
+    asyncio.run(test())
+    builds = [r for r in caplog.records if "its report built" in r.getMessage()]
+    assert len(builds) == 1
+    texts = sorted(summaries(journal))
+    assert [t.split(",")[0] for t in texts] == ["other", "paper"]
+    assert "fills: 0" in texts[0].splitlines()
+    journal.close()

@@ -37,6 +37,8 @@ RETRY = 60.0  # seconds before a summary whose build failed is tried again
 
 # One account's day as the report figures it: its total, its fills, its first and last equity.
 DayFigures = tuple["Figures", int, tuple[Decimal, Decimal] | None]
+# A day with no fill and no equity snapshot.
+_QUIET_DAY: DayFigures = (make_report((), {}).total, 0, None)
 
 
 class DailySummary:
@@ -71,13 +73,16 @@ class DailySummary:
             )
 
     async def check(self, now: datetime) -> datetime | None:
-        """Write the summaries due; answers when the next one is. Each report is built in a
-        worker thread (the loop keeps serving); calls overlapping one another write each
-        summary once."""
+        """Write the summaries due; answers when the next one is. The report is built in a
+        worker thread (the loop keeps serving), once per day window: accounts whose days end
+        together (the usual case) share one read of the fills. Calls overlapping one another
+        write each summary once."""
         if not self.wanted():
             return None
         async with self._checking:
             soonest: datetime | None = None
+            # Each window's figures, or why they could not be built (tried once per check).
+            built: dict[tuple[datetime, datetime], dict[str, DayFigures] | Exception] = {}
             for name, account in list(self.current.config.accounts.items()):
                 risk = account.risk
                 due = self._due.setdefault(  # an account a reload added
@@ -88,21 +93,28 @@ class DailySummary:
                     since = day_start(
                         until - timedelta(seconds=1), risk.day_starts_at, risk.timezone
                     )
-                    # The worker's connection sees only what is committed; the daemon's
-                    # journal failing here stops it as any other write would.
-                    await self.journal.durable()
-                    try:
-                        text = await self.text(name, since, until)
-                    except asyncio.CancelledError:
-                        raise  # not written: the next start summarizes the day (load)
-                    except Exception:
-                        log.exception(
+                    if (since, until) not in built:
+                        # The worker's connection sees only what is committed; the daemon's
+                        # journal failing here stops it as any other write would.
+                        await self.journal.durable()
+                        try:
+                            built[(since, until)] = await self._figures(since, until)
+                        except asyncio.CancelledError:
+                            raise  # not written: the next start summarizes the day (load)
+                        except Exception as e:
+                            built[(since, until)] = e
+                    window = built[(since, until)]
+                    if isinstance(window, Exception):
+                        log.error(
                             "daily summary of account %s failed; trying again in %d s",
                             name,
                             RETRY,
+                            exc_info=window,
                         )
                         due = self._due[name] = now + timedelta(seconds=RETRY)
                     else:
+                        total, fills, equity = window.get(name, _QUIET_DAY)
+                        text = daily_text(name, since, until, total, fills, equity, self.in_force())
                         self.notify(NotifyKind.DAILY, f"account {name}", text)
                         due = self._due[name] = next_day_start(
                             now, risk.day_starts_at, risk.timezone
@@ -110,21 +122,20 @@ class DailySummary:
                 soonest = due if soonest is None else min(soonest, due)
             return soonest
 
-    async def text(self, account: str, since: datetime, until: datetime) -> str:
-        """The summary of one account's day [since, until) as committed to the journal file: its
-        figures built in a worker thread, the states in force read on the loop."""
-        config = self.current.config
-        total, fills, equity = await asyncio.to_thread(
-            day_figures, config, self.journal.path, account, since, until
+    async def _figures(self, since: datetime, until: datetime) -> dict[str, DayFigures]:
+        """Every account's day [since, until) as committed to the journal file, built in a
+        worker thread."""
+        return await asyncio.to_thread(
+            day_figures, self.current.config, self.journal.path, since, until
         )
-        return daily_text(account, since, until, total, fills, equity, self.in_force())
 
 
 def day_figures(
-    config: Config, path: Path, account: str, since: datetime, until: datetime
-) -> DayFigures:
-    """One account's day [since, until) as `tradepipe report` figures it, read on a connection
-    of its own (for a worker thread: a Journal belongs to one thread)."""
+    config: Config, path: Path, since: datetime, until: datetime
+) -> dict[str, DayFigures]:
+    """Each account's day [since, until) as `tradepipe report` figures it (an account without
+    a fill or a snapshot in it is left out), read on a connection of its own (for a worker
+    thread: a Journal belongs to one thread)."""
     from tradepipe.engine.performance import build_report
 
     started = time.perf_counter()
@@ -133,20 +144,15 @@ def day_figures(
         built, extras = build_report(config, journal, GroupBy.ACCOUNT, since, until)
     finally:
         journal.close()
-    total = next((g for g in built.groups if g.group == account), None)
-    if total is None:
-        total = make_report((), {}).total
-    equity = next(
-        (
-            (a["equity_first"], a["equity_last"])
-            for a in extras["accounts"]
-            if a["account"] == account
-        ),
-        None,
-    )
+    totals = {g.group: g for g in built.groups}
+    equity = {a["account"]: (a["equity_first"], a["equity_last"]) for a in extras["accounts"]}
     log.info(
-        "daily summary of account %s: its report built in %.2f s",
-        account,
+        "daily summaries of %s to %s: its report built in %.2f s",
+        since,
+        until,
         time.perf_counter() - started,
     )
-    return total, extras["fills"][account], equity
+    return {
+        name: (totals.get(name, _QUIET_DAY[0]), extras["fills"][name], equity.get(name))
+        for name in {*totals, *equity, *extras["fills"]}
+    }
