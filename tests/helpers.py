@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -239,3 +239,27 @@ def on_disk(journal: Path, sql: str, *params: object) -> list[tuple]:
         return db.execute(sql, params).fetchall()
     finally:
         db.close()
+
+
+def queued_delivery(journal: Any, at: datetime, **signal: Any) -> tuple[int, Any]:
+    """An accepted signal and its queued delivery to subscription trend-paper (account paper,
+    AAPL), journaled: (the signal's id, the delivery's row)."""
+    signal_id = journal.record_signal(
+        strategy="trend",
+        received_at=at,
+        source="test",
+        body="{}",
+        status="accepted",
+        http_status=200,
+        **signal,
+    )
+    delivery = journal.ensure_delivery(
+        signal_id=signal_id,
+        subscription="trend-paper",
+        account="paper",
+        ticker="AAPL",
+        status="queued",
+        created_at=at,
+        updated_at=at,
+    )
+    return signal_id, delivery

@@ -49,15 +49,20 @@ FORBIDDEN_MODULES = {
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid4", "time", "monotonic", "getenv", "open"}
 
 
-@pytest.mark.parametrize("module", PURE)
-def test_pure_module_imports_nothing_impure(module):
-    tree = ast.parse((SRC / f"{module}.py").read_text())
-    imported = set()
+def _imported(tree: ast.AST) -> set[str]:
+    """Every module the tree imports, at any depth."""
+    names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_nothing_impure(module):
+    imported = _imported(ast.parse((SRC / f"{module}.py").read_text()))
     siblings = PURE_SIBLINGS.get(module, set())
     assert {s.removeprefix("tradepipe.").replace(".", "/") for s in siblings} <= set(PURE)
     bad = {
@@ -92,16 +97,6 @@ def test_core_module_imports_at_the_top_only(module):
         if isinstance(node, ast.Import | ast.ImportFrom)
     ]
     assert late == []
-
-
-def _imported(tree: ast.AST) -> set[str]:
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
 
 
 def test_only_the_journal_imports_sqlite():

@@ -12,6 +12,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.helpers import queued_delivery
 from tradepipe.core.brackets import KEPT_BY_RESIZE
 from tradepipe.journal import DeliveryRow, Journal, OrderRow
 
@@ -60,23 +61,7 @@ def test_a_resize_keeps_only_columns_of_orders():
 
 
 def test_rows_as_written_and_as_read_hold_values_of_their_declared_types(journal):
-    signal_id = journal.record_signal(
-        strategy="trend",
-        received_at=NOW,
-        source="test",
-        body="{}",
-        status="accepted",
-        http_status=200,
-    )
-    delivery = journal.ensure_delivery(
-        signal_id=signal_id,
-        subscription="trend-paper",
-        account="paper",
-        ticker="AAPL",
-        status="queued",
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    signal_id, delivery = queued_delivery(journal, NOW)
     order = journal.insert_order_row(
         client_order_id="tp-1-e",
         delivery_id=delivery["id"],

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_config
+from tests.helpers import queued_delivery, write_config
 from tests.test_engine import Harness, run
 from tradepipe.core.audit import verify_chain
 from tradepipe.core.model import OrderRequest, OrderRole, OrderType, Side, TimeInForce
@@ -152,26 +152,7 @@ def test_an_emulated_bracket_buy_stays_within_its_measured_count(tmp_path):
 
 def test_the_rows_a_delivery_holds_are_the_rows_the_journal_reads(tmp_path):
     journal = Journal.open(tmp_path / "journal.db")
-    signal_id = journal.record_signal(
-        strategy="trend",
-        received_at=NOW,
-        source="test",
-        body="{}",
-        payload="{}",
-        ticker="AAPL",
-        action="buy",
-        status="accepted",
-        http_status=200,
-    )
-    delivery = journal.ensure_delivery(
-        signal_id=signal_id,
-        subscription="trend-paper",
-        account="paper",
-        ticker="AAPL",
-        status="queued",
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    signal_id, delivery = queued_delivery(journal, NOW, payload="{}", ticker="AAPL", action="buy")
     assert delivery == journal.delivery(delivery["id"])
     request = OrderRequest(
         client_order_id="tp-1-e",
