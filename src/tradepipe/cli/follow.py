@@ -31,10 +31,10 @@ def follow_signals(journal: Journal, *, as_json: bool, interval: float) -> None:
     # Ctrl-C ends it even when started with SIGINT ignored (a parent may pass that on, and
     # Python then installs no KeyboardInterrupt of its own): it would otherwise never end.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    newest = journal.conn.execute("SELECT coalesce(max(id), 0) FROM signals").fetchone()[0]
-    err.print(f"following signals after {newest} (Ctrl-C ends)")
     printed: dict[int, Any] = {}  # signal id → the outcome last printed, while it may change
-    try:
+    try:  # (from here on: Ctrl-C right after the first line ends it as well as later)
+        newest = journal.conn.execute("SELECT coalesce(max(id), 0) FROM signals").fetchone()[0]
+        err.print(f"following signals after {newest} (Ctrl-C ends)")
         while True:
             watched = sorted(printed)[-_WATCHED:]
             rows = [
