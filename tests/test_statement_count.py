@@ -95,6 +95,7 @@ class Counting(Harness):
             await self.journal.durable()  # the webhook answers once the signal is on disk
             self.engine.enqueue(signal_id, "trend", signal)
             await self.engine.drain()
+            await self.journal.durable()  # and what it wrote is committed: the last COMMIT too
         finally:
             self.journal.conn.set_trace_callback(None)
         return list(self.statements)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.events import append as append_event
+from tradepipe.journal.events import event as audit_event
 from tradepipe.journal.rows import (
     DeliveryRow,
     as_read,
@@ -68,16 +69,9 @@ def _find_accepted(
 
 
 def mark_signal_processed(journal: Journal, signal_id: int, processed_at: datetime) -> None:
-    with journal.transaction():
-        update(
-            journal.conn,
-            "signals",
-            {"id": signal_id},
-            {"status": "processed", "processed_at": processed_at},
-        )
-        detail = {"status": "processed"}
-        subject = f"signal {signal_id}"
-        append_event(journal.conn, "signal", subject, detail, processed_at, group=journal.group)
+    event = audit_event("signal", f"signal {signal_id}", {"status": "processed"}, processed_at)
+    values = {"status": "processed", "processed_at": processed_at}
+    journal.write_one(lambda: update(journal.conn, "signals", {"id": signal_id}, values), event)
 
 
 def signal(journal: Journal, signal_id: int) -> dict[str, Any] | None:
@@ -159,20 +153,15 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
     for key in ("plan", "provenance"):
         if key in values and not isinstance(values[key], str | None):
             values[key] = dumps(values[key])
-    with journal.transaction():
-        update(journal.conn, "deliveries", {"id": delivery_id}, values)
-        if "status" in values:
-            detail = {k: values.get(k) for k in ("status", "reason")}
-            if plan:
-                detail["plan"] = plan.get("summary") or plan.get("reason")
-            append_event(
-                journal.conn,
-                "delivery",
-                f"delivery {delivery_id}",
-                detail,
-                values.get("updated_at"),
-                group=journal.group,
-            )
+    event = None
+    if "status" in values:
+        detail = {k: values.get(k) for k in ("status", "reason")}
+        if plan:
+            detail["plan"] = plan.get("summary") or plan.get("reason")
+        subject = f"delivery {delivery_id}"
+        event = audit_event("delivery", subject, detail, values.get("updated_at"))
+    key = {"id": delivery_id}
+    journal.write_one(lambda: update(journal.conn, "deliveries", key, values), event)
 
 
 def delivery(journal: Journal, delivery_id: int) -> DeliveryRow | None:
