@@ -77,7 +77,8 @@ def event(kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) ->
         separators=(",", ":"),
         sort_keys=True,
     )
-    return (to_text(at) if at is not None else datetime.now(UTC).isoformat(), kind, subject, text)
+    stamped = to_text(at) if at is not None else None
+    return (stamped or datetime.now(UTC).isoformat(), kind, subject, text)
 
 
 def append(

@@ -160,8 +160,8 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
             detail["plan"] = plan.get("summary") or plan.get("reason")
         subject = f"delivery {delivery_id}"
         event = audit_event("delivery", subject, detail, values.get("updated_at"))
-    key = {"id": delivery_id}
-    journal.write_one(lambda: update(journal.conn, "deliveries", key, values), event)
+    where = {"id": delivery_id}
+    journal.write_one(lambda: update(journal.conn, "deliveries", where, values), event)
 
 
 def delivery(journal: Journal, delivery_id: int) -> DeliveryRow | None:
