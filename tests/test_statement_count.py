@@ -10,6 +10,7 @@ Run with `-s` to see the statements grouped by kind."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
@@ -24,7 +25,7 @@ from tests.helpers import queued_delivery, write_config
 from tests.test_engine import Harness, run
 from tradepipe.core.audit import verify_chain
 from tradepipe.core.model import OrderRequest, OrderRole, OrderType, Side, TimeInForce
-from tradepipe.core.signal import parse_signal
+from tradepipe.core.signal import parse_signal, signal_to_json
 from tradepipe.engine.current import Current
 from tradepipe.engine.recorder import Recorder
 from tradepipe.journal import Journal
@@ -89,9 +90,24 @@ class Counting(Harness):
         try:
             signal = parse_signal(payload).signal
             assert signal is not None
-            # The webhook's dedupe look-up (a body without `id` is deduplicated by its hash).
-            self.journal.find_signal_by_body("trend", "0" * 64, self.clock() - timedelta(seconds=5))
-            signal_id, signal = self.journal_signal(payload)
+            body = json.dumps(payload)
+            # The webhook's insert with its dedupe look-up in it (a body without `id` is
+            # deduplicated by its hash, within the strategy's window).
+            signal_id = self.journal.record_new_signal(
+                "body_hash",
+                self.clock() - timedelta(seconds=5),
+                strategy="trend",
+                received_at=self.clock(),
+                source="test",
+                body=body,
+                payload=json.dumps(signal_to_json(signal)),
+                ticker=signal.ticker,
+                action=signal.action,
+                body_hash=hashlib.sha256(body.encode()).hexdigest(),
+                status="accepted",
+                http_status=200,
+            )
+            assert signal_id is not None
             await self.journal.durable()  # the webhook answers once the signal is on disk
             self.engine.enqueue(signal_id, "trend", signal)
             await self.engine.drain()

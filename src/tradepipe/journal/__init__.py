@@ -238,6 +238,7 @@ class Journal:
 
     # -- signals and deliveries (signals.py) ---------------------------------------------------
     record_signal = _signals.record_signal
+    record_new_signal = _signals.record_new_signal
     find_signal_by_key = _signals.find_signal_by_key
     find_signal_by_body = _signals.find_signal_by_body
     mark_signal_processed = _signals.mark_signal_processed

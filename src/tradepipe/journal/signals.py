@@ -43,6 +43,33 @@ def record_signal(journal: Journal, /, **row: Any) -> int:
         return signal_id
 
 
+def record_new_signal(journal: Journal, /, dedupe: str, since: datetime, **row: Any) -> int | None:
+    """`record_signal` for an accepted signal, unless an accepted one of its strategy with the
+    same `dedupe` column ("dedupe_key" or "body_hash") was received since then: its id, or None
+    (a duplicate; nothing written). The look-up is part of the insert (one statement)."""
+    for key in ("errors", "warnings"):
+        row[key] = dumps(row.get(key) or [])
+    assert dedupe in ("dedupe_key", "body_hash")
+    columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+    sql = (
+        f"INSERT INTO signals ({columns}) SELECT {marks} WHERE NOT EXISTS (SELECT 1 FROM signals"
+        f" WHERE strategy = ? AND {dedupe} = ? AND received_at >= ?"
+        " AND status IN ('accepted', 'processed'))"
+    )
+    seen = (row["strategy"], row[dedupe], since.isoformat())
+    with journal.transaction():
+        cursor = journal.conn.execute(sql, [*(as_read(v) for v in row.values()), *seen])
+        if cursor.rowcount == 0:
+            return None
+        signal_id = cursor.lastrowid
+        assert signal_id is not None
+        detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
+        detail["http_status"] = row.get("http_status")
+        subject, at = f"signal {signal_id}", row.get("received_at")
+        append_event(journal.conn, "signal", subject, detail, at, group=journal.group)
+        return signal_id
+
+
 def find_signal_by_key(
     journal: Journal, strategy: str, dedupe_key: str, since: datetime
 ) -> int | None:
