@@ -218,3 +218,49 @@ def test_the_audit_chain_holds_across_a_rolled_back_unit_and_another_writer(tmp_
         journal.close()
 
     asyncio.run(main())
+
+
+def test_waiting_events_survive_a_later_unit_that_fails_and_a_failed_write_leaves_none(tmp_path):
+    """Events wait in memory for the commit (journal/group_commit.py): a unit that fails takes
+    its own events only, even when an event written at once inside it (an operator action,
+    whose id is needed) wrote the earlier units' waiting events along; a one-statement write
+    that fails queues no event; and readers on the connection see what is waiting."""
+
+    async def main():
+        journal = Journal.open(tmp_path / "journal.db")
+        journal.group_commits()
+        signal_id, delivery = queued_delivery(journal, NOW, payload="{}", ticker="AAPL")
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.update_delivery(delivery["id"], status="planned", updated_at=NOW)
+            journal.record_operator_action("note", "lost", NOW)
+            raise RuntimeError("boom")
+        request = OrderRequest(
+            client_order_id="tp-1-e",
+            account="paper",
+            ticker="AAPL",
+            side=Side.BUY,
+            quantity=D(1),
+            order_type=OrderType.MARKET,
+            time_in_force=TimeInForce.DAY,
+            role=OrderRole.ENTRY,
+        )
+        recorder = Recorder(journal, Current(None, {}), lambda: NOW, settle_due=lambda a, t: None)
+        recorder.journal_order_row(request, delivery=delivery, signal_id=signal_id)
+        with pytest.raises(sqlite3.IntegrityError):  # the same client order id again
+            recorder.journal_order_row(request, delivery=delivery, signal_id=signal_id)
+        # Read on the daemon's connection before any commit: the waiting events are in.
+        waiting = [(e["kind"], e["subject"]) for e in journal.events()]
+        await journal.durable()
+        events = journal.events()
+        assert waiting == [(e["kind"], e["subject"]) for e in events]
+        assert [(e["kind"], json.loads(e["detail"]).get("status")) for e in events] == [
+            ("signal", "accepted"),
+            ("delivery", "queued"),
+            ("order", "submitting"),
+        ]
+        assert verify_chain(events).ok, verify_chain(events)
+        (delivery_row,) = journal.deliveries_for([signal_id])
+        assert delivery_row["status"] == "queued"  # the failed unit's update is gone too
+        journal.close()
+
+    asyncio.run(main())
