@@ -254,13 +254,16 @@ def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str
     )
 
 
-def paper_insert_order(journal: Journal, /, **row: Any) -> None:
+def paper_insert_order(journal: Journal, /, **row: Any) -> dict[str, Any]:
+    """Write a new order's row (in the state it ends in, if it does at once: one write, not an
+    insert and an update); answers the row as written."""
     written = insert_returning(journal.conn, "paper_orders", row)
     _note(journal, written)
     if journal.paper_written is not None:
         key = (written["account"], written["client_order_id"])
         journal.paper_written.orders[key] = written
         journal.paper_written.inserted.add(key)
+    return written
 
 
 def paper_update_order(

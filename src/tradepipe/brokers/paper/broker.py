@@ -183,11 +183,9 @@ class PaperBroker:
             self.matching.refuse_unaffordable(entry, mark)
             now = self._clock()
             with self._journal.watch_paper_rows() as written, self._journal.transaction():
-                self.matching.insert(entry, now, OrderStatus.ACCEPTED)
-                for child in children:
-                    # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
-                    self.matching.insert(child, now, "held", parent=entry.client_order_id)
-                self.matching.place(entry, mark, now, affordable=True)
+                # The legs are held until the entry fills (OTOCO); an entry that fills at once
+                # is written once, already filled.
+                self.matching.open(entry, mark, now, children=children, affordable=True)
             self.faults.lose_answer(fault)
             # New orders: their rows and all their fills were written just now.
             return [self._answer(written, r.client_order_id) for r in (entry, *children)]
@@ -225,9 +223,8 @@ class PaperBroker:
                     f"replaced by {request.client_order_id}",
                     now,
                 )
-                self.matching.insert(request, now, old["status"], parent=old["parent"])
-                if old["status"] != "held":
-                    self.matching.place(request, self.ledger.mark(request.ticker), now)
+                mark = None if old["status"] == "held" else self.ledger.mark(request.ticker)
+                self.matching.open(request, mark, now, status=old["status"], parent=old["parent"])
             self.faults.lose_answer(fault)
             return self._answer(written, request.client_order_id)
         self.faults.lose_answer(fault)
