@@ -179,7 +179,25 @@ def test_a_filled_order_whose_answer_is_lost_is_booked_once_and_answered_again(p
     paper.inject(Fault.TIMEOUT, "no answer")
     with pytest.raises(BrokerUnavailable, match="no answer"):
         asyncio.run(paper.submit(order("c")))
-    again, found = writes(paper, paper.submit(order("c")))  # the same id: looked up, not booked
-    assert found == []
+    conn = paper.ledger.journal.conn
+    changes = conn.total_changes
+    again = asyncio.run(paper.submit(order("c")))  # the same id: answered, not booked again
+    assert conn.total_changes == changes  # no row written (its insert met the taken id)
     assert again == read_back(paper, "c") and again.status is OrderStatus.FILLED
     assert asyncio.run(paper.position("AAPL")).quantity == 5
+
+
+@pytest.mark.parametrize("spent", [False, True])
+def test_a_retried_order_id_is_answered_with_its_state_and_writes_nothing(paper, spent):
+    """With no fault waiting, whether an order is new is learnt from its insert (no read
+    first): a taken id writes nothing and is answered with what the order came to, even when
+    the checks would now refuse it (the first one spent the cash a second would need)."""
+    asyncio.run(paper.observe_price("AAPL", D(100)))
+    big = replace(order("c"), quantity=D(60) if spent else D(5))  # 6,000 of the 10,000 cash
+    first = asyncio.run(paper.submit(big))
+    conn = paper.ledger.journal.conn
+    changes = conn.total_changes
+    again = asyncio.run(paper.submit(big))
+    assert conn.total_changes == changes
+    assert again == first == read_back(paper, "c") and again.status is OrderStatus.FILLED
+    assert asyncio.run(paper.position("AAPL")).quantity == big.quantity

@@ -325,6 +325,7 @@ class Journal:
     paper_ticker_orders = _paper_books.paper_ticker_orders
     paper_children = _paper_books.paper_children
     paper_insert_order = _paper_books.paper_insert_order
+    paper_insert_new_order = _paper_books.paper_insert_new_order
     paper_update_order = _paper_books.paper_update_order
     paper_apply_fill = _paper_books.paper_apply_fill
     forget_paper_books = _paper_books.forget_paper_books

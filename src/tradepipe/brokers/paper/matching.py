@@ -34,6 +34,11 @@ class Met:
     price: Decimal | None = None
 
 
+class Taken(Exception):
+    """A new order's client order id is the account's already (a retried submit): nothing
+    was written for it."""
+
+
 class Matching:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -47,11 +52,15 @@ class Matching:
         now: datetime,
         status: str,
         parent: str | None = None,
+        new_only: bool = False,
         **final: Any,
     ) -> dict[str, Any]:
         """Write a new order's row (`final`: the columns of the state it ends in at once);
-        answers the row as written."""
-        return self.journal.paper_insert_order(
+        answers the row as written. `new_only`: raise Taken, having written nothing, if the
+        account has an order of this client order id already."""
+        journal = self.journal
+        insert = journal.paper_insert_new_order if new_only else journal.paper_insert_order
+        row = insert(
             account=self.account,
             client_order_id=request.client_order_id,
             broker_order_id=f"P-{request.client_order_id}",
@@ -62,6 +71,9 @@ class Matching:
             updated_at=now,
             **final,
         )
+        if row is None:
+            raise Taken(request.client_order_id)
+        return row
 
     def open(
         self,
@@ -73,12 +85,14 @@ class Matching:
         parent: str | None = None,
         children: Sequence[OrderRequest] = (),
         affordable: bool = False,
+        new_only: bool = False,
     ) -> None:
         """A new order and its bracket's legs (held until it fills, as a broker holds them).
         Unless it is held itself, the order meets the mark (`meet`): one that fills whole or
         is refused or canceled at once is inserted in that final state, its row written once
         (no insert then update in the same call); one that rests is inserted as `status`, and
-        a trailing stop starts trailing. Its legs are inserted after it; its fill then
+        a trailing stop starts trailing (`new_only`: unless its id is taken, see `insert`). Its
+        legs are inserted after it; its fill then
         releases them, its end cancels them."""
         met = None if status == OrderStatus.HELD else self.meet(request, mark, affordable)
         final: dict[str, Any] = {}
@@ -86,7 +100,9 @@ class Matching:
             final = {"filled_quantity": request.quantity, "average_fill_price": met.price}
         elif met is not None:
             final = {"message": met.message}
-        row = self.insert(request, now, met.status if met else status, parent, **final)
+        row = self.insert(
+            request, now, met.status if met else status, parent, new_only=new_only, **final
+        )
         for child in children:
             self.insert(child, now, OrderStatus.HELD, parent=request.client_order_id)
         if met is not None and met.price is not None:
