@@ -10,6 +10,7 @@ Run with `-s` to see the statements grouped by kind."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
@@ -24,7 +25,7 @@ from tests.helpers import queued_delivery, write_config
 from tests.test_engine import Harness, run
 from tradepipe.core.audit import verify_chain
 from tradepipe.core.model import OrderRequest, OrderRole, OrderType, Side, TimeInForce
-from tradepipe.core.signal import parse_signal
+from tradepipe.core.signal import parse_signal, signal_to_json
 from tradepipe.engine.current import Current
 from tradepipe.engine.recorder import Recorder
 from tradepipe.journal import Journal
@@ -40,41 +41,37 @@ BRACKET = {
 }
 
 # Issue 15 asked for at most 25 for the buy (its baseline: 78, 31 SELECTs). Measured before the
-# first cut: buy 83, bracket 152; before the second (with issue 16's equity snapshot after the
-# fill): buy 75 (21 SELECTs, 10 SAVEPOINT + 10 RELEASE, 2 BEGIN), bracket 130. Now: buy 36,
-# bracket 68. What went:
+# first cut: buy 83, bracket 152; then 75 and 130 (with issue 16's equity snapshot); then 36
+# and 68 (not counting the last transaction's event writes and COMMIT, which this test now
+# waits for); now 25 and 50, counted to the last COMMIT. What went:
 # - transaction control (journal/group_commit.py): a unit's savepoint opens the transaction (no
-#   BEGIN) and is not released when the unit ends well (COMMIT releases them all; a long
-#   transaction folds them every 16, one signal's never), and a write that is one statement
-#   takes no savepoint inside the open transaction (execute_one);
-# - reads of what this process wrote: the paper books' cash, positions, marks and working
-#   orders (journal/paper_books.py), the journal's positions (journal/positions.py) and its
-#   orders not yet done with (journal/orders.py) are kept in memory as written, read again
-#   after any rollback, where an engine starts, and where reconciliation lists all positions;
-#   a new paper order is answered from the rows its writes gave back (RETURNING); the audit
-#   chain's head is read inside the first event's INSERT of each transaction
-#   (journal/events.py).
-# The buy's 36 are 24 writes, 8 SAVEPOINTs, 2 COMMITs and 2 reads. The writes: the signal, its
-# delivery and the delivery's 2 updates (planned, submitted), the order and its update (filled),
-# the fill and the position it moves, the signal marked processed, the equity snapshot, 8 audit
-# events (one per change above but the fill's position and the snapshot: the audit trail), and
-# 6 of the paper broker's own books (its mark, the order and its update, its fill, position and
-# cash: the broker's side of the wire, kept apart from the journal's). The 8 savepoints are one
-# per unit of more than one write: a unit must roll back alone. The 2 commits are the webhook's
-# (an acknowledged signal is on disk, SPEC §3) and the write-ahead barrier before the broker
-# hears of the order. The 2 reads: the webhook's dedupe look-up (a duplicate from another
-# process's past is on disk only), and the paper broker's idempotency check of the client order
-# id (any order it ever took, not only the working ones kept in memory). So 25 is out of reach
-# without dropping a write; what could still go: the paper order inserted already filled (one
-# UPDATE; the partial-fill double in test_brackets.py fills an order that must exist first), and
-# the delivery's outcome and the signal processed in one unit (one SAVEPOINT).
-# The emulated bracket's 68 are the buy's 36, 12 for each of its 2 legs (its order row and
-# event, in the entry's unit; its updates to submitting and to accepted, each a unit of UPDATE
-# and event; the paper broker's idempotency read and its order row, a unit; the COMMIT before
-# it is sent), and 8 reads of the emulator: the entry by id and each leg's siblings (done
-# orders are not kept in memory).
-BUY_LIMIT = 36
-BRACKET_LIMIT = 68
+#   BEGIN) and is not released (COMMIT releases them all); a unit that is one write statement
+#   and its audit event takes no savepoint inside the open transaction (Journal.write_one):
+#   SQLite undoes a failed statement by itself;
+# - audit events wait in memory for their transaction's commit and go in with one statement
+#   (journal/events.py), chained from the head the last commit left (checked by the insert);
+# - reads of what this process wrote (journal/paper_books.py, positions.py, orders.py keep it
+#   in memory as written; a new row is answered by RETURNING);
+# - reads folded into the write that needs them: the webhook's dedupe look-up is part of the
+#   signal's INSERT (… WHERE NOT EXISTS), and the paper broker learns that an order is new
+#   from its INSERT (ON CONFLICT DO NOTHING), not from a read first;
+# - the paper order that fills at once is inserted filled (no INSERT then UPDATE).
+# The buy's 25, in its three transactions:
+# - the webhook's (an acknowledged signal is on disk, SPEC §3): SAVEPOINT, the signal, its
+#   event, COMMIT (4);
+# - the write-ahead barrier before the broker hears of the order: SAVEPOINT, the delivery, the
+#   paper mark of signalPrice, the delivery planned, the order, their 3 events, COMMIT (7);
+# - the broker's answer: SAVEPOINT, the paper broker's books (its order, filled; its fill,
+#   position and cash), SAVEPOINT for the recorder's unit (the order filled, the fill, the
+#   position), the delivery submitted, the signal processed, the equity snapshot, their 4
+#   events, COMMIT (14).
+# No SELECT is left. What would still go only by dropping a write: the paper mark (the paper
+# broker's price for the ticker) or the equity snapshot after a fill (issue 16).
+# The emulated bracket's 50 add its 2 legs' order rows (in the entry's unit), the emulator's
+# reads of the entry and each leg's siblings (done orders are not kept in memory), each leg's
+# updates to submitting and to accepted and its paper order row, and their commits.
+BUY_LIMIT = 25
+BRACKET_LIMIT = 50
 
 
 class Counting(Harness):
@@ -89,12 +86,28 @@ class Counting(Harness):
         try:
             signal = parse_signal(payload).signal
             assert signal is not None
-            # The webhook's dedupe look-up (a body without `id` is deduplicated by its hash).
-            self.journal.find_signal_by_body("trend", "0" * 64, self.clock() - timedelta(seconds=5))
-            signal_id, signal = self.journal_signal(payload)
+            body = json.dumps(payload)
+            # The webhook's insert with its dedupe look-up in it (a body without `id` is
+            # deduplicated by its hash, within the strategy's window).
+            signal_id = self.journal.record_new_signal(
+                "body_hash",
+                self.clock() - timedelta(seconds=5),
+                strategy="trend",
+                received_at=self.clock(),
+                source="test",
+                body=body,
+                payload=json.dumps(signal_to_json(signal)),
+                ticker=signal.ticker,
+                action=signal.action,
+                body_hash=hashlib.sha256(body.encode()).hexdigest(),
+                status="accepted",
+                http_status=200,
+            )
+            assert signal_id is not None
             await self.journal.durable()  # the webhook answers once the signal is on disk
             self.engine.enqueue(signal_id, "trend", signal)
             await self.engine.drain()
+            await self.journal.durable()  # and what it wrote is committed: the last COMMIT too
         finally:
             self.journal.conn.set_trace_callback(None)
         return list(self.statements)
@@ -198,6 +211,52 @@ def test_the_audit_chain_holds_across_a_rolled_back_unit_and_another_writer(tmp_
             "three",
         ]
         assert verify_chain(events).ok, verify_chain(events)
+        journal.close()
+
+    asyncio.run(main())
+
+
+def test_waiting_events_survive_a_later_unit_that_fails_and_a_failed_write_leaves_none(tmp_path):
+    """Events wait in memory for the commit (journal/group_commit.py): a unit that fails takes
+    its own events only, even when an event written at once inside it (an operator action,
+    whose id is needed) wrote the earlier units' waiting events along; a one-statement write
+    that fails queues no event; and readers on the connection see what is waiting."""
+
+    async def main():
+        journal = Journal.open(tmp_path / "journal.db")
+        journal.group_commits()
+        signal_id, delivery = queued_delivery(journal, NOW, payload="{}", ticker="AAPL")
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.update_delivery(delivery["id"], status="planned", updated_at=NOW)
+            journal.record_operator_action("note", "lost", NOW)
+            raise RuntimeError("boom")
+        request = OrderRequest(
+            client_order_id="tp-1-e",
+            account="paper",
+            ticker="AAPL",
+            side=Side.BUY,
+            quantity=D(1),
+            order_type=OrderType.MARKET,
+            time_in_force=TimeInForce.DAY,
+            role=OrderRole.ENTRY,
+        )
+        recorder = Recorder(journal, Current(None, {}), lambda: NOW, settle_due=lambda a, t: None)
+        recorder.journal_order_row(request, delivery=delivery, signal_id=signal_id)
+        with pytest.raises(sqlite3.IntegrityError):  # the same client order id again
+            recorder.journal_order_row(request, delivery=delivery, signal_id=signal_id)
+        # Read on the daemon's connection before any commit: the waiting events are in.
+        waiting = [(e["kind"], e["subject"]) for e in journal.events()]
+        await journal.durable()
+        events = journal.events()
+        assert waiting == [(e["kind"], e["subject"]) for e in events]
+        assert [(e["kind"], json.loads(e["detail"]).get("status")) for e in events] == [
+            ("signal", "accepted"),
+            ("delivery", "queued"),
+            ("order", "submitting"),
+        ]
+        assert verify_chain(events).ok, verify_chain(events)
+        (delivery_row,) = journal.deliveries_for([signal_id])
+        assert delivery_row["status"] == "queued"  # the failed unit's update is gone too
         journal.close()
 
     asyncio.run(main())

@@ -243,14 +243,13 @@ class Webhook:
         warnings = [scrub(warning, strategy.passphrase) for warning in parsed.warnings]
         dedupe_key = signal.id or request.headers.get("webhook-id")
         body_hash = hashlib.sha256(body).hexdigest()
-        # No await between this look-up and the insert: two copies cannot both pass.
+        # The look-up is part of the insert (journal.record_new_signal): two copies cannot both
+        # pass. An idempotency key is remembered for DEDUPE_KEY_TTL, a body for the window.
         if dedupe_key:
-            original = self.journal.find_signal_by_key(
-                name, dedupe_key, received_at - DEDUPE_KEY_TTL
-            )
+            dedupe, since = "dedupe_key", received_at - DEDUPE_KEY_TTL
         else:
-            window = timedelta(seconds=float(strategy.dedupe_window))
-            original = self.journal.find_signal_by_body(name, body_hash, received_at - window)
+            dedupe = "body_hash"
+            since = received_at - timedelta(seconds=float(strategy.dedupe_window))
         row = {
             "strategy": name,
             "received_at": received_at,
@@ -265,15 +264,23 @@ class Webhook:
             "dedupe_key": dedupe_key,
             "body_hash": body_hash,
         }
-        self.engine.metrics.signals.labels(name, "duplicate" if original else "accepted").inc()
-        if original is not None:
+        signal_id = self.journal.record_new_signal(
+            dedupe, since, **row, status="accepted", http_status=200
+        )
+        if signal_id is None:
+            value = dedupe_key or body_hash
+            if dedupe_key:
+                original = self.journal.find_signal_by_key(name, value, since)
+            else:
+                original = self.journal.find_signal_by_body(name, value, since)
+            self.engine.metrics.signals.labels(name, "duplicate").inc()
             self.journal.record_signal(
                 **row, status="duplicate", http_status=200, duplicate_of=original
             )
             log.info("signal %s for %s is a duplicate", original, name)
             answer = {"signal_id": original, "duplicate": True}
             return _answer(200, {"ok": True, **answer, "warnings": warnings}), None
-        signal_id = self.journal.record_signal(**row, status="accepted", http_status=200)
+        self.engine.metrics.signals.labels(name, "accepted").inc()
         answer = {"signal_id": signal_id, "duplicate": False}
         return (
             _answer(200, {"ok": True, **answer, "warnings": warnings}),

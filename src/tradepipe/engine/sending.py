@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import nullcontext
 from decimal import Decimal
 
 from tradepipe.brokers.base import Broker
@@ -60,7 +61,9 @@ class Sending:
                     states.append(child_state)
         else:
             if not journaled:
-                with self.journal.transaction():  # the entry and its children, one commit
+                # The entry and its children, one unit (an entry alone is one write: a unit
+                # by itself, journal.write_one).
+                with self.journal.transaction() if children else nullcontext():
                     # A replacement inherits the replaced order's place in its bracket.
                     replaced = replaces and self.journal.order_by_client_id(replaces)
                     row = record.journal_order_row(

@@ -16,11 +16,11 @@ import asyncio
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tradepipe.errors import JournalError
 from tradepipe.journal import equity as _equity
@@ -53,6 +53,7 @@ __all__ = [
 # What a journal write can raise: SQLite's own errors (this package is the only one that
 # imports sqlite3) and the journal's.
 STORAGE_ERRORS = (sqlite3.Error, JournalError)
+T = TypeVar("T")
 
 
 def _create_private(path: Path) -> None:
@@ -135,7 +136,6 @@ class Journal:
         process.
         Without this (the CLI's own runs), every transaction commits at its end."""
         if self.group is None:
-            _events.chain_functions(self.conn)
             # Units keep their savepoints until the commit (group_commit.py): the page images
             # SQLite keeps for them (its statement journal) stay in memory, not a temp file,
             # which made every write of a long transaction about twice as slow.
@@ -205,6 +205,18 @@ class Journal:
         with self.transaction():
             return self.conn.execute(sql, params)
 
+    def write_one(self, write: Callable[[], T], event: _events.Pending | None = None) -> T:
+        """`write()`, exactly one write statement, and its audit event (`events.event`), as
+        one atomic unit: with group commit, inside the open transaction it takes no savepoint
+        (GroupCommit.write_one); else its own transaction."""
+        if self.group is not None:
+            return self.group.write_one(write, event)
+        with self.transaction():
+            result = write()
+            if event is not None:
+                _events.write_chain(self.conn, None, [event])
+            return result
+
     @contextmanager
     def _atomic(self) -> Iterator[None]:
         with self.db.atomic():
@@ -226,6 +238,7 @@ class Journal:
 
     # -- signals and deliveries (signals.py) ---------------------------------------------------
     record_signal = _signals.record_signal
+    record_new_signal = _signals.record_new_signal
     find_signal_by_key = _signals.find_signal_by_key
     find_signal_by_body = _signals.find_signal_by_body
     mark_signal_processed = _signals.mark_signal_processed
@@ -312,6 +325,7 @@ class Journal:
     paper_ticker_orders = _paper_books.paper_ticker_orders
     paper_children = _paper_books.paper_children
     paper_insert_order = _paper_books.paper_insert_order
+    paper_insert_new_order = _paper_books.paper_insert_new_order
     paper_update_order = _paper_books.paper_update_order
     paper_apply_fill = _paper_books.paper_apply_fill
     forget_paper_books = _paper_books.forget_paper_books

@@ -17,28 +17,68 @@ if TYPE_CHECKING:
     from tradepipe.journal.group_commit import GroupCommit
 
 
-# The first event of a transaction reads the chain's head inside its own INSERT (another
-# connection may have appended since our last commit) and computes its hash there, with the
-# function `chain_functions` gives the journal's connection: one statement, not two.
-_APPEND_AT_HEAD = (
+# Events written through the group commit wait in memory for the commit of their transaction
+# (GroupCommit.defer_event) and go in with one statement per commit, chained in Python from the
+# head this connection last committed; the statement inserts only while that head is still the
+# table's last row (another connection may have appended since), else the head is read and the
+# chain recomputed. One fixed text (the rows travel as one JSON array) keeps it prepared.
+_APPEND_CHAIN = (
     "INSERT INTO events (id, at, kind, subject, detail, prev_hash, hash)"
-    " SELECT head.id + 1, ?1, ?2, ?3, ?4, head.hash,"
-    " tradepipe_event_hash(head.hash, head.id + 1, ?1, ?2, ?3, ?4)"
-    " FROM (SELECT coalesce((SELECT id FROM events ORDER BY id DESC LIMIT 1), 0) AS id,"
-    " coalesce((SELECT hash FROM events ORDER BY id DESC LIMIT 1), ?5) AS hash) AS head"
-    " RETURNING id, hash"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]')"
+    " FROM json_each(?1)"
+    " WHERE coalesce((SELECT hash FROM events ORDER BY id DESC LIMIT 1), ?2) = ?3"
 )
 
+Pending = tuple[str, str, str, str]  # at, kind, subject, detail (JSON): an event without its place
 
-def _chain_hash(prev: str, event_id: int, at: str, kind: str, subject: str, detail: str) -> str:
-    return event_hash(
-        prev, {"id": event_id, "at": at, "kind": kind, "subject": subject, "detail": detail}
+
+def _head(conn: sqlite3.Connection) -> tuple[int, str]:
+    last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+
+def _chained(head: tuple[int, str], pending: list[Pending]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    event_id, prev = head
+    for at, kind, subject, detail in pending:
+        event_id += 1
+        event = {"id": event_id, "at": at, "kind": kind, "subject": subject, "detail": detail}
+        digest = event_hash(prev, event)
+        rows.append([event_id, at, kind, subject, detail, prev, digest])
+        prev = digest
+    return rows
+
+
+def write_chain(
+    conn: sqlite3.Connection, head: tuple[int, str] | None, pending: list[Pending]
+) -> tuple[int, str]:
+    """Append the pending events after `head` (the chain's last (id, hash) as this connection
+    knows it; None: unknown), inside the caller's transaction, which must already hold the
+    write lock (it has written the rows these events record). Returns the new head."""
+    if head is not None:
+        rows = _chained(head, pending)
+        if conn.execute(_APPEND_CHAIN, (json.dumps(rows), GENESIS, head[1])).rowcount:
+            return rows[-1][0], rows[-1][6]
+    head = _head(conn)  # another writer appended since (or first use): chain after theirs
+    rows = _chained(head, pending)
+    written = conn.execute(_APPEND_CHAIN, (json.dumps(rows), GENESIS, head[1])).rowcount
+    if written != len(rows):  # under our write lock the head cannot move: never half a chain
+        raise sqlite3.IntegrityError(f"audit chain: {written} of {len(rows)} events appended")
+    return rows[-1][0], rows[-1][6]
+
+
+def event(kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> Pending:
+    """An event ready to append (its place in the chain is given when it is written)."""
+    text = json.dumps(
+        {k: v for k, v in detail.items() if v is not None},
+        default=to_text,
+        separators=(",", ":"),
+        sort_keys=True,
     )
-
-
-def chain_functions(conn: sqlite3.Connection) -> None:
-    """Give the connection the hash of the chain (for appends at a head read in SQL)."""
-    conn.create_function("tradepipe_event_hash", 6, _chain_hash, deterministic=True)
+    stamped = to_text(at) if at is not None else None
+    return (stamped or datetime.now(UTC).isoformat(), kind, subject, text)
 
 
 def append(
@@ -49,41 +89,34 @@ def append(
     at: Any = None,
     *,
     group: GroupCommit | None = None,
-) -> int:
+) -> None:
     """Append one audit event chained to the last; call inside the write's transaction.
-    `group`: the journal's group commit, whose open transaction remembers the head it wrote
-    (its connection has `chain_functions`)."""
-    event: dict[str, Any] = {
-        "id": 0,
-        "at": to_text(at) if at is not None else datetime.now(UTC).isoformat(),
-        "kind": kind,
-        "subject": subject,
-        "detail": json.dumps(
-            {k: v for k, v in detail.items() if v is not None},
-            default=to_text,
-            separators=(",", ":"),
-            sort_keys=True,
-        ),
-    }
-    last = group.events_head if group is not None else None
-    if group is not None and last is None:
-        fields = (event["at"], kind, subject, event["detail"], GENESIS)
-        ((event_id, digest),) = conn.execute(_APPEND_AT_HEAD, fields).fetchall()
-        event_id = int(event_id)
+    `group`: the journal's group commit, which writes it with its transaction's other events
+    just before the commit (a unit rolled back takes its events with it)."""
+    pending = event(kind, subject, detail, at)
+    if group is not None:
+        group.defer_event(pending)
     else:
-        if last is None:
-            last = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        event_id = event["id"] = last[0] + 1 if last else 1
-        prev = last[1] if last else GENESIS
-        digest = event_hash(prev, event)
-        conn.execute(
-            "INSERT INTO events (id, at, kind, subject, detail, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (*event.values(), prev, digest),
-        )
-    if group is not None and conn.in_transaction:
-        group.events_head = (event_id, digest)
-    return event_id
+        write_chain(conn, None, [pending])
+
+
+def append_numbered(
+    conn: sqlite3.Connection,
+    kind: str,
+    subject: str,
+    detail: Mapping[str, Any],
+    at: Any = None,
+    *,
+    group: GroupCommit | None = None,
+) -> int:
+    """`append`, written now: for a caller that names what it does by the event's id."""
+    pending = event(kind, subject, detail, at)
+    if group is not None:
+        group.defer_event(pending)
+        head = group.write_events()
+        assert head is not None
+        return head[0]
+    return write_chain(conn, None, [pending])[0]
 
 
 def record_operator_action(
@@ -92,7 +125,7 @@ def record_operator_action(
     """Journal an operator's command; its event id names what the command places."""
     with journal.transaction():
         detail = {"action": action, **detail}
-        return append(journal.conn, "operator", subject, detail, at, group=journal.group)
+        return append_numbered(journal.conn, "operator", subject, detail, at, group=journal.group)
 
 
 def record_reconciliation(journal: Journal, /, subject: str, at: datetime, **detail: Any) -> None:
@@ -100,5 +133,12 @@ def record_reconciliation(journal: Journal, /, subject: str, at: datetime, **det
         append(journal.conn, "reconciliation", subject, detail, at, group=journal.group)
 
 
+def written(journal: Journal) -> None:
+    """Before this connection reads the events table: the events it still holds go in."""
+    if journal.group is not None:
+        journal.group.write_events()
+
+
 def events(journal: Journal, *, after: int = 0) -> list[dict[str, Any]]:
+    written(journal)
     return many(journal.conn, "SELECT * FROM events WHERE id > ? ORDER BY id", (after,))

@@ -32,11 +32,13 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tradepipe.errors import JournalError
+from tradepipe.journal.events import Pending, write_chain
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LATER = 0.005  # seconds a commit nobody waits for may wait for company
 # Savepoints open in one transaction before they are folded: each write costs SQLite a look
@@ -61,10 +63,16 @@ class GroupCommit:
         self._owner: asyncio.Task[Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._on_failure: list[Callable[[JournalError], None]] = []
-        # The audit chain's head (id, hash) as this open transaction last wrote it: it holds the
-        # write lock, so no other connection appends meanwhile. Forgotten at every commit and
-        # rollback (tradepipe.journal.events reads it again).
+        # Audit events wait here for their transaction's commit (defer_event), and go in with
+        # one statement (write_events). `events_head`: the chain's head (id, hash) as this open
+        # transaction wrote it (it holds the write lock: no other connection appends
+        # meanwhile); `_committed_head`: as the last commit left it, a guess that the insert
+        # checks (another connection may have appended since).
+        self._events: list[Pending] = []
         self.events_head: tuple[int, str] | None = None
+        self._committed_head: tuple[int, str] | None = None
+        self._mark = 0  # events queued before the open unit: what its rollback keeps
+        self._rewrite: list[Pending] | None = None  # earlier units' events written inside it
         # How many times writes of this connection were undone (a unit rolled back, or the
         # whole open transaction): what is kept in memory as written is read again after one.
         self.rollbacks = 0
@@ -116,6 +124,7 @@ class GroupCommit:
         self.conn.execute(_SAVEPOINT[name])
         self._open += 1
         self._name = name
+        self._mark, self._rewrite = len(self._events), None
         self._depth, self._owner = 1, asyncio.current_task(self.loop)
 
     def __exit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> None:
@@ -133,25 +142,38 @@ class GroupCommit:
             self._depth, self._owner = 0, None
 
     def execute_one(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        """One write statement as a unit of its own. Inside an open transaction it needs no
-        savepoint: SQLite undoes a failed statement by itself and leaves the transaction as it
-        was, which is all a unit's rollback would do; if the error took the whole transaction
-        instead (a full disk, an I/O error), the journal fails as after a failed unit. Inside a
-        unit it is part of that unit; with no transaction open, it is a unit (whose savepoint
-        opens the transaction, as BEGIN would)."""
+        """One write statement as a unit of its own (`write_one`)."""
+        return self.write_one(lambda: self.conn.execute(sql, params))
+
+    def write_one(self, write: Callable[[], T], event: Pending | None = None) -> T:
+        """`write()`, which makes exactly one write statement (and nothing that can fail after
+        it), and the audit event that records it, as a unit of their own. Inside an open
+        transaction this needs no savepoint: SQLite undoes a failed statement by itself and
+        leaves the transaction as it was, which is all a unit's rollback would do, and the
+        event (made before the write, so nothing fails between the two) joins the waiting ones
+        only once the write is in; if the error took the whole transaction instead (a full
+        disk, an I/O error), the journal fails as after a failed unit. Inside a unit it is part
+        of that unit; with no transaction open, it is a unit (whose savepoint opens the
+        transaction, as BEGIN would)."""
         self._check()
         if self._depth or not self.conn.in_transaction:
             with self:
-                return self.conn.execute(sql, params)
+                result = write()
+                if event is not None:
+                    self._events.append(event)
+                return result
         self._schedule(urgent=False)
         try:
-            return self.conn.execute(sql, params)
+            result = write()
         except sqlite3.Error:
             if not self.conn.in_transaction:
                 self.events_head = None
                 self.rollbacks += 1
                 self._fail("SQLite rolled back the open transaction after an error")
             raise
+        if event is not None:
+            self._events.append(event)
+        return result
 
     def _roll_back_unit(self) -> None:
         self.rollbacks += 1
@@ -162,9 +184,37 @@ class GroupCommit:
             # Back to this unit's savepoint, which stays (empty) on the stack: releasing it
             # would commit when it is the one that opened the transaction.
             self.conn.execute(_ROLLBACK_TO[self._name])
+            # Its events go with it; earlier units' events written inside it wait again.
+            if self._rewrite is not None:
+                self._events = self._rewrite
+            else:
+                del self._events[self._mark :]
+            self._rewrite = None
         except sqlite3.Error as e:  # the unit's half must never reach the next commit
             self._fail(f"a failed unit could not be rolled back: {e}")
             self._roll_back_everything()
+
+    def defer_event(self, event: Pending) -> None:
+        """An audit event of a write just made in the open transaction: written with the
+        transaction's other events just before its commit (one statement for them all)."""
+        self._check()
+        self._events.append(event)
+        self._schedule(urgent=False)
+
+    def write_events(self) -> tuple[int, str] | None:
+        """Write the waiting events now (before the commit, or for a reader of the table on
+        this connection); returns the chain's head as this transaction wrote it (None: it
+        wrote no event). A failure leaves them waiting."""
+        self._check()
+        if not self._events:
+            return self.events_head
+        events = self._events
+        head = write_chain(self.conn, self.events_head or self._committed_head, events)
+        if self._depth and self._rewrite is None:  # the unit's rollback must not take these
+            self._rewrite = events[: self._mark]
+        self._events, self._mark = [], 0
+        self.events_head = head
+        return head
 
     async def durable(self) -> None:
         """Return once everything written so far is committed; raises JournalError if that
@@ -233,18 +283,24 @@ class GroupCommit:
                 waiter.set_result(None)
 
     def _commit(self) -> None:
-        self.events_head = None
-        self._open, self._base = 0, None
         try:
+            if self._events:
+                self.write_events()
             self.conn.commit()
         except sqlite3.Error as e:
             self._fail(f"the commit failed: {e}")
             self._roll_back_everything()
         else:
             self.commits += 1
+            if self.events_head is not None:
+                self._committed_head = self.events_head
+        finally:
+            self.events_head = None
+            self._open, self._base = 0, None
 
     def _roll_back_everything(self) -> None:
         self.events_head = None
+        self._events, self._rewrite = [], None
         self._open, self._base = 0, None
         self.rollbacks += 1
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tradepipe.core.model import LIVE_ORDER, OrderStatus
 from tradepipe.core.reconcile import WORKING
 from tradepipe.journal.events import append as append_event
+from tradepipe.journal.events import event as audit_event
 from tradepipe.journal.positions import move_position
 from tradepipe.journal.rows import (
     OrderRow,
@@ -133,15 +134,13 @@ def insert_order(journal: Journal, /, **row: Any) -> int:
 def insert_order_row(journal: Journal, /, **row: Any) -> OrderRow:
     """`insert_order`, answering the row as written (as `order_by_client_id` would read it): the
     caller holds the truth and need not read it back."""
-    with journal.transaction():
-        order_id = insert(journal.conn, "orders", row)
-        detail = {k: row.get(k) for k in _ORDER_DETAIL}
-        subject, at = row["client_order_id"], row.get("created_at")
-        append_event(journal.conn, "order", subject, detail, at, group=journal.group)
-        journal.orders_written += 1
-        written = {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
-        _note(journal, typed(OrderRow, dict(written)))
-        return typed(OrderRow, written)
+    detail = {k: row.get(k) for k in _ORDER_DETAIL}
+    event = audit_event("order", row["client_order_id"], detail, row.get("created_at"))
+    order_id = journal.write_one(lambda: insert(journal.conn, "orders", row), event)
+    journal.orders_written += 1
+    written = {**_NEW_ORDER, **{k: as_read(v) for k, v in row.items()}, "id": order_id}
+    _note(journal, typed(OrderRow, dict(written)))
+    return typed(OrderRow, written)
 
 
 def update_order(
@@ -155,30 +154,30 @@ def update_order(
     """`row`: the order's row as read in this same turn, when the caller has it (its status
     and filled quantity decide whether this is an event); read here otherwise."""
     conn = journal.conn
-    with journal.transaction():
-        journal.orders_written += 1
-        if row is not None:
-            before = (row["status"], row["filled_quantity"])
-        else:
-            before = conn.execute(
-                "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
-                (client_order_id,),
-            ).fetchone()
-        written = update_returning(conn, "orders", {"client_order_id": client_order_id}, values)
-        if written:
-            _note(journal, typed(OrderRow, written[0]))
-        # A poll that finds nothing new is not an event.
-        status = str(values.get("status", before[0] if before else ""))
-        filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
-        if before is not None and (status, filled) != (before[0], before[1]):
-            detail = {
-                "status": status,
-                "filled_quantity": filled,
-                "average_fill_price": values.get("average_fill_price"),
-                "broker_message": values.get("broker_message"),
-            }
-            at = values.get("updated_at")
-            append_event(conn, "order", client_order_id, detail, at, group=journal.group)
+    if row is not None:
+        before = (row["status"], row["filled_quantity"])
+    else:
+        before = conn.execute(
+            "SELECT status, filled_quantity FROM orders WHERE client_order_id = ?",
+            (client_order_id,),
+        ).fetchone()
+    # A poll that finds nothing new is not an event.
+    event = None
+    status = str(values.get("status", before[0] if before else ""))
+    filled = to_text(values.get("filled_quantity")) or (before[1] if before else None)
+    if before is not None and (status, filled) != (before[0], before[1]):
+        detail = {
+            "status": status,
+            "filled_quantity": filled,
+            "average_fill_price": values.get("average_fill_price"),
+            "broker_message": values.get("broker_message"),
+        }
+        event = audit_event("order", client_order_id, detail, values.get("updated_at"))
+    key = {"client_order_id": client_order_id}
+    written = journal.write_one(lambda: update_returning(conn, "orders", key, values), event)
+    journal.orders_written += 1
+    if written:
+        _note(journal, typed(OrderRow, written[0]))
 
 
 def order_by_client_id(journal: Journal, client_order_id: str) -> OrderRow | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.model import RESTING_ORDER
 from tradepipe.journal.positions import apply_fill
-from tradepipe.journal.rows import insert_returning, many, one, to_text, update_returning
+from tradepipe.journal.rows import as_read, insert_returning, many, one, to_text, update_returning
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -254,13 +254,32 @@ def paper_children(journal: Journal, account: str, parent: str) -> list[dict[str
     )
 
 
-def paper_insert_order(journal: Journal, /, **row: Any) -> None:
+def paper_insert_order(journal: Journal, /, **row: Any) -> dict[str, Any]:
+    """Write a new order's row (in the state it ends in, if it does at once: one write, not an
+    insert and an update); answers the row as written."""
     written = insert_returning(journal.conn, "paper_orders", row)
+    return _inserted(journal, written)
+
+
+def paper_insert_new_order(journal: Journal, /, **row: Any) -> dict[str, Any] | None:
+    """`paper_insert_order`, unless the account has an order of this client order id already:
+    None then, and nothing written (whether an order is new is learnt from its insert)."""
+    columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+    rows = journal.conn.execute(
+        f"INSERT INTO paper_orders ({columns}) VALUES ({marks})"
+        " ON CONFLICT (account, client_order_id) DO NOTHING RETURNING *",
+        [as_read(v) for v in row.values()],
+    ).fetchall()
+    return _inserted(journal, dict(rows[0])) if rows else None
+
+
+def _inserted(journal: Journal, written: dict[str, Any]) -> dict[str, Any]:
     _note(journal, written)
     if journal.paper_written is not None:
         key = (written["account"], written["client_order_id"])
         journal.paper_written.orders[key] = written
         journal.paper_written.inserted.add(key)
+    return written
 
 
 def paper_update_order(

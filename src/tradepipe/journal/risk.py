@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from tradepipe.core.model import OrderRole, OrderStatus, Side
 from tradepipe.core.tally import FillBooked
 from tradepipe.core.trading_states import Scope, TradingState
+from tradepipe.journal import events as _events
 from tradepipe.journal.rows import utc_text
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def last_fill_prices(journal: Journal, account: str) -> dict[str, Decimal]:
 
 def last_resumed_at(journal: Journal, scope: Scope) -> datetime | None:
     """When the scope's state last went back to active (a `tradepipe resume`, a trip's end)."""
+    _events.written(journal)
     rows = journal.conn.execute(
         "SELECT at, detail FROM events WHERE kind = 'trading_state' AND subject = ?"
         " ORDER BY id DESC",

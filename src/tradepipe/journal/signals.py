@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal.events import append as append_event
+from tradepipe.journal.events import event as audit_event
 from tradepipe.journal.rows import (
     DeliveryRow,
     as_read,
@@ -42,6 +43,33 @@ def record_signal(journal: Journal, /, **row: Any) -> int:
         return signal_id
 
 
+def record_new_signal(journal: Journal, /, dedupe: str, since: datetime, **row: Any) -> int | None:
+    """`record_signal` for an accepted signal, unless an accepted one of its strategy with the
+    same `dedupe` column ("dedupe_key" or "body_hash") was received since then: its id, or None
+    (a duplicate; nothing written). The look-up is part of the insert (one statement)."""
+    for key in ("errors", "warnings"):
+        row[key] = dumps(row.get(key) or [])
+    assert dedupe in ("dedupe_key", "body_hash")
+    columns, marks = ", ".join(row), ", ".join("?" for _ in row)
+    sql = (
+        f"INSERT INTO signals ({columns}) SELECT {marks} WHERE NOT EXISTS (SELECT 1 FROM signals"
+        f" WHERE strategy = ? AND {dedupe} = ? AND received_at >= ?"
+        " AND status IN ('accepted', 'processed'))"
+    )
+    seen = (row["strategy"], row[dedupe], since.isoformat())
+    with journal.transaction():
+        cursor = journal.conn.execute(sql, [*(as_read(v) for v in row.values()), *seen])
+        if cursor.rowcount == 0:
+            return None
+        signal_id = cursor.lastrowid
+        assert signal_id is not None
+        detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
+        detail["http_status"] = row.get("http_status")
+        subject, at = f"signal {signal_id}", row.get("received_at")
+        append_event(journal.conn, "signal", subject, detail, at, group=journal.group)
+        return signal_id
+
+
 def find_signal_by_key(
     journal: Journal, strategy: str, dedupe_key: str, since: datetime
 ) -> int | None:
@@ -68,16 +96,9 @@ def _find_accepted(
 
 
 def mark_signal_processed(journal: Journal, signal_id: int, processed_at: datetime) -> None:
-    with journal.transaction():
-        update(
-            journal.conn,
-            "signals",
-            {"id": signal_id},
-            {"status": "processed", "processed_at": processed_at},
-        )
-        detail = {"status": "processed"}
-        subject = f"signal {signal_id}"
-        append_event(journal.conn, "signal", subject, detail, processed_at, group=journal.group)
+    event = audit_event("signal", f"signal {signal_id}", {"status": "processed"}, processed_at)
+    values = {"status": "processed", "processed_at": processed_at}
+    journal.write_one(lambda: update(journal.conn, "signals", {"id": signal_id}, values), event)
 
 
 def signal(journal: Journal, signal_id: int) -> dict[str, Any] | None:
@@ -159,20 +180,15 @@ def update_delivery(journal: Journal, /, delivery_id: int, **values: Any) -> Non
     for key in ("plan", "provenance"):
         if key in values and not isinstance(values[key], str | None):
             values[key] = dumps(values[key])
-    with journal.transaction():
-        update(journal.conn, "deliveries", {"id": delivery_id}, values)
-        if "status" in values:
-            detail = {k: values.get(k) for k in ("status", "reason")}
-            if plan:
-                detail["plan"] = plan.get("summary") or plan.get("reason")
-            append_event(
-                journal.conn,
-                "delivery",
-                f"delivery {delivery_id}",
-                detail,
-                values.get("updated_at"),
-                group=journal.group,
-            )
+    event = None
+    if "status" in values:
+        detail = {k: values.get(k) for k in ("status", "reason")}
+        if plan:
+            detail["plan"] = plan.get("summary") or plan.get("reason")
+        subject = f"delivery {delivery_id}"
+        event = audit_event("delivery", subject, detail, values.get("updated_at"))
+    where = {"id": delivery_id}
+    journal.write_one(lambda: update(journal.conn, "deliveries", where, values), event)
 
 
 def delivery(journal: Journal, delivery_id: int) -> DeliveryRow | None:

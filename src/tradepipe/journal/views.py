@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradepipe.journal import DeliveryRow, Journal, OrderRow
+from tradepipe.journal import events as _events
 from tradepipe.journal.trading_states import state_row_json
 
 if TYPE_CHECKING:
@@ -300,6 +301,7 @@ def status_view(
 
 def newest_events(journal: Journal, limit: int) -> tuple[list[dict[str, Any]], int]:
     """The last `limit` audit events, oldest first, their detail decoded; and how many there are."""
+    _events.written(journal)
     total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     rows = journal.events(after=max(total - limit, 0))
     for row in rows:

@@ -43,7 +43,7 @@ from tradepipe.brokers.paper.chains import chain_of, generated_chain
 from tradepipe.brokers.paper.faults import Fault, Faults
 from tradepipe.brokers.paper.instruments import PaperInstruments
 from tradepipe.brokers.paper.ledger import Ledger
-from tradepipe.brokers.paper.matching import Matching
+from tradepipe.brokers.paper.matching import Matching, Taken
 from tradepipe.core.continuous import (
     ROLL_DAYS_BEFORE_EXPIRY,
     ListedFuture,
@@ -173,9 +173,12 @@ class PaperBroker:
     ) -> list[OrderState]:
         self.faults.link()
         entry, children = self._canonical(entry), [self._canonical(c) for c in children]
-        existing = self._journal.paper_order(self.name, entry.client_order_id)
-        fault = None
-        if existing is None:
+        # A retried order (same client order id) is answered with what it came to. Whether it
+        # is new is learnt from its insert, which writes nothing for a taken id (no read
+        # first), except when a fault waits: only a new order may meet it, so that is read.
+        if self.faults.waiting and self._journal.paper_order(self.name, entry.client_order_id):
+            return await self._known(entry, children)
+        try:
             fault = self.faults.next_order()
             for request in (entry, *children):
                 self._check(request)
@@ -183,15 +186,25 @@ class PaperBroker:
             self.matching.refuse_unaffordable(entry, mark)
             now = self._clock()
             with self._journal.watch_paper_rows() as written, self._journal.transaction():
-                self.matching.insert(entry, now, OrderStatus.ACCEPTED)
-                for child in children:
-                    # Held until the entry fills (OTOCO), as a broker holds a bracket's legs.
-                    self.matching.insert(child, now, "held", parent=entry.client_order_id)
-                self.matching.place(entry, mark, now, affordable=True)
-            self.faults.lose_answer(fault)
-            # New orders: their rows and all their fills were written just now.
-            return [self._answer(written, r.client_order_id) for r in (entry, *children)]
+                # The legs are held until the entry fills (OTOCO); an entry that fills at once
+                # is written once, already filled.
+                self.matching.open(
+                    entry, mark, now, children=children, affordable=True, new_only=True
+                )
+        except Taken:
+            return await self._known(entry, children)
+        except OrderRejected:  # a verdict on a new order only: a taken one is answered
+            if self._journal.paper_order(self.name, entry.client_order_id) is not None:
+                return await self._known(entry, children)
+            raise
         self.faults.lose_answer(fault)
+        # New orders: their rows and all their fills were written just now.
+        return [self._answer(written, r.client_order_id) for r in (entry, *children)]
+
+    async def _known(
+        self, entry: OrderRequest, children: Sequence[OrderRequest]
+    ) -> list[OrderState]:
+        """A retried order's state, and its legs' (as they are now)."""
         states = [await self.get_order(entry.client_order_id)]
         states += [await self.get_order(child.client_order_id) for child in children]
         return [state for state in states if state is not None]
@@ -225,9 +238,8 @@ class PaperBroker:
                     f"replaced by {request.client_order_id}",
                     now,
                 )
-                self.matching.insert(request, now, old["status"], parent=old["parent"])
-                if old["status"] != "held":
-                    self.matching.place(request, self.ledger.mark(request.ticker), now)
+                mark = None if old["status"] == "held" else self.ledger.mark(request.ticker)
+                self.matching.open(request, mark, now, status=old["status"], parent=old["parent"])
             self.faults.lose_answer(fault)
             return self._answer(written, request.client_order_id)
         self.faults.lose_answer(fault)
