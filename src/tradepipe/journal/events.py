@@ -70,7 +70,11 @@ def write_chain(
 
 
 def event(kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> Pending:
-    """An event ready to append (its place in the chain is given when it is written)."""
+    """An event ready to append (its place in the chain is given when it is written). Text
+    that cannot be stored as UTF-8 (a lone surrogate) fails here, inside the write's unit, as
+    binding it would have: the JSON the events travel in would store it changed, and the
+    chain's hash would no longer match what is read back."""
+    subject.encode()
     text = json.dumps(
         {k: v for k, v in detail.items() if v is not None},
         default=to_text,
