@@ -260,3 +260,21 @@ def test_waiting_events_survive_a_later_unit_that_fails_and_a_failed_write_leave
         journal.close()
 
     asyncio.run(main())
+
+
+def test_a_subject_that_cannot_be_stored_fails_its_unit_and_the_chain_holds(tmp_path):
+    async def main():
+        journal = Journal.open(tmp_path / "journal.db")
+        journal.group_commits()
+        journal.record_operator_action("note", "one", NOW)
+        with pytest.raises(UnicodeEncodeError):
+            journal.record_operator_action("note", "bad \udc80", NOW)
+        with pytest.raises(UnicodeEncodeError), journal.transaction():
+            journal.record_reconciliation("AAPL \ud800", NOW)
+        await journal.durable()
+        events = journal.events()
+        assert [e["subject"] for e in events] == ["one"]
+        assert verify_chain(events).ok
+        journal.close()
+
+    asyncio.run(main())

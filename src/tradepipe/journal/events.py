@@ -70,7 +70,11 @@ def write_chain(
 
 
 def event(kind: str, subject: str, detail: Mapping[str, Any], at: Any = None) -> Pending:
-    """An event ready to append (its place in the chain is given when it is written)."""
+    """An event ready to append (its place in the chain is given when it is written). Text
+    that cannot be stored as UTF-8 (a lone surrogate) fails here, inside the write's unit, as
+    binding it would have: the JSON the events travel in would store it changed, and the
+    chain's hash would no longer match what is read back."""
+    subject.encode()
     text = json.dumps(
         {k: v for k, v in detail.items() if v is not None},
         default=to_text,
@@ -100,32 +104,19 @@ def append(
         write_chain(conn, None, [pending])
 
 
-def append_numbered(
-    conn: sqlite3.Connection,
-    kind: str,
-    subject: str,
-    detail: Mapping[str, Any],
-    at: Any = None,
-    *,
-    group: GroupCommit | None = None,
-) -> int:
-    """`append`, written now: for a caller that names what it does by the event's id."""
-    pending = event(kind, subject, detail, at)
-    if group is not None:
-        group.defer_event(pending)
-        head = group.write_events()
-        assert head is not None
-        return head[0]
-    return write_chain(conn, None, [pending])[0]
-
-
 def record_operator_action(
     journal: Journal, /, action: str, subject: str, at: datetime, **detail: Any
 ) -> int:
-    """Journal an operator's command; its event id names what the command places."""
+    """Journal an operator's command; its event id names what the command places, so the event
+    is written now (with any waiting ones before it), not at the commit."""
     with journal.transaction():
-        detail = {"action": action, **detail}
-        return append_numbered(journal.conn, "operator", subject, detail, at, group=journal.group)
+        pending = event("operator", subject, {"action": action, **detail}, at)
+        if journal.group is None:
+            return write_chain(journal.conn, None, [pending])[0]
+        journal.group.defer_event(pending)
+        head = journal.group.write_events()
+        assert head is not None
+        return head[0]
 
 
 def record_reconciliation(journal: Journal, /, subject: str, at: datetime, **detail: Any) -> None:

@@ -141,18 +141,18 @@ def unaffordable(
     *,
     held: Decimal,
     multiplier: Decimal,
-    available: Decimal,
+    available: Callable[[], Decimal],
 ) -> str | None:
-    """Why buying power (`available` before the order) cannot carry the order at `price`
-    (None if it can): longs are paid in full, shorts need Reg T's 50 % initial margin
-    (SHORT_MARGIN); closing needs nothing. One unit is worth price × multiplier: a future is
-    paid in full too, not on an exchange's margin."""
+    """Why buying power (`available()` before the order: asked only when the order needs
+    some) cannot carry the order at `price` (None if it can): longs are paid in full, shorts
+    need Reg T's 50 % initial margin (SHORT_MARGIN); closing needs nothing. One unit is worth
+    price × multiplier: a future is paid in full too, not on an exchange's margin."""
     unit_value = price * multiplier
     need, freed, opening = buying_power_needed(request.side, held, request.quantity, unit_value)
     if not need:
         return None
-    available += freed
-    if need <= available:
+    have = available() + freed
+    if need <= have:
         return None
     worth = "" if multiplier == 1 else f" ×{show(multiplier)}"
     opens = "sells short" if request.side is Side.SELL else "buys long"
@@ -165,7 +165,7 @@ def unaffordable(
     return (
         f"paper broker: {request.side} {show(request.quantity)} {request.ticker} at"
         f" {show(price)}{worth} needs {need:,.2f} of buying power{part} ({why});"
-        f" {available:,.2f} available"
+        f" {have:,.2f} available"
     )
 
 

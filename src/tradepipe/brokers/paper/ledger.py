@@ -106,7 +106,7 @@ class Ledger:
             price,
             held=held,
             multiplier=self.instruments.multiplier(request.ticker),
-            available=self.buying_power(),
+            available=self.buying_power,  # summed over the positions only if needed
         )
 
     def state(self, row: dict) -> OrderState:
