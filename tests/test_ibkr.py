@@ -892,6 +892,9 @@ def test_repeated_status_events_are_reported_once(fake):
     async def test(broker, heard):
         await broker.submit(order("c-rep"))
         await until(lambda: getattr(last_heard(heard, "c-rep"), "status", None) == "filled")
+        # The commission report (a change: the fill's fee) may be read a moment after the
+        # status: only then is every report in.
+        await until(lambda: last_heard(heard, "c-rep").fills[0].fee is not None)
         count = len(heard)
         fake.repeat_status(fake.order_by_ref("c-rep")[0].order_id)
         await asyncio.sleep(0.1)
