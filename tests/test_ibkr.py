@@ -311,6 +311,33 @@ def test_duplicate_client_id_is_settled_by_lookup_also_after_a_reconnect(fake):
     run(fake, test)
 
 
+def test_a_commission_report_ib_sends_again_to_a_new_process_is_told_with_its_order(fake):
+    """The process stopped between an execution and its commission report. A new one
+    connects: IB replays the day's executions with their commission reports, and the adapter
+    tells the order's state with the fill's fee (ib_async alone tells nothing of an order done
+    before the connection)."""
+    fake.set_price("AAPL", 100)
+    fake.commission_delay = 0.3
+
+    async def test(broker, heard):
+        await broker.submit(order("c-late"))
+        await until(lambda: getattr(last_heard(heard, "c-late"), "status", None) == "filled")
+        assert last_heard(heard, "c-late").fills[0].fee is None
+        await broker.close()  # before the report
+        await until(lambda: fake.executions[0].commission_known)
+        other, told = make(fake)
+        await other.connect()
+        try:
+            await until(lambda: last_heard(told, "c-late") is not None)
+            state = last_heard(told, "c-late")
+            assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, 5)
+            assert (state.fills[0].fee, state.fills[0].fee_currency) == (1, "USD")
+        finally:
+            await other.close()
+
+    run(fake, test)
+
+
 def test_an_order_open_under_another_client_id_is_found_and_never_placed_twice(fake):
     """reqOpenOrders lists only this client id's orders: one that an earlier session placed
     under another client id (the config changed, another daemon) is found with
@@ -892,6 +919,9 @@ def test_repeated_status_events_are_reported_once(fake):
     async def test(broker, heard):
         await broker.submit(order("c-rep"))
         await until(lambda: getattr(last_heard(heard, "c-rep"), "status", None) == "filled")
+        # The commission report (a change: the fill's fee) may be read a moment after the
+        # status: only then is every report in.
+        await until(lambda: last_heard(heard, "c-rep").fills[0].fee is not None)
         count = len(heard)
         fake.repeat_status(fake.order_by_ref("c-rep")[0].order_id)
         await asyncio.sleep(0.1)

@@ -150,3 +150,27 @@ def test_the_commission_ib_reports_after_the_execution_is_the_fills_fee(fake, co
     assert fill["fee_currency"] == "USD"
     (event,) = [e for e in audit if e["kind"] == "fill_fee"]
     assert event["subject"].startswith("ib:") and event["detail"]["fee"] in (1, "1")
+
+
+def test_a_commission_ib_reports_after_a_restart_is_the_fills_fee(fake, config):
+    """The daemon stops after the execution and before its commission report: the fill is in
+    the journal without a fee. The next daemon asks IB for the day's executions, which come with
+    their commission reports: the fee is journaled then (the journal, not memory, says which
+    fills still wait for theirs)."""
+    fake.commission_delay = 2.0
+    with Daemon(config, free_port()):
+        assert deliver(config, buy(5))["status"] == "submitted"
+        (fill,) = wait_for(lambda: tradepipe_json(config, "trades"), what="the fill journaled")
+    assert fill["fee"] is None  # stopped before the report came
+    (execution,) = fake.executions
+    wait_for(lambda: execution.commission_known, what="the commission known at IB")
+    with Daemon(config, free_port()):
+        wait_for(
+            lambda: [f["fee"] for f in tradepipe_json(config, "trades")] == [1],
+            what="the commission journaled as the fill's fee after the restart",
+        )
+        (fill,) = tradepipe_json(config, "trades")
+        audit = tradepipe_json(config, "audit")
+    assert fill["fee_currency"] == "USD"
+    (event,) = [e for e in audit if e["kind"] == "fill_fee"]
+    assert event["subject"].startswith("ib:") and event["detail"]["fee"] in (1, "1")

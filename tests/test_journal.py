@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 import stat
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -165,6 +166,28 @@ def test_a_fill_keeps_the_fee_its_broker_reported_and_none_when_it_reported_none
     )  # fmt: skip
     row = journal.conn.execute("SELECT fee, fee_currency FROM fills").fetchone()
     assert (row[0], row[1]) == ((str(fee) if fee else None), currency)
+
+
+def test_the_fills_still_waiting_for_a_fee_are_the_accounts_recent_ones_without_one(journal):
+    """What a restarted engine reads to journal the fees a broker reports after its fills:
+    the account's fills without a fee since a moment, with their orders' client order ids."""
+    clock = FixedClock()
+    old, recent, paid = (insert_order(journal, clock, cid) for cid in ("c-old", "c-new", "c-fee"))
+    for fill_id, order_id, at, fee in [
+        ("ib:old", old, clock.now - timedelta(days=8), None),  # before `since`
+        ("ib:new", recent, clock.now - timedelta(hours=1), None),
+        ("ib:paid", paid, clock.now, D(1)),  # its fee is journaled
+        ("ib:late", paid, clock.now, None),
+    ]:
+        journal.record_fill(
+            fill_id=fill_id, order_id=order_id, account="paper", ticker="AAPL", side="buy",
+            quantity=D(1), price=D(190), filled_at=at, fee=fee, fee_currency=fee and "USD",
+        )  # fmt: skip
+    since = clock.now - timedelta(days=7)
+    assert journal.feeless_fills("paper", since) == [("c-new", "ib:new"), ("c-fee", "ib:late")]
+    assert journal.feeless_fills("other", since) == []
+    journal.set_fill_fee("ib:late", D(1), "USD", clock())
+    assert journal.feeless_fills("paper", since) == [("c-new", "ib:new")]
 
 
 def test_an_event_detail_may_carry_any_key_even_journal(journal):

@@ -30,6 +30,9 @@ does), and `reqContractDetails` then knows only the listed contracts that are no
 params are a cross product: not every pair exists). `list_futures(root, exchange, months)` lists a
 root's dated contracts: a `reqContractDetails` without a month answers all of them, as IB does.
 Options are priced by their local symbol (`set_price("AAPL  261218C00200000", …)`).
+Each execution's commission report follows it (`commission_delay` seconds later, to the
+connections open at the execution that are still open), and a `reqExecutions` replay carries the
+reports TWS has after their executions, as TWS does.
 `requests` logs every request the client sent, decoded, for assertions.
 """
 
@@ -135,6 +138,9 @@ class Execution:
     cumulative: Decimal
     average: Decimal
     at: datetime
+    # Whether TWS has its commission yet (its report may come well after the execution): a
+    # reqExecutions replay then carries the report after the execution, as TWS does.
+    commission_known: bool = False
 
 
 @dataclass
@@ -293,13 +299,14 @@ class FakeTws(OwnLoop):
                 cumulative=old.cumulative,
                 average=new_price,
                 at=old.at,
+                commission_known=True,
             )
             self.executions.append(corrected)
             order = old.order
             signed = old.shares if order.action == "BUY" else -old.shares
             self.cash -= signed * (new_price - old.price) * Decimal(order.contract.multiplier or 1)
             self._send_to(order.client_id, self._exec_fields(-1, corrected))
-            self._send_to(order.client_id, [59, 1, corrected.exec_id, "1.0", "USD", "0", "", ""])
+            self._send_to(order.client_id, self._commission_fields(corrected))
             return corrected.exec_id
 
         result: str = self._call(correct)
@@ -623,6 +630,8 @@ class FakeTws(OwnLoop):
         for execution in self.executions:
             if client_id in (0, execution.order.client_id):
                 self._write(session, self._exec_fields(request_id, execution))
+                if execution.commission_known:
+                    self._write(session, self._commission_fields(execution))
         self._write(session, [55, 1, request_id])
 
     # -- contracts -------------------------------------------------------------------------
@@ -1019,13 +1028,15 @@ class FakeTws(OwnLoop):
         # Live reports (a client that is away learns this from the replay after reconnecting).
         self._send_to(order.client_id, self._exec_fields(-1, execution))
         self._send_status(order)
-        commission = [59, 1, execution.exec_id, "1.0", "USD", "0", "", ""]
         if self.commission_delay:  # as IB may: the report well after the execution
+            # To the connections open now, if still open then: a client that went away meanwhile
+            # learns it from the executions replay (`reqExecutions`) after it connects again.
+            open_now = [s for s in self.sessions if s.client_id == order.client_id]
             asyncio.get_running_loop().call_later(
-                self.commission_delay, self._send_to, order.client_id, commission
+                self.commission_delay, self._report_commission, execution, open_now
             )
         else:
-            self._send_to(order.client_id, commission)
+            self._report_commission(execution, None)
         if order.status != "Filled":
             return  # a partial fill: the order keeps working, its bracket waits
         for child in self._children(order):  # the bracket goes live
@@ -1038,6 +1049,18 @@ class FakeTws(OwnLoop):
                     self._cancel(other, f"Order Canceled - reason: OCA group {order.oca_group}")
         for child in self._children(order):
             self._try_fill(child)
+
+    def _report_commission(self, execution: Execution, sessions: list[Session] | None) -> None:
+        """TWS has the execution's commission: reported live to `sessions` that are still open
+        (None: every connection of the order's client id)."""
+        execution.commission_known = True
+        fields = self._commission_fields(execution)
+        if sessions is None:
+            self._send_to(execution.order.client_id, fields)
+            return
+        for session in sessions:
+            if session in self.sessions:
+                self._write(session, fields)
 
     def _book(self, order: Order, shares: Decimal, price: Decimal) -> None:
         signed = shares if order.action == "BUY" else -shares
@@ -1078,6 +1101,10 @@ class FakeTws(OwnLoop):
             "",
             0,
         ]
+
+    @staticmethod
+    def _commission_fields(e: Execution) -> list[Any]:
+        return [59, 1, e.exec_id, "1.0", "USD", "0", "", ""]
 
     def _exec_fields(self, request_id: int, e: Execution) -> list[Any]:
         o = e.order

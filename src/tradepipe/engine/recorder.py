@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,13 @@ from tradepipe.errors import BrokerError, OrderRejected
 from tradepipe.journal import DeliveryRow, Journal, OrderRow
 
 log = logging.getLogger(__name__)
+
+# How far back a fill journaled without a fee may still get it from its broker: IB replays to a
+# new connection (reqExecutions) the executions of the current day with their commission reports,
+# and of up to 7 days when TWS's Trade Log is set to show more days; an older fill's report never
+# comes again. 7 days covers the longest replay, and keeps the read at a restart to a week of
+# fills (the bound is on the fill's time, not the order's: a GTC order may fill days later).
+FEES_REPORTED_WITHIN = timedelta(days=7)
 
 
 class Recorder:
@@ -55,8 +62,11 @@ class Recorder:
         self.order_sent = order_sent
         self.notify = notify  # a new fill is told (SPEC §14 kind `fill`) with its order
         # client order id → its fills journaled without a fee, at brokers whose fees follow
-        # their fills (`Capabilities.fees_follow_fills`); emptied as the fees come.
+        # their fills (`Capabilities.fees_follow_fills`); emptied as the fees come. Read from
+        # the journal for each such account at its first answer (`_seed_feeless`): a fee the
+        # broker reports after a restart is journaled too.
         self.feeless: dict[str, set[str]] = {}
+        self._seeded: dict[str, Broker] = {}  # account → its broker when `feeless` was read
 
     def record_state(
         self,
@@ -82,6 +92,9 @@ class Recorder:
             or state.filled_quantity < Decimal(journaled["filled_quantity"])
         ):
             return state
+        broker = self.current.brokers.get(account)
+        if broker is not None and self._seeded.get(account) is not broker:
+            self._seed_feeless(account, broker)
         if (
             journaled["status"] == state.status
             and Decimal(journaled["filled_quantity"]) == state.filled_quantity
@@ -151,7 +164,6 @@ class Recorder:
                     f"{account} {ticker}",
                     fill_text(journaled, booked, state.filled_quantity),
                 )
-        broker = self.current.brokers.get(account)
         if broker is not None and broker.capabilities.fees_follow_fills:
             feeless = {f"{account}:{f.fill_id}" for f in fills if f.fee is None}
             if feeless:
@@ -170,6 +182,18 @@ class Recorder:
         ):
             self.settle_due(account, ticker)
         return state
+
+    def _seed_feeless(self, account: str, broker: Broker) -> None:
+        """Once per account and broker in this process (before its first answer is read): the
+        account's recent fills the journal holds without a fee, when its broker reports fees
+        after fills — a report may come after a restart (IB re-sends an execution's commission
+        report with the executions a new connection asks for). One read; none for other brokers."""
+        self._seeded[account] = broker
+        if not broker.capabilities.fees_follow_fills:
+            return
+        since = self.clock() - FEES_REPORTED_WITHIN
+        for client_order_id, fill_id in self.journal.feeless_fills(account, since):
+            self.feeless.setdefault(client_order_id, set()).add(fill_id)
 
     def _late_fees(self, account: str, state: OrderState) -> None:
         """Journal the fees the broker now reports for fills journaled without one."""

@@ -267,6 +267,7 @@ class Journal:
     orders_for_deliveries = _orders.orders_for_deliveries
     record_fill = _orders.record_fill
     set_fill_fee = _orders.set_fill_fee
+    feeless_fills = _orders.feeless_fills
     order_fills = _orders.order_fills
     fills = _orders.fills
     subscription_tickers = _orders.subscription_tickers

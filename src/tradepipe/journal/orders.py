@@ -27,6 +27,7 @@ from tradepipe.journal.rows import (
     to_text,
     typed,
     update_returning,
+    utc_text,
 )
 
 if TYPE_CHECKING:
@@ -314,6 +315,18 @@ def set_fill_fee(
             detail = {"fee": fee, "fee_currency": fee_currency}
             append_event(journal.conn, "fill_fee", fill_id, detail, at, group=journal.group)
     return bool(changed)
+
+
+def feeless_fills(journal: Journal, account: str, since: datetime) -> list[tuple[str, str]]:
+    """The account's fills journaled without a fee that filled at `since` or later, as (the
+    client order id of the order filled, the fill id), oldest first: the fills whose fee a
+    broker that reports it after the fill (`set_fill_fee`) may still report."""
+    rows = journal.conn.execute(
+        "SELECT o.client_order_id, f.fill_id FROM fills f JOIN orders o ON o.id = f.order_id"
+        " WHERE f.account = ? AND f.fee IS NULL AND f.filled_at >= ? ORDER BY f.id",
+        (account, utc_text(since)),
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def order_fills(journal: Journal, order_id: int) -> list[tuple[str, Decimal, Decimal]]:

@@ -38,7 +38,8 @@ async def lookup(broker: IbkrBroker, client_order_id: str) -> OrderState | None:
 
 
 async def resync(broker: IbkrBroker) -> None:
-    """After a reconnect: today's fills and the orders' states, reported where changed."""
+    """After each connect (a new process's first too): today's fills, with the commission
+    reports IB sends again with them, and the orders' states, reported where changed."""
     asked = await ask_ib(broker, "re-syncing")
     ids = {t.order.orderRef for t in (*broker._ib.trades(), *asked) if t.order.orderRef}
     ids |= {f.execution.orderRef for f in broker._ib.fills() if f.execution.orderRef}

@@ -28,8 +28,9 @@ DATA_LOST_CODES = frozenset({1101})
 
 # What the startup sync fetches: open orders and today's executions restore ib_async's state
 # after a reconnect; positions and the account's updates feed `positions()` / `account()`.
-# Completed orders are asked for when an id is looked up (apiOnly), not at every connect, and
-# sub-account updates only matter for advisor accounts.
+# Completed orders are asked for when an id is looked up and by the re-sync after the sync
+# (apiOnly; a failure there does not fail the connect), and sub-account updates only matter
+# for advisor accounts.
 STARTUP_FETCH = (
     ib_async.StartupFetch.POSITIONS
     | ib_async.StartupFetch.ORDERS_OPEN
@@ -154,8 +155,19 @@ class Session:
                 f"IB {self.name}: account {self.account} is not managed by this login"
                 f" (it manages {accounts})"
             )
-        if self._has_connected:  # what happened while we were away
+        # What happened while we were away; a new process was away too: IB re-sends the
+        # commission reports of the day's executions with them, and ib_async tells one only
+        # for an order it holds — one done before this connection only once the re-sync has
+        # asked IB for the completed orders. The fee of a fill journaled before a restart
+        # comes that way (`Recorder.feeless`).
+        try:
             await self._resync()
+        except BrokerError as e:
+            if self._has_connected:
+                raise
+            # The first connect did without it before: the orders' states are settled by the
+            # engine's own lookups; only a late fee waits for the next re-sync.
+            log.warning("IB %s: re-sync after connecting failed: %s", self.name, e)
         self._has_connected = True
 
     async def close(self) -> None:
