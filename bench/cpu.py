@@ -26,7 +26,6 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,48 +76,30 @@ class TimedConnection:
 
 
 def in_process(signals: int) -> tuple[float, float]:
-    """(ms per signal, ms of it inside SQLite's execute) through the engine alone."""
-    from tradepipe.config import load_config
-    from tradepipe.core.signal import parse_signal, signal_to_json
-    from tradepipe.daemon.serve import make_brokers
-    from tradepipe.engine import Engine
-    from tradepipe.journal import Journal
+    """(ms per signal, ms of it inside SQLite's execute) through the engine alone: the test
+    suite's engine harness (tests/test_engine.py: signals journaled as the webhook journals
+    them, the real paper broker), its order-rate guard raised out of the way as in bench.run."""
+    from tests.helpers import write_config
+    from tests.test_engine import Harness
+
+    account = "[accounts.paper.risk]\nmax_orders_per_minute = 1000000000\n"
 
     async def main(directory: Path) -> tuple[float, float]:
-        config = load_config(b.write_config(directory, b.free_port(), 1, 1, enabled=True))
-        journal = Journal.open(Path(config.journal.path))
-        timed = TimedConnection(journal.conn)
-        journal.conn = timed  # type: ignore[assignment]
-        journal.group_commits()
-
-        def clock() -> datetime:
-            return datetime.now(UTC)
-
-        engine = Engine(config, journal, make_brokers(config, journal, clock), clock)
-        await engine.start()
+        harness = Harness(write_config(directory, account, subscription="allow_add = true\n"))
+        timed = TimedConnection(harness.journal.conn)
+        harness.journal.conn = timed  # this run only: every statement timed
+        harness.journal.group_commits()
+        await harness.engine.start()
         started = time.perf_counter()
         for first in range(0, signals, 64):  # in bursts, as the webhook hands them over
             for n in range(first, min(signals, first + 64)):
-                payload = json.loads(b.reversal_body(n, "cpu"))
-                signal = parse_signal(payload).signal
-                assert signal is not None
-                signal_id = journal.record_signal(
-                    strategy="bench",
-                    received_at=clock(),
-                    source="bench",
-                    body=json.dumps(payload),
-                    payload=json.dumps(signal_to_json(signal)),
-                    ticker=signal.ticker,
-                    action=signal.action,
-                    status="accepted",
-                    http_status=200,
-                )
-                engine.enqueue(signal_id, "bench", signal)
-            await engine.drain()
-        await journal.durable()
+                signal_id, signal = harness.journal_signal(json.loads(b.reversal_body(n, "cpu")))
+                harness.engine.enqueue(signal_id, "trend", signal)
+            await harness.engine.drain()
+        await harness.journal.durable()
         elapsed = time.perf_counter() - started
-        await engine.stop()
-        journal.close()
+        await harness.engine.stop()
+        harness.journal.close()
         return elapsed / signals * 1000, timed.seconds / signals * 1000
 
     with tempfile.TemporaryDirectory(prefix="tradepipe-cpu-") as name:

@@ -379,3 +379,42 @@ def test_every_order_is_on_disk_before_the_broker_hears_of_it(tmp_path):
         assert [c for c in calls if c[0] != "cancel" and c[2] != "submitting"] == []
 
     run(write_config(tmp_path), test, WitnessHarness)
+
+
+def test_audit_events_that_cannot_be_written_at_the_commit_fail_it_and_take_their_rows_back(
+    tmp_path,
+):
+    """A transaction's audit events wait for its commit (journal/events.py): if they cannot be
+    written then, the change they record is not committed without them (no silent gap in the
+    trail), the waiter hears why, and the journal refuses more, as after any failed commit."""
+
+    async def main():
+        journal = journal_at(tmp_path)
+        journal.group_commits()
+        journal.record_signal(
+            strategy="trend", received_at=NOW, body="{}", status="accepted", http_status=200
+        )
+        await journal.durable()
+        # The disk refuses the delivery's event only, and only when the commit writes it.
+        journal.conn.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON events WHEN NEW.kind = 'delivery'"
+            " BEGIN SELECT RAISE(ABORT, 'events refused'); END"
+        )
+        journal.ensure_delivery(
+            signal_id=1,
+            subscription="trend-paper",
+            account="paper",
+            ticker="AAPL",
+            status="queued",
+            created_at=NOW,
+            updated_at=NOW,
+        )  # its row written, its event waiting
+        with pytest.raises(JournalError, match="events refused"):
+            await journal.durable()
+        assert on_disk(journal.path, "SELECT count(*) FROM deliveries") == [(0,)]
+        assert on_disk(journal.path, "SELECT kind FROM events") == [("signal",)]
+        with pytest.raises(JournalError, match="restarts"):
+            journal.record_operator_action("note", "after", NOW)
+        journal.close()
+
+    asyncio.run(main())

@@ -141,12 +141,14 @@ def test_the_commission_ib_reports_after_the_execution_is_the_fills_fee(fake, co
     fake.commission_delay = 0.5
     with Daemon(config, free_port()):
         assert deliver(config, buy(5))["status"] == "submitted"
-        wait_for(
-            lambda: [f["fee"] for f in tradepipe_json(config, "trades")] == [1],
-            what="the commission journaled as the fill's fee",
-        )
-        (fill,) = tradepipe_json(config, "trades")
-        audit = tradepipe_json(config, "audit")
+        assert_fee_journaled(config, "the commission journaled as the fill's fee")
+
+
+def assert_fee_journaled(config, what: str) -> None:
+    """The one fill gets IB's commission (1 USD) as its fee, with its `fill_fee` audit event."""
+    wait_for(lambda: [f["fee"] for f in tradepipe_json(config, "trades")] == [1], what=what)
+    (fill,) = tradepipe_json(config, "trades")
+    audit = tradepipe_json(config, "audit")
     assert fill["fee_currency"] == "USD"
     (event,) = [e for e in audit if e["kind"] == "fill_fee"]
     assert event["subject"].startswith("ib:") and event["detail"]["fee"] in (1, "1")
@@ -165,12 +167,4 @@ def test_a_commission_ib_reports_after_a_restart_is_the_fills_fee(fake, config):
     (execution,) = fake.executions
     wait_for(lambda: execution.commission_known, what="the commission known at IB")
     with Daemon(config, free_port()):
-        wait_for(
-            lambda: [f["fee"] for f in tradepipe_json(config, "trades")] == [1],
-            what="the commission journaled as the fill's fee after the restart",
-        )
-        (fill,) = tradepipe_json(config, "trades")
-        audit = tradepipe_json(config, "audit")
-    assert fill["fee_currency"] == "USD"
-    (event,) = [e for e in audit if e["kind"] == "fill_fee"]
-    assert event["subject"].startswith("ib:") and event["detail"]["fee"] in (1, "1")
+        assert_fee_journaled(config, "the commission journaled as the fill's fee after the restart")

@@ -246,9 +246,9 @@ class Webhook:
         # The look-up is part of the insert (journal.record_new_signal): two copies cannot both
         # pass. An idempotency key is remembered for DEDUPE_KEY_TTL, a body for the window.
         if dedupe_key:
-            dedupe, since = "dedupe_key", received_at - DEDUPE_KEY_TTL
+            dedupe, seen, since = "dedupe_key", dedupe_key, received_at - DEDUPE_KEY_TTL
         else:
-            dedupe = "body_hash"
+            dedupe, seen = "body_hash", body_hash
             since = received_at - timedelta(seconds=float(strategy.dedupe_window))
         row = {
             "strategy": name,
@@ -268,11 +268,7 @@ class Webhook:
             dedupe, since, **row, status="accepted", http_status=200
         )
         if signal_id is None:
-            value = dedupe_key or body_hash
-            if dedupe_key:
-                original = self.journal.find_signal_by_key(name, value, since)
-            else:
-                original = self.journal.find_signal_by_body(name, value, since)
+            original = self.journal.find_seen_signal(name, dedupe, seen, since)
             self.engine.metrics.signals.labels(name, "duplicate").inc()
             self.journal.record_signal(
                 **row, status="duplicate", http_status=200, duplicate_of=original

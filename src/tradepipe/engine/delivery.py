@@ -169,7 +169,7 @@ class Delivery:
         calls for (SPEC §14): a rejection or failure, a wait for approval (with the command).
         `notify=False`: the operator's own doing, told to no one."""
         # One write when nothing is told: a unit by itself (journal.write_one), no savepoint.
-        told = notify and status in TOLD
+        told = notify and DeliveryStatus(status) in TOLD
         with self.journal.transaction() if told else nullcontext():
             self.journal.update_delivery(
                 delivery["id"], status=status, reason=reason, updated_at=self.clock()
@@ -284,20 +284,25 @@ class Delivery:
         return Outcome("submitted", plan.summary)
 
 
-# The outcomes a notification tells of (tell_delivery).
-TOLD = frozenset({DeliveryStatus.PENDING_APPROVAL, DeliveryStatus.REJECTED, DeliveryStatus.FAILED})
+# The outcomes a notification tells of, and its kind (tell_delivery); no other one is told.
+TOLD = {
+    DeliveryStatus.PENDING_APPROVAL: NotifyKind.APPROVAL,
+    DeliveryStatus.REJECTED: NotifyKind.FAILURE,
+    DeliveryStatus.FAILED: NotifyKind.FAILURE,
+}
 
 
 def tell_delivery(notify: Notify, delivery: DeliveryRow, status: str, reason: str) -> None:
     """The notification a delivery's outcome calls for, if any (inside its transaction)."""
+    kind = TOLD.get(DeliveryStatus(status))
+    if kind is None:
+        return
     where = f"{delivery['subscription']} {delivery['ticker']} (signal {delivery['signal_id']})"
-    subject = f"delivery {delivery['id']}"
-    if status == DeliveryStatus.PENDING_APPROVAL:
+    text = f"delivery {delivery['id']} {where} {status}: {reason}"
+    if kind is NotifyKind.APPROVAL:
         text = (
             f"delivery {delivery['id']} {where} waits for approval: {reason}."
             f" Approve: tradepipe approve {delivery['id']}"
             f" · reject: tradepipe reject {delivery['id']}"
         )
-        notify(NotifyKind.APPROVAL, subject, text)
-    elif status in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED):
-        notify(NotifyKind.FAILURE, subject, f"delivery {delivery['id']} {where} {status}: {reason}")
+    notify(kind, f"delivery {delivery['id']}", text)

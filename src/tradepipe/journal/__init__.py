@@ -241,6 +241,7 @@ class Journal:
     record_new_signal = _signals.record_new_signal
     find_signal_by_key = _signals.find_signal_by_key
     find_signal_by_body = _signals.find_signal_by_body
+    find_seen_signal = _signals.find_seen_signal
     mark_signal_processed = _signals.mark_signal_processed
     signal = _signals.signal
     signals = _signals.signals

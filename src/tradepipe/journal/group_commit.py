@@ -64,13 +64,12 @@ class GroupCommit:
         self._waiters: list[asyncio.Future[None]] = []
         self._on_failure: list[Callable[[JournalError], None]] = []
         # Audit events wait here for their transaction's commit (defer_event), and go in with
-        # one statement (write_events). `events_head`: the chain's head (id, hash) as this open
-        # transaction wrote it (it holds the write lock: no other connection appends
-        # meanwhile); `_committed_head`: as the last commit left it, a guess that the insert
-        # checks (another connection may have appended since).
+        # one statement (write_events), chained after `events_head`: the chain's head (id,
+        # hash) as this connection last wrote it, kept across commits (None: unknown, after a
+        # rollback). The insert checks it is still the table's last row (another connection
+        # may have appended since) and reads the head only when it is not.
         self._events: list[Pending] = []
         self.events_head: tuple[int, str] | None = None
-        self._committed_head: tuple[int, str] | None = None
         self._mark = 0  # events queued before the open unit: what its rollback keeps
         self._rewrite: list[Pending] | None = None  # earlier units' events written inside it
         # How many times writes of this connection were undone (a unit rolled back, or the
@@ -203,13 +202,13 @@ class GroupCommit:
 
     def write_events(self) -> tuple[int, str] | None:
         """Write the waiting events now (before the commit, or for a reader of the table on
-        this connection); returns the chain's head as this transaction wrote it (None: it
-        wrote no event). A failure leaves them waiting."""
+        this connection); returns the chain's head as this connection last wrote it. A
+        failure leaves them waiting."""
         self._check()
         if not self._events:
             return self.events_head
         events = self._events
-        head = write_chain(self.conn, self.events_head or self._committed_head, events)
+        head = write_chain(self.conn, self.events_head, events)
         if self._depth and self._rewrite is None:  # the unit's rollback must not take these
             self._rewrite = events[: self._mark]
         self._events, self._mark = [], 0
@@ -292,10 +291,7 @@ class GroupCommit:
             self._roll_back_everything()
         else:
             self.commits += 1
-            if self.events_head is not None:
-                self._committed_head = self.events_head
         finally:
-            self.events_head = None
             self._open, self._base = 0, None
 
     def _roll_back_everything(self) -> None:

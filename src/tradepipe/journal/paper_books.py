@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from tradepipe.core.model import RESTING_ORDER
 from tradepipe.journal.positions import apply_fill
-from tradepipe.journal.rows import as_read, insert_returning, many, one, to_text, update_returning
+from tradepipe.journal.rows import (
+    insert_new_returning,
+    insert_returning,
+    many,
+    one,
+    to_text,
+    update_returning,
+)
 
 if TYPE_CHECKING:
     from tradepipe.journal import Journal
@@ -264,13 +271,9 @@ def paper_insert_order(journal: Journal, /, **row: Any) -> dict[str, Any]:
 def paper_insert_new_order(journal: Journal, /, **row: Any) -> dict[str, Any] | None:
     """`paper_insert_order`, unless the account has an order of this client order id already:
     None then, and nothing written (whether an order is new is learnt from its insert)."""
-    columns, marks = ", ".join(row), ", ".join("?" for _ in row)
-    rows = journal.conn.execute(
-        f"INSERT INTO paper_orders ({columns}) VALUES ({marks})"
-        " ON CONFLICT (account, client_order_id) DO NOTHING RETURNING *",
-        [as_read(v) for v in row.values()],
-    ).fetchall()
-    return _inserted(journal, dict(rows[0])) if rows else None
+    key = "account, client_order_id"
+    written = insert_new_returning(journal.conn, "paper_orders", row, key)
+    return _inserted(journal, written) if written is not None else None
 
 
 def _inserted(journal: Journal, written: dict[str, Any]) -> dict[str, Any]:

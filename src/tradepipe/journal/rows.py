@@ -188,13 +188,31 @@ def insert_returning(
     conn: sqlite3.Connection, table: str, row: Mapping[str, Any]
 ) -> dict[str, Any]:
     """`insert`, answering the row as written (`RETURNING *`, defaults filled in)."""
-    shape = (table, *row, "RETURNING")
+    written = _insert_returning(conn, table, row, "")
+    assert written is not None
+    return written
+
+
+def insert_new_returning(
+    conn: sqlite3.Connection, table: str, row: Mapping[str, Any], key: str
+) -> dict[str, Any] | None:
+    """`insert_returning`, unless the table has a row with the same `key` (its unique
+    columns, "a, b"): None then, and nothing written."""
+    return _insert_returning(conn, table, row, f" ON CONFLICT ({key}) DO NOTHING")
+
+
+def _insert_returning(
+    conn: sqlite3.Connection, table: str, row: Mapping[str, Any], conflict: str
+) -> dict[str, Any] | None:
+    shape = (table, *row, "RETURNING", conflict)
     sql = _SQL.get(shape)
     if sql is None:
         columns, marks = ", ".join(row), ", ".join("?" for _ in row)
-        sql = _SQL[shape] = f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING *"
-    (written,) = conn.execute(sql, [_value(v) for v in row.values()]).fetchall()
-    return dict(written)
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}){conflict} RETURNING *"
+        _SQL[shape] = sql
+    rows = conn.execute(sql, [_value(v) for v in row.values()]).fetchall()
+    assert len(rows) <= 1
+    return dict(rows[0]) if rows else None
 
 
 def filters(**filters: Any) -> tuple[str, list[Any]]:

@@ -14,7 +14,6 @@ from tradepipe.journal.rows import (
     DeliveryRow,
     as_read,
     dumps,
-    insert,
     many,
     many_rows,
     one,
@@ -31,34 +30,46 @@ if TYPE_CHECKING:
 
 
 def record_signal(journal: Journal, /, **row: Any) -> int:
-    """Insert one received request and commit it durably; returns the signal id."""
-    for key in ("errors", "warnings"):
-        row[key] = dumps(row.get(key) or [])
-    with journal.transaction():
-        signal_id = insert(journal.conn, "signals", row)
-        detail = {k: row.get(k) for k in ("status", "strategy", "ticker", "action", "source")}
-        detail["http_status"] = row.get("http_status")
-        subject, at = f"signal {signal_id}", row.get("received_at")
-        append_event(journal.conn, "signal", subject, detail, at, group=journal.group)
-        return signal_id
+    """Insert one received request (durable with the journal's next commit); its id."""
+    signal_id = _record(journal, row, None)
+    assert signal_id is not None
+    return signal_id
 
 
 def record_new_signal(journal: Journal, /, dedupe: str, since: datetime, **row: Any) -> int | None:
     """`record_signal` for an accepted signal, unless an accepted one of its strategy with the
     same `dedupe` column ("dedupe_key" or "body_hash") was received since then: its id, or None
     (a duplicate; nothing written). The look-up is part of the insert (one statement)."""
+    return _record(journal, row, (dedupe, since))
+
+
+# An accepted signal of a strategy with a key, received since a moment: what a new signal with
+# that key duplicates. Said once, for the insert's guard and for the look-up of the original.
+def _seen(column: str) -> str:
+    assert column in ("dedupe_key", "body_hash")
+    return (
+        f"strategy = ? AND {column} = ? AND received_at >= ?"
+        " AND status IN ('accepted', 'processed')"
+    )
+
+
+def _record(
+    journal: Journal, row: dict[str, Any], unless_seen: tuple[str, datetime] | None
+) -> int | None:
     for key in ("errors", "warnings"):
         row[key] = dumps(row.get(key) or [])
-    assert dedupe in ("dedupe_key", "body_hash")
     columns, marks = ", ".join(row), ", ".join("?" for _ in row)
-    sql = (
-        f"INSERT INTO signals ({columns}) SELECT {marks} WHERE NOT EXISTS (SELECT 1 FROM signals"
-        f" WHERE strategy = ? AND {dedupe} = ? AND received_at >= ?"
-        " AND status IN ('accepted', 'processed'))"
-    )
-    seen = (row["strategy"], row[dedupe], since.isoformat())
+    params = [as_read(v) for v in row.values()]
+    sql = f"INSERT INTO signals ({columns}) VALUES ({marks})"
+    if unless_seen is not None:
+        column, since = unless_seen
+        sql = (
+            f"INSERT INTO signals ({columns}) SELECT {marks}"
+            f" WHERE NOT EXISTS (SELECT 1 FROM signals WHERE {_seen(column)})"
+        )
+        params += [row["strategy"], row[column], since.isoformat()]
     with journal.transaction():
-        cursor = journal.conn.execute(sql, [*(as_read(v) for v in row.values()), *seen])
+        cursor = journal.conn.execute(sql, params)
         if cursor.rowcount == 0:
             return None
         signal_id = cursor.lastrowid
@@ -74,22 +85,24 @@ def find_signal_by_key(
     journal: Journal, strategy: str, dedupe_key: str, since: datetime
 ) -> int | None:
     """The accepted signal of this strategy with this idempotency key, received since then."""
-    return _find_accepted(journal, strategy, "dedupe_key", dedupe_key, since)
+    return find_seen_signal(journal, strategy, "dedupe_key", dedupe_key, since)
 
 
 def find_signal_by_body(
     journal: Journal, strategy: str, body_hash: str, since: datetime
 ) -> int | None:
     """The accepted signal of this strategy with this very body, received since then."""
-    return _find_accepted(journal, strategy, "body_hash", body_hash, since)
+    return find_seen_signal(journal, strategy, "body_hash", body_hash, since)
 
 
-def _find_accepted(
+def find_seen_signal(
     journal: Journal, strategy: str, column: str, value: str, since: datetime
 ) -> int | None:
+    """The first accepted signal of this strategy whose `column` ("dedupe_key" or
+    "body_hash") is `value`, received since then: what `record_new_signal` refused to
+    duplicate."""
     row = journal.conn.execute(
-        f"SELECT id FROM signals WHERE strategy = ? AND {column} = ? AND received_at >= ?"
-        " AND status IN ('accepted', 'processed') ORDER BY id LIMIT 1",
+        f"SELECT id FROM signals WHERE {_seen(column)} ORDER BY id LIMIT 1",
         (strategy, value, since.isoformat()),
     ).fetchone()
     return row[0] if row else None

@@ -175,11 +175,8 @@ class PaperBroker:
         entry, children = self._canonical(entry), [self._canonical(c) for c in children]
         # A retried order (same client order id) is answered with what it came to. Whether it
         # is new is learnt from its insert, which writes nothing for a taken id (no read
-        # first), except when a fault waits: only a new order may meet it, so that is read.
-        if self.faults.waiting and self._journal.paper_order(self.name, entry.client_order_id):
-            return await self._known(entry, children)
+        # first); only then may it meet a fault (a REJECT or DROP takes its rows back).
         try:
-            fault = self.faults.next_order()
             for request in (entry, *children):
                 self._check(request)
             mark = self.ledger.mark(entry.ticker)  # no await from here to the fill: one read
@@ -191,6 +188,7 @@ class PaperBroker:
                 self.matching.open(
                     entry, mark, now, children=children, affordable=True, new_only=True
                 )
+                fault = self.faults.next_order()
         except Taken:
             return await self._known(entry, children)
         except OrderRejected:  # a verdict on a new order only: a taken one is answered

@@ -36,12 +36,6 @@ class Faults:
         if self._down is not None:
             raise BrokerUnavailable(f"paper broker {self.account}: {self._down}")
 
-    @property
-    def waiting(self) -> bool:
-        """A fault is queued (one a new order meets: whether an order is new must be known
-        before it is taken)."""
-        return bool(self._queue)
-
     def next_order(self) -> tuple[Fault, str] | None:
         """The fault this new order meets: a REJECT refuses it here, a DROP never lets it
         reach the books; a TIMEOUT is returned, for `lose_answer` once it is booked."""

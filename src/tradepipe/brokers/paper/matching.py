@@ -91,9 +91,8 @@ class Matching:
         Unless it is held itself, the order meets the mark (`meet`): one that fills whole or
         is refused or canceled at once is inserted in that final state, its row written once
         (no insert then update in the same call); one that rests is inserted as `status`, and
-        a trailing stop starts trailing (`new_only`: unless its id is taken, see `insert`). Its
-        legs are inserted after it; its fill then
-        releases them, its end cancels them."""
+        a trailing stop starts trailing (`new_only`: unless its id is taken, see `insert`).
+        Its legs are inserted after it; its fill then releases them, its end cancels them."""
         met = None if status == OrderStatus.HELD else self.meet(request, mark, affordable)
         final: dict[str, Any] = {}
         if met is not None and met.price is not None:
